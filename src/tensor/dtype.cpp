@@ -1,0 +1,44 @@
+#include "tensor/dtype.h"
+
+#include <array>
+
+namespace flashmem {
+namespace {
+
+struct Entry {
+  DType type;
+  DTypeInfo info;
+};
+
+constexpr std::array<Entry, 8> kTypes = {{
+    {DType::F32, {"f32", 1, 4}},
+    {DType::F16, {"f16", 1, 2}},
+    {DType::Q4_0, {"q4_0", kQ4Block, sizeof(BlockQ4_0)}},
+    {DType::Q8_0, {"q8_0", kQ8Block, sizeof(BlockQ8_0)}},
+    {DType::I8, {"i8", 1, 1}},
+    {DType::I16, {"i16", 1, 2}},
+    {DType::I32, {"i32", 1, 4}},
+    {DType::BF16, {"bf16", 1, 2}},
+}};
+
+}  // namespace
+
+std::optional<DType> dtype_from_id(uint32_t id) {
+  for (const Entry& e : kTypes)
+    if (static_cast<uint32_t>(e.type) == id) return e.type;
+  return std::nullopt;
+}
+
+const DTypeInfo& dtype_info(DType type) {
+  for (const Entry& e : kTypes)
+    if (e.type == type) return e.info;
+  return kTypes[0].info;  // unreachable for valid enum values
+}
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (const Entry& e : kTypes)
+    if (e.info.name == name) return e.type;
+  return std::nullopt;
+}
+
+}  // namespace flashmem

@@ -1,0 +1,57 @@
+// Compute kernels. They see spans and shapes, never model types. Every fast kernel has a plain
+// scalar twin named *_ref with the same contract; tests/unit/test_kernels.cpp checks them against
+// each other on random inputs.
+//
+// Weight matrices are row-major in their storage type: W [rows, cols], row r starts at
+// (const uint8_t*)w + r * row_bytes(type, cols); cols is a multiple of the type's block size.
+// For Q8_0 and Q4_0 weights the activations are first quantized to Q8_0 blocks (as llama.cpp
+// does), so results match llama.cpp's quantized dot products; other types compute in f32.
+#pragma once
+#include <cstdint>
+
+#include "tensor/dtype.h"
+#include "util/thread_pool.h"
+
+namespace flashmem {
+
+// ---- rows ------------------------------------------------------------------------------------
+// dst[n] = src row of `type` converted to f32.
+void dequantize_row(DType type, const void* src, float* dst, int64_t n);
+void dequantize_row_ref(DType type, const void* src, float* dst, int64_t n);
+// src[n] f32 -> dst row of `type` (F32, F16, BF16, Q8_0, Q4_0); round-to-nearest, llama.cpp's
+// reference quantizers for Q8_0 (d = amax/127) and Q4_0 (d = max/-8 by signed max magnitude).
+void quantize_row(DType type, const float* src, void* dst, int64_t n);
+void quantize_row_ref(DType type, const float* src, void* dst, int64_t n);
+
+// f32 <-> f16 for whole rows (KV cache writes and reads).
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n);
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n);
+
+// ---- vector ops (single thread) ----------------------------------------------------------------
+float dot_f32(const float* a, const float* b, int64_t n);
+float dot_f32_ref(const float* a, const float* b, int64_t n);
+// dot of an f16 vector with an f32 vector.
+float dot_f16_f32(const uint16_t* a, const float* b, int64_t n);
+float dot_f16_f32_ref(const uint16_t* a, const float* b, int64_t n);
+// y[n] += alpha * x[n]
+void axpy_f32(float alpha, const float* x, float* y, int64_t n);
+void axpy_f32_ref(float alpha, const float* x, float* y, int64_t n);
+void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
+void axpy_f16_ref(float alpha, const uint16_t* x, float* y, int64_t n);
+// y[n] = x[n] / sqrt(mean(x^2) + eps) * weight[n]   (x and y may alias)
+void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
+void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps);
+
+// ---- matrix products (threaded over `pool`; pool may be nullptr for single-thread) -------------
+// y[rows] = W[rows, cols] · x[cols]
+void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,
+            ThreadPool* pool);
+void matvec_ref(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols);
+
+// Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T   (X, Y row-major, dense)
+void matmul(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
+            int64_t cols, ThreadPool* pool);
+void matmul_ref(DType type, const void* w, const float* x, float* y, int64_t n_tokens,
+                int64_t rows, int64_t cols);
+
+}  // namespace flashmem

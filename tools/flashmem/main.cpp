@@ -1,0 +1,29 @@
+// flashmem: long-context LLM inference that keeps only the KV cache the model is about to need.
+#include <cstdio>
+#include <exception>
+#include <new>
+
+#include "commands.h"
+#include "util/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"flashmem: long-context LLM inference with Lookahead Sparse Attention"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "flashmem 0.1.0");
+  for (auto& [name, setup] : flashmem::cli::command_registry()) setup(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const flashmem::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
