@@ -1,0 +1,38 @@
+// Contiguous per-layer KV cache (the fast tier when no selection policy is active).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "tensor/dtype.h"
+
+namespace flashmem {
+
+class KvCache {
+ public:
+  // type: F16 (default, half the bytes) or F32 (exact; llama.cpp's reference logits use it).
+  KvCache(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type);
+
+  DType type() const { return type_; }
+  int64_t capacity() const { return capacity_; }
+  int64_t kv_dim() const { return kv_dim_; }
+  size_t row_bytes() const { return row_bytes_; }  // bytes of one position's K (or V) row
+  uint64_t total_bytes() const { return static_cast<uint64_t>(keys_.size()) * 2; }
+
+  // Converts and stores k[kv_dim], v[kv_dim] at `pos` of `layer`.
+  void store(int64_t layer, int64_t pos, const float* k, const float* v);
+  // Row of one position: [kv_dim] in type(); position rows are contiguous ([capacity, kv_dim]).
+  const uint8_t* k_row(int64_t layer, int64_t pos) const { return keys_.data() + offset(layer, pos); }
+  const uint8_t* v_row(int64_t layer, int64_t pos) const { return values_.data() + offset(layer, pos); }
+
+ private:
+  size_t offset(int64_t layer, int64_t pos) const {
+    return (static_cast<size_t>(layer) * capacity_ + pos) * row_bytes_;
+  }
+  DType type_;
+  int64_t capacity_, kv_dim_;
+  size_t row_bytes_;
+  std::vector<uint8_t> keys_;    // [n_layers, capacity, kv_dim] in type_
+  std::vector<uint8_t> values_;  // [n_layers, capacity, kv_dim] in type_
+};
+
+}  // namespace flashmem

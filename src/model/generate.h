@@ -1,0 +1,34 @@
+// The generation loop shared by `run`, `bench` and (later) the server.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "model/sampler.h"
+#include "model/session.h"
+
+namespace flashmem {
+
+struct GenerationStats {
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  double prefill_seconds = 0;
+  double decode_seconds = 0;
+  bool stopped_at_eog = false;
+};
+
+struct GenerationRequest {
+  std::span<const int32_t> prompt;
+  int64_t max_tokens = 128;
+  // True for end-of-generation tokens (EOS, ...): generation stops, the token is not emitted.
+  std::function<bool(int32_t)> is_end;
+  // Called with every generated token as soon as it is sampled; return false to stop.
+  std::function<bool(int32_t)> on_token;
+};
+
+// Prefills the prompt (appending to what the session already holds), then samples up to
+// max_tokens tokens. Throws Error when prompt + max_tokens exceeds the session's capacity.
+GenerationStats generate(Session& session, Sampler& sampler, const GenerationRequest& request);
+
+}  // namespace flashmem

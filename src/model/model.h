@@ -1,0 +1,68 @@
+// A loaded model: validated config + weight views into the mapped GGUF file (no copies).
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gguf/gguf.h"
+#include "model/config.h"
+#include "tensor/dtype.h"
+
+namespace flashmem {
+
+// A weight matrix W [rows, cols] in its storage type, row-major (GGUF ne = [cols, rows]).
+struct Matrix {
+  DType type = DType::F32;
+  const void* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;  // [D]
+  Matrix wq;                         // [n_heads*head_dim, D]
+  Matrix wk;                         // [n_kv_heads*head_dim, D]
+  Matrix wv;                         // [n_kv_heads*head_dim, D]
+  const float* bq = nullptr;         // [n_heads*head_dim] (qkv_bias archs only)
+  const float* bk = nullptr;         // [n_kv_heads*head_dim]
+  const float* bv = nullptr;         // [n_kv_heads*head_dim]
+  Matrix wo;                         // [D, n_heads*head_dim]
+  const float* ffn_norm = nullptr;   // [D]
+  Matrix w_gate;                     // [F, D]
+  Matrix w_up;                       // [F, D]
+  Matrix w_down;                     // [D, F]
+};
+
+struct ModelWeights {
+  Matrix token_embd;                 // [n_vocab, D]
+  std::vector<LayerWeights> layers;  // [n_layers]
+  const float* output_norm = nullptr;  // [D]
+  Matrix output;                     // [n_vocab, D] (== token_embd when tied)
+  bool tied_output = false;
+};
+
+class Model {
+ public:
+  // Opens, validates and binds a GGUF model. Throws Error on anything malformed.
+  static std::shared_ptr<Model> load(const std::string& path);
+  // Binds an already parsed file (the fuzzer and tests use this); `file` must stay alive as
+  // long as the Model (it is moved in).
+  static std::shared_ptr<Model> from_gguf(GgufFile file);
+
+  const ModelConfig& config() const { return config_; }
+  const ModelWeights& weights() const { return weights_; }
+  const GgufFile& file() const { return file_; }
+  // Bytes of weights one decode step reads: every layer matrix + output matrix + norms
+  // (+ one embedding row).
+  uint64_t decode_weight_bytes() const;
+  // Type of the bulk of the weights (the FFN matrices), for reports.
+  DType main_weight_type() const { return weights_.layers.front().w_up.type; }
+
+ private:
+  explicit Model(GgufFile file) : file_(std::move(file)) {}
+  GgufFile file_;
+  ModelConfig config_;
+  ModelWeights weights_;
+};
+
+}  // namespace flashmem

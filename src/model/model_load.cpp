@@ -1,0 +1,83 @@
+#include <fmt/format.h>
+
+#include <cstdint>
+
+#include "model/model.h"
+#include "util/error.h"
+
+namespace flashmem {
+namespace {
+
+// Matrix weight types the kernels implement.
+const std::vector<DType> kMatrixTypes = {DType::F32, DType::F16, DType::BF16, DType::Q8_0,
+                                         DType::Q4_0};
+
+Matrix bind_matrix(const GgufFile& file, const std::string& name, int64_t rows, int64_t cols) {
+  const GgufTensor& t = file.tensor(name, {cols, rows}, kMatrixTypes);
+  return Matrix{t.type, t.data, rows, cols};
+}
+
+const float* bind_vector(const GgufFile& file, const std::string& name, int64_t n) {
+  const GgufTensor& t = file.tensor(name, {n}, {DType::F32});
+  if (reinterpret_cast<uintptr_t>(t.data) % alignof(float) != 0)
+    fail("{}: tensor '{}' data is not 4-byte aligned", file.name(), name);
+  return reinterpret_cast<const float*>(t.data);
+}
+
+}  // namespace
+
+std::shared_ptr<Model> Model::load(const std::string& path) {
+  return from_gguf(GgufFile::open(path));
+}
+
+std::shared_ptr<Model> Model::from_gguf(GgufFile file) {
+  std::shared_ptr<Model> model(new Model(std::move(file)));
+  const GgufFile& f = model->file_;
+  ModelConfig& c = model->config_;
+  c = read_model_config(f);
+  ModelWeights& w = model->weights_;
+  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ff_dim;
+
+  w.token_embd = bind_matrix(f, "token_embd.weight", c.n_vocab, D);
+  w.output_norm = bind_vector(f, "output_norm.weight", D);
+  w.tied_output = f.find_tensor("output.weight") == nullptr;
+  w.output = w.tied_output ? w.token_embd : bind_matrix(f, "output.weight", c.n_vocab, D);
+
+  w.layers.resize(static_cast<size_t>(c.n_layers));
+  for (int64_t i = 0; i < c.n_layers; ++i) {
+    LayerWeights& l = w.layers[static_cast<size_t>(i)];
+    auto name = [i](const char* suffix) { return fmt::format("blk.{}.{}", i, suffix); };
+    l.attn_norm = bind_vector(f, name("attn_norm.weight"), D);
+    l.wq = bind_matrix(f, name("attn_q.weight"), Q, D);
+    l.wk = bind_matrix(f, name("attn_k.weight"), KV, D);
+    l.wv = bind_matrix(f, name("attn_v.weight"), KV, D);
+    if (c.arch->qkv_bias) {
+      l.bq = bind_vector(f, name("attn_q.bias"), Q);
+      l.bk = bind_vector(f, name("attn_k.bias"), KV);
+      l.bv = bind_vector(f, name("attn_v.bias"), KV);
+    }
+    l.wo = bind_matrix(f, name("attn_output.weight"), D, Q);
+    l.ffn_norm = bind_vector(f, name("ffn_norm.weight"), D);
+    l.w_gate = bind_matrix(f, name("ffn_gate.weight"), F, D);
+    l.w_up = bind_matrix(f, name("ffn_up.weight"), F, D);
+    l.w_down = bind_matrix(f, name("ffn_down.weight"), D, F);
+  }
+  return model;
+}
+
+uint64_t Model::decode_weight_bytes() const {
+  auto bytes = [](const Matrix& m) { return row_bytes(m.type, m.cols) * m.rows; };
+  const ModelConfig& c = config_;
+  uint64_t total = 0;
+  for (const LayerWeights& l : weights_.layers) {
+    total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo);
+    total += bytes(l.w_gate) + bytes(l.w_up) + bytes(l.w_down);
+    total += 2 * c.dim * sizeof(float);
+    if (l.bq != nullptr) total += (c.q_dim() + 2 * c.kv_dim()) * sizeof(float);
+  }
+  total += bytes(weights_.output) + c.dim * sizeof(float);
+  total += row_bytes(weights_.token_embd.type, c.dim);
+  return total;
+}
+
+}  // namespace flashmem

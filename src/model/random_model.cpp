@@ -1,0 +1,135 @@
+#include "model/random_model.h"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "gguf/gguf.h"
+#include "model/arch.h"
+#include "tensor/kernels.h"
+#include "util/error.h"
+
+namespace flashmem {
+namespace {
+
+constexpr int64_t kSpecialTokens = 3;  // <unk>, <s>, </s>
+constexpr int64_t kByteTokens = 256;
+
+void validate(const RandomModelSpec& s) {
+  const ArchSpec* arch = find_arch(s.arch);
+  if (arch == nullptr) fail("unknown architecture '{}'", s.arch);
+  if (s.dim < 2 || s.n_layers < 1 || s.n_heads < 1 || s.n_kv_heads < 1 || s.ff_dim < 1)
+    fail("model dimensions must be positive");
+  if (s.dim % s.n_heads != 0 || (s.dim / s.n_heads) % 2 != 0)
+    fail("dim {} must be a multiple of 2 * heads ({})", s.dim, s.n_heads);
+  if (s.n_heads % s.n_kv_heads != 0) fail("kv-heads {} must divide heads {}", s.n_kv_heads, s.n_heads);
+  if (s.n_vocab < kSpecialTokens + kByteTokens)
+    fail("vocab must be at least {}", kSpecialTokens + kByteTokens);
+  const int64_t block = dtype_info(s.type).block_elems;
+  if (s.dim % block != 0 || s.ff_dim % block != 0)
+    fail("dim and ff must be multiples of {} for {}", block, dtype_info(s.type).name);
+  if (s.type != DType::F32 && s.type != DType::F16 && s.type != DType::BF16 &&
+      s.type != DType::Q8_0 && s.type != DType::Q4_0)
+    fail("weight type {} is not supported", dtype_info(s.type).name);
+}
+
+class Generator {
+ public:
+  Generator(GgufWriter& writer, uint64_t seed) : writer_(writer), rng_(seed) {}
+
+  // W [rows, cols] ~ N(0, 1/cols): keeps activations O(1) through the layers.
+  void matrix(const std::string& name, int64_t rows, int64_t cols, DType type) {
+    std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(static_cast<float>(cols)));
+    std::vector<float> row(static_cast<size_t>(cols));
+    const size_t rb = row_bytes(type, cols);
+    std::vector<uint8_t> data(rb * rows);  // [rows, cols] in `type`
+    for (int64_t r = 0; r < rows; ++r) {
+      for (float& v : row) v = normal(rng_);
+      quantize_row(type, row.data(), data.data() + rb * r, cols);
+    }
+    writer_.add_tensor(name, type, {cols, rows}, data.data(), data.size());
+  }
+
+  // Norm gains near 1, biases near 0.
+  void vector(const std::string& name, int64_t n, float center, float spread) {
+    std::uniform_real_distribution<float> uniform(center - spread, center + spread);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = uniform(rng_);
+    writer_.add_tensor(name, DType::F32, {n}, v.data(), v.size() * sizeof(float));
+  }
+
+ private:
+  GgufWriter& writer_;
+  std::mt19937_64 rng_;
+};
+
+void write_vocab(GgufWriter& w, int64_t n_vocab) {
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
+  std::vector<int32_t> types = {2, 3, 3};  // unknown, control, control
+  for (int b = 0; b < kByteTokens; ++b) {
+    tokens.push_back(fmt::format("<0x{:02X}>", b));
+    types.push_back(6);  // byte
+  }
+  for (int64_t i = static_cast<int64_t>(tokens.size()); i < n_vocab; ++i) {
+    tokens.push_back(fmt::format("\u2581tok{}", i));
+    types.push_back(1);  // normal
+  }
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_f32_array("tokenizer.ggml.scores", std::vector<float>(tokens.size(), 0.0f));
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("tokenizer.ggml.eos_token_id", 2);
+  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+}
+
+}  // namespace
+
+void write_random_model(const RandomModelSpec& s, const std::string& path) {
+  validate(s);
+  const ArchSpec& arch = *find_arch(s.arch);
+  GgufWriter w;
+  const std::string p = s.arch + ".";
+  const int64_t head_dim = s.dim / s.n_heads;
+  w.set_string("general.architecture", s.arch);
+  w.set_string("general.name", fmt::format("random-{}-{}", s.arch, dtype_info(s.type).name));
+  w.set_u32("general.file_type", static_cast<uint32_t>(s.type));
+  w.set_u32(p + "context_length", static_cast<uint32_t>(s.context_length));
+  w.set_u32(p + "embedding_length", static_cast<uint32_t>(s.dim));
+  w.set_u32(p + "block_count", static_cast<uint32_t>(s.n_layers));
+  w.set_u32(p + "feed_forward_length", static_cast<uint32_t>(s.ff_dim));
+  w.set_u32(p + "attention.head_count", static_cast<uint32_t>(s.n_heads));
+  w.set_u32(p + "attention.head_count_kv", static_cast<uint32_t>(s.n_kv_heads));
+  w.set_u32(p + "rope.dimension_count", static_cast<uint32_t>(head_dim));
+  w.set_f32(p + "rope.freq_base", static_cast<float>(arch.default_rope_base));
+  w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(arch.default_rms_eps));
+  write_vocab(w, s.n_vocab);
+
+  Generator g(w, s.seed);
+  const int64_t q_dim = s.dim, kv_dim = s.n_kv_heads * head_dim;
+  g.matrix("token_embd.weight", s.n_vocab, s.dim, s.type);
+  for (int64_t i = 0; i < s.n_layers; ++i) {
+    auto name = [i](const char* suffix) { return fmt::format("blk.{}.{}", i, suffix); };
+    g.vector(name("attn_norm.weight"), s.dim, 1.0f, 0.1f);
+    g.matrix(name("attn_q.weight"), q_dim, s.dim, s.type);
+    g.matrix(name("attn_k.weight"), kv_dim, s.dim, s.type);
+    g.matrix(name("attn_v.weight"), kv_dim, s.dim, s.type);
+    if (arch.qkv_bias) {
+      g.vector(name("attn_q.bias"), q_dim, 0.0f, 0.1f);
+      g.vector(name("attn_k.bias"), kv_dim, 0.0f, 0.1f);
+      g.vector(name("attn_v.bias"), kv_dim, 0.0f, 0.1f);
+    }
+    g.matrix(name("attn_output.weight"), s.dim, q_dim, s.type);
+    g.vector(name("ffn_norm.weight"), s.dim, 1.0f, 0.1f);
+    g.matrix(name("ffn_gate.weight"), s.ff_dim, s.dim, s.type);
+    g.matrix(name("ffn_up.weight"), s.ff_dim, s.dim, s.type);
+    g.matrix(name("ffn_down.weight"), s.dim, s.ff_dim, s.type);
+  }
+  g.vector("output_norm.weight", s.dim, 1.0f, 0.1f);
+  if (!s.tied_output) g.matrix("output.weight", s.n_vocab, s.dim, s.type);
+  w.write(path);
+}
+
+}  // namespace flashmem

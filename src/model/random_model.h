@@ -1,0 +1,29 @@
+// Random-weight models for tests and benchmarks, written as ordinary GGUF files.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "tensor/dtype.h"
+
+namespace flashmem {
+
+struct RandomModelSpec {
+  std::string arch = "llama";  // llama | qwen2
+  int64_t dim = 128;
+  int64_t n_layers = 2;
+  int64_t n_heads = 4;
+  int64_t n_kv_heads = 2;
+  int64_t ff_dim = 352;
+  int64_t n_vocab = 512;       // >= 259: <unk>, <s>, </s> and the 256 byte tokens come first
+  int64_t context_length = 4096;
+  DType type = DType::F32;     // type of the 2-D weight matrices; norms and biases stay F32
+  bool tied_output = false;
+  uint64_t seed = 1;
+};
+
+// Writes the model atomically to `path`. The vocabulary is SentencePiece-style with byte
+// fallback and placeholder pieces "▁tokN", so every command (run, tokenize) works on it.
+// Throws Error on an invalid spec.
+void write_random_model(const RandomModelSpec& spec, const std::string& path);
+
+}  // namespace flashmem

@@ -1,0 +1,204 @@
+#include "model/session.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "tensor/kernels.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace flashmem {
+namespace {
+
+// Rotates one head's first rope_dim dims in place at position `pos`.
+void apply_rope(float* v, int64_t rope_dim, RopeStyle style, const std::vector<double>& inv_freq,
+                int64_t pos) {
+  const int64_t half = rope_dim / 2;
+  for (int64_t i = 0; i < half; ++i) {
+    const double angle = static_cast<double>(pos) * inv_freq[static_cast<size_t>(i)];
+    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
+    const int64_t a = style == RopeStyle::kAdjacent ? 2 * i : i;
+    const int64_t b = style == RopeStyle::kAdjacent ? 2 * i + 1 : i + half;
+    const float x0 = v[a], x1 = v[b];
+    v[a] = x0 * c - x1 * s;
+    v[b] = x0 * s + x1 * c;
+  }
+}
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options)
+    : model_(std::move(model)),
+      options_(options),
+      pool_(options.n_threads > 0 ? options.n_threads : ThreadPool::default_threads()),
+      kv_(model_->config().n_layers,
+          options.n_ctx > 0 ? options.n_ctx : model_->config().context_length,
+          model_->config().kv_dim(), options.kv_type) {
+  const ModelConfig& c = model_->config();
+  if (options_.max_batch < 1) fail("max_batch must be >= 1");
+  inv_freq_.resize(static_cast<size_t>(c.rope_dim / 2));
+  for (int64_t i = 0; i < c.rope_dim / 2; ++i)
+    inv_freq_[static_cast<size_t>(i)] =
+        std::pow(c.rope_base, -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+  const auto B = static_cast<size_t>(std::min(options_.max_batch, kv_.capacity()));
+  x_.resize(B * c.dim);
+  xn_.resize(B * c.dim);
+  q_.resize(B * c.q_dim());
+  k_.resize(B * c.kv_dim());
+  v_.resize(B * c.kv_dim());
+  attn_.resize(B * c.q_dim());
+  gate_.resize(B * c.ff_dim);
+  up_.resize(B * c.ff_dim);
+  proj_.resize(B * c.dim);
+}
+
+void Session::forward(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  const ModelConfig& c = model_->config();
+  if (tokens.empty()) return;
+  if (n_past_ + static_cast<int64_t>(tokens.size()) > kv_.capacity())
+    fail("{} tokens at position {} exceed the context capacity of {}", tokens.size(), n_past_,
+         kv_.capacity());
+  for (int32_t t : tokens)
+    if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary [0, {})", t, c.n_vocab);
+  const auto batch = static_cast<size_t>(std::min<int64_t>(options_.max_batch, kv_.capacity()));
+  for (size_t start = 0; start < tokens.size(); start += batch) {
+    const size_t n = std::min(batch, tokens.size() - start);
+    const bool last = start + n == tokens.size();
+    float* out = nullptr;
+    if (logits != nullptr && all_logits) out = logits + start * c.n_vocab;
+    if (logits != nullptr && !all_logits && last) out = logits;
+    forward_batch(tokens.subspan(start, n), out, all_logits);
+  }
+}
+
+void Session::linear(const Matrix& m, const float* x, float* y, int64_t n) {
+  const double t0 = now_seconds();
+  if (n == 1) {
+    matvec(m.type, m.data, x, y, m.rows, m.cols, &pool_);
+  } else {
+    matmul(m.type, m.data, x, y, n, m.rows, m.cols, &pool_);
+  }
+  times_.matmul += now_seconds() - t0;
+}
+
+void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+  const ModelConfig& c = model_->config();
+  const ModelWeights& w = model_->weights();
+  const auto n = static_cast<int64_t>(tokens.size());
+  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ff_dim, hd = c.head_dim;
+  const float eps = static_cast<float>(c.rms_eps);
+  const int64_t pos0 = n_past_;
+
+  double t0 = now_seconds();
+  const size_t embd_row = row_bytes(w.token_embd.type, D);
+  for (int64_t i = 0; i < n; ++i)
+    dequantize_row(w.token_embd.type,
+                   static_cast<const uint8_t*>(w.token_embd.data) + embd_row * tokens[i],
+                   &x_[i * D], D);
+  times_.other += now_seconds() - t0;
+
+  for (int64_t il = 0; il < c.n_layers; ++il) {
+    const LayerWeights& l = w.layers[static_cast<size_t>(il)];
+    // ---- attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
+    t0 = now_seconds();
+    for (int64_t i = 0; i < n; ++i) rms_norm(&x_[i * D], l.attn_norm, &xn_[i * D], D, eps);
+    times_.other += now_seconds() - t0;
+    linear(l.wq, xn_.data(), q_.data(), n);
+    linear(l.wk, xn_.data(), k_.data(), n);
+    linear(l.wv, xn_.data(), v_.data(), n);
+    t0 = now_seconds();
+    for (int64_t i = 0; i < n; ++i) {
+      float* q = &q_[i * Q];
+      float* k = &k_[i * KV];
+      float* v = &v_[i * KV];
+      if (l.bq != nullptr) {
+        for (int64_t j = 0; j < Q; ++j) q[j] += l.bq[j];
+        for (int64_t j = 0; j < KV; ++j) k[j] += l.bk[j];
+        for (int64_t j = 0; j < KV; ++j) v[j] += l.bv[j];
+      }
+      for (int64_t h = 0; h < c.n_heads; ++h)
+        apply_rope(q + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
+      for (int64_t h = 0; h < c.n_kv_heads; ++h)
+        apply_rope(k + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
+      kv_.store(il, pos0 + i, k, v);
+    }
+    times_.other += now_seconds() - t0;
+    t0 = now_seconds();
+    attention(il, n, pos0);
+    times_.attention += now_seconds() - t0;
+    linear(l.wo, attn_.data(), proj_.data(), n);
+    for (int64_t j = 0; j < n * D; ++j) x_[j] += proj_[j];
+
+    // ---- feed-forward block: x += W_down · (silu(W_gate·n(x)) ⊙ W_up·n(x))
+    t0 = now_seconds();
+    for (int64_t i = 0; i < n; ++i) rms_norm(&x_[i * D], l.ffn_norm, &xn_[i * D], D, eps);
+    times_.other += now_seconds() - t0;
+    linear(l.w_gate, xn_.data(), gate_.data(), n);
+    linear(l.w_up, xn_.data(), up_.data(), n);
+    t0 = now_seconds();
+    silu_mul(gate_.data(), up_.data(), n * F);
+    times_.other += now_seconds() - t0;
+    linear(l.w_down, gate_.data(), proj_.data(), n);
+    for (int64_t j = 0; j < n * D; ++j) x_[j] += proj_[j];
+  }
+  n_past_ += n;
+
+  if (logits == nullptr) return;
+  // Output head only for the rows the caller wants.
+  const int64_t first = all_logits ? 0 : n - 1;
+  const int64_t rows = n - first;
+  for (int64_t i = first; i < n; ++i) rms_norm(&x_[i * D], w.output_norm, &xn_[i * D], D, eps);
+  linear(w.output, &xn_[first * D], logits, rows);
+}
+
+void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
+  const ModelConfig& c = model_->config();
+  const int64_t hd = c.head_dim, Q = c.q_dim(), group = c.group_size();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const bool f16 = kv_.type() == DType::F16;
+  // One work item per (token, head): causal attention over positions [0, pos0 + i].
+  pool_.parallel_for(n * c.n_heads, 1, [&](int64_t begin, int64_t end) {
+    // Scores of one (token, head) item; per thread, grown to the longest context seen.
+    thread_local std::vector<float> scores;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t i = item / c.n_heads, h = item % c.n_heads;
+      const int64_t kvh = h / group, n_keys = pos0 + i + 1;
+      const float* q = &q_[i * Q + h * hd];
+      float* out = &attn_[i * Q + h * hd];
+      if (static_cast<int64_t>(scores.size()) < n_keys) scores.resize(static_cast<size_t>(n_keys));
+      float max_score = -INFINITY;
+      for (int64_t t = 0; t < n_keys; ++t) {
+        const uint8_t* krow = kv_.k_row(layer, t) + kvh * hd * (f16 ? 2 : 4);
+        const float s = (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(krow), q, hd)
+                             : dot_f32(reinterpret_cast<const float*>(krow), q, hd)) *
+                        scale;
+        scores[static_cast<size_t>(t)] = s;
+        max_score = std::max(max_score, s);
+      }
+      float sum = 0;
+      for (int64_t t = 0; t < n_keys; ++t) {
+        const float e = std::exp(scores[static_cast<size_t>(t)] - max_score);
+        scores[static_cast<size_t>(t)] = e;
+        sum += e;
+      }
+      const float inv_sum = 1.0f / sum;
+      std::fill(out, out + hd, 0.0f);
+      for (int64_t t = 0; t < n_keys; ++t) {
+        const uint8_t* vrow = kv_.v_row(layer, t) + kvh * hd * (f16 ? 2 : 4);
+        const float p = scores[static_cast<size_t>(t)] * inv_sum;
+        if (f16) {
+          axpy_f16(p, reinterpret_cast<const uint16_t*>(vrow), out, hd);
+        } else {
+          axpy_f32(p, reinterpret_cast<const float*>(vrow), out, hd);
+        }
+      }
+    }
+  });
+}
+
+}  // namespace flashmem

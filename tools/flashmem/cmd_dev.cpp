@@ -1,0 +1,40 @@
+// `flashmem dev make-random-model`: random-weight GGUF models for tests and benchmarks.
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "model/random_model.h"
+#include "util/error.h"
+
+namespace flashmem::cli {
+namespace {
+
+const CommandRegistration kDev("dev", [](CLI::App& app) {
+  auto* dev = app.add_subcommand("dev", "Developer tools");
+  dev->require_subcommand(1);
+  auto* cmd = dev->add_subcommand("make-random-model", "Write a random-weight GGUF model");
+  auto spec = std::make_shared<RandomModelSpec>();
+  auto type = std::make_shared<std::string>("f32");
+  auto out = std::make_shared<std::string>();
+  cmd->add_option("--arch", spec->arch, "llama | qwen2")->capture_default_str();
+  cmd->add_option("--dim", spec->dim, "embedding width")->capture_default_str();
+  cmd->add_option("--layers", spec->n_layers, "number of blocks")->capture_default_str();
+  cmd->add_option("--heads", spec->n_heads, "attention heads")->capture_default_str();
+  cmd->add_option("--kv-heads", spec->n_kv_heads, "KV heads (GQA)")->capture_default_str();
+  cmd->add_option("--ff", spec->ff_dim, "feed-forward width")->capture_default_str();
+  cmd->add_option("--vocab", spec->n_vocab, "vocabulary size (>= 259)")->capture_default_str();
+  cmd->add_option("--context", spec->context_length, "trained context length")->capture_default_str();
+  cmd->add_option("--type", *type, "f32 | f16 | bf16 | q8_0 | q4_0")->capture_default_str();
+  cmd->add_flag("--tied", spec->tied_output, "tie the output matrix to the embedding");
+  cmd->add_option("--seed", spec->seed, "random seed")->capture_default_str();
+  cmd->add_option("--out", *out, "output .gguf")->required();
+  cmd->callback([spec, type, out] {
+    auto t = dtype_from_name(*type);
+    if (!t) fail("unknown weight type '{}'", *type);
+    spec->type = *t;
+    write_random_model(*spec, *out);
+    fmt::print("wrote {}\n", *out);
+  });
+});
+
+}  // namespace
+}  // namespace flashmem::cli

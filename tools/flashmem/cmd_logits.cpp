@@ -1,0 +1,43 @@
+// `flashmem logits`: teacher-forced logits for every position of a token-id file.
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "common.h"
+#include "model/session.h"
+#include "util/error.h"
+#include "util/raw_array.h"
+
+namespace flashmem::cli {
+namespace {
+
+struct LogitsArgs {
+  std::string model, tokens, out, kv_type = "f16";
+  int threads = 0;
+};
+
+const CommandRegistration kLogits("logits", [](CLI::App& app) {
+  auto* cmd = app.add_subcommand("logits", "Write float32 [n_tokens, n_vocab] logits for IDS.i32");
+  auto a = std::make_shared<LogitsArgs>();
+  cmd->add_option("-m,--model", a->model, "GGUF model")->required();
+  cmd->add_option("--tokens", a->tokens, "token ids, raw little-endian int32")->required();
+  cmd->add_option("--out", a->out, "output logits, raw float32")->required();
+  cmd->add_option("--kv-type", a->kv_type, "f16 | f32")->capture_default_str();
+  cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  cmd->callback([a] {
+    auto model = Model::load(a->model);
+    const std::vector<int32_t> ids = read_i32_file(a->tokens);
+    if (ids.empty()) fail("'{}' holds no tokens", a->tokens);
+    SessionOptions options;
+    options.n_ctx = static_cast<int64_t>(ids.size());
+    options.kv_type = parse_kv_type(a->kv_type);
+    options.n_threads = a->threads;
+    Session session(model, options);
+    std::vector<float> logits(ids.size() * static_cast<size_t>(model->config().n_vocab));
+    session.forward(ids, logits.data(), /*all_logits=*/true);
+    write_f32_file(a->out, logits);
+    fmt::print(stderr, "wrote {} x {} logits to {}\n", ids.size(), model->config().n_vocab, a->out);
+  });
+});
+
+}  // namespace
+}  // namespace flashmem::cli

@@ -1,0 +1,100 @@
+// `flashmem run`: generate text from a prompt.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "commands.h"
+#include "common.h"
+#include "model/generate.h"
+#include "tokenizer/tokenizer.h"
+#include "util/error.h"
+
+namespace flashmem::cli {
+namespace {
+
+struct RunArgs {
+  std::string model, prompt, prompt_file, kv_type = "f16";
+  int64_t n_predict = 128, n_ctx = 0;
+  int threads = 0;
+  SamplerOptions sampling;
+  bool parse_special = false, stats = false, ids = false;
+};
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open prompt file '{}'", path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+void run(const RunArgs& a) {
+  if (a.prompt.empty() == a.prompt_file.empty()) fail("give exactly one of -p PROMPT or -f FILE");
+  validate_sampler_options(a.sampling);
+  if (a.n_predict < 0) fail("-n must be >= 0");
+  auto model = Model::load(a.model);
+  const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
+  const std::string text = a.prompt.empty() ? read_text_file(a.prompt_file) : a.prompt;
+  const std::vector<int32_t> prompt = tokenizer.encode(text, /*add_special=*/true, a.parse_special);
+  if (prompt.empty()) fail("the prompt tokenizes to nothing");
+
+  SessionOptions options;
+  options.n_ctx = a.n_ctx > 0 ? a.n_ctx : static_cast<int64_t>(prompt.size()) + a.n_predict;
+  options.kv_type = parse_kv_type(a.kv_type);
+  options.n_threads = a.threads;
+  Session session(model, options);
+  Sampler sampler(a.sampling);
+
+  GenerationRequest request;
+  request.prompt = prompt;
+  request.max_tokens = a.n_predict;
+  request.is_end = [&](int32_t t) { return tokenizer.is_eog(t); };
+  request.on_token = [&](int32_t t) {
+    if (a.ids) {
+      fmt::print("{} ", t);
+    } else {
+      const std::string piece = tokenizer.token_to_piece(t);
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+    }
+    std::fflush(stdout);
+    return true;
+  };
+  const GenerationStats st = generate(session, sampler, request);
+  std::fputc('\n', stdout);
+  if (a.stats) {
+    fmt::print(stderr, "prompt: {} tokens in {:.2f} s ({:.1f} tok/s)\n", st.prompt_tokens,
+               st.prefill_seconds, st.prompt_tokens / st.prefill_seconds);
+    fmt::print(stderr, "decode: {} tokens in {:.2f} s ({:.1f} tok/s){}\n", st.generated_tokens,
+               st.decode_seconds,
+               st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0,
+               st.stopped_at_eog ? ", stopped at end-of-generation token" : "");
+    fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n",
+               static_cast<double>(session.kv().total_bytes()) / 1e6, a.kv_type, session.capacity());
+  }
+}
+
+const CommandRegistration kRun("run", [](CLI::App& app) {
+  auto* cmd = app.add_subcommand("run", "Generate text from a prompt");
+  auto a = std::make_shared<RunArgs>();
+  cmd->add_option("-m,--model", a->model, "GGUF model")->required();
+  cmd->add_option("-p,--prompt", a->prompt, "prompt text");
+  cmd->add_option("-f,--file", a->prompt_file, "read the prompt from a file");
+  cmd->add_option("-n,--n-predict", a->n_predict, "tokens to generate")->capture_default_str();
+  cmd->add_option("-c,--ctx-size", a->n_ctx, "KV capacity (default: prompt + n)");
+  cmd->add_option("--temp", a->sampling.temperature, "temperature (0 = greedy)")->capture_default_str();
+  cmd->add_option("--top-k", a->sampling.top_k, "top-k (0 = off)")->capture_default_str();
+  cmd->add_option("--top-p", a->sampling.top_p, "top-p (1 = off)")->capture_default_str();
+  cmd->add_option("--min-p", a->sampling.min_p, "min-p (0 = off)")->capture_default_str();
+  cmd->add_option("--seed", a->sampling.seed, "sampling seed")->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "f16 | f32")->capture_default_str();
+  cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  cmd->add_flag("--parse-special", a->parse_special, "recognise special-token text in the prompt");
+  cmd->add_flag("--ids", a->ids, "print token ids instead of text");
+  cmd->add_flag("--stats", a->stats, "print speed and memory to stderr");
+  cmd->callback([a] { run(*a); });
+});
+
+}  // namespace
+}  // namespace flashmem::cli
