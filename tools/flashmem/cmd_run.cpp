@@ -20,6 +20,7 @@ struct RunArgs {
   int threads = 0;
   SamplerOptions sampling;
   bool parse_special = false, stats = false, ids = false;
+  bool has_prompt = false, has_file = false;  // -p "" is a valid (BOS-only) prompt
 };
 
 std::string read_text_file(const std::string& path) {
@@ -31,12 +32,12 @@ std::string read_text_file(const std::string& path) {
 }
 
 void run(const RunArgs& a) {
-  if (a.prompt.empty() == a.prompt_file.empty()) fail("give exactly one of -p PROMPT or -f FILE");
+  if (a.has_prompt == a.has_file) fail("give exactly one of -p PROMPT or -f FILE");
   validate_sampler_options(a.sampling);
   if (a.n_predict < 0) fail("-n must be >= 0");
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
-  const std::string text = a.prompt.empty() ? read_text_file(a.prompt_file) : a.prompt;
+  const std::string text = a.has_file ? read_text_file(a.prompt_file) : a.prompt;
   const std::vector<int32_t> prompt = tokenizer.encode(text, /*add_special=*/true, a.parse_special);
   if (prompt.empty()) fail("the prompt tokenizes to nothing");
 
@@ -93,7 +94,11 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   cmd->add_flag("--parse-special", a->parse_special, "recognise special-token text in the prompt");
   cmd->add_flag("--ids", a->ids, "print token ids instead of text");
   cmd->add_flag("--stats", a->stats, "print speed and memory to stderr");
-  cmd->callback([a] { run(*a); });
+  cmd->callback([a, cmd] {
+    a->has_prompt = cmd->count("--prompt") > 0;
+    a->has_file = cmd->count("--file") > 0;
+    run(*a);
+  });
 });
 
 }  // namespace
