@@ -161,11 +161,14 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   const int64_t hd = c.head_dim, Q = c.q_dim(), group = c.group_size();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const bool f16 = kv_.type() == DType::F16;
-  // One work item per (token, head): causal attention over positions [0, pos0 + i].
-  pool_.parallel_for(n * c.n_heads, 1, [&](int64_t begin, int64_t end) {
+  // One work item per (token, head): causal attention over positions [0, pos0 + i]. Items are
+  // dealt round-robin because later tokens see more keys (a contiguous split would give the
+  // last thread ~3/4 of a causal prefill's work).
+  const int64_t n_items = n * c.n_heads, stride = pool_.size();
+  pool_.run([&](int thread_index) {
     // Scores of one (token, head) item; per thread, grown to the longest context seen.
     thread_local std::vector<float> scores;
-    for (int64_t item = begin; item < end; ++item) {
+    for (int64_t item = thread_index; item < n_items; item += stride) {
       const int64_t i = item / c.n_heads, h = item % c.n_heads;
       const int64_t kvh = h / group, n_keys = pos0 + i + 1;
       const float* q = &q_[i * Q + h * hd];
