@@ -89,6 +89,8 @@ void matvec_shapes(benchmark::internal::Benchmark* b) {
 void matmul_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"tokens", "rows", "cols", "threads"});
   for (int threads : {1, 2}) b->Args({512, 2048, 768, threads});
+  for (auto [rows, cols] : {std::pair{768, 768}, {256, 768}, {768, 2048}}) b->Args({512, rows, cols, 2});
+  b->Args({64, 2048, 768, 2});
   b->UseRealTime();
 }
 
