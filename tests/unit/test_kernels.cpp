@@ -29,13 +29,13 @@ std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-uint32_t bits_of(float f) {
+[[maybe_unused]] uint32_t bits_of(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   return u;
 }
 
-float float_of(uint32_t u) {
+[[maybe_unused]] float float_of(uint32_t u) {
   float f;
   std::memcpy(&f, &u, 4);
   return f;

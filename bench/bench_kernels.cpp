@@ -1,0 +1,109 @@
+// matvec weight bandwidth and matmul FLOP rate on the 125M benchmark model's shapes.
+//   bench_kernels --benchmark_filter=Matvec/q8_0 --benchmark_repetitions=3
+// matvec cycles through enough copies of the matrix (>= 128 MiB) that every call streams its
+// weights from DRAM, as decode does (the whole model does not fit in the 32 MiB L3).
+#include <benchmark/benchmark.h>
+
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "tensor/kernels.h"
+
+namespace flashmem {
+namespace {
+
+constexpr size_t kColdBytes = size_t{128} << 20;
+
+ThreadPool* pool_for(int threads) {
+  static ThreadPool one(1), two(2);
+  return threads == 1 ? &one : &two;
+}
+
+std::vector<float> random_floats(int64_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<float> v(static_cast<size_t>(n));  // [n]
+  for (float& f : v) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
+  return v;
+}
+
+// n_copies weight matrices [rows, cols] of `type` back to back, each with different random
+// values so that no copy can be deduplicated into the same physical pages as another.
+std::vector<uint8_t> make_weights(DType type, int64_t rows, int64_t cols, size_t n_copies) {
+  const size_t stride = row_bytes(type, cols);
+  std::vector<uint8_t> w(stride * static_cast<size_t>(rows) * n_copies);  // [n_copies, rows, row_bytes]
+  std::mt19937 rng(1);
+  std::vector<float> row(static_cast<size_t>(cols));  // [cols]
+  for (int64_t r = 0; r < rows * static_cast<int64_t>(n_copies); ++r) {
+    for (float& f : row) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
+    quantize_row(type, row.data(), w.data() + r * stride, cols);
+  }
+  return w;
+}
+
+// range(3) == 1: weights stay hot in cache (one copy), which isolates the kernel's compute cost.
+void bench_matvec(benchmark::State& state, DType type) {
+  const int64_t rows = state.range(0), cols = state.range(1);
+  const int threads = static_cast<int>(state.range(2));
+  const bool hot = state.range(3) == 1;
+  const size_t bytes = row_bytes(type, cols) * static_cast<size_t>(rows);
+  const size_t n_copies = hot ? 1 : (kColdBytes + bytes - 1) / bytes;
+  const std::vector<uint8_t> w = make_weights(type, rows, cols, n_copies);
+  const std::vector<float> x = random_floats(cols, 2);  // [cols]
+  std::vector<float> y(static_cast<size_t>(rows));      // [rows]
+  ThreadPool* pool = pool_for(threads);
+  size_t copy = 0;
+  for (auto _ : state) {
+    matvec(type, w.data() + copy * bytes, x.data(), y.data(), rows, cols, pool);
+    benchmark::DoNotOptimize(y.data());
+    copy = copy + 1 == n_copies ? 0 : copy + 1;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+}
+
+void bench_matmul(benchmark::State& state, DType type) {
+  const int64_t n_tokens = state.range(0), rows = state.range(1), cols = state.range(2);
+  const int threads = static_cast<int>(state.range(3));
+  const std::vector<uint8_t> w = make_weights(type, rows, cols, 1);
+  const std::vector<float> x = random_floats(n_tokens * cols, 3);  // [n_tokens, cols]
+  std::vector<float> y(static_cast<size_t>(n_tokens * rows));      // [n_tokens, rows]
+  ThreadPool* pool = pool_for(threads);
+  for (auto _ : state) {
+    matmul(type, w.data(), x.data(), y.data(), n_tokens, rows, cols, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(2.0 * static_cast<double>(n_tokens * rows * cols),
+                                                benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// {rows, cols, threads, hot}: output matrix, ffn gate/up, ffn down, K/V projections.
+void matvec_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "threads", "hot"});
+  for (int threads : {1, 2})
+    for (auto [rows, cols] : {std::pair{32000, 768}, {2048, 768}, {768, 2048}, {256, 768}})
+      b->Args({rows, cols, threads, 0});
+  for (int threads : {1, 2}) b->Args({2048, 768, threads, 1});
+  b->UseRealTime();
+}
+
+void matmul_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"tokens", "rows", "cols", "threads"});
+  for (int threads : {1, 2}) b->Args({512, 2048, 768, threads});
+  for (auto [rows, cols] : {std::pair{768, 768}, {256, 768}, {768, 2048}}) b->Args({512, rows, cols, 2});
+  b->Args({64, 2048, 768, 2});
+  b->UseRealTime();
+}
+
+BENCHMARK_CAPTURE(bench_matvec, q8_0, DType::Q8_0)->Apply(matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, f16, DType::F16)->Apply(matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q4_0, DType::Q4_0)->Apply(matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, f32, DType::F32)->Apply(matvec_shapes);
+BENCHMARK_CAPTURE(bench_matmul, f32, DType::F32)->Apply(matmul_shapes);
+BENCHMARK_CAPTURE(bench_matmul, f16, DType::F16)->Apply(matmul_shapes);
+BENCHMARK_CAPTURE(bench_matmul, q8_0, DType::Q8_0)->Apply(matmul_shapes);
+BENCHMARK_CAPTURE(bench_matmul, q4_0, DType::Q4_0)->Apply(matmul_shapes);
+
+}  // namespace
+}  // namespace flashmem
+
+BENCHMARK_MAIN();
