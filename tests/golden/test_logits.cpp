@@ -106,14 +106,15 @@ TEST(Greedy, Stories260KFromBosReproducesReference) {
   auto model = Model::load(kData + "/models/stories260K.gguf");
   const auto want = read_i32_file(kData + "/logits/s260k_greedy.i32");
   ASSERT_EQ(want.front(), 1);  // BOS
-  Session session(model, SessionOptions{.n_ctx = 64, .kv_type = DType::F16, .n_threads = 2});
+  // f32 KV as in the reference run: with an f16 cache a near-tie flips the argmax at step 38.
+  Session session(model, SessionOptions{.n_ctx = 64, .kv_type = DType::F32, .n_threads = 2});
   std::vector<float> logits(static_cast<size_t>(model->config().n_vocab));
   std::vector<int32_t> got = {1};
   while (got.size() < want.size()) {
     session.forward(std::span(&got.back(), 1), logits.data(), false);
     got.push_back(argmax(logits));
   }
-  EXPECT_EQ(got, want);
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "at index " << i;
 }
 
 TEST(LogitsCli, WritesReferenceShapedOutput) {
