@@ -36,6 +36,7 @@ class Session {
   const KvCache& kv() const { return kv_; }
   ThreadPool& pool() { return pool_; }
   const ForwardTimes& times() const { return times_; }
+  void reset_times() { times_ = ForwardTimes{}; }
 
   // Feeds `tokens` at positions [n_past, n_past + n). If `logits` is non-null it receives
   // [n, n_vocab] logits (all_logits) or [n_vocab] for the last token only. Throws Error when the

@@ -49,12 +49,14 @@ void run_bench(const BenchArgs& a) {
 
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));
   std::vector<double> prefill_rates, decode_rates;
+  ForwardTimes decode_times;  // of the last repeat
   for (int r = 0; r < a.repeat; ++r) {
     session.reset();
     double t0 = now_seconds();
     session.forward(prompt, logits.data(), false);
     prefill_rates.push_back(static_cast<double>(a.context) / (now_seconds() - t0));
     int32_t token = argmax(logits);
+    session.reset_times();
     t0 = now_seconds();
     for (int64_t i = 0; i < a.gen; ++i) {
       const int32_t in[1] = {token};
@@ -62,6 +64,7 @@ void run_bench(const BenchArgs& a) {
       token = argmax(logits);
     }
     decode_rates.push_back(static_cast<double>(a.gen) / (now_seconds() - t0));
+    decode_times = session.times();
   }
   const double prefill_tok_s = median(prefill_rates), decode_tok_s = median(decode_rates);
 
@@ -84,6 +87,10 @@ void run_bench(const BenchArgs& a) {
   fmt::print("memory read bandwidth: {:.1f} GB/s (measured) -> floor {:.1f} tok/s\n", bandwidth_gbs,
              floor_tok_s);
   fmt::print("floor ratio: {:.2f} (decode time per token / bandwidth floor)\n", floor_ratio);
+  const double split_total = decode_times.matmul + decode_times.attention + decode_times.other;
+  fmt::print("decode time split: weights {:.0f}%, attention {:.0f}%, other {:.0f}%\n",
+             100 * decode_times.matmul / split_total, 100 * decode_times.attention / split_total,
+             100 * decode_times.other / split_total);
   if (a.json) {
     nlohmann::json j = {
         {"model", a.model},
@@ -101,6 +108,9 @@ void run_bench(const BenchArgs& a) {
         {"bandwidth_gbs", bandwidth_gbs},
         {"floor_tok_s", floor_tok_s},
         {"floor_ratio", floor_ratio},
+        {"decode_ms_weights", 1e3 * decode_times.matmul / a.gen},
+        {"decode_ms_attention", 1e3 * decode_times.attention / a.gen},
+        {"decode_ms_other", 1e3 * decode_times.other / a.gen},
     };
     fmt::print("{}\n", j.dump());
   }
