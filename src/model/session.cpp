@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/attention.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/timer.h"
@@ -159,47 +160,20 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
 void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   const ModelConfig& c = model_->config();
   const int64_t hd = c.head_dim, Q = c.q_dim(), group = c.group_size();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  const bool f16 = kv_.type() == DType::F16;
-  // One work item per (token, head): causal attention over positions [0, pos0 + i]. Items are
-  // dealt round-robin because later tokens see more keys (a contiguous split would give the
-  // last thread ~3/4 of a causal prefill's work).
-  const int64_t n_items = n * c.n_heads, stride = pool_.size();
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, hd, kv_.type()};
+  const int64_t n_keys = pos0 + n;
+  const KvSpan spans[1] = {{0, n_keys, kv_.k_row(layer, 0), kv_.v_row(layer, 0)}};
+  // One work item per (token, kv head): its query heads attend causally to [0, pos0 + i].
+  // Items are dealt round-robin because later tokens see more keys (a contiguous split would
+  // give the last thread ~3/4 of a causal prefill's work).
+  const int64_t n_items = n * c.n_kv_heads, stride = pool_.size();
   pool_.run([&](int thread_index) {
-    // Scores of one (token, head) item; per thread, grown to the longest context seen.
-    thread_local std::vector<float> scores;
+    thread_local std::vector<float> scores;  // per thread, grown to the longest context seen
     for (int64_t item = thread_index; item < n_items; item += stride) {
-      const int64_t i = item / c.n_heads, h = item % c.n_heads;
-      const int64_t kvh = h / group, n_keys = pos0 + i + 1;
-      const float* q = &q_[i * Q + h * hd];
-      float* out = &attn_[i * Q + h * hd];
-      if (static_cast<int64_t>(scores.size()) < n_keys) scores.resize(static_cast<size_t>(n_keys));
-      float max_score = -INFINITY;
-      for (int64_t t = 0; t < n_keys; ++t) {
-        const uint8_t* krow = kv_.k_row(layer, t) + kvh * hd * (f16 ? 2 : 4);
-        const float s = (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(krow), q, hd)
-                             : dot_f32(reinterpret_cast<const float*>(krow), q, hd)) *
-                        scale;
-        scores[static_cast<size_t>(t)] = s;
-        max_score = std::max(max_score, s);
-      }
-      float sum = 0;
-      for (int64_t t = 0; t < n_keys; ++t) {
-        const float e = std::exp(scores[static_cast<size_t>(t)] - max_score);
-        scores[static_cast<size_t>(t)] = e;
-        sum += e;
-      }
-      const float inv_sum = 1.0f / sum;
-      std::fill(out, out + hd, 0.0f);
-      for (int64_t t = 0; t < n_keys; ++t) {
-        const uint8_t* vrow = kv_.v_row(layer, t) + kvh * hd * (f16 ? 2 : 4);
-        const float p = scores[static_cast<size_t>(t)] * inv_sum;
-        if (f16) {
-          axpy_f16(p, reinterpret_cast<const uint16_t*>(vrow), out, hd);
-        } else {
-          axpy_f32(p, reinterpret_cast<const float*>(vrow), out, hd);
-        }
-      }
+      const int64_t i = item / c.n_kv_heads, kvh = item % c.n_kv_heads;
+      const int64_t head0 = kvh * group;
+      attend_kv_head(shape, spans, kvh, pos0 + i, &q_[i * Q + head0 * hd],
+                     &attn_[i * Q + head0 * hd], scores);
     }
   });
 }

@@ -1,0 +1,69 @@
+#include "model/attention.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "tensor/kernels.h"
+
+namespace flashmem {
+
+void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t kv_head,
+                    int64_t max_pos, const float* q, float* out, std::vector<float>& scores) {
+  const int64_t hd = shape.head_dim, group = shape.n_heads / shape.n_kv_heads;
+  const bool f16 = shape.kv_type == DType::F16;
+  const size_t elem = f16 ? 2 : 4;
+  const size_t row = static_cast<size_t>(shape.n_kv_heads * hd) * elem;  // bytes per position
+  const size_t head_offset = static_cast<size_t>(kv_head * hd) * elem;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+
+  int64_t n_keys = 0;
+  for (const KvSpan& s : spans) n_keys += std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
+  scores.resize(static_cast<size_t>(n_keys * group));  // [group, n_keys]
+
+  // Pass 1: scores q_g · k_t for every key, each K row read once for the whole group.
+  int64_t t = 0;
+  for (const KvSpan& s : spans) {
+    const int64_t n = std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
+    for (int64_t j = 0; j < n; ++j, ++t) {
+      const uint8_t* k = s.k + static_cast<size_t>(j) * row + head_offset;
+      for (int64_t g = 0; g < group; ++g) {
+        const float* qg = q + g * hd;
+        scores[static_cast<size_t>(g * n_keys + t)] =
+            (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(k), qg, hd)
+                 : dot_f32(reinterpret_cast<const float*>(k), qg, hd)) * scale;
+      }
+    }
+  }
+  // Softmax per head.
+  std::vector<float> inv_sum(static_cast<size_t>(group));
+  for (int64_t g = 0; g < group; ++g) {
+    float* sg = &scores[static_cast<size_t>(g * n_keys)];
+    float max_score = -INFINITY;
+    for (int64_t i = 0; i < n_keys; ++i) max_score = std::max(max_score, sg[i]);
+    float sum = 0;
+    for (int64_t i = 0; i < n_keys; ++i) {
+      sg[i] = std::exp(sg[i] - max_score);
+      sum += sg[i];
+    }
+    inv_sum[static_cast<size_t>(g)] = 1.0f / sum;
+  }
+  // Pass 2: out_g = Σ_t p_gt v_t, each V row read once for the whole group.
+  std::fill(out, out + group * hd, 0.0f);
+  t = 0;
+  for (const KvSpan& s : spans) {
+    const int64_t n = std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
+    for (int64_t j = 0; j < n; ++j, ++t) {
+      const uint8_t* v = s.v + static_cast<size_t>(j) * row + head_offset;
+      for (int64_t g = 0; g < group; ++g) {
+        const float p = scores[static_cast<size_t>(g * n_keys + t)] * inv_sum[static_cast<size_t>(g)];
+        if (f16) {
+          axpy_f16(p, reinterpret_cast<const uint16_t*>(v), out + g * hd, hd);
+        } else {
+          axpy_f32(p, reinterpret_cast<const float*>(v), out + g * hd, hd);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace flashmem
