@@ -1,0 +1,176 @@
+// matmul: Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T for prefill. Each thread takes
+// a contiguous range of W rows; per panel of kPanelRows rows it converts the weights once to f32
+// in k-major order ([cols, kPanelRows]) and reuses that panel for every token, so the weight type
+// only matters to the packing step. For Q8_0/Q4_0 the activations are first rounded through Q8_0
+// (as matvec does), so both paths see the same inputs.
+#include <algorithm>
+#include <vector>
+
+#include "tensor/kernels.h"
+
+#include "tensor/simd.h"
+
+namespace flashmem {
+namespace {
+
+// Fewer tokens than this go through matvec per token: packing a panel costs about as much as
+// two or three tokens' worth of FMAs on it.
+constexpr int64_t kMinGemmTokens = 4;
+
+// Weight rows per packed panel: 4 zmm vectors per k step. With kTileTokens = 6 the microkernel
+// holds 6 × 4 = 24 accumulators + 4 weight vectors + 1 broadcast in the 32 zmm registers, and
+// does 24 FMAs per 4 vector loads + 6 broadcasts, so it is FMA-bound rather than load-bound.
+constexpr int kPanelRows = 64;
+constexpr int kTileTokens = 6;
+
+// Depth (columns) per pass over a panel: 256 × 64 × 4 B = 64 KiB of panel stays in L1/L2 while
+// it is reused by all token tiles, and the 6 token rows touched (6 KiB) stay in L1.
+constexpr int64_t kDepthBlock = 256;
+
+// Rounds each activation row through Q8_0 (quantize + dequantize) into xq [n_tokens, cols].
+void round_activations_q8(const float* x, float* xq, int64_t n_tokens, int64_t cols, ThreadPool* pool) {
+  const auto work = [&](int64_t begin, int64_t end) {
+    std::vector<BlockQ8_0> blocks(static_cast<size_t>(cols / kQ8Block));  // [cols / 32]
+    for (int64_t t = begin; t < end; ++t) {
+      quantize_row(DType::Q8_0, x + t * cols, blocks.data(), cols);
+      dequantize_row(DType::Q8_0, blocks.data(), xq + t * cols, cols);
+    }
+  };
+  if (pool == nullptr || pool->size() <= 1) {
+    work(0, n_tokens);
+  } else {
+    pool->parallel_for(n_tokens, 1, work);
+  }
+}
+
+// Converts rows [0, n_rows) of W (n_rows <= kPanelRows) into panel [cols, kPanelRows], zero
+// padding the missing rows so the microkernel never branches on them.
+void pack_panel(DType type, const uint8_t* w, size_t stride, int64_t n_rows, int64_t cols,
+                float* row_buffer /* [cols] */, float* panel /* [cols, kPanelRows] */) {
+  if (n_rows < kPanelRows) std::fill(panel, panel + cols * kPanelRows, 0.0f);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    dequantize_row(type, w + r * stride, row_buffer, cols);
+    for (int64_t k = 0; k < cols; ++k) panel[k * kPanelRows + r] = row_buffer[k];
+  }
+}
+
+#if defined(__AVX512F__)
+
+// y[MT, 64] (+)= x[MT, depth] · panel[depth, 64]; row_mask selects the valid output columns.
+template <int MT>
+void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y, int64_t ldy,
+               const __mmask16 (&row_mask)[4], bool accumulate) {
+  __m512 acc[MT][4];
+#pragma GCC unroll 8
+  for (int t = 0; t < MT; ++t)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[t][j] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* p = panel + k * kPanelRows;
+    const __m512 w0 = _mm512_load_ps(p), w1 = _mm512_load_ps(p + 16);
+    const __m512 w2 = _mm512_load_ps(p + 32), w3 = _mm512_load_ps(p + 48);
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; ++t) {
+      const __m512 xb = _mm512_set1_ps(x[t * ldx + k]);
+      acc[t][0] = _mm512_fmadd_ps(xb, w0, acc[t][0]);
+      acc[t][1] = _mm512_fmadd_ps(xb, w1, acc[t][1]);
+      acc[t][2] = _mm512_fmadd_ps(xb, w2, acc[t][2]);
+      acc[t][3] = _mm512_fmadd_ps(xb, w3, acc[t][3]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int t = 0; t < MT; ++t) {
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      float* out = y + t * ldy + j * 16;
+      __m512 v = acc[t][j];
+      if (accumulate) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(row_mask[j], out));
+      _mm512_mask_storeu_ps(out, row_mask[j], v);
+    }
+  }
+}
+
+void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
+                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
+  __mmask16 row_mask[4];
+  for (int j = 0; j < 4; ++j) {
+    const int64_t valid = std::clamp<int64_t>(n_valid - 16 * j, 0, 16);
+    row_mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
+  }
+  const float* p = panel + k0 * kPanelRows;
+  const bool accumulate = k0 > 0;
+  int64_t t = 0;
+  for (; t + kTileTokens <= n_tokens; t += kTileTokens)
+    gemm_tile<kTileTokens>(x + t * cols + k0, cols, p, depth, y + t * rows, rows, row_mask, accumulate);
+  const float* xt = x + t * cols + k0;
+  float* yt = y + t * rows;
+  switch (n_tokens - t) {
+    case 5: gemm_tile<5>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
+    case 4: gemm_tile<4>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
+    case 3: gemm_tile<3>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
+    case 2: gemm_tile<2>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
+    case 1: gemm_tile<1>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
+    default: break;
+  }
+}
+
+#else
+
+void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
+                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = 0; r < n_valid; ++r) {
+      float sum = k0 > 0 ? y[t * rows + r] : 0.0f;
+      for (int64_t k = k0; k < k0 + depth; ++k) sum += x[t * cols + k] * panel[k * kPanelRows + r];
+      y[t * rows + r] = sum;
+    }
+  }
+}
+
+#endif
+
+// Aligned so the microkernel's panel loads are aligned 64-byte vectors.
+struct alignas(64) PanelChunk {
+  float values[16];
+};
+
+}  // namespace
+
+void matmul(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
+            int64_t cols, ThreadPool* pool) {
+  if (n_tokens < kMinGemmTokens) {
+    for (int64_t t = 0; t < n_tokens; ++t) matvec(type, w, x + t * cols, y + t * rows, rows, cols, pool);
+    return;
+  }
+  thread_local std::vector<float> x_rounded;  // [n_tokens, cols]
+  const float* xin = x;
+  if (type == DType::Q8_0 || type == DType::Q4_0) {
+    x_rounded.resize(static_cast<size_t>(n_tokens * cols));
+    round_activations_q8(x, x_rounded.data(), n_tokens, cols, pool);
+    xin = x_rounded.data();
+  }
+  const auto* base = static_cast<const uint8_t*>(w);
+  const size_t stride = row_bytes(type, cols);
+  const auto work = [&](int64_t begin, int64_t end) {
+    thread_local std::vector<PanelChunk> panel_storage;  // [cols, kPanelRows] as 64-byte chunks
+    thread_local std::vector<float> row_buffer;          // [cols]
+    panel_storage.resize(static_cast<size_t>(cols * kPanelRows / 16));
+    row_buffer.resize(static_cast<size_t>(cols));
+    float* panel = panel_storage.data()->values;
+    for (int64_t r0 = begin; r0 < end; r0 += kPanelRows) {
+      const int64_t n_valid = std::min<int64_t>(kPanelRows, end - r0);
+      pack_panel(type, base + r0 * stride, stride, n_valid, cols, row_buffer.data(), panel);
+      for (int64_t k0 = 0; k0 < cols; k0 += kDepthBlock) {
+        const int64_t depth = std::min(kDepthBlock, cols - k0);
+        gemm_tiles(xin, n_tokens, cols, panel, k0, depth, y + r0, rows, n_valid);
+      }
+    }
+  };
+  if (pool == nullptr || pool->size() <= 1) {
+    work(0, rows);
+  } else {
+    pool->parallel_for(rows, kPanelRows, work);
+  }
+}
+
+}  // namespace flashmem

@@ -1,0 +1,218 @@
+// matvec: y[rows] = W[rows, cols] · x[cols], threaded over rows of W. Decode runs one of these
+// per weight matrix per token, so the kernels stream W once at memory bandwidth: several rows are
+// processed together so each activation load from L1 feeds several weight rows.
+#include <algorithm>
+#include <vector>
+
+#include "tensor/convert.h"
+#include "tensor/kernels.h"
+#include "tensor/kernels_internal.h"
+
+#include "tensor/simd.h"
+
+namespace flashmem {
+namespace {
+
+using detail::ActivationQ8;
+
+// Rows per kernel call: 4 rows × (1-2 accumulators) leaves registers for the shared activation
+// vectors, and 4 independent weight streams are enough to keep the prefetchers busy.
+constexpr int kRowGroup = 4;
+
+// Below this many weight bytes a matrix is done on one thread: waking the pool (~1 µs) costs
+// more than it saves.
+constexpr size_t kMinParallelBytes = 32 * 1024;
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__) && defined(__F16C__)
+#define FLASHMEM_MATVEC_AVX512 1
+
+inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// Weight block loaders for the VNNI dot: return the block's 32 values as unsigned bytes
+// (value + offset) in element order; kOffset is subtracted back through the lane-sum correction.
+struct Q8Weights {
+  using Block = BlockQ8_0;
+  static constexpr int kOffsetShift = 7;  // q + 128: flips int8 into uint8 for dpbusd
+  static __m256i load(const Block& b) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
+    return _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)));
+  }
+};
+
+struct Q4Weights {
+  using Block = BlockQ4_0;
+  static constexpr int kOffsetShift = 3;  // nibble = q + 8 is already unsigned
+  static __m256i load(const Block& b) {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
+    const __m256i both = _mm256_set_m128i(_mm_srli_epi16(packed, 4), packed);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+  }
+};
+
+// Σ_b d_w·d_x·Σ q_w·q_x for NR consecutive rows. dpbusd(u8 w + off, s8 x) adds off·Σx per lane;
+// starting each lane's accumulator at -off·Σx (from the activation's lane sums) cancels it, so
+// every block's integer sum is exact.
+template <typename Weights, int NR>
+void dot_rows_quantized(const uint8_t* w, size_t stride, const ActivationQ8& xq, float* y) {
+  using Block = typename Weights::Block;
+  const Block* rows[NR];
+  __m256 acc[NR];
+  for (int r = 0; r < NR; ++r) {
+    rows[r] = reinterpret_cast<const Block*>(w + r * stride);
+    acc[r] = _mm256_setzero_ps();
+  }
+  for (int64_t b = 0; b < xq.n_blocks; ++b) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.qs.data() + b * kQ8Block));
+    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.lane_sums.data() + b * 8));
+    const __m256i correction =
+        _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(sums, Weights::kOffsetShift));
+    const float dx = xq.d[b];
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      const __m256i dot = _mm256_dpbusd_epi32(correction, Weights::load(rows[r][b]), x);
+      const __m256 scale = _mm256_set1_ps(_cvtsh_ss(rows[r][b].d) * dx);
+      acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
+    }
+  }
+  for (int r = 0; r < NR; ++r) y[r] = hsum256(acc[r]);
+}
+
+// Float weight loaders: 16 elements (or a masked tail) as f32.
+struct F32Weights {
+  using Elem = float;
+  static __m512 load(const float* p) { return _mm512_loadu_ps(p); }
+  static __m512 load(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+};
+struct F16Weights {
+  using Elem = uint16_t;
+  static __m512 load(const uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 load(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+};
+struct BF16Weights {
+  using Elem = uint16_t;
+  static __m512 widen(__m256i h) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+  }
+  static __m512 load(const uint16_t* p) {
+    return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static __m512 load(const uint16_t* p, __mmask16 m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
+};
+
+// f32 dot of NR rows with x; two accumulators per row hide the FMA latency.
+template <typename Weights, int NR>
+void dot_rows_float(const uint8_t* w, size_t stride, const float* x, int64_t cols, float* y) {
+  using Elem = typename Weights::Elem;
+  const Elem* rows[NR];
+  __m512 acc0[NR], acc1[NR];
+  for (int r = 0; r < NR; ++r) {
+    rows[r] = reinterpret_cast<const Elem*>(w + r * stride);
+    acc0[r] = _mm512_setzero_ps();
+    acc1[r] = _mm512_setzero_ps();
+  }
+  int64_t i = 0;
+  for (; i + 32 <= cols; i += 32) {
+    const __m512 x0 = _mm512_loadu_ps(x + i), x1 = _mm512_loadu_ps(x + i + 16);
+#pragma GCC unroll 4
+    for (int r = 0; r < NR; ++r) {
+      acc0[r] = _mm512_fmadd_ps(Weights::load(rows[r] + i), x0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(Weights::load(rows[r] + i + 16), x1, acc1[r]);
+    }
+  }
+  for (; i < cols; i += 16) {
+    const __mmask16 m = cols - i >= 16 ? static_cast<__mmask16>(0xffff)
+                                        : static_cast<__mmask16>((1u << (cols - i)) - 1u);
+    const __m512 xv = _mm512_maskz_loadu_ps(m, x + i);
+    for (int r = 0; r < NR; ++r) acc0[r] = _mm512_fmadd_ps(Weights::load(rows[r] + i, m), xv, acc0[r]);
+  }
+  for (int r = 0; r < NR; ++r) y[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[r], acc1[r]));
+}
+
+template <int NR>
+void dot_rows(DType type, const uint8_t* w, size_t stride, const float* x, const ActivationQ8& xq,
+              int64_t cols, float* y) {
+  switch (type) {
+    case DType::Q8_0: return dot_rows_quantized<Q8Weights, NR>(w, stride, xq, y);
+    case DType::Q4_0: return dot_rows_quantized<Q4Weights, NR>(w, stride, xq, y);
+    case DType::F16: return dot_rows_float<F16Weights, NR>(w, stride, x, cols, y);
+    case DType::BF16: return dot_rows_float<BF16Weights, NR>(w, stride, x, cols, y);
+    default: return dot_rows_float<F32Weights, NR>(w, stride, x, cols, y);
+  }
+}
+
+#else  // portable fallback: the reference arithmetic, per row.
+
+template <int NR>
+void dot_rows(DType type, const uint8_t* w, size_t stride, const float* x, const ActivationQ8& xq,
+              int64_t cols, float* y) {
+  std::vector<float> row(static_cast<size_t>(cols));  // [cols]
+  for (int r = 0; r < NR; ++r) {
+    const uint8_t* src = w + r * stride;
+    if (type == DType::Q8_0 || type == DType::Q4_0) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < xq.n_blocks; ++b) {
+        int8_t q[kQ8Block];  // the block's weights as signed integers
+        uint16_t d_bits;
+        if (type == DType::Q8_0) {
+          const auto& blk = reinterpret_cast<const BlockQ8_0*>(src)[b];
+          for (int j = 0; j < kQ8Block; ++j) q[j] = blk.qs[j];
+          d_bits = blk.d;
+        } else {
+          const auto& blk = reinterpret_cast<const BlockQ4_0*>(src)[b];
+          for (int j = 0; j < kQ4Block / 2; ++j) {
+            q[j] = static_cast<int8_t>((blk.qs[j] & 0x0f) - 8);
+            q[j + kQ4Block / 2] = static_cast<int8_t>((blk.qs[j] >> 4) - 8);
+          }
+          d_bits = blk.d;
+        }
+        int32_t isum = 0;
+        for (int j = 0; j < kQ8Block; ++j) isum += q[j] * xq.qs[b * kQ8Block + j];
+        sum += fp16_to_f32(d_bits) * xq.d[b] * static_cast<float>(isum);
+      }
+      y[r] = sum;
+    } else {
+      dequantize_row(type, src, row.data(), cols);
+      y[r] = dot_f32(row.data(), x, cols);
+    }
+  }
+}
+
+#endif
+
+void matvec_range(DType type, const uint8_t* w, size_t stride, const float* x, const ActivationQ8& xq,
+                  float* y, int64_t cols, int64_t begin, int64_t end) {
+  int64_t r = begin;
+  for (; r + kRowGroup <= end; r += kRowGroup) dot_rows<kRowGroup>(type, w + r * stride, stride, x, xq, cols, y + r);
+  for (; r < end; ++r) dot_rows<1>(type, w + r * stride, stride, x, xq, cols, y + r);
+}
+
+}  // namespace
+
+void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,
+            ThreadPool* pool) {
+  // Reused across calls to avoid an allocation per matvec; bound to a plain reference because a
+  // thread_local named inside the lambda would resolve to the worker thread's own (empty) copy.
+  thread_local ActivationQ8 activation_storage;
+  const ActivationQ8& xq = activation_storage;
+  if (type == DType::Q8_0 || type == DType::Q4_0) detail::quantize_activation_q8(x, cols, &activation_storage);
+  const auto* base = static_cast<const uint8_t*>(w);
+  const size_t stride = row_bytes(type, cols);
+  const auto work = [&](int64_t begin, int64_t end) {
+    matvec_range(type, base, stride, x, xq, y, cols, begin, end);
+  };
+  if (pool == nullptr || pool->size() <= 1 || stride * static_cast<size_t>(rows) < kMinParallelBytes) {
+    work(0, rows);
+    return;
+  }
+  pool->parallel_for(rows, kRowGroup, work);
+}
+
+}  // namespace flashmem

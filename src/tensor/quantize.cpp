@@ -1,0 +1,175 @@
+// Fast row conversions: f16/bf16/f32 <-> f32, Q8_0/Q4_0 (de)quantization, activation quantizer.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "tensor/convert.h"
+#include "tensor/kernels.h"
+#include "tensor/kernels_internal.h"
+
+#include "tensor/simd.h"
+
+namespace flashmem {
+namespace {
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+constexpr bool kHaveAvx512 = true;
+
+// roundf for each lane: round half away from zero. v - trunc(v) is exact for |v| < 2^23, so the
+// comparison against 0.5 decides the rounding exactly as roundf does.
+inline __m512 round_half_away(__m512 v) {
+  const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m512 frac = _mm512_abs_ps(_mm512_sub_ps(v, t));
+  const __mmask16 bump = _mm512_cmp_ps_mask(frac, _mm512_set1_ps(0.5f), _CMP_GE_OQ);
+  const __m512 one = _mm512_or_ps(_mm512_set1_ps(1.0f),
+                                  _mm512_and_ps(v, _mm512_castsi512_ps(_mm512_set1_epi32(INT32_MIN))));
+  return _mm512_mask_add_ps(t, bump, t, one);
+}
+
+// 32 floats -> 32 int8 (Q8_0 reference rounding), returns the f32 scale before fp16 rounding.
+inline float quantize_block_q8_0_avx512(const float* x, int8_t* qs) {
+  const __m512 v0 = _mm512_loadu_ps(x);
+  const __m512 v1 = _mm512_loadu_ps(x + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  const __m512 scale = _mm512_set1_ps(id);
+  const __m512i q0 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v0, scale)));
+  const __m512i q1 = _mm512_cvttps_epi32(round_half_away(_mm512_mul_ps(v1, scale)));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtsepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16), _mm512_cvtsepi32_epi8(q1));
+  return d;
+}
+#else
+constexpr bool kHaveAvx512 = false;
+#endif
+
+}  // namespace
+
+void f32_to_f16_row(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm512_cvtps_ph(_mm512_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), h);
+  }
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), h);
+  }
+#endif
+  for (; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
+}
+
+void f16_to_f32_row(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    _mm512_storeu_ps(dst + i, _mm512_cvtph_ps(h));
+  }
+#elif defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = fp16_to_f32(src[i]);
+}
+
+void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
+  switch (type) {
+    case DType::F16:
+      f16_to_f32_row(static_cast<const uint16_t*>(src), dst, n);
+      return;
+#if defined(__AVX512F__)
+    case DType::BF16: {
+      const auto* h = static_cast<const uint16_t*>(src);
+      int64_t i = 0;
+      for (; i + 16 <= n; i += 16) {
+        const __m512i wide = _mm512_cvtepu16_epi32(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + i)));
+        _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+      }
+      for (; i < n; ++i) dst[i] = bf16_to_f32(h[i]);
+      return;
+    }
+    case DType::Q8_0: {
+      const auto* blocks = static_cast<const BlockQ8_0*>(src);
+      for (int64_t b = 0; b < n / kQ8Block; ++b) {
+        const __m512 d = _mm512_set1_ps(fp16_to_f32(blocks[b].d));
+        const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs));
+        const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs + 16));
+        _mm512_storeu_ps(dst + b * kQ8Block, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0))));
+        _mm512_storeu_ps(dst + b * kQ8Block + 16,
+                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1))));
+      }
+      return;
+    }
+    case DType::Q4_0: {
+      const auto* blocks = static_cast<const BlockQ4_0*>(src);
+      const __m128i low_mask = _mm_set1_epi8(0x0f);
+      const __m128i eight = _mm_set1_epi8(8);
+      for (int64_t b = 0; b < n / kQ4Block; ++b) {
+        const __m512 d = _mm512_set1_ps(fp16_to_f32(blocks[b].d));
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blocks[b].qs));
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(packed, low_mask), eight);
+        const __m128i hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low_mask), eight);
+        _mm512_storeu_ps(dst + b * kQ4Block, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(lo))));
+        _mm512_storeu_ps(dst + b * kQ4Block + 16,
+                         _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(hi))));
+      }
+      return;
+    }
+#endif
+    default:
+      dequantize_row_ref(type, src, dst, n);
+  }
+}
+
+void quantize_row(DType type, const float* src, void* dst, int64_t n) {
+  switch (type) {
+    case DType::F16:
+      f32_to_f16_row(src, static_cast<uint16_t*>(dst), n);
+      return;
+    case DType::Q8_0:
+      if constexpr (kHaveAvx512) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+        auto* blocks = static_cast<BlockQ8_0*>(dst);
+        for (int64_t b = 0; b < n / kQ8Block; ++b)
+          blocks[b].d = f32_to_fp16(quantize_block_q8_0_avx512(src + b * kQ8Block, blocks[b].qs));
+#endif
+        return;
+      }
+      [[fallthrough]];
+    default:
+      quantize_row_ref(type, src, dst, n);
+  }
+}
+
+namespace detail {
+
+void quantize_activation_q8(const float* x, int64_t n, ActivationQ8* out) {
+  const int64_t n_blocks = n / kQ8Block;
+  out->n_blocks = n_blocks;
+  out->qs.resize(static_cast<size_t>(n));
+  out->d.resize(static_cast<size_t>(n_blocks));
+  out->lane_sums.resize(static_cast<size_t>(n_blocks * 8));
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    int8_t* qs = out->qs.data() + b * kQ8Block;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    out->d[b] = fp16_to_f32(f32_to_fp16(quantize_block_q8_0_avx512(x + b * kQ8Block, qs)));
+#else
+    BlockQ8_0 block;
+    quantize_row_ref(DType::Q8_0, x + b * kQ8Block, &block, kQ8Block);
+    std::memcpy(qs, block.qs, kQ8Block);
+    out->d[b] = fp16_to_f32(block.d);
+#endif
+    for (int lane = 0; lane < 8; ++lane)
+      out->lane_sums[b * 8 + lane] = qs[4 * lane] + qs[4 * lane + 1] + qs[4 * lane + 2] + qs[4 * lane + 3];
+  }
+}
+
+}  // namespace detail
+}  // namespace flashmem
