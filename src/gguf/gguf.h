@@ -6,6 +6,7 @@
 // with flashmem::Error("...") — never a crash, an abort or an allocation the file cannot justify.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -27,6 +28,9 @@ std::string_view gguf_type_name(GgufType type);
 
 constexpr int kGgufMaxDims = 4;
 constexpr uint32_t kGgufDefaultAlignment = 32;
+// Largest general.alignment accepted: 64 KiB covers every page size a reader may want to align
+// tensors to (4K, 16K, 64K pages) and bounds the padding a file can demand per tensor.
+constexpr uint32_t kGgufMaxAlignment = 1u << 16;
 
 // One metadata value. Scalars: `type` is the scalar type. Arrays: type == ARRAY, `elem_type` is
 // the element type (never ARRAY: nested arrays are rejected), numeric elements are stored
@@ -84,6 +88,8 @@ class GgufFile {
   std::optional<std::string> get_string_opt(std::string_view key) const;
   int64_t get_int(std::string_view key) const;
   std::optional<int64_t> get_int_opt(std::string_view key) const;
+  // get_int plus a range check: throws Error naming the key unless lo <= value <= hi.
+  int64_t get_int_in(std::string_view key, int64_t lo, int64_t hi) const;
   double get_float(std::string_view key) const;
   std::optional<double> get_float_opt(std::string_view key) const;
   std::optional<bool> get_bool_opt(std::string_view key) const;
@@ -103,6 +109,7 @@ class GgufFile {
  private:
   GgufFile() = default;
   void parse_all();
+  void parse_header(bool build);  // build = false: validate only; true: fill the tables
 
   std::shared_ptr<MappedFile> map_;
   const uint8_t* data_ = nullptr;
@@ -155,7 +162,10 @@ class GgufWriter {
     std::vector<int64_t> shape;
     std::vector<uint8_t> data;
   };
-  std::vector<std::pair<std::string, GgufValue>> kv_;
+  // Streams the whole file, in order, through `emit`.
+  void serialize(const std::function<void(const void*, size_t)>& emit) const;
+
+  std::vector<std::pair<std::string, GgufValue>> kv_;  // insertion order
   std::vector<PendingTensor> tensors_;
   uint32_t alignment_ = kGgufDefaultAlignment;
 };
