@@ -20,7 +20,7 @@ void validate(const RopeParams& p) {
   if (!(p.beta_fast > 0.0) || !(p.beta_slow > 0.0) || !std::isfinite(p.beta_fast) ||
       !std::isfinite(p.beta_slow))
     fail("yarn betas ({}, {}) must be finite and positive", p.beta_fast, p.beta_slow);
-  // f32 positions are exact integers only below 2^24.
+  // Positions are exact in f32 below 2^24 (the trainer may compute angles in f32 on GPUs).
   if (p.max_positions < 1 || p.max_positions > (int64_t{1} << 24))
     fail("rope_max_positions {} must be in [1, 2^24]", p.max_positions);
 }
@@ -43,10 +43,10 @@ YarnRange yarn_range(const RopeParams& p) {
   return r;
 }
 
-std::vector<float> yarn_frequencies(const RopeParams& p) {
+std::vector<double> yarn_frequencies(const RopeParams& p) {
   const YarnRange r = yarn_range(p);
   const int64_t pairs = p.rope_dim / 2;
-  std::vector<float> freqs(static_cast<size_t>(pairs));
+  std::vector<double> freqs(static_cast<size_t>(pairs));
   for (int64_t i = 0; i < pairs; ++i) {
     double ramp;
     if (i < r.low) {
@@ -57,7 +57,7 @@ std::vector<float> yarn_frequencies(const RopeParams& p) {
       ramp = static_cast<double>(i - r.low) / static_cast<double>(std::max<int64_t>(r.high - r.low, 1));
     }
     const double f = std::pow(p.base, -2.0 * static_cast<double>(i) / static_cast<double>(p.rope_dim));
-    freqs[i] = static_cast<float>(f * (1.0 - ramp) + (f / p.factor) * ramp);
+    freqs[i] = f * (1.0 - ramp) + (f / p.factor) * ramp;
   }
   return freqs;
 }
@@ -70,12 +70,12 @@ int64_t YarnRope::table_position(int64_t pos) const {
 }
 
 YarnRope::Angles YarnRope::angles(int64_t pos) const {
-  const float position = static_cast<float>(table_position(pos));  // exact: < 2^24
+  const double position = static_cast<double>(table_position(pos));
   Angles a;
   for (size_t i = 0; i < freqs_.size(); ++i) {
-    const float angle = position * freqs_[i];  // f32 product, as the reference table
-    a.cos[i] = static_cast<float>(std::cos(static_cast<double>(angle)));
-    a.sin[i] = static_cast<float>(std::sin(static_cast<double>(angle)));
+    const double angle = position * freqs_[i];
+    a.cos[i] = static_cast<float>(std::cos(angle));
+    a.sin[i] = static_cast<float>(std::sin(angle));
   }
   return a;
 }

@@ -186,16 +186,17 @@ TEST(Yarn, ReferenceCorrectionRange) {
 }
 
 TEST(Yarn, ReferenceFrequencies) {
-  const std::vector<float> f = yarn_frequencies(RopeParams{});
+  const std::vector<double> f = yarn_frequencies(RopeParams{});
   ASSERT_EQ(f.size(), 32u);
   // Hand-computed from the formula (f_i = 160000^(-i/32), ramp (i - 15) / 10 on [15, 25)):
-  EXPECT_EQ(f[0], 1.0f);                                      // ramp 0
-  EXPECT_FLOAT_EQ(f[1], 0.68765602f);                         // 160000^(-1/32), ramp 0
-  EXPECT_FLOAT_EQ(f[15], 0.0036355386f);                      // ramp 0 at i = low
-  EXPECT_FLOAT_EQ(f[16], 0.0025f * 0.9f + 0.0025f / 16 * 0.1f);  // f_16 = 1/400, ramp 0.1
-  EXPECT_FLOAT_EQ(f[24], 1.25e-4f * 0.1f + 1.25e-4f / 16 * 0.9f);  // f_24 = 1/8000, ramp 0.9
-  EXPECT_FLOAT_EQ(f[25], 5.3723127e-06f);                     // ramp 1: f_25 / 16
-  EXPECT_FLOAT_EQ(f[31], 5.6805290e-07f);
+  EXPECT_EQ(f[0], 1.0);                                           // ramp 0
+  EXPECT_NEAR(f[1], 0.6876560219336321, 1e-15);                   // 160000^(-1/32), ramp 0
+  EXPECT_NEAR(f[15], 0.003635538583622384, 1e-17);                // ramp 0 at i = low
+  EXPECT_NEAR(f[16], 0.0025 * 0.9 + 0.0025 / 16 * 0.1, 1e-17);    // f_16 = 1/400, ramp 0.1
+  EXPECT_NEAR(f[20], 0.00029697777826169085, 1e-18);              // ramp 0.5
+  EXPECT_NEAR(f[24], 1.25e-4 * 0.1 + 1.25e-4 / 16 * 0.9, 1e-18);  // f_24 = 1/8000, ramp 0.9
+  EXPECT_NEAR(f[25], 5.372312671356501e-06, 1e-20);               // ramp 1: f_25 / 16
+  EXPECT_NEAR(f[31], 5.680529036909976e-07, 1e-21);
 }
 
 TEST(Yarn, RotatesLastDimsOfAdjacentPairs) {
@@ -208,8 +209,8 @@ TEST(Yarn, RotatesLastDimsOfAdjacentPairs) {
   rope.apply(pos, y);
   for (int i = 0; i < 64; ++i) EXPECT_EQ(y[i], x[i]);  // pass-through
   for (int i = 0; i < 32; ++i) {
-    const float angle = static_cast<float>(pos) * rope.frequencies()[i];
-    const double c = std::cos(static_cast<double>(angle)), s = std::sin(static_cast<double>(angle));
+    const double angle = static_cast<double>(pos) * rope.frequencies()[i];
+    const double c = std::cos(angle), s = std::sin(angle);
     EXPECT_NEAR(y[64 + 2 * i], x[64 + 2 * i] * c - x[65 + 2 * i] * s, 1e-3) << i;
     EXPECT_NEAR(y[65 + 2 * i], x[64 + 2 * i] * s + x[65 + 2 * i] * c, 1e-3) << i;
   }
