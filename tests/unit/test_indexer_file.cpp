@@ -158,7 +158,7 @@ GgufValue i32_array(const std::vector<int32_t>& ids) {
   value.elem_type = GgufType::I32;
   value.array_size = ids.size();
   value.raw.resize(ids.size() * 4);
-  std::memcpy(value.raw.data(), ids.data(), value.raw.size());
+  if (!ids.empty()) std::memcpy(value.raw.data(), ids.data(), value.raw.size());
   return value;
 }
 
@@ -269,6 +269,27 @@ TEST(IndexerWriter, RejectsInconsistentWeights) {
   expect_error([&] { indexer_to_bytes(w); }, "head_dim");
 }
 
+TEST_F(MalformedIndexer, RandomCorruptionIsAnErrorNeverACrash) {
+  std::mt19937 rng(77);
+  int rejected = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::vector<uint8_t> bytes = good_;
+    const int flips = 1 + trial % 3;
+    for (int f = 0; f < flips; ++f) {
+      // Half the trials hit the header (keys, tensor table), where parsing is most delicate.
+      const size_t limit = trial % 2 ? bytes.size() : std::min<size_t>(bytes.size(), 2048);
+      bytes[rng() % limit] ^= static_cast<uint8_t>(1u << (rng() % 8));
+    }
+    try {
+      IndexerModel::from_bytes(bytes, "corrupt.gguf");
+    } catch (const Error&) {
+      ++rejected;
+    }
+  }
+  // Flips in padding or in an unused key's bytes may leave a valid file; most must be caught.
+  EXPECT_GT(rejected, 250);
+}
+
 // ---- safetensors validation ---------------------------------------------------------------------
 
 std::vector<uint8_t> safetensors_bytes(const std::string& json, size_t data_bytes) {
@@ -320,6 +341,21 @@ TEST(Safetensors, RejectsMalformed) {
   auto huge_len = safetensors_bytes("{}", 0);
   huge_len[7] = 0x7F;
   expect_error([&] { SafetensorsFile::parse(huge_len.data(), huge_len.size()); }, "header length");
+}
+
+TEST(Safetensors, RandomCorruptionIsAnErrorNeverACrash) {
+  const auto good = safetensors_bytes(
+      R"({"x":{"dtype":"BF16","shape":[2,3],"data_offsets":[0,12]},)"
+      R"("y":{"dtype":"F32","shape":[4],"data_offsets":[12,28]}})", 28);
+  std::mt19937 rng(78);
+  for (int trial = 0; trial < 500; ++trial) {
+    std::vector<uint8_t> bytes = good;
+    bytes[rng() % (bytes.size() - 28)] = static_cast<uint8_t>(rng());  // header bytes only
+    try {
+      SafetensorsFile::parse(bytes.data(), bytes.size());
+    } catch (const Error&) {
+    }
+  }
 }
 
 // ---- key tower ----------------------------------------------------------------------------------
