@@ -1,0 +1,92 @@
+#include "indexer/rope.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+
+#include "util/error.h"
+
+namespace flashmem {
+namespace {
+
+void validate(const RopeParams& p) {
+  if (p.rope_dim <= 0 || p.rope_dim % 2 != 0 || p.rope_dim > p.head_dim ||
+      p.rope_dim / 2 > YarnRope::kMaxPairs)
+    fail("rope_dim {} must be even, positive and at most head_dim {}", p.rope_dim, p.head_dim);
+  if (!(p.base > 1.0) || !std::isfinite(p.base)) fail("rope_base {} must be finite and > 1", p.base);
+  if (!(p.factor >= 1.0) || !std::isfinite(p.factor))
+    fail("yarn_factor {} must be finite and >= 1", p.factor);
+  if (p.orig_ctx <= 0) fail("yarn_orig_ctx {} must be positive", p.orig_ctx);
+  if (!(p.beta_fast > 0.0) || !(p.beta_slow > 0.0) || !std::isfinite(p.beta_fast) ||
+      !std::isfinite(p.beta_slow))
+    fail("yarn betas ({}, {}) must be finite and positive", p.beta_fast, p.beta_slow);
+  // Positions are exact in f32 below 2^24 (the trainer may compute angles in f32 on GPUs).
+  if (p.max_positions < 1 || p.max_positions > (int64_t{1} << 24))
+    fail("rope_max_positions {} must be in [1, 2^24]", p.max_positions);
+}
+
+double correction_dim(const RopeParams& p, double n_rotations) {
+  return static_cast<double>(p.rope_dim) *
+         std::log(static_cast<double>(p.orig_ctx) / (n_rotations * 2.0 * std::numbers::pi)) /
+         (2.0 * std::log(p.base));
+}
+
+}  // namespace
+
+YarnRange yarn_range(const RopeParams& p) {
+  validate(p);
+  YarnRange r;
+  r.corr_fast = correction_dim(p, p.beta_fast);
+  r.corr_slow = correction_dim(p, p.beta_slow);
+  r.low = std::max<int64_t>(static_cast<int64_t>(std::floor(r.corr_fast)), 0);
+  r.high = std::min<int64_t>(static_cast<int64_t>(std::ceil(r.corr_slow)), p.rope_dim / 2 - 1);
+  return r;
+}
+
+std::vector<double> yarn_frequencies(const RopeParams& p) {
+  const YarnRange r = yarn_range(p);
+  const int64_t pairs = p.rope_dim / 2;
+  std::vector<double> freqs(static_cast<size_t>(pairs));
+  for (int64_t i = 0; i < pairs; ++i) {
+    double ramp;
+    if (i < r.low) {
+      ramp = 0.0;
+    } else if (i >= r.high) {
+      ramp = 1.0;
+    } else {
+      ramp = static_cast<double>(i - r.low) / static_cast<double>(std::max<int64_t>(r.high - r.low, 1));
+    }
+    const double f = std::pow(p.base, -2.0 * static_cast<double>(i) / static_cast<double>(p.rope_dim));
+    freqs[i] = f * (1.0 - ramp) + (f / p.factor) * ramp;
+  }
+  return freqs;
+}
+
+YarnRope::YarnRope(const RopeParams& params) : params_(params), freqs_(yarn_frequencies(params)) {}
+
+int64_t YarnRope::table_position(int64_t pos) const {
+  if (pos < 0) fail("rope position {} is negative", pos);
+  return std::min(pos, params_.max_positions - 1);
+}
+
+YarnRope::Angles YarnRope::angles(int64_t pos) const {
+  const double position = static_cast<double>(table_position(pos));
+  Angles a;
+  for (size_t i = 0; i < freqs_.size(); ++i) {
+    const double angle = position * freqs_[i];
+    a.cos[i] = static_cast<float>(std::cos(angle));
+    a.sin[i] = static_cast<float>(std::sin(angle));
+  }
+  return a;
+}
+
+void YarnRope::apply(const Angles& a, float* head) const {
+  float* rotated = head + (params_.head_dim - params_.rope_dim);
+  for (size_t i = 0; i < freqs_.size(); ++i) {
+    const float x0 = rotated[2 * i], x1 = rotated[2 * i + 1];
+    rotated[2 * i] = x0 * a.cos[i] - x1 * a.sin[i];
+    rotated[2 * i + 1] = x0 * a.sin[i] + x1 * a.cos[i];
+  }
+}
+
+}  // namespace flashmem
