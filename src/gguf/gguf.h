@@ -128,6 +128,9 @@ class GgufFile {
 class GgufWriter {
  public:
   GgufWriter() = default;
+  // A writer holding every key (file order) and tensor (copied) of `file`, with its alignment:
+  // to_bytes() of a file our writer produced gives back the same bytes.
+  static GgufWriter from_file(const GgufFile& file);
 
   void set_u8(const std::string& key, uint8_t v);
   void set_i32(const std::string& key, int32_t v);

@@ -252,7 +252,7 @@ void GgufFile::parse_header(bool build) {
     const GgufType type = read_type(c, "value type");
     const bool is_alignment = key == "general.alignment";
     if (is_alignment && type != GgufType::U32)
-      c.error("general.alignment", fmt::format("has type {}, expected u32", gguf_type_name(type)));
+      c.error("alignment", fmt::format("has type {}, expected u32", gguf_type_name(type)));
     GgufValue scratch;  // the validation pass keeps only general.alignment (a scalar)
     GgufValue* out = is_alignment ? &scratch : nullptr;
     if (build) {
@@ -264,7 +264,7 @@ void GgufFile::parse_header(bool build) {
     read_value(c, type, out);
     if (is_alignment) {
       if (out->u == 0 || !std::has_single_bit(out->u) || out->u > kGgufMaxAlignment)
-        c.error("general.alignment",
+        c.error("alignment",
                 fmt::format("{} is not a power of two in 1..{}", out->u, kGgufMaxAlignment));
       alignment_ = static_cast<uint32_t>(out->u);
     }
@@ -275,7 +275,7 @@ void GgufFile::parse_header(bool build) {
   // ---- tensor infos ----
   struct Extent {
     uint64_t offset, n_bytes;
-    size_t index;
+    std::string_view name;
   };
   std::vector<Extent> extents;
   names.clear();
@@ -307,9 +307,12 @@ void GgufFile::parse_header(bool build) {
     }
     const uint32_t type_id = c.read<uint32_t>("type");
     const std::optional<DType> dtype = dtype_from_id(type_id);
-    if (!dtype)
-      c.error("type", fmt::format("unsupported tensor type id {} ({} as i32)", type_id,
-                                  static_cast<int32_t>(type_id)));
+    if (!dtype) {
+      const auto as_signed = static_cast<int32_t>(type_id);
+      c.error("type", as_signed < 0
+                          ? fmt::format("negative tensor type id {}", as_signed)
+                          : fmt::format("unsupported tensor type id {}", type_id));
+    }
     info.type = *dtype;
     info.offset = c.read<uint64_t>("offset");
     if (info.offset % alignment_ != 0)
@@ -331,7 +334,7 @@ void GgufFile::parse_header(bool build) {
       tensors_.push_back(std::move(info));
     } else {
       names.push_back(tname);
-      extents.push_back({info.offset, info.n_bytes, static_cast<size_t>(t)});
+      extents.push_back({info.offset, info.n_bytes, tname});
     }
   }
   c.set_context("");
@@ -356,12 +359,12 @@ void GgufFile::parse_header(bool build) {
     for (size_t k = 0; k < extents.size(); ++k) {
       const Extent& e = extents[k];
       if (e.offset > data_size || e.n_bytes > data_size - e.offset)
-        fail("{}: tensor #{}: offset: data [{}, {}+{}) extends past the end of the data section "
-             "({} bytes)",
-             name_, e.index, e.offset, e.offset, e.n_bytes, data_size);
+        fail("{}: tensor '{}': offset: {} bytes at offset {} extend past the end of the data "
+             "section ({} bytes)",
+             name_, e.name, e.n_bytes, e.offset, data_size);
       if (k > 0 && e.offset < end)
-        fail("{}: tensor #{}: offset: data at {} overlaps tensor #{} which ends at {}", name_,
-             e.index, e.offset, extents[k - 1].index, end);
+        fail("{}: tensor '{}': offset: data at {} overlaps tensor '{}' which ends at {}", name_,
+             e.name, e.offset, extents[k - 1].name, end);
       end = e.offset + e.n_bytes;
     }
   } else {

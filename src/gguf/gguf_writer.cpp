@@ -211,6 +211,15 @@ void GgufWriter::add_tensor(const std::string& name, DType type,
   tensors_.push_back({name, type, shape, std::vector<uint8_t>(p, p + n_bytes)});
 }
 
+GgufWriter GgufWriter::from_file(const GgufFile& file) {
+  GgufWriter w;
+  w.set_alignment(file.alignment());
+  for (const std::string& key : file.keys()) w.set_value(key, *file.find(key));
+  for (const GgufTensor& t : file.tensors())
+    w.add_tensor(t.name, t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), t.data, t.n_bytes);
+  return w;
+}
+
 void GgufWriter::set_alignment(uint32_t alignment) {
   if (alignment == 0 || !std::has_single_bit(alignment) || alignment > kGgufMaxAlignment)
     fail("gguf writer: alignment {} is not a power of two in 1..{}", alignment,
