@@ -17,10 +17,21 @@ namespace {
 // two or three tokens' worth of FMAs on it.
 constexpr int64_t kMinGemmTokens = 4;
 
+#if defined(__AVX512F__)
 // Weight rows per packed panel: 4 zmm vectors per k step. With kTileTokens = 6 the microkernel
 // holds 6 × 4 = 24 accumulators + 4 weight vectors + 1 broadcast in the 32 zmm registers, and
 // does 24 FMAs per 4 vector loads + 6 broadcasts, so it is FMA-bound rather than load-bound.
-constexpr int kPanelRows = 64;
+constexpr int kPanelVectors = 4;
+constexpr int kLanes = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+// 16 ymm registers: 6 × 2 = 12 accumulators + 2 weight vectors + 1 broadcast.
+constexpr int kPanelVectors = 2;
+constexpr int kLanes = 8;
+#else
+constexpr int kPanelVectors = 1;
+constexpr int kLanes = 16;
+#endif
+constexpr int kPanelRows = kPanelVectors * kLanes;
 constexpr int kTileTokens = 6;
 
 // Depth (columns) per pass over a panel: 256 × 64 × 4 B = 64 KiB of panel stays in L1/L2 while
@@ -56,10 +67,10 @@ void pack_panel(DType type, const uint8_t* w, size_t stride, int64_t n_rows, int
 
 #if defined(__AVX512F__)
 
-// y[MT, 64] (+)= x[MT, depth] · panel[depth, 64]; row_mask selects the valid output columns.
+// y[MT, 64] (+)= x[MT, depth] · panel[depth, 64]; only the first n_valid columns of y are written.
 template <int MT>
 void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y, int64_t ldy,
-               const __mmask16 (&row_mask)[4], bool accumulate) {
+               int64_t n_valid, bool accumulate) {
   __m512 acc[MT][4];
 #pragma GCC unroll 8
   for (int t = 0; t < MT; ++t)
@@ -78,6 +89,11 @@ void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, f
       acc[t][3] = _mm512_fmadd_ps(xb, w3, acc[t][3]);
     }
   }
+  __mmask16 row_mask[4];
+  for (int j = 0; j < 4; ++j) {
+    const int64_t valid = std::clamp<int64_t>(n_valid - 16 * j, 0, 16);
+    row_mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
+  }
 #pragma GCC unroll 8
   for (int t = 0; t < MT; ++t) {
 #pragma GCC unroll 4
@@ -90,44 +106,69 @@ void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, f
   }
 }
 
-void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
-                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
-  __mmask16 row_mask[4];
-  for (int j = 0; j < 4; ++j) {
-    const int64_t valid = std::clamp<int64_t>(n_valid - 16 * j, 0, 16);
-    row_mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
+#elif defined(__AVX2__) && defined(__FMA__)
+
+// y[MT, 16] (+)= x[MT, depth] · panel[depth, 16]; only the first n_valid columns of y are written.
+template <int MT>
+void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y, int64_t ldy,
+               int64_t n_valid, bool accumulate) {
+  __m256 acc[MT][2];
+#pragma GCC unroll 8
+  for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* p = panel + k * kPanelRows;
+    const __m256 w0 = _mm256_load_ps(p), w1 = _mm256_load_ps(p + 8);
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; ++t) {
+      const __m256 xb = _mm256_broadcast_ss(x + t * ldx + k);
+      acc[t][0] = _mm256_fmadd_ps(xb, w0, acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(xb, w1, acc[t][1]);
+    }
   }
-  const float* p = panel + k0 * kPanelRows;
-  const bool accumulate = k0 > 0;
-  int64_t t = 0;
-  for (; t + kTileTokens <= n_tokens; t += kTileTokens)
-    gemm_tile<kTileTokens>(x + t * cols + k0, cols, p, depth, y + t * rows, rows, row_mask, accumulate);
-  const float* xt = x + t * cols + k0;
-  float* yt = y + t * rows;
-  switch (n_tokens - t) {
-    case 5: gemm_tile<5>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 4: gemm_tile<4>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 3: gemm_tile<3>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 2: gemm_tile<2>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 1: gemm_tile<1>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    default: break;
+  for (int t = 0; t < MT; ++t) {
+    alignas(32) float tile[kPanelRows];  // [16] one token's outputs
+    _mm256_store_ps(tile, acc[t][0]);
+    _mm256_store_ps(tile + 8, acc[t][1]);
+    float* out = y + t * ldy;
+    for (int64_t j = 0; j < n_valid; ++j) out[j] = accumulate ? out[j] + tile[j] : tile[j];
   }
 }
 
 #else
 
-void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
-                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
-  for (int64_t t = 0; t < n_tokens; ++t) {
+template <int MT>
+void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y, int64_t ldy,
+               int64_t n_valid, bool accumulate) {
+  for (int t = 0; t < MT; ++t) {
     for (int64_t r = 0; r < n_valid; ++r) {
-      float sum = k0 > 0 ? y[t * rows + r] : 0.0f;
-      for (int64_t k = k0; k < k0 + depth; ++k) sum += x[t * cols + k] * panel[k * kPanelRows + r];
-      y[t * rows + r] = sum;
+      float sum = accumulate ? y[t * ldy + r] : 0.0f;
+      for (int64_t k = 0; k < depth; ++k) sum += x[t * ldx + k] * panel[k * kPanelRows + r];
+      y[t * ldy + r] = sum;
     }
   }
 }
 
 #endif
+
+// All token tiles against one depth block of a packed panel.
+void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
+                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
+  const float* p = panel + k0 * kPanelRows;
+  const bool accumulate = k0 > 0;
+  int64_t t = 0;
+  for (; t + kTileTokens <= n_tokens; t += kTileTokens)
+    gemm_tile<kTileTokens>(x + t * cols + k0, cols, p, depth, y + t * rows, rows, n_valid, accumulate);
+  const float* xt = x + t * cols + k0;
+  float* yt = y + t * rows;
+  switch (n_tokens - t) {
+    case 5: gemm_tile<5>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 4: gemm_tile<4>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 3: gemm_tile<3>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 2: gemm_tile<2>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 1: gemm_tile<1>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    default: break;
+  }
+}
 
 // Aligned so the microkernel's panel loads are aligned 64-byte vectors.
 struct alignas(64) PanelChunk {
@@ -154,7 +195,7 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
   const auto work = [&](int64_t begin, int64_t end) {
     thread_local std::vector<PanelChunk> panel_storage;  // [cols, kPanelRows] as 64-byte chunks
     thread_local std::vector<float> row_buffer;          // [cols]
-    panel_storage.resize(static_cast<size_t>(cols * kPanelRows / 16));
+    panel_storage.resize(static_cast<size_t>((cols * kPanelRows + 15) / 16));
     row_buffer.resize(static_cast<size_t>(cols));
     float* panel = panel_storage.data()->values;
     for (int64_t r0 = begin; r0 < end; r0 += kPanelRows) {
