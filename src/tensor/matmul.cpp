@@ -1,21 +1,24 @@
 // matmul: Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T for prefill. Each thread takes
 // a contiguous range of W rows; per panel of kPanelRows rows it converts the weights once to f32
 // in k-major order ([cols, kPanelRows]) and reuses that panel for every token, so the weight type
-// only matters to the packing step. For Q8_0/Q4_0 the activations are first rounded through Q8_0
-// (as matvec does), so both paths see the same inputs.
+// only matters to the packing step. Q8_0/Q4_0 weights go to the integer GEMM in matmul_int8.cpp
+// when the build has AVX-512 VNNI; otherwise here, with the activations first rounded through
+// Q8_0 (as matvec does), so both paths see the same inputs.
 #include <algorithm>
 #include <vector>
 
 #include "tensor/kernels.h"
+#include "tensor/kernels_internal.h"
 
 #include "tensor/simd.h"
 
 namespace flashmem {
 namespace {
 
-// Below these token counts, matvec per token is faster than packing panels (measured crossover
-// on 2048 × 768, one thread): packing costs about as much as streaming a Q8_0/Q4_0 matrix
-// ~14 times, but an f32/f16 matrix only ~4 times.
+// Below these token counts, matvec per token is faster than packing f32 panels (measured
+// crossover on 2048 × 768, one thread): packing costs about as much as streaming a Q8_0/Q4_0
+// matrix ~14 times, but an f32/f16 matrix only ~4 times. (Builds with the int8 GEMM use it for
+// quantized weights from its own, lower threshold.)
 constexpr int64_t kMinGemmTokensQuantized = 16;
 constexpr int64_t kMinGemmTokensFloat = 4;
 
@@ -231,6 +234,7 @@ struct alignas(64) PanelChunk {
 void matmul(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
             int64_t cols, ThreadPool* pool) {
   const bool quantized = type == DType::Q8_0 || type == DType::Q4_0;
+  if (quantized && detail::matmul_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
   if (n_tokens < (quantized ? kMinGemmTokensQuantized : kMinGemmTokensFloat)) {
     for (int64_t t = 0; t < n_tokens; ++t) matvec(type, w, x + t * cols, y + t * rows, rows, cols, pool);
     return;
