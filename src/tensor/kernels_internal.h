@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "tensor/dtype.h"
+#include "util/thread_pool.h"
 
 namespace flashmem::detail {
 
@@ -18,5 +19,11 @@ struct ActivationQ8 {
 
 // x[n] -> out (n a multiple of 32); resizes out's arrays as needed (no allocation when reused).
 void quantize_activation_q8(const float* x, int64_t n, ActivationQ8* out);
+
+// matmul for Q8_0/Q4_0 weights with integer block sums (AVX-512 VNNI builds); returns false,
+// doing nothing, when the type or the build does not support it or n_tokens is too small to pay
+// for packing.
+bool matmul_int8(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
+                 int64_t cols, ThreadPool* pool);
 
 }  // namespace flashmem::detail

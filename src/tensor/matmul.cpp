@@ -1,30 +1,49 @@
 // matmul: Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T for prefill. Each thread takes
 // a contiguous range of W rows; per panel of kPanelRows rows it converts the weights once to f32
 // in k-major order ([cols, kPanelRows]) and reuses that panel for every token, so the weight type
-// only matters to the packing step. For Q8_0/Q4_0 the activations are first rounded through Q8_0
-// (as matvec does), so both paths see the same inputs.
+// only matters to the packing step. Q8_0/Q4_0 weights go to the integer GEMM in matmul_int8.cpp
+// when the build has AVX-512 VNNI; otherwise here, with the activations first rounded through
+// Q8_0 (as matvec does), so both paths see the same inputs.
 #include <algorithm>
 #include <vector>
 
 #include "tensor/kernels.h"
+#include "tensor/kernels_internal.h"
 
 #include "tensor/simd.h"
 
 namespace flashmem {
 namespace {
 
-// Fewer tokens than this go through matvec per token: packing a panel costs about as much as
-// two or three tokens' worth of FMAs on it.
-constexpr int64_t kMinGemmTokens = 4;
+// Below these token counts, matvec per token is faster than packing f32 panels (measured
+// crossover on 2048 × 768, one thread): packing costs about as much as streaming a Q8_0/Q4_0
+// matrix ~14 times, but an f32/f16 matrix only ~4 times. (Builds with the int8 GEMM use it for
+// quantized weights from its own, lower threshold.)
+constexpr int64_t kMinGemmTokensQuantized = 16;
+constexpr int64_t kMinGemmTokensFloat = 4;
 
+#if defined(__AVX512F__)
 // Weight rows per packed panel: 4 zmm vectors per k step. With kTileTokens = 6 the microkernel
 // holds 6 × 4 = 24 accumulators + 4 weight vectors + 1 broadcast in the 32 zmm registers, and
 // does 24 FMAs per 4 vector loads + 6 broadcasts, so it is FMA-bound rather than load-bound.
-constexpr int kPanelRows = 64;
+constexpr int kPanelVectors = 4;
+constexpr int kLanes = 16;
+#elif defined(__AVX2__) && defined(__FMA__)
+// 16 ymm registers: 6 × 2 = 12 accumulators + 2 weight vectors + 1 broadcast.
+constexpr int kPanelVectors = 2;
+constexpr int kLanes = 8;
+#else
+// Scalar: 16 rows keeps a panel [cols, 16] within L1/L2 for any cols we use.
+constexpr int kPanelVectors = 1;
+constexpr int kLanes = 16;
+#endif
+constexpr int kPanelRows = kPanelVectors * kLanes;
 constexpr int kTileTokens = 6;
 
-// Depth (columns) per pass over a panel: 256 × 64 × 4 B = 64 KiB of panel stays in L1/L2 while
-// it is reused by all token tiles, and the 6 token rows touched (6 KiB) stay in L1.
+// Depth (columns) per pass over a panel: 256 × 64 × 4 B = 64 KiB of panel is reused by all token
+// tiles from L2 while the 6 token rows touched (6 KiB) stay in L1. Measured on the 125M shapes,
+// 128 to 2048 are within 3% of each other (the panel fits L2 either way); 256 keeps that margin
+// for wider models.
 constexpr int64_t kDepthBlock = 256;
 
 // Rounds each activation row through Q8_0 (quantize + dequantize) into xq [n_tokens, cols].
@@ -43,23 +62,69 @@ void round_activations_q8(const float* x, float* xq, int64_t n_tokens, int64_t c
   }
 }
 
+// Rows converted and transposed together when packing: one 16 × 16 register transpose.
+constexpr int kPackRows = 16;
+
+#if defined(__AVX512F__)
+// In-register transpose of a 16 × 16 f32 tile: v[i] holds row i on entry, column i on exit.
+inline void transpose_16x16(__m512 (&v)[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  // u[4g + j], 128-bit lane L: rows 4g..4g+3 of column 4L + j.
+  __m512 u[16];
+  for (int g = 0; g < 4; ++g) {
+    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const __m512 s0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x44);
+    const __m512 s1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xee);
+    const __m512 s2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x44);
+    const __m512 s3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xee);
+    v[j] = _mm512_shuffle_f32x4(s0, s2, 0x88);
+    v[4 + j] = _mm512_shuffle_f32x4(s0, s2, 0xdd);
+    v[8 + j] = _mm512_shuffle_f32x4(s1, s3, 0x88);
+    v[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xdd);
+  }
+}
+#endif
+
 // Converts rows [0, n_rows) of W (n_rows <= kPanelRows) into panel [cols, kPanelRows], zero
-// padding the missing rows so the microkernel never branches on them.
+// padding the missing rows so the microkernel never branches on them. Rows are dequantized
+// kPackRows at a time and written transposed, 16 columns per register transpose.
 void pack_panel(DType type, const uint8_t* w, size_t stride, int64_t n_rows, int64_t cols,
-                float* row_buffer /* [cols] */, float* panel /* [cols, kPanelRows] */) {
+                float* rows_buffer /* [kPackRows, cols] */, float* panel /* [cols, kPanelRows] */) {
   if (n_rows < kPanelRows) std::fill(panel, panel + cols * kPanelRows, 0.0f);
-  for (int64_t r = 0; r < n_rows; ++r) {
-    dequantize_row(type, w + r * stride, row_buffer, cols);
-    for (int64_t k = 0; k < cols; ++k) panel[k * kPanelRows + r] = row_buffer[k];
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kPackRows) {
+    const int64_t n = std::min<int64_t>(kPackRows, n_rows - r0);
+    for (int64_t r = 0; r < n; ++r) dequantize_row(type, w + (r0 + r) * stride, rows_buffer + r * cols, cols);
+    int64_t k = 0;
+#if defined(__AVX512F__)
+    if (n == kPackRows && kPanelRows % kPackRows == 0) {
+      for (; k + 16 <= cols; k += 16) {
+        __m512 v[16];
+        for (int r = 0; r < 16; ++r) v[r] = _mm512_loadu_ps(rows_buffer + r * cols + k);
+        transpose_16x16(v);
+        for (int i = 0; i < 16; ++i) _mm512_store_ps(panel + (k + i) * kPanelRows + r0, v[i]);
+      }
+    }
+#endif
+    for (; k < cols; ++k)
+      for (int64_t r = 0; r < n; ++r) panel[k * kPanelRows + r0 + r] = rows_buffer[r * cols + k];
   }
 }
 
 #if defined(__AVX512F__)
 
-// y[MT, 64] (+)= x[MT, depth] · panel[depth, 64]; row_mask selects the valid output columns.
+// y[MT, 64] (+)= x[MT, depth] · panel[depth, 64]; only the first n_valid columns of y are written.
 template <int MT>
 void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y, int64_t ldy,
-               const __mmask16 (&row_mask)[4], bool accumulate) {
+               int64_t n_valid, bool accumulate) {
   __m512 acc[MT][4];
 #pragma GCC unroll 8
   for (int t = 0; t < MT; ++t)
@@ -78,6 +143,11 @@ void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, f
       acc[t][3] = _mm512_fmadd_ps(xb, w3, acc[t][3]);
     }
   }
+  __mmask16 row_mask[4];
+  for (int j = 0; j < 4; ++j) {
+    const int64_t valid = std::clamp<int64_t>(n_valid - 16 * j, 0, 16);
+    row_mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
+  }
 #pragma GCC unroll 8
   for (int t = 0; t < MT; ++t) {
 #pragma GCC unroll 4
@@ -90,44 +160,69 @@ void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, f
   }
 }
 
-void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
-                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
-  __mmask16 row_mask[4];
-  for (int j = 0; j < 4; ++j) {
-    const int64_t valid = std::clamp<int64_t>(n_valid - 16 * j, 0, 16);
-    row_mask[j] = static_cast<__mmask16>((1u << valid) - 1u);
+#elif defined(__AVX2__) && defined(__FMA__)
+
+// y[MT, 16] (+)= x[MT, depth] · panel[depth, 16]; only the first n_valid columns of y are written.
+template <int MT>
+void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y, int64_t ldy,
+               int64_t n_valid, bool accumulate) {
+  __m256 acc[MT][2];
+#pragma GCC unroll 8
+  for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < depth; ++k) {
+    const float* p = panel + k * kPanelRows;
+    const __m256 w0 = _mm256_load_ps(p), w1 = _mm256_load_ps(p + 8);
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; ++t) {
+      const __m256 xb = _mm256_broadcast_ss(x + t * ldx + k);
+      acc[t][0] = _mm256_fmadd_ps(xb, w0, acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(xb, w1, acc[t][1]);
+    }
   }
-  const float* p = panel + k0 * kPanelRows;
-  const bool accumulate = k0 > 0;
-  int64_t t = 0;
-  for (; t + kTileTokens <= n_tokens; t += kTileTokens)
-    gemm_tile<kTileTokens>(x + t * cols + k0, cols, p, depth, y + t * rows, rows, row_mask, accumulate);
-  const float* xt = x + t * cols + k0;
-  float* yt = y + t * rows;
-  switch (n_tokens - t) {
-    case 5: gemm_tile<5>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 4: gemm_tile<4>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 3: gemm_tile<3>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 2: gemm_tile<2>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    case 1: gemm_tile<1>(xt, cols, p, depth, yt, rows, row_mask, accumulate); break;
-    default: break;
+  for (int t = 0; t < MT; ++t) {
+    alignas(32) float tile[kPanelRows];  // [16] one token's outputs
+    _mm256_store_ps(tile, acc[t][0]);
+    _mm256_store_ps(tile + 8, acc[t][1]);
+    float* out = y + t * ldy;
+    for (int64_t j = 0; j < n_valid; ++j) out[j] = accumulate ? out[j] + tile[j] : tile[j];
   }
 }
 
 #else
 
-void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
-                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
-  for (int64_t t = 0; t < n_tokens; ++t) {
+template <int MT>
+void gemm_tile(const float* x, int64_t ldx, const float* panel, int64_t depth, float* y, int64_t ldy,
+               int64_t n_valid, bool accumulate) {
+  for (int t = 0; t < MT; ++t) {
     for (int64_t r = 0; r < n_valid; ++r) {
-      float sum = k0 > 0 ? y[t * rows + r] : 0.0f;
-      for (int64_t k = k0; k < k0 + depth; ++k) sum += x[t * cols + k] * panel[k * kPanelRows + r];
-      y[t * rows + r] = sum;
+      float sum = accumulate ? y[t * ldy + r] : 0.0f;
+      for (int64_t k = 0; k < depth; ++k) sum += x[t * ldx + k] * panel[k * kPanelRows + r];
+      y[t * ldy + r] = sum;
     }
   }
 }
 
 #endif
+
+// All token tiles against one depth block of a packed panel.
+void gemm_tiles(const float* x, int64_t n_tokens, int64_t cols, const float* panel, int64_t k0,
+                int64_t depth, float* y, int64_t rows, int64_t n_valid) {
+  const float* p = panel + k0 * kPanelRows;
+  const bool accumulate = k0 > 0;
+  int64_t t = 0;
+  for (; t + kTileTokens <= n_tokens; t += kTileTokens)
+    gemm_tile<kTileTokens>(x + t * cols + k0, cols, p, depth, y + t * rows, rows, n_valid, accumulate);
+  const float* xt = x + t * cols + k0;
+  float* yt = y + t * rows;
+  switch (n_tokens - t) {
+    case 5: gemm_tile<5>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 4: gemm_tile<4>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 3: gemm_tile<3>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 2: gemm_tile<2>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    case 1: gemm_tile<1>(xt, cols, p, depth, yt, rows, n_valid, accumulate); break;
+    default: break;
+  }
+}
 
 // Aligned so the microkernel's panel loads are aligned 64-byte vectors.
 struct alignas(64) PanelChunk {
@@ -138,13 +233,15 @@ struct alignas(64) PanelChunk {
 
 void matmul(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
             int64_t cols, ThreadPool* pool) {
-  if (n_tokens < kMinGemmTokens) {
+  const bool quantized = type == DType::Q8_0 || type == DType::Q4_0;
+  if (quantized && detail::matmul_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
+  if (n_tokens < (quantized ? kMinGemmTokensQuantized : kMinGemmTokensFloat)) {
     for (int64_t t = 0; t < n_tokens; ++t) matvec(type, w, x + t * cols, y + t * rows, rows, cols, pool);
     return;
   }
   thread_local std::vector<float> x_rounded;  // [n_tokens, cols]
   const float* xin = x;
-  if (type == DType::Q8_0 || type == DType::Q4_0) {
+  if (quantized) {
     x_rounded.resize(static_cast<size_t>(n_tokens * cols));
     round_activations_q8(x, x_rounded.data(), n_tokens, cols, pool);
     xin = x_rounded.data();
@@ -153,13 +250,13 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
   const size_t stride = row_bytes(type, cols);
   const auto work = [&](int64_t begin, int64_t end) {
     thread_local std::vector<PanelChunk> panel_storage;  // [cols, kPanelRows] as 64-byte chunks
-    thread_local std::vector<float> row_buffer;          // [cols]
-    panel_storage.resize(static_cast<size_t>(cols * kPanelRows / 16));
-    row_buffer.resize(static_cast<size_t>(cols));
+    thread_local std::vector<float> rows_buffer;         // [kPackRows, cols]
+    panel_storage.resize(static_cast<size_t>((cols * kPanelRows + 15) / 16));
+    rows_buffer.resize(static_cast<size_t>(kPackRows * cols));
     float* panel = panel_storage.data()->values;
     for (int64_t r0 = begin; r0 < end; r0 += kPanelRows) {
       const int64_t n_valid = std::min<int64_t>(kPanelRows, end - r0);
-      pack_panel(type, base + r0 * stride, stride, n_valid, cols, row_buffer.data(), panel);
+      pack_panel(type, base + r0 * stride, stride, n_valid, cols, rows_buffer.data(), panel);
       for (int64_t k0 = 0; k0 < cols; k0 += kDepthBlock) {
         const int64_t depth = std::min(kDepthBlock, cols - k0);
         gemm_tiles(xin, n_tokens, cols, panel, k0, depth, y + r0, rows, n_valid);

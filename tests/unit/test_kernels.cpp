@@ -164,7 +164,9 @@ TEST(Rows, F16RowsMatchScalar) {
 
 TEST(Rows, FastConversionsMatchReferenceBitExactly) {
   for (DType type : kAllTypes) {
-    for (int64_t n : {32, 96, 768, 2048}) {
+    const std::vector<int64_t> sizes =
+        is_quantized(type) ? std::vector<int64_t>{32, 96, 768, 2048} : std::vector<int64_t>{1, 31, 33, 100, 769};
+    for (int64_t n : sizes) {
       // Scaled so some blocks have large values; the rounding must still match bit for bit.
       const std::vector<float> x = random_floats(n, 12, 37.0f);
       const size_t bytes = row_bytes(type, n);
@@ -358,7 +360,8 @@ TEST(Matmul, MatchesReferenceAllTypes) {
   for (DType type : kAllTypes) {
     for (int64_t cols : test_cols(type)) {
       for (int64_t rows : {1, 5, 67, 130}) {
-        for (int64_t n_tokens : {1, 2, 3, 7, 65}) {
+        // 8, 9, 13, 16 and 65 leave every token-tile remainder (2, 3, 1, 4, 5 after tiles of 6).
+        for (int64_t n_tokens : {1, 2, 3, 7, 8, 9, 13, 16, 65}) {
           const std::vector<uint8_t> w = random_weights(type, rows, cols, 51);
           const std::vector<float> x = random_floats(n_tokens * cols, 52);
           std::vector<float> y(static_cast<size_t>(n_tokens * rows));      // [n_tokens, rows]
