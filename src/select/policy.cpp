@@ -1,0 +1,172 @@
+#include "select/policy.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <numeric>
+
+#include "util/error.h"
+
+namespace flashmem {
+
+int64_t PageGeometry::first_tail_page() const {
+  // The open page is the last one; the tail is the recent_pages complete pages before it.
+  return std::max(sink_pages, n_pages - 1 - recent_pages);
+}
+
+int64_t PageGeometry::n_middle_pages() const {
+  return std::max<int64_t>(0, first_tail_page() - sink_pages);
+}
+
+std::vector<int64_t> PageGeometry::fixed_pages() const {
+  std::vector<int64_t> pages;
+  for (int64_t p = 0; p < std::min(sink_pages, n_pages); ++p) pages.push_back(p);
+  for (int64_t p = first_tail_page(); p < n_pages; ++p) pages.push_back(p);
+  return pages;
+}
+
+int64_t budget_pages_for(const PageGeometry& g, double fraction) {
+  const auto pages = static_cast<int64_t>(std::floor(fraction * static_cast<double>(g.n_pages)));
+  return std::max<int64_t>(pages, static_cast<int64_t>(g.fixed_pages().size()));
+}
+
+namespace {
+
+// How many middle pages fit next to the fixed ones.
+int64_t middle_allowance(const SelectionInput& in, double fraction) {
+  const PageGeometry& g = in.geometry;
+  int64_t budget = in.budget_pages >= 0 ? in.budget_pages : budget_pages_for(g, fraction);
+  const auto fixed = static_cast<int64_t>(g.fixed_pages().size());
+  return std::clamp<int64_t>(budget - fixed, 0, g.n_middle_pages());
+}
+
+std::vector<int64_t> merge_sorted(std::vector<int64_t> a, const std::vector<int64_t>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  std::sort(a.begin(), a.end());
+  a.erase(std::unique(a.begin(), a.end()), a.end());
+  return a;
+}
+
+class FullPolicy final : public SelectionPolicy {
+ public:
+  std::string name() const override { return "full"; }
+  std::vector<int64_t> select(const SelectionInput& in) override {
+    std::vector<int64_t> all(static_cast<size_t>(in.geometry.n_pages));
+    std::iota(all.begin(), all.end(), 0);
+    return all;
+  }
+};
+
+// StreamingLLM: sink + recency tail only.
+class WindowPolicy final : public SelectionPolicy {
+ public:
+  std::string name() const override { return "window"; }
+  double default_fraction() const override { return 0.0; }
+  std::vector<int64_t> select(const SelectionInput& in) override { return in.geometry.fixed_pages(); }
+};
+
+// The newest middle pages up to the budget.
+class RecencyPolicy final : public SelectionPolicy {
+ public:
+  explicit RecencyPolicy(double f) : fraction_(f) {}
+  std::string name() const override { return "recency:" + std::to_string(fraction_); }
+  double default_fraction() const override { return fraction_; }
+  std::vector<int64_t> select(const SelectionInput& in) override {
+    const PageGeometry& g = in.geometry;
+    std::vector<int64_t> pages;
+    const int64_t keep = middle_allowance(in, fraction_);
+    for (int64_t p = g.first_tail_page() - keep; p < g.first_tail_page(); ++p) pages.push_back(p);
+    return merge_sorted(g.fixed_pages(), pages);
+  }
+
+ private:
+  double fraction_;
+};
+
+// Uniformly random middle pages up to the budget, redrawn every cycle (seeded).
+class RandomPolicy final : public SelectionPolicy {
+ public:
+  RandomPolicy(double f, uint64_t seed) : fraction_(f), rng_(seed) {}
+  std::string name() const override { return "random:" + std::to_string(fraction_); }
+  double default_fraction() const override { return fraction_; }
+  std::vector<int64_t> select(const SelectionInput& in) override {
+    const PageGeometry& g = in.geometry;
+    std::vector<int64_t> middle(static_cast<size_t>(g.n_middle_pages()));
+    std::iota(middle.begin(), middle.end(), g.sink_pages);
+    std::shuffle(middle.begin(), middle.end(), rng_);
+    middle.resize(static_cast<size_t>(middle_allowance(in, fraction_)));
+    return merge_sorted(g.fixed_pages(), middle);
+  }
+
+ private:
+  double fraction_;
+  std::mt19937_64 rng_;
+};
+
+// The highest-scoring middle pages: all pages with score > threshold (lsa) or the top ones up
+// to the budget (oracle, lsa with --budget); ties broken by the newer page.
+class ScoredPolicy final : public SelectionPolicy {
+ public:
+  ScoredPolicy(std::string name, double fraction, float threshold)
+      : name_(std::move(name)), fraction_(fraction), threshold_(threshold) {}
+  std::string name() const override { return name_; }
+  double default_fraction() const override { return fraction_; }
+  bool needs_scores() const override { return true; }
+  std::vector<int64_t> select(const SelectionInput& in) override {
+    const PageGeometry& g = in.geometry;
+    if (static_cast<int64_t>(in.page_scores.size()) != g.n_pages)
+      fail("policy {}: expected {} page scores, got {}", name_, g.n_pages, in.page_scores.size());
+    std::vector<int64_t> middle;
+    for (int64_t p = g.sink_pages; p < g.first_tail_page(); ++p)
+      if (in.page_scores[static_cast<size_t>(p)] > threshold_) middle.push_back(p);
+    std::stable_sort(middle.begin(), middle.end(), [&](int64_t a, int64_t b) {
+      const float sa = in.page_scores[static_cast<size_t>(a)], sb = in.page_scores[static_cast<size_t>(b)];
+      return sa > sb || (sa == sb && a > b);
+    });
+    const int64_t cap = in.budget_pages >= 0 || fraction_ < 1.0 ? middle_allowance(in, fraction_)
+                                                                : g.n_middle_pages();
+    if (static_cast<int64_t>(middle.size()) > cap) middle.resize(static_cast<size_t>(cap));
+    return merge_sorted(g.fixed_pages(), middle);
+  }
+
+ private:
+  std::string name_;
+  double fraction_;
+  float threshold_;
+};
+
+double parse_fraction(const std::string& spec, const std::string& arg) {
+  double f = 0;
+  const auto [ptr, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), f);
+  if (ec != std::errc() || ptr != arg.data() + arg.size() || !(f > 0.0 && f <= 1.0))
+    fail("policy '{}': the fraction must be a number in (0, 1]", spec);
+  return f;
+}
+
+}  // namespace
+
+std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uint64_t seed) {
+  const size_t colon = spec.find(':');
+  const std::string name = spec.substr(0, colon);
+  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
+  auto need_arg = [&] {
+    if (arg.empty()) fail("policy '{}' needs an argument, e.g. {}:0.1", spec, name);
+  };
+  auto no_arg = [&] {
+    if (colon != std::string::npos) fail("policy '{}' takes no argument", name);
+  };
+  if (name == "full") return no_arg(), std::make_unique<FullPolicy>();
+  if (name == "window") return no_arg(), std::make_unique<WindowPolicy>();
+  if (name == "recency") return need_arg(), std::make_unique<RecencyPolicy>(parse_fraction(spec, arg));
+  if (name == "random")
+    return need_arg(), std::make_unique<RandomPolicy>(parse_fraction(spec, arg), seed);
+  if (name == "oracle")
+    return need_arg(), std::make_unique<ScoredPolicy>(spec, parse_fraction(spec, arg), -INFINITY);
+  // lsa: the indexer's threshold (page score = max chunk sigmoid score > 0.5); no cap unless
+  // --budget is given.
+  if (name == "lsa") return no_arg(), std::make_unique<ScoredPolicy>("lsa", 1.0, 0.5f);
+  fail("unknown policy '{}' (expected full, window, recency:F, random:F, quest:K, oracle:F, lsa)",
+       spec);
+}
+
+}  // namespace flashmem

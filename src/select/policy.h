@@ -1,0 +1,58 @@
+// Selection policies: which KV pages stay resident (readable by attention) for the next cycle.
+// One interface for all of them (DESIGN.md "Selection policies"); the runtime asks at every
+// cycle boundary (every tau decode steps and right after prefill). Sink and recency-tail pages
+// are always resident and are added by the runtime, so policies choose among the middle pages.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace flashmem {
+
+struct PageGeometry {
+  int64_t n_pages = 0;       // pages holding history, including the open (partial) page
+  int64_t sink_pages = 1;    // first pages, always resident
+  int64_t recent_pages = 2;  // last complete pages before the open page, always resident
+
+  // Pages the policy may choose from: [sink_pages, first_tail_page()).
+  int64_t first_tail_page() const;
+  int64_t n_middle_pages() const;
+  // The always-resident pages, ascending.
+  std::vector<int64_t> fixed_pages() const;
+};
+
+// What a policy may look at when choosing. Fields a policy does not need stay empty.
+struct SelectionInput {
+  PageGeometry geometry;
+  // Maximum number of pages resident in total (sink + tail + chosen); < 0 = no cap.
+  int64_t budget_pages = -1;
+  // Per middle page score (lsa: indexer page scores; oracle: future attention mass), indexed
+  // by page id, size n_pages. Empty when the policy computes no scores.
+  std::vector<float> page_scores;
+};
+
+class SelectionPolicy {
+ public:
+  virtual ~SelectionPolicy() = default;
+  virtual std::string name() const = 0;
+  // Pages (ascending, unique, all < n_pages) to keep resident for the next cycle, including the
+  // fixed pages. A policy never returns more than budget_pages pages when a cap is set.
+  virtual std::vector<int64_t> select(const SelectionInput& input) = 0;
+  // Fraction of the context the policy is configured to keep (1 for full); used to derive
+  // budget_pages when no explicit --budget is given.
+  virtual double default_fraction() const { return 1.0; }
+  // True when the policy needs page_scores (the runtime then computes them).
+  virtual bool needs_scores() const { return false; }
+};
+
+// Parses a policy spec: "full", "window", "recency:F", "random:F", "lsa", "oracle:F".
+// Throws Error on an unknown name or a bad argument. `seed` feeds random:F.
+std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uint64_t seed = 0);
+
+// Budget in pages for a fraction of the context (sink and tail count against it), at least the
+// fixed pages.
+int64_t budget_pages_for(const PageGeometry& geometry, double fraction);
+
+}  // namespace flashmem
