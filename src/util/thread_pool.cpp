@@ -17,9 +17,10 @@ inline void cpu_relax() {
 #endif
 }
 
-// ~1-2 ms of spinning at ~40 cycles per pause: long enough to bridge the gaps between the
-// kernels of one decode step, short enough that an idle pool goes to sleep promptly.
-constexpr int kSpinLimit = 1 << 15;
+// ~50 us of spinning (pause is ~40-140 cycles): longer than the gaps between the kernels of one
+// decode step, so a busy pool never sleeps, yet short enough that on an oversubscribed machine
+// (parallel ctest, other jobs) waiting threads give their core back quickly.
+constexpr int kSpinLimit = 1 << 11;
 
 }  // namespace
 

@@ -83,7 +83,9 @@ TEST(Policy, BudgetNeverExceededOnRandomInputs) {
       EXPECT_LE(sel.size(), std::max(fixed.size(), static_cast<size_t>(in.budget_pages))) << spec;
       EXPECT_TRUE(contains_all(sel, fixed)) << spec;
       EXPECT_TRUE(std::adjacent_find(sel.begin(), sel.end()) == sel.end()) << spec;
-      if (!sel.empty()) EXPECT_LT(sel.back(), n);
+      if (!sel.empty()) {
+        EXPECT_LT(sel.back(), n);
+      }
     }
   }
 }
