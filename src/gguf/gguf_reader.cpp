@@ -29,6 +29,22 @@ constexpr uint64_t kMinKvBytes = 8 + 4 + 1;
 // Smallest possible tensor info: empty name, u32 n_dims, one u64 ne, u32 type, u64 offset.
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
 
+// A name from the file as it appears in a message: control bytes escaped, long names cut, so
+// that an error about a 1 GB key is not itself 1 GB.
+std::string printable(std::string_view name) {
+  constexpr size_t kMaxShown = 80;  // longer than any real key or tensor name
+  std::string out;
+  for (size_t k = 0; k < name.size() && k < kMaxShown; ++k) {
+    const auto c = static_cast<unsigned char>(name[k]);
+    if (c < 0x20 || c == 0x7f)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += static_cast<char>(c);
+  }
+  if (name.size() > kMaxShown) out += fmt::format("... ({} bytes)", name.size());
+  return out;
+}
+
 // Bounds-checked little-endian cursor. Every read states what it reads so that a failure names
 // the field; `context` (the current key or tensor) is prefixed.
 class Cursor {
@@ -38,10 +54,25 @@ class Cursor {
 
   size_t pos() const { return pos_; }
   uint64_t left() const { return size_ - pos_; }
-  void set_context(std::string context) { context_ = std::move(context); }
+  // What is being read, for error messages; formatted only when an error is thrown, so that
+  // a header with a million keys is not a million string formats.
+  enum class Context { kNone, kKvIndex, kKey, kTensorIndex, kTensor };
+  void set_context(Context kind, uint64_t index = 0, std::string_view name = {}) {
+    context_ = kind;
+    context_index_ = index;
+    context_name_ = name;
+  }
 
   [[noreturn]] void error(std::string_view what, const std::string& problem) const {
-    fail("{}: {}{}: {}", file_, context_, what, problem);
+    std::string where;
+    switch (context_) {
+      case Context::kNone: break;
+      case Context::kKvIndex: where = fmt::format("kv #{}: ", context_index_); break;
+      case Context::kKey: where = fmt::format("key '{}': ", printable(context_name_)); break;
+      case Context::kTensorIndex: where = fmt::format("tensor #{}: ", context_index_); break;
+      case Context::kTensor: where = fmt::format("tensor '{}': ", printable(context_name_)); break;
+    }
+    fail("{}: {}{}: {}", file_, where, what, problem);
   }
 
   void need(uint64_t n, std::string_view what) const {
@@ -82,7 +113,9 @@ class Cursor {
   size_t size_;
   size_t pos_ = 0;
   const std::string& file_;
-  std::string context_;
+  Context context_ = Context::kNone;
+  uint64_t context_index_ = 0;
+  std::string_view context_name_;
 };
 
 // Reads a value type id as a u32 and validates it before it becomes a GgufType.
@@ -196,12 +229,25 @@ void read_value(Cursor& c, GgufType type, GgufValue* out) {
   c.error("value type", "unknown value type");  // unreachable: read_type validated it
 }
 
-// Rejects the first name that occurs twice; `names` is sorted in place.
-void check_unique(std::vector<std::string_view>& names, const std::string& file,
-                  std::string_view what) {
-  std::sort(names.begin(), names.end());
-  auto dup = std::adjacent_find(names.begin(), names.end());
-  if (dup != names.end()) fail("{}: duplicate {} '{}'", file, what, *dup);
+// The string whose u64 length field starts at `pos` (already validated by a Cursor).
+std::string_view string_at(const uint8_t* data, uint64_t pos) {
+  uint64_t len;
+  std::memcpy(&len, data + pos, sizeof(len));
+  return {reinterpret_cast<const char*>(data + pos + sizeof(len)), static_cast<size_t>(len)};
+}
+
+// Rejects the first name that occurs twice. Names are kept as file positions (8 bytes each,
+// less than the smallest kv or tensor info) so that the check costs less memory than the file.
+// `items` is sorted by name in place; `pos_of(item)` gives the position of its name.
+template <typename T, typename PosOf>
+void check_unique(std::vector<T>& items, PosOf pos_of, const uint8_t* data,
+                  const std::string& file, std::string_view what) {
+  auto name = [&](const T& item) { return string_at(data, pos_of(item)); };
+  std::sort(items.begin(), items.end(),
+            [&](const T& a, const T& b) { return name(a) < name(b); });
+  auto dup = std::adjacent_find(items.begin(), items.end(),
+                                [&](const T& a, const T& b) { return name(a) == name(b); });
+  if (dup != items.end()) fail("{}: duplicate {} '{}'", file, what, printable(name(*dup)));
 }
 
 }  // namespace
@@ -241,14 +287,16 @@ void GgufFile::parse_header(bool build) {
 
   // ---- key-value pairs ----
   alignment_ = kGgufDefaultAlignment;
-  std::vector<std::string_view> names;
+  // Validation-pass bookkeeping: 8 bytes per kv (each is >= 13 bytes in the file).
+  std::vector<uint64_t> names;
   if (!build) names.reserve(static_cast<size_t>(n_kv));
   key_order_.clear();
   kv_.clear();
   for (uint64_t k = 0; k < n_kv; ++k) {
-    c.set_context(fmt::format("kv #{}: ", k));
+    c.set_context(Cursor::Context::kKvIndex, k);
+    const uint64_t key_pos = c.pos();
     std::string_view key = c.read_string("key");
-    c.set_context(fmt::format("key '{}': ", key));
+    c.set_context(Cursor::Context::kKey, k, key);
     const GgufType type = read_type(c, "value type");
     const bool is_alignment = key == "general.alignment";
     if (is_alignment && type != GgufType::U32)
@@ -259,7 +307,7 @@ void GgufFile::parse_header(bool build) {
       key_order_.emplace_back(key);
       out = &kv_[std::string(key)];
     } else {
-      names.push_back(key);
+      names.push_back(key_pos);
     }
     read_value(c, type, out);
     if (is_alignment) {
@@ -269,18 +317,17 @@ void GgufFile::parse_header(bool build) {
       alignment_ = static_cast<uint32_t>(out->u);
     }
   }
-  c.set_context("");
-  if (!build) check_unique(names, name_, "key");
+  c.set_context(Cursor::Context::kNone);
+  if (!build) check_unique(names, [](uint64_t p) { return p; }, data_, name_, "key");
 
   // ---- tensor infos ----
+  // 24 bytes per tensor (each tensor info is >= 32 bytes in the file).
   struct Extent {
-    uint64_t offset, n_bytes;
-    std::string_view name;
+    uint64_t name_pos, offset, n_bytes;
   };
   std::vector<Extent> extents;
-  names.clear();
+  names = {};
   if (!build) {
-    names.reserve(static_cast<size_t>(n_tensors));
     extents.reserve(static_cast<size_t>(n_tensors));
   } else {
     tensors_.clear();
@@ -289,9 +336,10 @@ void GgufFile::parse_header(bool build) {
   }
   for (uint64_t t = 0; t < n_tensors; ++t) {
     GgufTensor info;
-    c.set_context(fmt::format("tensor #{}: ", t));
+    c.set_context(Cursor::Context::kTensorIndex, t);
+    const uint64_t name_pos = c.pos();
     std::string_view tname = c.read_string("name");
-    c.set_context(fmt::format("tensor '{}': ", tname));
+    c.set_context(Cursor::Context::kTensor, t, tname);
     const uint32_t n_dims = c.read<uint32_t>("n_dims");
     if (n_dims < 1 || n_dims > static_cast<uint32_t>(kGgufMaxDims))
       c.error("n_dims", fmt::format("{} is outside 1..{}", n_dims, kGgufMaxDims));
@@ -333,12 +381,12 @@ void GgufFile::parse_header(bool build) {
       tensor_index_.emplace(info.name, tensors_.size());
       tensors_.push_back(std::move(info));
     } else {
-      names.push_back(tname);
-      extents.push_back({info.offset, info.n_bytes, tname});
+      extents.push_back({name_pos, info.offset, info.n_bytes});
     }
   }
-  c.set_context("");
-  if (!build) check_unique(names, name_, "tensor name");
+  c.set_context(Cursor::Context::kNone);
+  if (!build)
+    check_unique(extents, [](const Extent& e) { return e.name_pos; }, data_, name_, "tensor name");
 
   // ---- data section ----
   const uint64_t pad = (alignment_ - c.pos() % alignment_) % alignment_;
@@ -361,10 +409,11 @@ void GgufFile::parse_header(bool build) {
       if (e.offset > data_size || e.n_bytes > data_size - e.offset)
         fail("{}: tensor '{}': offset: {} bytes at offset {} extend past the end of the data "
              "section ({} bytes)",
-             name_, e.name, e.n_bytes, e.offset, data_size);
+             name_, printable(string_at(data_, e.name_pos)), e.n_bytes, e.offset, data_size);
       if (k > 0 && e.offset < end)
         fail("{}: tensor '{}': offset: data at {} overlaps tensor '{}' which ends at {}", name_,
-             e.name, e.offset, extents[k - 1].name, end);
+             printable(string_at(data_, e.name_pos)), e.offset,
+             printable(string_at(data_, extents[k - 1].name_pos)), end);
       end = e.offset + e.n_bytes;
     }
   } else {
