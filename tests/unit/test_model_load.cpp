@@ -19,6 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 const std::string kDir = std::string(FLASHMEM_TEST_DATA) + "/../malformed/model";
+// The base model is as small as the format allows (Q8_0 rows of 32, the minimum vocabulary of
+// 3 special + 256 byte tokens) so the committed regression files stay ~50 KB each.
+constexpr int kVocab = 259;
 
 // Copies `src` into a writer, letting `edit` change metadata (return false to drop a key) and
 // tensors.
@@ -90,8 +93,8 @@ std::vector<Case> cases() {
       {"wq_wrong_shape.gguf", "attn_q", nullptr,
        [](const GgufTensor& t, GgufWriter& w) {
          if (t.name != "blk.0.attn_q.weight") return true;
-         std::vector<float> v(static_cast<size_t>(t.ne[0] * (t.ne[1] - 32)), 0.5f);
-         w.add_tensor(t.name, DType::F32, {t.ne[0], t.ne[1] - 32}, v.data(), v.size() * 4);
+         std::vector<float> v(static_cast<size_t>(t.ne[0] * (t.ne[1] / 2)), 0.5f);
+         w.add_tensor(t.name, DType::F32, {t.ne[0], t.ne[1] / 2}, v.data(), v.size() * 4);
          return false;
        }},
   };
@@ -106,8 +109,8 @@ std::vector<Case> vocab_cases() {
          GgufValue v;
          v.type = GgufType::ARRAY;
          v.elem_type = GgufType::U8;
-         v.array_size = 512;
-         v.raw.assign(512, 0);
+         v.array_size = kVocab;
+         v.raw.assign(kVocab, 0);
          w.set_value(key, v);
          return false;
        },
@@ -125,11 +128,11 @@ std::vector<Case> vocab_cases() {
          GgufValue v;
          v.type = GgufType::ARRAY;
          v.elem_type = GgufType::STRING;
-         for (int i = 0; i < 512; ++i) v.strings.push_back(i == 3 ? "<0x-1>" : "t" + std::to_string(i));
+         for (int i = 0; i < kVocab; ++i) v.strings.push_back(i == 3 ? "<0x-1>" : "t" + std::to_string(i));
          v.strings[0] = "<unk>";
          v.strings[1] = "<s>";
          v.strings[2] = "</s>";
-         v.array_size = 512;
+         v.array_size = kVocab;
          w.set_value(key, v);
          return false;
        },
@@ -143,12 +146,13 @@ const fs::path& base_model() {
   static const fs::path path = [] {
     fs::path p = fs::path(::testing::TempDir()) / "flashmem_base_model.gguf";
     RandomModelSpec spec;
-    spec.dim = 64;
+    spec.dim = 32;
     spec.n_layers = 2;
     spec.n_heads = 4;
     spec.n_kv_heads = 2;
-    spec.ff_dim = 96;
-    spec.n_vocab = 512;
+    spec.ff_dim = 64;
+    spec.n_vocab = kVocab;
+    spec.type = DType::Q8_0;
     spec.seed = 7;
     write_random_model(spec, p.string());
     return p;
