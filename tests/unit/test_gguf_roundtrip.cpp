@@ -119,6 +119,16 @@ TEST(GgufWriterTest, WriteIsAtomicAndReadable) {
   std::filesystem::remove_all(dir);
 }
 
+// GGUF v2 has the v3 layout (64-bit counts); v3 only added big-endian files, which we do not write.
+TEST(GgufWriterTest, Version2IsAccepted) {
+  std::vector<uint8_t> bytes = sample_writer(32).to_bytes();
+  ASSERT_EQ(bytes[4], 3);
+  bytes[4] = 2;
+  const GgufFile f = GgufFile::parse(bytes.data(), bytes.size());
+  EXPECT_EQ(f.version(), 2u);
+  EXPECT_EQ(f.tensors().size(), 8u);
+}
+
 TEST(GgufWriterTest, RealFilesRewriteToIdenticalBytes) {
   for (const char* name : {"models/stories260K.gguf", "models/rand-llama-q8_0.gguf"}) {
     SCOPED_TRACE(name);
