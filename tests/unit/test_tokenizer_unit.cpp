@@ -301,6 +301,36 @@ TEST(TokenizerStories260K, PlaceholderVocab) {
   EXPECT_NO_THROW((void)tok.decode(all));
 }
 
+// Arbitrary bytes (invalid UTF-8, NULs, special-token text) never crash; valid UTF-8 round-trips.
+TEST(TokenizerRobust, SeededRandomBytes) {
+  uint32_t x = 12345;  // fixed seed: reproducible
+  auto next = [&] {
+    x = x * 1664525u + 1013904223u;
+    return x >> 24;
+  };
+  const char* pieces[] = {"<s>", "</s>", "<|endoftext|>", " ", "\n", "é", "🚀", "'s", "12"};
+  for (const char* name : {"llama-spm", "phi-3", "gpt-2", "starcoder", "deepseek-coder"}) {
+    const GgufFile f = GgufFile::open(kData + "/tokenizer/ggml-vocab-" + name + ".gguf");
+    const Tokenizer tok = Tokenizer::from_gguf(f);
+    for (int round = 0; round < 50; ++round) {
+      std::string s;
+      const int n = static_cast<int>(next() % 64);
+      for (int k = 0; k < n; ++k) {
+        if (next() % 4 == 0) {
+          s += pieces[next() % 9];
+        } else {
+          s += static_cast<char>(next());
+        }
+      }
+      for (const bool parse : {false, true}) {
+        const Ids ids = tok.encode(s, true, parse);
+        for (const int32_t id : ids) ASSERT_TRUE(id >= 0 && id < tok.n_vocab());
+        EXPECT_NO_THROW((void)tok.decode(ids, true));
+      }
+    }
+  }
+}
+
 // ---- speed: encode must be near-linear (no O(n^2) over the text) ----
 
 std::string long_text(size_t min_bytes) {
