@@ -59,7 +59,10 @@ std::vector<std::vector<int32_t>> read_outputs(const std::string& path) {
 
 std::string show(const std::vector<int32_t>& ids) {
   std::string s;
-  for (const int32_t id : ids) s += (s.empty() ? "" : " ") + std::to_string(id);
+  for (const int32_t id : ids) {
+    if (!s.empty()) s += ' ';
+    s += std::to_string(id);
+  }
   return s;
 }
 
