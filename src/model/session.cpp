@@ -34,19 +34,25 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 }  // namespace
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options)
+    : Session(model, options,
+              std::make_unique<ContiguousKv>(
+                  model->config().n_layers,
+                  options.n_ctx > 0 ? options.n_ctx : model->config().context_length,
+                  model->config().kv_dim(), options.kv_type)) {}
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options,
+                 std::unique_ptr<KvBackend> kv)
     : model_(std::move(model)),
       options_(options),
       pool_(options.n_threads > 0 ? options.n_threads : ThreadPool::default_threads()),
-      kv_(model_->config().n_layers,
-          options.n_ctx > 0 ? options.n_ctx : model_->config().context_length,
-          model_->config().kv_dim(), options.kv_type) {
+      kv_(std::move(kv)) {
   const ModelConfig& c = model_->config();
   if (options_.max_batch < 1) fail("max_batch must be >= 1");
   inv_freq_.resize(static_cast<size_t>(c.rope_dim / 2));
   for (int64_t i = 0; i < c.rope_dim / 2; ++i)
     inv_freq_[static_cast<size_t>(i)] =
         std::pow(c.rope_base, -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
-  const auto B = static_cast<size_t>(std::min(options_.max_batch, kv_.capacity()));
+  const auto B = static_cast<size_t>(std::min(options_.max_batch, kv_->capacity()));
   x_.resize(B * c.dim);
   xn_.resize(B * c.dim);
   q_.resize(B * c.q_dim());
@@ -61,19 +67,22 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
 void Session::forward(std::span<const int32_t> tokens, float* logits, bool all_logits) {
   const ModelConfig& c = model_->config();
   if (tokens.empty()) return;
-  if (n_past_ + static_cast<int64_t>(tokens.size()) > kv_.capacity())
+  if (n_past_ + static_cast<int64_t>(tokens.size()) > kv_->capacity())
     fail("{} tokens at position {} exceed the context capacity of {}", tokens.size(), n_past_,
-         kv_.capacity());
+         kv_->capacity());
   for (int32_t t : tokens)
     if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary [0, {})", t, c.n_vocab);
-  const auto batch = static_cast<size_t>(std::min<int64_t>(options_.max_batch, kv_.capacity()));
-  for (size_t start = 0; start < tokens.size(); start += batch) {
-    const size_t n = std::min(batch, tokens.size() - start);
+  const int64_t batch = std::min<int64_t>(options_.max_batch, kv_->capacity());
+  for (size_t start = 0; start < tokens.size();) {
+    const auto left = static_cast<int64_t>(tokens.size() - start);
+    const auto n = static_cast<size_t>(kv_->max_batch_at(n_past_, std::min(batch, left)));
     const bool last = start + n == tokens.size();
     float* out = nullptr;
     if (logits != nullptr && all_logits) out = logits + start * c.n_vocab;
     if (logits != nullptr && !all_logits && last) out = logits;
-    forward_batch(tokens.subspan(start, n), out, all_logits);
+    // A multi-token call is a prompt; its end is where selection machinery first runs.
+    forward_batch(tokens.subspan(start, n), out, all_logits, last && tokens.size() > 1);
+    start += n;
   }
 }
 
@@ -87,7 +96,8 @@ void Session::linear(const Matrix& m, const float* x, float* y, int64_t n) {
   times_.matmul += now_seconds() - t0;
 }
 
-void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool all_logits,
+                            bool is_prompt_end) {
   const ModelConfig& c = model_->config();
   const ModelWeights& w = model_->weights();
   const auto n = static_cast<int64_t>(tokens.size());
@@ -103,8 +113,12 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
                    &x_[i * D], D);
   times_.other += now_seconds() - t0;
 
+  kv_->begin_batch(pos0, n);
+  const std::vector<int64_t>& observed = kv_->observed_layers();
   for (int64_t il = 0; il < c.n_layers; ++il) {
     const LayerWeights& l = w.layers[static_cast<size_t>(il)];
+    if (std::find(observed.begin(), observed.end(), il) != observed.end())
+      for (int64_t i = 0; i < n; ++i) kv_->observe_hidden(il, pos0 + i, &x_[i * D]);
     // ---- attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
     t0 = now_seconds();
     for (int64_t i = 0; i < n; ++i) rms_norm(&x_[i * D], l.attn_norm, &xn_[i * D], D, eps);
@@ -126,7 +140,7 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
         apply_rope(q + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
       for (int64_t h = 0; h < c.n_kv_heads; ++h)
         apply_rope(k + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
-      kv_.store(il, pos0 + i, k, v);
+      kv_->store(il, pos0 + i, k, v);
     }
     times_.other += now_seconds() - t0;
     t0 = now_seconds();
@@ -148,6 +162,7 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
     for (int64_t j = 0; j < n * D; ++j) x_[j] += proj_[j];
   }
   n_past_ += n;
+  kv_->end_batch(is_prompt_end);
 
   if (logits == nullptr) return;
   // Output head only for the rows the caller wants.
@@ -160,9 +175,8 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
 void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   const ModelConfig& c = model_->config();
   const int64_t hd = c.head_dim, Q = c.q_dim(), group = c.group_size();
-  const AttentionShape shape{c.n_heads, c.n_kv_heads, hd, kv_.type()};
-  const int64_t n_keys = pos0 + n;
-  const KvSpan spans[1] = {{0, n_keys, kv_.k_row(layer, 0), kv_.v_row(layer, 0)}};
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, hd, kv_->type()};
+  const std::span<const KvSpan> spans = kv_->spans(layer);
   // One work item per (token, kv head): its query heads attend causally to [0, pos0 + i].
   // Items are dealt round-robin because later tokens see more keys (a contiguous split would
   // give the last thread ~3/4 of a causal prefill's work).

@@ -6,7 +6,7 @@
 #include <span>
 #include <vector>
 
-#include "kv/kv_cache.h"
+#include "model/kv_backend.h"
 #include "model/model.h"
 #include "util/thread_pool.h"
 
@@ -28,12 +28,18 @@ struct ForwardTimes {
 
 class Session {
  public:
+  // KV history in one contiguous cache (no selection machinery).
   Session(std::shared_ptr<const Model> model, const SessionOptions& options);
+  // KV history in a caller-built backend (the paged two-tier runtime); options.n_ctx and
+  // kv_type are taken from the backend.
+  Session(std::shared_ptr<const Model> model, const SessionOptions& options,
+          std::unique_ptr<KvBackend> kv);
 
   const Model& model() const { return *model_; }
   int64_t n_past() const { return n_past_; }
-  int64_t capacity() const { return kv_.capacity(); }
-  const KvCache& kv() const { return kv_; }
+  int64_t capacity() const { return kv_->capacity(); }
+  KvBackend& kv() { return *kv_; }
+  const KvBackend& kv() const { return *kv_; }
   ThreadPool& pool() { return pool_; }
   const ForwardTimes& times() const { return times_; }
   void reset_times() { times_ = ForwardTimes{}; }
@@ -43,17 +49,21 @@ class Session {
   // tokens do not fit the KV capacity or an id is outside the vocabulary.
   void forward(std::span<const int32_t> tokens, float* logits, bool all_logits);
   // Forgets the sequence (the KV contents are simply overwritten later).
-  void reset() { n_past_ = 0; }
+  void reset() {
+    n_past_ = 0;
+    kv_->reset();
+  }
 
  private:
-  void forward_batch(std::span<const int32_t> tokens, float* logits, bool all_logits);
+  void forward_batch(std::span<const int32_t> tokens, float* logits, bool all_logits,
+                     bool is_prompt_end);
   void attention(int64_t layer, int64_t n, int64_t pos0);
   void linear(const Matrix& m, const float* x, float* y, int64_t n);
 
   std::shared_ptr<const Model> model_;
   SessionOptions options_;
   ThreadPool pool_;
-  KvCache kv_;
+  std::unique_ptr<KvBackend> kv_;
   int64_t n_past_ = 0;
   ForwardTimes times_;
   std::vector<double> inv_freq_;  // [rope_dim/2] RoPE frequencies base^(-2i/rope_dim)

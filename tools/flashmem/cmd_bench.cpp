@@ -69,7 +69,7 @@ void run_bench(const BenchArgs& a) {
   const double prefill_tok_s = median(prefill_rates), decode_tok_s = median(decode_rates);
 
   // Bytes one decode step reads: all weights + K and V of every position so far, every layer.
-  const double kv_row = static_cast<double>(session.kv().row_bytes());
+  const double kv_row = static_cast<double>(row_bytes(session.kv().type(), c.kv_dim()));
   const double avg_keys = static_cast<double>(a.context) + static_cast<double>(a.gen + 1) / 2.0;
   const double kv_bytes = 2.0 * static_cast<double>(c.n_layers) * avg_keys * kv_row;
   const double weight_bytes = static_cast<double>(model->decode_weight_bytes());

@@ -71,8 +71,11 @@ void run(const RunArgs& a) {
                st.decode_seconds,
                st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0,
                st.stopped_at_eog ? ", stopped at end-of-generation token" : "");
-    fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n",
-               static_cast<double>(session.kv().total_bytes()) / 1e6, a.kv_type, session.capacity());
+    const ModelConfig& c = model->config();
+    const double kv_bytes = 2.0 * static_cast<double>(c.n_layers * session.capacity()) *
+                            static_cast<double>(row_bytes(session.kv().type(), c.kv_dim()));
+    fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n", kv_bytes / 1e6,
+               a.kv_type, session.capacity());
   }
 }
 

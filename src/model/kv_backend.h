@@ -1,0 +1,67 @@
+// Where a session keeps its KV history and what attention may read of it. The forward pass talks
+// only to this interface: ContiguousKv (kv/kv_cache.h, no selection machinery) or the paged
+// two-tier runtime (runtime/paged_kv.h). Both hand attention the same KvSpan rows, so a paged
+// run that keeps every page is bit-identical to the contiguous one.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kv/kv_cache.h"
+#include "model/attention.h"
+
+namespace flashmem {
+
+class KvBackend {
+ public:
+  virtual ~KvBackend() = default;
+
+  virtual DType type() const = 0;
+  virtual int64_t capacity() const = 0;
+
+  // Largest batch that may start at `pos` (paged KV cuts batches at page ends); >= 1.
+  virtual int64_t max_batch_at(int64_t pos, int64_t wanted) const { return wanted; }
+  // A batch of positions [pos0, pos0 + n) begins (decode: n == 1 after the prompt).
+  virtual void begin_batch(int64_t pos0, int64_t n) = 0;
+  // Stores one position's K and V ([kv_dim] f32 each, converted to type()) for `layer`.
+  virtual void store(int64_t layer, int64_t pos, const float* k, const float* v) = 0;
+  // Spans (position order) attention of `layer` reads in this batch; valid until end_batch().
+  virtual std::span<const KvSpan> spans(int64_t layer) = 0;
+  // Hidden state entering `layer` (D floats) at `pos`; called only for observed_layers().
+  virtual const std::vector<int64_t>& observed_layers() const {
+    static const std::vector<int64_t> kNone;
+    return kNone;
+  }
+  virtual void observe_hidden(int64_t layer, int64_t pos, const float* hidden) {}
+  // Every layer of the batch is done; `is_prompt_end` is true after the last prompt batch.
+  virtual void end_batch(bool is_prompt_end) = 0;
+  // Forget the sequence.
+  virtual void reset() = 0;
+};
+
+// The whole history in one contiguous cache per layer: one span per layer.
+class ContiguousKv final : public KvBackend {
+ public:
+  ContiguousKv(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type)
+      : cache_(n_layers, capacity, kv_dim, type) {}
+  DType type() const override { return cache_.type(); }
+  int64_t capacity() const override { return cache_.capacity(); }
+  void begin_batch(int64_t pos0, int64_t n) override { n_visible_ = pos0 + n; }
+  void store(int64_t layer, int64_t pos, const float* k, const float* v) override {
+    cache_.store(layer, pos, k, v);
+  }
+  std::span<const KvSpan> spans(int64_t layer) override {
+    span_ = {0, n_visible_, cache_.k_row(layer, 0), cache_.v_row(layer, 0)};
+    return {&span_, 1};
+  }
+  void end_batch(bool) override {}
+  void reset() override { n_visible_ = 0; }
+  const KvCache& cache() const { return cache_; }
+
+ private:
+  KvCache cache_;
+  int64_t n_visible_ = 0;
+  KvSpan span_;
+};
+
+}  // namespace flashmem
