@@ -71,7 +71,7 @@ ResidentPool::ResidentPool(KvStore& store, const ResidentPoolConfig& config)
   grow_tables(1);
   {
     std::unique_lock lock(mutex_);
-    const int32_t cell = take_cell(lock);
+    const int32_t cell = find_cell(-1);  // a fresh pool has free cells
     assign(cell, 0, CellState::kOpen, own_slot(cell));
     open_cell_ = cell;
   }
@@ -142,49 +142,74 @@ void ResidentPool::release_cell(int32_t cell) {
   free_cells_.push_back(cell);
 }
 
-// A free cell, else the least recently used evictable one (ready, unpinned, unleased, saved).
-// Waits while only a running recall of an unpinned page could free one; -1 if nothing can.
+// A free cell, else the least recently used evictable cell (ready, unpinned, unleased, saved),
+// which is evicted; -1 if there is none right now. `leaving` (or -1) is the page about to leave
+// the recency tail: it counts as unpinned unless it is a sink or selected page.
 // The scan is O(n_cells) per call: a budget holds at most a few thousand pages and a cycle
 // boundary recalls at most that many, far cheaper than the copies themselves.
-int32_t ResidentPool::take_cell(std::unique_lock<std::mutex>& lock) {
+int32_t ResidentPool::find_cell(int64_t leaving) {
+  if (!free_cells_.empty()) {
+    const int32_t cell = free_cells_.back();
+    free_cells_.pop_back();
+    return cell;
+  }
+  int32_t victim = -1;
+  for (size_t i = 0; i < cells_.size(); ++i) {
+    const Cell& c = cells_[i];
+    if (c.page < 0 || c.state != CellState::kReady || c.leases > 0 || c.unsaved) continue;
+    if (pinned_unless_leaving(c.page, leaving)) continue;
+    if (victim < 0 || c.last_use < cells_[victim].last_use) victim = static_cast<int32_t>(i);
+  }
+  if (victim < 0) return -1;
+  release_cell(victim);
+  stats_.evictions += 1;
+  return find_cell(leaving);  // now on the free list
+}
+
+bool ResidentPool::pinned_unless_leaving(int64_t page, int64_t leaving) const {
+  if (page != leaving) return is_pinned(page);
+  return page < config_.sink_pages ||
+         (static_cast<size_t>(page) < selected_.size() && selected_[page] != 0);
+}
+
+// True if waiting can produce a cell: a running recall of an unpinned page will complete and
+// make it evictable; with count_leases, a view held by another thread will be released.
+bool ResidentPool::cell_may_free(int64_t leaving, bool count_leases) const {
+  for (const Cell& c : cells_) {
+    if (c.page < 0 || c.unsaved || pinned_unless_leaving(c.page, leaving)) continue;
+    if (c.state == CellState::kPending) return true;
+    if (count_leases && c.leases > 0) return true;
+  }
+  return false;
+}
+
+int32_t ResidentPool::take_cell_for_selection(std::unique_lock<std::mutex>& lock) {
   for (;;) {
-    if (!free_cells_.empty()) {
-      const int32_t cell = free_cells_.back();
-      free_cells_.pop_back();
-      return cell;
-    }
-    int32_t victim = -1;
-    bool recall_may_free = false;
-    for (size_t i = 0; i < cells_.size(); ++i) {
-      const Cell& c = cells_[i];
-      if (c.page < 0) continue;
-      const bool pinned = is_pinned(c.page);
-      if (c.state == CellState::kPending && !pinned) recall_may_free = true;
-      if (c.state != CellState::kReady || pinned || c.leases > 0 || c.unsaved) continue;
-      if (victim < 0 || c.last_use < cells_[victim].last_use) victim = static_cast<int32_t>(i);
-    }
-    if (victim >= 0) {
-      release_cell(victim);
-      stats_.evictions += 1;
-      continue;
-    }
-    if (!recall_may_free) return -1;
-    changed_.wait(lock);
+    const int32_t cell = find_cell(-1);
+    if (cell >= 0 || !cell_may_free(-1, /*count_leases=*/false)) return cell;
+    changed_.wait(lock);  // never for leases: the selecting thread may hold views itself
   }
 }
 
+// Moves the open page forward. The cell for the new page is found before anything changes, so
+// readers never see an open page without a cell; waiting (for a running recall or for another
+// thread's view) releases the lock only while the old state is still complete.
 void ResidentPool::open_next_page(std::unique_lock<std::mutex>& lock) {
+  const int64_t leaving = open_page_ - config_.recent_pages;
   clock_ += 1;
+  // The page leaving the recency tail starts aging in the LRU from now.
+  if (leaving >= 0 && page_table_[leaving] >= 0) cells_[page_table_[leaving]].last_use = clock_;
+  int32_t cell = -1;
+  for (;;) {
+    cell = find_cell(leaving);
+    if (cell >= 0) break;
+    if (!cell_may_free(leaving, /*count_leases=*/true))
+      fail("KV resident pool exhausted: no cell for page {} ({} cells, all pinned or unsaved)",
+           open_page_ + 1, n_cells_);
+    changed_.wait(lock);
+  }
   open_page_ += 1;
   grow_tables(open_page_ + 1);
-  // The page that just left the recency tail starts aging in the LRU from now.
-  const int64_t leaving = open_page_ - config_.recent_pages - 1;
-  if (leaving >= 0 && page_table_[leaving] >= 0) cells_[page_table_[leaving]].last_use = clock_;
-  const int32_t cell = take_cell(lock);
-  if (cell < 0)
-    fail("KV resident pool exhausted: no cell for page {} ({} cells, all pinned, leased or "
-         "unsaved)",
-         open_page_, n_cells_);
   assign(cell, open_page_, CellState::kOpen, own_slot(cell));
   open_cell_ = cell;
 }
@@ -254,15 +279,7 @@ StoreStatus ResidentPool::commit(int64_t n_tokens) {
     if (mirror_) fail("KV page {} could not be stored in RAM ({})", page, to_string(status));
     filled.unsaved = true;
   }
-  ++updating_;
-  try {
-    open_next_page(lock);
-  } catch (...) {
-    --updating_;
-    changed_.notify_all();
-    throw;
-  }
-  --updating_;
+  open_next_page(lock);
   changed_.notify_all();
   return status;
 }
@@ -349,7 +366,7 @@ SelectionResult ResidentPool::set_selection(std::span<const int64_t> pages) {
       continue;
     }
     misses_.erase(p);
-    cell = take_cell(lock);  // may wait (lock released) for a running copy of an unpinned page
+    cell = take_cell_for_selection(lock);  // may wait (lock released) for a running copy of an unpinned page
     if (cell < 0) {
       selected_[p] = 0;
       result.dropped += 1;
@@ -473,6 +490,7 @@ ResidentView ResidentPool::acquire(int64_t page) {
 void ResidentPool::release_leases(const std::vector<int32_t>& cells) {
   std::lock_guard lock(mutex_);
   for (int32_t c : cells) cells_[c].leases -= 1;
+  changed_.notify_all();  // commit() may be waiting for a leased cell
 }
 
 void ResidentPool::wait_recalls_idle() { worker_->wait_idle(); }

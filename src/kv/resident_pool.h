@@ -75,8 +75,8 @@ struct PageView {
 class ResidentPool;
 
 // Pages in position order, with a lease: none of its cells is evicted or reused while the view
-// lives. Move-only. The decode thread must release its views before commit() (the open page's
-// cell may change at a page boundary).
+// lives. Move-only; must not outlive the pool. Hold views briefly: commit() waits for views of
+// other threads when it needs their cells, and the decode thread must release its own first.
 class ResidentView {
  public:
   ResidentView() = default;
@@ -125,9 +125,11 @@ class ResidentPool {
   // Declares positions [0, n_tokens) complete in every layer. n_tokens must not go back nor pass
   // the end of the open page. When it reaches the end, the page is written through to the store,
   // stays resident in the recency tail, and the next page opens in a fresh cell (evicting the
-  // least recently selected unpinned page if needed). Returns the store's write status: on
-  // failure the page is kept resident and never evicted (see retry_unsaved()). Throws Error if
-  // no cell can be found for the new open page (views held across commit, or too many unsaved).
+  // least recently selected unpinned page if needed). At a page boundary it may wait for a
+  // running recall or for another thread's view to release an unpinned cell; the calling thread
+  // must not hold a view itself (it could wait forever). Returns the store's write status: on
+  // failure the page is kept resident and never evicted (see retry_unsaved()). Throws Error if no
+  // cell can ever be found for the new open page (all unpinned cells unsaved).
   StoreStatus commit(int64_t n_tokens);
   // Prefill: `bytes` [page_bytes] is the whole page `page` == open_page() with n_tokens() at its
   // first position; copies it into the open cell and commits it (same result as commit()).
@@ -183,7 +185,10 @@ class ResidentPool {
 
   bool is_pinned(int64_t page) const;  // all private helpers: mutex_ held
   std::vector<int64_t> pinned_pages() const;
-  int32_t take_cell(std::unique_lock<std::mutex>& lock);
+  bool pinned_unless_leaving(int64_t page, int64_t leaving) const;
+  int32_t find_cell(int64_t leaving);
+  bool cell_may_free(int64_t leaving, bool count_leases) const;
+  int32_t take_cell_for_selection(std::unique_lock<std::mutex>& lock);
   void assign(int32_t cell, int64_t page, CellState state, uint8_t* data);
   void release_cell(int32_t cell);
   void open_next_page(std::unique_lock<std::mutex>& lock);
@@ -211,7 +216,7 @@ class ResidentPool {
   std::vector<uint8_t> selected_;      // [open_page + 1] 1 if in the current selection
   std::vector<int64_t> selection_;     // current selection, sorted
   std::unordered_map<int64_t, StoreStatus> misses_;  // last failed recall per page
-  int updating_ = 0;  // selection updates / page transitions in progress (readers wait)
+  int updating_ = 0;  // set_selection calls in progress (readers wait for their result)
   int64_t n_tokens_ = 0;
   int64_t open_page_ = 0;
   int32_t open_cell_ = -1;
