@@ -8,6 +8,7 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "util/error.h"
 
@@ -191,7 +192,13 @@ StoreStatus DiskStore::write_page(int64_t page, const uint8_t* bytes) {
   const auto index = static_cast<size_t>(page);
   {
     std::lock_guard lock(mutex_);
-    if (index >= entries_.size()) entries_.resize(index + 1);
+    if (index >= entries_.size()) {
+      try {
+        entries_.resize(index + 1);
+      } catch (const std::bad_alloc&) {
+        return StoreStatus::kNoSpace;  // table for an absurd page index: out of memory
+      }
+    }
     if (entries_[index].state != PageState::kAbsent) fail("KV page {} written twice", page);
     entries_[index].state = PageState::kWriting;
   }

@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <limits>
+#include <new>
 
 #include "util/error.h"
 
@@ -42,8 +43,12 @@ StoreStatus RamStore::write_page(int64_t page, const uint8_t* bytes) {
   {
     std::lock_guard lock(mutex_);
     if (index >= states_.size()) {
-      states_.resize(index + 1, PageState::kAbsent);
-      pages_.resize(index + 1);
+      try {
+        states_.resize(index + 1, PageState::kAbsent);
+        pages_.resize(index + 1);
+      } catch (const std::bad_alloc&) {
+        return StoreStatus::kNoSpace;  // table for an absurd page index: out of memory
+      }
     }
     if (states_[index] != PageState::kAbsent) fail("KV page {} written twice", page);
     states_[index] = PageState::kWriting;

@@ -332,7 +332,9 @@ SelectionResult ResidentPool::set_selection(std::span<const int64_t> pages) {
       fail("KV selection names page {}, outside [0, {}] (the open page)", p, open_page_);
     if (seen[p]) continue;
     seen[p] = 1;
-    if (p < config_.sink_pages || p >= open_page_ - config_.recent_pages) continue;
+    // Sink and open page are pinned for good. Tail pages stay in the selection: they must remain
+    // resident for the whole cycle even after the tail moves past them.
+    if (p < config_.sink_pages || p == open_page_) continue;
     wanted.push_back(p);
   }
   result.requested = static_cast<int64_t>(wanted.size());
@@ -466,7 +468,13 @@ ResidentView ResidentPool::resident_pages(int64_t n_visible) {
   if (n_visible < 0 || n_visible > layout_.first_pos(open_page_ + 1))
     fail("KV read of {} positions; the open page {} ends at {}", n_visible, open_page_,
          layout_.first_pos(open_page_ + 1));
-  return make_view(pinned_pages(), n_visible);
+  ResidentView view = make_view(pinned_pages(), n_visible);
+  uint64_t tokens = 0;
+  for (const PageView& p : view.pages()) tokens += static_cast<uint64_t>(p.n_tokens);
+  // What attention reads per step: K and V rows of every layer for each visible token.
+  stats_.last_attended_bytes = tokens * 2 * static_cast<uint64_t>(layout_.n_layers) * layout_.row_bytes();
+  stats_.attended_bytes += stats_.last_attended_bytes;
+  return view;
 }
 
 ResidentView ResidentPool::acquire(int64_t page) {

@@ -55,11 +55,13 @@ struct PoolStats {
   uint64_t bytes_written = 0;        // write-through of full pages to the store
   uint64_t write_failures = 0;       // write-throughs the store refused (page kept resident)
   uint64_t stale_reports = 0;        // recall reports for a reassigned cell (must stay 0)
+  uint64_t last_attended_bytes = 0;  // K+V bytes of the visible tokens in the last resident_pages()
+  uint64_t attended_bytes = 0;       // sum of the above over all resident_pages() calls
 };
 
 // What set_selection did with the requested pages.
 struct SelectionResult {
-  int64_t requested = 0;           // distinct valid pages asked for (excluding sink/tail/open)
+  int64_t requested = 0;           // distinct pages asked for, excluding sink and open page
   int64_t already_resident = 0;    // found in a cell (ready or being recalled): no copy
   int64_t recalls_scheduled = 0;   // copies queued on the recall worker (or mapped, zero-copy)
   int64_t dropped = 0;             // not selected: over capacity or no cell available
@@ -139,7 +141,8 @@ class ResidentPool {
 
   // ---- selection (cycle boundary, any thread; calls are serialized) ----
   // Replaces the selection with `pages` (any order = priority order, duplicates ignored; every
-  // page must be < open_page(), pages in the sink/tail are always pinned and need not be given).
+  // page must be <= open_page(); sink pages and the open page are always pinned and ignored here,
+  // selected tail pages stay pinned after leaving the tail).
   // Pins them, cancels queued recalls of pages no longer pinned, and queues recall of the
   // non-resident ones (in the given order) on the recall worker. Pages beyond capacity
   // (n_cells - sink_pages - recent_pages - 1 selected pages) or without an evictable cell are
