@@ -159,8 +159,9 @@ class ResidentPool {
   // blocks only for pinned pages whose recall has not completed. n_visible: positions attention
   // covers, at most the end of the open page (decode at pos uses pos + 1).
   ResidentView resident_pages(int64_t n_visible);
-  // One page with a lease (blocks like wait_resident); an empty view with missed() = {page} if it
-  // is not readable.
+  // One page with a lease (blocks like wait_resident), pinned or not; n_tokens is the page's
+  // committed positions. An empty view with missed() = {page} if the page is not resident (or its
+  // recall missed); an empty view without misses for an open page with nothing committed.
   ResidentView acquire(int64_t page);
 
   // Blocks until the recall worker is idle (tests, benches; not needed for correctness).

@@ -130,6 +130,8 @@ struct RandomRunResult {
 };
 
 RandomRunResult random_run(KvStore& store, bool zero_copy, bool always_wait, uint64_t seed) {
+  // 12 cells: 8 selectable besides sink, tail and open page -- small enough that almost every
+  // selection evicts and reuses cells, large enough for varied selections.
   constexpr int64_t kCells = 12, kSink = 1, kRecent = 2;
   constexpr int64_t kCapacity = kCells - kSink - kRecent - 1;
   ResidentPool pool(store, config_with_cells(kCells, kSink, kRecent, zero_copy));
