@@ -1,0 +1,87 @@
+#include "kv/kv_store.h"
+
+#include <cstring>
+#include <limits>
+#include <new>
+
+#include "util/error.h"
+
+namespace flashmem {
+
+const char* to_string(StoreStatus status) {
+  switch (status) {
+    case StoreStatus::kOk: return "ok";
+    case StoreStatus::kAbsent: return "absent";
+    case StoreStatus::kCorrupt: return "corrupt";
+    case StoreStatus::kIoError: return "io-error";
+    case StoreStatus::kNoSpace: return "no-space";
+    case StoreStatus::kCancelled: return "cancelled";
+  }
+  return "unknown";
+}
+
+KvStore::KvStore(size_t page_bytes) : page_bytes_(page_bytes) {
+  if (page_bytes < 1 || page_bytes > PageLayout::kMaxPageBytes)
+    fail("KV store page size {} outside [1, {}]", page_bytes, PageLayout::kMaxPageBytes);
+}
+
+void KvStore::check_page_index(int64_t page) const {
+  // Any backend's byte offset of a page (disk: header + page * stride, stride < page_bytes + 8 KiB)
+  // must fit an int64 with room to spare.
+  const int64_t max_page =
+      std::numeric_limits<int64_t>::max() / 2 / (static_cast<int64_t>(page_bytes_) + 8192);
+  if (page < 0 || page > max_page) fail("KV page index {} out of range [0, {}]", page, max_page);
+}
+
+// ---- RamStore ------------------------------------------------------------------------------
+
+RamStore::RamStore(size_t page_bytes) : KvStore(page_bytes) {}
+
+StoreStatus RamStore::write_page(int64_t page, const uint8_t* bytes) {
+  check_page_index(page);
+  const auto index = static_cast<size_t>(page);
+  {
+    std::lock_guard lock(mutex_);
+    if (index >= states_.size()) {
+      try {
+        states_.resize(index + 1, PageState::kAbsent);
+        pages_.resize(index + 1);
+      } catch (const std::bad_alloc&) {
+        return StoreStatus::kNoSpace;  // table for an absurd page index: out of memory
+      }
+    }
+    if (states_[index] != PageState::kAbsent) fail("KV page {} written twice", page);
+    states_[index] = PageState::kWriting;
+  }
+  // Allocate and copy outside the lock: readers of other pages never wait for a page copy.
+  AlignedBytes copy = allocate_aligned_bytes(page_bytes_);
+  if (copy) std::memcpy(copy.get(), bytes, page_bytes_);
+  std::lock_guard lock(mutex_);
+  if (!copy) {
+    states_[index] = PageState::kAbsent;
+    return StoreStatus::kNoSpace;
+  }
+  pages_[index] = std::move(copy);
+  states_[index] = PageState::kPresent;
+  bytes_written_.fetch_add(page_bytes_, std::memory_order_relaxed);
+  return StoreStatus::kOk;
+}
+
+const uint8_t* RamStore::page_data(int64_t page) const {
+  std::lock_guard lock(mutex_);
+  if (page < 0 || static_cast<size_t>(page) >= states_.size()) return nullptr;
+  if (states_[page] != PageState::kPresent) return nullptr;
+  return pages_[page].get();
+}
+
+StoreStatus RamStore::read_page(int64_t page, uint8_t* dst) {
+  const uint8_t* src = page_data(page);
+  if (src == nullptr) return StoreStatus::kAbsent;
+  std::memcpy(dst, src, page_bytes_);  // immutable once present: safe without the lock
+  bytes_read_.fetch_add(page_bytes_, std::memory_order_relaxed);
+  return StoreStatus::kOk;
+}
+
+bool RamStore::has_page(int64_t page) const { return page_data(page) != nullptr; }
+
+}  // namespace flashmem

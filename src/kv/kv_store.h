@@ -1,0 +1,89 @@
+// The slow KV tier (DESIGN.md "Two tiers"): the full page history of one sequence. Backends:
+// RamStore (a mirror in memory, below) and DiskStore (kv/disk_store.h).
+//
+// Errors: a caller bug (negative page, writing a page twice) throws flashmem::Error; an I/O fault
+// (disk full, EIO, corrupted bytes) is a StoreStatus value, never an exception and never bytes
+// that differ from what was written.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <vector>
+
+#include "kv/page_layout.h"
+
+namespace flashmem {
+
+enum class StoreStatus : uint8_t {
+  kOk,
+  kAbsent,     // page never written (or its write failed)
+  kCorrupt,    // checksum mismatch: the bytes are not served
+  kIoError,    // EIO or another read/write error, including short transfers that cannot finish
+  kNoSpace,    // ENOSPC (disk) or allocation failure (RAM) on write
+  kCancelled,  // recall cancelled because the page left the selection (pool only)
+};
+
+// Stable lowercase name ("ok", "absent", "corrupt", "io-error", "no-space", "cancelled").
+const char* to_string(StoreStatus status);
+
+class KvStore {
+ public:
+  virtual ~KvStore() = default;
+  KvStore(const KvStore&) = delete;
+  KvStore& operator=(const KvStore&) = delete;
+
+  // Stores `bytes` [page_bytes()] as logical page `page` (>= 0). Pages are immutable: writing a
+  // page that is present or being written throws Error. On a non-Ok status the page stays absent
+  // and may be written again (e.g. after freeing space). Thread-safe: may run concurrently with
+  // reads and writes of other pages.
+  virtual StoreStatus write_page(int64_t page, const uint8_t* bytes) = 0;
+
+  // Copies page `page` into dst [page_bytes()]. kOk: dst holds exactly the bytes written. Any
+  // other status is a miss: dst contents are unspecified and must not be used. Thread-safe:
+  // concurrent reads of any pages and writes of other pages are allowed.
+  virtual StoreStatus read_page(int64_t page, uint8_t* dst) = 0;
+
+  // True when `page` was written successfully (reads may still miss on a disk fault).
+  virtual bool has_page(int64_t page) const = 0;
+
+  size_t page_bytes() const { return page_bytes_; }
+  // Bytes of successful writes / reads so far (page_bytes() per page).
+  uint64_t bytes_written() const { return bytes_written_.load(std::memory_order_relaxed); }
+  uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
+
+ protected:
+  explicit KvStore(size_t page_bytes);
+  // Throws Error for page < 0 or a page whose byte offset would not fit an int64.
+  void check_page_index(int64_t page) const;
+
+  const size_t page_bytes_;
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> bytes_read_{0};
+};
+
+// Per-page write state shared by the backends: present pages are immutable, so readers need the
+// lock only to look the page up, never while copying bytes.
+enum class PageState : uint8_t { kAbsent, kWriting, kPresent };
+
+// Pages in memory, one 64-byte aligned allocation per page so that pointers stay valid while the
+// table grows (zero-copy mapping relies on it).
+class RamStore final : public KvStore {
+ public:
+  // page_bytes >= 1 (throws Error otherwise).
+  explicit RamStore(size_t page_bytes);
+
+  StoreStatus write_page(int64_t page, const uint8_t* bytes) override;
+  StoreStatus read_page(int64_t page, uint8_t* dst) override;
+  bool has_page(int64_t page) const override;
+
+  // The stored bytes of `page` [page_bytes()], or nullptr if absent. The pointer stays valid and
+  // the bytes unchanged for the store's lifetime (zero-copy mapping into the resident pool).
+  const uint8_t* page_data(int64_t page) const;
+
+ private:
+  mutable std::mutex mutex_;          // guards the two tables below (not the page bytes)
+  std::vector<AlignedBytes> pages_;   // [n_pages] each [page_bytes]; null while absent
+  std::vector<PageState> states_;     // [n_pages]
+};
+
+}  // namespace flashmem
