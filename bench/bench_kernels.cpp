@@ -76,6 +76,67 @@ void bench_matmul(benchmark::State& state, DType type) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The 125M benchmark model's weight matrices: per layer q, k, v, o, gate, up, down.
+constexpr int kModelLayers = 12;
+constexpr std::pair<int64_t, int64_t> kLayerShapes[] = {
+    {768, 768}, {256, 768}, {256, 768}, {768, 768}, {2048, 768}, {2048, 768}, {768, 2048}};
+constexpr std::pair<int64_t, int64_t> kOutputShape = {32000, 768};
+
+// All weight matrices of the model, each in its own memory (so streaming is from DRAM).
+struct ModelWeights {
+  std::vector<std::vector<uint8_t>> matrices;
+  std::vector<std::pair<int64_t, int64_t>> shapes;
+  size_t bytes = 0;
+};
+
+ModelWeights make_model(DType type, bool with_output) {
+  ModelWeights m;
+  for (int l = 0; l < kModelLayers; ++l)
+    for (auto shape : kLayerShapes) m.shapes.push_back(shape);
+  if (with_output) m.shapes.push_back(kOutputShape);
+  for (auto [rows, cols] : m.shapes) {
+    m.matrices.push_back(make_weights(type, rows, cols, 1));
+    m.bytes += m.matrices.back().size();
+  }
+  return m;
+}
+
+// One decode step's matvecs (every layer matrix + output): the weight-streaming floor of
+// decode. Reported as tokens/s alongside bytes/s.
+void bench_decode_pass(benchmark::State& state, DType type) {
+  const ModelWeights m = make_model(type, true);
+  ThreadPool* pool = pool_for(static_cast<int>(state.range(0)));
+  const std::vector<float> x = random_floats(2048, 4);  // [max cols]
+  std::vector<float> y(32000);                          // [max rows]
+  for (auto _ : state) {
+    for (size_t i = 0; i < m.matrices.size(); ++i)
+      matvec(type, m.matrices[i].data(), x.data(), y.data(), m.shapes[i].first, m.shapes[i].second, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * m.bytes));
+  state.counters["tok/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// One 512-token prefill's matmuls over every layer matrix (logits for the last token only).
+void bench_prefill_pass(benchmark::State& state, DType type) {
+  const int64_t n_tokens = 512;
+  const ModelWeights m = make_model(type, false);
+  ThreadPool* pool = pool_for(static_cast<int>(state.range(0)));
+  const std::vector<float> x = random_floats(n_tokens * 2048, 5);  // [n_tokens, max cols]
+  std::vector<float> y(static_cast<size_t>(n_tokens * 2048));      // [n_tokens, max rows]
+  double flops = 0.0;
+  for (auto [rows, cols] : m.shapes) flops += 2.0 * static_cast<double>(n_tokens * rows * cols);
+  for (auto _ : state) {
+    for (size_t i = 0; i < m.matrices.size(); ++i)
+      matmul(type, m.matrices[i].data(), x.data(), y.data(), n_tokens, m.shapes[i].first,
+             m.shapes[i].second, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n_tokens),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // {rows, cols, threads, hot}: output matrix, ffn gate/up, ffn down, K/V projections.
 void matvec_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "threads", "hot"});
@@ -98,6 +159,10 @@ BENCHMARK_CAPTURE(bench_matvec, q8_0, DType::Q8_0)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, f16, DType::F16)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, q4_0, DType::Q4_0)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, f32, DType::F32)->Apply(matvec_shapes);
+BENCHMARK_CAPTURE(bench_decode_pass, q8_0, DType::Q8_0)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(bench_decode_pass, f16, DType::F16)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(bench_prefill_pass, q8_0, DType::Q8_0)->ArgName("threads")->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(bench_prefill_pass, f16, DType::F16)->ArgName("threads")->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(bench_matmul, f32, DType::F32)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bench_matmul, f16, DType::F16)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bench_matmul, q8_0, DType::Q8_0)->Apply(matmul_shapes);

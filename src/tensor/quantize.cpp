@@ -13,7 +13,7 @@ namespace flashmem {
 namespace {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-constexpr bool kHaveAvx512 = true;
+#define FLASHMEM_QUANTIZE_AVX512 1
 
 // roundf for each lane: round half away from zero. v - trunc(v) is exact for |v| < 2^23, so the
 // comparison against 0.5 decides the rounding exactly as roundf does.
@@ -40,8 +40,6 @@ inline float quantize_block_q8_0_avx512(const float* x, int8_t* qs) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16), _mm512_cvtsepi32_epi8(q1));
   return d;
 }
-#else
-constexpr bool kHaveAvx512 = false;
 #endif
 
 }  // namespace
@@ -133,16 +131,14 @@ void quantize_row(DType type, const float* src, void* dst, int64_t n) {
     case DType::F16:
       f32_to_f16_row(src, static_cast<uint16_t*>(dst), n);
       return;
-    case DType::Q8_0:
-      if constexpr (kHaveAvx512) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-        auto* blocks = static_cast<BlockQ8_0*>(dst);
-        for (int64_t b = 0; b < n / kQ8Block; ++b)
-          blocks[b].d = f32_to_fp16(quantize_block_q8_0_avx512(src + b * kQ8Block, blocks[b].qs));
+#if defined(FLASHMEM_QUANTIZE_AVX512)
+    case DType::Q8_0: {
+      auto* blocks = static_cast<BlockQ8_0*>(dst);
+      for (int64_t b = 0; b < n / kQ8Block; ++b)
+        blocks[b].d = f32_to_fp16(quantize_block_q8_0_avx512(src + b * kQ8Block, blocks[b].qs));
+      return;
+    }
 #endif
-        return;
-      }
-      [[fallthrough]];
     default:
       quantize_row_ref(type, src, dst, n);
   }
@@ -158,7 +154,7 @@ void quantize_activation_q8(const float* x, int64_t n, ActivationQ8* out) {
   out->lane_sums.resize(static_cast<size_t>(n_blocks * 8));
   for (int64_t b = 0; b < n_blocks; ++b) {
     int8_t* qs = out->qs.data() + b * kQ8Block;
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if defined(FLASHMEM_QUANTIZE_AVX512)
     out->d[b] = fp16_to_f32(f32_to_fp16(quantize_block_q8_0_avx512(x + b * kQ8Block, qs)));
 #else
     BlockQ8_0 block;
