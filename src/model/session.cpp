@@ -73,6 +73,9 @@ void Session::forward(std::span<const int32_t> tokens, float* logits, bool all_l
   for (int32_t t : tokens)
     if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary [0, {})", t, c.n_vocab);
   const int64_t batch = std::min<int64_t>(options_.max_batch, kv_->capacity());
+  // The end of a prompt (a multi-token call, or the first call of a sequence) is where the
+  // selection machinery first runs.
+  const bool is_prompt = tokens.size() > 1 || n_past_ == 0;
   for (size_t start = 0; start < tokens.size();) {
     const auto left = static_cast<int64_t>(tokens.size() - start);
     const auto n = static_cast<size_t>(kv_->max_batch_at(n_past_, std::min(batch, left)));
@@ -80,8 +83,7 @@ void Session::forward(std::span<const int32_t> tokens, float* logits, bool all_l
     float* out = nullptr;
     if (logits != nullptr && all_logits) out = logits + start * c.n_vocab;
     if (logits != nullptr && !all_logits && last) out = logits;
-    // A multi-token call is a prompt; its end is where selection machinery first runs.
-    forward_batch(tokens.subspan(start, n), out, all_logits, last && tokens.size() > 1);
+    forward_batch(tokens.subspan(start, n), out, all_logits, last && is_prompt);
     start += n;
   }
 }
@@ -181,9 +183,9 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   // Items are dealt round-robin because later tokens see more keys (a contiguous split would
   // give the last thread ~3/4 of a causal prefill's work).
   const int64_t n_items = n * c.n_kv_heads, stride = pool_.size();
-  pool_.run([&](int thread_index) {
+  pool_.run([&](int part) {
     thread_local std::vector<float> scores;  // per thread, grown to the longest context seen
-    for (int64_t item = thread_index; item < n_items; item += stride) {
+    for (int64_t item = part; item < n_items; item += stride) {
       const int64_t i = item / c.n_kv_heads, kvh = item % c.n_kv_heads;
       const int64_t head0 = kvh * group;
       attend_kv_head(shape, spans, kvh, pos0 + i, &q_[i * Q + head0 * hd],

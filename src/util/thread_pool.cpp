@@ -26,7 +26,7 @@ constexpr int kSpinLimit = 1 << 11;
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
   workers_.reserve(n_threads_ - 1);
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -41,10 +41,24 @@ int ThreadPool::default_threads() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-void ThreadPool::worker_loop(int index) {
-  uint64_t seen = 0;
+void ThreadPool::work(uint32_t generation) {
+  uint64_t v = claim_.load(std::memory_order_acquire);
   for (;;) {
-    uint64_t g;
+    if (static_cast<uint32_t>(v >> 32) != generation) return;  // a later dispatch: not ours
+    const auto part = static_cast<int>(v & 0xffffffffu);
+    if (part >= n_parts_.load(std::memory_order_acquire)) return;
+    if (!claim_.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel)) continue;
+    // The dispatch cannot finish (nor job_ change) before this claimed part is done.
+    (*job_.load(std::memory_order_acquire))(part);
+    done_.fetch_add(1, std::memory_order_acq_rel);
+    v = claim_.load(std::memory_order_acquire);
+  }
+}
+
+void ThreadPool::worker_loop() {
+  uint32_t seen = 0;
+  for (;;) {
+    uint32_t g;
     int spins = 0;
     while ((g = generation_.load(std::memory_order_acquire)) == seen) {
       if (++spins < kSpinLimit) {
@@ -55,8 +69,7 @@ void ThreadPool::worker_loop(int index) {
     }
     seen = g;
     if (stop_.load(std::memory_order_acquire)) return;
-    (*job_)(index);
-    pending_.fetch_sub(1, std::memory_order_acq_rel);
+    work(g);
   }
 }
 
@@ -65,21 +78,23 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     fn(0);
     return;
   }
-  job_ = &fn;
-  pending_.store(n_threads_ - 1, std::memory_order_relaxed);
-  generation_.fetch_add(1, std::memory_order_acq_rel);
+  const uint32_t g = generation_.load(std::memory_order_relaxed) + 1;
+  job_.store(&fn, std::memory_order_release);
+  n_parts_.store(n_threads_, std::memory_order_release);
+  done_.store(0, std::memory_order_release);
+  claim_.store(static_cast<uint64_t>(g) << 32, std::memory_order_release);
+  generation_.store(g, std::memory_order_release);
   generation_.notify_all();
-  fn(0);
-  // Spin while the workers finish; yield when that takes long, so an oversubscribed machine
-  // can schedule the worker we are waiting for.
-  for (int spins = 0; pending_.load(std::memory_order_acquire) != 0; ++spins) {
+  work(g);
+  // Wait for parts other threads claimed; yield when that takes long, so an oversubscribed
+  // machine can schedule the worker we are waiting for.
+  for (int spins = 0; done_.load(std::memory_order_acquire) != n_threads_; ++spins) {
     if (spins < kSpinLimit) {
       cpu_relax();
     } else {
       std::this_thread::yield();
     }
   }
-  job_ = nullptr;
 }
 
 void ThreadPool::parallel_for(int64_t n, int64_t grain,

@@ -1,6 +1,10 @@
 // A fixed pool of worker threads for data-parallel kernels. Decode calls it ~100 times per token,
 // so dispatch must cost well under a microsecond: workers spin briefly on a generation counter
 // before sleeping on it (std::atomic::wait), and the caller takes part in the work.
+//
+// Work is split into parts that any thread may claim from an atomic counter, and the caller
+// waits only for parts that were claimed. On a busy machine a worker the OS has paused simply
+// finds nothing left when it wakes, instead of costing every dispatch a scheduling slice.
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -20,9 +24,10 @@ class ThreadPool {
 
   int size() const { return n_threads_; }
 
-  // Runs fn(thread_index) once on every thread (the caller is index 0); returns when all are
-  // done. Not re-entrant: fn must not call run() on the same pool.
-  void run(const std::function<void(int thread_index)>& fn);
+  // Runs fn(part) for every part in [0, size()), each exactly once, on whichever threads claim
+  // them (possibly several parts on one thread, one after the other); returns when all are done.
+  // Not re-entrant: fn must not call run() on the same pool.
+  void run(const std::function<void(int part)>& fn);
 
   // Splits [0, n) into one contiguous range per thread, boundaries multiples of `grain`, and
   // calls fn(begin, end) for each non-empty range.
@@ -32,13 +37,17 @@ class ThreadPool {
   static int default_threads();
 
  private:
-  void worker_loop(int index);
+  void worker_loop();
+  // Claims and runs parts of dispatch `generation` until none is left.
+  void work(uint32_t generation);
 
   int n_threads_;
   std::vector<std::thread> workers_;
-  const std::function<void(int)>* job_ = nullptr;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<const std::function<void(int)>*> job_{nullptr};
+  std::atomic<int> n_parts_{0};
+  std::atomic<uint64_t> claim_{0};   // (generation << 32) | next part to claim
+  std::atomic<int> done_{0};         // parts finished in the current generation
+  std::atomic<uint32_t> generation_{0};
   std::atomic<bool> stop_{false};
 };
 

@@ -1,0 +1,258 @@
+#include "runtime/paged_kv.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "indexer/towers.h"
+#include "kv/disk_store.h"
+#include "tensor/kernels.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace flashmem {
+namespace {
+
+std::unique_ptr<KvStore> make_store(const std::string& spec, size_t page_bytes) {
+  if (spec == "ram") return std::make_unique<RamStore>(page_bytes);
+  if (spec.rfind("disk:", 0) == 0 && spec.size() > 5) {
+    // One file per sequence: a directory gets a unique file name inside it.
+    static std::atomic<int> sequence{0};
+    std::filesystem::path path = spec.substr(5);
+    if (std::filesystem::is_directory(path))
+      path /= "flashmem-kv-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++) + ".pages";
+    return DiskStore::create(path.string(), page_bytes);
+  }
+  fail("--kv-store must be 'ram' or 'disk:PATH', not '{}'", spec);
+}
+
+}  // namespace
+
+PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKvOptions& options)
+    : config_(model.config()), type_(type), capacity_(capacity), options_(options) {
+  if (type != DType::F16 && type != DType::F32) fail("KV type must be f16 or f32");
+  if (capacity < 1) fail("KV capacity must be >= 1");
+  if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
+    fail("page tokens and tau must be >= 1, sink and recent pages >= 0");
+  if (options.budget > 1.0) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
+  layout_ = PageLayout::make(config_.n_layers, options.page_tokens, config_.kv_dim(),
+                             static_cast<int64_t>(dtype_info(type).block_bytes));
+  policy_ = make_policy(options.policy, options.seed);
+  budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
+
+  if (policy_->needs_scores()) {
+    if (options.policy != "lsa") fail("policy '{}' is not available at run time yet", options.policy);
+    if (!options.indexer) fail("policy lsa needs an indexer (--indexer I.gguf)");
+    const IndexerConfig& ic = options.indexer->config();
+    if (ic.hidden_dim != config_.dim)
+      fail("indexer hidden_dim {} does not match the model's embedding width {}", ic.hidden_dim,
+           config_.dim);
+    for (int32_t id : ic.layers) {
+      if (id < 0 || id >= config_.n_layers)
+        fail("indexer target layer {} does not exist in a {}-layer model", id, config_.n_layers);
+      if (!options.indexer->layer(id).wk)
+        fail("indexer layer {} has no key tower (wk); key_source '{}' needs backbone keys", id,
+             ic.key_source);
+      observed_layers_.push_back(id);
+    }
+  }
+  reset();
+}
+
+PagedKv::~PagedKv() {
+  view_.release();
+  pool_.reset();  // stops the recall worker before the store goes away
+}
+
+void PagedKv::reset() {
+  view_.release();
+  pool_.reset();
+  store_ = make_store(options_.store, layout_.page_bytes());
+  const int64_t capacity_pages = (capacity_ + options_.page_tokens - 1) / options_.page_tokens;
+  // Cells: the budget's share of the largest context, plus the open page; never fewer than
+  // the pool's minimum (sink + tail + open page).
+  const auto budget_cells = static_cast<int64_t>(
+      std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
+  const int64_t cells = std::max(budget_cells + 1, options_.sink_pages + options_.recent_pages + 1);
+  ResidentPoolConfig pc;
+  pc.layout = layout_;
+  pc.budget_bytes = static_cast<uint64_t>(cells) * layout_.page_bytes();
+  pc.sink_pages = options_.sink_pages;
+  pc.recent_pages = options_.recent_pages;
+  pool_ = std::make_unique<ResidentPool>(*store_, pc);
+  spans_.assign(static_cast<size_t>(config_.n_layers), {});
+  row_k_.resize(layout_.row_bytes());
+  row_v_.resize(layout_.row_bytes());
+  prompt_pages_.clear();
+  selection_.clear();
+  decoding_ = false;
+  decode_steps_ = 0;
+  const size_t n_target = observed_layers_.size();
+  chunk_sum_.assign(n_target, std::vector<float>(static_cast<size_t>(config_.dim), 0.0f));
+  last_hidden_.assign(n_target, std::vector<float>(static_cast<size_t>(config_.dim), 0.0f));
+  keys_.assign(n_target, {});
+  cycles_ = 0;
+  cycle_seconds_ = wait_seconds_ = resident_fraction_sum_ = 0;
+  attn_bytes_sum_ = 0;
+}
+
+int64_t PagedKv::max_batch_at(int64_t pos, int64_t wanted) const {
+  // A batch never crosses a page end: the pool commits whole positions of the open page.
+  return std::min(wanted, options_.page_tokens - pos % options_.page_tokens);
+}
+
+void PagedKv::begin_batch(int64_t pos0, int64_t n) {
+  pos0_ = pos0;
+  n_ = n;
+  const int64_t n_visible = pos0 + n;
+  for (auto& s : spans_) s.clear();
+  auto add_page = [&](int64_t page, const uint8_t* data, int64_t n_tokens) {
+    for (int64_t l = 0; l < config_.n_layers; ++l)
+      spans_[static_cast<size_t>(l)].push_back(
+          {layout_.first_pos(page), n_tokens, data + layout_.k(l), data + layout_.v(l)});
+  };
+  if (decoding_) {
+    const double t0 = now_seconds();
+    view_ = pool_->resident_pages(n_visible);
+    wait_seconds_ += now_seconds() - t0;
+    if (!view_.missed().empty())
+      fail("KV page {} could not be recalled from the store (corrupt or I/O error)",
+           view_.missed().front());
+    for (const PageView& p : view_.pages()) add_page(p.page, p.data, p.n_tokens);
+    return;
+  }
+  // Prompt: full attention over every earlier page (from the store) and the open page.
+  const int64_t open = layout_.page_of(pos0);
+  auto* ram = dynamic_cast<RamStore*>(store_.get());
+  for (int64_t p = 0; p < open; ++p) {
+    const uint8_t* data =
+        ram != nullptr ? ram->page_data(p) : prompt_pages_[static_cast<size_t>(p)].get();
+    if (data == nullptr) fail("KV page {} is missing from the store", p);
+    add_page(p, data, options_.page_tokens);
+  }
+  add_page(open, pool_->open_cell(), n_visible - layout_.first_pos(open));
+}
+
+void PagedKv::store(int64_t layer, int64_t pos, const float* k, const float* v) {
+  if (type_ == DType::F16) {
+    f32_to_f16_row(k, reinterpret_cast<uint16_t*>(row_k_.data()), config_.kv_dim());
+    f32_to_f16_row(v, reinterpret_cast<uint16_t*>(row_v_.data()), config_.kv_dim());
+  } else {
+    std::memcpy(row_k_.data(), k, row_k_.size());
+    std::memcpy(row_v_.data(), v, row_v_.size());
+  }
+  pool_->append(layer, pos, row_k_.data(), row_v_.data());
+}
+
+std::span<const KvSpan> PagedKv::spans(int64_t layer) { return spans_[static_cast<size_t>(layer)]; }
+
+void PagedKv::observe_hidden(int64_t layer, int64_t pos, const float* hidden) {
+  const auto it = std::find(observed_layers_.begin(), observed_layers_.end(), layer);
+  if (it == observed_layers_.end()) return;
+  const auto i = static_cast<size_t>(it - observed_layers_.begin());
+  const int64_t D = config_.dim, ct = options_.indexer->config().chunk_tokens;
+  std::copy(hidden, hidden + D, last_hidden_[i].begin());
+  last_pos_ = pos;
+  std::vector<float>& sum = chunk_sum_[i];
+  for (int64_t d = 0; d < D; ++d) sum[static_cast<size_t>(d)] += hidden[d];
+  if ((pos + 1) % ct != 0) return;
+  // The chunk is complete: key tower on its mean hidden state, at its first position.
+  for (float& x : sum) x /= static_cast<float>(ct);
+  const CompressedKey key = compute_key_from_mean(
+      *options_.indexer, options_.indexer->layer(static_cast<int32_t>(layer)), sum.data(),
+      pos + 1 - ct, nullptr);
+  keys_[i].insert(keys_[i].end(), key.begin(), key.end());
+  std::fill(sum.begin(), sum.end(), 0.0f);
+}
+
+void PagedKv::end_batch(bool is_prompt_end) {
+  const bool was_decoding = decoding_;
+  if (was_decoding) {
+    uint64_t attended = 0;
+    for (const PageView& p : view_.pages())
+      attended += 2 * static_cast<uint64_t>(config_.n_layers * p.n_tokens) * layout_.row_bytes();
+    attn_bytes_sum_ += attended;
+  }
+  view_.release();
+  const int64_t end = pos0_ + n_;
+  // Disk store: the prompt's pages stay readable in memory until the prompt ends.
+  if (!decoding_ && dynamic_cast<RamStore*>(store_.get()) == nullptr && end % options_.page_tokens == 0) {
+    AlignedBytes copy = allocate_aligned_bytes(layout_.page_bytes());
+    if (!copy) fail("out of memory holding prompt KV pages");
+    std::memcpy(copy.get(), pool_->open_cell(), layout_.page_bytes());
+    prompt_pages_.push_back(std::move(copy));
+  }
+  const StoreStatus status = pool_->commit(end);
+  if (status != StoreStatus::kOk)
+    fail("writing a KV page to the store failed: {}", to_string(status));
+  if (was_decoding) {
+    ++decode_steps_;
+    const uint64_t full = 2 * static_cast<uint64_t>(config_.n_layers * end) * layout_.row_bytes();
+    resident_fraction_sum_ +=
+        static_cast<double>(pool_->stats().resident_bytes) / static_cast<double>(full);
+    if (decode_steps_ % options_.tau == 0) run_cycle();
+  }
+  if (is_prompt_end && !decoding_) {
+    decoding_ = true;
+    prompt_pages_.clear();
+    run_cycle();
+  }
+}
+
+void PagedKv::run_cycle() {
+  const double t0 = now_seconds();
+  SelectionInput input;
+  input.geometry = PageGeometry{pool_->open_page() + 1, options_.sink_pages, options_.recent_pages};
+  if (options_.budget > 0) input.budget_pages = budget_pages_for(input.geometry, options_.budget);
+  if (policy_->needs_scores()) input.page_scores = lsa_page_scores(input.geometry.n_pages);
+  selection_ = policy_->select(input);
+  pool_->set_selection(selection_);
+  cycle_seconds_ += now_seconds() - t0;
+  ++cycles_;
+}
+
+std::vector<float> PagedKv::lsa_page_scores(int64_t n_pages) {
+  const IndexerModel& indexer = *options_.indexer;
+  const int64_t ct = indexer.config().chunk_tokens;
+  const auto n_chunks = static_cast<int64_t>(keys_.empty() ? 0 : keys_[0].size() / kCompressedKeyBytes);
+  std::vector<LayerInputs> inputs;
+  for (size_t i = 0; i < observed_layers_.size(); ++i)
+    inputs.push_back({static_cast<int32_t>(observed_layers_[i]), last_hidden_[i].data(), keys_[i].data()});
+  std::vector<float> page_scores(static_cast<size_t>(n_pages), 0.0f);
+  if (n_chunks == 0) return page_scores;
+  const auto logits = score_layers(indexer, inputs, n_chunks, last_pos_, nullptr);
+  std::vector<std::span<const float>> views(logits.begin(), logits.end());
+  std::vector<float> chunk_scores(static_cast<size_t>(n_chunks));
+  ensemble_scores(views, EnsembleMode::kMax, chunk_scores.data(), n_chunks);
+  // Page score = its best chunk (DESIGN.md: "or max score").
+  for (int64_t c = 0; c < n_chunks; ++c) {
+    const int64_t page = c * ct / options_.page_tokens;
+    if (page < n_pages)
+      page_scores[static_cast<size_t>(page)] =
+          std::max(page_scores[static_cast<size_t>(page)], chunk_scores[static_cast<size_t>(c)]);
+  }
+  return page_scores;
+}
+
+LsaStats PagedKv::stats() const {
+  const PoolStats ps = pool_->stats();
+  LsaStats s;
+  s.full_kv_bytes = 2 * static_cast<uint64_t>(config_.n_layers * pool_->n_tokens()) * layout_.row_bytes();
+  s.resident_kv_bytes_avg = static_cast<uint64_t>(ps.avg_resident_bytes);
+  s.resident_kv_bytes_peak = ps.peak_resident_bytes;
+  s.resident_fraction_avg =
+      decode_steps_ > 0 ? resident_fraction_sum_ / static_cast<double>(decode_steps_) : 1.0;
+  s.attn_bytes_per_step = decode_steps_ > 0 ? attn_bytes_sum_ / static_cast<uint64_t>(decode_steps_) : 0;
+  s.recall_bytes_total = ps.bytes_recalled;
+  s.recall_misses = ps.recall_misses;
+  s.cycles = cycles_;
+  s.indexer_ms_per_cycle = cycles_ > 0 ? 1e3 * cycle_seconds_ / static_cast<double>(cycles_) : 0;
+  s.recall_wait_ms = 1e3 * wait_seconds_;
+  return s;
+}
+
+}  // namespace flashmem
