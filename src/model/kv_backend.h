@@ -19,8 +19,6 @@ class KvBackend {
   virtual DType type() const = 0;
   virtual int64_t capacity() const = 0;
 
-  // Largest batch that may start at `pos` (paged KV cuts batches at page ends); >= 1.
-  virtual int64_t max_batch_at(int64_t pos, int64_t wanted) const { return wanted; }
   // A batch of positions [pos0, pos0 + n) begins (decode: n == 1 after the prompt).
   virtual void begin_batch(int64_t pos0, int64_t n) = 0;
   // Stores one position's K and V ([kv_dim] f32 each, converted to type()) for `layer`.

@@ -78,7 +78,7 @@ void Session::forward(std::span<const int32_t> tokens, float* logits, bool all_l
   const bool is_prompt = tokens.size() > 1 || n_past_ == 0;
   for (size_t start = 0; start < tokens.size();) {
     const auto left = static_cast<int64_t>(tokens.size() - start);
-    const auto n = static_cast<size_t>(kv_->max_batch_at(n_past_, std::min(batch, left)));
+    const auto n = static_cast<size_t>(std::min(batch, left));
     const bool last = start + n == tokens.size();
     float* out = nullptr;
     if (logits != nullptr && all_logits) out = logits + start * c.n_vocab;

@@ -68,6 +68,14 @@ PagedKv::~PagedKv() {
   pool_.reset();  // stops the recall worker before the store goes away
 }
 
+int64_t PagedKv::tail_pages() const {
+  // The tail must hold every page written since the last cycle (up to tau tokens, possibly
+  // straddling one more page boundary): a selection made before those pages existed cannot name
+  // them, and they are the newest context.
+  const int64_t since_cycle = (options_.tau + options_.page_tokens - 1) / options_.page_tokens + 1;
+  return std::max(options_.recent_pages, since_cycle);
+}
+
 void PagedKv::reset() {
   view_.release();
   pool_.reset();
@@ -77,16 +85,14 @@ void PagedKv::reset() {
   // the pool's minimum (sink + tail + open page).
   const auto budget_cells = static_cast<int64_t>(
       std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
-  const int64_t cells = std::max(budget_cells + 1, options_.sink_pages + options_.recent_pages + 1);
+  const int64_t cells = std::max(budget_cells + 1, options_.sink_pages + tail_pages() + 1);
   ResidentPoolConfig pc;
   pc.layout = layout_;
   pc.budget_bytes = static_cast<uint64_t>(cells) * layout_.page_bytes();
   pc.sink_pages = options_.sink_pages;
-  pc.recent_pages = options_.recent_pages;
+  pc.recent_pages = tail_pages();
   pool_ = std::make_unique<ResidentPool>(*store_, pc);
   spans_.assign(static_cast<size_t>(config_.n_layers), {});
-  row_k_.resize(layout_.row_bytes());
-  row_v_.resize(layout_.row_bytes());
   prompt_pages_.clear();
   selection_.clear();
   decoding_ = false;
@@ -100,52 +106,60 @@ void PagedKv::reset() {
   attn_bytes_sum_ = 0;
 }
 
-int64_t PagedKv::max_batch_at(int64_t pos, int64_t wanted) const {
-  // A batch never crosses a page end: the pool commits whole positions of the open page.
-  return std::min(wanted, options_.page_tokens - pos % options_.page_tokens);
-}
-
 void PagedKv::begin_batch(int64_t pos0, int64_t n) {
   pos0_ = pos0;
   n_ = n;
-  const int64_t n_visible = pos0 + n;
   for (auto& s : spans_) s.clear();
   auto add_page = [&](int64_t page, const uint8_t* data, int64_t n_tokens) {
+    if (n_tokens <= 0) return;
     for (int64_t l = 0; l < config_.n_layers; ++l)
       spans_[static_cast<size_t>(l)].push_back(
           {layout_.first_pos(page), n_tokens, data + layout_.k(l), data + layout_.v(l)});
   };
   if (decoding_) {
     const double t0 = now_seconds();
-    view_ = pool_->resident_pages(n_visible);
+    view_ = pool_->resident_pages(pos0);
     wait_seconds_ += now_seconds() - t0;
     if (!view_.missed().empty())
       fail("KV page {} could not be recalled from the store (corrupt or I/O error)",
            view_.missed().front());
-    for (const PageView& p : view_.pages()) add_page(p.page, p.data, p.n_tokens);
-    return;
+    last_read_pages_.clear();
+    for (const PageView& p : view_.pages()) {
+      add_page(p.page, p.data, p.n_tokens);
+      last_read_pages_.push_back(p.page);
+    }
+  } else {
+    // Prompt: full attention over every earlier page (from the store) and the open page.
+    const int64_t open = layout_.page_of(pos0);
+    auto* ram = dynamic_cast<RamStore*>(store_.get());
+    for (int64_t p = 0; p < open; ++p) {
+      const uint8_t* data =
+          ram != nullptr ? ram->page_data(p) : prompt_pages_[static_cast<size_t>(p)].get();
+      if (data == nullptr) fail("KV page {} is missing from the store", p);
+      add_page(p, data, options_.page_tokens);
+    }
+    add_page(open, pool_->open_cell(), pos0 - layout_.first_pos(open));
   }
-  // Prompt: full attention over every earlier page (from the store) and the open page.
-  const int64_t open = layout_.page_of(pos0);
-  auto* ram = dynamic_cast<RamStore*>(store_.get());
-  for (int64_t p = 0; p < open; ++p) {
-    const uint8_t* data =
-        ram != nullptr ? ram->page_data(p) : prompt_pages_[static_cast<size_t>(p)].get();
-    if (data == nullptr) fail("KV page {} is missing from the store", p);
-    add_page(p, data, options_.page_tokens);
+  // The batch's own positions, from staging.
+  const size_t block = static_cast<size_t>(n) * layout_.row_bytes();
+  staged_.resize(2 * static_cast<size_t>(config_.n_layers) * block);
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    const uint8_t* k = staged_.data() + 2 * static_cast<size_t>(l) * block;
+    spans_[static_cast<size_t>(l)].push_back({pos0, n, k, k + block});
   }
-  add_page(open, pool_->open_cell(), n_visible - layout_.first_pos(open));
 }
 
 void PagedKv::store(int64_t layer, int64_t pos, const float* k, const float* v) {
+  const size_t row = layout_.row_bytes(), block = static_cast<size_t>(n_) * row;
+  uint8_t* kd = staged_.data() + 2 * static_cast<size_t>(layer) * block + (pos - pos0_) * row;
+  uint8_t* vd = kd + block;
   if (type_ == DType::F16) {
-    f32_to_f16_row(k, reinterpret_cast<uint16_t*>(row_k_.data()), config_.kv_dim());
-    f32_to_f16_row(v, reinterpret_cast<uint16_t*>(row_v_.data()), config_.kv_dim());
+    f32_to_f16_row(k, reinterpret_cast<uint16_t*>(kd), config_.kv_dim());
+    f32_to_f16_row(v, reinterpret_cast<uint16_t*>(vd), config_.kv_dim());
   } else {
-    std::memcpy(row_k_.data(), k, row_k_.size());
-    std::memcpy(row_v_.data(), v, row_v_.size());
+    std::memcpy(kd, k, row);
+    std::memcpy(vd, v, row);
   }
-  pool_->append(layer, pos, row_k_.data(), row_v_.data());
 }
 
 std::span<const KvSpan> PagedKv::spans(int64_t layer) { return spans_[static_cast<size_t>(layer)]; }
@@ -178,17 +192,29 @@ void PagedKv::end_batch(bool is_prompt_end) {
     attn_bytes_sum_ += attended;
   }
   view_.release();
-  const int64_t end = pos0_ + n_;
-  // Disk store: the prompt's pages stay readable in memory until the prompt ends.
-  if (!decoding_ && dynamic_cast<RamStore*>(store_.get()) == nullptr && end % options_.page_tokens == 0) {
-    AlignedBytes copy = allocate_aligned_bytes(layout_.page_bytes());
-    if (!copy) fail("out of memory holding prompt KV pages");
-    std::memcpy(copy.get(), pool_->open_cell(), layout_.page_bytes());
-    prompt_pages_.push_back(std::move(copy));
+  // Hand the staged rows to the pool position by position; a full page is written through.
+  const size_t row = layout_.row_bytes(), block = static_cast<size_t>(n_) * row;
+  const bool ram = dynamic_cast<RamStore*>(store_.get()) != nullptr;
+  for (int64_t i = 0; i < n_; ++i) {
+    const int64_t pos = pos0_ + i;
+    for (int64_t l = 0; l < config_.n_layers; ++l) {
+      const uint8_t* k = staged_.data() + 2 * static_cast<size_t>(l) * block + i * row;
+      pool_->append(l, pos, k, k + block);
+    }
+    const bool page_full = (pos + 1) % options_.page_tokens == 0;
+    if (!page_full && i + 1 < n_) continue;
+    // Disk store: the prompt's pages stay readable in memory until the prompt ends.
+    if (page_full && !decoding_ && !ram) {
+      AlignedBytes copy = allocate_aligned_bytes(layout_.page_bytes());
+      if (!copy) fail("out of memory holding prompt KV pages");
+      std::memcpy(copy.get(), pool_->open_cell(), layout_.page_bytes());
+      prompt_pages_.push_back(std::move(copy));
+    }
+    const StoreStatus status = pool_->commit(pos + 1);
+    if (status != StoreStatus::kOk)
+      fail("writing a KV page to the store failed: {}", to_string(status));
   }
-  const StoreStatus status = pool_->commit(end);
-  if (status != StoreStatus::kOk)
-    fail("writing a KV page to the store failed: {}", to_string(status));
+  const int64_t end = pos0_ + n_;
   if (was_decoding) {
     ++decode_steps_;
     const uint64_t full = 2 * static_cast<uint64_t>(config_.n_layers * end) * layout_.row_bytes();
@@ -206,7 +232,7 @@ void PagedKv::end_batch(bool is_prompt_end) {
 void PagedKv::run_cycle() {
   const double t0 = now_seconds();
   SelectionInput input;
-  input.geometry = PageGeometry{pool_->open_page() + 1, options_.sink_pages, options_.recent_pages};
+  input.geometry = PageGeometry{pool_->open_page() + 1, options_.sink_pages, tail_pages()};
   if (options_.budget > 0) input.budget_pages = budget_pages_for(input.geometry, options_.budget);
   if (policy_->needs_scores()) input.page_scores = lsa_page_scores(input.geometry.n_pages);
   selection_ = policy_->select(input);

@@ -2,8 +2,8 @@
 // run at cycle boundaries (right after the prompt and every tau decode steps), and, for `lsa`,
 // the Memory Indexer scoring every index chunk of the history.
 //
-// Prompt: every page is written to the store; prompt attention reads what it needs (previous
-// pages straight from the store, the open page from its cell). Decode: attention reads only the
+// Prompt: every page is written to the store; prompt attention reads what it needs (earlier
+// pages straight from the store, the open page from its cell, the batch's rows from staging). Decode: attention reads only the
 // pool's resident pages (sink + selection + recency tail + open page); a new selection is
 // recalled by the pool's background worker while decoding continues, and a step waits only for
 // pages that are not there yet.
@@ -26,7 +26,7 @@ struct PagedKvOptions {
   double budget = -1;           // resident fraction cap (sink and tail count); < 0: policy's own
   int64_t page_tokens = 64;
   int64_t sink_pages = 1;
-  int64_t recent_pages = 2;
+  int64_t recent_pages = 2;     // raised to cover tau decode steps (see tail_pages())
   int64_t tau = 64;             // decode steps per selection cycle (the indexer's lookahead)
   std::string store = "ram";    // "ram" | "disk:PATH" (PATH: a directory or file name prefix)
   std::shared_ptr<const IndexerModel> indexer;  // required by `lsa`
@@ -56,7 +56,6 @@ class PagedKv final : public KvBackend {
 
   DType type() const override { return type_; }
   int64_t capacity() const override { return capacity_; }
-  int64_t max_batch_at(int64_t pos, int64_t wanted) const override;
   void begin_batch(int64_t pos0, int64_t n) override;
   void store(int64_t layer, int64_t pos, const float* k, const float* v) override;
   std::span<const KvSpan> spans(int64_t layer) override;
@@ -68,9 +67,12 @@ class PagedKv final : public KvBackend {
   LsaStats stats() const;
   const SelectionPolicy& policy() const { return *policy_; }
   const std::vector<int64_t>& selection() const { return selection_; }
+  // Pages the last decode step's attention read (ascending; the step's own position excluded).
+  const std::vector<int64_t>& last_read_pages() const { return last_read_pages_; }
 
  private:
   void run_cycle();
+  int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
   std::vector<float> lsa_page_scores(int64_t n_pages);
 
   const ModelConfig& config_;
@@ -88,10 +90,13 @@ class PagedKv final : public KvBackend {
   bool decoding_ = false;  // after the prompt: attention reads only resident pages
   int64_t decode_steps_ = 0;
   ResidentView view_;                          // decode: the resident pages of this step
-  std::vector<AlignedBytes> prompt_pages_;     // prompt, disk store: pages read back [page_bytes]
+  std::vector<AlignedBytes> prompt_pages_;     // prompt, disk store: copies of its full pages
   std::vector<std::vector<KvSpan>> spans_;     // [n_layers] spans of this batch
-  std::vector<uint8_t> row_k_, row_v_;         // [row_bytes] converted rows
+  // This batch's own rows, staged until end_batch() hands them to the pool page by page (so a
+  // batch may cross page ends and batching stays exactly that of the contiguous cache).
+  std::vector<uint8_t> staged_;                // [n_layers, 2, n, kv_dim] in type_
   std::vector<int64_t> selection_;
+  std::vector<int64_t> last_read_pages_;
 
   // Indexer state (lsa).
   std::vector<int64_t> observed_layers_;       // backbone ids of the indexer's target layers
