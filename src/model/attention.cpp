@@ -40,12 +40,7 @@ void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, 
     float* sg = &scores[static_cast<size_t>(g * n_keys)];
     float max_score = -INFINITY;
     for (int64_t i = 0; i < n_keys; ++i) max_score = std::max(max_score, sg[i]);
-    float sum = 0;
-    for (int64_t i = 0; i < n_keys; ++i) {
-      sg[i] = std::exp(sg[i] - max_score);
-      sum += sg[i];
-    }
-    inv_sum[static_cast<size_t>(g)] = 1.0f / sum;
+    inv_sum[static_cast<size_t>(g)] = 1.0f / exp_shift_sum(sg, n_keys, max_score);
   }
   // Pass 2: out_g = Σ_t p_gt v_t, each V row read once for the whole group.
   std::fill(out, out + group * hd, 0.0f);

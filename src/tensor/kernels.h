@@ -42,6 +42,11 @@ void axpy_f16_ref(float alpha, const uint16_t* x, float* y, int64_t n);
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
 void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps);
 
+// x[n] = exp(x[n] - shift) in place; returns the sum of the results (softmax numerator and
+// denominator). The fast path uses a degree-6 polynomial (relative error < 1e-6 vs std::exp).
+float exp_shift_sum(float* x, int64_t n, float shift);
+float exp_shift_sum_ref(float* x, int64_t n, float shift);
+
 // ---- matrix products (threaded over `pool`; pool may be nullptr for single-thread) -------------
 // y[rows] = W[rows, cols] · x[cols]
 void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,

@@ -406,3 +406,32 @@ TEST(Matmul, AgreesWithMatvecPerTokenAndAcrossThreadCounts) {
 
 }  // namespace
 }  // namespace flashmem
+
+namespace flashmem {
+namespace {
+
+// exp for softmax: the polynomial's truncation error is < 2e-8 and f32 rounding adds a few ulp,
+// so 1e-6 relative per element is a safe bound; the sums add n such errors in f32 order.
+TEST(ExpShiftSum, MatchesStdExp) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> dist(-30.0f, 5.0f);
+  for (int64_t n : {1, 15, 16, 17, 100, 1023}) {
+    std::vector<float> x(static_cast<size_t>(n));
+    for (float& v : x) v = dist(rng);
+    std::vector<float> fast = x, ref = x;
+    const float shift = 5.0f;
+    const float s_fast = exp_shift_sum(fast.data(), n, shift);
+    const float s_ref = exp_shift_sum_ref(ref.data(), n, shift);
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_NEAR(fast[static_cast<size_t>(i)], ref[static_cast<size_t>(i)],
+                  1e-6f * ref[static_cast<size_t>(i)] + 1e-38f) << "n " << n << " i " << i;
+    EXPECT_NEAR(s_fast, s_ref, 1e-5f * s_ref);
+  }
+  std::vector<float> tiny = {-200.0f, -104.0f, 0.0f};
+  exp_shift_sum(tiny.data(), 3, 0.0f);
+  EXPECT_EQ(tiny[0], 0.0f);
+  EXPECT_EQ(tiny[2], 1.0f);
+}
+
+}  // namespace
+}  // namespace flashmem
