@@ -8,7 +8,7 @@
 namespace flashmem {
 
 KvCache::KvCache(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type)
-    : type_(type), capacity_(capacity), kv_dim_(kv_dim) {
+    : type_(type), n_layers_(n_layers), capacity_(capacity), kv_dim_(kv_dim) {
   if (type != DType::F16 && type != DType::F32)
     fail("KV cache type must be f16 or f32, not {}", dtype_info(type).name);
   if (capacity < 1 || n_layers < 1 || kv_dim < 1) fail("KV cache of size zero requested");

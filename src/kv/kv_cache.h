@@ -15,6 +15,7 @@ class KvCache {
   DType type() const { return type_; }
   int64_t capacity() const { return capacity_; }
   int64_t kv_dim() const { return kv_dim_; }
+  int64_t n_layers() const { return n_layers_; }
   size_t row_bytes() const { return row_bytes_; }  // bytes of one position's K (or V) row
   uint64_t total_bytes() const { return static_cast<uint64_t>(keys_.size()) * 2; }
 
@@ -29,7 +30,7 @@ class KvCache {
     return (static_cast<size_t>(layer) * capacity_ + pos) * row_bytes_;
   }
   DType type_;
-  int64_t capacity_, kv_dim_;
+  int64_t n_layers_, capacity_, kv_dim_;
   size_t row_bytes_;
   std::vector<uint8_t> keys_;    // [n_layers, capacity, kv_dim] in type_
   std::vector<uint8_t> values_;  // [n_layers, capacity, kv_dim] in type_

@@ -35,7 +35,13 @@ class KvBackend {
   virtual void end_batch(bool is_prompt_end) = 0;
   // Forget the sequence.
   virtual void reset() = 0;
+  // Benchmarks only: makes positions [0, n) hold seeded random K/V values (N(0,1)) as if a
+  // prompt of n tokens had been processed, without running the model.
+  virtual void fill_synthetic(int64_t n, uint64_t seed) = 0;
 };
+
+// Seeded N(0, 1) rows in `type` (F16 or F32): the synthetic KV history of fill_synthetic().
+void fill_random_rows(uint8_t* dst, int64_t n_rows, int64_t kv_dim, DType type, uint64_t seed);
 
 // The whole history in one contiguous cache per layer: one span per layer.
 class ContiguousKv final : public KvBackend {
@@ -54,6 +60,7 @@ class ContiguousKv final : public KvBackend {
   }
   void end_batch(bool) override {}
   void reset() override { n_visible_ = 0; }
+  void fill_synthetic(int64_t n, uint64_t seed) override;
   const KvCache& cache() const { return cache_; }
 
  private:

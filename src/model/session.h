@@ -48,6 +48,12 @@ class Session {
   // [n, n_vocab] logits (all_logits) or [n_vocab] for the last token only. Throws Error when the
   // tokens do not fit the KV capacity or an id is outside the vocabulary.
   void forward(std::span<const int32_t> tokens, float* logits, bool all_logits);
+  // Benchmarks only: a synthetic KV history of n positions (seeded random values), as if a
+  // prompt had been processed; decoding continues from position n.
+  void fill_synthetic(int64_t n, uint64_t seed) {
+    kv_->fill_synthetic(n, seed);
+    n_past_ = n;
+  }
   // Forgets the sequence (the KV contents are simply overwritten later).
   void reset() {
     n_past_ = 0;

@@ -7,7 +7,9 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <random>
 
+#include "indexer/fp8.h"
 #include "indexer/towers.h"
 #include "kv/disk_store.h"
 #include "tensor/kernels.h"
@@ -262,6 +264,52 @@ std::vector<float> PagedKv::lsa_page_scores(int64_t n_pages) {
           std::max(page_scores[static_cast<size_t>(page)], chunk_scores[static_cast<size_t>(c)]);
   }
   return page_scores;
+}
+
+void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
+  if (n > capacity_) fail("{} synthetic positions exceed the capacity {}", n, capacity_);
+  reset();
+  // Full pages go straight to the store through the pool; the rest fills the open page.
+  AlignedBytes page = allocate_aligned_bytes(layout_.page_bytes());
+  if (!page) fail("out of memory for a synthetic KV page");
+  const int64_t rows_per_page = 2 * config_.n_layers * options_.page_tokens;
+  const int64_t full_pages = n / options_.page_tokens;
+  for (int64_t p = 0; p < full_pages; ++p) {
+    fill_random_rows(page.get(), rows_per_page, config_.kv_dim(), type_, seed + static_cast<uint64_t>(p));
+    const StoreStatus status = pool_->ingest_page(p, page.get());
+    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+  }
+  const int64_t rest = n - full_pages * options_.page_tokens;
+  if (rest > 0) {
+    std::vector<uint8_t> rows(2 * layout_.row_bytes());  // [2, kv_dim]: one position's K and V
+    for (int64_t i = 0; i < rest; ++i)
+      for (int64_t l = 0; l < config_.n_layers; ++l) {
+        fill_random_rows(rows.data(), 2, config_.kv_dim(), type_, seed ^ (0x9e3779b97f4a7c15ull * (i + 1) + l));
+        pool_->append(l, full_pages * options_.page_tokens + i, rows.data(), rows.data() + layout_.row_bytes());
+      }
+    const StoreStatus status = pool_->commit(n);
+    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+  }
+  // Indexer keys of every complete chunk: random but valid compressed keys.
+  if (!observed_layers_.empty()) {
+    const int64_t n_chunks = n / options_.indexer->config().chunk_tokens;
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> key(kKeyDim);
+    for (auto& layer_keys : keys_) {
+      layer_keys.clear();
+      for (int64_t c = 0; c < n_chunks; ++c) {
+        for (float& x : key) x = normal(rng);
+        const CompressedKey ck = compress_key(key.data());
+        layer_keys.insert(layer_keys.end(), ck.begin(), ck.end());
+      }
+    }
+    for (auto& h : last_hidden_)
+      for (float& x : h) x = normal(rng);
+    last_pos_ = n - 1;
+  }
+  decoding_ = true;
+  run_cycle();
 }
 
 LsaStats PagedKv::stats() const {

@@ -63,6 +63,7 @@ class PagedKv final : public KvBackend {
   void observe_hidden(int64_t layer, int64_t pos, const float* hidden) override;
   void end_batch(bool is_prompt_end) override;
   void reset() override;
+  void fill_synthetic(int64_t n, uint64_t seed) override;
 
   LsaStats stats() const;
   const SelectionPolicy& policy() const { return *policy_; }

@@ -135,6 +135,7 @@ class MaskedKv final : public KvBackend {
   }
   void end_batch(bool) override {}
   void reset() override { inner_.reset(); }
+  void fill_synthetic(int64_t n, uint64_t seed) override { inner_.fill_synthetic(n, seed); }
 
  private:
   ContiguousKv inner_;

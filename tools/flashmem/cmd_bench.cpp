@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <cstdio>
 #include <random>
 
 #include "commands.h"
@@ -22,7 +23,21 @@ struct BenchArgs {
   int threads = 0, repeat = 3;
   uint64_t seed = 1;
   bool json = false;
+  std::string fill = "prefill";
+  LsaArgs lsa;
 };
+
+// Peak resident set size of this process (VmHWM), 0 if unknown.
+double peak_rss_bytes() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return 0;
+  char line[256];
+  double kb = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb * 1024;
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -38,7 +53,10 @@ void run_bench(const BenchArgs& a) {
   options.n_ctx = a.context + a.gen;
   options.kv_type = parse_kv_type(a.kv_type);
   options.n_threads = a.threads;
-  Session session(model, options);
+  if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
+  const bool synthetic = a.fill == "random";
+  auto session_ptr = make_session(model, options, a.lsa);
+  Session& session = *session_ptr;
 
   // The prompt: seeded random ids above the special tokens (content does not change the cost).
   std::mt19937_64 rng(a.seed);
@@ -53,9 +71,17 @@ void run_bench(const BenchArgs& a) {
   for (int r = 0; r < a.repeat; ++r) {
     session.reset();
     double t0 = now_seconds();
-    session.forward(prompt, logits.data(), false);
-    prefill_rates.push_back(static_cast<double>(a.context) / (now_seconds() - t0));
-    int32_t token = argmax(logits);
+    int32_t token = prompt.back();
+    if (synthetic) {
+      // The history holds seeded random K/V (and indexer keys): decode cost at depth without
+      // the hour a real long prefill takes on 2 cores. Prefill speed is not measured.
+      session.fill_synthetic(a.context - 1, a.seed + static_cast<uint64_t>(r));
+      session.forward(std::span(&token, 1), logits.data(), false);
+    } else {
+      session.forward(prompt, logits.data(), false);
+      prefill_rates.push_back(static_cast<double>(a.context) / (now_seconds() - t0));
+    }
+    token = argmax(logits);
     session.reset_times();
     t0 = now_seconds();
     for (int64_t i = 0; i < a.gen; ++i) {
@@ -66,12 +92,17 @@ void run_bench(const BenchArgs& a) {
     decode_rates.push_back(static_cast<double>(a.gen) / (now_seconds() - t0));
     decode_times = session.times();
   }
-  const double prefill_tok_s = median(prefill_rates), decode_tok_s = median(decode_rates);
+  const double prefill_tok_s = synthetic ? 0.0 : median(prefill_rates);
+  const double decode_tok_s = median(decode_rates);
 
-  // Bytes one decode step reads: all weights + K and V of every position so far, every layer.
+  // Bytes one decode step reads: all weights + the K and V attention reads (every position so
+  // far, or what the runtime measured it read).
+  const PagedKv* paged = paged_kv(session);
   const double kv_row = static_cast<double>(row_bytes(session.kv().type(), c.kv_dim()));
   const double avg_keys = static_cast<double>(a.context) + static_cast<double>(a.gen + 1) / 2.0;
-  const double kv_bytes = 2.0 * static_cast<double>(c.n_layers) * avg_keys * kv_row;
+  const double kv_bytes = paged != nullptr
+                              ? static_cast<double>(paged->stats().attn_bytes_per_step)
+                              : 2.0 * static_cast<double>(c.n_layers) * avg_keys * kv_row;
   const double weight_bytes = static_cast<double>(model->decode_weight_bytes());
   const double bytes_per_token = weight_bytes + kv_bytes;
   const double bandwidth_gbs = measure_read_bandwidth_gbs(session.pool());
@@ -80,7 +111,11 @@ void run_bench(const BenchArgs& a) {
 
   fmt::print("model: {} ({}, {} layers, dim {}, {} weights), threads {}\n", a.model, c.arch->name,
              c.n_layers, c.dim, dtype_info(model->main_weight_type()).name, session.pool().size());
-  fmt::print("prefill: {:>6} tokens  {:8.1f} tok/s (median of {})\n", a.context, prefill_tok_s, a.repeat);
+  if (synthetic) {
+    fmt::print("context: {:>6} tokens of synthetic KV (--fill random; prefill not measured)\n", a.context);
+  } else {
+    fmt::print("prefill: {:>6} tokens  {:8.1f} tok/s (median of {})\n", a.context, prefill_tok_s, a.repeat);
+  }
   fmt::print("decode:  {:>6} tokens  {:8.1f} tok/s (median of {})\n", a.gen, decode_tok_s, a.repeat);
   fmt::print("bytes per decode token: {:.1f} MB (weights {:.1f} MB + KV {:.2f} MB, kv {})\n",
              bytes_per_token / 1e6, weight_bytes / 1e6, kv_bytes / 1e6, a.kv_type);
@@ -91,6 +126,20 @@ void run_bench(const BenchArgs& a) {
   fmt::print("decode time split: weights {:.0f}%, attention {:.0f}%, other {:.0f}%\n",
              100 * decode_times.matmul / split_total, 100 * decode_times.attention / split_total,
              100 * decode_times.other / split_total);
+  LsaStats lsa;
+  if (paged != nullptr) {
+    lsa = paged->stats();
+    fmt::print("kv policy {} (store {}): resident avg {:.1f} MB / peak {:.1f} MB of {:.1f} MB full "
+               "({:.1f}%), attention reads {:.2f} MB/step, recalled {:.1f} MB, misses {}, "
+               "selection {:.2f} ms/cycle, recall wait {:.1f} ms\n",
+               paged->policy().name(), a.lsa.store, lsa.resident_kv_bytes_avg / 1e6,
+               lsa.resident_kv_bytes_peak / 1e6, lsa.full_kv_bytes / 1e6,
+               100 * lsa.resident_fraction_avg, lsa.attn_bytes_per_step / 1e6,
+               lsa.recall_bytes_total / 1e6, lsa.recall_misses, lsa.indexer_ms_per_cycle,
+               lsa.recall_wait_ms);
+  }
+  const double rss_peak = peak_rss_bytes();
+  fmt::print("peak RSS: {:.1f} MB\n", rss_peak / 1e6);
   if (a.json) {
     nlohmann::json j = {
         {"model", a.model},
@@ -111,7 +160,23 @@ void run_bench(const BenchArgs& a) {
         {"decode_ms_weights", 1e3 * decode_times.matmul / a.gen},
         {"decode_ms_attention", 1e3 * decode_times.attention / a.gen},
         {"decode_ms_other", 1e3 * decode_times.other / a.gen},
+        {"fill", a.fill},
+        {"policy", a.lsa.policy.empty() ? "none" : a.lsa.policy},
+        {"kv_store", a.lsa.store},
+        {"rss_peak_bytes", rss_peak},
     };
+    if (paged != nullptr) {
+      j["resident_kv_bytes_avg"] = lsa.resident_kv_bytes_avg;
+      j["resident_kv_bytes_peak"] = lsa.resident_kv_bytes_peak;
+      j["full_kv_bytes"] = lsa.full_kv_bytes;
+      j["resident_fraction_avg"] = lsa.resident_fraction_avg;
+      j["attn_bytes_per_step"] = lsa.attn_bytes_per_step;
+      j["recall_bytes_total"] = lsa.recall_bytes_total;
+      j["recall_misses"] = lsa.recall_misses;
+      j["indexer_ms_per_cycle"] = lsa.indexer_ms_per_cycle;
+      j["recall_wait_ms"] = lsa.recall_wait_ms;
+      j["cycles"] = lsa.cycles;
+    }
     fmt::print("{}\n", j.dump());
   }
 }
@@ -127,6 +192,9 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("--kv-type", a->kv_type, "f16 | f32")->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the random prompt")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object on the last line");
+  cmd->add_option("--fill", a->fill, "prefill: run the prompt | random: synthetic KV history")
+      ->capture_default_str();
+  add_lsa_options(cmd, a->lsa);
   cmd->callback([a] { run_bench(*a); });
 });
 

@@ -13,6 +13,7 @@ namespace {
 struct LogitsArgs {
   std::string model, tokens, out, kv_type = "f16";
   int threads = 0;
+  LsaArgs lsa;
 };
 
 const CommandRegistration kLogits("logits", [](CLI::App& app) {
@@ -23,6 +24,7 @@ const CommandRegistration kLogits("logits", [](CLI::App& app) {
   cmd->add_option("--out", a->out, "output logits, raw float32")->required();
   cmd->add_option("--kv-type", a->kv_type, "f16 | f32")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  add_lsa_options(cmd, a->lsa);
   cmd->callback([a] {
     auto model = Model::load(a->model);
     const std::vector<int32_t> ids = read_i32_file(a->tokens);
@@ -31,9 +33,9 @@ const CommandRegistration kLogits("logits", [](CLI::App& app) {
     options.n_ctx = static_cast<int64_t>(ids.size());
     options.kv_type = parse_kv_type(a->kv_type);
     options.n_threads = a->threads;
-    Session session(model, options);
+    auto session = make_session(model, options, a->lsa);
     std::vector<float> logits(ids.size() * static_cast<size_t>(model->config().n_vocab));
-    session.forward(ids, logits.data(), /*all_logits=*/true);
+    session->forward(ids, logits.data(), /*all_logits=*/true);
     write_f32_file(a->out, logits);
     fmt::print(stderr, "wrote {} x {} logits to {}\n", ids.size(), model->config().n_vocab, a->out);
   });

@@ -19,6 +19,7 @@ struct RunArgs {
   int64_t n_predict = 128, n_ctx = 0;
   int threads = 0;
   SamplerOptions sampling;
+  LsaArgs lsa;
   bool parse_special = false, stats = false, ids = false;
   bool has_prompt = false, has_file = false;  // -p "" is a valid (BOS-only) prompt
 };
@@ -45,7 +46,8 @@ void run(const RunArgs& a) {
   options.n_ctx = a.n_ctx > 0 ? a.n_ctx : static_cast<int64_t>(prompt.size()) + a.n_predict;
   options.kv_type = parse_kv_type(a.kv_type);
   options.n_threads = a.threads;
-  Session session(model, options);
+  auto session_ptr = make_session(model, options, a.lsa);
+  Session& session = *session_ptr;
   Sampler sampler(a.sampling);
 
   GenerationRequest request;
@@ -74,8 +76,20 @@ void run(const RunArgs& a) {
     const ModelConfig& c = model->config();
     const double kv_bytes = 2.0 * static_cast<double>(c.n_layers * session.capacity()) *
                             static_cast<double>(row_bytes(session.kv().type(), c.kv_dim()));
-    fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n", kv_bytes / 1e6,
-               a.kv_type, session.capacity());
+    if (const PagedKv* kv = paged_kv(session)) {
+      const LsaStats s = kv->stats();
+      fmt::print(stderr,
+                 "kv: policy {}, full {:.2f} MB, resident avg {:.2f} MB (peak {:.2f} MB, {:.1f}% "
+                 "of full), attention reads {:.2f} MB/step, recalled {:.2f} MB, misses {}, "
+                 "{} cycles, {:.2f} ms/cycle\n",
+                 kv->policy().name(), s.full_kv_bytes / 1e6, s.resident_kv_bytes_avg / 1e6,
+                 s.resident_kv_bytes_peak / 1e6, 100 * s.resident_fraction_avg,
+                 s.attn_bytes_per_step / 1e6, s.recall_bytes_total / 1e6, s.recall_misses,
+                 s.cycles, s.indexer_ms_per_cycle);
+    } else {
+      fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n", kv_bytes / 1e6,
+                 a.kv_type, session.capacity());
+    }
   }
 }
 
@@ -97,6 +111,7 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   cmd->add_flag("--parse-special", a->parse_special, "recognise special-token text in the prompt");
   cmd->add_flag("--ids", a->ids, "print token ids instead of text");
   cmd->add_flag("--stats", a->stats, "print speed and memory to stderr");
+  add_lsa_options(cmd, a->lsa);
   cmd->callback([a, cmd] {
     a->has_prompt = cmd->count("--prompt") > 0;
     a->has_file = cmd->count("--file") > 0;
