@@ -187,9 +187,10 @@ class QuestRuntimeTest : public ::testing::TestWithParam<std::string> {
   SessionOptions options_{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
   static constexpr int64_t kPageTokens = 16;
 
-  Session paged(const std::string& policy) {
+  Session paged(const std::string& policy, double budget = -1) {
     PagedKvOptions o;
     o.policy = policy;
+    o.budget = budget;
     o.page_tokens = kPageTokens;
     o.tau = 32;  // several cycles in a short run, so the pool's selection changes too
     o.store = GetParam() == "ram" ? "ram" : "disk:" + ::testing::TempDir();
@@ -320,6 +321,21 @@ TEST_P(QuestRuntimeTest, EachLayerAttendsExactlyToItsChosenPages) {
   EXPECT_LT(st.attn_bytes_per_step, st.full_kv_bytes / 2);
   EXPECT_GT(st.sync_reads, 0u);  // pages outside the pool were read from the store
   EXPECT_GE(st.recall_misses, st.sync_reads);
+}
+
+// Where a page comes from (pool cell or synchronous store read) never changes what is read: a
+// pool big enough for every page serves all reads and gives bit-identical logits.
+TEST_P(QuestRuntimeTest, TierOfAPageDoesNotChangeTheResult) {
+  Session small = paged("quest:3");
+  const auto want = decode(small, 300, 100);
+  Session big = paged("quest:3", 1.0);
+  EXPECT_TRUE(bit_equal(decode(big, 300, 100), want));
+  const auto& small_kv = dynamic_cast<const PagedKv&>(small.kv());
+  const auto& big_kv = dynamic_cast<const PagedKv&>(big.kv());
+  EXPECT_GT(small_kv.stats().sync_reads, 0u);
+  EXPECT_EQ(big_kv.stats().sync_reads, 0u);  // every page stayed resident
+  EXPECT_EQ(big_kv.stats().recall_misses, 0u);
+  EXPECT_EQ(big_kv.stats().attn_bytes_per_step, small_kv.stats().attn_bytes_per_step);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, QuestRuntimeTest, ::testing::Values("ram", "disk"));
