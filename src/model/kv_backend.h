@@ -31,6 +31,17 @@ class KvBackend {
     return kNone;
   }
   virtual void observe_hidden(int64_t layer, int64_t pos, const float* hidden) {}
+  // Query-dependent selection (quest): when true, the forward pass hands each layer's queries to
+  // observe_queries() before it calls spans(layer), so spans may depend on them.
+  virtual bool wants_queries() const { return false; }
+  // q: [n, n_heads * head_dim] the batch's queries of `layer` after RoPE.
+  virtual void observe_queries(int64_t layer, const float* q, int64_t n) {}
+  // Attention-mass recording (oracle:F, first pass): when true and the batch is one token, the
+  // forward pass reports the attention probabilities of every key of spans(layer).
+  virtual bool wants_attention_mass() const { return false; }
+  // mass: [n_keys] in spans(layer) order (keys <= the token's position), each key's softmax
+  // probability summed over all query heads (so the whole span sums to n_heads).
+  virtual void observe_attention_mass(int64_t layer, std::span<const float> mass) {}
   // Every layer of the batch is done; `is_prompt_end` is true after the last prompt batch.
   virtual void end_batch(bool is_prompt_end) = 0;
   // Forget the sequence.

@@ -146,6 +146,7 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
     }
     times_.other += now_seconds() - t0;
     t0 = now_seconds();
+    if (kv_->wants_queries()) kv_->observe_queries(il, q_.data(), n);
     attention(il, n, pos0);
     times_.attention += now_seconds() - t0;
     linear(l.wo, attn_.data(), proj_.data(), n);
@@ -183,15 +184,23 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   // Items are dealt round-robin because later tokens see more keys (a contiguous split would
   // give the last thread ~3/4 of a causal prefill's work).
   const int64_t n_items = n * c.n_kv_heads, stride = pool_.size();
+  // Oracle recording (one decode token): per kv head the keys' group-summed probabilities.
+  const bool record = n == 1 && kv_->wants_attention_mass();
+  const int64_t n_keys = record ? visible_keys(spans, pos0) : 0;
+  if (record) mass_.assign(static_cast<size_t>(c.n_kv_heads * n_keys), 0.0f);  // [n_kv_heads, n_keys]
   pool_.run([&](int part) {
     thread_local std::vector<float> scores;  // per thread, grown to the longest context seen
     for (int64_t item = part; item < n_items; item += stride) {
       const int64_t i = item / c.n_kv_heads, kvh = item % c.n_kv_heads;
       const int64_t head0 = kvh * group;
       attend_kv_head(shape, spans, kvh, pos0 + i, &q_[i * Q + head0 * hd],
-                     &attn_[i * Q + head0 * hd], scores);
+                     &attn_[i * Q + head0 * hd], scores, record ? &mass_[kvh * n_keys] : nullptr);
     }
   });
+  if (!record) return;
+  for (int64_t h = 1; h < c.n_kv_heads; ++h)
+    for (int64_t t = 0; t < n_keys; ++t) mass_[t] += mass_[h * n_keys + t];
+  kv_->observe_attention_mass(layer, std::span<const float>(mass_.data(), static_cast<size_t>(n_keys)));
 }
 
 }  // namespace flashmem

@@ -84,6 +84,7 @@ class Session {
   std::vector<float> gate_;    // [B, F]
   std::vector<float> up_;      // [B, F]
   std::vector<float> proj_;    // [B, D] output of wo / w_down before the residual add
+  std::vector<float> mass_;    // [n_kv_heads, n_keys] attention mass (oracle recording only)
 };
 
 }  // namespace flashmem

@@ -35,19 +35,40 @@ std::unique_ptr<KvStore> make_store(const std::string& spec, size_t page_bytes) 
 }  // namespace
 
 PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKvOptions& options)
-    : config_(model.config()), type_(type), capacity_(capacity), options_(options) {
+    : config_(model.config()),
+      type_(type),
+      capacity_(capacity),
+      options_(options),
+      key_bounds_(model.config().n_layers, model.config().kv_dim()) {
   if (type != DType::F16 && type != DType::F32) fail("KV type must be f16 or f32");
   if (capacity < 1) fail("KV capacity must be >= 1");
   if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
     fail("page tokens and tau must be >= 1, sink and recent pages >= 0");
-  if (options.budget > 1.0) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
+  if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
   layout_ = PageLayout::make(config_.n_layers, options.page_tokens, config_.kv_dim(),
                              static_cast<int64_t>(dtype_info(type).block_bytes));
-  policy_ = make_policy(options.policy, options.seed);
+  policy_ = make_policy(options.policy, PolicyParams{.seed = options.seed, .lsa_topk = options.lsa_topk});
+  kind_ = policy_kind(options.policy);
   budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
+  quest_k_ = policy_->pages_per_step();
+  if (options.lsa_page_score != "max" && options.lsa_page_score != "count")
+    fail("--lsa-page-score must be max or count, not '{}'", options.lsa_page_score);
+  if (options.lsa_page_score != "max" && kind_ != "lsa")
+    fail("--lsa-page-score applies to policy lsa only, not '{}'", options.policy);
+  if (kind_ == "oracle") {
+    const OracleTrace* trace = options.oracle_trace.get();
+    if (trace == nullptr)
+      fail("policy {} needs the attention masses of a full-attention pass (runtime/oracle.h)",
+           options.policy);
+    if (trace->page_tokens != options.page_tokens || trace->tau != options.tau)
+      fail("the oracle trace was recorded with {}-token pages and tau {}, not {} and {}",
+           trace->page_tokens, trace->tau, options.page_tokens, options.tau);
+  } else if (options.oracle_trace && kind_ != "full") {
+    fail("an oracle trace is recorded by policy full and read by oracle:F, not by '{}'", options.policy);
+  }
+  recording_ = kind_ == "full" && options.oracle_trace != nullptr;
 
-  if (policy_->needs_scores()) {
-    if (options.policy != "lsa") fail("policy '{}' is not available at run time yet", options.policy);
+  if (kind_ == "lsa") {
     if (!options.indexer) fail("policy lsa needs an indexer (--indexer I.gguf)");
     const IndexerConfig& ic = options.indexer->config();
     if (ic.hidden_dim != config_.dim)
@@ -85,8 +106,11 @@ void PagedKv::reset() {
   const int64_t capacity_pages = (capacity_ + options_.page_tokens - 1) / options_.page_tokens;
   // Cells: the budget's share of the largest context, plus the open page; never fewer than
   // the pool's minimum (sink + tail + open page).
-  const auto budget_cells = static_cast<int64_t>(
-      std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
+  // quest without --budget: the K pages a layer reads per step besides sink and tail.
+  const auto budget_cells =
+      quest_k_ > 0 && options_.budget <= 0
+          ? options_.sink_pages + tail_pages() + quest_k_
+          : static_cast<int64_t>(std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
   const int64_t cells = std::max(budget_cells + 1, options_.sink_pages + tail_pages() + 1);
   ResidentPoolConfig pc;
   pc.layout = layout_;
@@ -97,6 +121,7 @@ void PagedKv::reset() {
   spans_.assign(static_cast<size_t>(config_.n_layers), {});
   prompt_pages_.clear();
   selection_.clear();
+  last_page_scores_.clear();
   decoding_ = false;
   decode_steps_ = 0;
   const size_t n_target = observed_layers_.size();
@@ -106,6 +131,15 @@ void PagedKv::reset() {
   cycles_ = 0;
   cycle_seconds_ = wait_seconds_ = resident_fraction_sum_ = 0;
   attn_bytes_sum_ = 0;
+  key_bounds_.clear();
+  cycle_reads_.clear();
+  quest_layer_pages_.assign(static_cast<size_t>(config_.n_layers), {});
+  sync_reads_ = sync_read_bytes_ = 0;
+  if (recording_) {
+    options_.oracle_trace->page_tokens = options_.page_tokens;
+    options_.oracle_trace->tau = options_.tau;
+    options_.oracle_trace->cycle_page_mass.clear();
+  }
 }
 
 void PagedKv::begin_batch(int64_t pos0, int64_t n) {
@@ -126,9 +160,13 @@ void PagedKv::begin_batch(int64_t pos0, int64_t n) {
       fail("KV page {} could not be recalled from the store (corrupt or I/O error)",
            view_.missed().front());
     last_read_pages_.clear();
-    for (const PageView& p : view_.pages()) {
-      add_page(p.page, p.data, p.n_tokens);
-      last_read_pages_.push_back(p.page);
+    if (quest_k_ > 0) {
+      begin_quest_step();  // spans are built per layer in observe_queries()
+    } else {
+      for (const PageView& p : view_.pages()) {
+        add_page(p.page, p.data, p.n_tokens);
+        last_read_pages_.push_back(p.page);
+      }
     }
   } else {
     // Prompt: full attention over every earlier page (from the store) and the open page.
@@ -187,7 +225,10 @@ void PagedKv::observe_hidden(int64_t layer, int64_t pos, const float* hidden) {
 
 void PagedKv::end_batch(bool is_prompt_end) {
   const bool was_decoding = decoding_;
-  if (was_decoding) {
+  if (was_decoding && quest_k_ > 0) {
+    end_quest_step();
+    attn_bytes_sum_ += quest_step_bytes_;
+  } else if (was_decoding) {
     uint64_t attended = 0;
     for (const PageView& p : view_.pages())
       attended += 2 * static_cast<uint64_t>(config_.n_layers * p.n_tokens) * layout_.row_bytes();
@@ -202,6 +243,7 @@ void PagedKv::end_batch(bool is_prompt_end) {
     for (int64_t l = 0; l < config_.n_layers; ++l) {
       const uint8_t* k = staged_.data() + 2 * static_cast<size_t>(l) * block + i * row;
       pool_->append(l, pos, k, k + block);
+      if (quest_k_ > 0) add_key_bounds(pos, l, k);
     }
     const bool page_full = (pos + 1) % options_.page_tokens == 0;
     if (!page_full && i + 1 < n_) continue;
@@ -236,8 +278,23 @@ void PagedKv::run_cycle() {
   SelectionInput input;
   input.geometry = PageGeometry{pool_->open_page() + 1, options_.sink_pages, tail_pages()};
   if (options_.budget > 0) input.budget_pages = budget_pages_for(input.geometry, options_.budget);
-  if (policy_->needs_scores()) input.page_scores = lsa_page_scores(input.geometry.n_pages);
+  const auto n_pages = static_cast<size_t>(input.geometry.n_pages);
+  if (kind_ == "lsa") {
+    input.page_scores = lsa_page_scores(input.geometry.n_pages);
+  } else if (kind_ == "oracle") {
+    // The masses of the cycle this selection serves; a cycle the trace never reached (the
+    // replay decodes further than the recording did) scores every page 0.
+    const auto& cycles = options_.oracle_trace->cycle_page_mass;
+    const auto c = static_cast<size_t>(cycles_);
+    input.page_scores = c < cycles.size() ? cycles[c] : std::vector<float>{};
+    input.page_scores.resize(n_pages, 0.0f);
+  } else if (quest_k_ > 0) {
+    input.page_scores = cycle_reads_;
+    input.page_scores.resize(n_pages, 0.0f);
+    std::fill(cycle_reads_.begin(), cycle_reads_.end(), 0.0f);
+  }
   selection_ = policy_->select(input);
+  last_page_scores_ = std::move(input.page_scores);
   pool_->set_selection(selection_);
   cycle_seconds_ += now_seconds() - t0;
   ++cycles_;
@@ -256,12 +313,16 @@ std::vector<float> PagedKv::lsa_page_scores(int64_t n_pages) {
   std::vector<std::span<const float>> views(logits.begin(), logits.end());
   std::vector<float> chunk_scores(static_cast<size_t>(n_chunks));
   ensemble_scores(views, EnsembleMode::kMax, chunk_scores.data(), n_chunks);
-  // Page score = its best chunk (DESIGN.md: "or max score").
+  // Page score (DESIGN.md): its best chunk ("max"), or how many of its chunks pass the 0.5
+  // threshold ("count", the reference's page-recall density). Both keep the same pages under
+  // the threshold (a page passes iff one chunk does); they rank differently under a cap/top-k.
+  const bool count = options_.lsa_page_score == "count";
   for (int64_t c = 0; c < n_chunks; ++c) {
     const int64_t page = c * ct / options_.page_tokens;
-    if (page < n_pages)
-      page_scores[static_cast<size_t>(page)] =
-          std::max(page_scores[static_cast<size_t>(page)], chunk_scores[static_cast<size_t>(c)]);
+    if (page >= n_pages) continue;
+    float& score = page_scores[static_cast<size_t>(page)];
+    const float chunk = chunk_scores[static_cast<size_t>(c)];
+    score = count ? score + (chunk > 0.5f ? 1.0f : 0.0f) : std::max(score, chunk);
   }
   return page_scores;
 }
@@ -276,6 +337,10 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
   const int64_t full_pages = n / options_.page_tokens;
   for (int64_t p = 0; p < full_pages; ++p) {
     fill_random_rows(page.get(), rows_per_page, config_.kv_dim(), type_, seed + static_cast<uint64_t>(p));
+    if (quest_k_ > 0)
+      for (int64_t l = 0; l < config_.n_layers; ++l)
+        for (int64_t slot = 0; slot < options_.page_tokens; ++slot)
+          add_key_bounds(layout_.first_pos(p) + slot, l, page.get() + layout_.k_row(l, slot));
     const StoreStatus status = pool_->ingest_page(p, page.get());
     if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
   }
@@ -286,6 +351,7 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
       for (int64_t l = 0; l < config_.n_layers; ++l) {
         fill_random_rows(rows.data(), 2, config_.kv_dim(), type_, seed ^ (0x9e3779b97f4a7c15ull * (i + 1) + l));
         pool_->append(l, full_pages * options_.page_tokens + i, rows.data(), rows.data() + layout_.row_bytes());
+        if (quest_k_ > 0) add_key_bounds(full_pages * options_.page_tokens + i, l, rows.data());
       }
     const StoreStatus status = pool_->commit(n);
     if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
@@ -312,6 +378,23 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
   run_cycle();
 }
 
+void PagedKv::observe_attention_mass(int64_t layer, std::span<const float> mass) {
+  auto& cycles = options_.oracle_trace->cycle_page_mass;
+  const auto cycle = static_cast<size_t>(decode_steps_ / options_.tau);
+  if (cycles.size() <= cycle) cycles.resize(cycle + 1);
+  std::vector<float>& page_mass = cycles[cycle];
+  const float per_head = 1.0f / static_cast<float>(config_.n_heads);  // head average
+  size_t t = 0;
+  for (const KvSpan& s : spans_[static_cast<size_t>(layer)]) {
+    const int64_t n = std::clamp<int64_t>(pos0_ + 1 - s.pos0, 0, s.n);  // as attention counts
+    for (int64_t j = 0; j < n && t < mass.size(); ++j, ++t) {
+      const auto page = static_cast<size_t>(layout_.page_of(s.pos0 + j));
+      if (page_mass.size() <= page) page_mass.resize(page + 1, 0.0f);
+      page_mass[page] += mass[t] * per_head;
+    }
+  }
+}
+
 LsaStats PagedKv::stats() const {
   const PoolStats ps = pool_->stats();
   LsaStats s;
@@ -321,8 +404,10 @@ LsaStats PagedKv::stats() const {
   s.resident_fraction_avg =
       decode_steps_ > 0 ? resident_fraction_sum_ / static_cast<double>(decode_steps_) : 1.0;
   s.attn_bytes_per_step = decode_steps_ > 0 ? attn_bytes_sum_ / static_cast<uint64_t>(decode_steps_) : 0;
-  s.recall_bytes_total = ps.bytes_recalled;
-  s.recall_misses = ps.recall_misses;
+  s.recall_bytes_total = ps.bytes_recalled + sync_read_bytes_;
+  s.recall_misses = ps.recall_misses + sync_reads_;
+  s.page_meta_bytes = key_bounds_.bytes();
+  s.sync_reads = sync_reads_;
   s.cycles = cycles_;
   s.indexer_ms_per_cycle = cycles_ > 0 ? 1e3 * cycle_seconds_ / static_cast<double>(cycles_) : 0;
   s.recall_wait_ms = 1e3 * wait_seconds_;

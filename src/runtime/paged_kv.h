@@ -7,9 +7,21 @@
 // pool's resident pages (sink + selection + recency tail + open page); a new selection is
 // recalled by the pool's background worker while decoding continues, and a step waits only for
 // pages that are not there yet.
+//
+// quest:K maps onto the two tiers like this: every decode step, each layer reads the sink, the
+// recency tail and its own top-K middle pages by key bounds (select/quest.h). A chosen page is
+// read from its pool cell when resident (pinned or still cached by the LRU), else synchronously
+// from the store (counted as a recall miss and as recalled bytes). At each cycle boundary the
+// pool's selection becomes the pages read most often in the ending cycle (up to K, or the
+// --budget cap), recalled in the background like any other selection; the pool holds its cell
+// budget (sink + tail + open page + K, or --budget) and the LRU keeps recently dropped pages.
+//
+// oracle:F reads the true future attention mass of each cycle from an OracleTrace recorded by a
+// first, full-attention pass over the same tokens (runtime/oracle.h).
 #pragma once
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "indexer/indexer_model.h"
@@ -18,8 +30,20 @@
 #include "model/kv_backend.h"
 #include "model/model.h"
 #include "select/policy.h"
+#include "select/quest.h"
 
 namespace flashmem {
+
+// True attention mass per page for every selection cycle of one sequence, recorded by a
+// full-attention pass (policy `full` with PagedKvOptions::oracle_trace) and read by oracle:F.
+struct OracleTrace {
+  int64_t page_tokens = 0;
+  int64_t tau = 0;
+  // [n_cycles][n_pages]: cycle c covers decode steps [c·tau, (c+1)·tau) after the prompt (the
+  // steps that use the selection made at its start). Per page: its keys' attention
+  // probability, averaged over query heads, summed over layers and the cycle's steps.
+  std::vector<std::vector<float>> cycle_page_mass;
+};
 
 struct PagedKvOptions {
   std::string policy = "full";  // see select/policy.h
@@ -31,6 +55,11 @@ struct PagedKvOptions {
   std::string store = "ram";    // "ram" | "disk:PATH" (PATH: a directory or file name prefix)
   std::shared_ptr<const IndexerModel> indexer;  // required by `lsa`
   uint64_t seed = 0;            // random:F
+  int64_t lsa_topk = 0;         // lsa: > 0 keeps the K best pages, ignoring the 0.5 threshold
+  std::string lsa_page_score = "max";  // lsa: page score = "max" chunk score | "count" of chunks > 0.5
+  // Policy full: the sequence's attention masses are recorded into it (cleared on reset).
+  // Policy oracle:F: required, read at every cycle boundary (not modified).
+  std::shared_ptr<OracleTrace> oracle_trace;
 };
 
 // Accounting of one sequence (DESIGN.md / docs/BENCHMARKS.md field names).
@@ -45,6 +74,8 @@ struct LsaStats {
   int64_t cycles = 0;
   double indexer_ms_per_cycle = 0;     // selection time per cycle (scoring incl. for lsa)
   double recall_wait_ms = 0;           // time decode waited for resident pages
+  uint64_t page_meta_bytes = 0;        // quest: per-page key min/max held (always resident)
+  uint64_t sync_reads = 0;             // quest: pages read from the store inside a step (in recall_misses)
 };
 
 class PagedKv final : public KvBackend {
@@ -64,17 +95,33 @@ class PagedKv final : public KvBackend {
   void end_batch(bool is_prompt_end) override;
   void reset() override;
   void fill_synthetic(int64_t n, uint64_t seed) override;
+  bool wants_queries() const override { return decoding_ && quest_k_ > 0; }
+  void observe_queries(int64_t layer, const float* q, int64_t n) override;
+  bool wants_attention_mass() const override { return decoding_ && recording_; }
+  void observe_attention_mass(int64_t layer, std::span<const float> mass) override;
 
   LsaStats stats() const;
   const SelectionPolicy& policy() const { return *policy_; }
   const std::vector<int64_t>& selection() const { return selection_; }
+  // The page scores the last cycle's selection used ([n_pages]; empty for unscored policies):
+  // lsa page scores, oracle masses, quest read counts.
+  const std::vector<float>& last_page_scores() const { return last_page_scores_; }
   // Pages the last decode step's attention read (ascending; the step's own position excluded).
+  // quest: the union over layers. Valid after end_batch().
   const std::vector<int64_t>& last_read_pages() const { return last_read_pages_; }
+  // quest: the middle pages each layer read in the last decode step ([n_layers], ascending).
+  const std::vector<std::vector<int64_t>>& last_quest_pages() const { return quest_layer_pages_; }
+  // quest: the per-page key bounds (tests, diagnostics).
+  const PageKeyBounds& key_bounds() const { return key_bounds_; }
 
  private:
   void run_cycle();
   int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
   std::vector<float> lsa_page_scores(int64_t n_pages);
+  void add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row);
+  void begin_quest_step();
+  void end_quest_step();
+  const uint8_t* quest_page_data(int64_t page);
 
   const ModelConfig& config_;
   DType type_;
@@ -97,6 +144,7 @@ class PagedKv final : public KvBackend {
   // batch may cross page ends and batching stays exactly that of the contiguous cache).
   std::vector<uint8_t> staged_;                // [n_layers, 2, n, kv_dim] in type_
   std::vector<int64_t> selection_;
+  std::vector<float> last_page_scores_;        // [n_pages] scores of the last selection
   std::vector<int64_t> last_read_pages_;
 
   // Indexer state (lsa).
@@ -105,6 +153,24 @@ class PagedKv final : public KvBackend {
   std::vector<std::vector<float>> last_hidden_;  // [n_target][D] latest hidden per target
   std::vector<std::vector<uint8_t>> keys_;     // [n_target][n_chunks * 132]
   int64_t last_pos_ = 0;
+
+  // Policy kind and modes.
+  std::string kind_;       // policy_kind(options.policy)
+  bool recording_ = false;  // full with an oracle trace: record attention masses
+
+  // Quest state.
+  int64_t quest_k_ = 0;                          // pages per layer per step; 0 = not quest
+  PageKeyBounds key_bounds_;                     // [n_pages] key min/max per layer
+  std::vector<float> key_row_;                   // [kv_dim] one K row in f32
+  std::vector<float> cycle_reads_;               // [n_pages] (step, layer) reads this cycle
+  std::unordered_map<int64_t, const uint8_t*> step_data_;  // page -> bytes for this step
+  std::vector<ResidentView> step_views_;         // leases on unpinned resident pages read
+  std::vector<AlignedBytes> miss_pages_;         // disk store: [page_bytes] synchronous reads
+  size_t miss_used_ = 0;                         // miss_pages_ used in this step
+  std::vector<std::vector<int64_t>> quest_layer_pages_;  // [n_layers] middle pages read
+  std::vector<float> quest_scores_;              // [n candidate pages] scratch
+  uint64_t quest_step_bytes_ = 0;
+  uint64_t sync_reads_ = 0, sync_read_bytes_ = 0;
 
   // Accounting.
   int64_t cycles_ = 0;

@@ -104,11 +104,12 @@ class RandomPolicy final : public SelectionPolicy {
 };
 
 // The highest-scoring middle pages: all pages with score > threshold (lsa) or the top ones up
-// to the budget (oracle, lsa with --budget); ties broken by the newer page.
+// to the budget (oracle, lsa with --budget), at most top_k when top_k > 0 (lsa top-k mode);
+// ties broken by the newer page.
 class ScoredPolicy final : public SelectionPolicy {
  public:
-  ScoredPolicy(std::string name, double fraction, float threshold)
-      : name_(std::move(name)), fraction_(fraction), threshold_(threshold) {}
+  ScoredPolicy(std::string name, double fraction, float threshold, int64_t top_k = 0)
+      : name_(std::move(name)), fraction_(fraction), threshold_(threshold), top_k_(top_k) {}
   std::string name() const override { return name_; }
   double default_fraction() const override { return fraction_; }
   bool needs_scores() const override { return true; }
@@ -123,8 +124,9 @@ class ScoredPolicy final : public SelectionPolicy {
       const float sa = in.page_scores[static_cast<size_t>(a)], sb = in.page_scores[static_cast<size_t>(b)];
       return sa > sb || (sa == sb && a > b);
     });
-    const int64_t cap = in.budget_pages >= 0 || fraction_ < 1.0 ? middle_allowance(in, fraction_)
-                                                                : g.n_middle_pages();
+    int64_t cap = in.budget_pages >= 0 || fraction_ < 1.0 ? middle_allowance(in, fraction_)
+                                                          : g.n_middle_pages();
+    if (top_k_ > 0) cap = std::min(cap, top_k_);
     if (static_cast<int64_t>(middle.size()) > cap) middle.resize(static_cast<size_t>(cap));
     return merge_sorted(g.fixed_pages(), middle);
   }
@@ -133,6 +135,38 @@ class ScoredPolicy final : public SelectionPolicy {
   std::string name_;
   double fraction_;
   float threshold_;
+  int64_t top_k_;
+};
+
+// Quest: the per-step choice is the runtime's (pages_per_step); for the pool it keeps the pages
+// read most often in the last cycle (page_scores = read counts), up to K middle pages or the
+// --budget cap, so that the next cycle's frequent pages are resident instead of read from the
+// store at every step.
+class QuestPolicy final : public SelectionPolicy {
+ public:
+  explicit QuestPolicy(int64_t k) : k_(k) {}
+  std::string name() const override { return "quest:" + std::to_string(k_); }
+  bool needs_scores() const override { return true; }
+  int64_t pages_per_step() const override { return k_; }
+  std::vector<int64_t> select(const SelectionInput& in) override {
+    const PageGeometry& g = in.geometry;
+    if (static_cast<int64_t>(in.page_scores.size()) != g.n_pages)
+      fail("policy {}: expected {} page scores, got {}", name(), g.n_pages, in.page_scores.size());
+    std::vector<int64_t> middle;
+    for (int64_t p = g.sink_pages; p < g.first_tail_page(); ++p)
+      if (in.page_scores[static_cast<size_t>(p)] > 0) middle.push_back(p);
+    std::stable_sort(middle.begin(), middle.end(), [&](int64_t a, int64_t b) {
+      const float sa = in.page_scores[static_cast<size_t>(a)], sb = in.page_scores[static_cast<size_t>(b)];
+      return sa > sb || (sa == sb && a > b);
+    });
+    const auto fixed = static_cast<int64_t>(g.fixed_pages().size());
+    const int64_t cap = in.budget_pages >= 0 ? std::max<int64_t>(0, in.budget_pages - fixed) : k_;
+    if (static_cast<int64_t>(middle.size()) > cap) middle.resize(static_cast<size_t>(cap));
+    return merge_sorted(g.fixed_pages(), middle);
+  }
+
+ private:
+  int64_t k_;
 };
 
 double parse_fraction(const std::string& spec, const std::string& arg) {
@@ -143,14 +177,30 @@ double parse_fraction(const std::string& spec, const std::string& arg) {
   return f;
 }
 
+int64_t parse_count(const std::string& spec, const std::string& arg) {
+  int64_t k = 0;
+  const auto [ptr, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), k);
+  // 2^31 pages of >= 1 token is beyond any context a KV budget can describe.
+  if (ec != std::errc() || ptr != arg.data() + arg.size() || k < 1 || k > (int64_t{1} << 31))
+    fail("policy '{}': the page count must be an integer in [1, 2^31]", spec);
+  return k;
+}
+
 }  // namespace
 
-std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uint64_t seed) {
+std::string policy_kind(const std::string& spec) { return spec.substr(0, spec.find(':')); }
+
+std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, const PolicyParams& params) {
+  const uint64_t seed = params.seed;
+  if (params.lsa_topk < 0) fail("--lsa-topk must be >= 1, got {}", params.lsa_topk);
+  if (params.lsa_topk > 0 && policy_kind(spec) != "lsa")
+    fail("--lsa-topk applies to policy lsa only, not '{}'", spec);
   const size_t colon = spec.find(':');
   const std::string name = spec.substr(0, colon);
   const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
   auto need_arg = [&] {
-    if (arg.empty()) fail("policy '{}' needs an argument, e.g. {}:0.1", spec, name);
+    if (arg.empty())
+      fail("policy '{}' needs an argument, e.g. {}:{}", spec, name, name == "quest" ? "8" : "0.1");
   };
   auto no_arg = [&] {
     if (colon != std::string::npos) fail("policy '{}' takes no argument", name);
@@ -160,11 +210,19 @@ std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uint64_t s
   if (name == "recency") return need_arg(), std::make_unique<RecencyPolicy>(parse_fraction(spec, arg));
   if (name == "random")
     return need_arg(), std::make_unique<RandomPolicy>(parse_fraction(spec, arg), seed);
+  if (name == "quest") return need_arg(), std::make_unique<QuestPolicy>(parse_count(spec, arg));
   if (name == "oracle")
     return need_arg(), std::make_unique<ScoredPolicy>(spec, parse_fraction(spec, arg), -INFINITY);
-  // lsa: the indexer's threshold (page score = max chunk sigmoid score > 0.5); no cap unless
-  // --budget is given.
-  if (name == "lsa") return no_arg(), std::make_unique<ScoredPolicy>("lsa", 1.0, 0.5f);
+  // lsa: the indexer's threshold (page score = max chunk sigmoid score > 0.5, or the count of
+  // chunks above it, then > 0); no cap unless --budget is given. Top-k mode: the K best pages
+  // whatever their score.
+  if (name == "lsa") {
+    no_arg();
+    if (params.lsa_topk > 0)
+      return std::make_unique<ScoredPolicy>("lsa-top" + std::to_string(params.lsa_topk),
+                                            1.0, -INFINITY, params.lsa_topk);
+    return std::make_unique<ScoredPolicy>("lsa", 1.0, 0.5f);
+  }
   fail("unknown policy '{}' (expected full, window, recency:F, random:F, quest:K, oracle:F, lsa)",
        spec);
 }

@@ -28,8 +28,9 @@ struct SelectionInput {
   PageGeometry geometry;
   // Maximum number of pages resident in total (sink + tail + chosen); < 0 = no cap.
   int64_t budget_pages = -1;
-  // Per middle page score (lsa: indexer page scores; oracle: future attention mass), indexed
-  // by page id, size n_pages. Empty when the policy computes no scores.
+  // Per middle page score (lsa: indexer page scores; oracle: future attention mass; quest: how
+  // many (step, layer) reads each page had in the last cycle), indexed by page id, size n_pages.
+  // Empty when the policy computes no scores.
   std::vector<float> page_scores;
 };
 
@@ -45,11 +46,25 @@ class SelectionPolicy {
   virtual double default_fraction() const { return 1.0; }
   // True when the policy needs page_scores (the runtime then computes them).
   virtual bool needs_scores() const { return false; }
+  // Per-step selection (quest:K): K > 0 means every decode step reads, per layer, only the K
+  // middle pages with the highest key bounds (select/quest.h); select() then only decides what
+  // the resident pool keeps for the next cycle. 0 for cycle-level policies.
+  virtual int64_t pages_per_step() const { return 0; }
 };
 
-// Parses a policy spec: "full", "window", "recency:F", "random:F", "lsa", "oracle:F".
-// Throws Error on an unknown name or a bad argument. `seed` feeds random:F.
-std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uint64_t seed = 0);
+struct PolicyParams {
+  uint64_t seed = 0;     // random:F
+  int64_t lsa_topk = 0;  // lsa: > 0 keeps the lsa_topk best pages, ignoring the 0.5 threshold
+};
+
+// Parses a policy spec: "full", "window", "recency:F", "random:F", "quest:K", "oracle:F", "lsa".
+// Throws Error on an unknown name or a bad argument.
+std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, const PolicyParams& params);
+inline std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uint64_t seed = 0) {
+  return make_policy(spec, PolicyParams{.seed = seed});
+}
+// The policy's name without its argument ("quest" for "quest:8").
+std::string policy_kind(const std::string& spec);
 
 // Budget in pages for a fraction of the context (sink and tail count against it), at least the
 // fixed pages.

@@ -98,3 +98,68 @@ TEST(Policy, BadSpecsRejected) {
 
 }  // namespace
 }  // namespace flashmem
+
+namespace flashmem {
+namespace {
+
+TEST(Policy, QuestSpecsParse) {
+  EXPECT_EQ(make_policy("quest:8")->pages_per_step(), 8);
+  EXPECT_EQ(make_policy("quest:8")->name(), "quest:8");
+  EXPECT_EQ(make_policy("lsa")->pages_per_step(), 0);
+  for (const char* spec : {"quest", "quest:", "quest:0", "quest:-3", "quest:x", "quest:1.5",
+                           "quest:99999999999"})
+    EXPECT_THROW(make_policy(spec), Error) << spec;
+}
+
+// For the pool, quest keeps the pages read most often in the last cycle, up to K (or --budget).
+TEST(Policy, QuestPoolSelectionKeepsMostReadPages) {
+  auto p = make_policy("quest:2");
+  auto in = input_for(12);  // fixed: 0, 9, 10, 11
+  in.page_scores.assign(12, 0.0f);
+  in.page_scores[2] = 5;
+  in.page_scores[4] = 9;
+  in.page_scores[6] = 5;  // ties with 2: the newer page wins
+  in.page_scores[10] = 50;  // a tail page: always kept anyway
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 4, 6, 9, 10, 11}));
+  in.budget_pages = 7;  // 4 fixed + 3
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 2, 4, 6, 9, 10, 11}));
+  in.page_scores.assign(12, 0.0f);  // nothing read yet (right after the prompt)
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 9, 10, 11}));
+}
+
+TEST(Policy, LsaTopKKeepsTheBestPagesWhateverTheThreshold) {
+  auto p = make_policy("lsa", PolicyParams{.lsa_topk = 2});
+  auto in = input_for(12);
+  in.page_scores.assign(12, 0.1f);  // all below 0.5
+  in.page_scores[3] = 0.3f;
+  in.page_scores[5] = 0.2f;
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 3, 5, 9, 10, 11}));
+  in.page_scores[7] = 0.9f;
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 3, 7, 9, 10, 11}));
+  in.budget_pages = 5;  // the budget cap still applies: 4 fixed + 1
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 7, 9, 10, 11}));
+}
+
+// Page score "count" (selected chunks per page): the cap keeps the densest pages.
+TEST(Policy, LsaBudgetCapKeepsDensestPagesByCount) {
+  auto p = make_policy("lsa");
+  auto in = input_for(12);
+  in.page_scores.assign(12, 0.0f);
+  in.page_scores[2] = 1;
+  in.page_scores[3] = 4;
+  in.page_scores[5] = 2;
+  in.page_scores[8] = 2;
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 2, 3, 5, 8, 9, 10, 11}));
+  in.budget_pages = 6;
+  EXPECT_EQ(p->select(in), (std::vector<int64_t>{0, 3, 8, 9, 10, 11}));
+}
+
+TEST(Policy, LsaTopKRejectedElsewhere) {
+  EXPECT_THROW(make_policy("recency:0.1", PolicyParams{.lsa_topk = 3}), Error);
+  EXPECT_THROW(make_policy("lsa", PolicyParams{.lsa_topk = -1}), Error);
+  EXPECT_EQ(policy_kind("oracle:0.1"), "oracle");
+  EXPECT_EQ(policy_kind("lsa"), "lsa");
+}
+
+}  // namespace
+}  // namespace flashmem

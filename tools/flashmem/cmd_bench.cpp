@@ -55,7 +55,19 @@ void run_bench(const BenchArgs& a) {
   options.n_threads = a.threads;
   if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
   const bool synthetic = a.fill == "random";
-  auto session_ptr = make_session(model, options, a.lsa);
+  // oracle:F: before every timed repeat, an untimed full-attention pass over the same history
+  // records the attention masses and the tokens; the timed oracle pass replays those tokens.
+  const bool oracle = policy_kind(a.lsa.policy) == "oracle";
+  std::shared_ptr<OracleTrace> trace;
+  std::unique_ptr<Session> recorder;
+  if (oracle) {
+    trace = std::make_shared<OracleTrace>();
+    LsaArgs full = a.lsa;
+    full.policy = "full";
+    full.budget = -1;
+    recorder = make_session(model, options, full, trace);
+  }
+  auto session_ptr = make_session(model, options, a.lsa, trace);
   Session& session = *session_ptr;
 
   // The prompt: seeded random ids above the special tokens (content does not change the cost).
@@ -68,28 +80,38 @@ void run_bench(const BenchArgs& a) {
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));
   std::vector<double> prefill_rates, decode_rates;
   ForwardTimes decode_times;  // of the last repeat
-  for (int r = 0; r < a.repeat; ++r) {
-    session.reset();
+  // One sequence: history (prefill or synthetic), then `gen` decode steps, greedy or replaying
+  // `forced`; the decoded tokens go to `decoded`. Returns the decode rate.
+  auto run_sequence = [&](Session& s, int r, const std::vector<int32_t>* forced,
+                          std::vector<int32_t>* decoded) {
+    s.reset();
     double t0 = now_seconds();
     int32_t token = prompt.back();
     if (synthetic) {
       // The history holds seeded random K/V (and indexer keys): decode cost at depth without
       // the hour a real long prefill takes on 2 cores. Prefill speed is not measured.
-      session.fill_synthetic(a.context - 1, a.seed + static_cast<uint64_t>(r));
-      session.forward(std::span(&token, 1), logits.data(), false);
+      s.fill_synthetic(a.context - 1, a.seed + static_cast<uint64_t>(r));
+      s.forward(std::span(&token, 1), logits.data(), false);
     } else {
-      session.forward(prompt, logits.data(), false);
-      prefill_rates.push_back(static_cast<double>(a.context) / (now_seconds() - t0));
+      s.forward(prompt, logits.data(), false);
+      if (&s == &session) prefill_rates.push_back(static_cast<double>(a.context) / (now_seconds() - t0));
     }
     token = argmax(logits);
-    session.reset_times();
+    s.reset_times();
     t0 = now_seconds();
     for (int64_t i = 0; i < a.gen; ++i) {
+      if (forced != nullptr) token = (*forced)[static_cast<size_t>(i)];
+      if (decoded != nullptr) decoded->push_back(token);
       const int32_t in[1] = {token};
-      session.forward(in, logits.data(), false);
+      s.forward(in, logits.data(), false);
       token = argmax(logits);
     }
-    decode_rates.push_back(static_cast<double>(a.gen) / (now_seconds() - t0));
+    return static_cast<double>(a.gen) / (now_seconds() - t0);
+  };
+  for (int r = 0; r < a.repeat; ++r) {
+    std::vector<int32_t> recorded;
+    if (oracle) run_sequence(*recorder, r, nullptr, &recorded);
+    decode_rates.push_back(run_sequence(session, r, oracle ? &recorded : nullptr, nullptr));
     decode_times = session.times();
   }
   const double prefill_tok_s = synthetic ? 0.0 : median(prefill_rates);
@@ -137,6 +159,10 @@ void run_bench(const BenchArgs& a) {
                100 * lsa.resident_fraction_avg, lsa.attn_bytes_per_step / 1e6,
                lsa.recall_bytes_total / 1e6, lsa.recall_misses, lsa.indexer_ms_per_cycle,
                lsa.recall_wait_ms);
+    if (lsa.page_meta_bytes > 0)
+      fmt::print("quest: key bounds {:.2f} MB resident, {} pages read synchronously (in misses)\n",
+                 lsa.page_meta_bytes / 1e6, lsa.sync_reads);
+    if (oracle) fmt::print("oracle: masses from an untimed full-attention pass before each repeat\n");
   }
   const double rss_peak = peak_rss_bytes();
   fmt::print("peak RSS: {:.1f} MB\n", rss_peak / 1e6);
@@ -176,6 +202,8 @@ void run_bench(const BenchArgs& a) {
       j["indexer_ms_per_cycle"] = lsa.indexer_ms_per_cycle;
       j["recall_wait_ms"] = lsa.recall_wait_ms;
       j["cycles"] = lsa.cycles;
+      j["page_meta_bytes"] = lsa.page_meta_bytes;
+      j["sync_reads"] = lsa.sync_reads;
     }
     fmt::print("{}\n", j.dump());
   }

@@ -32,6 +32,47 @@ std::string read_text_file(const std::string& path) {
   return s.str();
 }
 
+void print_speed(const char* label, const GenerationStats& st) {
+  fmt::print(stderr, "{}prompt: {} tokens in {:.2f} s ({:.1f} tok/s)\n", label, st.prompt_tokens,
+             st.prefill_seconds, st.prompt_tokens / st.prefill_seconds);
+  fmt::print(stderr, "{}decode: {} tokens in {:.2f} s ({:.1f} tok/s){}\n", label,
+             st.generated_tokens, st.decode_seconds,
+             st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0,
+             st.stopped_at_eog ? ", stopped at end-of-generation token" : "");
+}
+
+void print_kv_stats(const std::string& policy, const LsaStats& s) {
+  fmt::print(stderr,
+             "kv: policy {}, full {:.2f} MB, resident avg {:.2f} MB (peak {:.2f} MB, {:.1f}% "
+             "of full), attention reads {:.2f} MB/step, recalled {:.2f} MB, misses {}, "
+             "{} cycles, {:.2f} ms/cycle\n",
+             policy, s.full_kv_bytes / 1e6, s.resident_kv_bytes_avg / 1e6,
+             s.resident_kv_bytes_peak / 1e6, 100 * s.resident_fraction_avg,
+             s.attn_bytes_per_step / 1e6, s.recall_bytes_total / 1e6, s.recall_misses, s.cycles,
+             s.indexer_ms_per_cycle);
+  if (s.page_meta_bytes > 0)
+    fmt::print(stderr, "kv: quest key bounds {:.2f} MB, {} pages read synchronously\n",
+               s.page_meta_bytes / 1e6, s.sync_reads);
+}
+
+// oracle:F: a full-attention pass records the attention masses, then the output printed is the
+// regeneration under oracle selection (runtime/oracle.h).
+void run_oracle(const RunArgs& a, const std::shared_ptr<Model>& model,
+                const SessionOptions& options, const GenerationRequest& request) {
+  check_lsa_args(a.lsa);
+  const OracleGeneration out =
+      generate_with_oracle(model, options, paged_options(a.lsa), a.sampling, request);
+  std::fputc('\n', stdout);
+  if (!a.stats) return;
+  size_t same = 0;
+  while (same < out.oracle_tokens.size() && out.oracle_tokens[same] == out.full_tokens[same]) ++same;
+  print_speed("full pass (recording): ", out.full_stats);
+  print_speed("oracle pass: ", out.oracle_stats);
+  fmt::print(stderr, "oracle pass: first {} of {} tokens identical to the full-attention pass\n",
+             same, out.full_tokens.size());
+  print_kv_stats(a.lsa.policy, out.oracle_kv);
+}
+
 void run(const RunArgs& a) {
   if (a.has_prompt == a.has_file) fail("give exactly one of -p PROMPT or -f FILE");
   validate_sampler_options(a.sampling);
@@ -46,10 +87,6 @@ void run(const RunArgs& a) {
   options.n_ctx = a.n_ctx > 0 ? a.n_ctx : static_cast<int64_t>(prompt.size()) + a.n_predict;
   options.kv_type = parse_kv_type(a.kv_type);
   options.n_threads = a.threads;
-  auto session_ptr = make_session(model, options, a.lsa);
-  Session& session = *session_ptr;
-  Sampler sampler(a.sampling);
-
   GenerationRequest request;
   request.prompt = prompt;
   request.max_tokens = a.n_predict;
@@ -64,28 +101,22 @@ void run(const RunArgs& a) {
     std::fflush(stdout);
     return true;
   };
+  if (policy_kind(a.lsa.policy) == "oracle") {
+    run_oracle(a, model, options, request);
+    return;
+  }
+  auto session_ptr = make_session(model, options, a.lsa);
+  Session& session = *session_ptr;
+  Sampler sampler(a.sampling);
   const GenerationStats st = generate(session, sampler, request);
   std::fputc('\n', stdout);
   if (a.stats) {
-    fmt::print(stderr, "prompt: {} tokens in {:.2f} s ({:.1f} tok/s)\n", st.prompt_tokens,
-               st.prefill_seconds, st.prompt_tokens / st.prefill_seconds);
-    fmt::print(stderr, "decode: {} tokens in {:.2f} s ({:.1f} tok/s){}\n", st.generated_tokens,
-               st.decode_seconds,
-               st.decode_seconds > 0 ? st.generated_tokens / st.decode_seconds : 0.0,
-               st.stopped_at_eog ? ", stopped at end-of-generation token" : "");
+    print_speed("", st);
     const ModelConfig& c = model->config();
     const double kv_bytes = 2.0 * static_cast<double>(c.n_layers * session.capacity()) *
                             static_cast<double>(row_bytes(session.kv().type(), c.kv_dim()));
     if (const PagedKv* kv = paged_kv(session)) {
-      const LsaStats s = kv->stats();
-      fmt::print(stderr,
-                 "kv: policy {}, full {:.2f} MB, resident avg {:.2f} MB (peak {:.2f} MB, {:.1f}% "
-                 "of full), attention reads {:.2f} MB/step, recalled {:.2f} MB, misses {}, "
-                 "{} cycles, {:.2f} ms/cycle\n",
-                 kv->policy().name(), s.full_kv_bytes / 1e6, s.resident_kv_bytes_avg / 1e6,
-                 s.resident_kv_bytes_peak / 1e6, 100 * s.resident_fraction_avg,
-                 s.attn_bytes_per_step / 1e6, s.recall_bytes_total / 1e6, s.recall_misses,
-                 s.cycles, s.indexer_ms_per_cycle);
+      print_kv_stats(kv->policy().name(), kv->stats());
     } else {
       fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n", kv_bytes / 1e6,
                  a.kv_type, session.capacity());

@@ -7,6 +7,7 @@
 
 #include "indexer/indexer_model.h"
 #include "model/session.h"
+#include "runtime/oracle.h"
 #include "runtime/paged_kv.h"
 #include "tensor/dtype.h"
 #include "util/error.h"
@@ -22,16 +23,16 @@ inline DType parse_kv_type(const std::string& s) {
 // The LSA runtime's flags. Without --policy the session uses the plain contiguous cache (no
 // selection machinery at all); any --policy, `full` included, runs the paged two-tier runtime.
 struct LsaArgs {
-  std::string policy, indexer, store = "ram";
+  std::string policy, indexer, store = "ram", lsa_page_score = "max";
   double budget = -1;
-  int64_t page_tokens = 64, sink_pages = 1, recent_pages = 2, tau = 64;
+  int64_t page_tokens = 64, sink_pages = 1, recent_pages = 2, tau = 64, lsa_topk = 0;
   uint64_t seed = 0;
 };
 
 inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
   cmd->add_option("--policy", a.policy,
-                  "KV selection: full | window | recency:F | random:F | lsa (default: none, "
-                  "plain contiguous cache)");
+                  "KV selection: full | window | recency:F | random:F | quest:K | oracle:F | lsa "
+                  "(default: none, plain contiguous cache)");
   cmd->add_option("--budget", a.budget, "resident fraction of the context's pages (sink and tail count)");
   cmd->add_option("--indexer", a.indexer, "Memory Indexer .gguf (policy lsa)");
   cmd->add_option("--kv-store", a.store, "slow tier: ram | disk:PATH")->capture_default_str();
@@ -40,15 +41,13 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
   cmd->add_option("--recent-pages", a.recent_pages, "always-resident newest pages")->capture_default_str();
   cmd->add_option("--tau", a.tau, "decode steps per selection cycle")->capture_default_str();
   cmd->add_option("--policy-seed", a.seed, "seed of random:F")->capture_default_str();
+  cmd->add_option("--lsa-topk", a.lsa_topk, "lsa: keep the K best pages, ignoring the 0.5 threshold");
+  cmd->add_option("--lsa-page-score", a.lsa_page_score,
+                  "lsa page score: max (best chunk score) | count (chunks above 0.5)")
+      ->capture_default_str();
 }
 
-inline std::unique_ptr<Session> make_session(const std::shared_ptr<Model>& model,
-                                             const SessionOptions& options, const LsaArgs& a) {
-  if (a.policy.empty()) {
-    if (!a.indexer.empty() || a.budget >= 0 || a.store != "ram")
-      fail("--indexer, --budget and --kv-store need a --policy");
-    return std::make_unique<Session>(model, options);
-  }
+inline PagedKvOptions paged_options(const LsaArgs& a) {
   PagedKvOptions o;
   o.policy = a.policy;
   o.budget = a.budget;
@@ -58,11 +57,31 @@ inline std::unique_ptr<Session> make_session(const std::shared_ptr<Model>& model
   o.tau = a.tau;
   o.store = a.store;
   o.seed = a.seed;
+  o.lsa_topk = a.lsa_topk;
+  o.lsa_page_score = a.lsa_page_score;
   if (!a.indexer.empty())
     o.indexer = std::make_shared<const IndexerModel>(IndexerModel::load(a.indexer));
-  const int64_t capacity = options.n_ctx > 0 ? options.n_ctx : model->config().context_length;
-  return std::make_unique<Session>(
-      model, options, std::make_unique<PagedKv>(*model, capacity, options.kv_type, o));
+  return o;
+}
+
+// Checks what PagedKv cannot see (it takes budget < 0 as "the policy's own").
+inline void check_lsa_args(const LsaArgs& a) {
+  if (a.budget != -1 && !(a.budget > 0 && a.budget <= 1))
+    fail("--budget must be a fraction in (0, 1], got {}", a.budget);
+}
+
+// `trace`: oracle:F's recorded masses (and the recording target of policy full).
+inline std::unique_ptr<Session> make_session(const std::shared_ptr<Model>& model,
+                                             const SessionOptions& options, const LsaArgs& a,
+                                             std::shared_ptr<OracleTrace> trace = nullptr) {
+  if (a.policy.empty()) {
+    if (!a.indexer.empty() || a.budget >= 0 || a.store != "ram" || a.lsa_topk != 0 ||
+        a.lsa_page_score != "max")
+      fail("--indexer, --budget, --kv-store, --lsa-topk and --lsa-page-score need a --policy");
+    return std::make_unique<Session>(model, options);
+  }
+  check_lsa_args(a);
+  return make_paged_session(model, options, paged_options(a), std::move(trace));
 }
 
 // The runtime's accounting, or nullptr for a plain session.

@@ -1,0 +1,65 @@
+#include "runtime/oracle.h"
+
+#include "util/error.h"
+
+namespace flashmem {
+
+std::unique_ptr<Session> make_paged_session(std::shared_ptr<const Model> model,
+                                            const SessionOptions& session, PagedKvOptions options,
+                                            std::shared_ptr<OracleTrace> trace) {
+  if (trace) options.oracle_trace = std::move(trace);
+  const int64_t capacity = session.n_ctx > 0 ? session.n_ctx : model->config().context_length;
+  auto kv = std::make_unique<PagedKv>(*model, capacity, session.kv_type, options);
+  return std::make_unique<Session>(std::move(model), session, std::move(kv));
+}
+
+std::shared_ptr<OracleTrace> record_oracle_trace(std::shared_ptr<const Model> model,
+                                                 const SessionOptions& session,
+                                                 PagedKvOptions options,
+                                                 std::span<const int32_t> prompt,
+                                                 std::span<const int32_t> continuation) {
+  if (prompt.empty()) fail("the oracle's recording pass needs a prompt");
+  auto trace = std::make_shared<OracleTrace>();
+  options.policy = "full";
+  auto s = make_paged_session(std::move(model), session, options, trace);
+  s->forward(prompt, nullptr, false);
+  for (const int32_t& t : continuation) s->forward(std::span(&t, 1), nullptr, false);
+  return trace;
+}
+
+OracleGeneration generate_with_oracle(std::shared_ptr<const Model> model,
+                                      const SessionOptions& session, const PagedKvOptions& options,
+                                      const SamplerOptions& sampling,
+                                      const GenerationRequest& request) {
+  if (policy_kind(options.policy) != "oracle")
+    fail("generate_with_oracle needs policy oracle:F, not '{}'", options.policy);
+  OracleGeneration out;
+  out.trace = std::make_shared<OracleTrace>();
+
+  PagedKvOptions full = options;
+  full.policy = "full";
+  full.budget = -1;  // pass 1 keeps everything resident
+  auto recorder = make_paged_session(model, session, full, out.trace);
+  Sampler full_sampler(sampling);
+  GenerationRequest pass1 = request;
+  pass1.on_token = [&](int32_t t) {
+    out.full_tokens.push_back(t);
+    return true;
+  };
+  out.full_stats = generate(*recorder, full_sampler, pass1);
+  recorder.reset();
+
+  auto oracle = make_paged_session(model, session, options, out.trace);
+  Sampler oracle_sampler(sampling);
+  GenerationRequest pass2 = request;
+  pass2.max_tokens = out.full_stats.generated_tokens;
+  pass2.on_token = [&](int32_t t) {
+    out.oracle_tokens.push_back(t);
+    return request.on_token ? request.on_token(t) : true;
+  };
+  out.oracle_stats = generate(*oracle, oracle_sampler, pass2);
+  out.oracle_kv = dynamic_cast<const PagedKv&>(oracle->kv()).stats();
+  return out;
+}
+
+}  // namespace flashmem

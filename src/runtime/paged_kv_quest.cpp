@@ -1,0 +1,111 @@
+// PagedKv's per-step quest:K path (see the tier mapping in runtime/paged_kv.h): key bounds kept
+// per page as rows are committed, and per layer the sink, the recency tail and the K middle pages
+// with the highest bounds for the layer's queries.
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/paged_kv.h"
+#include "tensor/kernels.h"
+#include "util/error.h"
+
+namespace flashmem {
+
+void PagedKv::add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row) {
+  // Bounds of the values attention reads: the cache's f16 (or f32) rows, widened to f32.
+  key_row_.resize(static_cast<size_t>(config_.kv_dim()));
+  if (type_ == DType::F16) {
+    f16_to_f32_row(reinterpret_cast<const uint16_t*>(k_row), key_row_.data(), config_.kv_dim());
+  } else {
+    std::memcpy(key_row_.data(), k_row, key_row_.size() * sizeof(float));
+  }
+  key_bounds_.add_key(layout_.page_of(pos), layer, key_row_.data());
+}
+
+void PagedKv::begin_quest_step() {
+  step_data_.clear();
+  miss_used_ = 0;
+  quest_step_bytes_ = 0;
+  // Pinned pages (sink, tail, open page, the pool's selection) are already leased in view_.
+  for (const PageView& p : view_.pages()) step_data_[p.page] = p.data;
+}
+
+const uint8_t* PagedKv::quest_page_data(int64_t page) {
+  if (const auto it = step_data_.find(page); it != step_data_.end()) return it->second;
+  const uint8_t* data = nullptr;
+  // Resident but not pinned (kept by the pool's LRU): lease it for the rest of the step.
+  ResidentView leased = pool_->acquire(page);
+  if (!leased.pages().empty()) {
+    data = leased.pages().front().data;
+    step_views_.push_back(std::move(leased));
+  } else {
+    // Not resident: a synchronous read from the slow tier, inside the step.
+    if (auto* ram = dynamic_cast<RamStore*>(store_.get())) {
+      data = ram->page_data(page);  // mapped like the pool's zero-copy mode; counted the same
+      if (data == nullptr) fail("KV page {} is missing from the store", page);
+    } else {
+      if (miss_used_ == miss_pages_.size()) {
+        miss_pages_.push_back(allocate_aligned_bytes(layout_.page_bytes()));
+        if (!miss_pages_.back()) fail("out of memory reading KV page {} from the store", page);
+      }
+      uint8_t* dst = miss_pages_[miss_used_++].get();
+      const StoreStatus status = store_->read_page(page, dst);
+      if (status != StoreStatus::kOk)
+        fail("KV page {} could not be read from the store ({})", page, to_string(status));
+      data = dst;
+    }
+    sync_reads_ += 1;
+    sync_read_bytes_ += layout_.page_bytes();
+  }
+  step_data_[page] = data;
+  return data;
+}
+
+void PagedKv::observe_queries(int64_t layer, const float* q, int64_t n) {
+  const int64_t open = layout_.page_of(pos0_);
+  const PageGeometry g{open + 1, options_.sink_pages, tail_pages()};
+  std::vector<int64_t> candidates;  // complete middle pages, all with bounds
+  for (int64_t p = g.sink_pages; p < g.first_tail_page(); ++p) candidates.push_back(p);
+  quest_scores_.resize(candidates.size());
+  quest_page_scores(key_bounds_, layer, QuestShape{config_.n_heads, config_.n_kv_heads, config_.head_dim},
+                    q, n, candidates, quest_scores_);
+  std::vector<int64_t>& chosen = quest_layer_pages_[static_cast<size_t>(layer)];
+  chosen = top_pages(candidates, quest_scores_, quest_k_);
+
+  std::vector<int64_t> pages = g.fixed_pages();
+  pages.insert(pages.end(), chosen.begin(), chosen.end());
+  std::sort(pages.begin(), pages.end());
+  std::vector<KvSpan>& spans = spans_[static_cast<size_t>(layer)];
+  const KvSpan staged = spans.back();  // the batch's own rows, pushed last by begin_batch()
+  spans.clear();
+  int64_t tokens = 0;
+  for (int64_t p : pages) {
+    const int64_t n_tokens = std::min(options_.page_tokens, pos0_ - layout_.first_pos(p));
+    if (n_tokens <= 0) continue;
+    const uint8_t* data = quest_page_data(p);
+    spans.push_back({layout_.first_pos(p), n_tokens, data + layout_.k(layer), data + layout_.v(layer)});
+    tokens += n_tokens;
+  }
+  spans.push_back(staged);
+  // Bytes of this layer: K and V of every token read, plus the bounds scanned (min and max, f32).
+  quest_step_bytes_ += 2 * static_cast<uint64_t>(tokens) * layout_.row_bytes() +
+                       candidates.size() * 2 * static_cast<uint64_t>(config_.kv_dim()) * sizeof(float);
+  if (cycle_reads_.size() < static_cast<size_t>(open + 1)) cycle_reads_.resize(static_cast<size_t>(open + 1), 0.0f);
+  for (int64_t p : chosen) cycle_reads_[static_cast<size_t>(p)] += 1.0f;
+}
+
+void PagedKv::end_quest_step() {
+  // Read: the fixed pages and every layer's choice (pinned selection pages that no layer chose
+  // were leased, not read).
+  const int64_t open = layout_.page_of(pos0_);
+  const PageGeometry g{open + 1, options_.sink_pages, tail_pages()};
+  std::vector<int64_t> read = g.fixed_pages();
+  for (const auto& layer_pages : quest_layer_pages_) read.insert(read.end(), layer_pages.begin(), layer_pages.end());
+  std::sort(read.begin(), read.end());
+  read.erase(std::unique(read.begin(), read.end()), read.end());
+  std::erase_if(read, [&](int64_t p) { return layout_.first_pos(p) >= pos0_; });
+  last_read_pages_ = std::move(read);
+  step_views_.clear();  // leases end before end_batch() commits (commit may need their cells)
+  step_data_.clear();
+}
+
+}  // namespace flashmem
