@@ -12,6 +12,21 @@
 
 namespace flashmem {
 
+// Receives attention probabilities of chosen positions (the dump's golden labels need them).
+// Session::attention asks the backend for an observer once per layer and batch; with none (every
+// backend but the dump's) nothing else happens, so plain runs are unchanged, bit for bit.
+class AttentionObserver {
+ public:
+  virtual ~AttentionObserver() = default;
+  // True if the probabilities of the token at `pos` are wanted.
+  virtual bool wants_attention(int64_t pos) const = 0;
+  // probs [n_heads, n_keys]: softmax of every query head of `layer` for the token at `pos` over
+  // the n_keys positions it attended, in span order (positions 0..pos for a contiguous cache).
+  // Called from the session's thread, tokens of a batch in order, after the layer's attention.
+  virtual void observe_attention(int64_t layer, int64_t pos, const float* probs, int64_t n_heads,
+                                 int64_t n_keys) = 0;
+};
+
 class KvBackend {
  public:
   virtual ~KvBackend() = default;
@@ -31,6 +46,8 @@ class KvBackend {
     return kNone;
   }
   virtual void observe_hidden(int64_t layer, int64_t pos, const float* hidden) {}
+  // Optional observer of attention probabilities (nullptr: none, the default).
+  virtual AttentionObserver* attention_observer() { return nullptr; }
   // Every layer of the batch is done; `is_prompt_end` is true after the last prompt batch.
   virtual void end_batch(bool is_prompt_end) = 0;
   // Forget the sequence.

@@ -84,6 +84,7 @@ class Session {
   std::vector<float> gate_;    // [B, F]
   std::vector<float> up_;      // [B, F]
   std::vector<float> proj_;    // [B, D] output of wo / w_down before the residual add
+  std::vector<float> probs_;   // [B, n_heads, keys] attention probabilities (observer only)
 };
 
 }  // namespace flashmem
