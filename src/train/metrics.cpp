@@ -32,6 +32,12 @@ void add(EvalResult& into, const EvalResult& r) {
   into.hits_lsa += r.hits_lsa;
   into.hits_recency += r.hits_recency;
   into.hits_random += r.hits_random;
+  into.hits_oracle += r.hits_oracle;
+  into.needs += r.needs;
+  into.need_lsa += r.need_lsa;
+  into.need_recency += r.need_recency;
+  into.need_random += r.need_random;
+  into.need_oracle += r.need_oracle;
   into.budget_slots += r.budget_slots;
 }
 
@@ -43,18 +49,18 @@ EvalResult empty_result(size_t n_layers, const std::vector<int32_t>& layers) {
   return r;
 }
 
-// Positives among the `keep` best candidates by `score` (ties: newer chunk first, as recency).
-int64_t hits_of_top(const std::vector<float>& score, const std::vector<uint8_t>& is_pos, int64_t keep,
-                    std::vector<int32_t>& order) {
+// Σ need[i] over the `keep` best candidates by `score` (ties: newer chunk first, as recency).
+int64_t kept_need(const std::vector<float>& score, const std::vector<int32_t>& need, int64_t keep,
+                  std::vector<int32_t>& order) {
   order.resize(score.size());
   std::iota(order.begin(), order.end(), 0);
   keep = std::min<int64_t>(keep, static_cast<int64_t>(order.size()));
   std::partial_sort(order.begin(), order.begin() + keep, order.end(), [&](int32_t a, int32_t b) {
     return score[a] != score[b] ? score[a] > score[b] : a > b;
   });
-  int64_t hits = 0;
-  for (int64_t i = 0; i < keep; ++i) hits += is_pos[static_cast<size_t>(order[i])];
-  return hits;
+  int64_t sum = 0;
+  for (int64_t i = 0; i < keep; ++i) sum += need[static_cast<size_t>(order[i])];
+  return sum;
 }
 
 void evaluate_document(const IndexerModel& indexer, const DumpDocument& doc, size_t doc_index,
@@ -74,16 +80,15 @@ void evaluate_document(const IndexerModel& indexer, const DumpDocument& doc, siz
       std::copy(key.begin(), key.end(), keys[l].begin() + ch * kCompressedKeyBytes);
     }
   }
-  std::vector<int32_t> positives, order;
-  std::vector<float> ens, sub, rnd;
-  std::vector<uint8_t> is_pos;
+  std::vector<int32_t> positives, counts, order, is_pos, need;  // is_pos / need: [candidates]
+  std::vector<float> ens, sub, rnd, need_score;
   std::mt19937_64 rng(o.seed * 0x9E3779B97F4A7C15ull + doc_index);
   for (int64_t row = 0; row < doc.n_rows(); row += o.stride) {
     const int64_t pos = doc.positions[static_cast<size_t>(row)];
     const ChunkRange range = candidate_range(doc.meta, pos, o.targets);
     const int32_t n = range.size();
     if (n == 0) continue;
-    sample_positives(doc, row, o.targets, positives);
+    sample_positives(doc, row, o.targets, positives, &counts);
     if (positives.empty()) continue;
     std::vector<LayerInputs> inputs;
     for (size_t l = 0; l < L; ++l) {
@@ -92,7 +97,12 @@ void evaluate_document(const IndexerModel& indexer, const DumpDocument& doc, siz
     }
     const auto logits = score_layers(indexer, inputs, range.hi, pos, nullptr);  // [L][hi]
     is_pos.assign(static_cast<size_t>(n), 0);
-    for (int32_t p : positives) is_pos[static_cast<size_t>(p - range.lo)] = 1;
+    need.assign(static_cast<size_t>(n), 0);
+    for (size_t i = 0; i < positives.size(); ++i) {
+      is_pos[static_cast<size_t>(positives[i] - range.lo)] = 1;
+      need[static_cast<size_t>(positives[i] - range.lo)] = counts[i];
+    }
+    need_score.assign(need.begin(), need.end());
     const auto n_pos = static_cast<int64_t>(positives.size());
     const int64_t k = std::min<int64_t>(o.k, n);
     ++r.samples;
@@ -106,7 +116,7 @@ void evaluate_document(const IndexerModel& indexer, const DumpDocument& doc, siz
         r.layer[l].fp += sel && !is_pos[static_cast<size_t>(i)];
         r.layer[l].fn += !sel && is_pos[static_cast<size_t>(i)];
       }
-      r.layer_hits_at_k[l] += hits_of_top(sub, is_pos, k, order);
+      r.layer_hits_at_k[l] += kept_need(sub, is_pos, k, order);
     }
     std::vector<std::span<const float>> views;
     for (size_t l = 0; l < L; ++l) views.emplace_back(logits[l].data() + range.lo, static_cast<size_t>(n));
@@ -119,17 +129,25 @@ void evaluate_document(const IndexerModel& indexer, const DumpDocument& doc, siz
       r.ensemble.fp += sel && !is_pos[static_cast<size_t>(i)];
       r.ensemble.fn += !sel && is_pos[static_cast<size_t>(i)];
     }
-    r.ensemble_hits_at_k += hits_of_top(ens, is_pos, k, order);
+    r.ensemble_hits_at_k += kept_need(ens, is_pos, k, order);
     // Same budget for the three selections.
     const int64_t history_chunks = (pos + 1) / ct;
     const int64_t kb = std::min<int64_t>(n, static_cast<int64_t>(std::ceil(o.budget * static_cast<double>(history_chunks))));
     r.budget_slots += kb;
-    r.hits_lsa += hits_of_top(ens, is_pos, kb, order);
-    for (int64_t i = n - kb; i < n; ++i) r.hits_recency += is_pos[static_cast<size_t>(i)];
+    for (int32_t c : counts) r.needs += c;
     rnd.resize(static_cast<size_t>(n));
     std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
     for (float& v : rnd) v = uniform(rng);
-    r.hits_random += hits_of_top(rnd, is_pos, kb, order);
+    r.hits_lsa += kept_need(ens, is_pos, kb, order);
+    r.need_lsa += kept_need(ens, need, kb, order);
+    r.hits_random += kept_need(rnd, is_pos, kb, order);
+    r.need_random += kept_need(rnd, need, kb, order);
+    r.hits_oracle += std::min<int64_t>(kb, n_pos);
+    r.need_oracle += kept_need(need_score, need, kb, order);
+    for (int64_t i = n - kb; i < n; ++i) {
+      r.hits_recency += is_pos[static_cast<size_t>(i)];
+      r.need_recency += need[static_cast<size_t>(i)];
+    }
   }
 }
 

@@ -8,9 +8,14 @@
 //   precision / recall / F1 of "score > 0.5" per layer and for the ensemble (max over layers);
 //   recall@K: positives among the K best candidates (K = min(k, candidates));
 //   kept_fraction: candidates with ensemble score > 0.5 / candidates (the budget 0.5 implies);
-//   recall_at_budget: positives kept when K_b = ceil(budget · complete chunks of the history)
-//     candidates may be kept (capped at the candidate count), chosen by the ensemble score
-//     (lsa), newest first (recency) or uniformly at random (random, seeded).
+//   recall_at_budget: K_b = ceil(budget · complete chunks of the history) candidates may be kept
+//     (capped at the candidate count), chosen by the ensemble score (lsa), newest first
+//     (recency) or uniformly at random (random, seeded); recall = golden chunks of the τ decode
+//     steps t .. t+τ−1 that are kept / golden chunks of those steps (each step's golden set
+//     counted: a chunk 40 steps need weighs 40 times one step needs — the fraction of the golden
+//     chunks each decode step needs that is resident, what LSA's accuracy depends on).
+//     `oracle` = the best any selection of K_b chunks can do (the K_b most needed chunks).
+//   union_recall_at_budget: the same counting each positive (union over the τ steps) once.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -49,15 +54,18 @@ struct EvalResult {
   std::vector<int64_t> layer_hits_at_k;      // [layers]
   int64_t ensemble_hits_at_k = 0;
   int64_t samples = 0, candidates = 0, kept = 0, positives = 0;
-  int64_t hits_lsa = 0, hits_recency = 0, hits_random = 0;  // positives kept at the budget
+  int64_t hits_lsa = 0, hits_recency = 0, hits_random = 0, hits_oracle = 0;  // union, at the budget
+  int64_t needs = 0;  // Σ over samples of Σ_positives count (per-step golden chunks, candidates)
+  int64_t need_lsa = 0, need_recency = 0, need_random = 0, need_oracle = 0;  // of those, kept
   int64_t budget_slots = 0;                                 // Σ K_b over samples
 
   double frac(int64_t a, int64_t b) const { return b > 0 ? static_cast<double>(a) / static_cast<double>(b) : 0.0; }
   double kept_fraction() const { return frac(kept, candidates); }
   double recall_at_k(int64_t hits) const { return frac(hits, positives); }
-  double recall_lsa() const { return frac(hits_lsa, positives); }
-  double recall_recency() const { return frac(hits_recency, positives); }
-  double recall_random() const { return frac(hits_random, positives); }
+  double recall_lsa() const { return frac(need_lsa, needs); }
+  double recall_recency() const { return frac(need_recency, needs); }
+  double recall_random() const { return frac(need_random, needs); }
+  double recall_oracle() const { return frac(need_oracle, needs); }
 };
 
 // Throws Error if a dump does not match the indexer (layers, hidden_dim, chunk_tokens) or an

@@ -26,8 +26,9 @@ ChunkRange candidate_range(const DumpMeta& meta, int64_t pos, const TargetOption
 }
 
 void sample_positives(const DumpDocument& doc, int64_t row, const TargetOptions& o,
-                      std::vector<int32_t>& positives) {
+                      std::vector<int32_t>& positives, std::vector<int32_t>* counts) {
   positives.clear();
+  if (counts != nullptr) counts->clear();
   const int64_t pos = doc.positions[static_cast<size_t>(row)];
   const ChunkRange range = candidate_range(doc.meta, pos, o);
   if (range.size() == 0) return;
@@ -37,6 +38,11 @@ void sample_positives(const DumpDocument& doc, int64_t row, const TargetOptions&
       if (c >= range.lo && c < range.hi) positives.push_back(c);
     }
   std::sort(positives.begin(), positives.end());
+  if (counts != nullptr)
+    for (size_t i = 0; i < positives.size(); ++i) {
+      if (i == 0 || positives[i] != positives[i - 1]) counts->push_back(0);
+      ++counts->back();
+    }
   positives.erase(std::unique(positives.begin(), positives.end()), positives.end());
 }
 

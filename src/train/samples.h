@@ -30,9 +30,11 @@ struct ChunkRange {
 ChunkRange candidate_range(const DumpMeta& meta, int64_t pos, const TargetOptions& options);
 
 // Positives of row `row`: the union of golden chunks over rows whose position is in
-// [pos, pos + label_interval), restricted to candidate_range(pos); ascending, unique.
+// [pos, pos + label_interval), restricted to candidate_range(pos); ascending, unique. `counts`
+// (optional) receives, per positive, the number of those rows it is golden for: how many of the
+// τ decode steps the selection made at `pos` serves actually need the chunk.
 void sample_positives(const DumpDocument& doc, int64_t row, const TargetOptions& options,
-                      std::vector<int32_t>& positives);
+                      std::vector<int32_t>& positives, std::vector<int32_t>* counts = nullptr);
 
 // [n_chunks] 1 for chunks golden for more than `fraction` of the document's rows (the
 // reference's "trivial" chunks, e.g. an attention sink), else 0.

@@ -12,9 +12,40 @@ namespace {
 
 constexpr int64_t kHd = kIndexerHeadDim;
 
-// The engine's SIMD kernels (tensor/kernels.h), each tested against its scalar twin.
-float dot(const float* a, const float* b, int64_t n) { return dot_f32(a, b, n); }
-void axpy(float alpha, const float* x, float* y, int64_t n) { axpy_f32(alpha, x, y, n); }
+// 8-lane vectors of the compiler's vector extension: AVX2 (or AVX-512 halves) where the target
+// has it, plain scalar code elsewhere. Training is dominated by these two loops, and a float sum
+// reduction is not auto-vectorized without -ffast-math. (The engine's dot_f32 has an AVX-512
+// path only.) Eight partial sums change the summation order versus a plain loop; the gradient
+// check compares against finite differences of this same function.
+using Vec8 = float __attribute__((vector_size(32)));
+constexpr int64_t kLanes8 = 8;
+
+inline Vec8 load8(const float* p) {
+  Vec8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store8(float* p, Vec8 v) { std::memcpy(p, &v, sizeof(v)); }
+
+float dot(const float* a, const float* b, int64_t n) {
+  Vec8 acc0 = {}, acc1 = {};
+  int64_t i = 0;
+  for (; i + 2 * kLanes8 <= n; i += 2 * kLanes8) {
+    acc0 += load8(a + i) * load8(b + i);
+    acc1 += load8(a + i + kLanes8) * load8(b + i + kLanes8);
+  }
+  for (; i + kLanes8 <= n; i += kLanes8) acc0 += load8(a + i) * load8(b + i);
+  acc0 += acc1;
+  float s = 0.0f;
+  for (int j = 0; j < kLanes8; ++j) s += acc0[j];
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+void axpy(float alpha, const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + kLanes8 <= n; i += kLanes8) store8(y + i, load8(y + i) + alpha * load8(x + i));
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
 // y[rows] = W[rows, cols] · x[cols]
 void gemv_f32(const float* w, const float* x, float* y, int64_t rows, int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) y[r] = dot(w + r * cols, x, cols);
@@ -107,6 +138,13 @@ float tower_loss_grad(const TowerLayout& L, const YarnRope& rope, float rms_eps,
   s.u.resize(C * kHd); s.k.resize(C * kHd); s.s.resize(H * C); s.logits.resize(C); s.dlogits.resize(C);
   s.dq.resize(H * kHd); s.dk.resize(kHd); s.dv.resize(H * kHd); s.dql.resize(R); s.dw.resize(H); s.tmp.resize(R);
   const YarnRope::Angles q_angles = rope.angles(x.pos);
+  // RoPE angles of each chunk's first position and their inverses, shared by the layers.
+  s.angles.resize(C);
+  s.inverse_angles.resize(C);
+  for (int64_t c = 0; c < C; ++c) {
+    s.angles[c] = rope.angles(x.first_pos[static_cast<size_t>(c)]);
+    s.inverse_angles[c] = inverse(s.angles[c]);
+  }
   float total = 0.0f;
   for (int64_t l = 0; l < L.n_layers; ++l) {
     const float* P = params.data() + l * L.layer_size;
@@ -127,7 +165,7 @@ float tower_loss_grad(const TowerLayout& L, const YarnRope& rope, float rms_eps,
     for (int64_t c = 0; c < C; ++c) {
       float* k = s.k.data() + c * kHd;
       gemv_f32(P + L.wk, m + c * D, k, kHd, D);               // k [128] = W_k [128, D] · m_c
-      rope.apply(x.first_pos[static_cast<size_t>(c)], k);
+      rope.apply(s.angles[c], k);
       float logit = 0.0f;
       for (int64_t hh = 0; hh < H; ++hh) {
         const float sc = dot(s.v.data() + hh * kHd, k, kHd);
@@ -156,7 +194,7 @@ float tower_loss_grad(const TowerLayout& L, const YarnRope& rope, float rms_eps,
         axpy(ds, k, s.dq.data() + hh * kHd, kHd);           // dq_h += ds · k_c
         axpy(ds, s.v.data() + hh * kHd, s.dk.data(), kHd);  // dk_c += ds · q_h
       }
-      rope.apply(inverse(rope.angles(x.first_pos[static_cast<size_t>(c)])), s.dk.data());  // du_c
+      rope.apply(s.inverse_angles[c], s.dk.data());  // du_c
       outer_add(s.dk.data(), m + c * D, G + L.wk, kHd, D);  // dW_k += du_c ⊗ m_c
     }
     // w = scale · W_p h

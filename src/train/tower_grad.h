@@ -47,6 +47,7 @@ struct SampleInput {
 // Scratch reused across samples by one thread.
 struct TowerScratch {
   std::vector<float> a, n, q_lora, v, w, u, k, s, logits, dlogits, dq, dk, dv, dql, dw, tmp;
+  std::vector<YarnRope::Angles> angles, inverse_angles;  // [n_chunks]
 };
 
 // Σ over layers of the loss of the layer's logits; adds dLoss/dparams to grad (nullptr: loss

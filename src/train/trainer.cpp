@@ -71,11 +71,14 @@ void validate(const TrainOptions& o) {
 // Fills `x` for sample `ref`: hidden rows, positives and neg_ratio·P sampled negatives.
 bool build_sample(const DumpDocument& doc, const std::vector<uint8_t>& trivial, int64_t row,
                   const TrainOptions& o, std::mt19937_64& rng, SampleInput& x,
-                  std::vector<int32_t>& positives, std::vector<int32_t>& pool) {
+                  std::vector<int32_t>& positives, std::vector<int32_t>& pool, std::vector<int32_t>& counts) {
   const int64_t D = doc.meta.hidden_dim, ct = doc.meta.chunk_tokens;
   const size_t L = doc.meta.layers.size();
-  sample_positives(doc, row, o.eval.targets, positives);
+  sample_positives(doc, row, o.eval.targets, positives, &counts);
   if (positives.empty()) return false;
+  double mean_count = 0;
+  for (int32_t c : counts) mean_count += c;
+  mean_count /= static_cast<double>(counts.size());
   const int64_t pos = doc.positions[static_cast<size_t>(row)];
   const ChunkRange range = candidate_range(doc.meta, pos, o.eval.targets);
   pool.clear();
@@ -106,6 +109,7 @@ bool build_sample(const DumpDocument& doc, const std::vector<uint8_t>& trivial, 
     x.first_pos[i] = static_cast<int32_t>(c * ct);
     x.labels[i] = is_pos ? 1.0f : 0.0f;
     x.weights[i] = trivial[static_cast<size_t>(c)] ? static_cast<float>(o.trivial_weight) : 1.0f;
+    if (is_pos && o.weight_by_need) x.weights[i] *= static_cast<float>(counts[static_cast<size_t>(i)] / mean_count);
     for (size_t l = 0; l < L; ++l) f16_to_f32_row(doc.key_input_row(l, c), x.key_inputs.data() + (l * C + i) * D, D);
   }
   return true;
@@ -210,7 +214,7 @@ TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::ve
     pool.run([&](int part) {
       thread_local TowerScratch scratch;
       thread_local SampleInput x;
-      thread_local std::vector<int32_t> pos_buf, neg_buf;
+      thread_local std::vector<int32_t> pos_buf, neg_buf, count_buf;
       for (int shard = part; shard < kShards; shard += pool.size()) {
         std::vector<float>& g = shard_grad[static_cast<size_t>(shard)];
         std::fill(g.begin(), g.end(), 0.0f);
@@ -220,7 +224,7 @@ TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::ve
           // Negatives depend only on (seed, step, position in batch): reproducible.
           std::mt19937_64 rng(o.seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(step * o.batch + static_cast<int64_t>(i) + 1)));
           const SampleRef s = batch[i];
-          if (!build_sample(train[static_cast<size_t>(s.doc)], trivial[static_cast<size_t>(s.doc)], s.row, o, rng, x, pos_buf, neg_buf)) continue;
+          if (!build_sample(train[static_cast<size_t>(s.doc)], trivial[static_cast<size_t>(s.doc)], s.row, o, rng, x, pos_buf, neg_buf, count_buf)) continue;
           shard_loss[static_cast<size_t>(shard)] += tower_loss_grad(layout, rope, config.rms_eps, params, x, o.loss, g.data(), scratch);
           ++shard_count[static_cast<size_t>(shard)];
         }

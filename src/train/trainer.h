@@ -25,11 +25,15 @@ struct TrainOptions {
   double neg_ratio = 3.0;          // reference
   double trivial_fraction = 0.8;   // reference: chunks golden for > 80% of a document's tokens...
   double trivial_weight = 1.0;     // ... get this loss weight (1 = no down-weighting)
+  // Positive weight ∝ how many of the τ steps need the chunk (normalised to mean 1 per sample),
+  // matching the per-step recall the evaluation reports; false: every positive weighs 1.
+  // Measured on stories260K (60K samples, held-out recall at 10%): 0.317 with, 0.307 without.
+  bool weight_by_need = true;
   int64_t stride = 1;
   int64_t batch = 64;
   double epochs = 3;
   int64_t max_samples = 0;         // > 0: stop after this many samples (overrides epochs)
-  double lr = 1e-3;
+  double lr = 3e-3;                // the stories260K runs (D = 64); the reference uses ~1e-4 at D = 4096
   double weight_decay = 0.01;
   double warmup = 0.05;            // fraction of the steps
   double min_lr = 0.1;             // cosine floor as a fraction of lr

@@ -137,6 +137,15 @@ TEST_F(TrainPipeline, TeacherForcedJsonlOnQwen2Fixture) {
   EXPECT_EQ(doc.meta.min_layers, 3);  // 3 layers in the fixture
   EXPECT_EQ(doc.meta.layers, (std::vector<int32_t>{0, 2}));
 
+  // Training and evaluation run on dumps of any backbone the engine runs.
+  const std::string indexer = (dir_ / "qwen2-indexer.gguf").string();
+  r = sh("train-indexer --data " + dumps + " --out " + indexer + " --samples 200 --batch 16 --val-fraction 0.5 "
+         "--sink-tokens 8 --tail-tokens 16 -t 2 --json", dir_);
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = sh("eval-indexer --indexer " + indexer + " --data " + dumps + " --sink-tokens 8 --tail-tokens 16 --json", dir_);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_GT(last_json_line(r.out)["samples"].get<int64_t>(), 0);
+
   std::ofstream(dir_ / "bad.jsonl") << "{\"prompt\": 3}\n";
   r = sh("dump -m " + model + " --corpus " + (dir_ / "bad.jsonl").string() + " --out " + dumps + " --layers 0", dir_);
   EXPECT_NE(r.status, 0);

@@ -37,7 +37,10 @@ nlohmann::json eval_json(const EvalResult& r, double budget) {
           {"f1", r.ensemble.f1()},
           {"recall_at_k", r.recall_at_k(r.ensemble_hits_at_k)},
           {"kept_fraction", r.kept_fraction()},
-          {"recall_at_budget", {{"lsa", r.recall_lsa()}, {"recency", r.recall_recency()}, {"random", r.recall_random()}}},
+          {"recall_at_budget", {{"lsa", r.recall_lsa()}, {"recency", r.recall_recency()}, {"random", r.recall_random()},
+                                {"oracle", r.recall_oracle()}}},
+          {"union_recall_at_budget", {{"lsa", r.frac(r.hits_lsa, r.positives)}, {"recency", r.frac(r.hits_recency, r.positives)},
+                                      {"random", r.frac(r.hits_random, r.positives)}, {"oracle", r.frac(r.hits_oracle, r.positives)}}},
           {"samples", r.samples},
           {"positives_per_sample", r.frac(r.positives, r.samples)},
           {"candidates_per_sample", r.frac(r.candidates, r.samples)},
@@ -54,19 +57,25 @@ void print_eval_table(const EvalResult& r, const EvalOptions& o) {
   fmt::print("{:<10} {:>9.3f} {:>7.3f} {:>7.3f} {:>10.3f}\n", "ensemble", r.ensemble.precision(), r.ensemble.recall(),
              r.ensemble.f1(), r.recall_at_k(r.ensemble_hits_at_k));
   fmt::print("kept fraction at 0.5: {:.3f}\n", r.kept_fraction());
-  fmt::print("recall at budget {:.2f}: lsa {:.3f} | recency {:.3f} | random {:.3f}\n", o.budget, r.recall_lsa(),
-             r.recall_recency(), r.recall_random());
+  fmt::print("recall at budget {:.2f} (per-step golden): lsa {:.3f} | recency {:.3f} | random {:.3f} | oracle {:.3f}\n",
+             o.budget, r.recall_lsa(), r.recall_recency(), r.recall_random(), r.recall_oracle());
+  fmt::print("recall at budget {:.2f} (union over tau):  lsa {:.3f} | recency {:.3f} | random {:.3f} | oracle {:.3f}\n",
+             o.budget, r.frac(r.hits_lsa, r.positives), r.frac(r.hits_recency, r.positives),
+             r.frac(r.hits_random, r.positives), r.frac(r.hits_oracle, r.positives));
 }
 
 struct TrainArgs {
   std::vector<std::string> data, val;
-  std::string loss = "bce", type = "f32";
+  std::string loss = "bce", type = "f32", positive_weight = "need";
   TrainOptions o;
   bool json = false;
 };
 
 void run_train(TrainArgs& a) {
   a.o.loss = parse_loss(a.loss);
+  if (a.positive_weight != "need" && a.positive_weight != "uniform")
+    fail("--positive-weight must be need or uniform, not '{}'", a.positive_weight);
+  a.o.weight_by_need = a.positive_weight == "need";
   const auto t = dtype_from_name(a.type);
   if (!t || (*t != DType::F32 && *t != DType::F16 && *t != DType::BF16)) fail("--type must be f32, f16 or bf16");
   a.o.weight_type = *t;
@@ -114,6 +123,7 @@ const CommandRegistration kTrain("train-indexer", [](CLI::App& app) {
   cmd->add_option("--trivial-weight", o.trivial_weight, "loss weight of trivial chunks (1 = off)")->capture_default_str();
   cmd->add_option("--trivial-fraction", o.trivial_fraction, "a chunk golden for more than this fraction of a document's tokens is trivial")->capture_default_str();
   cmd->add_option("--stride", o.stride, "one sample every N labeled tokens")->capture_default_str();
+  cmd->add_option("--positive-weight", a->positive_weight, "need (by how many of the next tau steps need the chunk) | uniform")->capture_default_str();
   cmd->add_option("--heads", o.n_heads, "indexer heads H")->capture_default_str();
   cmd->add_option("--rank", o.q_lora_rank, "query low rank R (0 = clamp(D, 32, 256))")->capture_default_str();
   cmd->add_option("--batch", o.batch, "samples per step")->capture_default_str();
