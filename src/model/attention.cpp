@@ -7,7 +7,7 @@
 
 namespace flashmem {
 
-int64_t visible_keys(std::span<const KvSpan> spans, int64_t max_pos) {
+int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos) {
   int64_t n_keys = 0;
   for (const KvSpan& s : spans) n_keys += std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
   return n_keys;
@@ -15,7 +15,7 @@ int64_t visible_keys(std::span<const KvSpan> spans, int64_t max_pos) {
 
 void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t kv_head,
                     int64_t max_pos, const float* q, float* out, std::vector<float>& scores,
-                    float* key_mass) {
+                    float* probs) {
   const int64_t hd = shape.head_dim, group = shape.n_heads / shape.n_kv_heads;
   const bool f16 = shape.kv_type == DType::F16;
   const size_t elem = f16 ? 2 : 4;
@@ -23,7 +23,7 @@ void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, 
   const size_t head_offset = static_cast<size_t>(kv_head * hd) * elem;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
-  const int64_t n_keys = visible_keys(spans, max_pos);
+  const int64_t n_keys = attended_keys(spans, max_pos);
   scores.resize(static_cast<size_t>(n_keys * group));  // [group, n_keys]
 
   // Pass 1: scores q_g · k_t for every key, each K row read once for the whole group.
@@ -47,6 +47,8 @@ void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, 
     float max_score = -INFINITY;
     for (int64_t i = 0; i < n_keys; ++i) max_score = std::max(max_score, sg[i]);
     inv_sum[static_cast<size_t>(g)] = 1.0f / exp_shift_sum(sg, n_keys, max_score);
+    if (probs != nullptr)
+      for (int64_t i = 0; i < n_keys; ++i) probs[g * n_keys + i] = sg[i] * inv_sum[static_cast<size_t>(g)];
   }
   // Pass 2: out_g = Σ_t p_gt v_t, each V row read once for the whole group.
   std::fill(out, out + group * hd, 0.0f);
@@ -64,13 +66,6 @@ void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, 
         }
       }
     }
-  }
-  if (key_mass == nullptr) return;
-  for (int64_t i = 0; i < n_keys; ++i) {
-    float m = 0.0f;
-    for (int64_t g = 0; g < group; ++g)
-      m += scores[static_cast<size_t>(g * n_keys + i)] * inv_sum[static_cast<size_t>(g)];
-    key_mass[i] = m;
   }
 }
 

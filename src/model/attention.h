@@ -29,12 +29,13 @@ struct AttentionShape {
 // For one token: the `group` query heads that share kv head `kv_head` attend to every position
 // <= max_pos found in `spans` (spans in increasing position order).
 // q: [group, head_dim] (consecutive heads), out: [group, head_dim]; scores: scratch, resized.
-// key_mass (optional): [n_keys visible] receives each key's probability summed over the group's
-// heads (overwritten); computed after the output, so it never changes `out`.
+// probs (optional, nullptr = not wanted): receives the softmax probabilities [group, n_keys],
+// n_keys = the number of positions attended (in span order); writing them does not change `out`.
 void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t kv_head,
                     int64_t max_pos, const float* q, float* out, std::vector<float>& scores,
-                    float* key_mass = nullptr);
-// Keys attend_kv_head() visits for max_pos (the length of key_mass).
-int64_t visible_keys(std::span<const KvSpan> spans, int64_t max_pos);
+                    float* probs = nullptr);
+
+// Number of positions <= max_pos that `spans` hold (the n_keys of attend_kv_head).
+int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos);
 
 }  // namespace flashmem

@@ -12,6 +12,21 @@
 
 namespace flashmem {
 
+// Receives attention probabilities of chosen positions (the dump's golden labels need them).
+// Session::attention asks the backend for an observer once per layer and batch; with none (every
+// backend but the dump's) nothing else happens, so plain runs are unchanged, bit for bit.
+class AttentionObserver {
+ public:
+  virtual ~AttentionObserver() = default;
+  // True if the probabilities of the token at `pos` are wanted.
+  virtual bool wants_attention(int64_t pos) const = 0;
+  // probs [n_heads, n_keys]: softmax of every query head of `layer` for the token at `pos` over
+  // the n_keys positions it attended, in span order (positions 0..pos for a contiguous cache).
+  // Called from the session's thread, tokens of a batch in order, after the layer's attention.
+  virtual void observe_attention(int64_t layer, int64_t pos, const float* probs, int64_t n_heads,
+                                 int64_t n_keys) = 0;
+};
+
 class KvBackend {
  public:
   virtual ~KvBackend() = default;
@@ -36,12 +51,8 @@ class KvBackend {
   virtual bool wants_queries() const { return false; }
   // q: [n, n_heads * head_dim] the batch's queries of `layer` after RoPE.
   virtual void observe_queries(int64_t layer, const float* q, int64_t n) {}
-  // Attention-mass recording (oracle:F, first pass): when true and the batch is one token, the
-  // forward pass reports the attention probabilities of every key of spans(layer).
-  virtual bool wants_attention_mass() const { return false; }
-  // mass: [n_keys] in spans(layer) order (keys <= the token's position), each key's softmax
-  // probability summed over all query heads (so the whole span sums to n_heads).
-  virtual void observe_attention_mass(int64_t layer, std::span<const float> mass) {}
+  // Optional observer of attention probabilities (nullptr: none, the default).
+  virtual AttentionObserver* attention_observer() { return nullptr; }
   // Every layer of the batch is done; `is_prompt_end` is true after the last prompt batch.
   virtual void end_batch(bool is_prompt_end) = 0;
   // Forget the sequence.

@@ -184,23 +184,41 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   // Items are dealt round-robin because later tokens see more keys (a contiguous split would
   // give the last thread ~3/4 of a causal prefill's work).
   const int64_t n_items = n * c.n_kv_heads, stride = pool_.size();
-  // Oracle recording (one decode token): per kv head the keys' group-summed probabilities.
-  const bool record = n == 1 && kv_->wants_attention_mass();
-  const int64_t n_keys = record ? visible_keys(spans, pos0) : 0;
-  if (record) mass_.assign(static_cast<size_t>(c.n_kv_heads * n_keys), 0.0f);  // [n_kv_heads, n_keys]
+  // Optional probability side output: probs_ [n, n_heads, max_keys] for the wanted tokens.
+  AttentionObserver* observer = kv_->attention_observer();
+  int64_t max_keys = 0;
+  if (observer != nullptr) {
+    max_keys = attended_keys(spans, pos0 + n - 1);
+    probs_.resize(static_cast<size_t>(n * c.n_heads * max_keys));
+  }
   pool_.run([&](int part) {
     thread_local std::vector<float> scores;  // per thread, grown to the longest context seen
     for (int64_t item = part; item < n_items; item += stride) {
       const int64_t i = item / c.n_kv_heads, kvh = item % c.n_kv_heads;
       const int64_t head0 = kvh * group;
+      float* probs = nullptr;
+      if (observer != nullptr && observer->wants_attention(pos0 + i))
+        probs = &probs_[static_cast<size_t>((i * c.n_heads + head0) * max_keys)];
       attend_kv_head(shape, spans, kvh, pos0 + i, &q_[i * Q + head0 * hd],
-                     &attn_[i * Q + head0 * hd], scores, record ? &mass_[kvh * n_keys] : nullptr);
+                     &attn_[i * Q + head0 * hd], scores, probs);
     }
   });
-  if (!record) return;
-  for (int64_t h = 1; h < c.n_kv_heads; ++h)
-    for (int64_t t = 0; t < n_keys; ++t) mass_[t] += mass_[h * n_keys + t];
-  kv_->observe_attention_mass(layer, std::span<const float>(mass_.data(), static_cast<size_t>(n_keys)));
+  if (observer == nullptr) return;
+  for (int64_t i = 0; i < n; ++i) {
+    if (!observer->wants_attention(pos0 + i)) continue;
+    // Token i's rows were written with stride n_keys_i (attend_kv_head packs [group, n_keys]);
+    // compact each head to that stride in place order-preservingly: heads are already laid out
+    // as consecutive groups, each group [group, n_keys_i] at its head0 * max_keys offset.
+    const int64_t n_keys = attended_keys(spans, pos0 + i);
+    float* base = &probs_[static_cast<size_t>(i * c.n_heads * max_keys)];
+    for (int64_t kvh = 0; kvh < c.n_kv_heads; ++kvh)
+      for (int64_t g = 0; g < group; ++g) {
+        const float* src = base + kvh * group * max_keys + g * n_keys;
+        float* dst = base + (kvh * group + g) * n_keys;
+        std::memmove(dst, src, static_cast<size_t>(n_keys) * sizeof(float));
+      }
+    observer->observe_attention(layer, pos0 + i, base, c.n_heads, n_keys);
+  }
 }
 
 }  // namespace flashmem

@@ -84,7 +84,7 @@ class Session {
   std::vector<float> gate_;    // [B, F]
   std::vector<float> up_;      // [B, F]
   std::vector<float> proj_;    // [B, D] output of wo / w_down before the residual add
-  std::vector<float> mass_;    // [n_kv_heads, n_keys] attention mass (oracle recording only)
+  std::vector<float> probs_;   // [B, n_heads, keys] attention probabilities (observer only)
 };
 
 }  // namespace flashmem

@@ -378,19 +378,24 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
   run_cycle();
 }
 
-void PagedKv::observe_attention_mass(int64_t layer, std::span<const float> mass) {
+// probs [n_heads, n_keys] in spans(layer) order: each page gains its keys' head-averaged
+// probability, so one layer's step adds 1 in total over all pages.
+void PagedKv::observe_attention(int64_t layer, int64_t pos, const float* probs, int64_t n_heads,
+                                int64_t n_keys) {
   auto& cycles = options_.oracle_trace->cycle_page_mass;
   const auto cycle = static_cast<size_t>(decode_steps_ / options_.tau);
   if (cycles.size() <= cycle) cycles.resize(cycle + 1);
   std::vector<float>& page_mass = cycles[cycle];
-  const float per_head = 1.0f / static_cast<float>(config_.n_heads);  // head average
-  size_t t = 0;
+  const float per_head = 1.0f / static_cast<float>(n_heads);  // head average
+  int64_t t = 0;
   for (const KvSpan& s : spans_[static_cast<size_t>(layer)]) {
-    const int64_t n = std::clamp<int64_t>(pos0_ + 1 - s.pos0, 0, s.n);  // as attention counts
-    for (int64_t j = 0; j < n && t < mass.size(); ++j, ++t) {
+    const int64_t n = std::clamp<int64_t>(pos + 1 - s.pos0, 0, s.n);  // as attention counts
+    for (int64_t j = 0; j < n && t < n_keys; ++j, ++t) {
+      float mass = 0;
+      for (int64_t h = 0; h < n_heads; ++h) mass += probs[h * n_keys + t];
       const auto page = static_cast<size_t>(layout_.page_of(s.pos0 + j));
       if (page_mass.size() <= page) page_mass.resize(page + 1, 0.0f);
-      page_mass[page] += mass[t] * per_head;
+      page_mass[page] += mass * per_head;
     }
   }
 }

@@ -78,7 +78,7 @@ struct LsaStats {
   uint64_t sync_reads = 0;             // quest: pages read from the store inside a step (in recall_misses)
 };
 
-class PagedKv final : public KvBackend {
+class PagedKv final : public KvBackend, private AttentionObserver {
  public:
   // capacity: maximum positions (prompt + generation). Throws Error on bad options (unknown
   // policy, lsa without indexer, indexer not matching the model, unusable store path).
@@ -97,8 +97,10 @@ class PagedKv final : public KvBackend {
   void fill_synthetic(int64_t n, uint64_t seed) override;
   bool wants_queries() const override { return decoding_ && quest_k_ > 0; }
   void observe_queries(int64_t layer, const float* q, int64_t n) override;
-  bool wants_attention_mass() const override { return decoding_ && recording_; }
-  void observe_attention_mass(int64_t layer, std::span<const float> mass) override;
+  // oracle:F first pass (full with an oracle trace): records decode attention per page.
+  AttentionObserver* attention_observer() override {
+    return decoding_ && recording_ ? this : nullptr;
+  }
 
   LsaStats stats() const;
   const SelectionPolicy& policy() const { return *policy_; }
@@ -115,6 +117,9 @@ class PagedKv final : public KvBackend {
   const PageKeyBounds& key_bounds() const { return key_bounds_; }
 
  private:
+  bool wants_attention(int64_t pos) const override { return true; }
+  void observe_attention(int64_t layer, int64_t pos, const float* probs, int64_t n_heads,
+                         int64_t n_keys) override;
   void run_cycle();
   int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
   std::vector<float> lsa_page_scores(int64_t n_pages);

@@ -6,6 +6,7 @@
 #include <span>
 
 #include "commands.h"
+#include "common.h"
 #include "indexer/convert_reference.h"
 #include "indexer/indexer_model.h"
 #include "indexer/scoring.h"
@@ -16,23 +17,6 @@
 
 namespace flashmem::cli {
 namespace {
-
-std::vector<int32_t> parse_layer_list(const std::string& text) {
-  std::vector<int32_t> ids;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t comma = std::min(text.find(',', start), text.size());
-    int32_t id = 0;
-    const char* first = text.data() + start;
-    const char* last = text.data() + comma;
-    const auto [end, ec] = std::from_chars(first, last, id);
-    if (first == last || ec != std::errc() || end != last)
-      fail("--layers must be comma-separated integers, not '{}'", text);
-    ids.push_back(id);
-    start = comma + 1;
-  }
-  return ids;
-}
 
 DType parse_weight_type(const std::string& name) {
   if (name == "f32") return DType::F32;

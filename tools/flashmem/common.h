@@ -1,7 +1,10 @@
 // Small helpers shared by the CLI commands.
 #pragma once
+#include <algorithm>
+#include <charconv>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -13,6 +16,24 @@
 #include "util/error.h"
 
 namespace flashmem::cli {
+
+// "10,12,20" -> ids; Error on anything but comma-separated integers.
+inline std::vector<int32_t> parse_layer_list(const std::string& text) {
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t comma = std::min(text.find(',', start), text.size());
+    int32_t id = 0;
+    const char* first = text.data() + start;
+    const char* last = text.data() + comma;
+    const auto [end, ec] = std::from_chars(first, last, id);
+    if (first == last || ec != std::errc() || end != last)
+      fail("--layers must be comma-separated integers, not '{}'", text);
+    ids.push_back(id);
+    start = comma + 1;
+  }
+  return ids;
+}
 
 inline DType parse_kv_type(const std::string& s) {
   if (s == "f16") return DType::F16;

@@ -1,0 +1,133 @@
+#include "train/corpus.h"
+
+#include <nlohmann/json.hpp>
+
+#include <charconv>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "util/error.h"
+
+namespace flashmem {
+namespace {
+
+// generate:N documents beyond this are surely a typo (a million 512-token documents = 2 TB dumps).
+constexpr int64_t kMaxGenerated = 1'000'000;
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open corpus file '{}'", path);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string string_field(const nlohmann::json& j, const char* name, const std::string& where) {
+  if (!j.contains(name)) return {};
+  if (!j[name].is_string()) fail("{}: \"{}\" is not a string", where, name);
+  return j[name].get<std::string>();
+}
+
+// Chat: every message but a final assistant one is prompt ("role: content\n"); that one is text.
+void chat_document(const nlohmann::json& messages, const std::string& where, std::string& prompt,
+                   std::string& text) {
+  if (!messages.is_array() || messages.empty()) fail("{}: \"messages\" must be a non-empty array", where);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const nlohmann::json& m = messages[i];
+    if (!m.is_object()) fail("{}: message {} is not an object", where, i);
+    const std::string role = string_field(m, "role", where), content = string_field(m, "content", where);
+    if (i + 1 == messages.size() && role == "assistant") {
+      prompt += "assistant: ";
+      text = content;
+    } else {
+      prompt += role + ": " + content + "\n";
+    }
+  }
+}
+
+std::vector<CorpusDocument> load_jsonl(const std::string& path, const Tokenizer& tok, const CorpusOptions& o) {
+  std::istringstream in(read_all(path));
+  std::vector<CorpusDocument> docs;
+  std::string line;
+  for (int64_t n = 1; std::getline(in, line); ++n) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = fmt::format("'{}' line {}", path, n);
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(line);
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: invalid JSON ({})", where, e.what());
+    }
+    if (!j.is_object()) fail("{}: not a JSON object", where);
+    std::string prompt, text;
+    if (j.contains("messages")) {
+      chat_document(j["messages"], where, prompt, text);
+    } else {
+      prompt = string_field(j, "prompt", where);
+      text = string_field(j, "continuation", where);
+      if (!j.contains("prompt") && !j.contains("continuation"))
+        fail("{}: needs \"prompt\"/\"continuation\" or \"messages\"", where);
+    }
+    CorpusDocument d;
+    d.id = fmt::format("{}#{}", std::filesystem::path(path).filename().string(), n);
+    d.prompt = tok.encode(prompt, /*add_special=*/true);
+    d.text = tok.encode(text, /*add_special=*/false);
+    if (d.prompt.empty() && d.text.empty()) fail("{}: the document tokenizes to nothing", where);
+    // Cut to max_tokens, keeping the prompt's end (the context nearest the labeled text).
+    const auto total = static_cast<int64_t>(d.prompt.size() + d.text.size());
+    if (total > o.max_tokens) {
+      const int64_t cut_text = std::min<int64_t>(total - o.max_tokens, static_cast<int64_t>(d.text.size()));
+      d.text.resize(d.text.size() - static_cast<size_t>(cut_text));
+      const int64_t extra = static_cast<int64_t>(d.prompt.size() + d.text.size()) - o.max_tokens;
+      if (extra > 0) d.prompt.erase(d.prompt.begin(), d.prompt.begin() + extra);
+    }
+    docs.push_back(std::move(d));
+  }
+  return docs;
+}
+
+std::vector<CorpusDocument> load_text(const std::string& path, const Tokenizer& tok, const CorpusOptions& o) {
+  const std::vector<int32_t> ids = tok.encode(read_all(path), /*add_special=*/true);
+  if (ids.empty()) fail("'{}' tokenizes to nothing", path);
+  std::vector<CorpusDocument> docs;
+  // Consecutive windows of max_tokens; the first label_from tokens of each are its prompt.
+  for (size_t start = 0, n = 0; start < ids.size(); start += static_cast<size_t>(o.max_tokens), ++n) {
+    const size_t end = std::min(ids.size(), start + static_cast<size_t>(o.max_tokens));
+    const size_t split = std::min(end, start + static_cast<size_t>(o.label_from));
+    CorpusDocument d;
+    d.id = fmt::format("{}#{}", std::filesystem::path(path).filename().string(), n);
+    d.prompt.assign(ids.begin() + static_cast<std::ptrdiff_t>(start), ids.begin() + static_cast<std::ptrdiff_t>(split));
+    d.text.assign(ids.begin() + static_cast<std::ptrdiff_t>(split), ids.begin() + static_cast<std::ptrdiff_t>(end));
+    docs.push_back(std::move(d));
+  }
+  return docs;
+}
+
+}  // namespace
+
+std::vector<CorpusDocument> load_corpus(const std::string& source, const Tokenizer& tok, const CorpusOptions& o) {
+  if (o.max_tokens < 2) fail("documents need at least 2 tokens, got a limit of {}", o.max_tokens);
+  if (o.label_from < 0 || o.label_from >= o.max_tokens)
+    fail("--label-from {} must be in [0, {})", o.label_from, o.max_tokens);
+  if (source.rfind("generate:", 0) == 0) {
+    const std::string count = source.substr(9);
+    int64_t n = 0;
+    const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), n);
+    if (count.empty() || ec != std::errc() || end != count.data() + count.size() || n < 1 || n > kMaxGenerated)
+      fail("--corpus generate:N needs N in [1, {}], got '{}'", kMaxGenerated, count);
+    if (tok.bos_id() < 0) fail("generate:N needs a vocabulary with a BOS token");
+    std::vector<CorpusDocument> docs(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      docs[static_cast<size_t>(i)].id = fmt::format("generate#{}", i);
+      docs[static_cast<size_t>(i)].prompt = {tok.bos_id()};
+    }
+    return docs;
+  }
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(source, ec)) fail("corpus '{}' is not a file (or generate:N)", source);
+  if (std::filesystem::path(source).extension() == ".jsonl") return load_jsonl(source, tok, o);
+  return load_text(source, tok, o);
+}
+
+}  // namespace flashmem
