@@ -93,29 +93,6 @@ inline void transpose_16x16(__m512 (&v)[16]) {
     v[12 + j] = _mm512_shuffle_f32x4(s1, s3, 0xdd);
   }
 }
-#elif defined(__AVX2__) && defined(__FMA__)
-// In-register transpose of an 8 × 8 f32 tile: v[i] holds row i on entry, column i on exit.
-// unpack interleaves row pairs, shuffle gathers 4-row columns within each 128-bit half, and
-// permute2f128 joins the halves of rows 0-3 and 4-7.
-inline void transpose_8x8(__m256 (&v)[8]) {
-  __m256 t[8];
-  for (int i = 0; i < 4; ++i) {
-    t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
-  }
-  // u[4g + j], 128-bit half H: rows 4g..4g+3 of column 4H + j.
-  __m256 u[8];
-  for (int g = 0; g < 2; ++g) {
-    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
-    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
-  }
-  for (int j = 0; j < 4; ++j) {
-    v[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
-    v[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
-  }
-}
 #endif
 
 // Converts rows [0, n_rows) of W (n_rows <= kPanelRows) into panel [cols, kPanelRows], zero
@@ -137,13 +114,13 @@ void pack_panel(DType type, const uint8_t* w, size_t stride, int64_t n_rows, int
         for (int i = 0; i < 16; ++i) _mm512_store_ps(panel + (k + i) * kPanelRows + r0, v[i]);
       }
     }
-#elif defined(__AVX2__) && defined(__FMA__)
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
     if (n == kPackRows && kPanelRows % kPackRows == 0) {
       for (; k + 8 <= cols; k += 8) {
         for (int h = 0; h < kPackRows; h += 8) {  // two 8 × 8 tiles per 16 rows
           __m256 v[8];
           for (int r = 0; r < 8; ++r) v[r] = _mm256_loadu_ps(rows_buffer + (h + r) * cols + k);
-          transpose_8x8(v);
+          simd::transpose_8x8(v);
           for (int i = 0; i < 8; ++i) _mm256_store_ps(panel + (k + i) * kPanelRows + r0 + h, v[i]);
         }
       }

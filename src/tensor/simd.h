@@ -47,5 +47,28 @@ inline __m256 load_f16x8_tail(const uint16_t* p, int64_t n) {
   return load_f16x8(buf);
 }
 
+// In-register transpose of an 8 × 8 f32 tile: v[i] holds row i on entry, column i on exit.
+// unpack interleaves row pairs, shuffle gathers 4-row columns within each 128-bit half, and
+// permute2f128 joins the halves of rows 0-3 and 4-7.
+inline void transpose_8x8(__m256 (&v)[8]) {
+  __m256 t[8];
+  for (int i = 0; i < 4; ++i) {
+    t[2 * i] = _mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]);
+  }
+  // u[4g + j], 128-bit half H: rows 4g..4g+3 of column 4H + j.
+  __m256 u[8];
+  for (int g = 0; g < 2; ++g) {
+    u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xee);
+    u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xee);
+  }
+  for (int j = 0; j < 4; ++j) {
+    v[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
+    v[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
+  }
+}
+
 }  // namespace flashmem::simd
 #endif
