@@ -20,18 +20,22 @@ void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, 
   for (const KvSpan& s : spans) n_keys += std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
   scores.resize(static_cast<size_t>(n_keys * group));  // [group, n_keys]
 
-  // Pass 1: scores q_g · k_t for every key, each K row read once for the whole group.
+  // Pass 1: scores q_g · k_t for every key, each K row read (and for f16 converted) once for the
+  // whole group.
+  std::vector<float> dots(static_cast<size_t>(group));  // [group] one key's q_g · k_t
   int64_t t = 0;
   for (const KvSpan& s : spans) {
     const int64_t n = std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
     for (int64_t j = 0; j < n; ++j, ++t) {
       const uint8_t* k = s.k + static_cast<size_t>(j) * row + head_offset;
-      for (int64_t g = 0; g < group; ++g) {
-        const float* qg = q + g * hd;
-        scores[static_cast<size_t>(g * n_keys + t)] =
-            (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(k), qg, hd)
-                 : dot_f32(reinterpret_cast<const float*>(k), qg, hd)) * scale;
+      if (f16) {
+        dot_f16_f32_heads(reinterpret_cast<const uint16_t*>(k), q, group, hd, dots.data());
+      } else {
+        for (int64_t g = 0; g < group; ++g)
+          dots[static_cast<size_t>(g)] = dot_f32(reinterpret_cast<const float*>(k), q + g * hd, hd);
       }
+      for (int64_t g = 0; g < group; ++g)
+        scores[static_cast<size_t>(g * n_keys + t)] = dots[static_cast<size_t>(g)] * scale;
     }
   }
   // Softmax per head.

@@ -1,6 +1,7 @@
 // Fast single-thread vector ops (dot, axpy, rms_norm). AVX-512 paths handle tails with masks,
 // AVX2 paths with maskload/maskstore (f32) or a zero-padded copy (f16); builds with neither use
 // the _ref twins.
+#include <algorithm>
 #include <cmath>
 
 #include "tensor/convert.h"
@@ -169,6 +170,46 @@ void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n) {
   }
 }
 
+// G heads (G <= 4) against one K row: per head the same two accumulators, in the same order, as
+// dot_f16_f32 above (so the results are bit-identical to it), but each 8-element chunk of the
+// row is converted once instead of G times; 8 accumulators + the row + a query vector fit the
+// 16 registers.
+template <int G>
+void dot_f16_f32_group(const uint16_t* k, const float* q, int64_t n, float* out) {
+  __m256 acc0[G], acc1[G];
+  for (int g = 0; g < G; ++g) acc0[g] = acc1[g] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 k0 = load_f16x8(k + i), k1 = load_f16x8(k + i + 8);
+#pragma GCC unroll 4
+    for (int g = 0; g < G; ++g) {
+      acc0[g] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(q + g * n + i), acc0[g]);
+      acc1[g] = _mm256_fmadd_ps(k1, _mm256_loadu_ps(q + g * n + i + 8), acc1[g]);
+    }
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 k0 = load_f16x8(k + i);
+    for (int g = 0; g < G; ++g) acc0[g] = _mm256_fmadd_ps(k0, _mm256_loadu_ps(q + g * n + i), acc0[g]);
+  }
+  if (i < n) {
+    const __m256 k0 = load_f16x8_tail(k + i, n - i);
+    const __m256i m = lane_mask(n - i);
+    for (int g = 0; g < G; ++g) acc1[g] = _mm256_fmadd_ps(k0, _mm256_maskload_ps(q + g * n + i, m), acc1[g]);
+  }
+  for (int g = 0; g < G; ++g) out[g] = hsum256(_mm256_add_ps(acc0[g], acc1[g]));
+}
+
+void dot_f16_f32_heads(const uint16_t* k, const float* q, int64_t n_q, int64_t n, float* out) {
+  for (int64_t g = 0; g < n_q; g += 4) {
+    switch (std::min<int64_t>(4, n_q - g)) {
+      case 1: dot_f16_f32_group<1>(k, q + g * n, n, out + g); break;
+      case 2: dot_f16_f32_group<2>(k, q + g * n, n, out + g); break;
+      case 3: dot_f16_f32_group<3>(k, q + g * n, n, out + g); break;
+      default: dot_f16_f32_group<4>(k, q + g * n, n, out + g); break;
+    }
+  }
+}
+
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t i = 0;
@@ -200,6 +241,14 @@ void rms_norm(const float* x, const float* weight, float* y, int64_t n, float ep
   rms_norm_ref(x, weight, y, n, eps);
 }
 
+#endif
+
+#if !(defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)) || defined(__AVX512F__)
+// Without the AVX2 group kernel (AVX-512 builds keep their measured per-head kernel; scalar
+// builds have nothing to share): one single-head call per head.
+void dot_f16_f32_heads(const uint16_t* k, const float* q, int64_t n_q, int64_t n, float* out) {
+  for (int64_t g = 0; g < n_q; ++g) out[g] = dot_f16_f32(k, q + g * n, n);
+}
 #endif
 
 }  // namespace flashmem

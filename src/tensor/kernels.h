@@ -38,6 +38,11 @@ void axpy_f32(float alpha, const float* x, float* y, int64_t n);
 void axpy_f32_ref(float alpha, const float* x, float* y, int64_t n);
 void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
 void axpy_f16_ref(float alpha, const uint16_t* x, float* y, int64_t n);
+// Grouped-query attention: n_q query heads share one f16 K row, which the fast paths convert once
+// for all of them. Each head's result is bit-identical to dot_f16_f32's.
+// out[g] = dot_f16_f32(k, q + g·n, n) for g < n_q   (q: [n_q, n])
+void dot_f16_f32_heads(const uint16_t* k, const float* q, int64_t n_q, int64_t n, float* out);
+void dot_f16_f32_heads_ref(const uint16_t* k, const float* q, int64_t n_q, int64_t n, float* out);
 // y[n] = x[n] / sqrt(mean(x^2) + eps) * weight[n]   (x and y may alias)
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
 void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps);

@@ -323,6 +323,28 @@ TEST(VectorOps, MatchReference) {
   }
 }
 
+// Grouped-query heads sharing one f16 K row: bit-identical to the single-head fast kernel (same
+// per-head arithmetic), and within the summation-order bound of the reference.
+TEST(VectorOps, GroupedHeadsDotMatchesSingleHeadKernel) {
+  for (int64_t n : {1, 7, 8, 9, 16, 17, 64, 100, 128}) {
+    for (int64_t n_q : {1, 2, 3, 4, 5, 8}) {
+      const std::vector<float> kf = random_floats(n, 71);
+      const std::vector<float> q = random_floats(n_q * n, 72);  // [n_q, n]
+      std::vector<uint16_t> k(static_cast<size_t>(n));            // [n]
+      f32_to_f16_row(kf.data(), k.data(), n);
+      std::vector<float> out(static_cast<size_t>(n_q)), out_ref(static_cast<size_t>(n_q));  // [n_q]
+      dot_f16_f32_heads(k.data(), q.data(), n_q, n, out.data());
+      dot_f16_f32_heads_ref(k.data(), q.data(), n_q, n, out_ref.data());
+      for (int64_t g = 0; g < n_q; ++g) {
+        EXPECT_EQ(out[g], dot_f16_f32(k.data(), q.data() + g * n, n)) << "n " << n << " g " << g;
+        double abs_sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) abs_sum += std::fabs(static_cast<double>(fp16_to_f32(k[i])) * q[g * n + i]);
+        EXPECT_NEAR(out[g], out_ref[g], 2 * n * kUnitRoundoff * abs_sum) << "n " << n << " g " << g;
+      }
+    }
+  }
+}
+
 // ---- matrix products ------------------------------------------------------------------------------
 
 std::vector<int64_t> test_cols(DType type) {
