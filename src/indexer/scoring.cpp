@@ -6,19 +6,12 @@
 
 #include "util/error.h"
 
-#if defined(__AVX512F__)
-// GCC 12's AVX-512 intrinsics read _mm512_undefined_ps() and trip -Wmaybe-uninitialized
-// (GCC bug 105593); the warning is about the header, not this file.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "tensor/simd.h"
 
 namespace flashmem {
 namespace {
 
-constexpr int kLanes = 16;        // f32 lanes of one AVX-512 register
+constexpr int kLanes = 16;        // f32 lanes of one AVX-512 register (two AVX2 registers)
 constexpr int kBlockChunks = 4;   // chunks per block: 4 chunks × 4 head-vectors = 16 accumulators
 constexpr int kMaxGroupVecs = 4;  // head vectors per pass (64 heads); 16 acc + 4 q + 1 k < 32 regs
 // Below this many (chunk, head-lane) products a thread dispatch costs more than it saves.
@@ -127,6 +120,71 @@ void score_range(const PackedQuery& p, const uint8_t* keys, int64_t begin, int64
         default: score_group<4>(p, head0, fp8, scales, partial); break;
       }
     }
+    for (int c = 0; c < valid; ++c) logits[c0 + c] = partial[c];
+  }
+}
+
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+// 8 fp8 codes -> 8 f32, by the same f16 bit-pattern trick as decode_fp8x16 above: sign to bit
+// 15, the 7 magnitude bits to bits 7..13 make an f16 worth value · 2^-8 (normals and
+// subnormals alike), converted exactly and scaled back by 256; ±480 marks the NaN codes.
+inline __m256 decode_fp8x8(const uint8_t* codes) {
+  const __m128i bytes = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(codes)));
+  const __m128i sign = _mm_slli_epi16(_mm_and_si128(bytes, _mm_set1_epi16(0x80)), 8);
+  const __m128i magnitude = _mm_slli_epi16(_mm_and_si128(bytes, _mm_set1_epi16(0x7F)), 7);
+  const __m256 value = _mm256_mul_ps(_mm256_cvtph_ps(_mm_or_si128(sign, magnitude)), _mm256_set1_ps(256.0f));
+  const __m256 abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), value);
+  const __m256 nan = _mm256_cmp_ps(abs, _mm256_set1_ps(480.0f), _CMP_EQ_OQ);
+  return _mm256_blendv_ps(value, _mm256_set1_ps(std::numeric_limits<float>::quiet_NaN()), nan);
+}
+
+// Adds Σ_h w_h relu(scale_c · q_h·fp8_c) over 16 heads starting at `head0` (two vectors) to
+// partial[c] for the block's chunks: 4 chunks × 2 vectors = 8 accumulators, plus 2 query
+// vectors and a broadcast key, fit the 16 ymm registers without spilling.
+void score_group16(const PackedQuery& p, int64_t head0, const float (*fp8)[kKeyDim],
+                   const float* scales, float* partial) {
+  __m256 acc[kBlockChunks][2];
+  for (int c = 0; c < kBlockChunks; ++c) acc[c][0] = acc[c][1] = _mm256_setzero_ps();
+  const float* q_row = p.q_t.data() + head0;
+  for (int d = 0; d < kKeyDim; ++d, q_row += p.padded_heads) {
+    const __m256 q0 = _mm256_loadu_ps(q_row), q1 = _mm256_loadu_ps(q_row + 8);
+#pragma GCC unroll 4
+    for (int c = 0; c < kBlockChunks; ++c) {
+      const __m256 k = _mm256_broadcast_ss(&fp8[c][d]);
+      acc[c][0] = _mm256_fmadd_ps(k, q0, acc[c][0]);
+      acc[c][1] = _mm256_fmadd_ps(k, q1, acc[c][1]);
+    }
+  }
+  const __m256 w0 = _mm256_loadu_ps(p.weights.data() + head0);
+  const __m256 w1 = _mm256_loadu_ps(p.weights.data() + head0 + 8);
+  for (int c = 0; c < kBlockChunks; ++c) {
+    const __m256 scale = _mm256_set1_ps(scales[c]);
+    // max(x, 0) returns 0 for NaN x (the second operand), like the ref's relu.
+    const __m256 r0 = _mm256_max_ps(_mm256_mul_ps(acc[c][0], scale), _mm256_setzero_ps());
+    const __m256 r1 = _mm256_max_ps(_mm256_mul_ps(acc[c][1], scale), _mm256_setzero_ps());
+    partial[c] += simd::hsum256(_mm256_fmadd_ps(r1, w1, _mm256_mul_ps(r0, w0)));
+  }
+}
+
+void score_range(const PackedQuery& p, const uint8_t* keys, int64_t begin, int64_t end,
+                 float* logits) {
+  alignas(32) float fp8[kBlockChunks][kKeyDim];  // [4, 128] decoded codes of the block
+  float scales[kBlockChunks];
+  for (int64_t c0 = begin; c0 < end; c0 += kBlockChunks) {
+    const int valid = static_cast<int>(std::min<int64_t>(kBlockChunks, end - c0));
+    for (int c = 0; c < kBlockChunks; ++c) {
+      if (c < valid) {
+        const uint8_t* key = keys + (c0 + c) * kCompressedKeyBytes;
+        for (int d = 0; d < kKeyDim; d += 8) _mm256_store_ps(&fp8[c][d], decode_fp8x8(key + d));
+        scales[c] = compressed_key_scale(key);
+      } else {  // pad the last block with zero keys; their results are dropped
+        std::fill(std::begin(fp8[c]), std::end(fp8[c]), 0.0f);
+        scales[c] = 0.0f;
+      }
+    }
+    float partial[kBlockChunks] = {0, 0, 0, 0};
+    for (int64_t head0 = 0; head0 < p.padded_heads; head0 += kLanes) score_group16(p, head0, fp8, scales, partial);
     for (int c = 0; c < valid; ++c) logits[c0 + c] = partial[c];
   }
 }

@@ -24,10 +24,10 @@ struct IndexerQuery {
 
 // logits[n_keys] for keys[n_keys, 132] (contiguous compressed keys, fp8.h). Threads over `pool`
 // (nullptr = calling thread only) when the work is large enough to pay for the dispatch.
-// AVX-512 path: per block of 4 chunks the codes are decoded (as f16 bit patterns, so no f32
-// subnormals are ever formed — exact even under FTZ/DAZ) and multiplied against the query
-// transposed to [128, heads] so that heads lie in vector lanes; the result is the ref's up to
-// float summation order. Throws Error if query.q / query.weights do not match n_heads.
+// SIMD paths (AVX-512, AVX2): per block of 4 chunks the codes are decoded (as f16 bit patterns,
+// so no f32 subnormals are ever formed — exact even under FTZ/DAZ) and multiplied against the
+// query transposed to [128, heads] so that heads lie in vector lanes; the result is the ref's
+// up to float summation order. Throws Error if query.q / query.weights do not match n_heads.
 void score_logits(const IndexerQuery& query, const uint8_t* keys, int64_t n_keys, float* logits,
                   ThreadPool* pool);
 // Scalar twin: decompress each key, H plain dot products.

@@ -6,6 +6,18 @@
 #include "tensor/kernels.h"
 
 namespace flashmem {
+namespace {
+
+// A head's slice of a K/V row is 128-256 bytes out of every n_kv_heads times that, a stride the
+// hardware prefetchers follow poorly at long contexts; asking for the slice 8 positions ahead
+// measured +20-30% decode at --context 4096 (16 ahead: no better).
+constexpr int64_t kPrefetchRows = 8;
+
+void prefetch_head(const uint8_t* p, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off);
+}
+
+}  // namespace
 
 int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos) {
   int64_t n_keys = 0;
@@ -21,23 +33,29 @@ void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, 
   const size_t elem = f16 ? 2 : 4;
   const size_t row = static_cast<size_t>(shape.n_kv_heads * hd) * elem;  // bytes per position
   const size_t head_offset = static_cast<size_t>(kv_head * hd) * elem;
+  const size_t head_bytes = static_cast<size_t>(hd) * elem;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
 
   const int64_t n_keys = attended_keys(spans, max_pos);
   scores.resize(static_cast<size_t>(n_keys * group));  // [group, n_keys]
 
-  // Pass 1: scores q_g · k_t for every key, each K row read once for the whole group.
+  // Pass 1: scores q_g · k_t for every key, each K row read (and for f16 converted) once for the
+  // whole group.
+  std::vector<float> dots(static_cast<size_t>(group));  // [group] one key's q_g · k_t
   int64_t t = 0;
   for (const KvSpan& s : spans) {
     const int64_t n = std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
     for (int64_t j = 0; j < n; ++j, ++t) {
       const uint8_t* k = s.k + static_cast<size_t>(j) * row + head_offset;
-      for (int64_t g = 0; g < group; ++g) {
-        const float* qg = q + g * hd;
-        scores[static_cast<size_t>(g * n_keys + t)] =
-            (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(k), qg, hd)
-                 : dot_f32(reinterpret_cast<const float*>(k), qg, hd)) * scale;
+      if (j + kPrefetchRows < n) prefetch_head(k + kPrefetchRows * row, head_bytes);
+      if (f16) {
+        dot_f16_f32_heads(reinterpret_cast<const uint16_t*>(k), q, group, hd, dots.data());
+      } else {
+        for (int64_t g = 0; g < group; ++g)
+          dots[static_cast<size_t>(g)] = dot_f32(reinterpret_cast<const float*>(k), q + g * hd, hd);
       }
+      for (int64_t g = 0; g < group; ++g)
+        scores[static_cast<size_t>(g * n_keys + t)] = dots[static_cast<size_t>(g)] * scale;
     }
   }
   // Softmax per head.
@@ -57,6 +75,7 @@ void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, 
     const int64_t n = std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
     for (int64_t j = 0; j < n; ++j, ++t) {
       const uint8_t* v = s.v + static_cast<size_t>(j) * row + head_offset;
+      if (j + kPrefetchRows < n) prefetch_head(v + kPrefetchRows * row, head_bytes);
       for (int64_t g = 0; g < group; ++g) {
         const float p = scores[static_cast<size_t>(g * n_keys + t)] * inv_sum[static_cast<size_t>(g)];
         if (f16) {

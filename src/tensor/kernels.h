@@ -38,6 +38,11 @@ void axpy_f32(float alpha, const float* x, float* y, int64_t n);
 void axpy_f32_ref(float alpha, const float* x, float* y, int64_t n);
 void axpy_f16(float alpha, const uint16_t* x, float* y, int64_t n);
 void axpy_f16_ref(float alpha, const uint16_t* x, float* y, int64_t n);
+// Grouped-query attention: n_q query heads share one f16 K row, which the fast paths convert once
+// for all of them. Each head's result is bit-identical to dot_f16_f32's.
+// out[g] = dot_f16_f32(k, q + g·n, n) for g < n_q   (q: [n_q, n])
+void dot_f16_f32_heads(const uint16_t* k, const float* q, int64_t n_q, int64_t n, float* out);
+void dot_f16_f32_heads_ref(const uint16_t* k, const float* q, int64_t n_q, int64_t n, float* out);
 // y[n] = x[n] / sqrt(mean(x^2) + eps) * weight[n]   (x and y may alias)
 void rms_norm(const float* x, const float* weight, float* y, int64_t n, float eps);
 void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps);
@@ -55,9 +60,9 @@ void matvec_ref(DType type, const void* w, const float* x, float* y, int64_t row
 
 // Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T   (X, Y row-major, dense)
 // Few tokens go through matvec per token; larger batches use a packed GEMM: for Q8_0/Q4_0 integer
-// block sums like matvec (AVX-512 VNNI builds) or f32 products of the same Q8_0-rounded
-// activations (other builds), so results agree with matvec to f32 summation-order rounding, not
-// bit for bit.
+// block sums like matvec (AVX-512 VNNI and AVX2 builds) or f32 products of the same
+// Q8_0-rounded activations (other builds), so results agree with matvec to f32 summation-order
+// rounding, not bit for bit.
 void matmul(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
             int64_t cols, ThreadPool* pool);
 void matmul_ref(DType type, const void* w, const float* x, float* y, int64_t n_tokens,

@@ -20,9 +20,16 @@ struct ActivationQ8 {
 // x[n] -> out (n a multiple of 32); resizes out's arrays as needed (no allocation when reused).
 void quantize_activation_q8(const float* x, int64_t n, ActivationQ8* out);
 
-// matmul for Q8_0/Q4_0 weights with integer block sums (AVX-512 VNNI builds); returns false,
-// doing nothing, when the type or the build does not support it or n_tokens is too small to pay
-// for packing.
+// Which integer GEMM the build has: dpbusd (matmul_int8.cpp) or maddubs (matmul_int8_avx2.cpp).
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define FLASHMEM_INT8_GEMM_VNNI 1
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define FLASHMEM_INT8_GEMM_AVX2 1
+#endif
+
+// matmul for Q8_0/Q4_0 weights with integer block sums (AVX-512 VNNI and AVX2 builds); returns
+// false, doing nothing, when the type or the build does not support it or n_tokens is too small
+// to pay for packing.
 bool matmul_int8(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
                  int64_t cols, ThreadPool* pool);
 

@@ -154,6 +154,10 @@ void axpy_f16_ref(float alpha, const uint16_t* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * fp16_to_f32(x[i]);
 }
 
+void dot_f16_f32_heads_ref(const uint16_t* k, const float* q, int64_t n_q, int64_t n, float* out) {
+  for (int64_t g = 0; g < n_q; ++g) out[g] = dot_f16_f32_ref(k, q + g * n, n);
+}
+
 void rms_norm_ref(const float* x, const float* weight, float* y, int64_t n, float eps) {
   float sum_sq = 0.0f;
   for (int64_t i = 0; i < n; ++i) sum_sq += x[i] * x[i];

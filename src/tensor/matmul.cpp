@@ -1,9 +1,10 @@
 // matmul: Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T for prefill. Each thread takes
 // a contiguous range of W rows; per panel of kPanelRows rows it converts the weights once to f32
 // in k-major order ([cols, kPanelRows]) and reuses that panel for every token, so the weight type
-// only matters to the packing step. Q8_0/Q4_0 weights go to the integer GEMM in matmul_int8.cpp
-// when the build has AVX-512 VNNI; otherwise here, with the activations first rounded through
-// Q8_0 (as matvec does), so both paths see the same inputs.
+// only matters to the packing step. Q8_0/Q4_0 weights go to the integer GEMM (matmul_int8.cpp
+// with AVX-512 VNNI, matmul_int8_avx2.cpp with AVX2) when the build has one; otherwise here,
+// with the activations first rounded through Q8_0 (as matvec does), so both paths see the same
+// inputs.
 #include <algorithm>
 #include <vector>
 
@@ -111,6 +112,17 @@ void pack_panel(DType type, const uint8_t* w, size_t stride, int64_t n_rows, int
         for (int r = 0; r < 16; ++r) v[r] = _mm512_loadu_ps(rows_buffer + r * cols + k);
         transpose_16x16(v);
         for (int i = 0; i < 16; ++i) _mm512_store_ps(panel + (k + i) * kPanelRows + r0, v[i]);
+      }
+    }
+#elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+    if (n == kPackRows && kPanelRows % kPackRows == 0) {
+      for (; k + 8 <= cols; k += 8) {
+        for (int h = 0; h < kPackRows; h += 8) {  // two 8 × 8 tiles per 16 rows
+          __m256 v[8];
+          for (int r = 0; r < 8; ++r) v[r] = _mm256_loadu_ps(rows_buffer + (h + r) * cols + k);
+          simd::transpose_8x8(v);
+          for (int i = 0; i < 8; ++i) _mm256_store_ps(panel + (k + i) * kPanelRows + r0 + h, v[i]);
+        }
       }
     }
 #endif

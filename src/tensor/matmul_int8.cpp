@@ -18,7 +18,7 @@
 
 namespace flashmem::detail {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if defined(FLASHMEM_INT8_GEMM_VNNI)
 
 namespace {
 
@@ -193,7 +193,7 @@ bool matmul_int8(DType type, const void* w, const float* x, float* y, int64_t n_
   return true;
 }
 
-#else
+#elif !defined(FLASHMEM_INT8_GEMM_AVX2)  // no integer GEMM in this build
 
 bool matmul_int8(DType, const void*, const float*, float*, int64_t, int64_t, int64_t, ThreadPool*) {
   return false;

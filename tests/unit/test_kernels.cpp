@@ -149,7 +149,7 @@ TEST(Bf16, RoundsToNearestEven) {
 }
 
 TEST(Rows, F16RowsMatchScalar) {
-  for (int64_t n : {1, 31, 33, 100, 769}) {
+  for (int64_t n : {1, 7, 8, 9, 31, 33, 100, 769}) {
     const std::vector<float> x = random_floats(n, 11, 1000.0f);
     std::vector<uint16_t> h(static_cast<size_t>(n)), h_ref(static_cast<size_t>(n));  // [n]
     f32_to_f16_row(x.data(), h.data(), n);
@@ -165,7 +165,7 @@ TEST(Rows, F16RowsMatchScalar) {
 TEST(Rows, FastConversionsMatchReferenceBitExactly) {
   for (DType type : kAllTypes) {
     const std::vector<int64_t> sizes =
-        is_quantized(type) ? std::vector<int64_t>{32, 96, 768, 2048} : std::vector<int64_t>{1, 31, 33, 100, 769};
+        is_quantized(type) ? std::vector<int64_t>{32, 96, 768, 2048} : std::vector<int64_t>{1, 7, 9, 31, 33, 100, 769};
     for (int64_t n : sizes) {
       // Scaled so some blocks have large values; the rounding must still match bit for bit.
       const std::vector<float> x = random_floats(n, 12, 37.0f);
@@ -200,6 +200,21 @@ TEST(Rows, Q8RoundsTiesAwayFromZero) {
   EXPECT_EQ(ref.qs[3], 1);
   EXPECT_EQ(ref.qs[4], -1);
   EXPECT_EQ(ref.qs[5], 0);
+}
+
+TEST(Rows, Q8TiesInEveryLaneMatchReference) {
+  // id = 1 again, with a .5 tie in every one of the 32 positions (each SIMD lane of each vector)
+  // and both signs; a second block scaled by 2^-3 keeps the ties (exact in binary).
+  std::vector<float> x(64);  // [64]
+  x[0] = 127.0f;
+  for (int j = 1; j < 32; ++j) x[j] = static_cast<float>(j - 16) + 0.5f;
+  for (int j = 0; j < 32; ++j) x[32 + j] = x[j] * 0.125f;
+  BlockQ8_0 fast[2], ref[2];
+  quantize_row(DType::Q8_0, x.data(), fast, 64);
+  quantize_row_ref(DType::Q8_0, x.data(), ref, 64);
+  EXPECT_EQ(std::memcmp(fast, ref, sizeof(fast)), 0);
+  EXPECT_EQ(ref[0].qs[1], -15);  // -14.5 -> -15
+  EXPECT_EQ(ref[0].qs[31], 16);  // 15.5 -> 16
 }
 
 TEST(Quantize, Q8HandComputedBlock) {
@@ -265,7 +280,9 @@ TEST(Quantize, ErrorBounds) {
 // ---- vector ops ----------------------------------------------------------------------------------
 
 TEST(VectorOps, MatchReference) {
-  for (int64_t n : {1, 31, 33, 100, 769}) {
+  // Around every SIMD width (8 for AVX2, 16 for AVX-512) and its unrolled multiples, so each
+  // path's main loop, remainder loop and masked tail all run; 64 and 128 are attention head dims.
+  for (int64_t n : {1, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100, 128, 769}) {
     const std::vector<float> a = random_floats(n, 21), b = random_floats(n, 22);
     std::vector<uint16_t> a16(static_cast<size_t>(n));  // [n]
     f32_to_f16_row(a.data(), a16.data(), n);
@@ -306,6 +323,28 @@ TEST(VectorOps, MatchReference) {
   }
 }
 
+// Grouped-query heads sharing one f16 K row: bit-identical to the single-head fast kernel (same
+// per-head arithmetic), and within the summation-order bound of the reference.
+TEST(VectorOps, GroupedHeadsDotMatchesSingleHeadKernel) {
+  for (int64_t n : {1, 7, 8, 9, 16, 17, 64, 100, 128}) {
+    for (int64_t n_q : {1, 2, 3, 4, 5, 8}) {
+      const std::vector<float> kf = random_floats(n, 71);
+      const std::vector<float> q = random_floats(n_q * n, 72);  // [n_q, n]
+      std::vector<uint16_t> k(static_cast<size_t>(n));            // [n]
+      f32_to_f16_row(kf.data(), k.data(), n);
+      std::vector<float> out(static_cast<size_t>(n_q)), out_ref(static_cast<size_t>(n_q));  // [n_q]
+      dot_f16_f32_heads(k.data(), q.data(), n_q, n, out.data());
+      dot_f16_f32_heads_ref(k.data(), q.data(), n_q, n, out_ref.data());
+      for (int64_t g = 0; g < n_q; ++g) {
+        EXPECT_EQ(out[g], dot_f16_f32(k.data(), q.data() + g * n, n)) << "n " << n << " g " << g;
+        double abs_sum = 0.0;
+        for (int64_t i = 0; i < n; ++i) abs_sum += std::fabs(static_cast<double>(fp16_to_f32(k[i])) * q[g * n + i]);
+        EXPECT_NEAR(out[g], out_ref[g], 2 * n * kUnitRoundoff * abs_sum) << "n " << n << " g " << g;
+      }
+    }
+  }
+}
+
 // ---- matrix products ------------------------------------------------------------------------------
 
 std::vector<int64_t> test_cols(DType type) {
@@ -340,7 +379,7 @@ TEST(Matvec, MatchesReferenceAllTypes) {
 }
 
 TEST(Matvec, OneAndTwoThreadsAgreeExactly) {
-  ThreadPool one(1);
+  ThreadPool one(1), three(3);
   for (DType type : kAllTypes) {
     // 67 × 768 is above the single-thread cutoff for every type, and 67 is not a multiple of the
     // 4-row group.
@@ -353,6 +392,9 @@ TEST(Matvec, OneAndTwoThreadsAgreeExactly) {
     matvec(type, w.data(), x.data(), y0.data(), rows, cols, nullptr);
     EXPECT_EQ(y1, y2) << dtype_info(type).name;
     EXPECT_EQ(y1, y0) << dtype_info(type).name;
+    std::vector<float> y3(rows);  // [rows]: 3 threads split 67 rows off the 4-row groups
+    matvec(type, w.data(), x.data(), y3.data(), rows, cols, &three);
+    EXPECT_EQ(y1, y3) << dtype_info(type).name;
   }
 }
 
@@ -360,8 +402,9 @@ TEST(Matmul, MatchesReferenceAllTypes) {
   for (DType type : kAllTypes) {
     for (int64_t cols : test_cols(type)) {
       for (int64_t rows : {1, 5, 67, 130}) {
-        // 8, 9, 13, 16 and 65 leave every token-tile remainder (2, 3, 1, 4, 5 after tiles of 6).
-        for (int64_t n_tokens : {1, 2, 3, 7, 8, 9, 13, 16, 65}) {
+        // 8, 9, 13, 16 and 65 leave every token-tile remainder (2, 3, 1, 4, 5 after tiles of 6);
+        // 6, 7, 9 and 16 leave 2, 3, 1 and 0 after the AVX2 int8 GEMM's tiles of 4.
+        for (int64_t n_tokens : {1, 2, 3, 6, 7, 8, 9, 13, 16, 65}) {
           const std::vector<uint8_t> w = random_weights(type, rows, cols, 51);
           const std::vector<float> x = random_floats(n_tokens * cols, 52);
           std::vector<float> y(static_cast<size_t>(n_tokens * rows));      // [n_tokens, rows]
@@ -385,14 +428,17 @@ TEST(Matmul, MatchesReferenceAllTypes) {
 }
 
 TEST(Matmul, AgreesWithMatvecPerTokenAndAcrossThreadCounts) {
+  ThreadPool three(3);
   for (DType type : kAllTypes) {
     const int64_t rows = 130, cols = is_quantized(type) ? 96 : 100, n_tokens = 65;
     const std::vector<uint8_t> w = random_weights(type, rows, cols, 61);
     const std::vector<float> x = random_floats(n_tokens * cols, 62);
-    std::vector<float> y1(n_tokens * rows), y2(n_tokens * rows);  // [n_tokens, rows]
+    std::vector<float> y1(n_tokens * rows), y2(n_tokens * rows), y3(n_tokens * rows);  // [n_tokens, rows]
     matmul(type, w.data(), x.data(), y1.data(), n_tokens, rows, cols, nullptr);
     matmul(type, w.data(), x.data(), y2.data(), n_tokens, rows, cols, &two_threads());
+    matmul(type, w.data(), x.data(), y3.data(), n_tokens, rows, cols, &three);
     EXPECT_EQ(y1, y2) << dtype_info(type).name;
+    EXPECT_EQ(y1, y3) << dtype_info(type).name;
     std::vector<float> yv(rows);  // [rows]
     for (int64_t t = 0; t < n_tokens; ++t) {
       matvec(type, w.data(), x.data() + t * cols, yv.data(), rows, cols, &two_threads());
@@ -415,7 +461,7 @@ namespace {
 TEST(ExpShiftSum, MatchesStdExp) {
   std::mt19937 rng(11);
   std::uniform_real_distribution<float> dist(-30.0f, 5.0f);
-  for (int64_t n : {1, 15, 16, 17, 100, 1023}) {
+  for (int64_t n : {1, 7, 8, 9, 15, 16, 17, 100, 1023}) {
     std::vector<float> x(static_cast<size_t>(n));
     for (float& v : x) v = dist(rng);
     std::vector<float> fast = x, ref = x;
@@ -431,6 +477,31 @@ TEST(ExpShiftSum, MatchesStdExp) {
   exp_shift_sum(tiny.data(), 3, 0.0f);
   EXPECT_EQ(tiny[0], 0.0f);
   EXPECT_EQ(tiny[2], 1.0f);
+}
+
+// The ends of the range: results in the f32 subnormal range (where 2^k itself is not a normal
+// number) keep the relative bound down to a rounding of the last subnormal step; past 88.72 the
+// result overflows to +inf; NaN stays NaN.
+TEST(ExpShiftSum, SubnormalOverflowAndNaN) {
+  std::vector<float> x;
+  for (float v = -103.8f; v < -80.0f; v += 0.37f) x.push_back(v);
+  x.push_back(88.0f);
+  x.push_back(89.0f);
+  x.push_back(1000.0f);
+  std::vector<float> fast = x, ref = x;
+  exp_shift_sum(fast.data(), static_cast<int64_t>(x.size()), 0.0f);
+  exp_shift_sum_ref(ref.data(), static_cast<int64_t>(x.size()), 0.0f);
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isinf(ref[i])) {
+      EXPECT_EQ(fast[i], ref[i]) << x[i];
+    } else {
+      EXPECT_NEAR(fast[i], ref[i], 1e-6f * ref[i] + 0x1p-149f) << x[i];
+    }
+  }
+  std::vector<float> nan = {1.0f, std::numeric_limits<float>::quiet_NaN(), -1.0f};
+  exp_shift_sum(nan.data(), 3, 0.0f);
+  EXPECT_TRUE(std::isnan(nan[1]));
+  EXPECT_NEAR(nan[0], std::exp(1.0f), 1e-6f * std::exp(1.0f));
 }
 
 }  // namespace
