@@ -15,7 +15,7 @@ BIN=${BIN:-build/bin/flashmem}
 MODEL=$1
 INDEXER=$2
 CONTEXTS=${3:-"4096 16384 32768 65536"}
-POLICIES=${4:-"none full window recency:0.1 random:0.1 quest:4 lsa"}
+POLICIES=${4:-"none full window recency:0.1 random:0.1 quest:0.1 oracle:0.1 lsa"}
 STORES=${5:-"ram disk"}
 THREADS=${THREADS:-2}
 GEN=${GEN:-128}
@@ -31,12 +31,18 @@ echo "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for ctx in $CONTEXTS; do
   for policy in $POLICIES; do
     for store in $STORES; do
+      spec=$policy
+      if [ "$policy" = quest:0.1 ]; then
+        # quest:K reads K middle pages per layer and step: K = 10% of the pages less the always
+        # read sink (1) and tail (2 + the open page), so it reads what a 10% budget holds.
+        spec="quest:$(( ctx / 64 / 10 > 5 ? ctx / 64 / 10 - 4 : 1 ))"
+      fi
       args=(bench -m "$MODEL" --context "$ctx" --gen "$GEN" --repeat "$REPEAT" -t "$THREADS"
             --fill random --json)
       if [ "$policy" = none ]; then
         [ "$store" = ram ] || continue  # no store without the paged runtime
       else
-        args+=(--policy "$policy")
+        args+=(--policy "$spec")
         [ "$store" = ram ] && args+=(--kv-store ram) || args+=(--kv-store "disk:$DISK_DIR")
         # lsa: the random indexer selects about half of all chunks at threshold 0.5, so cap it
         # at the 10% budget the other sparse policies use.
@@ -48,7 +54,7 @@ for ctx in $CONTEXTS; do
       [ -n "$pct" ] && pct=$(awk -v x="$pct" 'BEGIN{printf "%.1f", 100*x}') || pct="-"
       kvstep=$(field kv_bytes_per_token "$j")
       printf "| %s | %s | %s | %.1f | %.1f | %s | %s | %s | %s | %s | %s | %s | %s |\n" \
-        "$ctx" "$policy" "$([ "$policy" = none ] && echo "-" || echo "$store")" \
+        "$ctx" "$spec" "$([ "$policy" = none ] && echo "-" || echo "$store")" \
         "$(field decode_tok_s "$j")" "$(awk -v x="$kvstep" 'BEGIN{print x/1e6}')" \
         "$(mb resident_kv_bytes_avg)" "$(mb full_kv_bytes)" "$pct" "$(mb recall_bytes_total)" \
         "$(field recall_misses "$j" | sed 's/^$/-/')" \

@@ -261,9 +261,13 @@ void PagedKv::end_batch(bool is_prompt_end) {
   const int64_t end = pos0_ + n_;
   if (was_decoding) {
     ++decode_steps_;
-    const uint64_t full = 2 * static_cast<uint64_t>(config_.n_layers * end) * layout_.row_bytes();
+    // Both sides count whole pages (the open page holds a cell however full it is), so keeping
+    // every page is exactly 100%.
+    const int64_t pages = (end + options_.page_tokens - 1) / options_.page_tokens;
+    const uint64_t all_pages = 2 * static_cast<uint64_t>(config_.n_layers * pages * options_.page_tokens) *
+                               layout_.row_bytes();
     resident_fraction_sum_ +=
-        static_cast<double>(pool_->stats().resident_bytes) / static_cast<double>(full);
+        static_cast<double>(pool_->stats().resident_bytes) / static_cast<double>(all_pages);
     if (decode_steps_ % options_.tau == 0) run_cycle();
   }
   if (is_prompt_end && !decoding_) {

@@ -127,6 +127,8 @@ void run_bench(const BenchArgs& a) {
                               : 2.0 * static_cast<double>(c.n_layers) * avg_keys * kv_row;
   const double weight_bytes = static_cast<double>(model->decode_weight_bytes());
   const double bytes_per_token = weight_bytes + kv_bytes;
+  // Peak RSS of the model and its KV, read before the bandwidth probe's buffer joins it.
+  const double rss_peak = peak_rss_bytes();
   const double bandwidth_gbs = measure_read_bandwidth_gbs(session.pool());
   const double floor_tok_s = bandwidth_gbs * 1e9 / bytes_per_token;
   const double floor_ratio = floor_tok_s / decode_tok_s;
@@ -164,7 +166,6 @@ void run_bench(const BenchArgs& a) {
                  lsa.page_meta_bytes / 1e6, lsa.sync_reads);
     if (oracle) fmt::print("oracle: masses from an untimed full-attention pass before each repeat\n");
   }
-  const double rss_peak = peak_rss_bytes();
   fmt::print("peak RSS: {:.1f} MB\n", rss_peak / 1e6);
   if (a.json) {
     nlohmann::json j = {
