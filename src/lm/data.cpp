@@ -19,6 +19,7 @@ void validate_data_options(const DataOptions& o) {
   for (const double f : {o.word_values, o.uuid_values, o.word_filler})
     if (!(f >= 0 && f <= 1)) fail("data fractions must be in [0, 1]");
   if (o.word_values + o.uuid_values > 1) fail("word + uuid value fractions exceed 1");
+  if (!(o.lm_weight >= 0 && o.lm_weight <= 1)) fail("--lm-weight {} must be in [0, 1]", o.lm_weight);
 }
 
 int64_t step_length(const DataOptions& o, uint64_t seed, int64_t step) {
@@ -37,13 +38,19 @@ int64_t step_sequences(const DataOptions& o, int64_t length) {
   return std::max<int64_t>(1, o.batch_tokens / length);
 }
 
-Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token) {
+Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, double lm_weight) {
   Sequence q;
   q.tokens = s.tokens;
+  const auto T = static_cast<int64_t>(s.tokens.size());
+  std::vector<float> weight(static_cast<size_t>(T), static_cast<float>(lm_weight));  // [T] by target token
   for (const eval::TokenSpan& span : s.answer_spans) {
     const int64_t end = drop_final_token ? span.end - 1 : span.end;
-    for (int64_t p = span.begin; p < end; ++p)
-      if (p >= 1) q.targets.push_back({p - 1, s.tokens[static_cast<size_t>(p)]});
+    for (int64_t p = span.begin; p < end; ++p) weight[static_cast<size_t>(p)] = -1.0f;  // answer
+  }
+  for (int64_t p = 1; p < T; ++p) {
+    const float w = weight[static_cast<size_t>(p)];
+    if (w < 0) q.targets.push_back({p - 1, s.tokens[static_cast<size_t>(p)], 1.0f});
+    else if (w > 0) q.targets.push_back({p - 1, s.tokens[static_cast<size_t>(p)], w});
   }
   return q;
 }
@@ -70,7 +77,7 @@ Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_
   // Shrink the needle count if the fixed parts do not fit (short lengths with uuid values).
   for (;;) {
     try {
-      return sample_to_sequence(eval::generate_task(spec, sample_seed, tokenizer), false);
+      return sample_to_sequence(eval::generate_task(spec, sample_seed, tokenizer), false, o.lm_weight);
     } catch (const Error&) {
       if (spec.n_needles <= 1) throw;
       spec.n_needles = std::max(1, spec.n_needles * 3 / 4);

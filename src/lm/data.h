@@ -26,6 +26,10 @@ struct DataOptions {
   double word_values = 0.2;   // fraction of samples with word values
   double uuid_values = 0.1;   // fraction with uuid-like values (the rest: numbers)
   double word_filler = 0.5;   // fraction with random-word filler (the rest: noise sentences)
+  // Cross-entropy weight of every non-answer token (0 = answers only). Predicting repeated noise
+  // sentences and the question's second mention of its key rewards copying from context, which
+  // builds the induction heads retrieval needs, long before the answers' loss moves.
+  double lm_weight = 0.0;
 };
 
 void validate_data_options(const DataOptions& o);
@@ -43,8 +47,9 @@ int64_t step_sequences(const DataOptions& o, int64_t length);
 Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_t index,
                        const Tokenizer& tokenizer);
 
-// A training-form sample (answers in the text) as targets on its answer tokens. With
-// `drop_final_token` the last token of each answer (the closing ".") is not a target.
-Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token);
+// A training-form sample (answers in the text) as targets on its answer tokens (weight 1). With
+// `drop_final_token` the last token of each answer (the closing ".") is not a target. With
+// lm_weight > 0 every other next-token prediction is a target of that weight.
+Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, double lm_weight = 0);
 
 }  // namespace flashmem::lm

@@ -14,9 +14,13 @@ void backward(const LmConfig& c, const ParamLayout& layout, const float* params,
   const int64_t H = c.n_heads, KVH = c.n_kv_heads, hd = c.head_dim();
   const auto n = static_cast<int64_t>(targets.size());
 
-  // ---- cross-entropy + output head: dz = softmax(z) - onehot(target)
+  // ---- cross-entropy + output head: dz = weight · (softmax(z) - onehot(target))
   std::vector<float> dz(acts.probs_out.begin(), acts.probs_out.begin() + n * V);  // [n, V]
-  for (int64_t i = 0; i < n; ++i) dz[i * V + targets[static_cast<size_t>(i)].token] -= 1.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    const Target& tg = targets[static_cast<size_t>(i)];
+    dz[i * V + tg.token] -= 1.0f;
+    for (int64_t j = 0; j < V; ++j) dz[i * V + j] *= tg.weight;
+  }
   std::vector<float> d_xn_sel(static_cast<size_t>(n * D));  // [n, D]
   // acts.scratch_c still holds the gathered head inputs [n, D] from forward().
   linear_backward(params + layout.output, acts.scratch_c.data(), dz.data(), d_xn_sel.data(),

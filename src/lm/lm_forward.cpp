@@ -121,7 +121,8 @@ double forward(const LmConfig& c, const ParamLayout& layout, const float* params
     for (int64_t j = 0; j < V; ++j) sum += (z[j] = std::exp(z[j] - mx));
     const auto inv = static_cast<float>(1.0 / sum);
     for (int64_t j = 0; j < V; ++j) z[j] *= inv;
-    loss -= std::log(std::max(static_cast<double>(z[targets[static_cast<size_t>(i)].token]), 1e-30));
+    const Target& tg = targets[static_cast<size_t>(i)];
+    loss -= tg.weight * std::log(std::max(static_cast<double>(z[tg.token]), 1e-30));
   }
   return loss;
 }

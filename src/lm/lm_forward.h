@@ -12,10 +12,12 @@
 
 namespace flashmem::lm {
 
-// One supervised position: the logits at `pos` should predict `token` (the next token).
+// One supervised position: the logits at `pos` should predict `token` (the next token), with
+// `weight` on its cross-entropy (answers 1; other text a small language-modelling weight).
 struct Target {
   int64_t pos;
   int32_t token;
+  float weight = 1.0f;
 };
 
 // RoPE angles for positions [0, n): exactly the engine's (double angle, float cos/sin).
@@ -56,7 +58,7 @@ struct Activations {
 };
 
 // Runs the forward pass over `tokens` (ids < n_vocab, length ≤ rope.n_pos) and returns the
-// summed cross-entropy over `targets` (nats). If `logits` is non-null it receives the logits of
+// weighted sum of the targets' cross-entropies (nats). If `logits` is non-null it receives the logits of
 // the target positions [n_targets, V]. Activations are kept in `acts` for backward().
 double forward(const LmConfig& c, const ParamLayout& layout, const float* params,
                const RopeTable& rope, std::span<const int32_t> tokens,

@@ -122,7 +122,8 @@ void train_lm(const TrainOptions& opt) {
   std::vector<std::vector<float>> grads(static_cast<size_t>(n_parts), std::vector<float>(layout.total));
   std::vector<Activations> acts(static_cast<size_t>(n_parts));
   std::vector<double> part_loss(static_cast<size_t>(n_parts));
-  std::vector<int64_t> part_targets(static_cast<size_t>(n_parts)), part_tokens(static_cast<size_t>(n_parts));
+  std::vector<double> part_weight(static_cast<size_t>(n_parts));
+  std::vector<int64_t> part_tokens(static_cast<size_t>(n_parts));
   const RopeTable rope = make_rope_table(c, o.data.max_length);
   const bool tty = isatty(STDERR_FILENO) != 0;
   ProgressLine progress("train-lm", o.adamw.total_steps, "step");
@@ -162,7 +163,7 @@ void train_lm(const TrainOptions& opt) {
       auto& g = grads[static_cast<size_t>(part)];
       std::fill(g.begin(), g.end(), 0.0f);
       part_loss[static_cast<size_t>(part)] = 0;
-      part_targets[static_cast<size_t>(part)] = 0;
+      part_weight[static_cast<size_t>(part)] = 0;
       part_tokens[static_cast<size_t>(part)] = 0;
       for (int64_t i = part; i < n_seq; i += n_parts) {
         const Sequence s = make_sequence(o.data, o.seed, step, i, tokenizer);
@@ -170,20 +171,20 @@ void train_lm(const TrainOptions& opt) {
         part_loss[static_cast<size_t>(part)] +=
             forward(c, layout, params.data(), rope, s.tokens, s.targets, a);
         backward(c, layout, params.data(), rope, s.tokens, s.targets, a, g.data());
-        part_targets[static_cast<size_t>(part)] += static_cast<int64_t>(s.targets.size());
+        for (const Target& t : s.targets) part_weight[static_cast<size_t>(part)] += t.weight;
         part_tokens[static_cast<size_t>(part)] += static_cast<int64_t>(s.tokens.size());
       }
     });
-    double loss = 0;
-    int64_t targets = 0, tokens = 0;
+    double loss = 0, weight = 0;
+    int64_t tokens = 0;
     for (int p = 0; p < n_parts; ++p) {
       loss += part_loss[static_cast<size_t>(p)];
-      targets += part_targets[static_cast<size_t>(p)];
+      weight += part_weight[static_cast<size_t>(p)];
       tokens += part_tokens[static_cast<size_t>(p)];
     }
-    // Mean loss over the step's answer tokens: sum the parts' gradients, scale once.
+    // Weighted mean loss over the step's targets: sum the parts' gradients, scale once.
     std::vector<float>& g = grads[0];
-    const float inv = 1.0f / static_cast<float>(std::max<int64_t>(1, targets));
+    const float inv = 1.0f / static_cast<float>(std::max(1e-9, weight));
     for (int p = 1; p < n_parts; ++p) {
       const auto& gp = grads[static_cast<size_t>(p)];
       for (size_t i = 0; i < g.size(); ++i) g[i] += gp[i];
@@ -191,7 +192,7 @@ void train_lm(const TrainOptions& opt) {
     for (float& x : g) x *= inv;
     const double gnorm = adam.step(params, g, step);
     ck.tokens_seen += static_cast<double>(tokens);
-    loss_sum += loss / static_cast<double>(std::max<int64_t>(1, targets));
+    loss_sum += loss / std::max(1e-9, weight);
     ++loss_count;
     tokens_window += static_cast<double>(tokens);
 
@@ -200,7 +201,7 @@ void train_lm(const TrainOptions& opt) {
     const double rate = tokens_window / std::max(1e-9, now - window_start);
     const double eta = (now - start) / static_cast<double>(done - first_step) *
                        static_cast<double>(o.adamw.total_steps - done);
-    progress.update(done, fmt::format("loss {:.3f} len {} {:.0f} tok/s", loss / std::max<int64_t>(1, targets), length, rate));
+    progress.update(done, fmt::format("loss {:.3f} len {} {:.0f} tok/s", loss / std::max(1e-9, weight), length, rate));
     if (done % o.log_every == 0 && !tty) {
       fmt::print(stderr,
                  "step {}/{} loss {:.4f} gnorm {:.2f} lr {:.2e} len {} {:.0f} tok/s elapsed {} ETA {}\n",

@@ -55,6 +55,8 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_option("--word-values", o.data.word_values, "fraction of word values")->capture_default_str();
   cmd->add_option("--uuid-values", o.data.uuid_values, "fraction of uuid-like values")->capture_default_str();
   cmd->add_option("--word-filler", o.data.word_filler, "fraction of random-word filler")->capture_default_str();
+  cmd->add_option("--lm-weight", o.data.lm_weight, "loss weight of non-answer tokens (0 = answers only)")
+      ->capture_default_str();
   cmd->add_option("--seed", a->seed, "initialisation and data seed")->capture_default_str();
   cmd->add_option("-t,--threads", o.threads, "threads (0 = all)")->capture_default_str();
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->capture_default_str();
