@@ -131,7 +131,7 @@ Plan plan_niah(const TaskSpec& spec, int n_needles, Rng& rng) {
                          rng.uniform()});
   auto single_question = [&](int i) {
     return Question{fmt::format("Question: What is the special magic {} for {}? Answer: The "
-                                "special magic {} for {} is",
+                                "special magic {} for {} is:",
                                 singular, keys[i], singular, keys[i]),
                     fmt::format(" {}.", values[i]), {values[i]}};
   };
@@ -147,14 +147,14 @@ Plan plan_niah(const TaskSpec& spec, int n_needles, Rng& rng) {
       break;
     case TaskFamily::kNiahMultivalue:
       p.questions.push_back({fmt::format("Question: What are all the special magic {} for {}? "
-                                         "Answer: The special magic {} for {} are",
+                                         "Answer: The special magic {} for {} are:",
                                          plural, keys[0], plural, keys[0]),
                              " " + join(values, ", ", " and ") + ".", values});
       break;
     case TaskFamily::kNiahMultiquery: {
       const std::string asked = join(keys, ", ", " and ");
       p.questions.push_back({fmt::format("Question: What are the special magic {} for {}? "
-                                         "Answer: The special magic {} for {} are",
+                                         "Answer: The special magic {} for {} are:",
                                          plural, asked, plural, asked),
                              " " + join(values, ", ", " and ") + ".", values});
       break;
@@ -191,7 +191,7 @@ Plan plan_vt(int n_vars, Rng& rng) {
                          depths[i]});
   p.questions.push_back(
       {fmt::format("Question: Find all variables that are assigned the value {} in the text "
-                   "above. Answer: The variables that are assigned the value {} are",
+                   "above. Answer: The variables that are assigned the value {} are:",
                    value, value),
        " " + join(names, ", ", " and ") + ".", names});
   return p;
@@ -219,7 +219,7 @@ Plan plan_fwe(Rng& rng) {
   }
   for (double& c : p.zipf_cdf) c /= total;
   p.questions.push_back({"Question: What are the three most frequent coded words in the text "
-                         "above? Answer: The three most frequent coded words are",
+                         "above? Answer: The three most frequent coded words are:",
                          "", {}});  // answers filled in once the haystack is fixed
   return p;
 }

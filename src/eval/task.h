@@ -4,7 +4,9 @@
 // of the target model's tokenizer, BOS included (prompts are encoded as `flashmem run` does).
 //
 // Families (RULER's definitions, our own wording):
-//   niah_single     one needle "One of the special magic numbers for KEY is: VALUE." in filler
+//   niah_single     one needle "One of the special magic numbers for KEY is: VALUE." in filler;
+//                   the question ends "... The special magic number for KEY is:" so the answer
+//                   continues the same "for KEY is:" the needle has (an induction pattern)
 //   niah_multikey   several needles with distinct keys, one asked
 //   niah_multivalue one key with several values; all must be returned
 //   niah_multiquery several needles, several keys asked; all their values must be returned

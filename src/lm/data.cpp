@@ -13,6 +13,7 @@ void validate_data_options(const DataOptions& o) {
   if (o.max_length < o.min_length) fail("--max-len {} must be >= --min-len {}", o.max_length, o.min_length);
   if (o.max_length > (1 << 16)) fail("--max-len {} is above 65536", o.max_length);
   if (o.ramp_steps < 0) fail("--ramp-steps must be >= 0");
+  if (o.needle_ramp_steps < 0) fail("--needle-ramp-steps must be >= 0");
   if (o.batch_tokens < o.min_length) fail("--batch-tokens {} must be >= --min-len", o.batch_tokens);
   if (o.needle_every < 16) fail("--needle-every {} must be >= 16 (a needle is ~17 tokens)", o.needle_every);
   if (o.query_every < o.needle_every) fail("--query-every must be >= --needle-every");
@@ -70,9 +71,11 @@ Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_
                                                    : eval::ValueKind::kNumber;
   spec.filler = rng.uniform() < o.word_filler ? eval::FillerKind::kWords : eval::FillerKind::kNoise;
   // Between half and all of the density target, so the model also sees sparse haystacks.
-  const int64_t dense = std::clamp<int64_t>(length / o.needle_every, 2, 64);
-  spec.n_needles = static_cast<int>(dense / 2 + static_cast<int64_t>(rng.below(dense - dense / 2 + 1)));
-  spec.n_needles = std::max(spec.n_needles, 2);
+  int64_t dense = std::clamp<int64_t>(length / o.needle_every, 2, 64);
+  if (o.needle_ramp_steps > 0 && step < o.needle_ramp_steps)
+    dense = std::max<int64_t>(1, 1 + (dense - 1) * step / o.needle_ramp_steps);
+  spec.n_needles = static_cast<int>(std::max<int64_t>(1, dense / 2) +
+                                    static_cast<int64_t>(rng.below(dense - std::max<int64_t>(1, dense / 2) + 1)));
   spec.n_answered = static_cast<int>(std::clamp<int64_t>(length / o.query_every, 1, spec.n_needles));
   // Shrink the needle count if the fixed parts do not fit (short lengths with uuid values).
   for (;;) {

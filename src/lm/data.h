@@ -23,6 +23,10 @@ struct DataOptions {
   int64_t batch_tokens = 8192;  // tokens per optimizer step (sequences = batch / length)
   int64_t needle_every = 48;  // one needle per this many tokens (dense: ~1/3 of the text)
   int64_t query_every = 128;  // one answered question per this many tokens (≤ needles)
+  // Needle-count curriculum: the most needles a sequence may hold grows linearly from 1 to the
+  // density target over these steps. With one needle the answer is "copy the value after
+  // 'is:'", a pure copying task learned quickly; more needles then add the key matching.
+  int64_t needle_ramp_steps = 0;
   double word_values = 0.2;   // fraction of samples with word values
   double uuid_values = 0.1;   // fraction with uuid-like values (the rest: numbers)
   double word_filler = 0.5;   // fraction with random-word filler (the rest: noise sentences)

@@ -38,11 +38,12 @@ void validate_train_options(const TrainOptions& o) {
   if (!(o.max_seconds >= 0)) fail("--max-seconds must be >= 0");
 }
 
-double recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::vector<float>& params,
+RecallAccuracy recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::vector<float>& params,
                        const Tokenizer& tokenizer, eval::TaskFamily family, int64_t length,
                        int64_t samples, uint64_t seed, ThreadPool& pool) {
   const RopeTable rope = make_rope_table(c, length);
   std::vector<int> correct(static_cast<size_t>(samples), 0);
+  std::vector<int64_t> tokens_right(static_cast<size_t>(samples), 0), tokens_all(tokens_right.size(), 0);
   pool.run([&](int part) {
     Activations acts;
     std::vector<float> logits;
@@ -56,16 +57,24 @@ double recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::
       logits.resize(s.targets.size() * static_cast<size_t>(c.n_vocab));
       forward(c, layout, params.data(), rope, s.tokens, s.targets, acts, logits.data());
       bool ok = !s.targets.empty();
-      for (size_t t = 0; t < s.targets.size() && ok; ++t) {
+      for (size_t t = 0; t < s.targets.size(); ++t) {
         const float* z = logits.data() + t * static_cast<size_t>(c.n_vocab);
-        ok = std::max_element(z, z + c.n_vocab) - z == s.targets[t].token;
+        const bool right = std::max_element(z, z + c.n_vocab) - z == s.targets[t].token;
+        ok = ok && right;
+        tokens_right[static_cast<size_t>(i)] += right ? 1 : 0;
       }
+      tokens_all[static_cast<size_t>(i)] = static_cast<int64_t>(s.targets.size());
       correct[static_cast<size_t>(i)] = ok ? 1 : 0;
     }
   });
-  int64_t n = 0;
-  for (const int x : correct) n += x;
-  return static_cast<double>(n) / static_cast<double>(samples);
+  int64_t n = 0, right = 0, all = 0;
+  for (size_t i = 0; i < correct.size(); ++i) {
+    n += correct[i];
+    right += tokens_right[i];
+    all += tokens_all[i];
+  }
+  return {static_cast<double>(n) / static_cast<double>(samples),
+          static_cast<double>(right) / static_cast<double>(std::max<int64_t>(1, all))};
 }
 
 namespace {
@@ -137,9 +146,10 @@ void train_lm(const TrainOptions& opt) {
     std::string line = fmt::format("eval step {}:", step);
     for (const eval::TaskFamily f : {eval::TaskFamily::kNiahSingle, eval::TaskFamily::kNiahMultikey})
       for (const int64_t len : o.eval_lengths) {
-        const double acc = recall_accuracy(c, layout, params, tokenizer, f, len, o.eval_samples,
-                                           o.seed ^ 0xe7a1ull, pool);
-        line += fmt::format(" {}@{} {:.3f}", eval::family_name(f), len, acc);
+        const RecallAccuracy acc = recall_accuracy(c, layout, params, tokenizer, f, len,
+                                                   o.eval_samples, o.seed ^ 0xe7a1ull, pool);
+        line += fmt::format(" {}@{} {:.3f} (tokens {:.3f})", eval::family_name(f), len,
+                            acc.samples, acc.tokens);
       }
     if (tty) fmt::print(stderr, "\n");
     fmt::print(stderr, "{}\n", line);

@@ -38,10 +38,15 @@ struct TrainOptions {
 
 void validate_train_options(const TrainOptions& o);
 
-// Teacher-forced retrieval accuracy: the fraction of samples whose answer tokens are all the
-// argmax of the model's logits (what greedy decoding would produce), in the training form
-// (n_answered = 1) of `family` at `length`. Samples are seeded from `seed`.
-double recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::vector<float>& params,
+struct RecallAccuracy {
+  double samples = 0;  // fraction of samples whose answer tokens are all the argmax
+  double tokens = 0;   // fraction of answer tokens that are the argmax (shows progress earlier)
+};
+
+// Teacher-forced retrieval accuracy in the training form (n_answered = 1) of `family` at
+// `length`: with every answer token the argmax, greedy decoding produces the answer. Samples are
+// seeded from `seed`.
+RecallAccuracy recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::vector<float>& params,
                        const Tokenizer& tokenizer, eval::TaskFamily family, int64_t length,
                        int64_t samples, uint64_t seed, ThreadPool& pool);
 

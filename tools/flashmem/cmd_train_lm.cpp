@@ -50,6 +50,9 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_option("--max-len", o.data.max_length, "longest training sequence")->capture_default_str();
   cmd->add_option("--ramp-steps", o.data.ramp_steps, "steps of the short-to-long length ramp")
       ->capture_default_str();
+  cmd->add_option("--needle-ramp-steps", o.data.needle_ramp_steps,
+                  "steps over which the needle count grows from 1 to the density target")
+      ->capture_default_str();
   cmd->add_option("--needle-every", o.data.needle_every, "tokens per needle (density)")->capture_default_str();
   cmd->add_option("--query-every", o.data.query_every, "tokens per answered question")->capture_default_str();
   cmd->add_option("--word-values", o.data.word_values, "fraction of word values")->capture_default_str();
