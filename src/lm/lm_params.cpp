@@ -79,7 +79,8 @@ std::vector<ParamTensor> param_tensors(const LmConfig& c, const ParamLayout& l) 
   return t;
 }
 
-std::vector<float> init_params(const LmConfig& c, const ParamLayout& l, uint64_t seed) {
+std::vector<float> init_params(const LmConfig& c, const ParamLayout& l, uint64_t seed,
+                               double init_std) {
   std::vector<float> p(l.total, 0.0f);
   eval::Rng rng(seed);
   // Box-Muller from the platform-independent generator (std::normal_distribution is not).
@@ -97,7 +98,8 @@ std::vector<float> init_params(const LmConfig& c, const ParamLayout& l, uint64_t
     }
     const bool residual = t.name.find("attn_output") != std::string::npos ||
                           t.name.find("ffn_down") != std::string::npos;
-    const double sd = 0.02 * (residual ? residual_scale : 1.0);
+    const double base = init_std > 0 ? init_std : 1.0 / std::sqrt(static_cast<double>(t.cols));
+    const double sd = base * (residual ? residual_scale : 1.0);
     for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(sd * normal());
   }
   return p;

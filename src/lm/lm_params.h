@@ -63,9 +63,11 @@ struct ParamTensor {
 };
 std::vector<ParamTensor> param_tensors(const LmConfig& c, const ParamLayout& layout);
 
-// Initial weights: matrices ~ N(0, 0.02²) as GPT-2/Llama training does, residual output
-// projections (wo, w_down) scaled by 1/sqrt(2 n_layers) so the residual stream's variance does
-// not grow with depth; norm gains 1. Deterministic for the seed.
-std::vector<float> init_params(const LmConfig& c, const ParamLayout& layout, uint64_t seed);
+// Initial weights: matrices ~ N(0, std²) with std = `init_std` (GPT-2/Llama use 0.02) or, for
+// init_std = 0, 1/sqrt(cols) (fan-in: attention scores start O(1), not ~0.05, so heads can sharpen
+// early in a short run); residual output projections (wo, w_down) scaled by 1/sqrt(2 n_layers) so
+// the residual stream's variance does not grow with depth; norm gains 1. Deterministic for the seed.
+std::vector<float> init_params(const LmConfig& c, const ParamLayout& layout, uint64_t seed,
+                               double init_std = 0.02);
 
 }  // namespace flashmem::lm

@@ -36,6 +36,7 @@ void validate_train_options(const TrainOptions& o) {
     fail("--max-len {} exceeds the model context {}", o.data.max_length, o.model.context_length);
   if (o.out_type != DType::F32 && o.out_type != DType::F16) fail("--out-type must be f32 or f16");
   if (!(o.max_seconds >= 0)) fail("--max-seconds must be >= 0");
+  if (!(o.init_std >= 0 && o.init_std < 1)) fail("--init-std {} must be in [0, 1)", o.init_std);
 }
 
 RecallAccuracy recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::vector<float>& params,
@@ -114,7 +115,7 @@ void train_lm(const TrainOptions& opt) {
   }
   const LmConfig& c = o.model;
   const ParamLayout layout = make_layout(c);
-  std::vector<float> params = o.resume ? ck.params : init_params(c, layout, o.seed);
+  std::vector<float> params = o.resume ? ck.params : init_params(c, layout, o.seed, o.init_std);
   AdamW adam(o.adamw, c, layout);
   if (o.resume) {
     adam.m() = ck.adam_m;

@@ -34,6 +34,7 @@ struct TrainOptions {
   int64_t log_every = 10;           // steps between log lines (non-terminal stderr)
   DType out_type = DType::F32;
   double max_seconds = 0;           // stop after this much wall time (checkpointed); 0 = none
+  double init_std = 0.02;           // initial weight std; 0 = 1/sqrt(fan-in) (see init_params)
 };
 
 void validate_train_options(const TrainOptions& o);

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 
+#include "eval/harness.h"
 #include "eval/task.h"
 #include "eval/word_vocab.h"
 #include "gguf/gguf.h"
@@ -195,6 +196,42 @@ TEST(LmTrain, CliTokenizesAndRunsTheExportedModel) {
   const std::string bad = std::string(FLASHMEM_BIN) + " train-lm --out " + (dir / "x.gguf").string() +
                           " --dim 30 --heads 4 2> " + out;
   EXPECT_NE(std::system(bad.c_str()), 0);  // dim not a multiple of 2·heads: clean error
+  const std::string bad_family = std::string(FLASHMEM_BIN) + " eval-tasks -m " + model +
+                                 " --families niah --samples 1 2> " + out;
+  EXPECT_NE(std::system(bad_family.c_str()), 0);
+  const std::string gen = std::string(FLASHMEM_BIN) + " gen-task --family vt --length 300 -m " +
+                          model + " --out " + (dir / "task.txt").string() + " > " + out;
+  EXPECT_EQ(std::system(gen.c_str()), 0);
+  fs::remove_all(dir);
+}
+
+TEST(LmTrain, HarnessScoresEverySample) {
+  const fs::path dir = temp_dir("harness");
+  train_lm(tiny_run(dir, 1));
+  auto model = Model::load((dir / "m.gguf").string());
+  eval::HarnessOptions o;
+  o.families = {eval::TaskFamily::kNiahSingle, eval::TaskFamily::kVt};
+  o.lengths = {200, 300};
+  o.samples = 3;
+  int calls = 0;
+  auto make = [&](int64_t n_ctx) {
+    SessionOptions so;
+    so.n_ctx = n_ctx;
+    so.n_threads = 1;
+    return std::make_unique<Session>(model, so);
+  };
+  const auto results = eval::evaluate_tasks(o, tokenizer(), make,
+                                            [&](const eval::TaskSample& s, const std::string&, double score) {
+                                              ++calls;
+                                              EXPECT_GE(score, 0.0);
+                                              EXPECT_LE(score, 1.0);
+                                              EXPECT_LE(static_cast<int64_t>(s.tokens.size()), s.spec.length);
+                                            });
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(calls, 12);
+  EXPECT_EQ(results[3].family, eval::TaskFamily::kVt);
+  EXPECT_EQ(results[3].length, 300);
+  for (const auto& r : results) EXPECT_LE(r.solved, r.score);
   fs::remove_all(dir);
 }
 
