@@ -1,0 +1,44 @@
+// Task evaluation with the engine: generates samples, runs greedy generation in a Session, and
+// scores the output with string-match-all. Used by `flashmem eval-tasks`.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "eval/task.h"
+
+namespace flashmem {
+class Session;
+class Tokenizer;
+}
+
+namespace flashmem::eval {
+
+struct HarnessOptions {
+  std::vector<TaskFamily> families = {TaskFamily::kNiahSingle, TaskFamily::kNiahMultikey};
+  std::vector<int64_t> lengths = {1024, 2048};
+  int64_t samples = 50;  // per family and length
+  uint64_t seed = 0;     // samples use mix_seed(seed + length, i): disjoint across lengths
+  ValueKind value = ValueKind::kNumber;
+  FillerKind filler = FillerKind::kNoise;
+  int64_t extra_tokens = 8;  // generated beyond the answers' own token count
+};
+
+struct CellResult {
+  TaskFamily family;
+  int64_t length = 0;
+  int64_t samples = 0;
+  double score = 0;   // mean string-match-all fraction (RULER's metric)
+  double solved = 0;  // fraction of samples with every answer found
+};
+
+// `make_session(n_ctx)` returns a fresh session able to hold n_ctx tokens. `on_sample` (may be
+// empty) sees every sample with the model's output and its score.
+std::vector<CellResult> evaluate_tasks(
+    const HarnessOptions& o, const Tokenizer& tokenizer,
+    const std::function<std::unique_ptr<Session>(int64_t n_ctx)>& make_session,
+    const std::function<void(const TaskSample&, const std::string&, double)>& on_sample = {});
+
+}  // namespace flashmem::eval

@@ -1,0 +1,83 @@
+#include "lm/checkpoint.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "gguf/gguf.h"
+#include "util/error.h"
+
+namespace flashmem::lm {
+namespace {
+
+constexpr const char* kArch = "flashmem-lm-checkpoint";
+constexpr int64_t kVersion = 1;
+
+}  // namespace
+
+void save_checkpoint(const Checkpoint& ck, const std::string& path) {
+  const ParamLayout layout = make_layout(ck.config);
+  if (ck.params.size() != layout.total || ck.adam_m.size() != layout.total ||
+      ck.adam_v.size() != layout.total)
+    fail("checkpoint: tensor sizes do not match the model shape");
+  GgufWriter w;
+  w.set_string("general.architecture", kArch);
+  w.set_i64("lm.version", kVersion);
+  w.set_i64("lm.n_vocab", ck.config.n_vocab);
+  w.set_i64("lm.dim", ck.config.dim);
+  w.set_i64("lm.n_layers", ck.config.n_layers);
+  w.set_i64("lm.n_heads", ck.config.n_heads);
+  w.set_i64("lm.n_kv_heads", ck.config.n_kv_heads);
+  w.set_i64("lm.ff_dim", ck.config.ff_dim);
+  w.set_f64("lm.rope_base", ck.config.rope_base);
+  w.set_f64("lm.rms_eps", ck.config.rms_eps);
+  w.set_i64("lm.context_length", ck.config.context_length);
+  w.set_i64("lm.step", ck.step);
+  w.set_u64("lm.seed", ck.seed);
+  w.set_f64("lm.tokens_seen", ck.tokens_seen);
+  w.set_f64("lm.seconds", ck.seconds);
+  const auto n = static_cast<int64_t>(layout.total);
+  w.add_tensor("params", DType::F32, {n}, ck.params.data(), layout.total * sizeof(float));
+  w.add_tensor("adam_m", DType::F32, {n}, ck.adam_m.data(), layout.total * sizeof(float));
+  w.add_tensor("adam_v", DType::F32, {n}, ck.adam_v.data(), layout.total * sizeof(float));
+  w.write(path);
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  const GgufFile f = GgufFile::open(path);
+  if (f.get_string("general.architecture") != kArch)
+    fail("{}: not a train-lm checkpoint (general.architecture is not {})", path, kArch);
+  if (f.get_int("lm.version") != kVersion) fail("{}: unsupported checkpoint version", path);
+  Checkpoint ck;
+  ck.config.n_vocab = f.get_int("lm.n_vocab");
+  ck.config.dim = f.get_int("lm.dim");
+  ck.config.n_layers = f.get_int("lm.n_layers");
+  ck.config.n_heads = f.get_int("lm.n_heads");
+  ck.config.n_kv_heads = f.get_int("lm.n_kv_heads");
+  ck.config.ff_dim = f.get_int("lm.ff_dim");
+  ck.config.rope_base = f.get_float("lm.rope_base");
+  ck.config.rms_eps = f.get_float("lm.rms_eps");
+  ck.config.context_length = f.get_int("lm.context_length");
+  try {
+    validate_config(ck.config);
+  } catch (const Error& e) {
+    fail("{}: {}", path, e.what());
+  }
+  ck.step = f.get_int_in("lm.step", 0, int64_t{1} << 40);
+  ck.seed = static_cast<uint64_t>(f.get_int("lm.seed"));
+  ck.tokens_seen = f.get_float("lm.tokens_seen");
+  ck.seconds = f.get_float("lm.seconds");
+  const ParamLayout layout = make_layout(ck.config);
+  auto read = [&](const char* name, std::vector<float>& out) {
+    const GgufTensor& t = f.tensor(name, {static_cast<int64_t>(layout.total)}, {DType::F32});
+    out.resize(layout.total);
+    std::memcpy(out.data(), t.data, layout.total * sizeof(float));
+    for (const float x : out)
+      if (!std::isfinite(x)) fail("{}: tensor {} holds a non-finite value", path, name);
+  };
+  read("params", ck.params);
+  read("adam_m", ck.adam_m);
+  read("adam_v", ck.adam_v);
+  return ck;
+}
+
+}  // namespace flashmem::lm

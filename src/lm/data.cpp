@@ -1,0 +1,92 @@
+#include "lm/data.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "eval/rng.h"
+#include "util/error.h"
+
+namespace flashmem::lm {
+
+void validate_data_options(const DataOptions& o) {
+  if (o.min_length < 64) fail("--min-len {} must be >= 64 (the template alone needs ~60 tokens)", o.min_length);
+  if (o.max_length < o.min_length) fail("--max-len {} must be >= --min-len {}", o.max_length, o.min_length);
+  if (o.max_length > (1 << 16)) fail("--max-len {} is above 65536", o.max_length);
+  if (o.ramp_steps < 0) fail("--ramp-steps must be >= 0");
+  if (o.needle_ramp_steps < 0) fail("--needle-ramp-steps must be >= 0");
+  if (o.batch_tokens < o.min_length) fail("--batch-tokens {} must be >= --min-len", o.batch_tokens);
+  if (o.needle_every < 16) fail("--needle-every {} must be >= 16 (a needle is ~17 tokens)", o.needle_every);
+  if (o.query_every < o.needle_every) fail("--query-every must be >= --needle-every");
+  for (const double f : {o.word_values, o.uuid_values, o.word_filler})
+    if (!(f >= 0 && f <= 1)) fail("data fractions must be in [0, 1]");
+  if (o.word_values + o.uuid_values > 1) fail("word + uuid value fractions exceed 1");
+  if (!(o.lm_weight >= 0 && o.lm_weight <= 1)) fail("--lm-weight {} must be in [0, 1]", o.lm_weight);
+}
+
+int64_t step_length(const DataOptions& o, uint64_t seed, int64_t step) {
+  // Longest length of this step: geometric ramp from min to max. The step's length is drawn
+  // log-uniformly in [min, longest] so short contexts stay in the mix after the ramp.
+  const double progress = o.ramp_steps > 0 ? std::min(1.0, static_cast<double>(step) / static_cast<double>(o.ramp_steps)) : 1.0;
+  const double lo = std::log(static_cast<double>(o.min_length));
+  const double hi = lo + progress * (std::log(static_cast<double>(o.max_length)) - lo);
+  eval::Rng rng(eval::mix_seed(seed ^ 0x5eedull, static_cast<uint64_t>(step)));
+  const double len = std::exp(lo + rng.uniform() * (hi - lo));
+  // Multiples of 32 tokens: a handful of distinct shapes, reused scratch sizes.
+  return std::clamp<int64_t>(static_cast<int64_t>(len / 32.0) * 32, o.min_length, o.max_length);
+}
+
+int64_t step_sequences(const DataOptions& o, int64_t length) {
+  return std::max<int64_t>(1, o.batch_tokens / length);
+}
+
+Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, double lm_weight) {
+  Sequence q;
+  q.tokens = s.tokens;
+  const auto T = static_cast<int64_t>(s.tokens.size());
+  std::vector<float> weight(static_cast<size_t>(T), static_cast<float>(lm_weight));  // [T] by target token
+  for (const eval::TokenSpan& span : s.answer_spans) {
+    const int64_t end = drop_final_token ? span.end - 1 : span.end;
+    for (int64_t p = span.begin; p < end; ++p) weight[static_cast<size_t>(p)] = -1.0f;  // answer
+  }
+  for (int64_t p = 1; p < T; ++p) {
+    const float w = weight[static_cast<size_t>(p)];
+    if (w < 0) q.targets.push_back({p - 1, s.tokens[static_cast<size_t>(p)], 1.0f});
+    else if (w > 0) q.targets.push_back({p - 1, s.tokens[static_cast<size_t>(p)], w});
+  }
+  return q;
+}
+
+Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_t index,
+                       const Tokenizer& tokenizer) {
+  const int64_t length = step_length(o, seed, step);
+  const uint64_t sample_seed = eval::mix_seed(eval::mix_seed(seed, static_cast<uint64_t>(step)),
+                                              static_cast<uint64_t>(index));
+  eval::Rng rng(sample_seed ^ 0xda7aull);
+  eval::TaskSpec spec;
+  spec.family = eval::TaskFamily::kNiahMultikey;
+  spec.length = length;
+  const double v = rng.uniform();
+  spec.value = v < o.word_values ? eval::ValueKind::kWord
+               : v < o.word_values + o.uuid_values ? eval::ValueKind::kUuid
+                                                   : eval::ValueKind::kNumber;
+  spec.filler = rng.uniform() < o.word_filler ? eval::FillerKind::kWords : eval::FillerKind::kNoise;
+  // Between half and all of the density target, so the model also sees sparse haystacks.
+  int64_t dense = std::clamp<int64_t>(length / o.needle_every, 2, 64);
+  if (o.needle_ramp_steps > 0 && step < o.needle_ramp_steps)
+    dense = std::max<int64_t>(1, 1 + (dense - 1) * step / o.needle_ramp_steps);
+  spec.n_needles = static_cast<int>(std::max<int64_t>(1, dense / 2) +
+                                    static_cast<int64_t>(rng.below(dense - std::max<int64_t>(1, dense / 2) + 1)));
+  spec.n_answered = static_cast<int>(std::clamp<int64_t>(length / o.query_every, 1, spec.n_needles));
+  // Shrink the needle count if the fixed parts do not fit (short lengths with uuid values).
+  for (;;) {
+    try {
+      return sample_to_sequence(eval::generate_task(spec, sample_seed, tokenizer), false, o.lm_weight);
+    } catch (const Error&) {
+      if (spec.n_needles <= 1) throw;
+      spec.n_needles = std::max(1, spec.n_needles * 3 / 4);
+      spec.n_answered = std::min(spec.n_answered, spec.n_needles);
+    }
+  }
+}
+
+}  // namespace flashmem::lm

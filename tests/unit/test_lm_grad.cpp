@@ -1,0 +1,160 @@
+// train-lm's hand-written backward pass: every parameter's gradient against central finite
+// differences on a tiny GQA model, the GEMM against its scalar twin, AdamW and the schedule.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "lm/gemm.h"
+#include "lm/lm_forward.h"
+#include "lm/optimizer.h"
+
+namespace flashmem::lm {
+namespace {
+
+LmConfig tiny_config() {
+  LmConfig c;
+  c.n_vocab = 23;
+  c.dim = 8;
+  c.n_layers = 2;
+  c.n_heads = 2;
+  c.n_kv_heads = 1;  // GQA: both query heads share one key/value head
+  c.ff_dim = 12;
+  c.context_length = 64;
+  return c;
+}
+
+// Random O(1) parameters (not the small training init) so every path carries a real gradient.
+std::vector<float> random_params(const LmConfig& c, const ParamLayout& l, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  std::vector<float> p(l.total);
+  for (float& x : p) x = normal(rng);
+  for (const ParamTensor& t : param_tensors(c, l))
+    if (t.rows == 1)
+      for (int64_t i = 0; i < t.cols; ++i) p[t.offset + i] = 1.0f + 0.3f * normal(rng);
+  return p;
+}
+
+TEST(LmGrad, EveryGradientMatchesFiniteDifferences) {
+  const LmConfig c = tiny_config();
+  const ParamLayout l = make_layout(c);
+  std::vector<float> p = random_params(c, l, 3);
+  const std::vector<int32_t> tokens = {1, 5, 9, 2, 17, 22, 3, 8, 5};
+  const std::vector<Target> targets = {{0, 5}, {3, 17}, {4, 0, 0.25f}, {7, 5}, {8, 11, 2.0f}};
+  const RopeTable rope = make_rope_table(c, static_cast<int64_t>(tokens.size()));
+  Activations acts;
+  forward(c, l, p.data(), rope, tokens, targets, acts);
+  std::vector<float> grads(l.total, 0.0f);
+  backward(c, l, p.data(), rope, tokens, targets, acts, grads.data());
+
+  // The forward runs in float, so the step must stay large (1e-2: rounding noise ~1e-5);
+  // Richardson extrapolation of two central differences cancels their O(h²) error.
+  const float h = 1e-2f;
+  auto central = [&](size_t k, float step) {
+    const float saved = p[k];
+    p[k] = saved + step;
+    const double up = forward(c, l, p.data(), rope, tokens, targets, acts);
+    p[k] = saved - step;
+    const double down = forward(c, l, p.data(), rope, tokens, targets, acts);
+    p[k] = saved;
+    return (up - down) / (2.0 * step);
+  };
+  for (const ParamTensor& t : param_tensors(c, l)) {
+    double diff2 = 0, norm2 = 0;
+    for (int64_t i = 0; i < t.rows * t.cols; ++i) {
+      const size_t k = t.offset + static_cast<size_t>(i);
+      const double numeric = (4.0 * central(k, h / 2) - central(k, h)) / 3.0;
+      diff2 += (numeric - grads[k]) * (numeric - grads[k]);
+      norm2 += numeric * numeric;
+      EXPECT_NEAR(grads[k], numeric, 2e-3 + 3e-2 * std::fabs(numeric)) << t.name << "[" << i << "]";
+    }
+    EXPECT_GT(norm2, 1e-8) << t.name << " has no gradient at all";
+    EXPECT_LT(std::sqrt(diff2 / std::max(norm2, 1e-30)), 1e-2) << t.name;
+  }
+}
+
+// A sequence longer than attention's 64-row blocks: sampled attention and embedding entries.
+TEST(LmGrad, BlockedCausalAttentionGradients) {
+  const LmConfig c = tiny_config();
+  const ParamLayout l = make_layout(c);
+  std::vector<float> p = random_params(c, l, 8);
+  for (float& x : p) x *= 0.5f;  // keep 150-token softmaxes away from saturation
+  std::mt19937_64 rng(9);
+  std::vector<int32_t> tokens(150);
+  for (int32_t& t : tokens) t = static_cast<int32_t>(rng() % c.n_vocab);
+  const std::vector<Target> targets = {{10, 3}, {70, 4}, {130, 5}, {149, 6}};
+  const RopeTable rope = make_rope_table(c, 150);
+  Activations acts;
+  forward(c, l, p.data(), rope, tokens, targets, acts);
+  std::vector<float> grads(l.total, 0.0f);
+  backward(c, l, p.data(), rope, tokens, targets, acts, grads.data());
+  std::vector<size_t> probe;
+  for (const LayerOffsets& o : l.layers)
+    for (size_t base : {o.wq, o.wk, o.wv, o.wo})
+      for (int i = 0; i < 6; ++i) probe.push_back(base + rng() % (c.dim * c.kv_dim()));
+  for (int i = 0; i < 6; ++i) probe.push_back(l.tok_embd + rng() % (c.n_vocab * c.dim));
+  const float h = 1e-2f;
+  for (const size_t k : probe) {
+    const float saved = p[k];
+    p[k] = saved + h;
+    const double up = forward(c, l, p.data(), rope, tokens, targets, acts);
+    p[k] = saved - h;
+    const double down = forward(c, l, p.data(), rope, tokens, targets, acts);
+    p[k] = saved;
+    const double numeric = (up - down) / (2.0 * h);
+    EXPECT_NEAR(grads[k], numeric, 2e-3 + 3e-2 * std::fabs(numeric)) << "param " << k;
+  }
+}
+
+TEST(LmGrad, GemmMatchesScalarTwin) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{1, 7, 5}, {37, 19, 64}, {130, 66, 33}}) {
+    std::vector<float> a(m * k), b(n * k), c(m * n), r(m * n);
+    for (float& x : a) x = u(rng);
+    for (float& x : b) x = u(rng);
+    gemm_abt(a.data(), b.data(), c.data(), m, n, k);
+    gemm_abt_ref(a.data(), b.data(), r.data(), m, n, k);
+    for (size_t i = 0; i < c.size(); ++i) EXPECT_NEAR(c[i], r[i], 1e-4f * std::sqrt(static_cast<float>(k)));
+    std::vector<float> t(m * k), tt(m * k);
+    transpose(a.data(), t.data(), m, k);
+    transpose(t.data(), tt.data(), k, m);
+    EXPECT_EQ(tt, a);
+  }
+}
+
+TEST(LmGrad, ScheduleWarmsUpThenDecays) {
+  AdamWOptions o;
+  o.lr = 1e-3;
+  o.warmup_steps = 10;
+  o.total_steps = 110;
+  o.min_lr_ratio = 0.1;
+  EXPECT_NEAR(lr_at(o, 0), 1e-4, 1e-12);
+  EXPECT_NEAR(lr_at(o, 9), 1e-3, 1e-12);
+  EXPECT_NEAR(lr_at(o, 60), 0.55e-3, 1e-9);  // half-way through the cosine
+  EXPECT_NEAR(lr_at(o, 110), 1e-4, 1e-12);
+}
+
+TEST(LmGrad, AdamWClipsAndSkipsDecayOnNorms) {
+  const LmConfig c = tiny_config();
+  const ParamLayout l = make_layout(c);
+  AdamWOptions o;
+  o.warmup_steps = 0;
+  o.clip_norm = 1.0;
+  AdamW adam(o, c, l);
+  std::vector<float> p(l.total, 1.0f), g(l.total, 0.0f);
+  g[l.output_norm] = 10.0f;  // norm 10 -> clipped to 1
+  const double norm = adam.step(p, g, 0);
+  EXPECT_NEAR(norm, 10.0, 1e-6);
+  EXPECT_NEAR(g[l.output_norm], 1.0f, 1e-6);
+  // Adam's first step moves by ~lr against the gradient's sign; no decay on a norm gain.
+  EXPECT_NEAR(p[l.output_norm], 1.0f - o.lr, 1e-6);
+  // A matrix entry with zero gradient only decays.
+  EXPECT_NEAR(p[l.output], 1.0f - o.lr * o.weight_decay, 1e-7);
+  std::vector<float> bad(l.total, NAN);
+  EXPECT_ANY_THROW(adam.step(p, bad, 1));
+}
+
+}  // namespace
+}  // namespace flashmem::lm
