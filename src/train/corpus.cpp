@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "eval/task.h"
 #include "util/error.h"
 
 namespace flashmem {
@@ -104,18 +105,65 @@ std::vector<CorpusDocument> load_text(const std::string& path, const Tokenizer& 
   return docs;
 }
 
+// Counts like generate:N; `what` names the source in the error.
+int64_t parse_count(const std::string& count, const char* what) {
+  int64_t n = 0;
+  const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), n);
+  if (count.empty() || ec != std::errc() || end != count.data() + count.size() || n < 1 || n > kMaxGenerated)
+    fail("--corpus {} needs N in [1, {}], got '{}'", what, kMaxGenerated, count);
+  return n;
+}
+
+// Room left after the task prompt for its answer: the longest expected answers (niah_multivalue:
+// four 7-digit values, or a uuid per value) take up to ~40 tokens with a word-level vocabulary
+// that spells numbers one digit per token.
+constexpr int64_t kAnswerRoom = 48;
+
+std::vector<CorpusDocument> load_tasks(const std::string& spec, const Tokenizer& tok, const CorpusOptions& o) {
+  const size_t colon = spec.rfind(':');
+  if (colon == std::string::npos) fail("--corpus tasks:FAMILIES:N, got 'tasks:{}'", spec);
+  const std::string names = spec.substr(0, colon);
+  const int64_t n = parse_count(spec.substr(colon + 1), "tasks:FAMILIES:N");
+  std::vector<eval::TaskFamily> families;
+  if (names == "all") {
+    families = eval::all_families();
+  } else {
+    std::stringstream in(names);
+    for (std::string name; std::getline(in, name, ',');) families.push_back(eval::parse_family(name));
+  }
+  if (families.empty()) fail("--corpus tasks:FAMILIES:N names no family");
+  if (o.max_tokens <= kAnswerRoom + 64)
+    fail("--corpus tasks: needs --max-tokens above {} (task prompt plus answer room)", kAnswerRoom + 64);
+  std::vector<CorpusDocument> docs;
+  docs.reserve(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    eval::TaskSpec task;
+    task.family = families[static_cast<size_t>(i) % families.size()];
+    task.length = o.max_tokens - kAnswerRoom;
+    const eval::TaskSample sample = eval::generate_task(task, o.seed + static_cast<uint64_t>(i), tok);
+    CorpusDocument d;
+    d.id = fmt::format("tasks:{}#{}", eval::family_name(task.family), i);
+    d.prompt = sample.tokens;
+    std::string answer;
+    for (const std::string& a : sample.answers) answer += (answer.empty() ? " " : ", ") + a;
+    d.text = tok.encode(answer, false, false);
+    if (static_cast<int64_t>(d.prompt.size() + d.text.size()) > o.max_tokens)
+      d.text.resize(static_cast<size_t>(o.max_tokens) - d.prompt.size());
+    if (d.text.empty()) fail("task document {} leaves no room for its answer", d.id);
+    docs.push_back(std::move(d));
+  }
+  return docs;
+}
+
 }  // namespace
 
 std::vector<CorpusDocument> load_corpus(const std::string& source, const Tokenizer& tok, const CorpusOptions& o) {
   if (o.max_tokens < 2) fail("documents need at least 2 tokens, got a limit of {}", o.max_tokens);
   if (o.label_from < 0 || o.label_from >= o.max_tokens)
     fail("--label-from {} must be in [0, {})", o.label_from, o.max_tokens);
+  if (source.rfind("tasks:", 0) == 0) return load_tasks(source.substr(6), tok, o);
   if (source.rfind("generate:", 0) == 0) {
-    const std::string count = source.substr(9);
-    int64_t n = 0;
-    const auto [end, ec] = std::from_chars(count.data(), count.data() + count.size(), n);
-    if (count.empty() || ec != std::errc() || end != count.data() + count.size() || n < 1 || n > kMaxGenerated)
-      fail("--corpus generate:N needs N in [1, {}], got '{}'", kMaxGenerated, count);
+    const int64_t n = parse_count(source.substr(9), "generate:N");
     if (tok.bos_id() < 0) fail("generate:N needs a vocabulary with a BOS token");
     std::vector<CorpusDocument> docs(static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) {
@@ -125,7 +173,7 @@ std::vector<CorpusDocument> load_corpus(const std::string& source, const Tokeniz
     return docs;
   }
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(source, ec)) fail("corpus '{}' is not a file (or generate:N)", source);
+  if (!std::filesystem::is_regular_file(source, ec)) fail("corpus '{}' is not a file (or generate:N, tasks:FAMILIES:N)", source);
   if (std::filesystem::path(source).extension() == ".jsonl") return load_jsonl(source, tok, o);
   return load_text(source, tok, o);
 }

@@ -1,5 +1,6 @@
 // Corpus sources of `flashmem dump` (DESIGN.md): JSONL ({"prompt", "continuation"} or chat
-// "messages"), plain text files, and generate:N (documents sampled from the model from BOS).
+// "messages"), plain text files, generate:N (documents sampled from the model from BOS) and
+// tasks:FAMILIES:N (the evaluation suite's generated long-context tasks, src/eval/task.h).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -20,9 +21,12 @@ struct CorpusDocument {
 struct CorpusOptions {
   int64_t max_tokens = 512;     // documents are cut (JSONL) or windowed (text) to this length
   int64_t label_from = 64;      // text files: the first label_from tokens of a window are prompt
+  uint64_t seed = 0;            // tasks:...: document i is generated with seed + i
 };
 
-// `source`: "generate:N", a .jsonl file, or a plain text file. Throws Error on unreadable files,
+// `source`: "generate:N", "tasks:FAMILY[,FAMILY...]:N" (or "tasks:all:N"; families taken in
+// turn, prompt = the task up to the question, text = the expected answer, so teacher-forced
+// labels are the answer tokens' attention on the haystack), a .jsonl file, or a plain text file. Throws Error on unreadable files,
 // bad JSON (naming the line), or a document that tokenizes to nothing.
 std::vector<CorpusDocument> load_corpus(const std::string& source, const Tokenizer& tokenizer,
                                         const CorpusOptions& options);

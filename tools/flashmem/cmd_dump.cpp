@@ -30,6 +30,7 @@ void run(DumpArgs& a) {
   CorpusOptions co;
   co.max_tokens = a.options.max_tokens;
   co.label_from = std::min(a.options.label_from, a.options.max_tokens - 1);
+  co.seed = a.options.sampling.seed;
   const std::vector<CorpusDocument> docs = load_corpus(a.corpus, tokenizer, co);
   const DumpSummary s = run_dump(model, a.model, docs, a.options);
   const LabelStats& l = s.labels;
@@ -62,7 +63,7 @@ const CommandRegistration kDump("dump", [](CLI::App& app) {
   DumpOptions& o = a->options;
   a->options.max_tokens = 0;
   cmd->add_option("-m,--model", a->model, "backbone .gguf")->required();
-  cmd->add_option("--corpus", a->corpus, "generate:N | FILE.jsonl | FILE (plain text)")->required();
+  cmd->add_option("--corpus", a->corpus, "generate:N | tasks:FAMILY[,...]:N | tasks:all:N | FILE.jsonl | FILE (plain text)")->required();
   cmd->add_option("--out", a->out, "output directory (doc-NNNNNN.fmdump; existing ones are kept: resumable)")->required();
   cmd->add_option("--layers", a->layers, "target layers, comma-separated backbone ids")->required();
   cmd->add_option("--mode", a->mode, "teacher (label the given text) | generate (label the model's continuation)")->capture_default_str();
@@ -77,7 +78,7 @@ const CommandRegistration kDump("dump", [](CLI::App& app) {
   cmd->add_option("--label-from", o.label_from, "first labeled position (also text files' prompt length)")->capture_default_str();
   cmd->add_option("--temp", o.sampling.temperature, "generate mode: sampling temperature");
   cmd->add_option("--top-k", o.sampling.top_k, "generate mode: top-k")->capture_default_str();
-  cmd->add_option("--seed", o.sampling.seed, "generate mode: seed (document i uses seed + i)")->capture_default_str();
+  cmd->add_option("--seed", o.sampling.seed, "generate mode and tasks: corpus: seed (document i uses seed + i)")->capture_default_str();
   cmd->add_option("--batch", o.batch, "tokens per forward batch")->capture_default_str();
   cmd->add_option("-t,--threads", o.n_threads, "threads (0 = all)")->capture_default_str();
   cmd->add_flag("--progress", o.progress, "print the progress line even when stderr is not a terminal");
