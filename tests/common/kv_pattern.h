@@ -1,6 +1,7 @@
 // Test helpers for the KV tiers: page bytes derived from (position, layer, K/V, byte index), so
 // any byte served for the wrong page, position or layer (a stale cell, a torn copy) is detected.
 #pragma once
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -97,7 +98,7 @@ class FaultyFileIo final : public FileIo {
 
 // A fresh path under the build's temp dir, unique per test name.
 inline std::string temp_kv_path(const std::string& name) {
-  return (std::string(::testing::TempDir()) + "flashmem_kv_" + name + ".kv");
+  return (std::string(::testing::TempDir()) + "flashmem_kv_" + std::to_string(::getpid()) + "_" + name + ".kv");
 }
 
 }  // namespace flashmem::test

@@ -1,5 +1,6 @@
 // Engine vs llama.cpp: reference logits for every position of the fixture sequences
 // (tests/data/PROVENANCE.md gives the sources and the tolerances used here).
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -118,7 +119,7 @@ TEST(Greedy, Stories260KFromBosReproducesReference) {
 }
 
 TEST(LogitsCli, WritesReferenceShapedOutput) {
-  const std::string out = ::testing::TempDir() + "/s260k_b.logits.f32";
+  const std::string out = ::testing::TempDir() + "/s260k_b_" + std::to_string(::getpid()) + ".logits.f32";
   const std::string cmd = std::string(FLASHMEM_BIN) + " logits -m " + kData +
                           "/models/stories260K.gguf --tokens " + kData +
                           "/logits/s260k_seq_b.i32 --kv-type f32 --out " + out + " 2>/dev/null";

@@ -1,5 +1,6 @@
 // Indexer files: round trip, malformed files rejected with clean errors, safetensors validation,
 // the key tower, and the CLI's input checks.
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -22,7 +23,7 @@ namespace {
 
 const std::string kBin = FLASHMEM_BIN;
 
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + "fm_idxfile_" + name; }
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + "fm_idxfile_" + std::to_string(::getpid()) + "_" + name; }
 
 RandomIndexerSpec small_spec() {
   RandomIndexerSpec spec;

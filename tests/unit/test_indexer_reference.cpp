@@ -8,6 +8,7 @@
 // rounding that flips between the two changes one element by 2^-8 relative. Measured relative
 // errors are ~3e-7 typically and ~1e-5 with a flip, far inside the 1e-3 required — at every
 // position, the largest tested being beyond the RoPE table (clamped on both sides).
+#include <unistd.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -213,7 +214,7 @@ double relative_error(const std::vector<float>& got, const std::vector<double>& 
   return std::sqrt(diff / norm);
 }
 
-std::string temp_path(const std::string& name) { return ::testing::TempDir() + "fm_idxref_" + name; }
+std::string temp_path(const std::string& name) { return ::testing::TempDir() + "fm_idxref_" + std::to_string(::getpid()) + "_" + name; }
 
 void run(const std::string& command) {
   ASSERT_EQ(std::system(command.c_str()), 0) << command;

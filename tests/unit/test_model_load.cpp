@@ -2,6 +2,7 @@
 // parses but the model is wrong. Each case is a committed regression file in
 // tests/malformed/model/, derived from a small valid random model; run with
 // FLASHMEM_REGENERATE=1 to rewrite them after a deliberate format change.
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -144,7 +145,7 @@ std::vector<Case> vocab_cases() {
 
 const fs::path& base_model() {
   static const fs::path path = [] {
-    fs::path p = fs::path(::testing::TempDir()) / "flashmem_base_model.gguf";
+    fs::path p = fs::path(::testing::TempDir()) / ("flashmem_base_model_" + std::to_string(::getpid()) + ".gguf");
     RandomModelSpec spec;
     spec.dim = 32;
     spec.n_layers = 2;

@@ -1,6 +1,7 @@
 // Tokenizer units: SPM merge order and byte fallback on small in-memory vocabularies, special
 // tokens, BOS/EOS flags, decode, pre-tokenizer splits, malformed vocabulary metadata (GGUF files
 // built in memory), stories260K, the `flashmem tokenize` CLI, and encode speed on long text.
+#include <unistd.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -412,7 +413,7 @@ TEST(TokenizeCli, PrintsIdsAndPieces) {
   EXPECT_EQ(r.out, "1 15043 3186\n");
   r = run("tokenize -m " + vocab + " --text '<s>Hi' --parse-special --pieces");
   EXPECT_EQ(r.out, "1\t<s>\n6324\t Hi\n");
-  const std::string input = (std::filesystem::temp_directory_path() / "flashmem_tok_in.txt").string();
+  const std::string input = (std::filesystem::temp_directory_path() / ("flashmem_tok_in_" + std::to_string(::getpid()) + ".txt")).string();
   std::ofstream(input, std::ios::binary) << " Hello, world!";
   r = run("tokenize -m " + kData + "/tokenizer/ggml-vocab-gpt-2.gguf --file " + input);
   std::filesystem::remove(input);

@@ -1,5 +1,6 @@
 // Dump files: round trip, every malformed field rejected with an Error; labels (top-p, head
 // reduction, min_layers); SHA-256 vectors; the attention-probability observer.
+#include <unistd.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -68,7 +69,7 @@ TEST(DumpFormat, RoundTrip) {
   EXPECT_EQ(r.label_scores, d.label_scores);
   EXPECT_EQ(r.label_pointers, d.label_pointers);
   // And through a file.
-  const std::string path = (std::filesystem::temp_directory_path() / "flashmem_test_dump.fmdump").string();
+  const std::string path = (std::filesystem::temp_directory_path() / ("flashmem_test_dump_" + std::to_string(::getpid()) + ".fmdump")).string();
   write_dump(path, d);
   EXPECT_EQ(read_dump(path).label_indices, d.label_indices);
   EXPECT_EQ(read_dump_meta(path).n_tokens, 40);
