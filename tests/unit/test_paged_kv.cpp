@@ -12,6 +12,7 @@
 #include "runtime/paged_kv.h"
 #include "util/error.h"
 #include "util/raw_array.h"
+#include "../common/masked_kv.h"
 
 namespace flashmem {
 namespace {
@@ -99,49 +100,6 @@ TEST_P(PagedKvTest, SparsePoliciesReadOnlyTheBudget) {
     EXPECT_EQ(st.recall_misses, 0u) << policy;
   }
 }
-
-// Attention over the resident set equals attention computed directly over the same pages: a
-// contiguous cache whose spans are restricted to the pages the paged run selected.
-class MaskedKv final : public KvBackend {
- public:
-  MaskedKv(const ModelConfig& c, int64_t capacity, int64_t page_tokens)
-      : inner_(c.n_layers, capacity, c.kv_dim(), DType::F16), page_tokens_(page_tokens),
-        n_layers_(c.n_layers) {}
-  std::vector<int64_t> pages;  // history pages readable in decode (set before each step)
-  bool decoding = false;
-  DType type() const override { return inner_.type(); }
-  int64_t capacity() const override { return inner_.capacity(); }
-  void begin_batch(int64_t pos0, int64_t n) override {
-    pos0_ = pos0;
-    n_ = n;
-    inner_.begin_batch(pos0, n);
-  }
-  void store(int64_t layer, int64_t pos, const float* k, const float* v) override {
-    inner_.store(layer, pos, k, v);
-  }
-  std::span<const KvSpan> spans(int64_t layer) override {
-    if (!decoding) return inner_.spans(layer);
-    spans_.clear();
-    const size_t row = inner_.cache().row_bytes();
-    const int64_t end = pos0_ + n_;
-    const KvSpan all = inner_.spans(layer)[0];
-    for (int64_t p : pages) {
-      const int64_t first = p * page_tokens_, n = std::min(page_tokens_, pos0_ - first);
-      if (n > 0) spans_.push_back({first, n, all.k + first * row, all.v + first * row});
-    }
-    // The step's own positions are always visible.
-    spans_.push_back({pos0_, end - pos0_, all.k + pos0_ * row, all.v + pos0_ * row});
-    return spans_;
-  }
-  void end_batch(bool) override {}
-  void reset() override { inner_.reset(); }
-  void fill_synthetic(int64_t n, uint64_t seed) override { inner_.fill_synthetic(n, seed); }
-
- private:
-  ContiguousKv inner_;
-  int64_t page_tokens_, n_layers_, pos0_ = 0, n_ = 0;
-  std::vector<KvSpan> spans_;
-};
 
 TEST_P(PagedKvTest, ResidentAttentionEqualsAttentionOverTheSamePages) {
   const int64_t page_tokens = 16, V = model_->config().n_vocab;

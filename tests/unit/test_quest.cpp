@@ -18,6 +18,7 @@
 #include "tensor/convert.h"
 #include "util/error.h"
 #include "util/raw_array.h"
+#include "../common/masked_kv.h"
 
 namespace flashmem {
 namespace {
@@ -243,51 +244,11 @@ TEST_P(QuestRuntimeTest, KeyBoundsAreThePagesMinAndMax) {
       }
 }
 
-// A contiguous cache whose spans per layer are restricted to given pages (plus the step's own
-// position): attention computed directly over the pages quest chose.
-class PerLayerMaskedKv final : public KvBackend {
- public:
-  PerLayerMaskedKv(const ModelConfig& c, int64_t capacity)
-      : inner_(c.n_layers, capacity, c.kv_dim(), DType::F16) {}
-  std::vector<std::vector<int64_t>> pages;  // [n_layers] pages readable in decode
-  bool decoding = false;
-  DType type() const override { return inner_.type(); }
-  int64_t capacity() const override { return inner_.capacity(); }
-  void begin_batch(int64_t pos0, int64_t n) override {
-    pos0_ = pos0;
-    n_ = n;
-    inner_.begin_batch(pos0, n);
-  }
-  void store(int64_t layer, int64_t pos, const float* k, const float* v) override {
-    inner_.store(layer, pos, k, v);
-  }
-  std::span<const KvSpan> spans(int64_t layer) override {
-    if (!decoding) return inner_.spans(layer);
-    spans_.clear();
-    const size_t row = inner_.cache().row_bytes();
-    const KvSpan all = inner_.spans(layer)[0];
-    for (int64_t p : pages[static_cast<size_t>(layer)]) {
-      const int64_t first = p * 16, n = std::min<int64_t>(16, pos0_ - first);
-      if (n > 0) spans_.push_back({first, n, all.k + first * row, all.v + first * row});
-    }
-    spans_.push_back({pos0_, n_, all.k + pos0_ * row, all.v + pos0_ * row});
-    return spans_;
-  }
-  void end_batch(bool) override {}
-  void reset() override { inner_.reset(); }
-  void fill_synthetic(int64_t n, uint64_t seed) override { inner_.fill_synthetic(n, seed); }
-
- private:
-  ContiguousKv inner_;
-  int64_t pos0_ = 0, n_ = 0;
-  std::vector<KvSpan> spans_;
-};
-
 TEST_P(QuestRuntimeTest, EachLayerAttendsExactlyToItsChosenPages) {
   const int64_t V = model_->config().n_vocab, L = model_->config().n_layers, K = 3;
   Session s = paged("quest:3");
-  auto masked_kv = std::make_unique<PerLayerMaskedKv>(model_->config(), options_.n_ctx);
-  PerLayerMaskedKv* masked = masked_kv.get();
+  auto masked_kv = std::make_unique<MaskedKv>(model_->config(), options_.n_ctx, 16);
+  MaskedKv* masked = masked_kv.get();
   Session ref(model_, options_, std::move(masked_kv));
   const auto& kv = dynamic_cast<const PagedKv&>(s.kv());
   std::vector<float> a(static_cast<size_t>(V)), b(a.size());
@@ -303,11 +264,11 @@ TEST_P(QuestRuntimeTest, EachLayerAttendsExactlyToItsChosenPages) {
     // Fixed pages (sink, tail, open page) plus each layer's own choice.
     const int64_t open = (300 + step) / 16;
     PageGeometry g{open + 1, 1, 3};  // tail_pages(): tau 32 over 16-token pages -> 3
-    masked->pages.assign(static_cast<size_t>(L), g.fixed_pages());
+    masked->layer_pages.assign(static_cast<size_t>(L), g.fixed_pages());
     for (int64_t l = 0; l < L; ++l) {
       const auto& chosen = kv.last_quest_pages()[static_cast<size_t>(l)];
       ASSERT_EQ(static_cast<int64_t>(chosen.size()), std::min(K, g.n_middle_pages()));
-      auto& pages = masked->pages[static_cast<size_t>(l)];
+      auto& pages = masked->layer_pages[static_cast<size_t>(l)];
       pages.insert(pages.end(), chosen.begin(), chosen.end());
       std::sort(pages.begin(), pages.end());
       layers_differ |= chosen != kv.last_quest_pages()[0];
