@@ -117,6 +117,9 @@ void PagedKv::reset() {
   pc.budget_bytes = static_cast<uint64_t>(cells) * layout_.page_bytes();
   pc.sink_pages = options_.sink_pages;
   pc.recent_pages = tail_pages();
+  // The ram store is the RAM mirror itself: resident pages are views of its bytes instead of
+  // copies, so the KV is held once (the accounting of resident and recalled bytes is unchanged).
+  pc.zero_copy = dynamic_cast<RamStore*>(store_.get()) != nullptr;
   pool_ = std::make_unique<ResidentPool>(*store_, pc);
   spans_.assign(static_cast<size_t>(config_.n_layers), {});
   prompt_pages_.clear();
