@@ -353,9 +353,16 @@ std::vector<CharSpan> token_ranges(const Tokenizer& tok, const std::vector<int32
 
 // Tokens overlapping the non-space bytes of [s.begin, s.end).
 TokenSpan to_tokens(const std::vector<CharSpan>& ranges, CharSpan s, const std::string& text) {
+  // Leading spaces usually belong to the next token ("▁word") or to the previous one (BPE
+  // tokenizers), so the span starts at its first non-space byte; a token made only of the
+  // span's own leading spaces (a standalone "▁" before a digit group) belongs to the span.
+  const size_t with_spaces = s.begin;
   while (s.begin < s.end && text[s.begin] == ' ') ++s.begin;
-  const auto first = std::partition_point(ranges.begin(), ranges.end(),
-                                          [&](const CharSpan& r) { return r.end <= s.begin; });
+  auto first = std::partition_point(ranges.begin(), ranges.end(),
+                                    [&](const CharSpan& r) { return r.end <= s.begin; });
+  while (first != ranges.begin() && std::prev(first)->begin >= with_spaces &&
+         std::prev(first)->end <= s.begin)
+    --first;
   const auto last = std::partition_point(first, ranges.end(),
                                          [&](const CharSpan& r) { return r.begin < s.end; });
   return {first - ranges.begin(), last - ranges.begin()};
