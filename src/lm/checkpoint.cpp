@@ -31,6 +31,7 @@ void save_checkpoint(const Checkpoint& ck, const std::string& path) {
   w.set_f64("lm.rope_base", ck.config.rope_base);
   w.set_f64("lm.rms_eps", ck.config.rms_eps);
   w.set_i64("lm.context_length", ck.config.context_length);
+  w.set_bool("lm.tied_embeddings", ck.config.tied_embeddings);
   w.set_i64("lm.step", ck.step);
   w.set_u64("lm.seed", ck.seed);
   w.set_f64("lm.tokens_seen", ck.tokens_seen);
@@ -57,6 +58,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   ck.config.rope_base = f.get_float("lm.rope_base");
   ck.config.rms_eps = f.get_float("lm.rms_eps");
   ck.config.context_length = f.get_int("lm.context_length");
+  ck.config.tied_embeddings = f.get_bool_opt("lm.tied_embeddings").value_or(false);  // absent before
   try {
     validate_config(ck.config);
   } catch (const Error& e) {

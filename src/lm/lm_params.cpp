@@ -52,7 +52,7 @@ ParamLayout make_layout(const LmConfig& c) {
     l.layers.push_back(o);
   }
   l.output_norm = take(D);
-  l.output = take(c.n_vocab * D);
+  l.output = c.tied_embeddings ? l.tok_embd : take(c.n_vocab * D);
   l.total = at;
   return l;
 }
@@ -75,7 +75,7 @@ std::vector<ParamTensor> param_tensors(const LmConfig& c, const ParamLayout& l) 
     t.push_back({name("ffn_down.weight"), o.w_down, D, F});
   }
   t.push_back({"output_norm.weight", l.output_norm, 1, D});
-  t.push_back({"output.weight", l.output, c.n_vocab, D});
+  if (!c.tied_embeddings) t.push_back({"output.weight", l.output, c.n_vocab, D});
   return t;
 }
 

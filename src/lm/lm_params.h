@@ -21,6 +21,10 @@ struct LmConfig {
   double rope_base = 10000.0;  // llama's default (the engine reads it from the GGUF)
   double rms_eps = 1e-5;       // llama 2's default
   int64_t context_length = 8192;  // written to the GGUF; the longest evaluation length
+  // Output head = token embedding (GGUF without output.weight; the engine ties it). Why: a head
+  // that copies a token's embedding from context then scores that same token highest, so copying
+  // rare tokens (digit groups seen a few times per step) needs no per-token output training.
+  bool tied_embeddings = false;
 
   int64_t head_dim() const { return dim / n_heads; }
   int64_t q_dim() const { return dim; }
@@ -49,7 +53,7 @@ struct ParamLayout {
   size_t tok_embd;                   // [V, D]
   std::vector<LayerOffsets> layers;  // [n_layers]
   size_t output_norm;                // [D]
-  size_t output;                     // [V, D]
+  size_t output;                     // [V, D]; = tok_embd when the embeddings are tied
   size_t total;                      // floats in the whole array
 };
 

@@ -103,7 +103,8 @@ void train_lm(const TrainOptions& opt) {
     const LmConfig& a = ck.config;
     const LmConfig& b = o.model;
     if (a.n_vocab != b.n_vocab || a.dim != b.dim || a.n_layers != b.n_layers ||
-        a.n_heads != b.n_heads || a.n_kv_heads != b.n_kv_heads || a.ff_dim != b.ff_dim)
+        a.n_heads != b.n_heads || a.n_kv_heads != b.n_kv_heads || a.ff_dim != b.ff_dim ||
+        a.tied_embeddings != b.tied_embeddings)
       fail("--resume: checkpoint '{}' has a different model shape than the flags", o.checkpoint);
     if (ck.seed != o.seed) fail("--resume: checkpoint seed {} differs from --seed {}", ck.seed, o.seed);
     fmt::print(stderr, "resuming from {} at step {}\n", o.checkpoint, ck.step);

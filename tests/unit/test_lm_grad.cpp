@@ -36,8 +36,14 @@ std::vector<float> random_params(const LmConfig& c, const ParamLayout& l, uint64
   return p;
 }
 
-TEST(LmGrad, EveryGradientMatchesFiniteDifferences) {
-  const LmConfig c = tiny_config();
+// Tied embeddings: the output head is the embedding, so its gradient is the sum of both uses.
+class LmGradTied : public ::testing::TestWithParam<bool> {};
+INSTANTIATE_TEST_SUITE_P(LmGrad, LmGradTied, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "tied" : "untied"; });
+
+TEST_P(LmGradTied, EveryGradientMatchesFiniteDifferences) {
+  LmConfig c = tiny_config();
+  c.tied_embeddings = GetParam();
   const ParamLayout l = make_layout(c);
   std::vector<float> p = random_params(c, l, 3);
   const std::vector<int32_t> tokens = {1, 5, 9, 2, 17, 22, 3, 8, 5};

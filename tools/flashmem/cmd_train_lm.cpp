@@ -40,6 +40,8 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_option("--context", o.model.context_length, "context length written to the GGUF")
       ->capture_default_str();
   cmd->add_option("--rope-base", o.model.rope_base, "RoPE frequency base")->capture_default_str();
+  cmd->add_flag("--tie-embeddings", o.model.tied_embeddings,
+                "output head = token embedding (no output.weight in the GGUF)");
   cmd->add_option("--lr", o.adamw.lr, "peak learning rate")->capture_default_str();
   cmd->add_option("--min-lr-ratio", o.adamw.min_lr_ratio, "final lr / peak lr")->capture_default_str();
   cmd->add_option("--warmup", o.adamw.warmup_steps, "linear warm-up steps")->capture_default_str();
