@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "eval/rng.h"
+#include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace flashmem::lm {
@@ -20,6 +21,8 @@ void validate_data_options(const DataOptions& o) {
   for (const double f : {o.word_values, o.uuid_values, o.word_filler})
     if (!(f >= 0 && f <= 1)) fail("data fractions must be in [0, 1]");
   if (o.word_values + o.uuid_values > 1) fail("word + uuid value fractions exceed 1");
+  if (!(o.repeat_fraction >= 0 && o.repeat_fraction <= 1)) fail("--repeat-fraction {} must be in [0, 1]", o.repeat_fraction);
+  if (o.repeat_steps < 0) fail("--repeat-steps must be >= 0");
   if (!(o.lm_weight >= 0 && o.lm_weight <= 1)) fail("--lm-weight {} must be in [0, 1]", o.lm_weight);
 }
 
@@ -56,12 +59,33 @@ Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, do
   return q;
 }
 
+Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, eval::Rng& rng) {
+  // [BOS, r_1..r_m, r_1..r_m]: m = (length - 1) / 2 ordinary tokens (ids from 3: past the
+  // <unk> <s> </s> of our vocabularies), each repeated token a target.
+  const int64_t m = (length - 1) / 2;
+  Sequence q;
+  q.tokens.push_back(bos);
+  for (int64_t i = 0; i < m; ++i)
+    q.tokens.push_back(3 + static_cast<int32_t>(rng.below(static_cast<uint64_t>(n_vocab - 3))));
+  for (int64_t i = 0; i < m; ++i) {
+    q.tokens.push_back(q.tokens[static_cast<size_t>(1 + i)]);
+    const auto pos = static_cast<int64_t>(q.tokens.size()) - 1;
+    q.targets.push_back({pos - 1, q.tokens.back(), 1.0f});
+  }
+  return q;
+}
+
 Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_t index,
                        const Tokenizer& tokenizer) {
   const int64_t length = step_length(o, seed, step);
   const uint64_t sample_seed = eval::mix_seed(eval::mix_seed(seed, static_cast<uint64_t>(step)),
                                               static_cast<uint64_t>(index));
   eval::Rng rng(sample_seed ^ 0xda7aull);
+  double repeat = o.repeat_fraction;
+  if (o.repeat_steps > 0)
+    repeat *= std::max(0.0, 1.0 - static_cast<double>(step) / static_cast<double>(o.repeat_steps));
+  if (repeat > 0 && rng.uniform() < repeat)
+    return repeat_sequence(length, tokenizer.n_vocab(), std::max(tokenizer.bos_id(), 0), rng);
   eval::TaskSpec spec;
   spec.family = eval::TaskFamily::kNiahMultikey;
   spec.length = length;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "eval/rng.h"
 #include "eval/task.h"
 #include "lm/lm_forward.h"
 
@@ -34,6 +35,13 @@ struct DataOptions {
   // sentences and the question's second mention of its key rewards copying from context, which
   // builds the induction heads retrieval needs, long before the answers' loss moves.
   double lm_weight = 0.0;
+  // Fraction of sequences that are a random token string followed by its exact repeat, with the
+  // loss on every repeated token; it falls linearly to 0 over repeat_steps (0 = constant). Why:
+  // every second-half token rewards the induction circuit ("find the previous occurrence of the
+  // current token, copy its successor") that retrieval is built from, with ~L/2 targets per
+  // sequence instead of a few answer tokens, so the circuit forms in far fewer steps.
+  double repeat_fraction = 0.0;
+  int64_t repeat_steps = 0;
 };
 
 void validate_data_options(const DataOptions& o);
@@ -50,6 +58,10 @@ int64_t step_sequences(const DataOptions& o, int64_t length);
 // Sequence `index` of step `step`.
 Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_t index,
                        const Tokenizer& tokenizer);
+
+// A random token string of ordinary ids [3, n_vocab) and its repeat ([BOS, r, r], `length`
+// tokens at most), every repeated token a target of weight 1.
+Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, eval::Rng& rng);
 
 // A training-form sample (answers in the text) as targets on its answer tokens (weight 1). With
 // `drop_final_token` the last token of each answer (the closing ".") is not a target. With

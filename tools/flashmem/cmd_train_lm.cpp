@@ -59,6 +59,10 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_option("--query-every", o.data.query_every, "tokens per answered question")->capture_default_str();
   cmd->add_option("--word-values", o.data.word_values, "fraction of word values")->capture_default_str();
   cmd->add_option("--uuid-values", o.data.uuid_values, "fraction of uuid-like values")->capture_default_str();
+  cmd->add_option("--repeat-fraction", o.data.repeat_fraction,
+                  "fraction of random-token repeat sequences (induction warm-up)")->capture_default_str();
+  cmd->add_option("--repeat-steps", o.data.repeat_steps,
+                  "steps over which the repeat fraction falls to 0 (0 = constant)")->capture_default_str();
   cmd->add_option("--word-filler", o.data.word_filler, "fraction of random-word filler")->capture_default_str();
   cmd->add_option("--lm-weight", o.data.lm_weight, "loss weight of non-answer tokens (0 = answers only)")
       ->capture_default_str();
