@@ -114,108 +114,109 @@ std::vector<CellPlan> plan_grid(const GridOptions& o) {
   return cells;
 }
 
-namespace {
+CellRunner::CellRunner(const CellPlan& plan, const GridOptions& o, const GridRuntime& rt)
+    : plan_(plan), o_(o), rt_(rt), kv_(std::make_unique<PagedKvOptions>()) {
+  if (rt.model == nullptr || rt.tokenizer == nullptr) fail("the eval grid needs a model and a tokenizer");
+  kv_->policy = plan.spec;
+  kv_->budget = plan.policy == "lsa" ? plan.budget : -1;  // the others carry F in their spec
+  kv_->page_tokens = plan.pages.page_tokens;
+  kv_->tau = plan.pages.tau;
+  kv_->sink_pages = plan.pages.sink_pages;
+  kv_->recent_pages = plan.pages.recent_pages;
+  kv_->seed = o.seed;
+  if (plan.policy == "lsa") {
+    if (!rt.indexer) fail("policy lsa needs --indexer I.gguf");
+    kv_->indexer = rt.indexer;
+  }
+}
 
-// One sample's measurements.
-struct SampleRun {
+CellRunner::~CellRunner() = default;
+
+SampleResult CellRunner::run(int64_t index) {
+  const double start = now_seconds();
+  const Tokenizer& tok = *rt_.tokenizer;
+  TaskSpec spec;
+  spec.family = plan_.family;
+  spec.length = plan_.length;
+  spec.value = o_.value;
+  spec.filler = o_.filler;
+  const TaskSample s = generate_task(
+      spec, mix_seed(o_.seed + static_cast<uint64_t>(plan_.length), static_cast<uint64_t>(index)), tok);
+  std::string joined;
+  for (const std::string& a : s.answers) joined += " " + a + ",";
+  const int64_t max_tokens = static_cast<int64_t>(tok.encode(joined, false).size()) + o_.extra_tokens;
+
   std::vector<int32_t> output;
-  GenerationStats gen;
-  LsaStats kv;
-  std::vector<float> steps;
-};
-
-SampleRun run_sample(const CellPlan& plan, const PagedKvOptions& kv, const GridRuntime& rt,
-                     const TaskSample& s, int64_t max_tokens, std::unique_ptr<Session>& session,
-                     int64_t& capacity) {
-  SampleRun r;
   GenerationRequest request;
   request.prompt = s.tokens;
   request.max_tokens = max_tokens;
-  request.is_end = [&](int32_t t) { return rt.tokenizer->is_eog(t); };
+  request.is_end = [&](int32_t t) { return tok.is_eog(t); };
   request.on_token = [&](int32_t t) {
-    r.output.push_back(t);
+    output.push_back(t);
     return true;
   };
   const SamplerOptions greedy;  // temperature 0: argmax
   const int64_t need = static_cast<int64_t>(s.tokens.size()) + max_tokens;
-  SessionOptions so = rt.session;
-  so.n_ctx = std::max(need, plan.length + max_tokens);
-  if (plan.policy == "oracle") {
+  SessionOptions so = rt_.session;
+  so.n_ctx = std::max(need, plan_.length + max_tokens);
+  GenerationStats gen;
+  LsaStats kv;
+  SampleResult r;
+  if (plan_.policy == "oracle") {
     // Two passes: full attention records the masses, then oracle:F regenerates (runtime/oracle.h).
-    const OracleGeneration g = generate_with_oracle(rt.model, so, kv, greedy, request);
-    r.gen = g.oracle_stats;
-    r.kv = g.oracle_kv;
-    r.steps = g.oracle_resident_fraction_steps;
-    return r;
+    OracleGeneration g = generate_with_oracle(rt_.model, so, *kv_, greedy, request);
+    gen = g.oracle_stats;
+    kv = g.oracle_kv;
+    r.resident_fraction_steps = std::move(g.oracle_resident_fraction_steps);
+  } else {
+    if (session_ == nullptr || need > capacity_) {
+      capacity_ = so.n_ctx;
+      session_ = make_paged_session(rt_.model, so, *kv_);
+    }
+    session_->reset();
+    Sampler sampler(greedy);
+    gen = generate(*session_, sampler, request);
+    const auto& paged = dynamic_cast<const PagedKv&>(session_->kv());
+    kv = paged.stats();
+    r.resident_fraction_steps = paged.resident_fraction_steps();
   }
-  if (session == nullptr || need > capacity) {
-    capacity = so.n_ctx;
-    session = make_paged_session(rt.model, so, kv);
-  }
-  session->reset();
-  Sampler sampler(greedy);
-  r.gen = generate(*session, sampler, request);
-  const auto& paged = dynamic_cast<const PagedKv&>(session->kv());
-  r.kv = paged.stats();
-  r.steps = paged.resident_fraction_steps();
+  r.score = score_output(s.answers, tok.decode(output));
+  r.answers = static_cast<int64_t>(s.answers.size());
+  r.answers_found = std::round(r.score * static_cast<double>(r.answers));
+  r.resident_fraction_avg = kv.resident_fraction_avg;
+  for (const float f : r.resident_fraction_steps) r.resident_fraction_peak = std::max<double>(r.resident_fraction_peak, f);
+  r.resident_kv_bytes_avg = kv.resident_kv_bytes_avg;
+  r.resident_kv_bytes_peak = kv.resident_kv_bytes_peak;
+  r.full_kv_bytes = kv.full_kv_bytes;
+  r.attn_bytes_per_step = kv.attn_bytes_per_step;
+  r.decode_tokens = gen.generated_tokens;
+  r.decode_seconds = gen.decode_seconds;
+  r.seconds = now_seconds() - start;
   return r;
 }
 
-}  // namespace
-
-CellResult run_cell(const CellPlan& plan, const GridOptions& o, const GridRuntime& rt,
-                    const std::function<void(int64_t)>& on_sample) {
-  if (rt.model == nullptr || rt.tokenizer == nullptr) fail("run_cell needs a model and a tokenizer");
-  const double start = now_seconds();
-  PagedKvOptions kv;
-  kv.policy = plan.spec;
-  kv.budget = plan.policy == "lsa" ? plan.budget : -1;  // the others carry F in their spec
-  kv.page_tokens = plan.pages.page_tokens;
-  kv.tau = plan.pages.tau;
-  kv.sink_pages = plan.pages.sink_pages;
-  kv.recent_pages = plan.pages.recent_pages;
-  kv.seed = o.seed;
-  if (plan.policy == "lsa") {
-    if (!rt.indexer) fail("policy lsa needs --indexer I.gguf");
-    kv.indexer = rt.indexer;
-  }
+CellResult summarize_cell(const CellPlan& plan, const std::vector<SampleResult>& samples) {
   CellResult c;
   c.plan = plan;
-  c.n = o.samples;
-  std::unique_ptr<Session> session;
-  int64_t capacity = 0;
+  c.n = static_cast<int64_t>(samples.size());
+  if (samples.empty()) return c;
   double solved = 0;
-  for (int64_t i = 0; i < o.samples; ++i) {
-    TaskSpec spec;
-    spec.family = plan.family;
-    spec.length = plan.length;
-    spec.value = o.value;
-    spec.filler = o.filler;
-    const TaskSample s = generate_task(
-        spec, mix_seed(o.seed + static_cast<uint64_t>(plan.length), static_cast<uint64_t>(i)), *rt.tokenizer);
-    std::string joined;
-    for (const std::string& a : s.answers) joined += " " + a + ",";
-    const int64_t max_tokens = static_cast<int64_t>(rt.tokenizer->encode(joined, false).size()) + o.extra_tokens;
-    const SampleRun r = run_sample(plan, kv, rt, s, max_tokens, session, capacity);
-
-    const double score = score_output(s.answers, rt.tokenizer->decode(r.output));
-    const auto n_answers = static_cast<double>(s.answers.size());
-    c.accuracy += score;
-    c.answers_found += std::round(score * n_answers);
-    c.answers_total += n_answers;
-    solved += score == 1.0 ? 1 : 0;
-    c.resident_fraction_avg += r.kv.resident_fraction_avg;
-    for (const float f : r.steps) c.resident_fraction_peak = std::max<double>(c.resident_fraction_peak, f);
-    c.resident_kv_bytes_avg += static_cast<double>(r.kv.resident_kv_bytes_avg);
-    c.resident_kv_bytes_peak = std::max(c.resident_kv_bytes_peak, r.kv.resident_kv_bytes_peak);
-    c.full_kv_bytes_avg += static_cast<double>(r.kv.full_kv_bytes);
-    c.attn_bytes_per_step += static_cast<double>(r.kv.attn_bytes_per_step);
-    c.decode_tokens += r.gen.generated_tokens;
-    c.decode_seconds += r.gen.decode_seconds;
-    if (i == 0) c.resident_fraction_steps = r.steps;
-    if (on_sample) on_sample(i);
+  for (const SampleResult& r : samples) {
+    c.accuracy += r.score;
+    c.answers_found += r.answers_found;
+    c.answers_total += static_cast<double>(r.answers);
+    solved += r.score == 1.0 ? 1 : 0;
+    c.resident_fraction_avg += r.resident_fraction_avg;
+    c.resident_fraction_peak = std::max(c.resident_fraction_peak, r.resident_fraction_peak);
+    c.resident_kv_bytes_avg += static_cast<double>(r.resident_kv_bytes_avg);
+    c.resident_kv_bytes_peak = std::max(c.resident_kv_bytes_peak, r.resident_kv_bytes_peak);
+    c.full_kv_bytes_avg += static_cast<double>(r.full_kv_bytes);
+    c.attn_bytes_per_step += static_cast<double>(r.attn_bytes_per_step);
+    c.decode_tokens += r.decode_tokens;
+    c.decode_seconds += r.decode_seconds;
+    c.seconds += r.seconds;
   }
-  const auto n = static_cast<double>(o.samples);
+  const auto n = static_cast<double>(samples.size());
   c.accuracy /= n;
   c.solved = solved / n;
   const Interval per_answer = wilson_interval(c.answers_found, c.answers_total);
@@ -229,8 +230,19 @@ CellResult run_cell(const CellPlan& plan, const GridOptions& o, const GridRuntim
   c.full_kv_bytes_avg /= n;
   c.attn_bytes_per_step /= n;
   c.decode_tok_s = c.decode_seconds > 0 ? static_cast<double>(c.decode_tokens) / c.decode_seconds : 0;
-  c.seconds = now_seconds() - start;
+  c.resident_fraction_steps = samples.front().resident_fraction_steps;
   return c;
+}
+
+CellResult run_cell(const CellPlan& plan, const GridOptions& o, const GridRuntime& rt,
+                    const std::function<void(int64_t)>& on_sample) {
+  CellRunner runner(plan, o, rt);
+  std::vector<SampleResult> samples;
+  for (int64_t i = 0; i < o.samples; ++i) {
+    samples.push_back(runner.run(i));
+    if (on_sample) on_sample(i);
+  }
+  return summarize_cell(plan, samples);
 }
 
 }  // namespace flashmem::eval

@@ -17,6 +17,7 @@ namespace flashmem {
 class IndexerModel;
 class Model;
 class Tokenizer;
+struct PagedKvOptions;
 }  // namespace flashmem
 
 namespace flashmem::eval {
@@ -90,7 +91,7 @@ struct CellResult {
   int64_t decode_tokens = 0;
   double decode_seconds = 0;           // oracle: the second (selective) pass only
   double decode_tok_s = 0;
-  double seconds = 0;                  // wall time of the cell, passes and prefill included
+  double seconds = 0;                  // wall time of the samples, passes and prefill included
   std::vector<float> resident_fraction_steps;  // [decode steps] of sample 0
 };
 
@@ -101,7 +102,43 @@ struct GridRuntime {
   std::shared_ptr<const IndexerModel> indexer;  // lsa only
 };
 
-// Runs one cell; `on_sample` (may be empty) is called after each sample with its index.
+// One sample's measurements: what a cell aggregates, and what a resumed cell reads back.
+struct SampleResult {
+  double score = 0;          // string-match-all fraction
+  int64_t answers = 0;       // answers asked
+  double answers_found = 0;  // round(score * answers)
+  double resident_fraction_avg = 0, resident_fraction_peak = 0;
+  uint64_t resident_kv_bytes_avg = 0, resident_kv_bytes_peak = 0;
+  uint64_t full_kv_bytes = 0, attn_bytes_per_step = 0;
+  int64_t decode_tokens = 0;
+  double decode_seconds = 0;  // oracle: the second (selective) pass only
+  double seconds = 0;         // wall time, passes and prefill included
+  std::vector<float> resident_fraction_steps;  // [decode steps]
+};
+
+// Runs the samples of one cell, reusing one session (reset between samples) where it can.
+class CellRunner {
+ public:
+  // Throws Error when lsa has no indexer.
+  CellRunner(const CellPlan& plan, const GridOptions& o, const GridRuntime& rt);
+  ~CellRunner();
+  // Sample `index` (0-based) of the cell: generated, decoded greedily, scored and measured.
+  SampleResult run(int64_t index);
+
+ private:
+  const CellPlan& plan_;
+  const GridOptions& o_;
+  const GridRuntime& rt_;
+  std::unique_ptr<PagedKvOptions> kv_;  // the cell's runtime options
+  std::unique_ptr<Session> session_;
+  int64_t capacity_ = 0;
+};
+
+// Aggregates a cell's samples (all of them, in index order) into its report numbers.
+CellResult summarize_cell(const CellPlan& plan, const std::vector<SampleResult>& samples);
+
+// Runs and aggregates one cell; `on_sample` (may be empty) is called after each sample with its
+// index.
 CellResult run_cell(const CellPlan& plan, const GridOptions& o, const GridRuntime& rt,
                     const std::function<void(int64_t)>& on_sample = {});
 

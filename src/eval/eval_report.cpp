@@ -201,6 +201,40 @@ json cell_to_json(const CellResult& c, const json& config) {
               {"config", config}};
 }
 
+json sample_to_json(const SampleResult& r) {
+  return json{{"score", r.score},
+              {"answers", r.answers},
+              {"answers_found", r.answers_found},
+              {"resident_fraction_avg", r.resident_fraction_avg},
+              {"resident_fraction_peak", r.resident_fraction_peak},
+              {"resident_kv_bytes_avg", r.resident_kv_bytes_avg},
+              {"resident_kv_bytes_peak", r.resident_kv_bytes_peak},
+              {"full_kv_bytes", r.full_kv_bytes},
+              {"attn_bytes_per_step", r.attn_bytes_per_step},
+              {"decode_tokens", r.decode_tokens},
+              {"decode_seconds", r.decode_seconds},
+              {"seconds", r.seconds},
+              {"resident_fraction_steps", r.resident_fraction_steps}};
+}
+
+SampleResult sample_from_json(const json& j) {
+  SampleResult r;
+  r.score = j.at("score").get<double>();
+  r.answers = j.at("answers").get<int64_t>();
+  r.answers_found = j.at("answers_found").get<double>();
+  r.resident_fraction_avg = j.at("resident_fraction_avg").get<double>();
+  r.resident_fraction_peak = j.at("resident_fraction_peak").get<double>();
+  r.resident_kv_bytes_avg = j.at("resident_kv_bytes_avg").get<uint64_t>();
+  r.resident_kv_bytes_peak = j.at("resident_kv_bytes_peak").get<uint64_t>();
+  r.full_kv_bytes = j.at("full_kv_bytes").get<uint64_t>();
+  r.attn_bytes_per_step = j.at("attn_bytes_per_step").get<uint64_t>();
+  r.decode_tokens = j.at("decode_tokens").get<int64_t>();
+  r.decode_seconds = j.at("decode_seconds").get<double>();
+  r.seconds = j.at("seconds").get<double>();
+  r.resident_fraction_steps = j.at("resident_fraction_steps").get<std::vector<float>>();
+  return r;
+}
+
 const json* find_cell(const json& stored, const json& config) {
   if (!stored.is_array()) return nullptr;
   for (const json& c : stored)

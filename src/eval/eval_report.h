@@ -31,6 +31,12 @@ nlohmann::json cell_config(const CellPlan& plan, const GridOptions& o, const Run
 // null for full and window.
 nlohmann::json cell_to_json(const CellResult& c, const nlohmann::json& config);
 
+// One sample's measurements as JSON and back (DIR/partial.json: the samples of the cell in
+// progress, so an interrupted run resumes mid-cell). sample_from_json throws
+// nlohmann::json::exception on a missing or mistyped field.
+nlohmann::json sample_to_json(const SampleResult& r);
+SampleResult sample_from_json(const nlohmann::json& j);
+
 // The cell of `stored` (a results.json "cells" array) with this config, or nullptr.
 const nlohmann::json* find_cell(const nlohmann::json& stored, const nlohmann::json& config);
 

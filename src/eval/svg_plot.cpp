@@ -144,8 +144,10 @@ std::string render_svg(const Plot& plot) {
         s += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"2\"/>\n",
                          pts, color);
       }
+      // Markers show where measurements are; on a long series (decode steps) they only clutter.
+      const bool markers = series.style == SeriesStyle::kMarkers || clean[i].size() <= 30;
       for (const auto& [x, y] : clean[i])
-        if (inside(x, y))
+        if (markers && inside(x, y))
           s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3.5\" fill=\"{}\"/>\n", px(x), py(y), color);
     }
     const double ly = kTop + 10 + 20 * static_cast<double>(i);

@@ -10,7 +10,7 @@
 namespace flashmem::eval {
 
 enum class SeriesStyle {
-  kLine,        // polyline through the points (sorted by x) plus a marker on each
+  kLine,        // polyline through the points (sorted by x), a marker on each when <= 30
   kMarkers,     // markers only
   kHorizontal,  // one dashed line across the plot at the first point's y (a reference level)
 };

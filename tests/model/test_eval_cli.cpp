@@ -133,6 +133,39 @@ TEST(EvalCli, TinyGridWritesReportsAndResumes) {
   fs::remove_all(dir);
 }
 
+TEST(EvalCli, ResumesACellFromItsPartialSamples) {
+  // An interrupted cell leaves DIR/partial.json with its finished samples; a rerun uses them.
+  // Stand-in for an interruption: a partial file whose one sample is solved (stories260K solves
+  // nothing), so the cell's accuracy shows whether it was used.
+  const fs::path dir = temp_path("dir");
+  fs::remove_all(dir);
+  const std::string args = "-m " + kModel + " --suite niah_single --lengths 384 --policies full --samples 2 -t 1 --json --out " +
+                           dir.string();
+  const RunResult first = run(args);
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  EXPECT_FALSE(fs::exists(dir / "partial.json"));  // removed once the cell is complete
+  const json stored = json::parse(slurp(dir / "results.json"));
+  const json sample = {{"score", 1.0}, {"answers", 1}, {"answers_found", 1.0}, {"resident_fraction_avg", 1.0},
+                       {"resident_fraction_peak", 1.0}, {"resident_kv_bytes_avg", 1000}, {"resident_kv_bytes_peak", 1000},
+                       {"full_kv_bytes", 1000}, {"attn_bytes_per_step", 1000}, {"decode_tokens", 4},
+                       {"decode_seconds", 0.01}, {"seconds", 0.1}, {"resident_fraction_steps", {1.0, 1.0}}};
+  const json partial = {{"config", stored.at("cells")[0].at("config")}, {"samples", {sample}}};
+  fs::remove(dir / "results.json");
+  std::FILE* f = std::fopen((dir / "partial.json").c_str(), "wb");
+  ASSERT_NE(f, nullptr);
+  const std::string text = partial.dump();
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+  const RunResult second = run(args);
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_NE(second.err.find("1 of 2 samples already in"), std::string::npos) << second.err;
+  const json cell = last_line_json(second.out).at("cells")[0];
+  EXPECT_DOUBLE_EQ(cell.at("accuracy").get<double>(), 0.5);
+  EXPECT_EQ(cell.at("n"), 2);
+  EXPECT_FALSE(fs::exists(dir / "partial.json"));
+  fs::remove_all(dir);
+}
+
 TEST(EvalCli, LsaRunsWithAnIndexerAndRecordsIt) {
   // A random indexer for stories260K (dim 64): accuracy means nothing, the path must work.
   const fs::path dir = temp_path("dir"), indexer = temp_path("indexer.gguf");

@@ -1,8 +1,9 @@
 // `flashmem eval -m MODEL [--indexer I.gguf] --suite FAMILY,... --policies P,... --budgets F,...
 //  --lengths N,... --samples N --seed S [--page-tokens N] --out DIR [--json]`: task accuracy
 // against KV budget for every selection policy (docs/EVAL.md). Resumable: cells already in
-// DIR/results.json with the same configuration are reused, and results.json is rewritten
-// (atomically) after every finished cell, so an interrupted run loses at most one cell.
+// DIR/results.json with the same configuration are reused, results.json is rewritten (atomically)
+// after every finished cell, and DIR/partial.json holds the samples of the cell in progress, so
+// an interrupted run loses at most the sample it was running.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -69,6 +70,27 @@ json load_previous(const fs::path& path) {
   } catch (const json::exception& e) {
     fail("{} is not valid JSON ({}); remove it or choose another --out", path.string(), e.what());
   }
+}
+
+// DIR/partial.json of an interrupted run: {"config", "samples"}; its samples when the config is
+// `config`, else none (a partial file that does not parse is ignored: it is only a cache).
+std::vector<eval::SampleResult> cached_samples(const json& partial, const json& config) {
+  std::vector<eval::SampleResult> samples;
+  if (!partial.is_object() || !partial.contains("config") || partial.at("config") != config) return samples;
+  try {
+    for (const json& s : partial.at("samples")) samples.push_back(eval::sample_from_json(s));
+  } catch (const json::exception&) {
+    samples.clear();
+  }
+  return samples;
+}
+
+json load_partial(const fs::path& path) {
+  if (!fs::exists(path)) return nullptr;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
 }
 
 std::string joined_command() {
@@ -140,6 +162,8 @@ void run_eval(EvalArgs a) {
   const std::vector<eval::CellPlan> plan = eval::plan_grid(o);
   std::vector<json> cells(plan.size()), configs(plan.size());
   std::vector<bool> resumed(plan.size(), false);
+  const fs::path partial_path = dir / "partial.json";
+  const json partial = load_partial(partial_path);
   int64_t reused = 0, samples_to_run = 0;
   const json no_cells = json::array();
   const json& stored_cells = previous.contains("cells") ? previous.at("cells") : no_cells;
@@ -150,7 +174,7 @@ void run_eval(EvalArgs a) {
       resumed[i] = true;
       ++reused;
     } else {
-      samples_to_run += o.samples;
+      samples_to_run += o.samples - static_cast<int64_t>(cached_samples(partial, configs[i]).size());
     }
   }
   const auto stored = static_cast<int64_t>(stored_cells.size());
@@ -177,9 +201,22 @@ void run_eval(EvalArgs a) {
     if (resumed[i]) continue;
     const eval::CellPlan& p = plan[i];
     const std::string label = fmt::format("{}@{} {}", eval::family_name(p.family), p.length, p.spec);
-    const eval::CellResult r = eval::run_cell(p, o, rt, [&](int64_t) { progress.update(++done_samples, label); });
-    cells[i] = eval::cell_to_json(r, configs[i]);
+    std::vector<eval::SampleResult> samples = cached_samples(partial, configs[i]);
+    json partial_samples = json::array();
+    for (const eval::SampleResult& r : samples) partial_samples.push_back(eval::sample_to_json(r));
+    if (!samples.empty())
+      fmt::print(stderr, "eval: {}: {} of {} samples already in {}\n", label, samples.size(), o.samples,
+                 partial_path.string());
+    eval::CellRunner runner(p, o, rt);
+    for (auto k = static_cast<int64_t>(samples.size()); k < o.samples; ++k) {
+      samples.push_back(runner.run(k));
+      partial_samples.push_back(eval::sample_to_json(samples.back()));
+      write_file_atomic(partial_path.string(), json{{"config", configs[i]}, {"samples", partial_samples}}.dump() + "\n");
+      progress.update(++done_samples, label);
+    }
+    cells[i] = eval::cell_to_json(eval::summarize_cell(p, samples), configs[i]);
     write_results();
+    fs::remove(partial_path, ec);
   }
   progress.finish();
   write_results();
