@@ -200,13 +200,21 @@ CellResult summarize_cell(const CellPlan& plan, const std::vector<SampleResult>&
   c.plan = plan;
   c.n = static_cast<int64_t>(samples.size());
   if (samples.empty()) return c;
+  // Samples that stopped before any decode step measured no resident fraction (the runtime then
+  // reports 1.0): average over the samples that did, if any.
+  double measured = 0, fraction_sum = 0, fraction_all = 0;
+  for (const SampleResult& r : samples) {
+    fraction_all += r.resident_fraction_avg;
+    if (r.resident_fraction_steps.empty()) continue;
+    measured += 1;
+    fraction_sum += r.resident_fraction_avg;
+  }
   double solved = 0;
   for (const SampleResult& r : samples) {
     c.accuracy += r.score;
     c.answers_found += r.answers_found;
     c.answers_total += static_cast<double>(r.answers);
     solved += r.score == 1.0 ? 1 : 0;
-    c.resident_fraction_avg += r.resident_fraction_avg;
     c.resident_fraction_peak = std::max(c.resident_fraction_peak, r.resident_fraction_peak);
     c.resident_kv_bytes_avg += static_cast<double>(r.resident_kv_bytes_avg);
     c.resident_kv_bytes_peak = std::max(c.resident_kv_bytes_peak, r.resident_kv_bytes_peak);
@@ -225,7 +233,7 @@ CellResult summarize_cell(const CellPlan& plan, const std::vector<SampleResult>&
   const Interval per_sample = wilson_interval(solved, n);
   c.solved_ci_low = per_sample.low;
   c.solved_ci_high = per_sample.high;
-  c.resident_fraction_avg /= n;
+  c.resident_fraction_avg = measured > 0 ? fraction_sum / measured : fraction_all / n;
   c.resident_kv_bytes_avg /= n;
   c.full_kv_bytes_avg /= n;
   c.attn_bytes_per_step /= n;

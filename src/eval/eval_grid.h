@@ -82,7 +82,7 @@ struct CellResult {
   double ci_low = 0, ci_high = 1;      // Wilson 95% on answers_found / answers_total
   double solved = 0;                   // fraction of samples with every answer
   double solved_ci_low = 0, solved_ci_high = 1;  // Wilson 95% on the solved count
-  double resident_fraction_avg = 0;    // mean over samples of the per-sample decode average
+  double resident_fraction_avg = 0;    // mean of the per-sample decode averages (samples with >= 1 step)
   double resident_fraction_peak = 0;   // max over every decode step of every sample
   double resident_kv_bytes_avg = 0;    // mean over samples
   uint64_t resident_kv_bytes_peak = 0; // max over samples

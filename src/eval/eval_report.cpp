@@ -135,7 +135,7 @@ Plot accuracy_plot(const json& cells, const std::string& family, int64_t length,
     p.series.push_back(std::move(s));
   }
   p.x_min = 0;
-  p.x_max = max_budget > 0 ? std::min(1.0, std::ceil(max_budget * 20 + 1e-9) / 20) : 1;
+  p.x_max = max_budget > 0 ? std::min(1.0, std::ceil(max_budget * 20 - 1e-9) / 20) : 1;
   // window's point may lie beyond the largest budget: widen the axis to show it.
   for (const PlotSeries& s : p.series)
     for (const auto& [x, y] : s.points)

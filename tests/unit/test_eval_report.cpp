@@ -146,6 +146,63 @@ TEST(EvalGrid, ValidationNamesTheFlag) {
   EXPECT_EQ(message(bad, true), "");
 }
 
+TEST(EvalGrid, SummarizeAggregatesSamples) {
+  CellPlan plan;
+  plan.policy = "recency";
+  plan.budget = 0.1;
+  SampleResult a, b, c;
+  a.score = 1.0;  // 2 of 2 answers
+  a.answers = 2;
+  a.answers_found = 2;
+  a.resident_fraction_avg = 0.1;
+  a.resident_fraction_peak = 0.12;
+  a.resident_fraction_steps = {0.08f, 0.12f};
+  a.resident_kv_bytes_peak = 100;
+  a.decode_tokens = 10;
+  a.decode_seconds = 1;
+  b.score = 0.5;  // 1 of 2
+  b.answers = 2;
+  b.answers_found = 1;
+  b.resident_fraction_avg = 0.2;
+  b.resident_fraction_peak = 0.2;
+  b.resident_fraction_steps = {0.2f};
+  b.resident_kv_bytes_peak = 300;
+  b.decode_tokens = 10;
+  b.decode_seconds = 1;
+  c.answers = 2;                  // 0 of 2, stopped before any decode step:
+  c.resident_fraction_avg = 1.0;  // the runtime's "nothing measured" value, not averaged
+  const CellResult r = summarize_cell(plan, {a, b, c});
+  EXPECT_EQ(r.n, 3);
+  EXPECT_DOUBLE_EQ(r.accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(r.answers_found, 3);
+  EXPECT_DOUBLE_EQ(r.answers_total, 6);
+  EXPECT_NEAR(r.ci_low, wilson_interval(3, 6).low, 1e-12);
+  EXPECT_NEAR(r.solved, 1.0 / 3, 1e-12);
+  EXPECT_NEAR(r.solved_ci_high, wilson_interval(1, 3).high, 1e-12);
+  EXPECT_NEAR(r.resident_fraction_avg, 0.15, 1e-12);
+  EXPECT_DOUBLE_EQ(r.resident_fraction_peak, 0.2);
+  EXPECT_EQ(r.resident_kv_bytes_peak, 300u);
+  EXPECT_DOUBLE_EQ(r.decode_tok_s, 10.0);
+  EXPECT_EQ(r.resident_fraction_steps, a.resident_fraction_steps);  // sample 0's series
+}
+
+TEST(EvalReport, SampleJsonRoundTrips) {
+  SampleResult a;
+  a.score = 0.75;
+  a.answers = 4;
+  a.answers_found = 3;
+  a.resident_kv_bytes_avg = uint64_t{1} << 40;
+  a.resident_fraction_steps = {0.25f, 0.5f};
+  const SampleResult b = sample_from_json(json::parse(sample_to_json(a).dump()));
+  EXPECT_EQ(b.score, a.score);
+  EXPECT_EQ(b.answers, a.answers);
+  EXPECT_EQ(b.resident_kv_bytes_avg, a.resident_kv_bytes_avg);
+  EXPECT_EQ(b.resident_fraction_steps, a.resident_fraction_steps);
+  json broken = sample_to_json(a);
+  broken.erase("score");
+  EXPECT_THROW(sample_from_json(broken), json::exception);
+}
+
 CellResult fake_cell(const CellPlan& plan, double accuracy, double resident) {
   CellResult c;
   c.plan = plan;
