@@ -91,9 +91,12 @@ std::vector<CellPlan> plan_grid(const GridOptions& o) {
   std::vector<double> budgets = o.budgets;
   std::sort(budgets.begin(), budgets.end());
   budgets.erase(std::unique(budgets.begin(), budgets.end()), budgets.end());
+  std::vector<int64_t> lengths;  // as given, without repeats
+  for (const int64_t l : o.lengths)
+    if (std::find(lengths.begin(), lengths.end(), l) == lengths.end()) lengths.push_back(l);
   std::vector<CellPlan> cells;
   for (const TaskFamily family : o.families) {
-    for (const int64_t length : o.lengths) {
+    for (const int64_t length : lengths) {
       for (const std::string& name : grid_policy_names()) {
         if (std::find(o.policies.begin(), o.policies.end(), name) == o.policies.end()) continue;
         CellPlan c{family, length, name, -1, name, pages};

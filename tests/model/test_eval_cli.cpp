@@ -203,6 +203,10 @@ TEST(EvalCli, BadFlagsExitWithAnError) {
       {"--lengths 32", "--lengths"},
       {"--samples 0", "--samples"},
       {"--policies lsa", "--indexer"},
+      {"--indexer x.gguf --policies full", "--indexer is only used by policy lsa"},
+      {"--value digits", "--value"},
+      {"--kv-type q4", "--kv-type"},
+      {"--threads -1", "--threads"},
   };
   for (const auto& [flags, expected] : cases) {
     const RunResult r = run(base + flags);

@@ -100,8 +100,8 @@ TEST(EvalGrid, AutoPageSizeLeavesSeveralChosenPagesAtTenPercent) {
 TEST(EvalGrid, PlanRunsFullAndWindowOncePerLength) {
   GridOptions o;
   o.families = {TaskFamily::kNiahSingle, TaskFamily::kVt};
-  o.lengths = {1024};
-  o.policies = {"quest", "full", "window", "recency"};
+  o.lengths = {1024, 1024};  // repeats collapse
+  o.policies = {"quest", "full", "window", "recency", "full"};
   o.budgets = {0.25, 0.1, 0.1};
   const auto plan = plan_grid(o);
   ASSERT_EQ(plan.size(), 2u * (1 + 1 + 2 + 2));

@@ -106,9 +106,14 @@ void run_eval(EvalArgs a) {
   eval::GridOptions& o = a.grid;
   o.families = parse_suite(a.suite);
   o.policies = a.policies;
-  o.value = eval::parse_value_kind(a.value);
-  o.filler = eval::parse_filler_kind(a.filler);
+  try {
+    o.value = eval::parse_value_kind(a.value);
+    o.filler = eval::parse_filler_kind(a.filler);
+  } catch (const Error& e) {
+    fail("--value/--filler: {}", e.what());
+  }
   eval::validate_grid_options(o, !a.indexer.empty());
+  if (a.threads < 0) fail("--threads must be >= 0 (0 = all cores), got {}", a.threads);
   const DType kv_type = parse_kv_type(a.kv_type);
   const bool uses_lsa = std::find(o.policies.begin(), o.policies.end(), "lsa") != o.policies.end();
   if (!a.indexer.empty() && !uses_lsa) fail("--indexer is only used by policy lsa; add lsa to --policies");
