@@ -130,6 +130,20 @@ TEST(EvalCli, TinyGridWritesReportsAndResumes) {
     EXPECT_TRUE(again["cells"][i].at("resumed").get<bool>());
     EXPECT_EQ(again["cells"][i].at("accuracy"), cells[i].at("accuracy"));
   }
+
+  // A different grid in the same DIR: full is reused, window is kept aside, not lost.
+  const RunResult third = run("-m " + kModel + " --suite niah_single --lengths 384 --policies full --samples 2"
+                              " --seed 3 -t 1 --json --out " + dir.string());
+  ASSERT_EQ(third.exit_code, 0) << third.err;
+  EXPECT_NE(third.err.find("1 of 1 cells already in"), std::string::npos) << third.err;
+  const json narrowed = json::parse(slurp(dir / "results.json"));
+  EXPECT_EQ(narrowed.at("cells").size(), 1u);
+  EXPECT_EQ(narrowed.at("other_cells").size(), 5u);
+  // ... and the full grid again finds all six.
+  const RunResult fourth = run(args);
+  ASSERT_EQ(fourth.exit_code, 0) << fourth.err;
+  EXPECT_NE(fourth.err.find("6 of 6 cells already in"), std::string::npos) << fourth.err;
+  EXPECT_FALSE(json::parse(slurp(dir / "results.json")).contains("other_cells"));
   fs::remove_all(dir);
 }
 

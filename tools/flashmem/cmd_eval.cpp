@@ -170,8 +170,11 @@ void run_eval(EvalArgs a) {
   const fs::path partial_path = dir / "partial.json";
   const json partial = load_partial(partial_path);
   int64_t reused = 0, samples_to_run = 0;
-  const json no_cells = json::array();
-  const json& stored_cells = previous.contains("cells") ? previous.at("cells") : no_cells;
+  // Stored cells: the earlier grid's "cells" plus the "other_cells" kept from grids before it.
+  json stored_cells = json::array();
+  for (const char* key : {"cells", "other_cells"})
+    if (previous.contains(key) && previous.at(key).is_array())
+      for (const json& c : previous.at(key)) stored_cells.push_back(c);
   for (size_t i = 0; i < plan.size(); ++i) {
     configs[i] = eval::cell_config(plan[i], o, id);
     if (const json* c = eval::find_cell(stored_cells, configs[i])) {
@@ -182,13 +185,20 @@ void run_eval(EvalArgs a) {
       samples_to_run += o.samples - static_cast<int64_t>(cached_samples(partial, configs[i]).size());
     }
   }
-  const auto stored = static_cast<int64_t>(stored_cells.size());
+  // Stored cells this grid does not contain stay in results.json under "other_cells" (never
+  // lost, not reported), so running a different grid into the same DIR keeps earlier results.
+  json other_cells = json::array();
+  for (const json& c : stored_cells)
+    if (std::none_of(configs.begin(), configs.end(),
+                     [&](const json& k) { return c.is_object() && c.contains("config") && c.at("config") == k; }))
+      other_cells.push_back(c);
+  if (!other_cells.empty()) results["other_cells"] = other_cells;
   if (reused > 0)
     fmt::print(stderr, "eval: {} of {} cells already in {} with the same configuration: skipping them\n",
                reused, plan.size(), results_path.string());
-  if (stored > reused)
-    fmt::print(stderr, "eval: {} cells of {} from another configuration will be replaced\n",
-               stored - reused, results_path.string());
+  if (!other_cells.empty())
+    fmt::print(stderr, "eval: {} cells of {} are not in this grid: kept there under \"other_cells\"\n",
+               other_cells.size(), results_path.string());
   const eval::PageSetup pages = eval::page_setup(o);
   fmt::print(stderr, "eval: {} cells, {} samples to run; pages of {} tokens{}, tau {}\n", plan.size(),
              samples_to_run, pages.page_tokens, o.page_tokens > 0 ? "" : " (auto)", pages.tau);
