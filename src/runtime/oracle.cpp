@@ -58,7 +58,9 @@ OracleGeneration generate_with_oracle(std::shared_ptr<const Model> model,
     return request.on_token ? request.on_token(t) : true;
   };
   out.oracle_stats = generate(*oracle, oracle_sampler, pass2);
-  out.oracle_kv = dynamic_cast<const PagedKv&>(oracle->kv()).stats();
+  const auto& kv = dynamic_cast<const PagedKv&>(oracle->kv());
+  out.oracle_kv = kv.stats();
+  out.oracle_resident_fraction_steps = kv.resident_fraction_steps();
   return out;
 }
 

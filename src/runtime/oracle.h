@@ -44,6 +44,7 @@ struct OracleGeneration {
   std::vector<int32_t> oracle_tokens;  // pass 2's output (oracle:F)
   GenerationStats full_stats, oracle_stats;
   LsaStats oracle_kv;                  // pass 2's KV accounting
+  std::vector<float> oracle_resident_fraction_steps;  // pass 2's resident fraction per decode step
   std::shared_ptr<OracleTrace> trace;
 };
 

@@ -134,6 +134,7 @@ void PagedKv::reset() {
   cycles_ = 0;
   cycle_seconds_ = wait_seconds_ = resident_fraction_sum_ = 0;
   attn_bytes_sum_ = 0;
+  resident_fraction_steps_.clear();
   key_bounds_.clear();
   cycle_reads_.clear();
   quest_layer_pages_.assign(static_cast<size_t>(config_.n_layers), {});
@@ -261,16 +262,17 @@ void PagedKv::end_batch(bool is_prompt_end) {
     if (status != StoreStatus::kOk)
       fail("writing a KV page to the store failed: {}", to_string(status));
   }
-  const int64_t end = pos0_ + n_;
   if (was_decoding) {
     ++decode_steps_;
-    // Both sides count whole pages (the open page holds a cell however full it is), so keeping
-    // every page is exactly 100%.
-    const int64_t pages = (end + options_.page_tokens - 1) / options_.page_tokens;
+    // Both sides count whole pages, the open page included (it holds a cell however full it
+    // is, even empty right after a page filled), so keeping every page is exactly 100%.
+    const int64_t pages = pool_->open_page() + 1;
     const uint64_t all_pages = 2 * static_cast<uint64_t>(config_.n_layers * pages * options_.page_tokens) *
                                layout_.row_bytes();
-    resident_fraction_sum_ +=
+    const double fraction =
         static_cast<double>(pool_->stats().resident_bytes) / static_cast<double>(all_pages);
+    resident_fraction_sum_ += fraction;
+    resident_fraction_steps_.push_back(static_cast<float>(fraction));
     if (decode_steps_ % options_.tau == 0) run_cycle();
   }
   if (is_prompt_end && !decoding_) {

@@ -103,6 +103,9 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   }
 
   LsaStats stats() const;
+  // The resident fraction after each decode step of this sequence ([decode steps]; the same
+  // quantity resident_fraction_avg averages). Cleared by reset().
+  const std::vector<float>& resident_fraction_steps() const { return resident_fraction_steps_; }
   const SelectionPolicy& policy() const { return *policy_; }
   const std::vector<int64_t>& selection() const { return selection_; }
   // The page scores the last cycle's selection used ([n_pages]; empty for unscored policies):
@@ -181,6 +184,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   int64_t cycles_ = 0;
   double cycle_seconds_ = 0, wait_seconds_ = 0;
   double resident_fraction_sum_ = 0;
+  std::vector<float> resident_fraction_steps_;  // [decode steps]
   uint64_t attn_bytes_sum_ = 0;
 };
 

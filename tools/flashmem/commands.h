@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 namespace flashmem::cli {
 
@@ -16,6 +17,12 @@ using CommandSetup = std::function<void(CLI::App& app)>;
 inline std::map<std::string, CommandSetup>& command_registry() {
   static std::map<std::string, CommandSetup> registry;
   return registry;
+}
+
+// The process's argv, set by main() before parsing (commands that record how they were run).
+inline std::vector<std::string>& command_line() {
+  static std::vector<std::string> args;
+  return args;
 }
 
 struct CommandRegistration {

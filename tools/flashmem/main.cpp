@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"flashmem: long-context LLM inference with Lookahead Sparse Attention"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "flashmem 0.1.0");
+  flashmem::cli::command_line().assign(argv, argv + argc);
   for (auto& [name, setup] : flashmem::cli::command_registry()) setup(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,292 @@
+// `flashmem eval -m MODEL [--indexer I.gguf] --suite FAMILY,... --policies P,... --budgets F,...
+//  --lengths N,... --samples N --seed S [--page-tokens N] --out DIR [--json]`: task accuracy
+// against KV budget for every selection policy (docs/EVAL.md). Resumable: cells already in
+// DIR/results.json with the same configuration are reused, results.json is rewritten (atomically)
+// after every finished cell, and DIR/partial.json holds the samples of the cell in progress, so
+// an interrupted run loses at most the sample it was running.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.h"
+#include "common.h"
+#include "eval/eval_grid.h"
+#include "eval/eval_report.h"
+#include "tokenizer/tokenizer.h"
+#include "util/atomic_file.h"
+#include "util/error.h"
+#include "util/mapped_file.h"
+#include "util/sha256.h"
+#include "util/timer.h"
+
+namespace flashmem::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct EvalArgs {
+  std::string model, indexer, out = "eval-out", value = "number", filler = "noise", kv_type = "f16";
+  std::vector<std::string> suite = {"niah_single"};
+  std::vector<std::string> policies = {"full", "window", "recency", "random", "quest", "oracle"};
+  eval::GridOptions grid;
+  int threads = 0;
+  bool json = false, progress = false;
+};
+
+std::vector<eval::TaskFamily> parse_suite(const std::vector<std::string>& names) {
+  std::vector<eval::TaskFamily> families;
+  for (const std::string& name : names) {
+    if (name == "all") {
+      for (const eval::TaskFamily f : eval::all_families()) families.push_back(f);
+      continue;
+    }
+    try {
+      families.push_back(eval::parse_family(name));
+    } catch (const Error& e) {
+      fail("--suite: {}", e.what());
+    }
+  }
+  std::vector<eval::TaskFamily> unique;
+  for (const eval::TaskFamily f : families)
+    if (std::find(unique.begin(), unique.end(), f) == unique.end()) unique.push_back(f);
+  return unique;
+}
+
+// results.json of an earlier run in `dir`, or an empty object; Error when it is not JSON.
+json load_previous(const fs::path& path) {
+  if (!fs::exists(path)) return json::object();
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  try {
+    json j = json::parse(text.str());
+    if (!j.is_object() || !j.contains("cells") || !j.at("cells").is_array())
+      fail("{} has no \"cells\" array; remove it or choose another --out", path.string());
+    return j;
+  } catch (const json::exception& e) {
+    fail("{} is not valid JSON ({}); remove it or choose another --out", path.string(), e.what());
+  }
+}
+
+// DIR/partial.json of an interrupted run: {"config", "samples"}; its samples when the config is
+// `config`, else none (a partial file that does not parse is ignored: it is only a cache).
+std::vector<eval::SampleResult> cached_samples(const json& partial, const json& config) {
+  std::vector<eval::SampleResult> samples;
+  if (!partial.is_object() || !partial.contains("config") || partial.at("config") != config) return samples;
+  try {
+    for (const json& s : partial.at("samples")) samples.push_back(eval::sample_from_json(s));
+  } catch (const json::exception&) {
+    samples.clear();
+  }
+  return samples;
+}
+
+json load_partial(const fs::path& path) {
+  if (!fs::exists(path)) return nullptr;
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  return json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+}
+
+std::string joined_command() {
+  std::string s;
+  for (const std::string& a : command_line()) {
+    const bool quote = a.empty() || a.find_first_of(" \t'\"$\\") != std::string::npos;
+    s += (s.empty() ? "" : " ") + (quote ? "'" + a + "'" : a);
+  }
+  return s;
+}
+
+void run_eval(EvalArgs a) {
+  eval::GridOptions& o = a.grid;
+  o.families = parse_suite(a.suite);
+  o.policies = a.policies;
+  try {
+    o.value = eval::parse_value_kind(a.value);
+    o.filler = eval::parse_filler_kind(a.filler);
+  } catch (const Error& e) {
+    fail("--value/--filler: {}", e.what());
+  }
+  eval::validate_grid_options(o, !a.indexer.empty());
+  if (a.threads < 0) fail("--threads must be >= 0 (0 = all cores), got {}", a.threads);
+  const DType kv_type = parse_kv_type(a.kv_type);
+  const bool uses_lsa = std::find(o.policies.begin(), o.policies.end(), "lsa") != o.policies.end();
+  if (!a.indexer.empty() && !uses_lsa) fail("--indexer is only used by policy lsa; add lsa to --policies");
+
+  const fs::path dir(a.out);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir)) fail("cannot create --out directory '{}': {}", a.out, ec.message());
+  const fs::path results_path = dir / "results.json";
+  const json previous = load_previous(results_path);
+
+  auto model = Model::load(a.model);
+  const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
+  // Every (family, length) must fit its task's fixed text: fail now, not hours into the run.
+  for (const eval::TaskFamily f : o.families)
+    for (const int64_t l : o.lengths) {
+      eval::TaskSpec spec;
+      spec.family = f;
+      spec.length = l;
+      spec.value = o.value;
+      spec.filler = o.filler;
+      try {
+        eval::generate_task(spec, o.seed, tokenizer);
+      } catch (const Error& e) {
+        fail("--lengths: {}", e.what());
+      }
+    }
+  eval::RunIdentity id;
+  id.model_name = fs::path(a.model).filename().string();
+  id.model_sha256 = sha256_hex(model->file().file_data(), static_cast<size_t>(model->file().data_offset()));
+  id.kv_type = a.kv_type;
+  eval::GridRuntime rt;
+  rt.model = model;
+  rt.tokenizer = &tokenizer;
+  rt.session.kv_type = kv_type;
+  rt.session.n_threads = a.threads;
+  if (!a.indexer.empty()) {
+    const MappedFile file(a.indexer);
+    id.indexer_name = fs::path(a.indexer).filename().string();
+    id.indexer_sha256 = sha256_hex(file.data(), file.size());
+    rt.indexer = std::make_shared<const IndexerModel>(IndexerModel::load(a.indexer));
+  }
+
+  json results = {{"version", 1},
+                  {"command", joined_command()},
+                  {"model", {{"name", id.model_name}, {"path", a.model}, {"sha256", id.model_sha256}}},
+                  {"indexer", a.indexer.empty() ? json(nullptr)
+                                                : json{{"name", id.indexer_name}, {"path", a.indexer},
+                                                       {"sha256", id.indexer_sha256}}},
+                  {"cells", json::array()}};
+  const std::vector<eval::CellPlan> plan = eval::plan_grid(o);
+  std::vector<json> cells(plan.size()), configs(plan.size());
+  std::vector<bool> resumed(plan.size(), false);
+  const fs::path partial_path = dir / "partial.json";
+  const json partial = load_partial(partial_path);
+  int64_t reused = 0, samples_to_run = 0;
+  // Stored cells: the earlier grid's "cells" plus the "other_cells" kept from grids before it.
+  json stored_cells = json::array();
+  for (const char* key : {"cells", "other_cells"})
+    if (previous.contains(key) && previous.at(key).is_array())
+      for (const json& c : previous.at(key)) stored_cells.push_back(c);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    configs[i] = eval::cell_config(plan[i], o, id);
+    if (const json* c = eval::find_cell(stored_cells, configs[i])) {
+      cells[i] = *c;
+      resumed[i] = true;
+      ++reused;
+    } else {
+      samples_to_run += o.samples - static_cast<int64_t>(cached_samples(partial, configs[i]).size());
+    }
+  }
+  // Stored cells this grid does not contain stay in results.json under "other_cells" (never
+  // lost, not reported), so running a different grid into the same DIR keeps earlier results.
+  json other_cells = json::array();
+  for (const json& c : stored_cells)
+    if (std::none_of(configs.begin(), configs.end(),
+                     [&](const json& k) { return c.is_object() && c.contains("config") && c.at("config") == k; }))
+      other_cells.push_back(c);
+  if (!other_cells.empty()) results["other_cells"] = other_cells;
+  if (reused > 0)
+    fmt::print(stderr, "eval: {} of {} cells already in {} with the same configuration: skipping them\n",
+               reused, plan.size(), results_path.string());
+  if (!other_cells.empty())
+    fmt::print(stderr, "eval: {} cells of {} are not in this grid: kept there under \"other_cells\"\n",
+               other_cells.size(), results_path.string());
+  const eval::PageSetup pages = eval::page_setup(o);
+  fmt::print(stderr, "eval: {} cells, {} samples to run; pages of {} tokens{}, tau {}\n", plan.size(),
+             samples_to_run, pages.page_tokens, o.page_tokens > 0 ? "" : " (auto)", pages.tau);
+
+  auto write_results = [&] {
+    json done = json::array();
+    for (const json& c : cells)
+      if (!c.is_null()) done.push_back(c);
+    results["cells"] = done;
+    write_file_atomic(results_path.string(), results.dump(1) + "\n");
+  };
+  ProgressLine progress("eval", samples_to_run, "samples", a.progress);
+  int64_t done_samples = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    if (resumed[i]) continue;
+    const eval::CellPlan& p = plan[i];
+    const std::string label = fmt::format("{}@{} {}", eval::family_name(p.family), p.length, p.spec);
+    std::vector<eval::SampleResult> samples = cached_samples(partial, configs[i]);
+    json partial_samples = json::array();
+    for (const eval::SampleResult& r : samples) partial_samples.push_back(eval::sample_to_json(r));
+    if (!samples.empty())
+      fmt::print(stderr, "eval: {}: {} of {} samples already in {}\n", label, samples.size(), o.samples,
+                 partial_path.string());
+    eval::CellRunner runner(p, o, rt);
+    for (auto k = static_cast<int64_t>(samples.size()); k < o.samples; ++k) {
+      samples.push_back(runner.run(k));
+      partial_samples.push_back(eval::sample_to_json(samples.back()));
+      write_file_atomic(partial_path.string(), json{{"config", configs[i]}, {"samples", partial_samples}}.dump() + "\n");
+      progress.update(++done_samples, label);
+    }
+    cells[i] = eval::cell_to_json(eval::summarize_cell(p, samples), configs[i]);
+    write_results();
+    fs::remove(partial_path, ec);
+  }
+  progress.finish();
+  write_results();
+
+  write_file_atomic((dir / "results.md").string(), eval::render_markdown(results));
+  const auto plots = eval::render_plots(results);
+  for (const auto& [name, svg] : plots) write_file_atomic((dir / name).string(), svg);
+  fmt::print(stderr, "eval: wrote {}, results.md and {} plots to {}\n", results_path.filename().string(),
+             plots.size(), dir.string());
+
+  if (!a.json) {
+    fmt::print("{}", eval::render_markdown(results));
+    return;
+  }
+  json out = json::array();
+  for (size_t i = 0; i < cells.size(); ++i) {
+    json c = cells[i];
+    c.erase("config");
+    c.erase("resident_fraction_steps");
+    c["resumed"] = static_cast<bool>(resumed[i]);
+    out.push_back(std::move(c));
+  }
+  fmt::print("{}\n", json{{"cells", out}}.dump());
+}
+
+const CommandRegistration kEval("eval", [](CLI::App& app) {
+  auto a = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand("eval", "Task accuracy against KV budget for every selection policy");
+  cmd->add_option("-m,--model", a->model, "GGUF model")->required();
+  cmd->add_option("--indexer", a->indexer, "Memory Indexer .gguf (needed by policy lsa)");
+  cmd->add_option("--suite", a->suite, "task families (niah_single, niah_multikey, niah_multivalue, "
+                                       "niah_multiquery, vt, fwe, or all)")
+      ->delimiter(',')->capture_default_str();
+  cmd->add_option("--policies", a->policies, "full, window, recency, random, quest, oracle, lsa")
+      ->delimiter(',')->capture_default_str();
+  cmd->add_option("--budgets", a->grid.budgets, "resident KV fractions in (0, 1]")->delimiter(',')->capture_default_str();
+  cmd->add_option("--lengths", a->grid.lengths, "prompt lengths in tokens (>= 64)")->delimiter(',')->capture_default_str();
+  cmd->add_option("--samples", a->grid.samples, "samples per cell")->capture_default_str();
+  cmd->add_option("--seed", a->grid.seed, "sample seed")->capture_default_str();
+  cmd->add_option("--page-tokens", a->grid.page_tokens, "tokens per KV page (0: chosen from the shortest length)")
+      ->capture_default_str();
+  cmd->add_option("--tau", a->grid.tau, "decode steps per selection cycle (0: one page)")->capture_default_str();
+  cmd->add_option("--sink-pages", a->grid.sink_pages, "always-resident first pages")->capture_default_str();
+  cmd->add_option("--recent-pages", a->grid.recent_pages, "always-resident newest pages")->capture_default_str();
+  cmd->add_option("--extra-tokens", a->grid.extra_tokens, "tokens generated beyond the answers' length")
+      ->capture_default_str();
+  cmd->add_option("--value", a->value, "niah value kind: number | word | uuid")->capture_default_str();
+  cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32")->capture_default_str();
+  cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
+  cmd->add_option("--out", a->out, "output directory (results.json, results.md, *.svg)")->capture_default_str();
+  cmd->add_flag("--json", a->json, "print the cells as one JSON object on the last line of stdout");
+  cmd->add_flag("--progress", a->progress, "print the progress line even when stderr is not a terminal");
+  cmd->callback([a] { run_eval(*a); });
+});
+
+}  // namespace
+}  // namespace flashmem::cli
