@@ -60,17 +60,30 @@ Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, do
 }
 
 Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, eval::Rng& rng) {
-  // [BOS, r_1..r_m, r_1..r_m]: m = (length - 1) / 2 ordinary tokens (ids from 3: past the
-  // <unk> <s> </s> of our vocabularies), each repeated token a target.
-  const int64_t m = (length - 1) / 2;
+  // Runs of random ordinary tokens (ids from 3: past <unk> <s> </s>) alternating with copies of
+  // earlier stretches at random distances. Why random: with one fixed-length repeat the model
+  // learns "attend 63 positions back" instead of matching content, and fails at other lengths.
   Sequence q;
   q.tokens.push_back(bos);
-  for (int64_t i = 0; i < m; ++i)
-    q.tokens.push_back(3 + static_cast<int32_t>(rng.below(static_cast<uint64_t>(n_vocab - 3))));
-  for (int64_t i = 0; i < m; ++i) {
-    q.tokens.push_back(q.tokens[static_cast<size_t>(1 + i)]);
-    const auto pos = static_cast<int64_t>(q.tokens.size()) - 1;
-    q.targets.push_back({pos - 1, q.tokens.back(), 1.0f});
+  auto random_token = [&] { return 3 + static_cast<int32_t>(rng.below(static_cast<uint64_t>(n_vocab - 3))); };
+  while (static_cast<int64_t>(q.tokens.size()) < length) {
+    const auto have = static_cast<int64_t>(q.tokens.size());
+    const int64_t room = length - have;
+    if (have > 16 && rng.uniform() < 0.5) {
+      // A copy of k tokens from an earlier start; its first token cannot be predicted, the rest
+      // can (the previous token's earlier occurrence says what follows).
+      const int64_t k = std::min<int64_t>(room, 4 + static_cast<int64_t>(rng.below(21)));
+      const int64_t max_start = have - k;
+      if (max_start < 1) continue;
+      const int64_t start = 1 + static_cast<int64_t>(rng.below(static_cast<uint64_t>(max_start)));
+      for (int64_t i = 0; i < k; ++i) {
+        q.tokens.push_back(q.tokens[static_cast<size_t>(start + i)]);
+        if (i > 0) q.targets.push_back({have + i - 1, q.tokens.back(), 1.0f});
+      }
+    } else {
+      const int64_t k = std::min<int64_t>(room, 1 + static_cast<int64_t>(rng.below(16)));
+      for (int64_t i = 0; i < k; ++i) q.tokens.push_back(random_token());
+    }
   }
   return q;
 }

@@ -59,8 +59,8 @@ int64_t step_sequences(const DataOptions& o, int64_t length);
 Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_t index,
                        const Tokenizer& tokenizer);
 
-// A random token string of ordinary ids [3, n_vocab) and its repeat ([BOS, r, r], `length`
-// tokens at most), every repeated token a target of weight 1.
+// `length` tokens: BOS, then runs of random ordinary ids [3, n_vocab) alternating with copies of
+// 4-24 earlier tokens from random starts; every copied token after a copy's first is a target.
 Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, eval::Rng& rng);
 
 // A training-form sample (answers in the text) as targets on its answer tokens (weight 1). With
