@@ -1,7 +1,7 @@
 // Decode attention of one token over a contiguous f16 history, the 125M benchmark model's shape
-// (12 query heads, 4 kv heads, head_dim 64), all kv heads of one layer per iteration, one thread:
-// the blocked kernel against its two-pass scalar twin.
-//   bench_attention --benchmark_filter=Attention/blocked/16384 --benchmark_repetitions=3
+// (12 query heads, 4 kv heads, head_dim 64), all heads of one layer per iteration, one thread:
+// the chunked kernel (attend_token) against its two-pass scalar twin run per kv head.
+//   bench_attention --benchmark_filter=Attention/chunked/16384 --benchmark_repetitions=3
 // Arguments: context, hot (1: the same 2 layers' KV every iteration, cache-resident up to a few
 // thousand positions; 0: cycles through >= 128 MiB of layers so every iteration reads from DRAM).
 // bytes_per_second = K+V bytes read.
@@ -19,7 +19,7 @@ namespace {
 constexpr size_t kColdBytes = size_t{128} << 20;
 constexpr int64_t kHeads = 12, kKvHeads = 4, kHeadDim = 64;
 
-void bench_attention(benchmark::State& state, bool blocked) {
+void bench_attention(benchmark::State& state, bool chunked) {
   const int64_t ctx = state.range(0);
   const bool hot = state.range(1) == 1;
   const AttentionShape shape{kHeads, kKvHeads, kHeadDim, DType::F16};
@@ -42,12 +42,12 @@ void bench_attention(benchmark::State& state, bool blocked) {
   for (auto _ : state) {
     const KvSpan span{0, ctx, reinterpret_cast<const uint8_t*>(&k[layer * layer_elems]),
                       reinterpret_cast<const uint8_t*>(&v[layer * layer_elems])};
-    for (int64_t kvh = 0; kvh < kKvHeads; ++kvh) {
-      const float* qh = &q[static_cast<size_t>(kvh * group * kHeadDim)];
-      float* oh = &out[static_cast<size_t>(kvh * group * kHeadDim)];
-      if (blocked) {
-        attend_kv_head(shape, std::span(&span, 1), kvh, ctx - 1, qh, oh, scratch);
-      } else {
+    if (chunked) {
+      attend_token(shape, std::span(&span, 1), ctx - 1, q.data(), out.data(), scratch);
+    } else {
+      for (int64_t kvh = 0; kvh < kKvHeads; ++kvh) {
+        const float* qh = &q[static_cast<size_t>(kvh * group * kHeadDim)];
+        float* oh = &out[static_cast<size_t>(kvh * group * kHeadDim)];
         attend_kv_head_ref(shape, std::span(&span, 1), kvh, ctx - 1, qh, oh, scratch);
       }
     }
@@ -64,7 +64,7 @@ void attention_args(benchmark::internal::Benchmark* b) {
   }
 }
 
-BENCHMARK_CAPTURE(bench_attention, blocked, true)->Name("Attention/blocked")->Apply(attention_args);
+BENCHMARK_CAPTURE(bench_attention, chunked, true)->Name("Attention/chunked")->Apply(attention_args);
 BENCHMARK_CAPTURE(bench_attention, ref, false)->Name("Attention/ref")->Apply(attention_args);
 
 }  // namespace

@@ -98,17 +98,138 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
   }
 }
 
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 namespace {
 
-// Keys per step: one 8-lane vector of scores per query head. Blocks are cut at multiples of 8 of
-// the key index t (the position in span order), never at span boundaries, so every (head, key)
-// sees the same arithmetic however the positions are split into spans.
+// Keys per kernel step: one 8-lane vector of scores per query head.
 constexpr int kBlock = 8;
 
-// One step now reads a K and a V row per key; 16 keys ahead (2 blocks) measured best at
-// --context 16384 (8: slower, 32: no better; see docs/BENCHMARKS.md).
-constexpr int64_t kBlockPrefetchRows = 16;
+// Whole K and V rows are prefetched this many keys ahead (8 keys = 4 KiB of K and of V at kv_dim
+// 256, f16). Chunks read rows front to back, which the hardware prefetchers already follow: on the
+// contiguous cache 0, 8 and 16 keys ahead measured the same within noise (bench_attention and
+// `flashmem bench --context 16384`); it is kept for the jumps between the pages of paged KV.
+constexpr int64_t kPrefetchKeys = 8;
+
+// Key `j` of span `s` among the positions <= max_pos; next() steps over spans (skipping empty
+// ones) in key-index order.
+struct KeyCursor {
+  std::span<const KvSpan> spans;
+  int64_t max_pos;
+  size_t s = 0;
+  int64_t j = 0;
+
+  // Moves j forward over whole spans until it lies inside span s (or s == spans.size()).
+  void settle() {
+    while (s < spans.size() && j >= span_keys(spans[s], max_pos)) {
+      j -= span_keys(spans[s], max_pos);
+      ++s;
+    }
+  }
+  void next() {
+    ++j;
+    settle();
+  }
+  const uint8_t* k(size_t row_bytes) const { return spans[s].k + static_cast<size_t>(j) * row_bytes; }
+  const uint8_t* v(size_t row_bytes) const { return spans[s].v + static_cast<size_t>(j) * row_bytes; }
+};
+
+// Calls block(k, v, nb, t0) for the keys [t_begin, t_end) in blocks of 8 key indices starting at
+// t0 (t_begin a multiple of 8): k[j], v[j] = the start of key t0 + j's whole K and V rows (all
+// kv heads), j < nb; the last block may be shorter. Blocks gather rows across spans.
+template <class Block>
+void for_each_block(std::span<const KvSpan> spans, int64_t max_pos, int64_t t_begin, int64_t t_end,
+                    size_t row_bytes, Block& block) {
+  KeyCursor at{spans, max_pos, 0, t_begin};
+  at.settle();
+  KeyCursor ahead = at;  // kPrefetchKeys keys ahead of `at`, within the chunk
+  for (int64_t i = 0; i < kPrefetchKeys && t_begin + i < t_end; ++i) ahead.next();
+  const uint8_t* k[kBlock] = {};
+  const uint8_t* v[kBlock] = {};
+  int nb = 0;
+  int64_t t0 = t_begin;
+  for (int64_t t = t_begin; t < t_end; ++t) {
+    if (t + kPrefetchKeys < t_end) {
+      prefetch_head(ahead.k(row_bytes), row_bytes);
+      prefetch_head(ahead.v(row_bytes), row_bytes);
+      ahead.next();
+    }
+    k[nb] = at.k(row_bytes);
+    v[nb] = at.v(row_bytes);
+    at.next();
+    if (++nb == kBlock) {
+      block(k, v, nb, t0);
+      t0 += nb;
+      nb = 0;
+    }
+  }
+  if (nb > 0) block(k, v, nb, t0);
+}
+
+// The chunk's online-softmax state, one key at a time: builds without AVX2 and head_dim % 8 != 0.
+// Per head h: running max m_h, Σ exp(s - m_h) and Σ exp(s - m_h) v, both multiplied by
+// exp(m_old - m_new) when a key raises m_h.
+class ScalarChunk {
+ public:
+  ScalarChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
+              std::vector<float>& scratch)
+      : n_heads_(shape.n_heads), group_(shape.n_heads / shape.n_kv_heads), hd_(shape.head_dim),
+        n_keys_(n_keys), f16_(shape.kv_type == DType::F16),
+        scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores) {
+    // acc [n_heads, hd] | max [n_heads] | sum [n_heads]
+    scratch.assign(static_cast<size_t>(n_heads_ * (hd_ + 2)), 0.0f);
+    acc_ = scratch.data();
+    max_ = acc_ + n_heads_ * hd_;
+    sum_ = max_ + n_heads_;
+    std::fill(max_, sum_, -INFINITY);
+  }
+
+  void operator()(const uint8_t* const (&k)[kBlock], const uint8_t* const (&v)[kBlock], int nb,
+                  int64_t t0) {
+    const size_t head_bytes = static_cast<size_t>(hd_) * (f16_ ? 2 : 4);
+    for (int j = 0; j < nb; ++j)
+      for (int64_t h = 0; h < n_heads_; ++h) {
+        const uint8_t* kr = k[j] + static_cast<size_t>(h / group_) * head_bytes;
+        const uint8_t* vr = v[j] + static_cast<size_t>(h / group_) * head_bytes;
+        float* acc = acc_ + h * hd_;
+        const float s = scale_ * (f16_ ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q_ + h * hd_, hd_)
+                                       : dot_f32(reinterpret_cast<const float*>(kr), q_ + h * hd_, hd_));
+        if (scores_ != nullptr) scores_[h * n_keys_ + t0 + j] = s;
+        if (s > max_[h]) {
+          const float rescale = std::exp(max_[h] - s);  // 0 on the first key
+          max_[h] = s;
+          sum_[h] *= rescale;
+          for (int64_t c = 0; c < hd_; ++c) acc[c] *= rescale;
+        }
+        const float p = std::exp(s - max_[h]);
+        sum_[h] += p;
+        if (f16_) {
+          axpy_f16(p, reinterpret_cast<const uint16_t*>(vr), acc, hd_);
+        } else {
+          axpy_f32(p, reinterpret_cast<const float*>(vr), acc, hd_);
+        }
+      }
+  }
+
+  void finish(float* partial) const {
+    for (int64_t h = 0; h < n_heads_; ++h) {
+      float* dst = partial + h * (hd_ + 2);
+      std::memcpy(dst, acc_ + h * hd_, static_cast<size_t>(hd_) * sizeof(float));
+      dst[hd_] = max_[h];
+      dst[hd_ + 1] = sum_[h];
+    }
+  }
+
+ private:
+  int64_t n_heads_, group_, hd_, n_keys_;
+  bool f16_;
+  float scale_;
+  const float* q_;  // [n_heads, hd]
+  float* scores_;   // [n_heads, n_keys] or nullptr
+  float* acc_;      // [n_heads, hd]
+  float* max_;      // [n_heads]
+  float* sum_;      // [n_heads]
+};
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 inline __m256 load8(const uint16_t* p) { return simd::load_f16x8(p); }
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
@@ -148,8 +269,8 @@ inline __m256 dot_rows8(const float* q, const float* const (&k)[kBlock], int64_t
 }
 
 // acc[g] += Σ_j p[g][j] · v[j] for the 8 rows of a full block, each V chunk loaded (and converted)
-// once for all heads. Per element the FMAs run in j order, as in accumulate_rows_tail.
-// p: [group, 8], acc: [group, hd].
+// once for all heads of the group. Per element the FMAs run in j order, as in
+// accumulate_rows_tail. p: [group, 8], acc: [group, hd].
 template <class T>
 inline void accumulate_rows8(const T* const (&v)[kBlock], const float* p, int64_t group,
                              int64_t hd, float* acc) {
@@ -196,30 +317,56 @@ void accumulate_rows_tail(const T* const (&v)[kBlock], int nb, const float* p, i
     }
 }
 
-// One-pass (online-softmax) attention state of the `group` heads of one kv head. Per head g it
-// keeps the running max m_g of the scores seen, the lane-wise running sum of exp(s - m_g) and the
-// unnormalized output Σ exp(s_t - m_g) v_t; when a block raises m_g, sum and output are first
-// multiplied by exp(m_old - m_new). Scores are never stored in full (unless probs are wanted).
+// The chunk's online-softmax state, 8 keys per step (T: the cache element, uint16_t = f16).
+// Per head h it keeps the running max m_h, the lane-wise running sum of exp(s - m_h) and
+// Σ exp(s - m_h) v; a block that raises m_h first multiplies both by exp(m_old - m_new). Each K
+// block is converted to f32 once and each V chunk once for the group of heads sharing them.
 template <class T>
-class BlockedAttention {
+class BlockedChunk {
  public:
-  // scratch: resized to hold the state; probs: nullptr or [group, n_keys], see attend_kv_head.
-  BlockedAttention(int64_t group, int64_t hd, const float* q, int64_t n_keys, float* probs,
-                   std::vector<float>& scratch)
-      : group_(group), hd_(hd), n_keys_(n_keys), scale_(1.0f / std::sqrt(static_cast<float>(hd))),
-        q_(q), probs_(probs) {
-    // acc [group, hd] | k_f32 [8, hd] | p [group, 8] | sum [group, 8] | max [group]
-    scratch.assign(static_cast<size_t>(group * hd + kBlock * hd + 2 * group * kBlock + group), 0.0f);
+  BlockedChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
+               std::vector<float>& scratch)
+      : n_kv_heads_(shape.n_kv_heads), group_(shape.n_heads / shape.n_kv_heads),
+        hd_(shape.head_dim), n_keys_(n_keys),
+        scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores) {
+    const int64_t n_heads = shape.n_heads;
+    // acc [n_heads, hd] | k_f32 [8, hd] | p [group, 8] | sum [n_heads, 8] | max [n_heads]
+    scratch.assign(static_cast<size_t>(n_heads * hd_ + kBlock * hd_ + group_ * kBlock +
+                                       n_heads * kBlock + n_heads), 0.0f);
     acc_ = scratch.data();
-    k_f32_ = acc_ + group * hd;
-    p_ = k_f32_ + kBlock * hd;
-    sum_ = p_ + group * kBlock;
-    max_ = sum_ + group * kBlock;
-    std::fill(max_, max_ + group, -INFINITY);
+    k_f32_ = acc_ + n_heads * hd_;
+    p_ = k_f32_ + kBlock * hd_;
+    sum_ = p_ + group_ * kBlock;
+    max_ = sum_ + n_heads * kBlock;
+    std::fill(max_, max_ + n_heads, -INFINITY);
   }
 
-  // Keys t0 .. t0 + nb - 1 (nb <= 8): K rows k[j], V rows v[j] (this kv head's slices).
-  void block(const T* const (&k)[kBlock], const T* const (&v)[kBlock], int nb, int64_t t0) {
+  void operator()(const uint8_t* const (&k)[kBlock], const uint8_t* const (&v)[kBlock], int nb,
+                  int64_t t0) {
+    for (int64_t kvh = 0; kvh < n_kv_heads_; ++kvh) {
+      const T* kr[kBlock];  // this kv head's slices; padding rows repeat row 0 (never used)
+      const T* vr[kBlock];
+      for (int j = 0; j < kBlock; ++j) {
+        kr[j] = reinterpret_cast<const T*>(k[j < nb ? j : 0]) + kvh * hd_;
+        vr[j] = reinterpret_cast<const T*>(v[j < nb ? j : 0]) + kvh * hd_;
+      }
+      head_group(kvh, kr, vr, nb, t0);
+    }
+  }
+
+  void finish(float* partial) const {
+    for (int64_t h = 0; h < n_kv_heads_ * group_; ++h) {
+      float* dst = partial + h * (hd_ + 2);
+      std::memcpy(dst, acc_ + h * hd_, static_cast<size_t>(hd_) * sizeof(float));
+      dst[hd_] = max_[h];
+      dst[hd_ + 1] = simd::hsum256(_mm256_loadu_ps(sum_ + h * kBlock));
+    }
+  }
+
+ private:
+  // Keys t0 .. t0 + nb - 1 for the query heads of kv head `kvh`.
+  void head_group(int64_t kvh, const T* const (&k)[kBlock], const T* const (&v)[kBlock], int nb,
+                  int64_t t0) {
     const float* kf[kBlock];  // [8] K rows as f32; padding rows repeat row 0 (scores masked)
     for (int j = 0; j < nb; ++j) {
       if constexpr (sizeof(T) == 2) {
@@ -233,134 +380,113 @@ class BlockedAttention {
     for (int j = nb; j < kBlock; ++j) kf[j] = kf[0];
     const __m256i valid = simd::lane_mask(nb);
     for (int64_t g = 0; g < group_; ++g) {
-      __m256 s = _mm256_mul_ps(dot_rows8(q_ + g * hd_, kf, hd_), _mm256_set1_ps(scale_));
+      const int64_t h = kvh * group_ + g;
+      __m256 s = _mm256_mul_ps(dot_rows8(q_ + h * hd_, kf, hd_), _mm256_set1_ps(scale_));
       s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, _mm256_castsi256_ps(valid));
-      if (probs_ != nullptr) _mm256_maskstore_ps(probs_ + g * n_keys_ + t0, valid, s);
-      __m256 sum = _mm256_loadu_ps(sum_ + g * kBlock);
+      if (scores_ != nullptr) _mm256_maskstore_ps(scores_ + h * n_keys_ + t0, valid, s);
+      __m256 sum = _mm256_loadu_ps(sum_ + h * kBlock);
       const float block_max = simd::hmax256(s);
-      if (block_max > max_[g]) {
-        const float rescale = std::exp(max_[g] - block_max);  // 0 on the first block
-        max_[g] = block_max;
+      if (block_max > max_[h]) {
+        const float rescale = std::exp(max_[h] - block_max);  // 0 on the first block
+        max_[h] = block_max;
         const __m256 r = _mm256_set1_ps(rescale);
         sum = _mm256_mul_ps(sum, r);
-        float* acc = acc_ + g * hd_;
+        float* acc = acc_ + h * hd_;
         for (int64_t c = 0; c < hd_; c += 8) _mm256_storeu_ps(acc + c, _mm256_mul_ps(_mm256_loadu_ps(acc + c), r));
       }
-      const __m256 e = simd::exp256(_mm256_sub_ps(s, _mm256_set1_ps(max_[g])));  // masked lanes: 0
-      _mm256_storeu_ps(sum_ + g * kBlock, _mm256_add_ps(sum, e));
+      const __m256 e = simd::exp256(_mm256_sub_ps(s, _mm256_set1_ps(max_[h])));  // masked lanes: 0
+      _mm256_storeu_ps(sum_ + h * kBlock, _mm256_add_ps(sum, e));
       _mm256_storeu_ps(p_ + g * kBlock, e);
     }
+    float* acc = acc_ + kvh * group_ * hd_;  // the group's heads are consecutive
     if (nb == kBlock) {
-      accumulate_rows8(v, p_, group_, hd_, acc_);
+      accumulate_rows8(v, p_, group_, hd_, acc);
     } else {
-      accumulate_rows_tail(v, nb, p_, group_, hd_, acc_);
+      accumulate_rows_tail(v, nb, p_, group_, hd_, acc);
     }
   }
 
-  // out [group, hd] = acc / sum; probs (if wanted) = exp(s - max) normalized per head.
-  void finish(float* out) const {
-    for (int64_t g = 0; g < group_; ++g) {
-      const __m256 inv = _mm256_set1_ps(1.0f / simd::hsum256(_mm256_loadu_ps(sum_ + g * kBlock)));
-      for (int64_t c = 0; c < hd_; c += 8)
-        _mm256_storeu_ps(out + g * hd_ + c, _mm256_mul_ps(_mm256_loadu_ps(acc_ + g * hd_ + c), inv));
-      if (probs_ == nullptr) continue;
-      float* pg = probs_ + g * n_keys_;
-      const float inv_sum = 1.0f / exp_shift_sum(pg, n_keys_, max_[g]);
-      for (int64_t t = 0; t < n_keys_; ++t) pg[t] *= inv_sum;
-    }
-  }
-
- private:
-  int64_t group_, hd_, n_keys_;
+  int64_t n_kv_heads_, group_, hd_, n_keys_;
   float scale_;
-  const float* q_;  // [group, hd]
-  float* probs_;    // [group, n_keys] or nullptr
-  float* acc_;      // [group, hd] unnormalized outputs
-  float* k_f32_;    // [8, hd] the block's f16 K rows converted once for all heads
-  float* p_;        // [group, 8] the block's exp(s - max)
-  float* sum_;      // [group, 8] lane-wise running Σ exp(s - max)
-  float* max_;      // [group] running max score
+  const float* q_;  // [n_heads, hd]
+  float* scores_;   // [n_heads, n_keys] or nullptr
+  float* acc_;      // [n_heads, hd] Σ exp(s - max) v
+  float* k_f32_;    // [8, hd] one kv head's K block converted once for its group
+  float* p_;        // [group, 8] the block's exp(s - max) for the current group
+  float* sum_;      // [n_heads, 8] lane-wise running Σ exp(s - max)
+  float* max_;      // [n_heads] running max score
 };
 
-template <class T>
-void attend_blocked(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t kv_head,
-                    int64_t max_pos, const float* q, float* out, std::vector<float>& scratch,
-                    float* probs) {
-  const int64_t hd = shape.head_dim, group = shape.n_heads / shape.n_kv_heads;
-  const int64_t row = shape.n_kv_heads * hd;  // elements per position
-  const int64_t n_keys = attended_keys(spans, max_pos);
-  if (n_keys == 0) {
-    std::fill(out, out + group * hd, 0.0f);
-    return;
-  }
-  BlockedAttention<T> state(group, hd, q, n_keys, probs, scratch);
-  auto rows = [&](const uint8_t* base) { return reinterpret_cast<const T*>(base) + kv_head * hd; };
+#endif
 
-  // Prefetch cursor (span ps, row pj), kBlockPrefetchRows keys ahead of the one being gathered,
-  // crossing span boundaries so the first rows of the next page are already on their way.
-  size_t ps = 0;
-  int64_t pj = -1;
-  auto advance = [&] {
-    ++pj;
-    while (ps < spans.size() && pj >= span_keys(spans[ps], max_pos)) {
-      ++ps;
-      pj = 0;
-    }
-  };
-  for (int64_t i = 0; i <= kBlockPrefetchRows; ++i) advance();
-  const size_t head_bytes = static_cast<size_t>(hd) * sizeof(T);
-
-  const T* k[kBlock] = {};
-  const T* v[kBlock] = {};
-  int nb = 0;
-  int64_t t0 = 0;
-  for (const KvSpan& s : spans) {
-    const int64_t n = span_keys(s, max_pos);
-    if (n == 0) continue;
-    const T *k0 = rows(s.k), *v0 = rows(s.v);
-    for (int64_t j = 0; j < n; ++j) {
-      if (ps < spans.size()) {
-        prefetch_head(reinterpret_cast<const uint8_t*>(rows(spans[ps].k) + pj * row), head_bytes);
-        prefetch_head(reinterpret_cast<const uint8_t*>(rows(spans[ps].v) + pj * row), head_bytes);
-        advance();
-      }
-      k[nb] = k0 + j * row;
-      v[nb] = v0 + j * row;
-      if (++nb == kBlock) {
-        state.block(k, v, nb, t0);
-        t0 += nb;
-        nb = 0;
-      }
-    }
-  }
-  if (nb > 0) state.block(k, v, nb, t0);
-  state.finish(out);
+template <class State>
+void run_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
+               int64_t t_begin, int64_t t_end, size_t row_bytes, const float* q, float* partial,
+               std::vector<float>& scratch, float* scores, int64_t n_keys) {
+  State state(shape, q, scores, n_keys, scratch);
+  for_each_block(spans, max_pos, t_begin, t_end, row_bytes, state);
+  state.finish(partial);
 }
 
 }  // namespace
 
-void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t kv_head,
-                    int64_t max_pos, const float* q, float* out, std::vector<float>& scores,
-                    float* probs) {
+void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
+                  int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
+                  float* scores) {
+  const int64_t n_keys = attended_keys(spans, max_pos);
+  const int64_t t_begin = chunk * kAttentionChunkKeys;
+  const int64_t t_end = std::min(n_keys, t_begin + kAttentionChunkKeys);
+  const bool f16 = shape.kv_type == DType::F16;
+  const size_t row_bytes = static_cast<size_t>(shape.n_kv_heads * shape.head_dim) * (f16 ? 2 : 4);
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   if (shape.head_dim % 8 == 0) {
-    if (shape.kv_type == DType::F16) {
-      attend_blocked<uint16_t>(shape, spans, kv_head, max_pos, q, out, scores, probs);
+    if (f16) {
+      run_chunk<BlockedChunk<uint16_t>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
+                                        scratch, scores, n_keys);
     } else {
-      attend_blocked<float>(shape, spans, kv_head, max_pos, q, out, scores, probs);
+      run_chunk<BlockedChunk<float>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
+                                     scratch, scores, n_keys);
     }
     return;
   }
-  attend_kv_head_ref(shape, spans, kv_head, max_pos, q, out, scores, probs);
-}
-
-#else  // no SIMD: the reference is the implementation.
-
-void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t kv_head,
-                    int64_t max_pos, const float* q, float* out, std::vector<float>& scores,
-                    float* probs) {
-  attend_kv_head_ref(shape, spans, kv_head, max_pos, q, out, scores, probs);
-}
-
 #endif
+  run_chunk<ScalarChunk>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial, scratch,
+                         scores, n_keys);
+}
+
+void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_chunks, float* out,
+                  float* probs, int64_t n_keys) {
+  const int64_t hd = shape.head_dim, stride = attention_partial_floats(shape);
+  for (int64_t h = 0; h < shape.n_heads; ++h) {
+    float* o = out + h * hd;
+    std::fill(o, o + hd, 0.0f);
+    if (n_chunks == 0) continue;
+    auto state = [&](int64_t c) { return partials + c * stride + h * (hd + 2); };  // [hd + 2]
+    float max_score = -INFINITY;
+    for (int64_t c = 0; c < n_chunks; ++c) max_score = std::max(max_score, state(c)[hd]);
+    float sum = 0;
+    for (int64_t c = 0; c < n_chunks; ++c) {
+      const float w = std::exp(state(c)[hd] - max_score);  // exactly 1 for the max's chunk
+      sum += w * state(c)[hd + 1];
+      axpy_f32(w, state(c), o, hd);
+    }
+    const float inv_sum = 1.0f / sum;
+    for (int64_t i = 0; i < hd; ++i) o[i] *= inv_sum;
+    if (probs == nullptr) continue;
+    float* pg = probs + h * n_keys;
+    const float inv_p = 1.0f / exp_shift_sum(pg, n_keys, max_score);
+    for (int64_t t = 0; t < n_keys; ++t) pg[t] *= inv_p;
+  }
+}
+
+void attend_token(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
+                  const float* q, float* out, std::vector<float>& scratch, float* probs) {
+  const int64_t n_keys = attended_keys(spans, max_pos), n_chunks = attention_chunks(n_keys);
+  const int64_t stride = attention_partial_floats(shape);
+  std::vector<float> partials(static_cast<size_t>(n_chunks * stride));  // [n_chunks, stride]
+  for (int64_t c = 0; c < n_chunks; ++c)
+    attend_chunk(shape, spans, max_pos, c, q, &partials[static_cast<size_t>(c * stride)], scratch, probs);
+  attend_merge(shape, partials.data(), n_chunks, out, probs, n_keys);
+}
 
 }  // namespace flashmem
