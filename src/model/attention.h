@@ -1,7 +1,8 @@
 // Attention of one token's query heads over KV history given as spans of consecutive positions.
 // The same code serves the contiguous cache (one span per layer) and paged KV (one span per
-// resident page): the arithmetic per (head, key) is identical, so reading every page through
-// spans is bit-identical to reading the contiguous cache.
+// resident page): the arithmetic per (head, key) depends only on the keys' order, never on where
+// spans begin or end (see kAttentionChunkKeys), so reading every page through spans is
+// bit-identical to reading the contiguous cache.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -26,16 +27,59 @@ struct AttentionShape {
   DType kv_type = DType::F16;  // F16 or F32
 };
 
-// For one token: the `group` query heads that share kv head `kv_head` attend to every position
-// <= max_pos found in `spans` (spans in increasing position order).
-// q: [group, head_dim] (consecutive heads), out: [group, head_dim]; scores: scratch, resized.
-// probs (optional, nullptr = not wanted): receives the softmax probabilities [group, n_keys],
-// n_keys = the number of positions attended (in span order); writing them does not change `out`.
-void attend_kv_head(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t kv_head,
-                    int64_t max_pos, const float* q, float* out, std::vector<float>& scores,
-                    float* probs = nullptr);
-
-// Number of positions <= max_pos that `spans` hold (the n_keys of attend_kv_head).
+// Number of positions <= max_pos that `spans` hold: the keys one token attends, numbered 0 ..
+// n_keys - 1 in span order (the key index).
 int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos);
+
+// One token's keys are attended in chunks of kAttentionChunkKeys consecutive key indices (the last
+// chunk shorter). A chunk is a work item for one thread: it reads every kv head's slice of its
+// positions, i.e. whole K and V rows front to back (reading one kv head's slice per pass strides
+// over the rows and measured 3-4x slower), and leaves a softmax state that attend_merge combines
+// with the others in chunk order. Chunks and the kernel's 8-key blocks are cut at multiples of
+// the key index, never at span boundaries, so the arithmetic per (head, key) depends only on the
+// keys and their order: splitting the positions into spans, or the chunks among threads, changes
+// no bit of the result. 256 keys keep both threads busy from 512 keys of context on while a
+// chunk's K+V reads (256 KiB for the 125M model) dwarf its merge cost.
+inline constexpr int64_t kAttentionChunkKeys = 256;
+inline int64_t attention_chunks(int64_t n_keys) {
+  return (n_keys + kAttentionChunkKeys - 1) / kAttentionChunkKeys;
+}
+// Floats of one chunk's state: per query head Σ_t exp(s_t - m) v_t [head_dim], m (the chunk's
+// max score) and Σ_t exp(s_t - m).
+inline int64_t attention_partial_floats(const AttentionShape& shape) {
+  return shape.n_heads * (shape.head_dim + 2);
+}
+
+// Chunk `chunk` of one token's attention, all query heads: q [n_heads, head_dim] (head h uses kv
+// head h / group) attends to the chunk's keys among the positions <= max_pos of `spans` (spans in
+// increasing position order). partial: [n_heads, head_dim + 2], see attention_partial_floats.
+// scores (nullptr = not wanted): [n_heads, n_keys]; receives the chunk's scaled scores q·k/√d at
+// their key indices (attend_merge turns them into probabilities). scratch: resized as needed.
+// Cost: reads the chunk's K and V rows once, 8 keys per step for all heads, with an online
+// softmax; O(n_heads · head_dim) scratch.
+void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
+                  int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
+                  float* scores = nullptr);
+
+// out [n_heads, head_dim] = the softmax-weighted sum of V over all chunks, from their partial
+// states [n_chunks, attention_partial_floats] (combined in chunk order; n_chunks = 0: out = 0).
+// probs (nullptr = not wanted): [n_heads, n_keys] holding every chunk's scores on entry, the
+// softmax probabilities on return; writing them does not change `out`.
+void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_chunks, float* out,
+                  float* probs = nullptr, int64_t n_keys = 0);
+
+// attend_chunk for every chunk, then attend_merge, on the calling thread. probs: as attend_merge,
+// [n_heads, n_keys] with n_keys = attended_keys(spans, max_pos).
+void attend_token(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
+                  const float* q, float* out, std::vector<float>& scratch, float* probs = nullptr);
+
+// The scalar twin (two passes, tests compare against it): for one token, the `group` query heads
+// that share kv head `kv_head` attend to every position <= max_pos found in `spans`.
+// q: [group, head_dim] (consecutive heads), out: [group, head_dim] (0 when no position is
+// <= max_pos); scores: scratch, resized to [group, n_keys]. probs (nullptr = not wanted): receives
+// the softmax probabilities [group, n_keys]; writing them does not change `out`.
+void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spans,
+                        int64_t kv_head, int64_t max_pos, const float* q, float* out,
+                        std::vector<float>& scores, float* probs = nullptr);
 
 }  // namespace flashmem

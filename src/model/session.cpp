@@ -177,48 +177,61 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
 
 void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   const ModelConfig& c = model_->config();
-  const int64_t hd = c.head_dim, Q = c.q_dim(), group = c.group_size();
-  const AttentionShape shape{c.n_heads, c.n_kv_heads, hd, kv_->type()};
+  const int64_t Q = c.q_dim();
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, kv_->type()};
   const std::span<const KvSpan> spans = kv_->spans(layer);
-  // One work item per (token, kv head): its query heads attend causally to [0, pos0 + i].
-  // Items are dealt round-robin because later tokens see more keys (a contiguous split would
-  // give the last thread ~3/4 of a causal prefill's work).
-  const int64_t n_items = n * c.n_kv_heads, stride = pool_.size();
-  // Optional probability side output: probs_ [n, n_heads, max_keys] for the wanted tokens.
+  const int64_t stride = attention_partial_floats(shape), n_threads = pool_.size();
+  // Optional probability side output: probs_ [n, n_heads, max_keys]; token i uses the first
+  // n_heads * n_keys_i floats of its block as [n_heads, n_keys_i].
   AttentionObserver* observer = kv_->attention_observer();
-  int64_t max_keys = 0;
-  if (observer != nullptr) {
-    max_keys = attended_keys(spans, pos0 + n - 1);
-    probs_.resize(static_cast<size_t>(n * c.n_heads * max_keys));
-  }
-  pool_.run([&](int part) {
-    thread_local std::vector<float> scores;  // per thread, grown to the longest context seen
-    for (int64_t item = part; item < n_items; item += stride) {
-      const int64_t i = item / c.n_kv_heads, kvh = item % c.n_kv_heads;
-      const int64_t head0 = kvh * group;
-      float* probs = nullptr;
-      if (observer != nullptr && observer->wants_attention(pos0 + i))
-        probs = &probs_[static_cast<size_t>((i * c.n_heads + head0) * max_keys)];
-      attend_kv_head(shape, spans, kvh, pos0 + i, &q_[i * Q + head0 * hd],
-                     &attn_[i * Q + head0 * hd], scores, probs);
+  const int64_t max_keys = attended_keys(spans, pos0 + n - 1);
+  if (observer != nullptr) probs_.resize(static_cast<size_t>(n * c.n_heads * max_keys));
+  auto probs_of = [&](int64_t i) -> float* {
+    if (observer == nullptr || !observer->wants_attention(pos0 + i)) return nullptr;
+    return &probs_[static_cast<size_t>(i * c.n_heads * max_keys)];
+  };
+  // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), dealt
+  // round-robin: neighbouring chunks run at the same time, and later tokens' extra chunks
+  // spread over the threads. Tokens go in runs of at most kMaxChunksPerRun chunks, which bounds
+  // the partial states kept (1024 · 12 heads · 66 floats = 3.2 MB for the 125M model).
+  constexpr int64_t kMaxChunksPerRun = 1024;
+  for (int64_t first = 0; first < n;) {
+    chunk_first_.clear();  // [tokens of the run + 1] first chunk of each token, then the total
+    int64_t last = first, total = 0;
+    while (last < n) {
+      const int64_t chunks = attention_chunks(attended_keys(spans, pos0 + last));
+      if (last > first && total + chunks > kMaxChunksPerRun) break;
+      chunk_first_.push_back(total);
+      total += chunks;
+      ++last;
     }
-  });
-  if (observer == nullptr) return;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!observer->wants_attention(pos0 + i)) continue;
-    // Token i's rows were written with stride n_keys_i (attend_kv_head packs [group, n_keys]);
-    // compact each head to that stride in place order-preservingly: heads are already laid out
-    // as consecutive groups, each group [group, n_keys_i] at its head0 * max_keys offset.
-    const int64_t n_keys = attended_keys(spans, pos0 + i);
-    float* base = &probs_[static_cast<size_t>(i * c.n_heads * max_keys)];
-    for (int64_t kvh = 0; kvh < c.n_kv_heads; ++kvh)
-      for (int64_t g = 0; g < group; ++g) {
-        const float* src = base + kvh * group * max_keys + g * n_keys;
-        float* dst = base + (kvh * group + g) * n_keys;
-        std::memmove(dst, src, static_cast<size_t>(n_keys) * sizeof(float));
+    chunk_first_.push_back(total);
+    partials_.resize(static_cast<size_t>(total * stride));
+    pool_.run([&](int part) {
+      thread_local std::vector<float> scratch;  // per thread
+      size_t ti = 0;                            // token of `item` within the run
+      for (int64_t item = part; item < total; item += n_threads) {
+        while (chunk_first_[ti + 1] <= item) ++ti;
+        const int64_t i = first + static_cast<int64_t>(ti);
+        attend_chunk(shape, spans, pos0 + i, item - chunk_first_[ti], &q_[i * Q],
+                     &partials_[static_cast<size_t>(item * stride)], scratch, probs_of(i));
       }
-    observer->observe_attention(layer, pos0 + i, base, c.n_heads, n_keys);
+    });
+    pool_.run([&](int part) {
+      for (int64_t i = first + part; i < last; i += n_threads) {
+        const size_t ti = static_cast<size_t>(i - first);
+        attend_merge(shape, &partials_[static_cast<size_t>(chunk_first_[ti] * stride)],
+                     chunk_first_[ti + 1] - chunk_first_[ti], &attn_[i * Q], probs_of(i),
+                     attended_keys(spans, pos0 + i));
+      }
+    });
+    first = last;
   }
+  if (observer == nullptr) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (float* probs = probs_of(i); probs != nullptr)
+      observer->observe_attention(layer, pos0 + i, probs, c.n_heads,
+                                  attended_keys(spans, pos0 + i));
 }
 
 }  // namespace flashmem

@@ -85,6 +85,8 @@ class Session {
   std::vector<float> up_;      // [B, F]
   std::vector<float> proj_;    // [B, D] output of wo / w_down before the residual add
   std::vector<float> probs_;   // [B, n_heads, keys] attention probabilities (observer only)
+  std::vector<float> partials_;       // [chunks, attention_partial_floats] one run's chunk states
+  std::vector<int64_t> chunk_first_;  // [run tokens + 1] each token's first chunk in partials_
 };
 
 }  // namespace flashmem

@@ -25,6 +25,15 @@ inline float hsum256(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Largest of the 8 lanes (NaN lanes are not propagated reliably: max_ps returns its second
+// operand when either is NaN).
+inline float hmax256(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
 // All-ones in the first n lanes (n >= 0). AVX2 has no mask registers, but maskload and
 // maskstore skip the lanes whose sign bit is clear without touching their memory, so a tail can
 // be handled as one more vector without reading or writing past the end of an array.
@@ -68,6 +77,39 @@ inline void transpose_8x8(__m256 (&v)[8]) {
     v[j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x20);
     v[4 + j] = _mm256_permute2f128_ps(u[j], u[4 + j], 0x31);
   }
+}
+
+// exp(x) per lane (softmax, attention): the range reduction and polynomial of softmax.cpp's
+// AVX-512 path (see there). AVX2 has no scalef, so 2^k is built in the exponent field; k reaches -150 for results in the subnormal range,
+// below the smallest normal power 2^-126, so 2^k is applied as 2^(k/2) · 2^(k - k/2): both
+// factors are normal, the first product is exact and only the second rounds, once, as scalef
+// would. x is clamped to [-104, 89] first so k stays in [-150, 129] (the clamp does not change
+// the result: below -103.9 the lane is zeroed, above 88.8 both are +inf).
+inline __m256 exp256(__m256 x) {
+  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
+  const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
+  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.0f / 720);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  const __m256i ki = _mm256_cvtps_epi32(k);  // exact: k is already an integer
+  const __m256i k1 = _mm256_srai_epi32(ki, 1);
+  const __m256i k2 = _mm256_sub_epi32(ki, k1);
+  const __m256i bias = _mm256_set1_epi32(127);
+  const __m256 two_k1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+  const __m256 two_k2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+  const __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, two_k1), two_k2);
+  // Below -103.9 the result is exactly 0 as std::exp rounds it; NaN inputs give NaN (the clamp
+  // above turned them into numbers, so they are put back here).
+  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-103.9f), _CMP_NLT_UQ);
+  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
+  return _mm256_blendv_ps(_mm256_and_ps(e, keep), x, nan);
 }
 
 }  // namespace flashmem::simd

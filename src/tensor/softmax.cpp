@@ -60,56 +60,19 @@ float exp_shift_sum(float* x, int64_t n, float shift) {
   return _mm512_reduce_add_ps(acc);
 }
 #elif defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-namespace {
-
-// The same range reduction and polynomial as the AVX-512 path (see there). AVX2 has no scalef,
-// so 2^k is built in the exponent field; k reaches -150 for results in the subnormal range,
-// below the smallest normal power 2^-126, so 2^k is applied as 2^(k/2) · 2^(k - k/2): both
-// factors are normal, the first product is exact and only the second rounds, once, as scalef
-// would. x is clamped to [-104, 89] first so k stays in [-150, 129] (the clamp does not change
-// the result: below -103.9 the lane is zeroed, above 88.8 both are +inf).
-inline __m256 exp_ps(__m256 x) {
-  const __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-104.0f)), _mm256_set1_ps(89.0f));
-  const __m256 k = _mm256_round_ps(_mm256_mul_ps(xc, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), xc);
-  r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.0f / 720);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  const __m256i ki = _mm256_cvtps_epi32(k);  // exact: k is already an integer
-  const __m256i k1 = _mm256_srai_epi32(ki, 1);
-  const __m256i k2 = _mm256_sub_epi32(ki, k1);
-  const __m256i bias = _mm256_set1_epi32(127);
-  const __m256 two_k1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
-  const __m256 two_k2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
-  const __m256 e = _mm256_mul_ps(_mm256_mul_ps(p, two_k1), two_k2);
-  // Below -103.9 the result is exactly 0 as std::exp rounds it; NaN inputs give NaN (the clamp
-  // above turned them into numbers, so they are put back here).
-  const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(-103.9f), _CMP_NLT_UQ);
-  const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
-  return _mm256_blendv_ps(_mm256_and_ps(e, keep), x, nan);
-}
-
-}  // namespace
-
 float exp_shift_sum(float* x, int64_t n, float shift) {
   const __m256 s = _mm256_set1_ps(shift);
   __m256 acc = _mm256_setzero_ps();
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
-    const __m256 e = exp_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
+    const __m256 e = simd::exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), s));
     _mm256_storeu_ps(x + i, e);
     acc = _mm256_add_ps(acc, e);
   }
   if (i < n) {
     const __m256i m = simd::lane_mask(n - i);
     // Lanes past the end hold exp(0 - shift); the mask drops them from the sum and the store.
-    const __m256 e = _mm256_and_ps(exp_ps(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), s)), _mm256_castsi256_ps(m));
+    const __m256 e = _mm256_and_ps(simd::exp256(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), s)), _mm256_castsi256_ps(m));
     _mm256_maskstore_ps(x + i, m, e);
     acc = _mm256_add_ps(acc, e);
   }

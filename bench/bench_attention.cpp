@@ -1,0 +1,73 @@
+// Decode attention of one token over a contiguous f16 history, the 125M benchmark model's shape
+// (12 query heads, 4 kv heads, head_dim 64), all heads of one layer per iteration, one thread:
+// the chunked kernel (attend_token) against its two-pass scalar twin run per kv head.
+//   bench_attention --benchmark_filter=Attention/chunked/16384 --benchmark_repetitions=3
+// Arguments: context, hot (1: the same 2 layers' KV every iteration, cache-resident up to a few
+// thousand positions; 0: cycles through >= 128 MiB of layers so every iteration reads from DRAM).
+// bytes_per_second = K+V bytes read.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "model/attention.h"
+#include "tensor/kernels.h"
+
+namespace flashmem {
+namespace {
+
+constexpr size_t kColdBytes = size_t{128} << 20;
+constexpr int64_t kHeads = 12, kKvHeads = 4, kHeadDim = 64;
+
+void bench_attention(benchmark::State& state, bool chunked) {
+  const int64_t ctx = state.range(0);
+  const bool hot = state.range(1) == 1;
+  const AttentionShape shape{kHeads, kKvHeads, kHeadDim, DType::F16};
+  const size_t layer_elems = static_cast<size_t>(ctx * kKvHeads * kHeadDim);  // K or V of a layer
+  const size_t layer_bytes = 2 * layer_elems * sizeof(uint16_t);
+  const size_t n_layers = hot ? 2 : (kColdBytes + layer_bytes - 1) / layer_bytes + 1;
+  std::vector<uint16_t> k(layer_elems * n_layers), v(k.size());  // [n_layers, ctx, 4, 64] f16
+  std::mt19937 rng(1);
+  std::vector<float> row(static_cast<size_t>(kKvHeads * kHeadDim));  // [4 * 64] one position
+  for (size_t p = 0; p < k.size() / row.size(); ++p)
+    for (uint16_t* dst : {&k[p * row.size()], &v[p * row.size()]}) {
+      for (float& f : row) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
+      f32_to_f16_row(row.data(), dst, static_cast<int64_t>(row.size()));
+    }
+  std::vector<float> q(static_cast<size_t>(kHeads * kHeadDim)), out(q.size());  // [12, 64]
+  for (float& f : q) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
+  std::vector<float> scratch;
+  const int64_t group = kHeads / kKvHeads;
+  size_t layer = 0;
+  for (auto _ : state) {
+    const KvSpan span{0, ctx, reinterpret_cast<const uint8_t*>(&k[layer * layer_elems]),
+                      reinterpret_cast<const uint8_t*>(&v[layer * layer_elems])};
+    if (chunked) {
+      attend_token(shape, std::span(&span, 1), ctx - 1, q.data(), out.data(), scratch);
+    } else {
+      for (int64_t kvh = 0; kvh < kKvHeads; ++kvh) {
+        const float* qh = &q[static_cast<size_t>(kvh * group * kHeadDim)];
+        float* oh = &out[static_cast<size_t>(kvh * group * kHeadDim)];
+        attend_kv_head_ref(shape, std::span(&span, 1), kvh, ctx - 1, qh, oh, scratch);
+      }
+    }
+    benchmark::DoNotOptimize(out.data());
+    layer = layer + 1 == n_layers ? 0 : layer + 1;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * layer_bytes));
+}
+
+void attention_args(benchmark::internal::Benchmark* b) {
+  for (int64_t ctx : {1024, 4096, 16384}) {
+    b->Args({ctx, 1});
+    b->Args({ctx, 0});
+  }
+}
+
+BENCHMARK_CAPTURE(bench_attention, chunked, true)->Name("Attention/chunked")->Apply(attention_args);
+BENCHMARK_CAPTURE(bench_attention, ref, false)->Name("Attention/ref")->Apply(attention_args);
+
+}  // namespace
+}  // namespace flashmem
+
+BENCHMARK_MAIN();

@@ -1,0 +1,258 @@
+// Decode attention: the chunked one-pass kernel (all heads, 8 keys per step, online softmax)
+// against its two-pass per-kv-head scalar twin on random K/V, and the invariant paged KV relies
+// on: how the positions are split into spans, or the chunks among threads, never changes a bit of
+// the result.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "model/attention.h"
+#include "tensor/kernels.h"
+
+namespace flashmem {
+namespace {
+
+constexpr double kUnitRoundoff = 0x1p-24;  // f32
+
+// K and V of positions [0, n_pos) for all kv heads, in the cache type; values uniform in [-1, 1].
+struct KvHistory {
+  AttentionShape shape;
+  int64_t n_pos = 0;
+  size_t row_bytes = 0;           // one position: n_kv_heads * head_dim elements
+  std::vector<uint8_t> k, v;      // [n_pos, n_kv_heads, head_dim] in shape.kv_type
+  std::vector<float> k_f32, v_f32;  // the same values as f32 (for the error bound)
+
+  KvHistory(const AttentionShape& s, int64_t n, uint32_t seed) : shape(s), n_pos(n) {
+    const int64_t elems = n * s.n_kv_heads * s.head_dim;
+    const size_t elem = s.kv_type == DType::F16 ? 2 : 4;
+    row_bytes = static_cast<size_t>(s.n_kv_heads * s.head_dim) * elem;
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+    for (std::vector<float>* dst : {&k_f32, &v_f32}) {
+      dst->resize(static_cast<size_t>(elems));
+      for (float& x : *dst) x = dist(rng);
+    }
+    k.resize(static_cast<size_t>(elems) * elem);
+    v.resize(k.size());
+    if (s.kv_type == DType::F16) {
+      f32_to_f16_row(k_f32.data(), reinterpret_cast<uint16_t*>(k.data()), elems);
+      f32_to_f16_row(v_f32.data(), reinterpret_cast<uint16_t*>(v.data()), elems);
+      f16_to_f32_row(reinterpret_cast<const uint16_t*>(k.data()), k_f32.data(), elems);
+      f16_to_f32_row(reinterpret_cast<const uint16_t*>(v.data()), v_f32.data(), elems);
+    } else {
+      std::memcpy(k.data(), k_f32.data(), k.size());
+      std::memcpy(v.data(), v_f32.data(), v.size());
+    }
+  }
+
+  KvSpan span(int64_t pos0, int64_t n) const {
+    return {pos0, n, k.data() + pos0 * row_bytes, v.data() + pos0 * row_bytes};
+  }
+};
+
+// [first, last) cut into spans of random lengths 1 .. max_len.
+void cut(const KvHistory& h, int64_t first, int64_t last, int64_t max_len, std::mt19937& rng,
+         std::vector<KvSpan>* out) {
+  std::uniform_int_distribution<int64_t> len(1, max_len);
+  for (int64_t p = first; p < last;) {
+    const int64_t n = std::min(len(rng), last - p);
+    out->push_back(h.span(p, n));
+    p += n;
+  }
+}
+
+std::vector<float> random_query(int64_t n, float scale, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  std::vector<float> q(static_cast<size_t>(n));
+  for (float& x : q) x = dist(rng);
+  return q;
+}
+
+struct Result {
+  std::vector<float> out;    // [n_heads, head_dim]
+  std::vector<float> probs;  // [n_heads, n_keys] (empty when not wanted)
+};
+
+// One token's attention, all heads: attend_token, or attend_kv_head_ref per kv head.
+Result attend(bool ref, const AttentionShape& shape, std::span<const KvSpan> spans,
+              int64_t max_pos, const std::vector<float>& q, bool want_probs) {
+  const int64_t group = shape.n_heads / shape.n_kv_heads, hd = shape.head_dim;
+  const int64_t n_keys = attended_keys(spans, max_pos);
+  Result r;
+  r.out.resize(static_cast<size_t>(shape.n_heads * hd));
+  if (want_probs) r.probs.resize(static_cast<size_t>(shape.n_heads * n_keys));
+  std::vector<float> scratch;
+  if (!ref) {
+    attend_token(shape, spans, max_pos, q.data(), r.out.data(), scratch,
+                 want_probs ? r.probs.data() : nullptr);
+    return r;
+  }
+  for (int64_t kvh = 0; kvh < shape.n_kv_heads; ++kvh)
+    attend_kv_head_ref(shape, spans, kvh, max_pos, &q[kvh * group * hd], &r.out[kvh * group * hd],
+                       scratch, want_probs ? &r.probs[kvh * group * n_keys] : nullptr);
+  return r;
+}
+
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+struct Case {
+  DType kv_type;
+  int64_t head_dim, n_kv_heads, group, n_pos;
+};
+
+// n_pos 300, 1029, 2100: several chunks (kAttentionChunkKeys = 256) with a short last one.
+std::vector<Case> cases() {
+  std::vector<Case> all;
+  for (DType type : {DType::F16, DType::F32})
+    for (int64_t hd : {64, 128, 8, 24, 12})  // 24: 8-lane path under AVX-512; 12: scalar chunk path
+      for (int64_t n_kv_heads : {1, 2})
+        for (int64_t group : {1, 2, 3, 4, 8})
+          for (int64_t n_pos : {1, 5, 8, 9, 23, 64, 300, 1029, 2100}) {
+            if (n_pos == 2100 && (hd != 64 || group == 8)) continue;  // keep the test quick
+            all.push_back({type, hd, n_kv_heads, group, n_pos});
+          }
+  return all;
+}
+
+std::string name(const Case& c) {
+  return std::string(dtype_info(c.kv_type).name) + " hd " + std::to_string(c.head_dim) +
+         " kv_heads " + std::to_string(c.n_kv_heads) + " group " + std::to_string(c.group) +
+         " n_pos " + std::to_string(c.n_pos);
+}
+
+// Chunked kernel vs the two-pass reference. Error bound per output element, first order in u:
+// - scores: both sum hd products in different orders, |Δs_t| <= 2·hd·u·Σ_i|q_i k_ti|·scale =: δs;
+//   a probability p_t = exp(s_t - m)/Σ exp(s - m) then moves by <= p_t·(2δs + ε_exp) relative,
+//   ε_exp = 1e-6 covering the exp polynomial (< 2e-8 truncation + a few ulp of rounding) on both
+//   sides and the rescale factors exp(m_old - m_new) of the online softmax and of the merge
+//   (std::exp, 1 ulp each);
+// - outputs: Σ_t p_t v_t summed in different orders and normalized before (ref) or after (fast)
+//   the sum, rescaled once per raised max and once per chunk in the merge:
+//   <= 3·(n_keys + 8)·u·Σ_t p_t|v_t|.
+// With Σ p_t = 1 and |v| <= vmax: |Δout| <= vmax·(2δs + ε_exp + 3·(n_keys + 8)·u). The observed
+// error is printed: ~3% of the bound, the bound being a worst case over summation orders.
+TEST(Attention, ChunkedMatchesReferenceOnRandomInputs) {
+  double worst_ratio = 0;  // max |Δout| / bound over all cases
+  uint32_t seed = 1;
+  for (const Case& c : cases()) {
+    const AttentionShape shape{c.group * c.n_kv_heads, c.n_kv_heads, c.head_dim, c.kv_type};
+    const KvHistory h(shape, c.n_pos, seed++);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    std::mt19937 rng(seed++);
+    for (int64_t max_pos : {c.n_pos - 1, c.n_pos / 2, int64_t{0}}) {
+      for (int64_t max_len : {c.n_pos, int64_t{1}, int64_t{7}, int64_t{16}, int64_t{100}}) {
+        std::vector<KvSpan> spans;
+        cut(h, 0, c.n_pos, max_len, rng, &spans);
+        for (float q_scale : {1.0f, 8.0f}) {  // 8: peaked softmax, the running max moves late
+          const std::vector<float> q = random_query(shape.n_heads * c.head_dim, q_scale, seed++);
+          const Result fast = attend(false, shape, spans, max_pos, q, true);
+          const Result ref = attend(true, shape, spans, max_pos, q, true);
+          const int64_t n_keys = attended_keys(spans, max_pos);
+          for (int64_t head = 0; head < shape.n_heads; ++head) {
+            const int64_t kvh = head / c.group;
+            double ds = 0, vmax = 0;
+            for (int64_t t = 0; t <= max_pos; ++t) {
+              const int64_t base = (t * c.n_kv_heads + kvh) * c.head_dim;
+              double abs_dot = 0;
+              for (int64_t i = 0; i < c.head_dim; ++i) {
+                abs_dot += std::fabs(q[head * c.head_dim + i] * h.k_f32[base + i]);
+                vmax = std::max(vmax, std::fabs(static_cast<double>(h.v_f32[base + i])));
+              }
+              ds = std::max(ds, 2.0 * c.head_dim * kUnitRoundoff * abs_dot * scale);
+            }
+            const double bound = vmax * (2 * ds + 1e-6 + 3.0 * (n_keys + 8) * kUnitRoundoff);
+            for (int64_t i = 0; i < c.head_dim; ++i) {
+              const size_t at = head * c.head_dim + i;
+              const double err = std::fabs(fast.out[at] - ref.out[at]);
+              ASSERT_LE(err, bound) << name(c) << " max_pos " << max_pos << " head " << head;
+              worst_ratio = std::max(worst_ratio, err / bound);
+            }
+            // Probabilities: relative (2δs + ε_exp) plus the two sums' orders, absolute as p <= 1.
+            const double p_bound = 2 * ds + 1e-6 + 2.0 * (n_keys + 8) * kUnitRoundoff;
+            for (int64_t t = 0; t < n_keys; ++t) {
+              const size_t at = head * n_keys + t;
+              ASSERT_NEAR(fast.probs[at], ref.probs[at], p_bound) << name(c) << " t " << t;
+            }
+          }
+        }
+      }
+    }
+  }
+  std::printf("worst |fast - ref| / bound: %.3g\n", worst_ratio);
+}
+
+// Paged KV reads every page as its own span; the contiguous cache reads one span. The same keys
+// must give bit-identical outputs and probabilities however they are split, with or without the
+// probs side output, and whichever thread ran which chunk in which order. Also for sparse
+// histories (pages with gaps), split per page or per run of adjacent pages.
+TEST(Attention, SpanSplitAndChunkOrderDoNotChangeAnyBit) {
+  uint32_t seed = 100;
+  for (const Case& c : cases()) {
+    if (c.n_pos < 9) continue;
+    const AttentionShape shape{c.group * c.n_kv_heads, c.n_kv_heads, c.head_dim, c.kv_type};
+    const KvHistory h(shape, c.n_pos, seed++);
+    std::mt19937 rng(seed++);
+    const std::vector<float> q = random_query(shape.n_heads * c.head_dim, 4.0f, seed++);
+    const int64_t max_pos = c.n_pos - 1;
+    const std::vector<KvSpan> one{h.span(0, c.n_pos)};
+    const Result want = attend(false, shape, one, max_pos, q, true);
+    EXPECT_TRUE(bit_equal(attend(false, shape, one, max_pos, q, false).out, want.out)) << name(c);
+    for (int64_t max_len : {1, 3, 8, 13, 16, 300}) {
+      std::vector<KvSpan> many;
+      cut(h, 0, c.n_pos, max_len, rng, &many);
+      const Result got = attend(false, shape, many, max_pos, q, true);
+      EXPECT_TRUE(bit_equal(got.out, want.out)) << name(c) << " max_len " << max_len;
+      EXPECT_TRUE(bit_equal(got.probs, want.probs)) << name(c) << " max_len " << max_len;
+    }
+    // Chunks computed last to first, each with its own scratch, as threads would.
+    const int64_t n_chunks = attention_chunks(c.n_pos);
+    const int64_t stride = attention_partial_floats(shape);
+    std::vector<float> partials(static_cast<size_t>(n_chunks * stride));  // [n_chunks, stride]
+    Result reversed;
+    reversed.out.resize(want.out.size());
+    reversed.probs.resize(want.probs.size());
+    for (int64_t chunk = n_chunks - 1; chunk >= 0; --chunk) {
+      std::vector<float> scratch;
+      attend_chunk(shape, one, max_pos, chunk, q.data(), &partials[chunk * stride], scratch,
+                   reversed.probs.data());
+    }
+    attend_merge(shape, partials.data(), n_chunks, reversed.out.data(), reversed.probs.data(), c.n_pos);
+    EXPECT_TRUE(bit_equal(reversed.out, want.out)) << name(c);
+    EXPECT_TRUE(bit_equal(reversed.probs, want.probs)) << name(c);
+    // Sparse: pages of 4 positions, every third page dropped; per-page spans vs merged runs.
+    std::vector<KvSpan> per_page, runs;
+    for (int64_t p = 0; p * 4 < c.n_pos; ++p) {
+      if (p % 3 == 1) continue;  // kept pages 0, 2, 3, 5, 6, ...: some adjacent, some not
+      const int64_t first = p * 4, n = std::min<int64_t>(4, c.n_pos - first);
+      per_page.push_back(h.span(first, n));
+      if (!runs.empty() && runs.back().pos0 + runs.back().n == first) {
+        runs.back().n += n;
+      } else {
+        runs.push_back(h.span(first, n));
+      }
+    }
+    const Result a = attend(false, shape, per_page, max_pos, q, true);
+    const Result b = attend(false, shape, runs, max_pos, q, true);
+    EXPECT_TRUE(bit_equal(a.out, b.out)) << name(c);
+    EXPECT_TRUE(bit_equal(a.probs, b.probs)) << name(c);
+  }
+}
+
+// No key at or before max_pos: the output is zero (as the reference leaves it).
+TEST(Attention, NoKeysGivesZeros) {
+  const AttentionShape shape{4, 2, 64, DType::F16};
+  const KvHistory h(shape, 16, 7);
+  const std::vector<KvSpan> spans{h.span(8, 8)};
+  const std::vector<float> q = random_query(4 * 64, 1.0f, 8);
+  const Result r = attend(false, shape, spans, 7, q, false);
+  EXPECT_TRUE(std::all_of(r.out.begin(), r.out.end(), [](float x) { return x == 0.0f; }));
+}
+
+}  // namespace
+}  // namespace flashmem
