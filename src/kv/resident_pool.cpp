@@ -495,25 +495,6 @@ ResidentView ResidentPool::acquire(int64_t page) {
   return view;
 }
 
-ResidentView ResidentPool::admit(int64_t page, const uint8_t* bytes) {
-  std::lock_guard lock(mutex_);
-  if (page < 0 || page >= open_page_)
-    fail("KV admit of page {}: only committed pages [0, {}) can be admitted", page, open_page_);
-  if (page_table_[page] >= 0) return ResidentView{};
-  const int32_t cell = find_cell(-1);
-  if (cell < 0) return ResidentView{};
-  uint8_t* data = mirror_ != nullptr ? const_cast<uint8_t*>(mirror_->page_data(page)) : own_slot(cell);
-  if (data == nullptr) {  // zero-copy: the mirror never got the page
-    free_cells_.push_back(cell);
-    return ResidentView{};
-  }
-  if (mirror_ == nullptr) std::memcpy(data, bytes, page_bytes_);
-  assign(cell, page, CellState::kReady, data);
-  stats_.admitted += 1;
-  const int64_t pages[1] = {page};
-  return make_view(pages, layout_.first_pos(page + 1));
-}
-
 void ResidentPool::release_leases(const std::vector<int32_t>& cells) {
   std::lock_guard lock(mutex_);
   for (int32_t c : cells) cells_[c].leases -= 1;

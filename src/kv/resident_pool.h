@@ -49,7 +49,6 @@ struct PoolStats {
   uint64_t bytes_recalled = 0;       // completed recalls (mapped bytes in zero-copy mode)
   uint64_t recalls = 0;              // completed recalls
   uint64_t recall_misses = 0;        // recalls the store could not serve (absent, corrupt, I/O)
-  uint64_t admitted = 0;             // pages read by the caller and kept through admit()
   uint64_t recalls_cancelled = 0;    // queued recalls dropped because the page left the selection
   uint64_t evictions = 0;            // resident pages whose cell was given to another page
   uint64_t selection_dropped = 0;    // selected pages left out because no cell could hold them
@@ -164,12 +163,6 @@ class ResidentPool {
   // committed positions. An empty view with missed() = {page} if the page is not resident (or its
   // recall missed); an empty view without misses for an open page with nothing committed.
   ResidentView acquire(int64_t page);
-  // A page the caller read from the store itself (`bytes` [page_bytes]; quest's reads inside a
-  // step) is kept as a cached, unpinned page, so later steps find it resident instead of reading
-  // it again. Takes a free cell or evicts the least recently used evictable one, never waits
-  // (the caller may hold views); returns a lease on the page, or an empty view if it is already
-  // resident or no cell is free right now. Throws Error unless 0 <= page < open_page().
-  ResidentView admit(int64_t page, const uint8_t* bytes);
 
   // Blocks until the recall worker is idle (tests, benches; not needed for correctness).
   void wait_recalls_idle();

@@ -52,14 +52,6 @@ const uint8_t* PagedKv::quest_page_data(int64_t page) {
       if (status != StoreStatus::kOk)
         fail("KV page {} could not be read from the store ({})", page, to_string(status));
       data = dst;
-      // Keep it in a free or least recently used cell: the next steps (and other layers of
-      // this one) often pick it again and then find it resident.
-      ResidentView kept = pool_->admit(page, dst);
-      if (!kept.pages().empty()) {
-        data = kept.pages().front().data;
-        step_views_.push_back(std::move(kept));
-        miss_used_ -= 1;  // the scratch page is free again
-      }
     }
     sync_reads_ += 1;
     sync_read_bytes_ += layout_.page_bytes();

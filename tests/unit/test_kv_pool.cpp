@@ -50,38 +50,6 @@ TEST(KvResidentPool, RejectsBadConfigurations) {
   EXPECT_THROW(ResidentPool(ram, config_with_cells(8, -1, 2)), Error);
 }
 
-// admit(): a page the caller read itself is kept in a free or LRU cell, unpinned, and served by
-// acquire() afterwards; it never takes a pinned cell and never admits the open page.
-TEST(KvResidentPool, AdmitKeepsCallerReadPagesAsCache) {
-  auto disk = DiskStore::create(test::temp_kv_path("pool_admit"), kSmall.page_bytes());
-  ResidentPool pool(*disk, config_with_cells(5));  // sink + 2 tail + open = 4 pinned, 1 spare
-  ingest_pages(pool, 8);  // pages 0..7 written; the spare cell went to LRU pages, now evicted
-  std::vector<uint8_t> bytes(kSmall.page_bytes());
-  ASSERT_EQ(disk->read_page(2, bytes.data()), StoreStatus::kOk);
-  const auto before = pool.acquire(2);
-  ASSERT_TRUE(before.pages().empty());  // not resident: the caller reads it itself
-  {
-    ResidentView kept = pool.admit(2, bytes.data());
-    ASSERT_EQ(view_pages(kept), std::vector<int64_t>{2});
-    EXPECT_EQ(check_page(kSmall, 2, kept.pages()[0].data, kSmall.page_tokens), "");
-  }
-  EXPECT_EQ(view_pages(pool.acquire(2)), std::vector<int64_t>{2});
-  EXPECT_TRUE(pool.admit(2, bytes.data()).pages().empty());  // already resident
-  EXPECT_EQ(pool.stats().admitted, 1u);
-  // The one spare cell is taken: admitting page 3 evicts page 2 (unpinned, least recent).
-  ASSERT_EQ(disk->read_page(3, bytes.data()), StoreStatus::kOk);
-  EXPECT_EQ(view_pages(pool.admit(3, bytes.data())), std::vector<int64_t>{3});
-  EXPECT_TRUE(pool.acquire(2).pages().empty());
-  // While a lease holds the only spare cell nothing can be admitted, and nothing waits.
-  ResidentView lease = pool.acquire(3);
-  ASSERT_EQ(disk->read_page(4, bytes.data()), StoreStatus::kOk);
-  EXPECT_TRUE(pool.admit(4, bytes.data()).pages().empty());
-  lease.release();
-  EXPECT_THROW(pool.admit(pool.open_page(), bytes.data()), Error);
-  EXPECT_THROW(pool.admit(-1, bytes.data()), Error);
-  EXPECT_EQ(pool.check_invariants(), "");
-}
-
 TEST(KvResidentPool, AppendCommitWritesThroughAndServesPartialOpenPage) {
   RamStore ram(kSmall.page_bytes());
   ResidentPool pool(ram, config_with_cells(6));
