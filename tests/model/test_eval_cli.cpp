@@ -3,14 +3,13 @@
 // --out (results.json, results.md, well-formed SVGs), that full keeps 100% of the KV resident,
 // that a rerun resumes every cell, and that bad flags exit 1 with "error:" (no abort).
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "../common/cli_run.h"
 #include "../common/xml_check.h"
 #include "indexer/indexer_model.h"
 
@@ -19,41 +18,12 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
+using flashmem::test::RunResult;
+using flashmem::test::slurp;
 
-std::string slurp(const fs::path& path) {
-  std::string text;
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  return text;
-}
+fs::path temp_path(const std::string& what) { return flashmem::test::test_temp_path("flashmem_eval", what); }
 
-// Per-process, per-test names: ctest runs the tests of one file in parallel.
-fs::path temp_path(const std::string& what) {
-  return fs::temp_directory_path() /
-         ("flashmem_eval_" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) +
-          "_" + what + "_" + std::to_string(::getpid()));
-}
-
-RunResult run(const std::string& args) {
-  const fs::path out = temp_path("out"), err = temp_path("err");
-  const std::string command = std::string(FLASHMEM_BIN) + " eval " + args + " >" + out.string() + " 2>" + err.string();
-  const int status = std::system(command.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  fs::remove(out);
-  fs::remove(err);
-  return r;
-}
+RunResult run(const std::string& args) { return flashmem::test::run_flashmem("eval " + args); }
 
 json last_line_json(const std::string& out) {
   std::string text = out;

@@ -1,48 +1,18 @@
 // `flashmem inspect`: text and JSON output on a fixture; a malformed file exits 1 with "error:".
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "../common/cli_run.h"
+
 namespace {
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
+using flashmem::test::RunResult;
 
-std::string slurp(const std::string& path) {
-  std::string text;
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    char buf[4096];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-    std::fclose(f);
-  }
-  return text;
-}
-
-RunResult run(const std::string& args) {
-  // Per-test file names: ctest may run these tests in parallel.
-  const auto dir = std::filesystem::temp_directory_path();
-  const std::string stem = std::string("flashmem_inspect_") +
-                           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  const std::string out = (dir / (stem + ".out")).string();
-  const std::string err = (dir / (stem + ".err")).string();
-  const std::string command =
-      std::string(FLASHMEM_BIN) + " " + args + " >" + out + " 2>" + err;
-  const int status = std::system(command.c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  std::filesystem::remove(out);
-  std::filesystem::remove(err);
-  return r;
-}
+RunResult run(const std::string& args) { return flashmem::test::run_flashmem(args); }
 
 const std::string kData = FLASHMEM_TEST_DATA;
 

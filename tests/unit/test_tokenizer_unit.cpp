@@ -3,14 +3,13 @@
 // built in memory), stories260K, the `flashmem tokenize` CLI, and encode speed on long text.
 #include <unistd.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
+#include "../common/cli_run.h"
 #include "gguf/gguf.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
@@ -375,34 +374,9 @@ TEST(TokenizerSpeed, Encodes64KTokenDocuments) {
 
 // ---- CLI ----
 
-struct RunResult {
-  int exit_code = -1;
-  std::string out, err;
-};
+using test::RunResult;
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-RunResult run(const std::string& args) {
-  const auto dir = std::filesystem::temp_directory_path();
-  const std::string stem = std::string("flashmem_tokenize_") +
-                           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-  const std::string out = (dir / (stem + ".out")).string();
-  const std::string err = (dir / (stem + ".err")).string();
-  const int status =
-      std::system((std::string(FLASHMEM_BIN) + " " + args + " >" + out + " 2>" + err).c_str());
-  RunResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  std::filesystem::remove(out);
-  std::filesystem::remove(err);
-  return r;
-}
+RunResult run(const std::string& args) { return test::run_flashmem(args); }
 
 TEST(TokenizeCli, PrintsIdsAndPieces) {
   const std::string vocab = kData + "/tokenizer/ggml-vocab-llama-spm.gguf";

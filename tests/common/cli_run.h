@@ -1,0 +1,54 @@
+// Runs the flashmem binary (FLASHMEM_BIN) from a test and captures its exit code, stdout and
+// stderr. Capture files are named per process and per test: ctest runs the tests of one file in
+// parallel, each in its own process.
+#pragma once
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace flashmem::test {
+
+struct RunResult {
+  int exit_code = -1;  // -1 when the process did not exit normally
+  std::string out, err;
+};
+
+inline std::string slurp(const std::filesystem::path& path) {
+  std::string text;
+  if (FILE* f = std::fopen(path.c_str(), "rb")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
+    std::fclose(f);
+  }
+  return text;
+}
+
+// A temp path unique to this process and the running test: prefix_TEST_what_PID.
+inline std::filesystem::path test_temp_path(const std::string& prefix, const std::string& what) {
+  return std::filesystem::temp_directory_path() /
+         (prefix + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
+          what + "_" + std::to_string(::getpid()));
+}
+
+// `flashmem ARGS` through the shell (ARGS may hold quotes and redirections of its own).
+inline RunResult run_flashmem(const std::string& args) {
+  const std::filesystem::path out = test_temp_path("flashmem_cli", "out");
+  const std::filesystem::path err = test_temp_path("flashmem_cli", "err");
+  const std::string command = std::string(FLASHMEM_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int status = std::system(command.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  return r;
+}
+
+}  // namespace flashmem::test
