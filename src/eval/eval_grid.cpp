@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "eval/rng.h"
+#include "eval/task_run.h"
 #include "eval/wilson.h"
 #include "model/generate.h"
 #include "runtime/oracle.h"
@@ -143,21 +143,10 @@ SampleResult CellRunner::run(int64_t index) {
   spec.length = plan_.length;
   spec.value = o_.value;
   spec.filler = o_.filler;
-  const TaskSample s = generate_task(
-      spec, mix_seed(o_.seed + static_cast<uint64_t>(plan_.length), static_cast<uint64_t>(index)), tok);
-  std::string joined;
-  for (const std::string& a : s.answers) joined += " " + a + ",";
-  const int64_t max_tokens = static_cast<int64_t>(tok.encode(joined, false).size()) + o_.extra_tokens;
-
+  const TaskSample s = cell_sample(spec, o_.seed, index, tok);
+  const int64_t max_tokens = answer_token_budget(s, tok, o_.extra_tokens);
   std::vector<int32_t> output;
-  GenerationRequest request;
-  request.prompt = s.tokens;
-  request.max_tokens = max_tokens;
-  request.is_end = [&](int32_t t) { return tok.is_eog(t); };
-  request.on_token = [&](int32_t t) {
-    output.push_back(t);
-    return true;
-  };
+  const GenerationRequest request = answer_request(s, max_tokens, tok, output);
   const SamplerOptions greedy;  // temperature 0: argmax
   const int64_t need = static_cast<int64_t>(s.tokens.size()) + max_tokens;
   SessionOptions so = rt_.session;

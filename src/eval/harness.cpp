@@ -1,6 +1,6 @@
 #include "eval/harness.h"
 
-#include "eval/rng.h"
+#include "eval/task_run.h"
 #include "model/generate.h"
 #include "model/session.h"
 #include "tokenizer/tokenizer.h"
@@ -26,12 +26,8 @@ std::vector<CellResult> evaluate_tasks(
         spec.length = length;
         spec.value = o.value;
         spec.filler = o.filler;
-        const TaskSample s = generate_task(
-            spec, mix_seed(o.seed + static_cast<uint64_t>(length), static_cast<uint64_t>(i)), tokenizer);
-        std::string joined;
-        for (const std::string& a : s.answers) joined += " " + a + ",";
-        const int64_t budget =
-            static_cast<int64_t>(tokenizer.encode(joined, false).size()) + o.extra_tokens;
+        const TaskSample s = cell_sample(spec, o.seed, i, tokenizer);
+        const int64_t budget = answer_token_budget(s, tokenizer, o.extra_tokens);
         const int64_t need = static_cast<int64_t>(s.tokens.size()) + budget;
         if (session == nullptr || need > capacity) {
           capacity = std::max(need, length + budget);
@@ -41,15 +37,7 @@ std::vector<CellResult> evaluate_tasks(
         SamplerOptions greedy;  // temperature 0: argmax
         Sampler sampler(greedy);
         std::vector<int32_t> out;
-        GenerationRequest request;
-        request.prompt = s.tokens;
-        request.max_tokens = budget;
-        request.is_end = [&](int32_t t) { return tokenizer.is_eog(t); };
-        request.on_token = [&](int32_t t) {
-          out.push_back(t);
-          return true;
-        };
-        generate(*session, sampler, request);
+        generate(*session, sampler, answer_request(s, budget, tokenizer, out));
         const std::string text = tokenizer.decode(out);
         const double score = score_output(s.answers, text);
         cell.score += score;
