@@ -4,11 +4,11 @@
 
 #include <charconv>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 
 #include "eval/task.h"
 #include "util/error.h"
+#include "util/read_file.h"
 
 namespace flashmem {
 namespace {
@@ -16,13 +16,6 @@ namespace {
 // generate:N documents beyond this are surely a typo (a million 512-token documents = 2 TB dumps).
 constexpr int64_t kMaxGenerated = 1'000'000;
 
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open corpus file '{}'", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::string string_field(const nlohmann::json& j, const char* name, const std::string& where) {
   if (!j.contains(name)) return {};
@@ -48,7 +41,7 @@ void chat_document(const nlohmann::json& messages, const std::string& where, std
 }
 
 std::vector<CorpusDocument> load_jsonl(const std::string& path, const Tokenizer& tok, const CorpusOptions& o) {
-  std::istringstream in(read_all(path));
+  std::istringstream in(read_file(path, "corpus file"));
   std::vector<CorpusDocument> docs;
   std::string line;
   for (int64_t n = 1; std::getline(in, line); ++n) {
@@ -89,7 +82,7 @@ std::vector<CorpusDocument> load_jsonl(const std::string& path, const Tokenizer&
 }
 
 std::vector<CorpusDocument> load_text(const std::string& path, const Tokenizer& tok, const CorpusOptions& o) {
-  const std::vector<int32_t> ids = tok.encode(read_all(path), /*add_special=*/true);
+  const std::vector<int32_t> ids = tok.encode(read_file(path, "corpus file"), /*add_special=*/true);
   if (ids.empty()) fail("'{}' tokenizes to nothing", path);
   std::vector<CorpusDocument> docs;
   // Consecutive windows of max_tokens; the first label_from tokens of each are its prompt.

@@ -155,8 +155,9 @@ TEST(QuestSelect, EqualsBruteForceOnRandomInputs) {
     // The brute-force ranking must separate the K-th and (K+1)-th page by more than the f32
     // tolerance for the comparison to mean anything (random inputs: it does). Exact ties happen
     // only at 0 (pages that are the best for some head), exact in f32 too: the newer page wins.
-    if (k < static_cast<int64_t>(pages.size()) && want[order[k - 1]] != want[order[k]])
+    if (k < static_cast<int64_t>(pages.size()) && want[order[k - 1]] != want[order[k]]) {
       ASSERT_GT(want[order[k - 1]] - want[order[k]], 1e-3) << "trial " << trial;
+    }
     std::vector<int64_t> expected;
     for (int64_t i = 0; i < k; ++i) expected.push_back(pages[order[static_cast<size_t>(i)]]);
     std::sort(expected.begin(), expected.end());

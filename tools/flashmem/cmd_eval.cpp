@@ -7,9 +7,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "commands.h"
 #include "common.h"
@@ -19,6 +17,7 @@
 #include "util/atomic_file.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
+#include "util/read_file.h"
 #include "util/sha256.h"
 #include "util/timer.h"
 
@@ -59,11 +58,8 @@ std::vector<eval::TaskFamily> parse_suite(const std::vector<std::string>& names)
 // results.json of an earlier run in `dir`, or an empty object; Error when it is not JSON.
 json load_previous(const fs::path& path) {
   if (!fs::exists(path)) return json::object();
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
   try {
-    json j = json::parse(text.str());
+    json j = json::parse(read_file(path.string()));
     if (!j.is_object() || !j.contains("cells") || !j.at("cells").is_array())
       fail("{} has no \"cells\" array; remove it or choose another --out", path.string());
     return j;
@@ -87,10 +83,11 @@ std::vector<eval::SampleResult> cached_samples(const json& partial, const json& 
 
 json load_partial(const fs::path& path) {
   if (!fs::exists(path)) return nullptr;
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  try {
+    return json::parse(read_file(path.string()), nullptr, /*allow_exceptions=*/false);
+  } catch (const Error&) {
+    return nullptr;  // unreadable: only a cache, like one that does not parse
+  }
 }
 
 std::string joined_command() {

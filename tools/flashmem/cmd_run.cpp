@@ -2,14 +2,13 @@
 #include <fmt/format.h>
 
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
 #include "common.h"
 #include "model/generate.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/read_file.h"
 
 namespace flashmem::cli {
 namespace {
@@ -24,13 +23,6 @@ struct RunArgs {
   bool has_prompt = false, has_file = false;  // -p "" is a valid (BOS-only) prompt
 };
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open prompt file '{}'", path);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 void print_speed(const char* label, const GenerationStats& st) {
   fmt::print(stderr, "{}prompt: {} tokens in {:.2f} s ({:.1f} tok/s)\n", label, st.prompt_tokens,
@@ -79,7 +71,7 @@ void run(const RunArgs& a) {
   if (a.n_predict < 0) fail("-n must be >= 0");
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
-  const std::string text = a.has_file ? read_text_file(a.prompt_file) : a.prompt;
+  const std::string text = a.has_file ? read_file(a.prompt_file, "prompt file") : a.prompt;
   const std::vector<int32_t> prompt = tokenizer.encode(text, /*add_special=*/true, a.parse_special);
   if (prompt.empty()) fail("the prompt tokenizes to nothing");
 

@@ -3,13 +3,12 @@
 // line, or with --pieces one `id<TAB>piece` line per token.
 #include <fmt/format.h>
 
-#include <fstream>
-#include <sstream>
 
 #include "commands.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/read_file.h"
 
 namespace flashmem::cli {
 namespace {
@@ -23,19 +22,11 @@ struct TokenizeOptions {
   bool pieces = false;
 };
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open '{}'", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail("cannot read '{}'", path);
-  return ss.str();
-}
 
 void run_tokenize(const TokenizeOptions& opt, bool has_text, bool has_file) {
   if (opt.model.empty()) fail("tokenize: -m MODEL is required");
   if (has_text == has_file) fail("tokenize: give exactly one of --text or --file");
-  const std::string text = has_text ? opt.text : read_text_file(opt.file);
+  const std::string text = has_text ? opt.text : read_file(opt.file);
   const GgufFile file = GgufFile::open(opt.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(file);
   const std::vector<int32_t> ids = tokenizer.encode(text, opt.add_special, opt.parse_special);
