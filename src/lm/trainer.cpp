@@ -11,6 +11,7 @@
 #include "eval/rng.h"
 #include "eval/word_vocab.h"
 #include "lm/checkpoint.h"
+#include "lm/induction_init.h"
 #include "lm/export.h"
 #include "lm/lm_forward.h"
 #include "tokenizer/tokenizer.h"
@@ -117,6 +118,10 @@ void train_lm(const TrainOptions& opt) {
   const LmConfig& c = o.model;
   const ParamLayout layout = make_layout(c);
   std::vector<float> params = o.resume ? ck.params : init_params(c, layout, o.seed, o.init_std);
+  if (o.init_induction && !o.resume) {
+    const InductionLayout il = init_induction_circuit(c, layout, o.seed, c.context_length, params);
+    fmt::print(stderr, "induction circuit: content dims {}, match dims {}\n", il.content_dims, il.match_dims);
+  }
   AdamW adam(o.adamw, c, layout);
   if (o.resume) {
     adam.m() = ck.adam_m;

@@ -35,6 +35,7 @@ struct TrainOptions {
   DType out_type = DType::F32;
   double max_seconds = 0;           // stop after this much wall time (checkpointed); 0 = none
   double init_std = 0.02;           // initial weight std; 0 = 1/sqrt(fan-in) (see init_params)
+  bool init_induction = false;      // start from a working induction circuit (lm/induction_init.h)
 };
 
 void validate_train_options(const TrainOptions& o);

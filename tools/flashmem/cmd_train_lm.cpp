@@ -67,6 +67,8 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_option("--lm-weight", o.data.lm_weight, "loss weight of non-answer tokens (0 = answers only)")
       ->capture_default_str();
   cmd->add_option("--init-std", o.init_std, "initial weight std (0 = 1/sqrt(fan-in))")->capture_default_str();
+  cmd->add_flag("--init-induction", o.init_induction,
+               "start from a working induction circuit (needs --tie-embeddings, 2+ layers)");
   cmd->add_option("--seed", a->seed, "initialisation and data seed")->capture_default_str();
   cmd->add_option("-t,--threads", o.threads, "threads (0 = all)")->capture_default_str();
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->capture_default_str();
