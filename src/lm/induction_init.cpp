@@ -14,6 +14,9 @@ namespace {
 // non-matching keys scatter by ~1/sqrt(m) of the match score (random m-dim projections).
 constexpr double kPositionalGap = 12.0;
 constexpr double kMatchScore = 16.0;
+// The shared key word adds 4: enough to prefer the asked needle over the others (whose window
+// shares only the template words) without drowning the previous-token match.
+constexpr double kWindowScore = 4.0;
 // Copied content is written at ~3x the norm of the current token's own embedding, so the
 // prediction is the copied token, not a repeat of the current one.
 constexpr double kCopyGain = 3.0;
@@ -67,11 +70,17 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
   if (pairs < 4)
     fail("--init-induction: only {} RoPE pairs of head dim {} stay still over {} positions at base "
          "{}; need 4 (raise --rope-base or the head dim)", pairs, hd, reach, c.rope_base);
+  // With a second head in both layers, a third of the match pairs also compare the "window"
+  // (tokens 3 and 4 back): a question "... for KEY is: ▁" and its needle "for KEY is: ▁ VALUE"
+  // then agree on KEY, so the match picks the asked needle's value, not any value after "▁".
+  const bool window = c.n_heads >= 2 && c.n_kv_heads == c.n_heads && pairs >= 6;
   InductionLayout out;
-  out.match_dims = 2 * pairs;
-  out.content_dims = D - out.match_dims - 1;
+  out.window_dims = window ? 2 * (pairs / 3) : 0;
+  out.match_dims = 2 * pairs - out.window_dims;
+  out.content_dims = D - out.match_dims - out.window_dims - 1;
   out.bias_dim = out.content_dims;
-  const int64_t m = out.match_dims, Dc = out.content_dims, b = out.bias_dim, prev0 = b + 1;
+  const int64_t m = out.match_dims, mw = out.window_dims, Dc = out.content_dims, b = out.bias_dim;
+  const int64_t prev0 = b + 1, window0 = prev0 + m;
 
   eval::Rng rng(seed ^ 0x1d0c710aull);
   float* p = params.data();
@@ -80,10 +89,10 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
     return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
   };
 
-  // Embeddings: content of norm exactly 1 in [0, Dc), the constant 1, zeros in the
-  // previous-token dims. Why exactly 1: the positional head's score is (normed bias)² times a
-  // sum of ~hd/2 cosines, so a few % of norm spread between tokens would move it by more than
-  // the gap between neighbouring positions.
+  // Embeddings: content of norm exactly 1 in [0, Dc), the constant 1, zeros in the subspaces
+  // the heads write. Why exactly 1: a positional head's score is (normed bias)² times a sum of
+  // ~hd/2 cosines, so a few % of norm spread between tokens would move it by more than the gap
+  // between neighbouring positions.
   for (int64_t v = 0; v < c.n_vocab; ++v) {
     float* e = p + l.tok_embd + v * D;
     double norm = 0;
@@ -97,66 +106,84 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
     e[b] = 1.0f;
   }
   // RMSNorm scales a vector of squared norm s to squared norm D: the factor is sqrt(D / s).
-  // Layer 0 sees content + bias (s = 2); layer 1 also the previous-token info (s = 3).
+  // Layer 0 sees content + bias (s = 2); layer 1 also the previous-token info (+1) and the
+  // window (two tokens averaged: +1/2).
   const double n0 = std::sqrt(static_cast<double>(D) / 2.0);
-  const double n1 = std::sqrt(static_cast<double>(D) / 3.0);
+  const double n1 = std::sqrt(static_cast<double>(D) / (window ? 3.5 : 3.0));
+  const double fraction = static_cast<double>(m) / static_cast<double>(Dc);
+  const double window_fraction = static_cast<double>(mw) / static_cast<double>(Dc);
 
-  const std::vector<double> P = orthonormal_rows(m, Dc, rng);   // [m, Dc] content -> match code
+  const std::vector<double> P = orthonormal_rows(m, Dc, rng);    // [m, Dc] content -> match code
+  const std::vector<double> W = orthonormal_rows(mw, Dc, rng);   // [mw, Dc] content -> window code
   const int64_t copy_dims = std::min(hd, Dc);
   const std::vector<double> C = orthonormal_rows(copy_dims, Dc, rng);  // [copy_dims, Dc]
-  const auto match_fraction = static_cast<double>(m) / static_cast<double>(Dc);
 
-  auto clear_head0 = [&](const LayerOffsets& o) {
-    for (int64_t r = 0; r < hd; ++r)
+  auto clear_head = [&](const LayerOffsets& o, int64_t h) {
+    for (int64_t r = h * hd; r < (h + 1) * hd; ++r)
       for (int64_t d = 0; d < D; ++d) {
         p[o.wq + r * D + d] = 0.0f;
         p[o.wk + r * D + d] = 0.0f;
         p[o.wv + r * D + d] = 0.0f;
       }
     for (int64_t d = 0; d < D; ++d)
-      for (int64_t k = 0; k < hd; ++k) p[o.wo + d * Q + k] = 0.0f;
+      for (int64_t k = h * hd; k < (h + 1) * hd; ++k) p[o.wo + d * Q + k] = 0.0f;
   };
 
-  // Layer 0, head 0: score(Δ) = (α n0)² Σ_i cos((Δ-1) θ_i) / sqrt(hd), largest at Δ = 1.
-  {
+  // A layer-0 head attending by RoPE alone to the positions Δ back nearest `center` (Δ = 1, or
+  // Δ = 3 and 4 for 3.5): score(Δ) = (α n0)² Σ_i cos((Δ - center) θ_i) / sqrt(hd). Its value is
+  // `code` · content, written with norm ~1 per token into residual dims [out0, out0 + rows).
+  auto positional_head = [&](int64_t h, double center, const std::vector<double>& code, int64_t rows,
+                             int64_t out0, double code_fraction) {
     const LayerOffsets& o = l.layers[0];
-    clear_head0(o);
+    clear_head(o, h);
     auto S = [&](int64_t delta) {
       double s = 0;
-      for (int64_t i = 0; i < half; ++i) s += std::cos(static_cast<double>(delta - 1) * theta[static_cast<size_t>(i)]);
+      for (int64_t i = 0; i < half; ++i)
+        s += std::cos((static_cast<double>(delta) - center) * theta[static_cast<size_t>(i)]);
       return s;
     };
-    double best_other = S(0);
-    for (int64_t delta = 2; delta < reach; ++delta) best_other = std::max(best_other, S(delta));
-    const double gap = S(1) - best_other;
-    if (!(gap > 1e-3)) fail("--init-induction: RoPE cannot single out the previous position (gap {})", gap);
+    const auto lo = static_cast<int64_t>(std::floor(center)), hi = static_cast<int64_t>(std::ceil(center));
+    double best_other = -1e30;
+    for (int64_t delta = 0; delta < reach; ++delta)
+      if (delta != lo && delta != hi) best_other = std::max(best_other, S(delta));
+    const double gap = std::min(S(lo), S(hi)) - best_other;
+    if (!(gap > 1e-3)) fail("--init-induction: RoPE cannot single out position {} back (gap {})", center, gap);
     const double alpha = std::sqrt(kPositionalGap * std::sqrt(static_cast<double>(hd)) / (gap * n0 * n0));
     for (int64_t i = 0; i < half; ++i) {
-      const double t = theta[static_cast<size_t>(i)];
-      p[o.wq + (2 * i) * D + b] = static_cast<float>(alpha * std::cos(t));
-      p[o.wq + (2 * i + 1) * D + b] = static_cast<float>(-alpha * std::sin(t));
-      p[o.wk + (2 * i) * D + b] = static_cast<float>(alpha);
+      const double t = center * theta[static_cast<size_t>(i)];
+      p[o.wq + (h * hd + 2 * i) * D + b] = static_cast<float>(alpha * std::cos(t));
+      p[o.wq + (h * hd + 2 * i + 1) * D + b] = static_cast<float>(-alpha * std::sin(t));
+      p[o.wk + (h * hd + 2 * i) * D + b] = static_cast<float>(alpha);
     }
-    // Value = P · content; output into the previous-token dims with norm ~1 (|P x| ≈ n0 sqrt(m/Dc)).
-    const double beta = 1.0 / (n0 * std::sqrt(match_fraction));
-    for (int64_t k = 0; k < m; ++k) {
-      for (int64_t d = 0; d < Dc; ++d) p[o.wv + k * D + d] = static_cast<float>(P[static_cast<size_t>(k * Dc + d)]);
-      p[o.wo + (prev0 + k) * Q + k] = static_cast<float>(beta);
+    // |code · x| ≈ n0 sqrt(code_fraction) for a normed token: scale its output to norm ~1.
+    const double beta = 1.0 / (n0 * std::sqrt(code_fraction));
+    for (int64_t k = 0; k < rows; ++k) {
+      for (int64_t d = 0; d < Dc; ++d)
+        p[o.wv + (h * hd + k) * D + d] = static_cast<float>(code[static_cast<size_t>(k * Dc + d)]);
+      p[o.wo + (out0 + k) * Q + h * hd + k] = static_cast<float>(beta);
     }
-  }
+  };
+  positional_head(0, 1.0, P, m, prev0, fraction);
+  if (window) positional_head(1, 3.5, W, mw, window0, window_fraction);
 
-  // Layer 1, head 0: q = γ P content (current), k = γ prev dims, in the lowest-frequency pairs;
-  // match score ≈ γ² n1² sqrt(m/Dc) / sqrt(hd) (|P x|² ≈ m/Dc for content of norm 1).
+  // Layer 1, head 0, in the lowest-frequency pairs (rows hd - m - mw .. hd): q = γ P content
+  // (current token), k = γ prev dims: score ≈ γ² n1² sqrt(m/Dc) / sqrt(hd) when the key's
+  // previous token is the current token; plus q = k = γw window dims: the shared key word (half
+  // of each window) adds γw² n1² / 4 / sqrt(hd).
   {
     const LayerOffsets& o = l.layers[1];
-    clear_head0(o);
-    const double gamma = std::sqrt(kMatchScore * std::sqrt(static_cast<double>(hd)) /
-                                   (n1 * n1 * std::sqrt(match_fraction)));
+    clear_head(o, 0);
+    const double gamma = std::sqrt(kMatchScore * std::sqrt(static_cast<double>(hd)) / (n1 * n1 * std::sqrt(fraction)));
+    const double gamma_w = std::sqrt(kWindowScore * std::sqrt(static_cast<double>(hd)) / (n1 * n1 / 4.0));
+    const int64_t row0 = hd - m - mw;
     for (int64_t k = 0; k < m; ++k) {
-      const int64_t row = hd - m + k;  // pairs half - m/2 .. half - 1
       for (int64_t d = 0; d < Dc; ++d)
-        p[o.wq + row * D + d] = static_cast<float>(gamma * P[static_cast<size_t>(k * Dc + d)]);
-      p[o.wk + row * D + prev0 + k] = static_cast<float>(gamma);
+        p[o.wq + (row0 + k) * D + d] = static_cast<float>(gamma * P[static_cast<size_t>(k * Dc + d)]);
+      p[o.wk + (row0 + k) * D + prev0 + k] = static_cast<float>(gamma);
+    }
+    for (int64_t k = 0; k < mw; ++k) {
+      p[o.wq + (row0 + m + k) * D + window0 + k] = static_cast<float>(gamma_w);
+      p[o.wk + (row0 + m + k) * D + window0 + k] = static_cast<float>(gamma_w);
     }
     // Copy: value = C · content, output C^T · value · δ with |C^T C x| ≈ n1 sqrt(copy_dims/Dc).
     const double delta = kCopyGain / (n1 * std::sqrt(static_cast<double>(copy_dims) / static_cast<double>(Dc)));
@@ -174,7 +201,7 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
     const LayerOffsets& o = l.layers[li];
     for (int64_t i = 0; i < D * c.ff_dim; ++i) p[o.w_down + i] *= static_cast<float>(kQuietScale);
     for (int64_t d = 0; d < D; ++d)
-      for (int64_t k = li < 2 ? hd : 0; k < Q; ++k) p[o.wo + d * Q + k] *= static_cast<float>(kQuietScale);
+      for (int64_t k = li == 0 ? (window ? 2 : 1) * hd : li == 1 ? hd : 0; k < Q; ++k) p[o.wo + d * Q + k] *= static_cast<float>(kQuietScale);
   }
   for (int64_t d = 0; d < D; ++d) p[l.output_norm + d] = static_cast<float>(kOutputGain);
   return out;

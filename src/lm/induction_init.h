@@ -12,6 +12,9 @@
 //   layer 1, head 0: its query reads the current token's content (projected the same way), its
 //     key reads that subspace, both only in the m/2 lowest-frequency RoPE pairs so the match does
 //     not depend on distance; it copies the matched position's content into the output.
+// With two or more heads, layer 0 head 1 also writes the tokens 3 and 4 back (where a needle's
+// key word sits before its value) and the match compares those too, so a question selects its
+// own needle's value among many.
 // Everything is ordinary parameters of the same Llama shape; training is free to change all of it.
 #pragma once
 #include <cstdint>
@@ -24,7 +27,8 @@ namespace flashmem::lm {
 struct InductionLayout {
   int64_t content_dims = 0;  // residual dims [0, content_dims) hold the token embedding
   int64_t bias_dim = 0;      // a constant 1 in every embedding (gives RoPE-only positional heads)
-  int64_t match_dims = 0;    // m: previous-token subspace [bias_dim + 1, dim) and matched RoPE dims
+  int64_t match_dims = 0;    // m: previous-token subspace [bias_dim + 1, + m) and matched RoPE dims
+  int64_t window_dims = 0;   // tokens 3-4 back (key words): the last dims; 0 with one head
 };
 
 // Overwrites parts of `params` (initialised by init_params) with the circuit. `reach` is the

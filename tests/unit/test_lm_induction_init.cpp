@@ -34,7 +34,7 @@ TEST(LmInductionInit, CopiesBeforeTraining) {
   std::vector<float> params = init_params(c, l, 7, 0.0);
   const InductionLayout il = init_induction_circuit(c, l, 7, c.context_length, params);
   EXPECT_GE(il.match_dims, 8);
-  EXPECT_EQ(il.content_dims + 1 + il.match_dims, c.dim);
+  EXPECT_EQ(il.content_dims + 1 + il.match_dims + il.window_dims, c.dim);
 
   // 600 distinct random tokens, then a copy of 100 of them starting at position 201.
   std::mt19937_64 rng(3);
