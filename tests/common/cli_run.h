@@ -30,10 +30,13 @@ inline std::string slurp(const std::filesystem::path& path) {
 }
 
 // A temp path unique to this process and the running test: prefix_TEST_what_PID.
+// Parameterised test names ("Case/2") have their '/' replaced.
 inline std::filesystem::path test_temp_path(const std::string& prefix, const std::string& what) {
+  std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
+  for (char& ch : name)
+    if (ch == '/') ch = '_';
   return std::filesystem::temp_directory_path() /
-         (prefix + "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name() + "_" +
-          what + "_" + std::to_string(::getpid()));
+         (prefix + "_" + name + "_" + what + "_" + std::to_string(::getpid()));
 }
 
 // `flashmem ARGS` through the shell (ARGS may hold quotes and redirections of its own).
