@@ -257,5 +257,29 @@ TEST(EvalReport, ResumeKeyMarkdownAndPlots) {
                                              "accuracy_niah_single_512.svg", "resident_steps.svg"}));
 }
 
+
+// The summary compares every column with full attention over the rows where full scores >= 0.85
+// only: here the 256-token row (full 1.0), not the 512-token row (full 0.5).
+TEST(EvalReport, SummaryAgainstFullUsesRowsFullSolves) {
+  GridOptions o;
+  o.families = {TaskFamily::kNiahSingle};
+  o.lengths = {256, 512};
+  o.policies = {"full", "random"};
+  o.budgets = {0.25};
+  o.samples = 4;
+  RunIdentity id{"m.gguf", "abc", "", "", "f16"};
+  json results = {{"command", "flashmem eval ..."}, {"model", {{"name", "m.gguf"}, {"sha256", "abc"}}},
+                  {"indexer", nullptr}, {"cells", json::array()}};
+  for (const CellPlan& p : plan_grid(o)) {
+    const bool full = p.policy == "full";
+    const double accuracy = p.length == 256 ? (full ? 1.0 : 0.3) : (full ? 0.5 : 0.9);
+    results["cells"].push_back(cell_to_json(fake_cell(p, accuracy, full ? 1.0 : 0.25), cell_config(p, o, id)));
+  }
+  const std::string md = render_markdown(results);
+  EXPECT_NE(md.find("Over the 1 (family, length) rows where full attention scores >= 0.85"), std::string::npos) << md;
+  EXPECT_NE(md.find("| random@0.25 | 0.300 | 1.000 | -70.0 | 0.250 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| full | 1.000 | 1.000 | +0.0 | 1.000 |"), std::string::npos) << md;
+}
+
 }  // namespace
 }  // namespace flashmem::eval
