@@ -132,7 +132,7 @@ void PagedKv::reset() {
   last_hidden_.assign(n_target, std::vector<float>(static_cast<size_t>(config_.dim), 0.0f));
   keys_.assign(n_target, {});
   cycles_ = 0;
-  cycle_seconds_ = wait_seconds_ = resident_fraction_sum_ = 0;
+  cycle_seconds_ = wait_seconds_ = resident_fraction_sum_ = resident_bytes_sum_ = 0;
   attn_bytes_sum_ = 0;
   resident_fraction_steps_.clear();
   key_bounds_.clear();
@@ -269,9 +269,10 @@ void PagedKv::end_batch(bool is_prompt_end) {
     const int64_t pages = pool_->open_page() + 1;
     const uint64_t all_pages = 2 * static_cast<uint64_t>(config_.n_layers * pages * options_.page_tokens) *
                                layout_.row_bytes();
-    const double fraction =
-        static_cast<double>(pool_->stats().resident_bytes) / static_cast<double>(all_pages);
+    const uint64_t resident = pool_->stats().resident_bytes;
+    const double fraction = static_cast<double>(resident) / static_cast<double>(all_pages);
     resident_fraction_sum_ += fraction;
+    resident_bytes_sum_ += static_cast<double>(resident);
     resident_fraction_steps_.push_back(static_cast<float>(fraction));
     if (decode_steps_ % options_.tau == 0) run_cycle();
   }
@@ -413,7 +414,10 @@ LsaStats PagedKv::stats() const {
   const PoolStats ps = pool_->stats();
   LsaStats s;
   s.full_kv_bytes = 2 * static_cast<uint64_t>(config_.n_layers * pool_->n_tokens()) * layout_.row_bytes();
-  s.resident_kv_bytes_avg = static_cast<uint64_t>(ps.avg_resident_bytes);
+  // Averaged over the decode steps, as the fraction is (the pool's own average also counts the
+  // prompt's commits, while the cache was still growing); without a decode step, the pool's.
+  s.resident_kv_bytes_avg = static_cast<uint64_t>(
+      decode_steps_ > 0 ? resident_bytes_sum_ / static_cast<double>(decode_steps_) : ps.avg_resident_bytes);
   s.resident_kv_bytes_peak = ps.peak_resident_bytes;
   s.resident_fraction_avg =
       decode_steps_ > 0 ? resident_fraction_sum_ / static_cast<double>(decode_steps_) : 1.0;

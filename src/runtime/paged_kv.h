@@ -184,6 +184,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   int64_t cycles_ = 0;
   double cycle_seconds_ = 0, wait_seconds_ = 0;
   double resident_fraction_sum_ = 0;
+  double resident_bytes_sum_ = 0;  // pool bytes holding pages, summed over decode steps
   std::vector<float> resident_fraction_steps_;  // [decode steps]
   uint64_t attn_bytes_sum_ = 0;
 };
