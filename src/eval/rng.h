@@ -1,6 +1,7 @@
 // A small seeded random generator whose output is the same on every platform and standard
 // library (std::uniform_int_distribution is not), so a task seed names the same sample everywhere.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 namespace flashmem::eval {
@@ -21,6 +22,11 @@ class Rng {
   }
   // Uniform in [0, 1).
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  // Standard normal by Box-Muller (std::normal_distribution differs between libraries).
+  double normal() {
+    const double u1 = 1.0 - uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  }
 
  private:
   uint64_t state_;

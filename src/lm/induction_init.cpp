@@ -28,14 +28,10 @@ constexpr double kQuietScale = 0.1;
 
 // rows × cols matrix with orthonormal rows (Gram-Schmidt on Gaussian rows), rows <= cols.
 std::vector<double> orthonormal_rows(int64_t rows, int64_t cols, eval::Rng& rng) {
-  auto normal = [&] {
-    const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-  };
   std::vector<double> m(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r) {
     double* row = &m[static_cast<size_t>(r * cols)];
-    for (int64_t c = 0; c < cols; ++c) row[c] = normal();
+    for (int64_t c = 0; c < cols; ++c) row[c] = rng.normal();
     for (int64_t p = 0; p < r; ++p) {
       const double* prev = &m[static_cast<size_t>(p * cols)];
       double dot = 0;
@@ -84,10 +80,6 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
 
   eval::Rng rng(seed ^ 0x1d0c710aull);
   float* p = params.data();
-  auto normal = [&] {
-    const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-  };
 
   // Embeddings: content of norm exactly 1 in [0, Dc), the constant 1, zeros in the subspaces
   // the heads write. Why exactly 1: a positional head's score is (normed bias)² times a sum of
@@ -98,7 +90,7 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
     double norm = 0;
     std::vector<double> g(static_cast<size_t>(Dc));
     for (double& x : g) {
-      x = normal();
+      x = rng.normal();
       norm += x * x;
     }
     norm = std::sqrt(norm);

@@ -83,11 +83,6 @@ std::vector<float> init_params(const LmConfig& c, const ParamLayout& l, uint64_t
                                double init_std) {
   std::vector<float> p(l.total, 0.0f);
   eval::Rng rng(seed);
-  // Box-Muller from the platform-independent generator (std::normal_distribution is not).
-  auto normal = [&] {
-    const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
-  };
   const double residual_scale = 1.0 / std::sqrt(2.0 * static_cast<double>(c.n_layers));
   for (const ParamTensor& t : param_tensors(c, l)) {
     float* w = p.data() + t.offset;
@@ -100,7 +95,7 @@ std::vector<float> init_params(const LmConfig& c, const ParamLayout& l, uint64_t
                           t.name.find("ffn_down") != std::string::npos;
     const double base = init_std > 0 ? init_std : 1.0 / std::sqrt(static_cast<double>(t.cols));
     const double sd = base * (residual ? residual_scale : 1.0);
-    for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(sd * normal());
+    for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(sd * rng.normal());
   }
   return p;
 }
