@@ -47,7 +47,10 @@ TEST_P(NeedleLmAnswers, RunAnswersAGeneratedTask) {
 INSTANTIATE_TEST_SUITE_P(Tasks, NeedleLmAnswers,
                          ::testing::Values(TaskCase{"niah_single", 1024, 1}, TaskCase{"niah_single", 2048, 2},
                                            TaskCase{"niah_multikey", 1024, 3},
-                                           TaskCase{"niah_multikey", 2048, 4}));
+                                           TaskCase{"niah_multikey", 2048, 4}),
+                         [](const ::testing::TestParamInfo<TaskCase>& info) {
+                           return std::string(info.param.family) + "_" + std::to_string(info.param.length);
+                         });
 
 // eval-tasks over 10 fresh samples per cell: the model keeps its documented accuracy
 // (docs/MODELS.md: 0.95-1.00 at 1K and 2K on 100 samples); 0.8 leaves room for 10-sample noise.
