@@ -9,16 +9,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/bin/flashmem
 OUT=docs/results
-ARGS=(-m models/needle-lm.gguf --indexer models/needle-lm-indexer.gguf
-      --suite niah_single,niah_multikey --policies full,window,recency,random,quest,oracle,lsa
-      --budgets 0.05,0.1,0.15,0.25 --lengths 1024,2048,4096 --samples 20 --seed 0 -t 2 "$@")
+COMMON=(-m models/needle-lm.gguf --indexer models/needle-lm-indexer.gguf
+        --suite niah_single,niah_multikey --samples 20 --seed 0 -t 2)
+ARGS=("${COMMON[@]}" --policies full,window,recency,random,quest,oracle,lsa
+      --budgets 0.05,0.1,0.15,0.25 --lengths 1024,2048,4096 "$@")
 "$BIN" eval "${ARGS[@]}" --out "$OUT" --progress
 # 8K tokens: the policies at a 10% budget only (the full grid at 8K would take ~1 hour more).
 # Same geometry as above (8-token pages, tau one page), so the indexer's training setting holds.
 OUT8K=docs/results-8k
-ARGS8K=(-m models/needle-lm.gguf --indexer models/needle-lm-indexer.gguf
-        --suite niah_single,niah_multikey --policies full,recency,random,quest,lsa --budgets 0.1
-        --lengths 8192 --samples 20 --seed 0 --page-tokens 8 -t 2 "$@")
+ARGS8K=("${COMMON[@]}" --policies full,recency,random,quest,lsa --budgets 0.1 --lengths 8192
+        --page-tokens 8 "$@")
 "$BIN" eval "${ARGS8K[@]}" --out "$OUT8K" --progress
 
 {

@@ -102,8 +102,7 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
   // window (two tokens averaged: +1/2).
   const double n0 = std::sqrt(static_cast<double>(D) / 2.0);
   const double n1 = std::sqrt(static_cast<double>(D) / (window ? 3.5 : 3.0));
-  const double fraction = static_cast<double>(m) / static_cast<double>(Dc);
-  const double window_fraction = static_cast<double>(mw) / static_cast<double>(Dc);
+  const double fraction = static_cast<double>(m) / static_cast<double>(Dc);  // |P x|² for |x| = 1
 
   const std::vector<double> P = orthonormal_rows(m, Dc, rng);    // [m, Dc] content -> match code
   const std::vector<double> W = orthonormal_rows(mw, Dc, rng);   // [mw, Dc] content -> window code
@@ -125,7 +124,7 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
   // Δ = 3 and 4 for 3.5): score(Δ) = (α n0)² Σ_i cos((Δ - center) θ_i) / sqrt(hd). Its value is
   // `code` · content, written with norm ~1 per token into residual dims [out0, out0 + rows).
   auto positional_head = [&](int64_t h, double center, const std::vector<double>& code, int64_t rows,
-                             int64_t out0, double code_fraction) {
+                             int64_t out0) {
     const LayerOffsets& o = l.layers[0];
     clear_head(o, h);
     auto S = [&](int64_t delta) {
@@ -147,16 +146,16 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
       p[o.wq + (h * hd + 2 * i + 1) * D + b] = static_cast<float>(-alpha * std::sin(t));
       p[o.wk + (h * hd + 2 * i) * D + b] = static_cast<float>(alpha);
     }
-    // |code · x| ≈ n0 sqrt(code_fraction) for a normed token: scale its output to norm ~1.
-    const double beta = 1.0 / (n0 * std::sqrt(code_fraction));
+    // |code · x| ≈ n0 sqrt(rows / Dc) for a normed token: scale its output to norm ~1.
+    const double beta = 1.0 / (n0 * std::sqrt(static_cast<double>(rows) / static_cast<double>(Dc)));
     for (int64_t k = 0; k < rows; ++k) {
       for (int64_t d = 0; d < Dc; ++d)
         p[o.wv + (h * hd + k) * D + d] = static_cast<float>(code[static_cast<size_t>(k * Dc + d)]);
       p[o.wo + (out0 + k) * Q + h * hd + k] = static_cast<float>(beta);
     }
   };
-  positional_head(0, 1.0, P, m, prev0, fraction);
-  if (window) positional_head(1, 3.5, W, mw, window0, window_fraction);
+  positional_head(0, 1.0, P, m, prev0);
+  if (window) positional_head(1, 3.5, W, mw, window0);
 
   // Layer 1, head 0, in the lowest-frequency pairs (rows hd - m - mw .. hd): q = γ P content
   // (current token), k = γ prev dims: score ≈ γ² n1² sqrt(m/Dc) / sqrt(hd) when the key's
@@ -189,11 +188,14 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
 
   // Every other head and every FFN starts quiet (their outputs scaled down) so their random
   // output does not blur the subspaces the circuit reads.
+  // Heads of the circuit per layer: layer 0 heads 0 (and 1 with the window), layer 1 head 0.
+  const int64_t circuit_heads[2] = {window ? 2 : 1, 1};
   for (size_t li = 0; li < l.layers.size(); ++li) {
     const LayerOffsets& o = l.layers[li];
     for (int64_t i = 0; i < D * c.ff_dim; ++i) p[o.w_down + i] *= static_cast<float>(kQuietScale);
+    const int64_t first_quiet_column = li < 2 ? circuit_heads[li] * hd : 0;
     for (int64_t d = 0; d < D; ++d)
-      for (int64_t k = li == 0 ? (window ? 2 : 1) * hd : li == 1 ? hd : 0; k < Q; ++k) p[o.wo + d * Q + k] *= static_cast<float>(kQuietScale);
+      for (int64_t k = first_quiet_column; k < Q; ++k) p[o.wo + d * Q + k] *= static_cast<float>(kQuietScale);
   }
   for (int64_t d = 0; d < D; ++d) p[l.output_norm + d] = static_cast<float>(kOutputGain);
   return out;

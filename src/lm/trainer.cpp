@@ -120,7 +120,8 @@ void train_lm(const TrainOptions& opt) {
   std::vector<float> params = o.resume ? ck.params : init_params(c, layout, o.seed, o.init_std);
   if (o.init_induction && !o.resume) {
     const InductionLayout il = init_induction_circuit(c, layout, o.seed, c.context_length, params);
-    fmt::print(stderr, "induction circuit: content dims {}, match dims {}\n", il.content_dims, il.match_dims);
+    fmt::print(stderr, "induction circuit: content dims {}, match dims {}, window dims {}\n", il.content_dims,
+               il.match_dims, il.window_dims);
   }
   AdamW adam(o.adamw, c, layout);
   if (o.resume) {
