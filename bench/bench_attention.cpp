@@ -58,7 +58,7 @@ void bench_attention(benchmark::State& state, bool chunked) {
 }
 
 void attention_args(benchmark::internal::Benchmark* b) {
-  for (int64_t ctx : {1024, 4096, 16384}) {
+  for (int64_t ctx : {64, 256, 1024, 4096, 16384}) {
     b->Args({ctx, 1});
     b->Args({ctx, 0});
   }

@@ -100,14 +100,13 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
 
 namespace {
 
-// Keys per kernel step: one 8-lane vector of scores per query head.
-constexpr int kBlock = 8;
-
-// Whole K and V rows are prefetched this many keys ahead (8 keys = 4 KiB of K and of V at kv_dim
-// 256, f16). Chunks read rows front to back, which the hardware prefetchers already follow: on the
-// contiguous cache 0, 8 and 16 keys ahead measured the same within noise (bench_attention and
-// `flashmem bench --context 16384`); it is kept for the jumps between the pages of paged KV.
-constexpr int64_t kPrefetchKeys = 8;
+// Keys per kernel step (a tile): one vector of 8 scores per query head, one max / rescale / exp
+// step and one load and store of each head's accumulator per tile. The tile's whole K and V rows
+// (8 KiB for the 125M model) stay in L1 while every kv head's slice of them is read. Tiles of 16
+// and 32 keys amortise the softmax step further but measured 10-25% slower decode attention
+// (`flashmem bench --context 32768 --policy lsa`, and --context 16384 without a policy): their
+// rows no longer fit in L1 next to the rest.
+constexpr int kTileKeys = 8;
 
 // Key `j` of span `s` among the positions <= max_pos; next() steps over spans (skipping empty
 // ones) in key-index order.
@@ -132,36 +131,47 @@ struct KeyCursor {
   const uint8_t* v(size_t row_bytes) const { return spans[s].v + static_cast<size_t>(j) * row_bytes; }
 };
 
-// Calls block(k, v, nb, t0) for the keys [t_begin, t_end) in blocks of 8 key indices starting at
-// t0 (t_begin a multiple of 8): k[j], v[j] = the start of key t0 + j's whole K and V rows (all
-// kv heads), j < nb; the last block may be shorter. Blocks gather rows across spans.
-template <class Block>
-void for_each_block(std::span<const KvSpan> spans, int64_t max_pos, int64_t t_begin, int64_t t_end,
-                    size_t row_bytes, Block& block) {
+// Up to kTileKeys consecutive key indices t0 .. t0 + n - 1: k[j], v[j] = the start of key
+// t0 + j's whole K and V rows (all kv heads), gathered across spans.
+struct Tile {
+  const uint8_t* k[kTileKeys] = {};
+  const uint8_t* v[kTileKeys] = {};
+  int n = 0;
+  int64_t t0 = 0;
+};
+
+// Whole K and V rows are prefetched this many keys ahead of the key being gathered (8 keys = 4 KiB
+// of K and of V at kv_dim 256, f16). The hardware prefetchers follow rows read front to back, but
+// the jumps between the pages of paged KV need it. Measured with bench_attention (DRAM-resident
+// history, one thread, 32-key tiles): prefetching the whole next tile instead, into L1 or L2, or
+// only the kv head slices the next tile's step reads, all ran 10-25% slower.
+constexpr int64_t kPrefetchKeys = 8;
+
+// Calls state(tile) for the keys [t_begin, t_end) in tiles of kTileKeys key indices (t_begin a
+// multiple of kTileKeys; the last tile may be shorter).
+template <class State>
+void for_each_tile(std::span<const KvSpan> spans, int64_t max_pos, int64_t t_begin, int64_t t_end,
+                   size_t row_bytes, State& state) {
   KeyCursor at{spans, max_pos, 0, t_begin};
   at.settle();
   KeyCursor ahead = at;  // kPrefetchKeys keys ahead of `at`, within the chunk
   for (int64_t i = 0; i < kPrefetchKeys && t_begin + i < t_end; ++i) ahead.next();
-  const uint8_t* k[kBlock] = {};
-  const uint8_t* v[kBlock] = {};
-  int nb = 0;
-  int64_t t0 = t_begin;
+  Tile tile;
   for (int64_t t = t_begin; t < t_end; ++t) {
     if (t + kPrefetchKeys < t_end) {
       prefetch_head(ahead.k(row_bytes), row_bytes);
       prefetch_head(ahead.v(row_bytes), row_bytes);
       ahead.next();
     }
-    k[nb] = at.k(row_bytes);
-    v[nb] = at.v(row_bytes);
+    if (tile.n == 0) tile.t0 = t;
+    tile.k[tile.n] = at.k(row_bytes);
+    tile.v[tile.n] = at.v(row_bytes);
     at.next();
-    if (++nb == kBlock) {
-      block(k, v, nb, t0);
-      t0 += nb;
-      nb = 0;
+    if (++tile.n == kTileKeys || t + 1 == t_end) {
+      state(tile);
+      tile.n = 0;
     }
   }
-  if (nb > 0) block(k, v, nb, t0);
 }
 
 // The chunk's online-softmax state, one key at a time: builds without AVX2 and head_dim % 8 != 0.
@@ -182,8 +192,11 @@ class ScalarChunk {
     std::fill(max_, sum_, -INFINITY);
   }
 
-  void operator()(const uint8_t* const (&k)[kBlock], const uint8_t* const (&v)[kBlock], int nb,
-                  int64_t t0) {
+  void operator()(const Tile& tile) {
+    const uint8_t* const (&k)[kTileKeys] = tile.k;
+    const uint8_t* const (&v)[kTileKeys] = tile.v;
+    const int nb = tile.n;
+    const int64_t t0 = tile.t0;
     const size_t head_bytes = static_cast<size_t>(hd_) * (f16_ ? 2 : 4);
     for (int j = 0; j < nb; ++j)
       for (int64_t h = 0; h < n_heads_; ++h) {
@@ -234,124 +247,112 @@ class ScalarChunk {
 inline __m256 load8(const uint16_t* p) { return simd::load_f16x8(p); }
 inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
 
-// Lane j of the result = the sum of the 8 lanes of a[j]: transposing the 8 accumulators and adding
-// the columns does 8 horizontal sums for the shuffles of one.
-inline __m256 sum_lanes_8(__m256 (&a)[8]) {
-  simd::transpose_8x8(a);
-  return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a[0], a[1]), _mm256_add_ps(a[2], a[3])),
-                       _mm256_add_ps(_mm256_add_ps(a[4], a[5]), _mm256_add_ps(a[6], a[7])));
+// Query heads of one kv group that the kernel carries through a tile together. Every K and V
+// vector is converted from the cache type once per such set and never stored: on the Zen 3 VMs
+// this runs on, a 256-bit store costs about two cycles (a store-only loop: 1.4 G stores/s at
+// ~3 GHz), and the previous kernel, which converted each K block into f32 scratch rows and
+// loaded and stored the V accumulators per 8 columns and head, spent about a third of its time
+// in those stores (perf annotate). 3 heads × 4 keys = 12 score accumulators + the converted K
+// vector + q fill the 16 ymm registers.
+constexpr int kMaxSet = 3;
+
+// Lanes 0-3 = the sums of the 8 lanes of a[0..3].
+inline __m128 sum_lanes_4(const __m256 (&a)[4]) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// Lane j = q · k[j] for 8 rows of hd floats (hd % 8 == 0).
-inline __m256 dot_rows8(const float* q, const float* const (&k)[kBlock], int64_t hd) {
-#if defined(__AVX512F__)
-  if (hd % 16 == 0) {
-    __m512 acc[kBlock];
-    for (__m512& a : acc) a = _mm512_setzero_ps();
-    for (int64_t c = 0; c < hd; c += 16) {
-      const __m512 qc = _mm512_loadu_ps(q + c);
-      for (int j = 0; j < kBlock; ++j) acc[j] = _mm512_fmadd_ps(qc, _mm512_loadu_ps(k[j] + c), acc[j]);
-    }
-    __m256 half[kBlock];  // [8] acc folded to 8 lanes
-    for (int j = 0; j < kBlock; ++j)
-      half[j] = _mm256_add_ps(_mm512_castps512_ps256(acc[j]),
-                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(acc[j]), 1)));
-    return sum_lanes_8(half);
-  }
-#endif
-  __m256 acc[kBlock];
-  for (__m256& a : acc) a = _mm256_setzero_ps();
-  for (int64_t c = 0; c < hd; c += 8) {
-    const __m256 qc = _mm256_loadu_ps(q + c);
-    for (int j = 0; j < kBlock; ++j) acc[j] = _mm256_fmadd_ps(qc, _mm256_loadu_ps(k[j] + c), acc[j]);
-  }
-  return sum_lanes_8(acc);
-}
-
-// acc[g] += Σ_j p[g][j] · v[j] for the 8 rows of a full block, each V chunk loaded (and converted)
-// once for all heads of the group. Per element the FMAs run in j order, as in
-// accumulate_rows_tail. p: [group, 8], acc: [group, hd].
-template <class T>
-inline void accumulate_rows8(const T* const (&v)[kBlock], const float* p, int64_t group,
-                             int64_t hd, float* acc) {
-#if defined(__AVX512F__)
-  if (hd % 16 == 0) {
-    for (int64_t c = 0; c < hd; c += 16) {
-      __m512 vr[kBlock];
-      for (int j = 0; j < kBlock; ++j) {
-        if constexpr (sizeof(T) == 2) {
-          vr[j] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(v[j] + c)));
-        } else {
-          vr[j] = _mm512_loadu_ps(v[j] + c);
-        }
+// Scaled scores q_s · k_j / √hd of the S heads q [S, hd] for the keys of a tile, 4 keys per step
+// with all S heads; key j's slice starts `offset` elements into tile.k[j]. out [S, kTileKeys];
+// lanes from tile.n up to the next multiple of 4 repeat the last key's score.
+template <class T, int S>
+void tile_scores(const Tile& tile, int64_t offset, const float* q, int64_t hd, float scale,
+                 float* out) {
+  for (int j0 = 0; j0 < tile.n; j0 += 4) {
+    const T* k[4];
+    for (int j = 0; j < 4; ++j)
+      k[j] = reinterpret_cast<const T*>(tile.k[std::min(j0 + j, tile.n - 1)]) + offset;
+    __m256 acc[S][4];
+    for (auto& row : acc)
+      for (__m256& a : row) a = _mm256_setzero_ps();
+    for (int64_t c = 0; c < hd; c += 8)
+      for (int j = 0; j < 4; ++j) {
+        const __m256 kc = load8(k[j] + c);
+        for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, _mm256_loadu_ps(q + s * hd + c), acc[s][j]);
       }
-      for (int64_t g = 0; g < group; ++g) {
-        __m512 a = _mm512_loadu_ps(acc + g * hd + c);
-        for (int j = 0; j < kBlock; ++j) a = _mm512_fmadd_ps(_mm512_set1_ps(p[g * kBlock + j]), vr[j], a);
-        _mm512_storeu_ps(acc + g * hd + c, a);
-      }
-    }
-    return;
-  }
-#endif
-  for (int64_t c = 0; c < hd; c += 8) {
-    __m256 vr[kBlock];
-    for (int j = 0; j < kBlock; ++j) vr[j] = load8(v[j] + c);
-    for (int64_t g = 0; g < group; ++g) {
-      __m256 a = _mm256_loadu_ps(acc + g * hd + c);
-      for (int j = 0; j < kBlock; ++j) a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + g * kBlock + j), vr[j], a);
-      _mm256_storeu_ps(acc + g * hd + c, a);
-    }
+    for (int s = 0; s < S; ++s)
+      _mm_storeu_ps(out + s * kTileKeys + j0, _mm_mul_ps(sum_lanes_4(acc[s]), _mm_set1_ps(scale)));
   }
 }
 
-// The last, partial block (nb < 8 rows): same per-element FMA sequence, padding rows not read.
-template <class T>
-void accumulate_rows_tail(const T* const (&v)[kBlock], int nb, const float* p, int64_t group,
-                          int64_t hd, float* acc) {
-  for (int64_t c = 0; c < hd; c += 8)
-    for (int64_t g = 0; g < group; ++g) {
-      __m256 a = _mm256_loadu_ps(acc + g * hd + c);
-      for (int j = 0; j < nb; ++j) a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + g * kBlock + j), load8(v[j] + c), a);
-      _mm256_storeu_ps(acc + g * hd + c, a);
+// acc_s[0, hd) = acc_s · rescale_s + Σ_{j < tile.n} p_s[j] v_j for the S heads (acc [S, hd]
+// consecutive, p [S, kTileKeys]): columns in blocks of 8W floats whose S·W accumulators stay in
+// registers across the tile, each V vector converted once for the S heads. Per element the FMAs
+// run in j order.
+template <class T, int S, int W>
+void tile_accumulate_block(const Tile& tile, int64_t offset, const float* p, int64_t hd, int64_t c,
+                           const float (&rescale)[kMaxSet], float* acc) {
+  __m256 a[S][W];
+  for (int s = 0; s < S; ++s)
+    for (int i = 0; i < W; ++i)
+      a[s][i] = _mm256_mul_ps(_mm256_loadu_ps(acc + s * hd + c + 8 * i), _mm256_set1_ps(rescale[s]));
+  for (int j = 0; j < tile.n; ++j) {
+    const T* v = reinterpret_cast<const T*>(tile.v[j]) + offset + c;
+    __m256 vc[W];
+    for (int i = 0; i < W; ++i) vc[i] = load8(v + 8 * i);
+    for (int s = 0; s < S; ++s) {
+      const __m256 pj = _mm256_broadcast_ss(p + s * kTileKeys + j);
+      for (int i = 0; i < W; ++i) a[s][i] = _mm256_fmadd_ps(pj, vc[i], a[s][i]);
     }
+  }
+  for (int s = 0; s < S; ++s)
+    for (int i = 0; i < W; ++i) _mm256_storeu_ps(acc + s * hd + c + 8 * i, a[s][i]);
 }
 
-// The chunk's online-softmax state, 8 keys per step (T: the cache element, uint16_t = f16).
-// Per head h it keeps the running max m_h, the lane-wise running sum of exp(s - m_h) and
-// Σ exp(s - m_h) v; a block that raises m_h first multiplies both by exp(m_old - m_new). Each K
-// block is converted to f32 once and each V chunk once for the group of heads sharing them.
+template <class T, int S>
+void tile_accumulate(const Tile& tile, int64_t offset, const float* p, int64_t hd,
+                     const float (&rescale)[kMaxSet], float* acc) {
+  // S·W accumulators + W converted V vectors + the broadcast p within 16 registers.
+  constexpr int W = S == 3 ? 2 : 4;
+  int64_t c = 0;
+  for (; c + 8 * W <= hd; c += 8 * W) tile_accumulate_block<T, S, W>(tile, offset, p, hd, c, rescale, acc);
+  for (; c < hd; c += 8) tile_accumulate_block<T, S, 1>(tile, offset, p, hd, c, rescale, acc);
+}
+
+// The chunk's online-softmax state, one tile of up to kTileKeys keys per step (T: the cache
+// element, uint16_t = f16). Per tile, kv head and set of up to kMaxSet query heads: the scores of
+// the tile (tile_scores), one max / rescale / exp step per head for the whole tile, then Σ p_j v_j
+// (tile_accumulate). The second set of a group re-reads the tile's K and V slices from L1. Per
+// head h it keeps the running max m_h, the lane-wise running sum of exp(s - m_h) and
+// Σ exp(s - m_h) v; a tile that raises m_h first multiplies both by exp(m_old - m_new).
 template <class T>
-class BlockedChunk {
+class TiledChunk {
  public:
-  BlockedChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
-               std::vector<float>& scratch)
+  TiledChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
+             std::vector<float>& scratch)
       : n_kv_heads_(shape.n_kv_heads), group_(shape.n_heads / shape.n_kv_heads),
         hd_(shape.head_dim), n_keys_(n_keys),
         scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores) {
     const int64_t n_heads = shape.n_heads;
-    // acc [n_heads, hd] | k_f32 [8, hd] | p [group, 8] | sum [n_heads, 8] | max [n_heads]
-    scratch.assign(static_cast<size_t>(n_heads * hd_ + kBlock * hd_ + group_ * kBlock +
-                                       n_heads * kBlock + n_heads), 0.0f);
+    // acc [n_heads, hd] | sum [n_heads, 8] | max [n_heads] | s [3, kTileKeys] | p [3, kTileKeys]
+    scratch.assign(static_cast<size_t>(n_heads * (hd_ + 8 + 1) + 2 * kMaxSet * kTileKeys), 0.0f);
     acc_ = scratch.data();
-    k_f32_ = acc_ + n_heads * hd_;
-    p_ = k_f32_ + kBlock * hd_;
-    sum_ = p_ + group_ * kBlock;
-    max_ = sum_ + n_heads * kBlock;
+    sum_ = acc_ + n_heads * hd_;
+    max_ = sum_ + n_heads * 8;
+    s_ = max_ + n_heads;
+    p_ = s_ + kMaxSet * kTileKeys;
     std::fill(max_, max_ + n_heads, -INFINITY);
   }
 
-  void operator()(const uint8_t* const (&k)[kBlock], const uint8_t* const (&v)[kBlock], int nb,
-                  int64_t t0) {
-    for (int64_t kvh = 0; kvh < n_kv_heads_; ++kvh) {
-      const T* kr[kBlock];  // this kv head's slices; padding rows repeat row 0 (never used)
-      const T* vr[kBlock];
-      for (int j = 0; j < kBlock; ++j) {
-        kr[j] = reinterpret_cast<const T*>(k[j < nb ? j : 0]) + kvh * hd_;
-        vr[j] = reinterpret_cast<const T*>(v[j < nb ? j : 0]) + kvh * hd_;
+  void operator()(const Tile& tile) {
+    for (int64_t kvh = 0; kvh < n_kv_heads_; ++kvh)
+      for (int64_t h0 = kvh * group_; h0 < (kvh + 1) * group_; h0 += kMaxSet) {
+        switch (std::min<int64_t>(kMaxSet, (kvh + 1) * group_ - h0)) {
+          case 1: head_set<1>(h0, kvh * hd_, tile); break;
+          case 2: head_set<2>(h0, kvh * hd_, tile); break;
+          default: head_set<3>(h0, kvh * hd_, tile); break;
+        }
       }
-      head_group(kvh, kr, vr, nb, t0);
-    }
   }
 
   void finish(float* partial) const {
@@ -359,51 +360,50 @@ class BlockedChunk {
       float* dst = partial + h * (hd_ + 2);
       std::memcpy(dst, acc_ + h * hd_, static_cast<size_t>(hd_) * sizeof(float));
       dst[hd_] = max_[h];
-      dst[hd_ + 1] = simd::hsum256(_mm256_loadu_ps(sum_ + h * kBlock));
+      dst[hd_ + 1] = simd::hsum256(_mm256_loadu_ps(sum_ + h * 8));
     }
   }
 
  private:
-  // Keys t0 .. t0 + nb - 1 for the query heads of kv head `kvh`.
-  void head_group(int64_t kvh, const T* const (&k)[kBlock], const T* const (&v)[kBlock], int nb,
-                  int64_t t0) {
-    const float* kf[kBlock];  // [8] K rows as f32; padding rows repeat row 0 (scores masked)
-    for (int j = 0; j < nb; ++j) {
-      if constexpr (sizeof(T) == 2) {
-        float* dst = k_f32_ + j * hd_;
-        for (int64_t c = 0; c < hd_; c += 8) _mm256_storeu_ps(dst + c, load8(k[j] + c));
-        kf[j] = dst;
-      } else {
-        kf[j] = k[j];
-      }
+  // The tile's keys for the S query heads h0 .. h0 + S - 1, whose kv head's slice starts `offset`
+  // elements into each row.
+  template <int S>
+  void head_set(int64_t h0, int64_t offset, const Tile& tile) {
+    tile_scores<T, S>(tile, offset, q_ + h0 * hd_, hd_, scale_, s_);
+    float rescale[kMaxSet] = {};
+    for (int s = 0; s < S; ++s)
+      rescale[s] = softmax_step(h0 + s, s_ + s * kTileKeys, p_ + s * kTileKeys, tile.n, tile.t0);
+    tile_accumulate<T, S>(tile, offset, p_, hd_, rescale, acc_ + h0 * hd_);
+  }
+
+  // Head h's online-softmax update for the tile's scores sc[0..nb): p[j] = exp(sc[j] - m_h) (0
+  // from nb to kTileKeys), running sum and max updated; returns the factor that rescales the head's
+  // accumulator (exp(m_old - m_new), 1 if the max did not rise, 0 on the first tile).
+  float softmax_step(int64_t h, const float* sc, float* p, int nb, int64_t t0) {
+    constexpr int kVecs = kTileKeys / 8;
+    __m256 s[kVecs];
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    for (int b = 0; b < kVecs; ++b) {
+      const __m256i valid = simd::lane_mask(nb - 8 * b);
+      s[b] = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), _mm256_loadu_ps(sc + 8 * b), _mm256_castsi256_ps(valid));
+      if (scores_ != nullptr && 8 * b < nb) _mm256_maskstore_ps(scores_ + h * n_keys_ + t0 + 8 * b, valid, s[b]);
+      vmax = _mm256_max_ps(vmax, s[b]);
     }
-    for (int j = nb; j < kBlock; ++j) kf[j] = kf[0];
-    const __m256i valid = simd::lane_mask(nb);
-    for (int64_t g = 0; g < group_; ++g) {
-      const int64_t h = kvh * group_ + g;
-      __m256 s = _mm256_mul_ps(dot_rows8(q_ + h * hd_, kf, hd_), _mm256_set1_ps(scale_));
-      s = _mm256_blendv_ps(_mm256_set1_ps(-INFINITY), s, _mm256_castsi256_ps(valid));
-      if (scores_ != nullptr) _mm256_maskstore_ps(scores_ + h * n_keys_ + t0, valid, s);
-      __m256 sum = _mm256_loadu_ps(sum_ + h * kBlock);
-      const float block_max = simd::hmax256(s);
-      if (block_max > max_[h]) {
-        const float rescale = std::exp(max_[h] - block_max);  // 0 on the first block
-        max_[h] = block_max;
-        const __m256 r = _mm256_set1_ps(rescale);
-        sum = _mm256_mul_ps(sum, r);
-        float* acc = acc_ + h * hd_;
-        for (int64_t c = 0; c < hd_; c += 8) _mm256_storeu_ps(acc + c, _mm256_mul_ps(_mm256_loadu_ps(acc + c), r));
-      }
-      const __m256 e = simd::exp256(_mm256_sub_ps(s, _mm256_set1_ps(max_[h])));  // masked lanes: 0
-      _mm256_storeu_ps(sum_ + h * kBlock, _mm256_add_ps(sum, e));
-      _mm256_storeu_ps(p_ + g * kBlock, e);
+    const float tile_max = simd::hmax256(vmax);
+    float rescale = 1.0f;
+    if (tile_max > max_[h]) {
+      rescale = std::exp(max_[h] - tile_max);  // 0 on the first tile
+      max_[h] = tile_max;
     }
-    float* acc = acc_ + kvh * group_ * hd_;  // the group's heads are consecutive
-    if (nb == kBlock) {
-      accumulate_rows8(v, p_, group_, hd_, acc);
-    } else {
-      accumulate_rows_tail(v, nb, p_, group_, hd_, acc);
+    const __m256 m = _mm256_set1_ps(max_[h]);
+    __m256 sum = _mm256_mul_ps(_mm256_loadu_ps(sum_ + h * 8), _mm256_set1_ps(rescale));
+    for (int b = 0; b < kVecs; ++b) {
+      const __m256 e = simd::exp256(_mm256_sub_ps(s[b], m));  // lanes >= nb: 0
+      sum = _mm256_add_ps(sum, e);
+      _mm256_storeu_ps(p + 8 * b, e);
     }
+    _mm256_storeu_ps(sum_ + h * 8, sum);
+    return rescale;
   }
 
   int64_t n_kv_heads_, group_, hd_, n_keys_;
@@ -411,10 +411,10 @@ class BlockedChunk {
   const float* q_;  // [n_heads, hd]
   float* scores_;   // [n_heads, n_keys] or nullptr
   float* acc_;      // [n_heads, hd] Σ exp(s - max) v
-  float* k_f32_;    // [8, hd] one kv head's K block converted once for its group
-  float* p_;        // [group, 8] the block's exp(s - max) for the current group
   float* sum_;      // [n_heads, 8] lane-wise running Σ exp(s - max)
   float* max_;      // [n_heads] running max score
+  float* s_;        // [3, kTileKeys] the current head set's scores for the tile
+  float* p_;        // [3, kTileKeys] their exp(s - max)
 };
 
 #endif
@@ -424,7 +424,7 @@ void run_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64
                int64_t t_begin, int64_t t_end, size_t row_bytes, const float* q, float* partial,
                std::vector<float>& scratch, float* scores, int64_t n_keys) {
   State state(shape, q, scores, n_keys, scratch);
-  for_each_block(spans, max_pos, t_begin, t_end, row_bytes, state);
+  for_each_tile(spans, max_pos, t_begin, t_end, row_bytes, state);
   state.finish(partial);
 }
 
@@ -441,10 +441,10 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, in
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   if (shape.head_dim % 8 == 0) {
     if (f16) {
-      run_chunk<BlockedChunk<uint16_t>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
+      run_chunk<TiledChunk<uint16_t>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
                                         scratch, scores, n_keys);
     } else {
-      run_chunk<BlockedChunk<float>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
+      run_chunk<TiledChunk<float>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
                                      scratch, scores, n_keys);
     }
     return;
