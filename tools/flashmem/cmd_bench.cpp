@@ -147,8 +147,17 @@ void run_bench(const BenchArgs& a) {
              floor_tok_s);
   fmt::print("floor ratio: {:.2f} (decode time per token / bandwidth floor)\n", floor_ratio);
   const double split_total = decode_times.matmul + decode_times.attention + decode_times.other;
-  fmt::print("decode time split: weights {:.0f}%, attention {:.0f}%, other {:.0f}%\n",
-             100 * decode_times.matmul / split_total, 100 * decode_times.attention / split_total,
+  // Read rate of each part: its bytes per token over its time per token. Against bandwidth_gbs
+  // this shows which part is short of the memory bus (0 when a part took no measurable time).
+  auto rate_gbs = [&](double bytes, double seconds) {
+    return seconds > 0 ? bytes * a.gen / seconds / 1e9 : 0.0;
+  };
+  const double weights_gbs = rate_gbs(weight_bytes, decode_times.matmul);
+  const double attention_gbs = rate_gbs(kv_bytes, decode_times.attention);
+  fmt::print("decode time split: weights {:.0f}% ({:.1f} GB/s), attention {:.0f}% ({:.1f} GB/s), "
+             "other {:.0f}%\n",
+             100 * decode_times.matmul / split_total, weights_gbs,
+             100 * decode_times.attention / split_total, attention_gbs,
              100 * decode_times.other / split_total);
   LsaStats lsa;
   if (paged != nullptr) {
@@ -187,6 +196,8 @@ void run_bench(const BenchArgs& a) {
         {"decode_ms_weights", 1e3 * decode_times.matmul / a.gen},
         {"decode_ms_attention", 1e3 * decode_times.attention / a.gen},
         {"decode_ms_other", 1e3 * decode_times.other / a.gen},
+        {"weights_gbs", weights_gbs},
+        {"attention_gbs", attention_gbs},
         {"fill", a.fill},
         {"policy", a.lsa.policy.empty() ? "none" : a.lsa.policy},
         {"kv_store", a.lsa.store},
