@@ -7,9 +7,16 @@
 
 namespace flashmem {
 
+// Throws Error unless `type` can hold a KV cache: F16, F32, or Q8_0 with head_dim a multiple of
+// 32 (attention reads one head's slice of a row, which must begin on a block). For KvCache, which
+// sees no heads, kv_dim stands in for head_dim: rows must hold whole blocks.
+void check_kv_type(DType type, int64_t head_dim);
+
 class KvCache {
  public:
-  // type: F16 (default, half the bytes) or F32 (exact; llama.cpp's reference logits use it).
+  // type: F16 (default, half the bytes of F32), F32 (exact; llama.cpp's reference logits use it)
+  // or Q8_0 (32 values share an f16 scale: 34 bytes per 32 values, 0.53 of F16; rounding as
+  // llama.cpp's q8_0 cache type).
   KvCache(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type);
 
   DType type() const { return type_; }

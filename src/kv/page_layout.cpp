@@ -5,20 +5,21 @@
 namespace flashmem {
 
 PageLayout PageLayout::make(int64_t n_layers, int64_t page_tokens, int64_t kv_dim,
-                            int64_t elem_bytes) {
-  if (n_layers < 1 || page_tokens < 1 || kv_dim < 1 || elem_bytes < 1)
-    fail("invalid KV page layout: n_layers {}, page_tokens {}, kv_dim {}, elem_bytes {}", n_layers,
-         page_tokens, kv_dim, elem_bytes);
+                            int64_t elem_bytes, int64_t block_elems) {
+  if (n_layers < 1 || page_tokens < 1 || kv_dim < 1 || elem_bytes < 1 || block_elems < 1 ||
+      kv_dim % block_elems != 0)
+    fail("invalid KV page layout: n_layers {}, page_tokens {}, kv_dim {}, {} bytes per {} elements",
+         n_layers, page_tokens, kv_dim, elem_bytes, block_elems);
   // Checked in steps so that no product can overflow before the comparison.
   const uint64_t limit = kMaxPageBytes;
   uint64_t bytes = static_cast<uint64_t>(elem_bytes);
-  for (int64_t factor : {kv_dim, page_tokens, n_layers, int64_t{2}}) {
+  for (int64_t factor : {kv_dim / block_elems, page_tokens, n_layers, int64_t{2}}) {
     if (static_cast<uint64_t>(factor) > limit || bytes * static_cast<uint64_t>(factor) > limit)
-      fail("KV page of {} layers x {} tokens x {} x {} bytes exceeds {} bytes", n_layers,
-           page_tokens, kv_dim, elem_bytes, limit);
+      fail("KV page of {} layers x {} tokens x {} elements ({} bytes per {}) exceeds {} bytes",
+           n_layers, page_tokens, kv_dim, elem_bytes, block_elems, limit);
     bytes *= static_cast<uint64_t>(factor);
   }
-  return PageLayout{n_layers, page_tokens, kv_dim, elem_bytes};
+  return PageLayout{n_layers, page_tokens, kv_dim, elem_bytes, block_elems};
 }
 
 AlignedBytes allocate_aligned_bytes(size_t n) noexcept {

@@ -10,24 +10,27 @@
 
 namespace flashmem {
 
-// Byte layout of one page: [n_layers][2 (K, V)][page_tokens][kv_dim] elements of elem_bytes.
+// Byte layout of one page: [n_layers][2 (K, V)][page_tokens][kv_dim] elements, stored in blocks
+// of block_elems elements and elem_bytes bytes (f16: 1 element in 2 bytes; q8_0: 32 in 34).
 // K and V of one layer are each one contiguous [page_tokens, kv_dim] block, so attention over a
 // page reads two dense row blocks per layer.
 struct PageLayout {
   int64_t n_layers = 0;
   int64_t page_tokens = 0;
-  int64_t kv_dim = 0;      // n_kv_heads * head_dim
-  int64_t elem_bytes = 0;  // 2 for f16, 4 for f32
+  int64_t kv_dim = 0;       // n_kv_heads * head_dim
+  int64_t elem_bytes = 0;   // bytes per block: 2 for f16, 4 for f32, 34 for q8_0
+  int64_t block_elems = 1;  // elements per block: 1, or 32 for q8_0
 
-  // Validated constructor: every size >= 1 and page_bytes() <= kMaxPageBytes; throws Error
-  // otherwise.
-  static PageLayout make(int64_t n_layers, int64_t page_tokens, int64_t kv_dim, int64_t elem_bytes);
+  // Validated constructor: every size >= 1, kv_dim a multiple of block_elems and page_bytes() <=
+  // kMaxPageBytes; throws Error otherwise.
+  static PageLayout make(int64_t n_layers, int64_t page_tokens, int64_t kv_dim, int64_t elem_bytes,
+                         int64_t block_elems = 1);
 
   // 1 GiB: far above any real page (a 70B model with 80 layers, kv_dim 1024, f16, 64 tokens is
   // 20 MiB) and small enough that page counts times page bytes cannot overflow int64 offsets.
   static constexpr size_t kMaxPageBytes = size_t{1} << 30;
 
-  size_t row_bytes() const { return static_cast<size_t>(kv_dim) * elem_bytes; }  // [kv_dim]
+  size_t row_bytes() const { return static_cast<size_t>(kv_dim / block_elems * elem_bytes); }  // [kv_dim]
   size_t block_bytes() const { return static_cast<size_t>(page_tokens) * row_bytes(); }
   size_t page_bytes() const { return 2 * static_cast<size_t>(n_layers) * block_bytes(); }
 

@@ -38,7 +38,8 @@ void ResidentView::release() {
 ResidentPool::ResidentPool(KvStore& store, const ResidentPoolConfig& config)
     : store_(store),
       layout_(PageLayout::make(config.layout.n_layers, config.layout.page_tokens,
-                               config.layout.kv_dim, config.layout.elem_bytes)),
+                               config.layout.kv_dim, config.layout.elem_bytes,
+                               config.layout.block_elems)),
       page_bytes_(layout_.page_bytes()),
       config_(config) {
   if (store.page_bytes() != page_bytes_)

@@ -22,6 +22,12 @@ void prefetch_head(const uint8_t* p, size_t bytes) {
     __builtin_prefetch(reinterpret_cast<const void*>(a));
 }
 
+// A block-quantized (q8_0) slice of wide.size() values as f32, in `wide`.
+const float* dequantized(DType type, const uint8_t* slice, std::vector<float>& wide) {
+  dequantize_row(type, slice, wide.data(), static_cast<int64_t>(wide.size()));
+  return wide.data();
+}
+
 // Positions of `s` that are <= max_pos.
 int64_t span_keys(const KvSpan& s, int64_t max_pos) {
   return std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
@@ -39,12 +45,12 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
                         int64_t kv_head, int64_t max_pos, const float* q, float* out,
                         std::vector<float>& scores, float* probs) {
   const int64_t hd = shape.head_dim, group = shape.n_heads / shape.n_kv_heads;
-  const bool f16 = shape.kv_type == DType::F16;
-  const size_t elem = f16 ? 2 : 4;
-  const size_t row = static_cast<size_t>(shape.n_kv_heads * hd) * elem;  // bytes per position
-  const size_t head_offset = static_cast<size_t>(kv_head * hd) * elem;
-  const size_t head_bytes = static_cast<size_t>(hd) * elem;
+  const DType type = shape.kv_type;
+  const size_t head_bytes = row_bytes(type, hd);      // one kv head's slice of a row
+  const size_t row = shape.n_kv_heads * head_bytes;   // bytes per position
+  const size_t head_offset = static_cast<size_t>(kv_head) * head_bytes;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> wide(static_cast<size_t>(hd));   // [hd] a q8_0 slice dequantized
 
   const int64_t n_keys = attended_keys(spans, max_pos);
   scores.resize(static_cast<size_t>(n_keys * group));  // [group, n_keys]
@@ -58,11 +64,12 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
     for (int64_t j = 0; j < n; ++j, ++t) {
       const uint8_t* k = s.k + static_cast<size_t>(j) * row + head_offset;
       if (j + kPrefetchRows < n) prefetch_head(k + kPrefetchRows * row, head_bytes);
-      if (f16) {
+      if (type == DType::F16) {
         dot_f16_f32_heads(reinterpret_cast<const uint16_t*>(k), q, group, hd, dots.data());
       } else {
-        for (int64_t g = 0; g < group; ++g)
-          dots[static_cast<size_t>(g)] = dot_f32(reinterpret_cast<const float*>(k), q + g * hd, hd);
+        const float* kf = reinterpret_cast<const float*>(k);
+        if (type != DType::F32) kf = dequantized(type, k, wide);
+        for (int64_t g = 0; g < group; ++g) dots[static_cast<size_t>(g)] = dot_f32(kf, q + g * hd, hd);
       }
       for (int64_t g = 0; g < group; ++g)
         scores[static_cast<size_t>(g * n_keys + t)] = dots[static_cast<size_t>(g)] * scale;
@@ -86,12 +93,14 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
     for (int64_t j = 0; j < n; ++j, ++t) {
       const uint8_t* v = s.v + static_cast<size_t>(j) * row + head_offset;
       if (j + kPrefetchRows < n) prefetch_head(v + kPrefetchRows * row, head_bytes);
+      const float* vf = reinterpret_cast<const float*>(v);
+      if (type != DType::F32 && type != DType::F16) vf = dequantized(type, v, wide);
       for (int64_t g = 0; g < group; ++g) {
         const float p = scores[static_cast<size_t>(g * n_keys + t)] * inv_sum[static_cast<size_t>(g)];
-        if (f16) {
+        if (type == DType::F16) {
           axpy_f16(p, reinterpret_cast<const uint16_t*>(v), out + g * hd, hd);
         } else {
-          axpy_f32(p, reinterpret_cast<const float*>(v), out + g * hd, hd);
+          axpy_f32(p, vf, out + g * hd, hd);
         }
       }
     }
@@ -182,8 +191,9 @@ class ScalarChunk {
   ScalarChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
               std::vector<float>& scratch)
       : n_heads_(shape.n_heads), group_(shape.n_heads / shape.n_kv_heads), hd_(shape.head_dim),
-        n_keys_(n_keys), f16_(shape.kv_type == DType::F16),
-        scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores) {
+        n_keys_(n_keys), type_(shape.kv_type),
+        scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores),
+        k_wide_(static_cast<size_t>(hd_)), v_wide_(static_cast<size_t>(hd_)) {
     // acc [n_heads, hd] | max [n_heads] | sum [n_heads]
     scratch.assign(static_cast<size_t>(n_heads_ * (hd_ + 2)), 0.0f);
     acc_ = scratch.data();
@@ -197,14 +207,17 @@ class ScalarChunk {
     const uint8_t* const (&v)[kTileKeys] = tile.v;
     const int nb = tile.n;
     const int64_t t0 = tile.t0;
-    const size_t head_bytes = static_cast<size_t>(hd_) * (f16_ ? 2 : 4);
+    const size_t head_bytes = row_bytes(type_, hd_);
+    const bool f16 = type_ == DType::F16, f32 = type_ == DType::F32;
     for (int j = 0; j < nb; ++j)
       for (int64_t h = 0; h < n_heads_; ++h) {
         const uint8_t* kr = k[j] + static_cast<size_t>(h / group_) * head_bytes;
         const uint8_t* vr = v[j] + static_cast<size_t>(h / group_) * head_bytes;
         float* acc = acc_ + h * hd_;
-        const float s = scale_ * (f16_ ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q_ + h * hd_, hd_)
-                                       : dot_f32(reinterpret_cast<const float*>(kr), q_ + h * hd_, hd_));
+        const float* kf = f32 ? reinterpret_cast<const float*>(kr) : nullptr;
+        if (!f16 && !f32) kf = dequantized(type_, kr, k_wide_);
+        const float s = scale_ * (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q_ + h * hd_, hd_)
+                                      : dot_f32(kf, q_ + h * hd_, hd_));
         if (scores_ != nullptr) scores_[h * n_keys_ + t0 + j] = s;
         if (s > max_[h]) {
           const float rescale = std::exp(max_[h] - s);  // 0 on the first key
@@ -214,10 +227,10 @@ class ScalarChunk {
         }
         const float p = std::exp(s - max_[h]);
         sum_[h] += p;
-        if (f16_) {
+        if (f16) {
           axpy_f16(p, reinterpret_cast<const uint16_t*>(vr), acc, hd_);
         } else {
-          axpy_f32(p, reinterpret_cast<const float*>(vr), acc, hd_);
+          axpy_f32(p, f32 ? reinterpret_cast<const float*>(vr) : dequantized(type_, vr, v_wide_), acc, hd_);
         }
       }
   }
@@ -233,10 +246,11 @@ class ScalarChunk {
 
  private:
   int64_t n_heads_, group_, hd_, n_keys_;
-  bool f16_;
+  DType type_;
   float scale_;
   const float* q_;  // [n_heads, hd]
   float* scores_;   // [n_heads, n_keys] or nullptr
+  std::vector<float> k_wide_, v_wide_;  // [hd] each: a q8_0 slice dequantized
   float* acc_;      // [n_heads, hd]
   float* max_;      // [n_heads]
   float* sum_;      // [n_heads]
@@ -244,8 +258,30 @@ class ScalarChunk {
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
-inline __m256 load8(const uint16_t* p) { return simd::load_f16x8(p); }
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+// How the kernel reads one kv head's slice of a K or V row in the cache type: load8(slice, c) =
+// values c .. c + 7 (c a multiple of 8) as f32; bytes(hd) = the slice's size.
+struct F16Slice {
+  static __m256 load8(const uint8_t* slice, int64_t c) {
+    return simd::load_f16x8(reinterpret_cast<const uint16_t*>(slice) + c);
+  }
+  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd) * 2; }
+};
+struct F32Slice {
+  static __m256 load8(const uint8_t* slice, int64_t c) {
+    return _mm256_loadu_ps(reinterpret_cast<const float*>(slice) + c);
+  }
+  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd) * 4; }
+};
+// q8_0: blocks of 32 int8 values sharing an f16 scale (the slice starts on a block: head_dim is
+// a multiple of 32, see check_kv_type). Value = d · q, rounded as dequantize_row does.
+struct Q8Slice {
+  static __m256 load8(const uint8_t* slice, int64_t c) {
+    const auto* block = reinterpret_cast<const BlockQ8_0*>(slice) + c / kQ8Block;
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block->qs + c % kQ8Block));
+    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(block->d)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+  }
+  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd / kQ8Block) * sizeof(BlockQ8_0); }
+};
 
 // Query heads of one kv group that the kernel carries through a tile together. Every K and V
 // vector is converted from the cache type once per such set and never stored: on the Zen 3 VMs
@@ -263,21 +299,20 @@ inline __m128 sum_lanes_4(const __m256 (&a)[4]) {
 }
 
 // Scaled scores q_s · k_j / √hd of the S heads q [S, hd] for the keys of a tile, 4 keys per step
-// with all S heads; key j's slice starts `offset` elements into tile.k[j]. out [S, kTileKeys];
+// with all S heads; key j's slice starts `offset` bytes into tile.k[j]. out [S, kTileKeys];
 // lanes from tile.n up to the next multiple of 4 repeat the last key's score.
-template <class T, int S>
-void tile_scores(const Tile& tile, int64_t offset, const float* q, int64_t hd, float scale,
+template <class Slice, int S>
+void tile_scores(const Tile& tile, size_t offset, const float* q, int64_t hd, float scale,
                  float* out) {
   for (int j0 = 0; j0 < tile.n; j0 += 4) {
-    const T* k[4];
-    for (int j = 0; j < 4; ++j)
-      k[j] = reinterpret_cast<const T*>(tile.k[std::min(j0 + j, tile.n - 1)]) + offset;
+    const uint8_t* k[4];
+    for (int j = 0; j < 4; ++j) k[j] = tile.k[std::min(j0 + j, tile.n - 1)] + offset;
     __m256 acc[S][4];
     for (auto& row : acc)
       for (__m256& a : row) a = _mm256_setzero_ps();
     for (int64_t c = 0; c < hd; c += 8)
       for (int j = 0; j < 4; ++j) {
-        const __m256 kc = load8(k[j] + c);
+        const __m256 kc = Slice::load8(k[j], c);
         for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, _mm256_loadu_ps(q + s * hd + c), acc[s][j]);
       }
     for (int s = 0; s < S; ++s)
@@ -289,17 +324,17 @@ void tile_scores(const Tile& tile, int64_t offset, const float* q, int64_t hd, f
 // consecutive, p [S, kTileKeys]): columns in blocks of 8W floats whose S·W accumulators stay in
 // registers across the tile, each V vector converted once for the S heads. Per element the FMAs
 // run in j order.
-template <class T, int S, int W>
-void tile_accumulate_block(const Tile& tile, int64_t offset, const float* p, int64_t hd, int64_t c,
+template <class Slice, int S, int W>
+void tile_accumulate_block(const Tile& tile, size_t offset, const float* p, int64_t hd, int64_t c,
                            const float (&rescale)[kMaxSet], float* acc) {
   __m256 a[S][W];
   for (int s = 0; s < S; ++s)
     for (int i = 0; i < W; ++i)
       a[s][i] = _mm256_mul_ps(_mm256_loadu_ps(acc + s * hd + c + 8 * i), _mm256_set1_ps(rescale[s]));
   for (int j = 0; j < tile.n; ++j) {
-    const T* v = reinterpret_cast<const T*>(tile.v[j]) + offset + c;
+    const uint8_t* v = tile.v[j] + offset;
     __m256 vc[W];
-    for (int i = 0; i < W; ++i) vc[i] = load8(v + 8 * i);
+    for (int i = 0; i < W; ++i) vc[i] = Slice::load8(v, c + 8 * i);
     for (int s = 0; s < S; ++s) {
       const __m256 pj = _mm256_broadcast_ss(p + s * kTileKeys + j);
       for (int i = 0; i < W; ++i) a[s][i] = _mm256_fmadd_ps(pj, vc[i], a[s][i]);
@@ -309,23 +344,23 @@ void tile_accumulate_block(const Tile& tile, int64_t offset, const float* p, int
     for (int i = 0; i < W; ++i) _mm256_storeu_ps(acc + s * hd + c + 8 * i, a[s][i]);
 }
 
-template <class T, int S>
-void tile_accumulate(const Tile& tile, int64_t offset, const float* p, int64_t hd,
+template <class Slice, int S>
+void tile_accumulate(const Tile& tile, size_t offset, const float* p, int64_t hd,
                      const float (&rescale)[kMaxSet], float* acc) {
   // S·W accumulators + W converted V vectors + the broadcast p within 16 registers.
   constexpr int W = S == 3 ? 2 : 4;
   int64_t c = 0;
-  for (; c + 8 * W <= hd; c += 8 * W) tile_accumulate_block<T, S, W>(tile, offset, p, hd, c, rescale, acc);
-  for (; c < hd; c += 8) tile_accumulate_block<T, S, 1>(tile, offset, p, hd, c, rescale, acc);
+  for (; c + 8 * W <= hd; c += 8 * W) tile_accumulate_block<Slice, S, W>(tile, offset, p, hd, c, rescale, acc);
+  for (; c < hd; c += 8) tile_accumulate_block<Slice, S, 1>(tile, offset, p, hd, c, rescale, acc);
 }
 
-// The chunk's online-softmax state, one tile of up to kTileKeys keys per step (T: the cache
-// element, uint16_t = f16). Per tile, kv head and set of up to kMaxSet query heads: the scores of
+// The chunk's online-softmax state, one tile of up to kTileKeys keys per step (Slice: how the
+// cache type is read, F16Slice, F32Slice or Q8Slice). Per tile, kv head and set of up to kMaxSet query heads: the scores of
 // the tile (tile_scores), one max / rescale / exp step per head for the whole tile, then Σ p_j v_j
 // (tile_accumulate). The second set of a group re-reads the tile's K and V slices from L1. Per
 // head h it keeps the running max m_h, the lane-wise running sum of exp(s - m_h) and
 // Σ exp(s - m_h) v; a tile that raises m_h first multiplies both by exp(m_old - m_new).
-template <class T>
+template <class Slice>
 class TiledChunk {
  public:
   TiledChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
@@ -348,9 +383,9 @@ class TiledChunk {
     for (int64_t kvh = 0; kvh < n_kv_heads_; ++kvh)
       for (int64_t h0 = kvh * group_; h0 < (kvh + 1) * group_; h0 += kMaxSet) {
         switch (std::min<int64_t>(kMaxSet, (kvh + 1) * group_ - h0)) {
-          case 1: head_set<1>(h0, kvh * hd_, tile); break;
-          case 2: head_set<2>(h0, kvh * hd_, tile); break;
-          default: head_set<3>(h0, kvh * hd_, tile); break;
+          case 1: head_set<1>(h0, kvh * Slice::bytes(hd_), tile); break;
+          case 2: head_set<2>(h0, kvh * Slice::bytes(hd_), tile); break;
+          default: head_set<3>(h0, kvh * Slice::bytes(hd_), tile); break;
         }
       }
   }
@@ -366,14 +401,14 @@ class TiledChunk {
 
  private:
   // The tile's keys for the S query heads h0 .. h0 + S - 1, whose kv head's slice starts `offset`
-  // elements into each row.
+  // bytes into each row.
   template <int S>
-  void head_set(int64_t h0, int64_t offset, const Tile& tile) {
-    tile_scores<T, S>(tile, offset, q_ + h0 * hd_, hd_, scale_, s_);
+  void head_set(int64_t h0, size_t offset, const Tile& tile) {
+    tile_scores<Slice, S>(tile, offset, q_ + h0 * hd_, hd_, scale_, s_);
     float rescale[kMaxSet] = {};
     for (int s = 0; s < S; ++s)
       rescale[s] = softmax_step(h0 + s, s_ + s * kTileKeys, p_ + s * kTileKeys, tile.n, tile.t0);
-    tile_accumulate<T, S>(tile, offset, p_, hd_, rescale, acc_ + h0 * hd_);
+    tile_accumulate<Slice, S>(tile, offset, p_, hd_, rescale, acc_ + h0 * hd_);
   }
 
   // Head h's online-softmax update for the tile's scores sc[0..nb): p[j] = exp(sc[j] - m_h) (0
@@ -436,22 +471,24 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, in
   const int64_t n_keys = attended_keys(spans, max_pos);
   const int64_t t_begin = chunk * kAttentionChunkKeys;
   const int64_t t_end = std::min(n_keys, t_begin + kAttentionChunkKeys);
-  const bool f16 = shape.kv_type == DType::F16;
-  const size_t row_bytes = static_cast<size_t>(shape.n_kv_heads * shape.head_dim) * (f16 ? 2 : 4);
+  const size_t row = row_bytes(shape.kv_type, shape.n_kv_heads * shape.head_dim);
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   if (shape.head_dim % 8 == 0) {
-    if (f16) {
-      run_chunk<TiledChunk<uint16_t>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
-                                        scratch, scores, n_keys);
-    } else {
-      run_chunk<TiledChunk<float>>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial,
-                                     scratch, scores, n_keys);
+    switch (shape.kv_type) {
+      case DType::F16:
+        return run_chunk<TiledChunk<F16Slice>>(shape, spans, max_pos, t_begin, t_end, row, q,
+                                               partial, scratch, scores, n_keys);
+      case DType::Q8_0:
+        return run_chunk<TiledChunk<Q8Slice>>(shape, spans, max_pos, t_begin, t_end, row, q,
+                                              partial, scratch, scores, n_keys);
+      default:
+        return run_chunk<TiledChunk<F32Slice>>(shape, spans, max_pos, t_begin, t_end, row, q,
+                                               partial, scratch, scores, n_keys);
     }
-    return;
   }
 #endif
-  run_chunk<ScalarChunk>(shape, spans, max_pos, t_begin, t_end, row_bytes, q, partial, scratch,
-                         scores, n_keys);
+  run_chunk<ScalarChunk>(shape, spans, max_pos, t_begin, t_end, row, q, partial, scratch, scores,
+                         n_keys);
 }
 
 void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_chunks, float* out,

@@ -24,7 +24,7 @@ struct AttentionShape {
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
-  DType kv_type = DType::F16;  // F16 or F32
+  DType kv_type = DType::F16;  // F16, F32 or Q8_0 (then head_dim % 32 == 0: see check_kv_type)
 };
 
 // Number of positions <= max_pos that `spans` hold: the keys one token attends, numbered 0 ..

@@ -48,6 +48,7 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
       kv_(std::move(kv)) {
   const ModelConfig& c = model_->config();
   if (options_.max_batch < 1) fail("max_batch must be >= 1");
+  check_kv_type(kv_->type(), c.head_dim);
   inv_freq_.resize(static_cast<size_t>(c.rope_dim / 2));
   for (int64_t i = 0; i < c.rope_dim / 2; ++i)
     inv_freq_[static_cast<size_t>(i)] =

@@ -40,13 +40,13 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
       capacity_(capacity),
       options_(options),
       key_bounds_(model.config().n_layers, model.config().kv_dim()) {
-  if (type != DType::F16 && type != DType::F32) fail("KV type must be f16 or f32");
+  check_kv_type(type, config_.head_dim);
   if (capacity < 1) fail("KV capacity must be >= 1");
   if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
     fail("page tokens and tau must be >= 1, sink and recent pages >= 0");
   if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
   layout_ = PageLayout::make(config_.n_layers, options.page_tokens, config_.kv_dim(),
-                             static_cast<int64_t>(dtype_info(type).block_bytes));
+                             dtype_info(type).block_bytes, dtype_info(type).block_elems);
   policy_ = make_policy(options.policy, PolicyParams{.seed = options.seed, .lsa_topk = options.lsa_topk});
   kind_ = policy_kind(options.policy);
   budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
@@ -197,13 +197,8 @@ void PagedKv::store(int64_t layer, int64_t pos, const float* k, const float* v) 
   const size_t row = layout_.row_bytes(), block = static_cast<size_t>(n_) * row;
   uint8_t* kd = staged_.data() + 2 * static_cast<size_t>(layer) * block + (pos - pos0_) * row;
   uint8_t* vd = kd + block;
-  if (type_ == DType::F16) {
-    f32_to_f16_row(k, reinterpret_cast<uint16_t*>(kd), config_.kv_dim());
-    f32_to_f16_row(v, reinterpret_cast<uint16_t*>(vd), config_.kv_dim());
-  } else {
-    std::memcpy(kd, k, row);
-    std::memcpy(vd, v, row);
-  }
+  quantize_row(type_, k, kd, config_.kv_dim());
+  quantize_row(type_, v, vd, config_.kv_dim());
 }
 
 std::span<const KvSpan> PagedKv::spans(int64_t layer) { return spans_[static_cast<size_t>(layer)]; }

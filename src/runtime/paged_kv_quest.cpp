@@ -11,13 +11,9 @@
 namespace flashmem {
 
 void PagedKv::add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row) {
-  // Bounds of the values attention reads: the cache's f16 (or f32) rows, widened to f32.
+  // Bounds of the values attention reads: the cache's rows (f16, f32 or q8_0) as f32.
   key_row_.resize(static_cast<size_t>(config_.kv_dim()));
-  if (type_ == DType::F16) {
-    f16_to_f32_row(reinterpret_cast<const uint16_t*>(k_row), key_row_.data(), config_.kv_dim());
-  } else {
-    std::memcpy(key_row_.data(), k_row, key_row_.size() * sizeof(float));
-  }
+  dequantize_row(type_, k_row, key_row_.data(), config_.kv_dim());
   key_bounds_.add_key(layout_.page_of(pos), layer, key_row_.data());
 }
 

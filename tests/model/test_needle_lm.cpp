@@ -54,11 +54,14 @@ INSTANTIATE_TEST_SUITE_P(Tasks, NeedleLmAnswers,
 
 // eval-tasks over 10 fresh samples per cell: the model keeps its documented accuracy
 // (docs/MODELS.md: 0.95-1.00 at 1K and 2K on 100 samples); 0.8 leaves room for 10-sample noise.
-TEST(NeedleLm, EvalTasksAccuracy) {
+// Also with the q8_0 KV cache: 8-bit keys and values (one f16 scale per 32) keep the answers.
+class NeedleLmEval : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(NeedleLmEval, EvalTasksAccuracy) {
   ASSERT_TRUE(std::filesystem::exists(kModel)) << kModel;
   const RunResult r = run_flashmem(fmt_args("eval-tasks -m", kModel,
                                             "--families niah_single,niah_multikey --lengths 1024",
-                                            "--samples 10 --seed 77 -t 2"));
+                                            "--samples 10 --seed 77 -t 2 --kv-type", GetParam()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* family : {"niah_single", "niah_multikey"}) {
     const size_t at = r.out.find(family);
@@ -72,6 +75,8 @@ TEST(NeedleLm, EvalTasksAccuracy) {
     EXPECT_GE(score, 0.8) << r.out;
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(KvTypes, NeedleLmEval, ::testing::Values("f16", "q8_0"));
 
 }  // namespace
 }  // namespace flashmem::test

@@ -27,25 +27,20 @@ struct KvHistory {
 
   KvHistory(const AttentionShape& s, int64_t n, uint32_t seed) : shape(s), n_pos(n) {
     const int64_t elems = n * s.n_kv_heads * s.head_dim;
-    const size_t elem = s.kv_type == DType::F16 ? 2 : 4;
-    row_bytes = static_cast<size_t>(s.n_kv_heads * s.head_dim) * elem;
+    row_bytes = flashmem::row_bytes(s.kv_type, s.n_kv_heads * s.head_dim);
     std::mt19937 rng(seed);
     std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
     for (std::vector<float>* dst : {&k_f32, &v_f32}) {
       dst->resize(static_cast<size_t>(elems));
       for (float& x : *dst) x = dist(rng);
     }
-    k.resize(static_cast<size_t>(elems) * elem);
+    k.resize(static_cast<size_t>(n) * row_bytes);
     v.resize(k.size());
-    if (s.kv_type == DType::F16) {
-      f32_to_f16_row(k_f32.data(), reinterpret_cast<uint16_t*>(k.data()), elems);
-      f32_to_f16_row(v_f32.data(), reinterpret_cast<uint16_t*>(v.data()), elems);
-      f16_to_f32_row(reinterpret_cast<const uint16_t*>(k.data()), k_f32.data(), elems);
-      f16_to_f32_row(reinterpret_cast<const uint16_t*>(v.data()), v_f32.data(), elems);
-    } else {
-      std::memcpy(k.data(), k_f32.data(), k.size());
-      std::memcpy(v.data(), v_f32.data(), v.size());
-    }
+    // Stored in the cache type, then the f32 copies set to the stored values (what attention sees).
+    quantize_row(s.kv_type, k_f32.data(), k.data(), elems);
+    quantize_row(s.kv_type, v_f32.data(), v.data(), elems);
+    dequantize_row(s.kv_type, k.data(), k_f32.data(), elems);
+    dequantize_row(s.kv_type, v.data(), v_f32.data(), elems);
   }
 
   KvSpan span(int64_t pos0, int64_t n) const {
@@ -109,12 +104,13 @@ struct Case {
 // n_pos 300, 1029, 2100: several chunks (kAttentionChunkKeys = 256) with a short last one.
 std::vector<Case> cases() {
   std::vector<Case> all;
-  for (DType type : {DType::F16, DType::F32})
+  for (DType type : {DType::F16, DType::F32, DType::Q8_0})
     for (int64_t hd : {64, 128, 8, 24, 12})  // 24: 8-lane path under AVX-512; 12: scalar chunk path
       for (int64_t n_kv_heads : {1, 2})
         for (int64_t group : {1, 2, 3, 4, 8})
           for (int64_t n_pos : {1, 5, 8, 9, 23, 64, 300, 1029, 2100}) {
             if (n_pos == 2100 && (hd != 64 || group == 8)) continue;  // keep the test quick
+            if (type == DType::Q8_0 && hd % kQ8Block != 0) continue;  // q8_0 slices are whole blocks
             all.push_back({type, hd, n_kv_heads, group, n_pos});
           }
   return all;

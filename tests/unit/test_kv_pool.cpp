@@ -199,7 +199,9 @@ RandomRunResult random_run(KvStore& store, bool zero_copy, bool always_wait, uin
     EXPECT_EQ(s.n_cells, kCells);
     EXPECT_EQ(s.bytes_written, store.bytes_written());
     EXPECT_EQ(s.bytes_recalled, s.recalls * kSmall.page_bytes());
-    if (!zero_copy) EXPECT_EQ(store.bytes_read(), s.bytes_recalled);
+    if (!zero_copy) {
+      EXPECT_EQ(store.bytes_read(), s.bytes_recalled);
+    }
     // Every cell assignment (opened pages + scheduled recalls) is resident or was released by an
     // eviction, a cancellation or a miss.
     EXPECT_EQ(uint64_t(open + 1 + scheduled), used + s.evictions + s.recalls_cancelled + s.recall_misses);

@@ -3,6 +3,8 @@
 // attention equals attention computed directly over the same pages.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 
@@ -128,7 +130,65 @@ TEST_P(PagedKvTest, ResidentAttentionEqualsAttentionOverTheSamePages) {
   }
 }
 
+// The q8_0 cache through the paged runtime (pages of 34-byte blocks, on both stores) equals the
+// contiguous q8_0 cache bit for bit, and stays close to f16. stories260K's 8-wide heads cannot
+// hold q8_0 blocks, so the bundled needle-lm (heads of 64) runs here.
+TEST_P(PagedKvTest, Q8CacheFullPolicyIsBitIdenticalAndCloseToF16) {
+  const auto needle = Model::load(kData + "/../../models/needle-lm.gguf");
+  SessionOptions q8 = options_;
+  q8.kv_type = DType::Q8_0;
+  std::vector<int32_t> ids(ids_.begin(), ids_.begin() + 300);
+  for (int32_t& t : ids) t %= static_cast<int32_t>(needle->config().n_vocab);
+  Session plain(needle, q8);
+  const RunResult want = run(plain, ids, 250, 50);
+  PagedKvOptions o;
+  o.policy = "full";
+  o.page_tokens = 16;
+  o.store = store();
+  Session s(needle, q8, std::make_unique<PagedKv>(*needle, q8.n_ctx, DType::Q8_0, o));
+  const RunResult got = run(s, ids, 250, 50);
+  EXPECT_TRUE(bit_equal(got.prompt_logits, want.prompt_logits));
+  EXPECT_TRUE(bit_equal(got.decode_logits, want.decode_logits));
+  EXPECT_EQ(got.tokens, want.tokens);
+
+  // Against f16 on the same 250 prompt tokens: the same next token at (nearly) every position,
+  // and logits that move by a small fraction of their spread.
+  Session f16(needle, options_);
+  const RunResult ref = run(f16, ids, 250, 0);
+  const auto V = static_cast<size_t>(needle->config().n_vocab);
+  double max_diff = 0, sum_diff = 0, lo = ref.prompt_logits[0], hi = lo;
+  int same_top = 0;
+  for (size_t i = 0; i < ref.prompt_logits.size(); ++i) {
+    const double d = std::fabs(want.prompt_logits[i] - ref.prompt_logits[i]);
+    max_diff = std::max(max_diff, d);
+    sum_diff += d;
+    lo = std::min<double>(lo, ref.prompt_logits[i]);
+    hi = std::max<double>(hi, ref.prompt_logits[i]);
+  }
+  for (size_t p = 0; p < 250; ++p)
+    same_top += argmax(std::span(&want.prompt_logits[p * V], V)) == argmax(std::span(&ref.prompt_logits[p * V], V));
+  std::printf("[ q8_0 ] vs f16: same top token at %d of 250 positions; |logit diff| max %.3f, mean "
+              "%.4f; logit range %.1f\n", same_top, max_diff, sum_diff / ref.prompt_logits.size(), hi - lo);
+  EXPECT_GE(same_top, 245);
+  EXPECT_LT(max_diff, 0.05 * (hi - lo));
+  EXPECT_LT(sum_diff / static_cast<double>(ref.prompt_logits.size()), 0.002 * (hi - lo));
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, PagedKvTest, ::testing::Values("ram", "disk"));
+
+TEST(KvTypes, Q8NeedsHeadsOfWholeBlocksAndOtherTypesAreRejected) {
+  auto model = Model::load(kData + "/models/stories260K.gguf");  // head_dim 8
+  SessionOptions o{.n_ctx = 64, .kv_type = DType::Q8_0, .n_threads = 1};
+  try {
+    Session s(model, o);
+    ADD_FAILURE() << "q8_0 accepted for 8-wide heads";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(PagedKv(*model, 64, DType::Q8_0, PagedKvOptions{.policy = "full"}), Error);
+  o.kv_type = DType::Q4_0;
+  EXPECT_THROW(Session(model, o), Error);
+}
 
 TEST(PagedKvOptions, BadOptionsRejected) {
   auto model = Model::load(kData + "/models/stories260K.gguf");

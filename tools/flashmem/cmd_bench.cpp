@@ -229,7 +229,7 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("--gen", a->gen, "decoded tokens")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
   cmd->add_option("--repeat", a->repeat, "repeats (the median is reported)")->capture_default_str();
-  cmd->add_option("--kv-type", a->kv_type, "f16 | f32")->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the random prompt")->capture_default_str();
   cmd->add_flag("--json", a->json, "print one JSON object on the last line");
   cmd->add_option("--fill", a->fill, "prefill: run the prompt | random: synthetic KV history")

@@ -277,7 +277,7 @@ const CommandRegistration kEval("eval", [](CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--value", a->value, "niah value kind: number | word | uuid")->capture_default_str();
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
-  cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32")->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
   cmd->add_option("--out", a->out, "output directory (results.json, results.md, *.svg)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print the cells as one JSON object on the last line of stdout");

@@ -22,7 +22,7 @@ const CommandRegistration kLogits("logits", [](CLI::App& app) {
   cmd->add_option("-m,--model", a->model, "GGUF model")->required();
   cmd->add_option("--tokens", a->tokens, "token ids, raw little-endian int32")->required();
   cmd->add_option("--out", a->out, "output logits, raw float32")->required();
-  cmd->add_option("--kv-type", a->kv_type, "f16 | f32")->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
   add_lsa_options(cmd, a->lsa);
   cmd->callback([a] {

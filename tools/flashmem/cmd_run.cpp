@@ -129,7 +129,7 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   cmd->add_option("--top-p", a->sampling.top_p, "top-p (1 = off)")->capture_default_str();
   cmd->add_option("--min-p", a->sampling.min_p, "min-p (0 = off)")->capture_default_str();
   cmd->add_option("--seed", a->sampling.seed, "sampling seed")->capture_default_str();
-  cmd->add_option("--kv-type", a->kv_type, "f16 | f32")->capture_default_str();
+  cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
   cmd->add_flag("--parse-special", a->parse_special, "recognise special-token text in the prompt");
   cmd->add_flag("--ids", a->ids, "print token ids instead of text");

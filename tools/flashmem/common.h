@@ -38,7 +38,8 @@ inline std::vector<int32_t> parse_layer_list(const std::string& text) {
 inline DType parse_kv_type(const std::string& s) {
   if (s == "f16") return DType::F16;
   if (s == "f32") return DType::F32;
-  fail("--kv-type must be f16 or f32, not '{}'", s);
+  if (s == "q8_0") return DType::Q8_0;
+  fail("--kv-type must be f16, f32 or q8_0, not '{}'", s);
 }
 
 // The LSA runtime's flags. Without --policy the session uses the plain contiguous cache (no
