@@ -1,6 +1,7 @@
-// Decode attention of one token over a contiguous f16 history, the 125M benchmark model's shape
+// Decode attention of one token over a contiguous KV history, the 125M benchmark model's shape
 // (12 query heads, 4 kv heads, head_dim 64), all heads of one layer per iteration, one thread:
-// the chunked kernel (attend_token) against its two-pass scalar twin run per kv head.
+// the chunked kernel (attend_token) on an f16 and a q8_0 cache, against the two-pass scalar twin
+// run per kv head (f16).
 //   bench_attention --benchmark_filter=Attention/chunked/16384 --benchmark_repetitions=3
 // Arguments: context, hot (1: the same 2 layers' KV every iteration, cache-resident up to a few
 // thousand positions; 0: cycles through >= 128 MiB of layers so every iteration reads from DRAM).
@@ -19,20 +20,21 @@ namespace {
 constexpr size_t kColdBytes = size_t{128} << 20;
 constexpr int64_t kHeads = 12, kKvHeads = 4, kHeadDim = 64;
 
-void bench_attention(benchmark::State& state, bool chunked) {
+void bench_attention(benchmark::State& state, bool chunked, DType type) {
   const int64_t ctx = state.range(0);
   const bool hot = state.range(1) == 1;
-  const AttentionShape shape{kHeads, kKvHeads, kHeadDim, DType::F16};
-  const size_t layer_elems = static_cast<size_t>(ctx * kKvHeads * kHeadDim);  // K or V of a layer
-  const size_t layer_bytes = 2 * layer_elems * sizeof(uint16_t);
+  const AttentionShape shape{kHeads, kKvHeads, kHeadDim, type};
+  const size_t row_size = row_bytes(type, kKvHeads * kHeadDim);  // one position's K (or V)
+  const size_t layer_size = static_cast<size_t>(ctx) * row_size;  // K or V of a layer
+  const size_t layer_bytes = 2 * layer_size;
   const size_t n_layers = hot ? 2 : (kColdBytes + layer_bytes - 1) / layer_bytes + 1;
-  std::vector<uint16_t> k(layer_elems * n_layers), v(k.size());  // [n_layers, ctx, 4, 64] f16
+  std::vector<uint8_t> k(layer_size * n_layers), v(k.size());  // [n_layers, ctx, 4 * 64] in type
   std::mt19937 rng(1);
   std::vector<float> row(static_cast<size_t>(kKvHeads * kHeadDim));  // [4 * 64] one position
-  for (size_t p = 0; p < k.size() / row.size(); ++p)
-    for (uint16_t* dst : {&k[p * row.size()], &v[p * row.size()]}) {
+  for (size_t p = 0; p < k.size() / row_size; ++p)
+    for (uint8_t* dst : {&k[p * row_size], &v[p * row_size]}) {
       for (float& f : row) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
-      f32_to_f16_row(row.data(), dst, static_cast<int64_t>(row.size()));
+      quantize_row(type, row.data(), dst, static_cast<int64_t>(row.size()));
     }
   std::vector<float> q(static_cast<size_t>(kHeads * kHeadDim)), out(q.size());  // [12, 64]
   for (float& f : q) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
@@ -40,8 +42,7 @@ void bench_attention(benchmark::State& state, bool chunked) {
   const int64_t group = kHeads / kKvHeads;
   size_t layer = 0;
   for (auto _ : state) {
-    const KvSpan span{0, ctx, reinterpret_cast<const uint8_t*>(&k[layer * layer_elems]),
-                      reinterpret_cast<const uint8_t*>(&v[layer * layer_elems])};
+    const KvSpan span{0, ctx, &k[layer * layer_size], &v[layer * layer_size]};
     if (chunked) {
       attend_token(shape, std::span(&span, 1), ctx - 1, q.data(), out.data(), scratch);
     } else {
@@ -64,8 +65,9 @@ void attention_args(benchmark::internal::Benchmark* b) {
   }
 }
 
-BENCHMARK_CAPTURE(bench_attention, chunked, true)->Name("Attention/chunked")->Apply(attention_args);
-BENCHMARK_CAPTURE(bench_attention, ref, false)->Name("Attention/ref")->Apply(attention_args);
+BENCHMARK_CAPTURE(bench_attention, chunked, true, DType::F16)->Name("Attention/chunked")->Apply(attention_args);
+BENCHMARK_CAPTURE(bench_attention, chunked_q8, true, DType::Q8_0)->Name("Attention/chunked_q8_0")->Apply(attention_args);
+BENCHMARK_CAPTURE(bench_attention, ref, false, DType::F16)->Name("Attention/ref")->Apply(attention_args);
 
 }  // namespace
 }  // namespace flashmem

@@ -258,28 +258,41 @@ class ScalarChunk {
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
-// How the kernel reads one kv head's slice of a K or V row in the cache type: load8(slice, c) =
-// values c .. c + 7 (c a multiple of 8) as f32; bytes(hd) = the slice's size.
+// How the kernel reads one kv head's slice of a K or V row in the cache type: value c of the
+// slice is load8(slice, c)[0] · scale(slice, c), lanes c .. c + 7 (c a multiple of 8) at once;
+// values in one block of kBlock share the scale (plain types: 1 for the whole slice), so callers
+// hoist it out of the block. bytes(hd) = the slice's size.
 struct F16Slice {
+  static constexpr int64_t kBlock = 1 << 30;
+  static constexpr bool kScaled = false;
   static __m256 load8(const uint8_t* slice, int64_t c) {
     return simd::load_f16x8(reinterpret_cast<const uint16_t*>(slice) + c);
   }
+  static float scale(const uint8_t*, int64_t) { return 1.0f; }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd) * 2; }
 };
 struct F32Slice {
+  static constexpr int64_t kBlock = 1 << 30;
+  static constexpr bool kScaled = false;
   static __m256 load8(const uint8_t* slice, int64_t c) {
     return _mm256_loadu_ps(reinterpret_cast<const float*>(slice) + c);
   }
+  static float scale(const uint8_t*, int64_t) { return 1.0f; }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd) * 4; }
 };
-// q8_0: blocks of 32 int8 values sharing an f16 scale (the slice starts on a block: head_dim is
-// a multiple of 32, see check_kv_type). Value = d · q, rounded as dequantize_row does.
+// q8_0: blocks of 32 int8 values q sharing an f16 scale d, value = d · q (the slice starts on a
+// block: head_dim is a multiple of 32, see check_kv_type).
 struct Q8Slice {
-  static __m256 load8(const uint8_t* slice, int64_t c) {
-    const auto* block = reinterpret_cast<const BlockQ8_0*>(slice) + c / kQ8Block;
-    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block->qs + c % kQ8Block));
-    return _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(block->d)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+  static constexpr int64_t kBlock = kQ8Block;
+  static constexpr bool kScaled = true;
+  static const BlockQ8_0* block(const uint8_t* slice, int64_t c) {
+    return reinterpret_cast<const BlockQ8_0*>(slice) + c / kQ8Block;
   }
+  static __m256 load8(const uint8_t* slice, int64_t c) {
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block(slice, c)->qs + c % kQ8Block));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+  }
+  static float scale(const uint8_t* slice, int64_t c) { return _cvtsh_ss(block(slice, c)->d); }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd / kQ8Block) * sizeof(BlockQ8_0); }
 };
 
@@ -307,16 +320,29 @@ void tile_scores(const Tile& tile, size_t offset, const float* q, int64_t hd, fl
   for (int j0 = 0; j0 < tile.n; j0 += 4) {
     const uint8_t* k[4];
     for (int j = 0; j < 4; ++j) k[j] = tile.k[std::min(j0 + j, tile.n - 1)] + offset;
-    __m256 acc[S][4];
-    for (auto& row : acc)
-      for (__m256& a : row) a = _mm256_setzero_ps();
-    for (int64_t c = 0; c < hd; c += 8)
-      for (int j = 0; j < 4; ++j) {
-        const __m256 kc = Slice::load8(k[j], c);
-        for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, _mm256_loadu_ps(q + s * hd + c), acc[s][j]);
+    // Block by block (one block for plain types): raw dot products in 12 accumulators, reduced to
+    // 4 lanes per head and multiplied by the 4 keys' scales, so the scale costs one multiply per
+    // block and head instead of one per 8 values.
+    __m128 sc[S];
+    for (__m128& x : sc) x = _mm_setzero_ps();
+    for (int64_t cb = 0; cb < hd; cb += std::min<int64_t>(Slice::kBlock, hd)) {
+      __m256 acc[S][4];
+      for (auto& row : acc)
+        for (__m256& a : row) a = _mm256_setzero_ps();
+      for (int64_t c = cb; c < std::min(hd, cb + Slice::kBlock); c += 8)
+        for (int j = 0; j < 4; ++j) {
+          const __m256 kc = Slice::load8(k[j], c);
+          for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, _mm256_loadu_ps(q + s * hd + c), acc[s][j]);
+        }
+      if constexpr (Slice::kScaled) {
+        const __m128 d = _mm_setr_ps(Slice::scale(k[0], cb), Slice::scale(k[1], cb),
+                                     Slice::scale(k[2], cb), Slice::scale(k[3], cb));
+        for (int s = 0; s < S; ++s) sc[s] = _mm_fmadd_ps(sum_lanes_4(acc[s]), d, sc[s]);
+      } else {
+        for (int s = 0; s < S; ++s) sc[s] = sum_lanes_4(acc[s]);
       }
-    for (int s = 0; s < S; ++s)
-      _mm_storeu_ps(out + s * kTileKeys + j0, _mm_mul_ps(sum_lanes_4(acc[s]), _mm_set1_ps(scale)));
+    }
+    for (int s = 0; s < S; ++s) _mm_storeu_ps(out + s * kTileKeys + j0, _mm_mul_ps(sc[s], _mm_set1_ps(scale)));
   }
 }
 
@@ -335,8 +361,12 @@ void tile_accumulate_block(const Tile& tile, size_t offset, const float* p, int6
     const uint8_t* v = tile.v[j] + offset;
     __m256 vc[W];
     for (int i = 0; i < W; ++i) vc[i] = Slice::load8(v, c + 8 * i);
+    // The 8W columns lie in one scale block (8W divides 32), so v's scale joins p_j. (Folding the
+    // scales into a [S, blocks, keys] weight table once per tile measured the same.)
+    const float d = Slice::scale(v, c);
     for (int s = 0; s < S; ++s) {
-      const __m256 pj = _mm256_broadcast_ss(p + s * kTileKeys + j);
+      const __m256 pj = Slice::kScaled ? _mm256_set1_ps(p[s * kTileKeys + j] * d)
+                                       : _mm256_broadcast_ss(p + s * kTileKeys + j);
       for (int i = 0; i < W; ++i) a[s][i] = _mm256_fmadd_ps(pj, vc[i], a[s][i]);
     }
   }
@@ -355,8 +385,8 @@ void tile_accumulate(const Tile& tile, size_t offset, const float* p, int64_t hd
 }
 
 // The chunk's online-softmax state, one tile of up to kTileKeys keys per step (Slice: how the
-// cache type is read, F16Slice, F32Slice or Q8Slice). Per tile, kv head and set of up to kMaxSet query heads: the scores of
-// the tile (tile_scores), one max / rescale / exp step per head for the whole tile, then Σ p_j v_j
+// cache type is read, F16Slice, F32Slice or Q8Slice). Per tile, kv head and set of up to kMaxSet
+// query heads: the scores of the tile (tile_scores), one max / rescale / exp step per head for the whole tile, then Σ p_j v_j
 // (tile_accumulate). The second set of a group re-reads the tile's K and V slices from L1. Per
 // head h it keeps the running max m_h, the lane-wise running sum of exp(s - m_h) and
 // Σ exp(s - m_h) v; a tile that raises m_h first multiplies both by exp(m_old - m_new).
