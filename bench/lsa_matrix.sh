@@ -7,6 +7,7 @@
 #   e.g. bench/lsa_matrix.sh build/models/rand-125m-q8_0.gguf build/models/rand-idx.gguf \
 #          "4096 16384" "none full window lsa" "ram disk"
 #
+# Environment: THREADS (2), GEN (128), REPEAT (3), KV_TYPE (f16), BIN, DISK_DIR.
 # The history is synthetic (--fill random): a real 64K prefill of the 125M model takes minutes
 # on 2 cores and does not change what one decode step reads. --gen 128 covers two selection
 # cycles (tau = 64): the one right after the prompt and one in the middle of decoding.
@@ -20,6 +21,7 @@ STORES=${5:-"ram disk"}
 THREADS=${THREADS:-2}
 GEN=${GEN:-128}
 REPEAT=${REPEAT:-3}
+KV_TYPE=${KV_TYPE:-f16}  # f16 | f32 | q8_0
 DISK_DIR=${DISK_DIR:-$(mktemp -d /tmp/flashmem-kv.XXXXXX)}
 
 field() {  # field NAME JSON -> value (empty if absent)
@@ -38,7 +40,7 @@ for ctx in $CONTEXTS; do
         spec="quest:$(( ctx / 64 / 10 > 5 ? ctx / 64 / 10 - 4 : 1 ))"
       fi
       args=(bench -m "$MODEL" --context "$ctx" --gen "$GEN" --repeat "$REPEAT" -t "$THREADS"
-            --fill random --json)
+            --kv-type "$KV_TYPE" --fill random --json)
       if [ "$policy" = none ]; then
         [ "$store" = ram ] || continue  # no store without the paged runtime
       else
