@@ -53,9 +53,10 @@ class KvStore {
 
   // Copies segment `segment` of page `page` (bytes [segment * segment_bytes(), + segment_bytes())
   // of the page) into dst [segment_bytes()]. Same statuses and guarantees as read_page: kOk means
-  // dst holds exactly those written bytes, verified on its own (a damaged byte elsewhere in the
-  // page does not make it miss); anything else is a miss. Throws Error for a segment outside
-  // [0, segments()) (caller bug). Thread-safe like read_page.
+  // dst holds exactly those written bytes; anything else is a miss. A segment is verified on its
+  // own where the backend keeps per-segment checksums (a damaged byte elsewhere in the page does
+  // not make it miss; a version-1 disk file verifies the whole page instead). Throws Error for a
+  // segment outside [0, segments()) (caller bug). Thread-safe like read_page.
   virtual StoreStatus read_segment(int64_t page, int64_t segment, uint8_t* dst) = 0;
 
   // True when `page` was written successfully (reads may still miss on a disk fault).
