@@ -5,6 +5,8 @@
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -19,42 +21,51 @@ static_assert(std::endian::native == std::endian::little, "the KV file format is
 
 constexpr char kFileMagic[8] = {'F', 'M', 'K', 'V', 'D', 'S', 'K', '1'};
 constexpr uint64_t kPageMagic = 0x45474150564b4d46ull;  // "FMKVPAGE" read as little-endian u64
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;  // written; version 1 is still read (see disk_store.h)
 constexpr uint64_t kBlock = 4096;  // slot alignment: page-cache page / usual filesystem block
 
-struct FileHeader {
+struct FileHeader {  // version 2
   char magic[8];
   uint32_t version;
   uint32_t trailer_bytes;
   uint64_t page_bytes;
   uint64_t slot_stride;
-  uint64_t checksum;  // xxh3-64 of the 32 bytes above
+  uint64_t segments;  // version 1 has its checksum here instead (of the 32 bytes above)
+  uint64_t checksum;  // xxh3-64 of the 40 bytes above
 };
-static_assert(sizeof(FileHeader) == 40);
+static_assert(sizeof(FileHeader) == 48);
+constexpr size_t kHeaderV1Bytes = offsetof(FileHeader, segments) + 8;
 
 struct PageTrailer {
   uint64_t magic;
   int64_t page;
   uint64_t data_checksum;
-  uint64_t checksum;  // xxh3-64 of the 24 bytes above
+  uint64_t checksum;  // xxh3-64 of the segment table before the trailer and the 24 bytes above
 };
 static_assert(sizeof(PageTrailer) == DiskStore::kTrailerBytes);
 
+// A slot's record after its page bytes: [segment table][trailer], as 8-byte words.
+constexpr size_t kTrailerWords = sizeof(PageTrailer) / 8;
+using SlotRecord = std::array<uint64_t, KvStore::kMaxSegments + kTrailerWords>;
+
 uint64_t hash_bytes(const void* p, size_t n) { return XXH3_64bits(p, n); }
 
-FileHeader make_header(size_t page_bytes, uint64_t stride) {
+FileHeader make_header(size_t page_bytes, uint64_t stride, int64_t segments) {
   FileHeader h{};
   std::memcpy(h.magic, kFileMagic, sizeof(kFileMagic));
   h.version = kVersion;
   h.trailer_bytes = DiskStore::kTrailerBytes;
   h.page_bytes = page_bytes;
   h.slot_stride = stride;
+  h.segments = static_cast<uint64_t>(segments);
   h.checksum = hash_bytes(&h, offsetof(FileHeader, checksum));
   return h;
 }
 
-uint64_t stride_for(size_t page_bytes) {
-  return (page_bytes + DiskStore::kTrailerBytes + kBlock - 1) / kBlock * kBlock;
+// table_segments: segment checksums per slot (0 for version 1).
+uint64_t stride_for(size_t page_bytes, int64_t table_segments) {
+  const uint64_t used = page_bytes + 8 * static_cast<uint64_t>(table_segments) + DiskStore::kTrailerBytes;
+  return (used + kBlock - 1) / kBlock * kBlock;
 }
 
 StoreStatus status_of_errno(int error) {
@@ -87,12 +98,18 @@ FileIo& posix_file_io() {
 }
 
 DiskStore::DiskStore(std::string path, int fd, size_t page_bytes, DiskStoreOptions options)
-    : KvStore(page_bytes),
+    : KvStore(page_bytes, options.segments),
       path_(std::move(path)),
       fd_(fd),
       keep_file_(options.keep_file),
-      io_(options.io ? *options.io : posix_file_io()),
-      stride_(stride_for(page_bytes)) {}
+      io_(options.io ? *options.io : posix_file_io()) {
+  set_table_segments(segments_);
+}
+
+void DiskStore::set_table_segments(int64_t table_segments) {
+  table_segments_ = table_segments;
+  stride_ = stride_for(page_bytes_, table_segments);
+}
 
 DiskStore::~DiskStore() {
   ::close(fd_);
@@ -101,13 +118,12 @@ DiskStore::~DiskStore() {
 
 std::unique_ptr<DiskStore> DiskStore::create(const std::string& path, size_t page_bytes,
                                              DiskStoreOptions options) {
-  if (page_bytes < 1 || page_bytes > PageLayout::kMaxPageBytes)
-    fail("KV store page size {} outside [1, {}]", page_bytes, PageLayout::kMaxPageBytes);
+  check_sizes(page_bytes, options.segments);  // before the file exists
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) fail("cannot create KV store file '{}': {}", path, std::strerror(errno));
   // From here the store owns fd (and removes the file unless keep_file).
   std::unique_ptr<DiskStore> store(new DiskStore(path, fd, page_bytes, options));
-  const FileHeader header = make_header(page_bytes, store->stride_);
+  const FileHeader header = make_header(page_bytes, store->stride_, store->segments_);
   const StoreStatus status = store->write_all(&header, sizeof(header), 0);
   if (status != StoreStatus::kOk)
     fail("cannot write KV store header to '{}': {}", path, to_string(status));
@@ -116,6 +132,7 @@ std::unique_ptr<DiskStore> DiskStore::create(const std::string& path, size_t pag
 
 std::unique_ptr<DiskStore> DiskStore::open(const std::string& path, size_t page_bytes,
                                            DiskStoreOptions options) {
+  check_sizes(page_bytes, options.segments);  // before fd is opened (the constructor checks too)
   int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
   if (fd < 0) fail("cannot open KV store file '{}': {}", path, std::strerror(errno));
   struct stat st{};
@@ -129,15 +146,29 @@ std::unique_ptr<DiskStore> DiskStore::open(const std::string& path, size_t page_
   std::unique_ptr<DiskStore> store(new DiskStore(path, fd, page_bytes, options));
   FileHeader header{};
   const auto file_size = static_cast<uint64_t>(st.st_size);
-  if (file_size < sizeof(header) ||
-      store->read_all(&header, sizeof(header), 0) != StoreStatus::kOk)
+  // A version-1 file without pages is only kHeaderV1Bytes long.
+  const size_t header_bytes = std::min<uint64_t>(file_size, sizeof(header));
+  if (header_bytes < kHeaderV1Bytes ||
+      store->read_all(&header, header_bytes, 0) != StoreStatus::kOk)
     fail("KV store file '{}' is too short or unreadable", path);
   if (std::memcmp(header.magic, kFileMagic, sizeof(kFileMagic)) != 0)
     fail("'{}' is not a flashmem KV store file (bad magic)", path);
-  if (header.checksum != hash_bytes(&header, offsetof(FileHeader, checksum)))
-    fail("KV store file '{}': header checksum mismatch", path);
-  if (header.version != kVersion || header.trailer_bytes != kTrailerBytes)
+  if (header.version == 1) {
+    if (header.segments != hash_bytes(&header, offsetof(FileHeader, segments)))  // v1 checksum
+      fail("KV store file '{}': header checksum mismatch", path);
+    store->set_table_segments(0);
+  } else if (header.version == 2) {
+    if (header_bytes < sizeof(header) ||
+        header.checksum != hash_bytes(&header, offsetof(FileHeader, checksum)))
+      fail("KV store file '{}': header checksum mismatch", path);
+    if (header.segments != static_cast<uint64_t>(store->segments_))
+      fail("KV store file '{}' holds pages in {} segments, expected {}", path, header.segments,
+           store->segments_);
+  } else {
     fail("KV store file '{}': unsupported version {}", path, header.version);
+  }
+  if (header.trailer_bytes != kTrailerBytes)
+    fail("KV store file '{}': unsupported trailer size {}", path, header.trailer_bytes);
   if (header.page_bytes != page_bytes || header.slot_stride != store->stride_)
     fail("KV store file '{}' holds pages of {} bytes, expected {}", path, header.page_bytes,
          page_bytes);
@@ -148,16 +179,22 @@ std::unique_ptr<DiskStore> DiskStore::open(const std::string& path, size_t page_
 void DiskStore::load_trailers(uint64_t file_size) {
   if (file_size <= kHeaderBytes) return;
   const uint64_t n_slots = (file_size - kHeaderBytes + stride_ - 1) / stride_;
+  const auto table = static_cast<size_t>(table_segments_);
   std::lock_guard lock(mutex_);
   entries_.assign(n_slots, Entry{});
+  segment_checksums_.assign(n_slots * table, 0);
   for (uint64_t slot = 0; slot < n_slots; ++slot) {
-    PageTrailer t{};
+    SlotRecord record{};  // [table][trailer]
     const uint64_t at = slot_offset(static_cast<int64_t>(slot)) + page_bytes_;
-    if (at + sizeof(t) > file_size || read_all(&t, sizeof(t), at) != StoreStatus::kOk) continue;
+    if (at + record_bytes() > file_size || read_all(record.data(), record_bytes(), at) != StoreStatus::kOk)
+      continue;
+    PageTrailer t{};
+    std::memcpy(&t, record.data() + table, sizeof(t));
     if (t.magic != kPageMagic || t.page != static_cast<int64_t>(slot) ||
-        t.checksum != hash_bytes(&t, offsetof(PageTrailer, checksum)))
+        t.checksum != hash_bytes(record.data(), record_bytes() - sizeof(t.checksum)))
       continue;  // never written, torn, or damaged: absent
     entries_[slot] = Entry{PageState::kPresent, t.data_checksum};
+    std::copy_n(record.data(), table, segment_checksums_.begin() + static_cast<ptrdiff_t>(slot * table));
   }
 }
 
@@ -194,6 +231,7 @@ StoreStatus DiskStore::write_page(int64_t page, const uint8_t* bytes) {
     std::lock_guard lock(mutex_);
     if (index >= entries_.size()) {
       try {
+        segment_checksums_.resize((index + 1) * static_cast<size_t>(table_segments_));
         entries_.resize(index + 1);
       } catch (const std::bad_alloc&) {
         return StoreStatus::kNoSpace;  // table for an absurd page index: out of memory
@@ -203,18 +241,24 @@ StoreStatus DiskStore::write_page(int64_t page, const uint8_t* bytes) {
     entries_[index].state = PageState::kWriting;
   }
   const uint64_t checksum = hash_bytes(bytes, page_bytes_);
-  PageTrailer trailer{kPageMagic, page, checksum, 0};
-  trailer.checksum = hash_bytes(&trailer, offsetof(PageTrailer, checksum));
-  // Data first, trailer second: a crash or error in between leaves no valid trailer (absent).
+  const auto table = static_cast<size_t>(table_segments_);
+  SlotRecord record{};  // [table][trailer]
+  for (size_t s = 0; s < table; ++s) record[s] = hash_bytes(bytes + s * segment_bytes(), segment_bytes());
+  const PageTrailer trailer{kPageMagic, page, checksum, 0};  // checksum: set below
+  std::memcpy(record.data() + table, &trailer, sizeof(trailer));
+  record[table + kTrailerWords - 1] = hash_bytes(record.data(), record_bytes() - sizeof(trailer.checksum));
+  // Data first, table + trailer second: a crash or error in between leaves no valid trailer
+  // (absent).
   StoreStatus status = write_all(bytes, page_bytes_, slot_offset(page));
   if (status == StoreStatus::kOk)
-    status = write_all(&trailer, sizeof(trailer), slot_offset(page) + page_bytes_);
+    status = write_all(record.data(), record_bytes(), slot_offset(page) + page_bytes_);
   std::lock_guard lock(mutex_);
   if (status != StoreStatus::kOk) {
     entries_[index].state = PageState::kAbsent;
     return status;
   }
   entries_[index] = Entry{PageState::kPresent, checksum};
+  std::copy_n(record.data(), table, segment_checksums_.begin() + static_cast<ptrdiff_t>(index * table));
   bytes_written_.fetch_add(page_bytes_, std::memory_order_relaxed);
   return StoreStatus::kOk;
 }
@@ -232,6 +276,35 @@ StoreStatus DiskStore::read_page(int64_t page, uint8_t* dst) {
   if (status != StoreStatus::kOk) return status;
   if (hash_bytes(dst, page_bytes_) != expected) return StoreStatus::kCorrupt;
   bytes_read_.fetch_add(page_bytes_, std::memory_order_relaxed);
+  return StoreStatus::kOk;
+}
+
+StoreStatus DiskStore::read_segment(int64_t page, int64_t segment, uint8_t* dst) {
+  check_segment_index(segment);
+  if (table_segments_ == 0) return read_segment_via_page(page, segment, dst);
+  const size_t n = segment_bytes();
+  uint64_t expected = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (page < 0 || static_cast<size_t>(page) >= entries_.size() ||
+        entries_[page].state != PageState::kPresent)
+      return StoreStatus::kAbsent;
+    expected = segment_checksums_[static_cast<size_t>(page * table_segments_ + segment)];
+  }
+  const StoreStatus status = read_all(dst, n, slot_offset(page) + static_cast<uint64_t>(segment) * n);
+  if (status != StoreStatus::kOk) return status;
+  if (hash_bytes(dst, n) != expected) return StoreStatus::kCorrupt;
+  bytes_read_.fetch_add(n, std::memory_order_relaxed);
+  return StoreStatus::kOk;
+}
+
+StoreStatus DiskStore::read_segment_via_page(int64_t page, int64_t segment, uint8_t* dst) {
+  AlignedBytes whole = allocate_aligned_bytes(page_bytes_);  // [page_bytes]
+  if (!whole) return StoreStatus::kIoError;  // cannot stage the page: a miss like a failed read
+  const StoreStatus status = read_page(page, whole.get());
+  if (status != StoreStatus::kOk) return status;
+  const size_t n = segment_bytes();
+  std::memcpy(dst, whole.get() + static_cast<size_t>(segment) * n, n);
   return StoreStatus::kOk;
 }
 

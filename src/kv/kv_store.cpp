@@ -20,22 +20,34 @@ const char* to_string(StoreStatus status) {
   return "unknown";
 }
 
-KvStore::KvStore(size_t page_bytes) : page_bytes_(page_bytes) {
+KvStore::KvStore(size_t page_bytes, int64_t segments) : page_bytes_(page_bytes), segments_(segments) {
+  check_sizes(page_bytes, segments);
+}
+
+void KvStore::check_sizes(size_t page_bytes, int64_t segments) {
   if (page_bytes < 1 || page_bytes > PageLayout::kMaxPageBytes)
     fail("KV store page size {} outside [1, {}]", page_bytes, PageLayout::kMaxPageBytes);
+  if (segments < 1 || segments > kMaxSegments || page_bytes % static_cast<size_t>(segments) != 0)
+    fail("KV store pages of {} bytes cannot be split into {} equal segments (at most {})",
+         page_bytes, segments, kMaxSegments);
 }
 
 void KvStore::check_page_index(int64_t page) const {
-  // Any backend's byte offset of a page (disk: header + page * stride, stride < page_bytes + 8 KiB)
-  // must fit an int64 with room to spare.
+  // Any backend's byte offset of a page (disk: header + page * stride, stride < page_bytes +
+  // 16 KiB: a full segment table, the trailer, block rounding) must fit an int64 with room to spare.
   const int64_t max_page =
-      std::numeric_limits<int64_t>::max() / 2 / (static_cast<int64_t>(page_bytes_) + 8192);
+      std::numeric_limits<int64_t>::max() / 2 / (static_cast<int64_t>(page_bytes_) + 16384);
   if (page < 0 || page > max_page) fail("KV page index {} out of range [0, {}]", page, max_page);
+}
+
+void KvStore::check_segment_index(int64_t segment) const {
+  if (segment < 0 || segment >= segments_)
+    fail("KV page segment {} out of range [0, {})", segment, segments_);
 }
 
 // ---- RamStore ------------------------------------------------------------------------------
 
-RamStore::RamStore(size_t page_bytes) : KvStore(page_bytes) {}
+RamStore::RamStore(size_t page_bytes, int64_t segments) : KvStore(page_bytes, segments) {}
 
 StoreStatus RamStore::write_page(int64_t page, const uint8_t* bytes) {
   check_page_index(page);
@@ -79,6 +91,16 @@ StoreStatus RamStore::read_page(int64_t page, uint8_t* dst) {
   if (src == nullptr) return StoreStatus::kAbsent;
   std::memcpy(dst, src, page_bytes_);  // immutable once present: safe without the lock
   bytes_read_.fetch_add(page_bytes_, std::memory_order_relaxed);
+  return StoreStatus::kOk;
+}
+
+StoreStatus RamStore::read_segment(int64_t page, int64_t segment, uint8_t* dst) {
+  check_segment_index(segment);
+  const uint8_t* src = page_data(page);
+  if (src == nullptr) return StoreStatus::kAbsent;
+  const size_t n = segment_bytes();
+  std::memcpy(dst, src + static_cast<size_t>(segment) * n, n);
+  bytes_read_.fetch_add(n, std::memory_order_relaxed);
   return StoreStatus::kOk;
 }
 

@@ -1,6 +1,10 @@
 // The slow KV tier (DESIGN.md "Two tiers"): the full page history of one sequence. Backends:
 // RamStore (a mirror in memory, below) and DiskStore (kv/disk_store.h).
 //
+// Segments: a store splits each page into `segments()` equal parts that can be read alone
+// (read_segment). PagedKv uses one segment per layer, so segment l is layer l's K and V blocks
+// (PageLayout::k(l), layer_bytes()); the store itself knows only bytes.
+//
 // Errors: a caller bug (negative page, writing a page twice) throws flashmem::Error; an I/O fault
 // (disk full, EIO, corrupted bytes) is a StoreStatus value, never an exception and never bytes
 // that differ from what was written.
@@ -28,6 +32,10 @@ const char* to_string(StoreStatus status);
 
 class KvStore {
  public:
+  // 1024 segments: the model loader's layer limit (model/config.cpp), so every model can have
+  // one segment per layer; a disk slot's table of segment checksums stays <= 8 KiB.
+  static constexpr int64_t kMaxSegments = 1024;
+
   virtual ~KvStore() = default;
   KvStore(const KvStore&) = delete;
   KvStore& operator=(const KvStore&) = delete;
@@ -43,20 +51,37 @@ class KvStore {
   // concurrent reads of any pages and writes of other pages are allowed.
   virtual StoreStatus read_page(int64_t page, uint8_t* dst) = 0;
 
+  // Copies segment `segment` of page `page` (bytes [segment * segment_bytes(), + segment_bytes())
+  // of the page) into dst [segment_bytes()]. Same statuses and guarantees as read_page: kOk means
+  // dst holds exactly those written bytes; anything else is a miss. A segment is verified on its
+  // own where the backend keeps per-segment checksums (a damaged byte elsewhere in the page does
+  // not make it miss; a version-1 disk file verifies the whole page instead). Throws Error for a
+  // segment outside [0, segments()) (caller bug). Thread-safe like read_page.
+  virtual StoreStatus read_segment(int64_t page, int64_t segment, uint8_t* dst) = 0;
+
   // True when `page` was written successfully (reads may still miss on a disk fault).
   virtual bool has_page(int64_t page) const = 0;
 
   size_t page_bytes() const { return page_bytes_; }
-  // Bytes of successful writes / reads so far (page_bytes() per page).
+  int64_t segments() const { return segments_; }
+  size_t segment_bytes() const { return page_bytes_ / static_cast<size_t>(segments_); }
+  // Bytes of successful writes / reads so far (page_bytes() per page, segment_bytes() per segment
+  // read; a segment read that has to fetch the whole page counts the page).
   uint64_t bytes_written() const { return bytes_written_.load(std::memory_order_relaxed); }
   uint64_t bytes_read() const { return bytes_read_.load(std::memory_order_relaxed); }
 
  protected:
-  explicit KvStore(size_t page_bytes);
+  // page_bytes in [1, PageLayout::kMaxPageBytes]; segments in [1, kMaxSegments] dividing
+  // page_bytes. Throws Error otherwise.
+  KvStore(size_t page_bytes, int64_t segments);
+  static void check_sizes(size_t page_bytes, int64_t segments);  // the constructor's checks
   // Throws Error for page < 0 or a page whose byte offset would not fit an int64.
   void check_page_index(int64_t page) const;
+  // Throws Error for a segment outside [0, segments()).
+  void check_segment_index(int64_t segment) const;
 
   const size_t page_bytes_;
+  const int64_t segments_;
   std::atomic<uint64_t> bytes_written_{0};
   std::atomic<uint64_t> bytes_read_{0};
 };
@@ -69,11 +94,12 @@ enum class PageState : uint8_t { kAbsent, kWriting, kPresent };
 // table grows (zero-copy mapping relies on it).
 class RamStore final : public KvStore {
  public:
-  // page_bytes >= 1 (throws Error otherwise).
-  explicit RamStore(size_t page_bytes);
+  // page_bytes >= 1 and segments dividing it (throws Error otherwise).
+  explicit RamStore(size_t page_bytes, int64_t segments = 1);
 
   StoreStatus write_page(int64_t page, const uint8_t* bytes) override;
   StoreStatus read_page(int64_t page, uint8_t* dst) override;
+  StoreStatus read_segment(int64_t page, int64_t segment, uint8_t* dst) override;
   bool has_page(int64_t page) const override;
 
   // The stored bytes of `page` [page_bytes()], or nullptr if absent. The pointer stays valid and

@@ -32,7 +32,9 @@ struct PageLayout {
 
   size_t row_bytes() const { return static_cast<size_t>(kv_dim / block_elems * elem_bytes); }  // [kv_dim]
   size_t block_bytes() const { return static_cast<size_t>(page_tokens) * row_bytes(); }
-  size_t page_bytes() const { return 2 * static_cast<size_t>(n_layers) * block_bytes(); }
+  // One layer's K and V blocks, adjacent ([2, page_tokens, kv_dim]): the unit of a per-layer read.
+  size_t layer_bytes() const { return 2 * block_bytes(); }
+  size_t page_bytes() const { return static_cast<size_t>(n_layers) * layer_bytes(); }
 
   // Byte offsets inside a page of layer's K block and V block ([page_tokens, kv_dim] each).
   size_t k(int64_t layer) const { return (2 * static_cast<size_t>(layer)) * block_bytes(); }

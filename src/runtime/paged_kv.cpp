@@ -19,15 +19,17 @@
 namespace flashmem {
 namespace {
 
-std::unique_ptr<KvStore> make_store(const std::string& spec, size_t page_bytes) {
-  if (spec == "ram") return std::make_unique<RamStore>(page_bytes);
+// One store segment per layer, so quest can read a layer's K and V of a page alone.
+std::unique_ptr<KvStore> make_store(const std::string& spec, const PageLayout& layout) {
+  const size_t page_bytes = layout.page_bytes();
+  if (spec == "ram") return std::make_unique<RamStore>(page_bytes, layout.n_layers);
   if (spec.rfind("disk:", 0) == 0 && spec.size() > 5) {
     // One file per sequence: a directory gets a unique file name inside it.
     static std::atomic<int> sequence{0};
     std::filesystem::path path = spec.substr(5);
     if (std::filesystem::is_directory(path))
       path /= "flashmem-kv-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++) + ".pages";
-    return DiskStore::create(path.string(), page_bytes);
+    return DiskStore::create(path.string(), page_bytes, {.segments = layout.n_layers});
   }
   fail("--kv-store must be 'ram' or 'disk:PATH', not '{}'", spec);
 }
@@ -102,7 +104,7 @@ int64_t PagedKv::tail_pages() const {
 void PagedKv::reset() {
   view_.release();
   pool_.reset();
-  store_ = make_store(options_.store, layout_.page_bytes());
+  store_ = make_store(options_.store, layout_);
   const int64_t capacity_pages = (capacity_ + options_.page_tokens - 1) / options_.page_tokens;
   // Cells: the budget's share of the largest context, plus the open page; never fewer than
   // the pool's minimum (sink + tail + open page).
@@ -421,6 +423,7 @@ LsaStats PagedKv::stats() const {
   s.recall_misses = ps.recall_misses + sync_reads_;
   s.page_meta_bytes = key_bounds_.bytes();
   s.sync_reads = sync_reads_;
+  s.sync_read_bytes = sync_read_bytes_;
   s.cycles = cycles_;
   s.indexer_ms_per_cycle = cycles_ > 0 ? 1e3 * cycle_seconds_ / static_cast<double>(cycles_) : 0;
   s.recall_wait_ms = 1e3 * wait_seconds_;

@@ -11,10 +11,13 @@
 // quest:K maps onto the two tiers like this: every decode step, each layer reads the sink, the
 // recency tail and its own top-K middle pages by key bounds (select/quest.h). A chosen page is
 // read from its pool cell when resident (pinned or still cached by the LRU), else synchronously
-// from the store (counted as a recall miss and as recalled bytes). At each cycle boundary the
-// pool's selection becomes the pages read most often in the ending cycle (up to K, or the
-// --budget cap), recalled in the background like any other selection; the pool holds its cell
-// budget (sink + tail + open page + K, or --budget) and the LRU keeps recently dropped pages.
+// from the store, and then only the choosing layer's K and V blocks (the store keeps one
+// verified segment per layer: PageLayout::layer_bytes() per read). A page read from the store
+// in a step counts once as a recall miss (sync_reads), whatever number of its layers were read;
+// recalled bytes count every layer read. At each cycle boundary the pool's selection becomes
+// the pages read most often in the ending cycle (up to K, or the --budget cap), recalled in the
+// background like any other selection; the pool holds its cell budget (sink + tail + open page
+// + K, or --budget) and the LRU keeps recently dropped pages.
 //
 // oracle:F reads the true future attention mass of each cycle from an OracleTrace recorded by a
 // first, full-attention pass over the same tokens (runtime/oracle.h).
@@ -75,7 +78,10 @@ struct LsaStats {
   double indexer_ms_per_cycle = 0;     // selection time per cycle (scoring incl. for lsa)
   double recall_wait_ms = 0;           // time decode waited for resident pages
   uint64_t page_meta_bytes = 0;        // quest: per-page key min/max held (always resident)
-  uint64_t sync_reads = 0;             // quest: pages read from the store inside a step (in recall_misses)
+  uint64_t sync_reads = 0;             // quest: pages read from the store inside a step, once per
+                                       // step and page (in recall_misses)
+  uint64_t sync_read_bytes = 0;        // quest: bytes of those reads, layer_bytes() per (page, layer)
+                                       // (in recall_bytes_total)
 };
 
 class PagedKv final : public KvBackend, private AttentionObserver {
@@ -129,7 +135,10 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   void add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row);
   void begin_quest_step();
   void end_quest_step();
-  const uint8_t* quest_page_data(int64_t page);
+  // Layer `layer` of page `page` for this step: its K block; V follows at + block_bytes().
+  const uint8_t* quest_layer_data(int64_t page, int64_t layer);
+  // The whole page from its pool cell (pinned, or leased for the step), or nullptr if not resident.
+  const uint8_t* resident_page_data(int64_t page);
 
   const ModelConfig& config_;
   DType type_;
@@ -171,10 +180,15 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   PageKeyBounds key_bounds_;                     // [n_pages] key min/max per layer
   std::vector<float> key_row_;                   // [kv_dim] one K row in f32
   std::vector<float> cycle_reads_;               // [n_pages] (step, layer) reads this cycle
-  std::unordered_map<int64_t, const uint8_t*> step_data_;  // page -> bytes for this step
+  std::unordered_map<int64_t, const uint8_t*> step_data_;  // page -> resident bytes this step
   std::vector<ResidentView> step_views_;         // leases on unpinned resident pages read
-  std::vector<AlignedBytes> miss_pages_;         // disk store: [page_bytes] synchronous reads
-  size_t miss_used_ = 0;                         // miss_pages_ used in this step
+  // page * n_layers + layer -> that layer's K block read from the store this step (V follows).
+  std::unordered_map<int64_t, const uint8_t*> layer_reads_;
+  std::vector<int64_t> store_pages_;             // page of every store read this step
+  // Disk store: per-step scratch of synchronous layer reads, [layer_bytes] each; at most
+  // n_layers * K per step, reused across steps.
+  std::vector<AlignedBytes> miss_layers_;
+  size_t miss_used_ = 0;                         // miss_layers_ used in this step
   std::vector<std::vector<int64_t>> quest_layer_pages_;  // [n_layers] middle pages read
   std::vector<float> quest_scores_;              // [n candidate pages] scratch
   uint64_t quest_step_bytes_ = 0;

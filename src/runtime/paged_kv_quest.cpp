@@ -19,41 +19,51 @@ void PagedKv::add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row) {
 
 void PagedKv::begin_quest_step() {
   step_data_.clear();
+  layer_reads_.clear();
+  store_pages_.clear();
   miss_used_ = 0;
   quest_step_bytes_ = 0;
   // Pinned pages (sink, tail, open page, the pool's selection) are already leased in view_.
   for (const PageView& p : view_.pages()) step_data_[p.page] = p.data;
 }
 
-const uint8_t* PagedKv::quest_page_data(int64_t page) {
+const uint8_t* PagedKv::resident_page_data(int64_t page) {
   if (const auto it = step_data_.find(page); it != step_data_.end()) return it->second;
-  const uint8_t* data = nullptr;
   // Resident but not pinned (kept by the pool's LRU): lease it for the rest of the step.
   ResidentView leased = pool_->acquire(page);
-  if (!leased.pages().empty()) {
-    data = leased.pages().front().data;
-    step_views_.push_back(std::move(leased));
-  } else {
-    // Not resident: a synchronous read from the slow tier, inside the step.
-    if (auto* ram = dynamic_cast<RamStore*>(store_.get())) {
-      data = ram->page_data(page);  // mapped like the pool's zero-copy mode; counted the same
-      if (data == nullptr) fail("KV page {} is missing from the store", page);
-    } else {
-      if (miss_used_ == miss_pages_.size()) {
-        miss_pages_.push_back(allocate_aligned_bytes(layout_.page_bytes()));
-        if (!miss_pages_.back()) fail("out of memory reading KV page {} from the store", page);
-      }
-      uint8_t* dst = miss_pages_[miss_used_++].get();
-      const StoreStatus status = store_->read_page(page, dst);
-      if (status != StoreStatus::kOk)
-        fail("KV page {} could not be read from the store ({})", page, to_string(status));
-      data = dst;
-    }
-    sync_reads_ += 1;
-    sync_read_bytes_ += layout_.page_bytes();
-  }
+  if (leased.pages().empty()) return nullptr;
+  const uint8_t* data = leased.pages().front().data;
+  step_views_.push_back(std::move(leased));
   step_data_[page] = data;
   return data;
+}
+
+const uint8_t* PagedKv::quest_layer_data(int64_t page, int64_t layer) {
+  const int64_t key = page * config_.n_layers + layer;
+  if (const auto it = layer_reads_.find(key); it != layer_reads_.end()) return it->second;
+  if (const uint8_t* data = resident_page_data(page)) return data + layout_.k(layer);
+  // Not resident: a synchronous read of this layer's K and V from the slow tier, inside the step.
+  const uint8_t* blocks = nullptr;
+  if (auto* ram = dynamic_cast<RamStore*>(store_.get())) {
+    const uint8_t* data = ram->page_data(page);  // mapped like the pool's zero-copy mode
+    if (data == nullptr) fail("KV page {} is missing from the store", page);
+    blocks = data + layout_.k(layer);
+  } else {
+    if (miss_used_ == miss_layers_.size()) {
+      miss_layers_.push_back(allocate_aligned_bytes(layout_.layer_bytes()));
+      if (!miss_layers_.back()) fail("out of memory reading KV page {} from the store", page);
+    }
+    uint8_t* dst = miss_layers_[miss_used_++].get();
+    // The store's segment l is layer l's K and V blocks (make_store splits pages by layer).
+    const StoreStatus status = store_->read_segment(page, layer, dst);
+    if (status != StoreStatus::kOk)
+      fail("KV page {} layer {} could not be read from the store ({})", page, layer, to_string(status));
+    blocks = dst;
+  }
+  store_pages_.push_back(page);  // counted once per step in end_quest_step()
+  sync_read_bytes_ += layout_.layer_bytes();
+  layer_reads_[key] = blocks;
+  return blocks;
 }
 
 void PagedKv::observe_queries(int64_t layer, const float* q, int64_t n) {
@@ -77,8 +87,8 @@ void PagedKv::observe_queries(int64_t layer, const float* q, int64_t n) {
   for (int64_t p : pages) {
     const int64_t n_tokens = std::min(options_.page_tokens, pos0_ - layout_.first_pos(p));
     if (n_tokens <= 0) continue;
-    const uint8_t* data = quest_page_data(p);
-    spans.push_back({layout_.first_pos(p), n_tokens, data + layout_.k(layer), data + layout_.v(layer)});
+    const uint8_t* k = quest_layer_data(p, layer);  // [K block][V block] of this layer
+    spans.push_back({layout_.first_pos(p), n_tokens, k, k + layout_.block_bytes()});
     tokens += n_tokens;
   }
   spans.push_back(staged);
@@ -100,8 +110,13 @@ void PagedKv::end_quest_step() {
   read.erase(std::unique(read.begin(), read.end()), read.end());
   std::erase_if(read, [&](int64_t p) { return layout_.first_pos(p) >= pos0_; });
   last_read_pages_ = std::move(read);
+  // One recall miss per page read from the store in this step (the unit of recall_misses).
+  std::sort(store_pages_.begin(), store_pages_.end());
+  sync_reads_ += static_cast<uint64_t>(std::unique(store_pages_.begin(), store_pages_.end()) - store_pages_.begin());
+  store_pages_.clear();
   step_views_.clear();  // leases end before end_batch() commits (commit may need their cells)
   step_data_.clear();
+  layer_reads_.clear();
 }
 
 }  // namespace flashmem

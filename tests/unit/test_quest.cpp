@@ -189,13 +189,15 @@ class QuestRuntimeTest : public ::testing::TestWithParam<std::string> {
   SessionOptions options_{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
   static constexpr int64_t kPageTokens = 16;
 
-  Session paged(const std::string& policy, double budget = -1) {
+  // store: "ram" or "disk"; "" = the test's parameter.
+  Session paged(const std::string& policy, double budget = -1, std::string store = "") {
+    if (store.empty()) store = GetParam();
     PagedKvOptions o;
     o.policy = policy;
     o.budget = budget;
     o.page_tokens = kPageTokens;
     o.tau = 32;  // several cycles in a short run, so the pool's selection changes too
-    o.store = GetParam() == "ram" ? "ram" : "disk:" + ::testing::TempDir();
+    o.store = store == "ram" ? "ram" : "disk:" + ::testing::TempDir();
     return Session(model_, options_, std::make_unique<PagedKv>(*model_, options_.n_ctx, options_.kv_type, o));
   }
   // Greedy decode logits after a prompt of n_prompt ids.
@@ -298,6 +300,27 @@ TEST_P(QuestRuntimeTest, TierOfAPageDoesNotChangeTheResult) {
   EXPECT_EQ(big_kv.stats().sync_reads, 0u);  // every page stayed resident
   EXPECT_EQ(big_kv.stats().recall_misses, 0u);
   EXPECT_EQ(big_kv.stats().attn_bytes_per_step, small_kv.stats().attn_bytes_per_step);
+}
+
+// The store never changes what is read: quest on this store gives the logits of quest on the ram
+// store bit for bit. Pages read from the store inside a step bring only the choosing layer's K
+// and V (layer_bytes per read), so their bytes are less than whole pages.
+TEST_P(QuestRuntimeTest, SameLogitsAsTheRamStoreReadingOnlyChosenLayers) {
+  Session ram = paged("quest:3", -1, "ram");
+  const auto want = decode(ram, 300, 100);
+  Session s = paged("quest:3");
+  EXPECT_TRUE(bit_equal(decode(s, 300, 100), want));
+  const auto& kv = dynamic_cast<const PagedKv&>(s.kv());
+  const LsaStats st = kv.stats();
+  const ModelConfig& c = model_->config();
+  const uint64_t layer_bytes = 2 * kPageTokens * static_cast<uint64_t>(c.kv_dim()) * 2;  // K+V, f16
+  ASSERT_GT(st.sync_reads, 0u);
+  EXPECT_EQ(st.sync_read_bytes % layer_bytes, 0u);
+  EXPECT_GE(st.sync_read_bytes, st.sync_reads * layer_bytes);  // a page read has >= 1 layer
+  EXPECT_LT(st.sync_read_bytes, st.sync_reads * layer_bytes * static_cast<uint64_t>(c.n_layers));
+  EXPECT_GE(st.recall_bytes_total, st.sync_read_bytes);
+  EXPECT_GE(st.recall_misses, st.sync_reads);
+  EXPECT_EQ(st.attn_bytes_per_step, dynamic_cast<const PagedKv&>(ram.kv()).stats().attn_bytes_per_step);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, QuestRuntimeTest, ::testing::Values("ram", "disk"));

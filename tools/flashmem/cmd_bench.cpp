@@ -171,8 +171,9 @@ void run_bench(const BenchArgs& a) {
                lsa.recall_bytes_total / 1e6, lsa.recall_misses, lsa.indexer_ms_per_cycle,
                lsa.recall_wait_ms);
     if (lsa.page_meta_bytes > 0)
-      fmt::print("quest: key bounds {:.2f} MB resident, {} pages read synchronously (in misses)\n",
-                 lsa.page_meta_bytes / 1e6, lsa.sync_reads);
+      fmt::print("quest: key bounds {:.2f} MB resident, {} pages read synchronously (in misses), "
+                 "{:.1f} MB of their layers (in recalled)\n",
+                 lsa.page_meta_bytes / 1e6, lsa.sync_reads, lsa.sync_read_bytes / 1e6);
     if (oracle) fmt::print("oracle: masses from an untimed full-attention pass before each repeat\n");
   }
   fmt::print("peak RSS: {:.1f} MB\n", rss_peak / 1e6);
@@ -216,6 +217,7 @@ void run_bench(const BenchArgs& a) {
       j["cycles"] = lsa.cycles;
       j["page_meta_bytes"] = lsa.page_meta_bytes;
       j["sync_reads"] = lsa.sync_reads;
+      j["sync_read_bytes"] = lsa.sync_read_bytes;
     }
     fmt::print("{}\n", j.dump());
   }

@@ -43,8 +43,8 @@ void print_kv_stats(const std::string& policy, const LsaStats& s) {
              s.attn_bytes_per_step / 1e6, s.recall_bytes_total / 1e6, s.recall_misses, s.cycles,
              s.indexer_ms_per_cycle);
   if (s.page_meta_bytes > 0)
-    fmt::print(stderr, "kv: quest key bounds {:.2f} MB, {} pages read synchronously\n",
-               s.page_meta_bytes / 1e6, s.sync_reads);
+    fmt::print(stderr, "kv: quest key bounds {:.2f} MB, {} pages read synchronously ({:.2f} MB of their layers)\n",
+               s.page_meta_bytes / 1e6, s.sync_reads, s.sync_read_bytes / 1e6);
 }
 
 // oracle:F: a full-attention pass records the attention masses, then the output printed is the
