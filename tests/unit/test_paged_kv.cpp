@@ -185,7 +185,7 @@ TEST(KvTypes, Q8NeedsHeadsOfWholeBlocksAndOtherTypesAreRejected) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("head_dim"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(PagedKv(*model, 64, DType::Q8_0, PagedKvOptions{.policy = "full"}), Error);
+  EXPECT_THROW(PagedKv(*model, 64, DType::Q8_0, PagedKvOptions{}), Error);  // policy full
   o.kv_type = DType::Q4_0;
   EXPECT_THROW(Session(model, o), Error);
 }
