@@ -193,7 +193,7 @@ Plan plan_vt(int n_vars, Rng& rng) {
       {fmt::format("Question: Find all variables that are assigned the value {} in the text "
                    "above. Answer: The variables that are assigned the value {} are:",
                    value, value),
-       " " + join(names, ", ", " and ") + ".", names});
+       fmt::format(" {}.", join(names, ", ", " and ")), names});
   return p;
 }
 

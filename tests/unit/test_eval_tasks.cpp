@@ -29,7 +29,7 @@ std::string decode_span(const Tokenizer& tok, const TaskSample& s, TokenSpan spa
   std::string out;
   for (int64_t i = span.begin; i < span.end; ++i) out += tok.token_to_piece(s.tokens[i]);
   // stories260K spells the space marker U+2581 with byte tokens, which decode to the marker.
-  for (size_t at; (at = out.find("\xE2\x96\x81")) != std::string::npos;) out.replace(at, 3, " ");
+  for (size_t at; (at = out.find("\xE2\x96\x81")) != std::string::npos;) out.replace(at, 3, 1, ' ');
   return out;
 }
 

@@ -129,7 +129,7 @@ std::vector<Case> vocab_cases() {
          GgufValue v;
          v.type = GgufType::ARRAY;
          v.elem_type = GgufType::STRING;
-         for (int i = 0; i < kVocab; ++i) v.strings.push_back(i == 3 ? "<0x-1>" : "t" + std::to_string(i));
+         for (int i = 0; i < kVocab; ++i) v.strings.push_back(i == 3 ? "<0x-1>" : std::string("t").append(std::to_string(i)));
          v.strings[0] = "<unk>";
          v.strings[1] = "<s>";
          v.strings[2] = "</s>";
