@@ -7,6 +7,7 @@
 
 #include <string>
 
+#include "../tests/common/long_text.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 
@@ -15,14 +16,7 @@ namespace {
 
 const std::string kData = FLASHMEM_TEST_DATA;
 
-std::string long_text(size_t min_bytes) {
-  const std::string para =
-      "The quick brown fox jumps over the lazy dog. In 1984, 42 engineers wrote 3.14159 lines "
-      "of C++ code; they said: \"it's fine\"! Ünïcödé, 日本語のテキスト, and emoji 🚀 too.\n";
-  std::string s;
-  while (s.size() < min_bytes) s += para;
-  return s;
-}
+using test::long_text;
 
 void bench_encode(benchmark::State& state, const char* vocab, bool one_word) {
   const GgufFile f = GgufFile::open(kData + "/tokenizer/ggml-vocab-" + vocab + ".gguf");

@@ -193,7 +193,8 @@ class ScalarChunk {
       : n_heads_(shape.n_heads), group_(shape.n_heads / shape.n_kv_heads), hd_(shape.head_dim),
         n_keys_(n_keys), type_(shape.kv_type),
         scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores),
-        k_wide_(static_cast<size_t>(hd_)), v_wide_(static_cast<size_t>(hd_)) {
+        k_wide_(dtype_info(type_).block_elems > 1 ? static_cast<size_t>(hd_) : 0),
+        v_wide_(k_wide_.size()) {
     // acc [n_heads, hd] | max [n_heads] | sum [n_heads]
     scratch.assign(static_cast<size_t>(n_heads_ * (hd_ + 2)), 0.0f);
     acc_ = scratch.data();
@@ -250,7 +251,7 @@ class ScalarChunk {
   float scale_;
   const float* q_;  // [n_heads, hd]
   float* scores_;   // [n_heads, n_keys] or nullptr
-  std::vector<float> k_wide_, v_wide_;  // [hd] each: a q8_0 slice dequantized
+  std::vector<float> k_wide_, v_wide_;  // [hd] each: a q8_0 slice dequantized (else empty)
   float* acc_;      // [n_heads, hd]
   float* max_;      // [n_heads]
   float* sum_;      // [n_heads]

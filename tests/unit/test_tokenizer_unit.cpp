@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "../common/cli_run.h"
+#include "../common/long_text.h"
 #include "gguf/gguf.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
@@ -333,14 +334,7 @@ TEST(TokenizerRobust, SeededRandomBytes) {
 // Encode speed (that it stays near-linear in the text) is measured by bench/bench_tokenizer, not
 // asserted here: timings on shared machines make flaky tests.
 
-std::string long_text(size_t min_bytes) {
-  const std::string para =
-      "The quick brown fox jumps over the lazy dog. In 1984, 42 engineers wrote 3.14159 lines "
-      "of C++ code; they said: \"it's fine\"! Ünïcödé, 日本語のテキスト, and emoji 🚀 too.\n";
-  std::string s;
-  while (s.size() < min_bytes) s += para;
-  return s;
-}
+using test::long_text;
 
 TEST(TokenizerLongInput, Encodes64KTokenDocumentsAndLongWords) {
   const std::string text = long_text(300000);
