@@ -16,7 +16,7 @@ void export_gguf(const LmConfig& c, const ParamLayout& layout, const std::vector
   GgufWriter w;
   w.set_string("general.architecture", "llama");
   w.set_string("general.name", name);
-  w.set_u32("general.file_type", type == DType::F32 ? 0u : 1u);  // llama.cpp: ALL_F32 / MOSTLY_F16
+  w.set_u32("general.file_type", *gguf_file_type(type));  // f32 or f16, checked above
   w.set_u32("llama.context_length", static_cast<uint32_t>(c.context_length));
   w.set_u32("llama.embedding_length", static_cast<uint32_t>(c.dim));
   w.set_u32("llama.block_count", static_cast<uint32_t>(c.n_layers));

@@ -95,7 +95,7 @@ void write_random_model(const RandomModelSpec& s, const std::string& path) {
   const int64_t head_dim = s.dim / s.n_heads;
   w.set_string("general.architecture", s.arch);
   w.set_string("general.name", fmt::format("random-{}-{}", s.arch, dtype_info(s.type).name));
-  w.set_u32("general.file_type", static_cast<uint32_t>(s.type));
+  if (const auto file_type = gguf_file_type(s.type)) w.set_u32("general.file_type", *file_type);
   w.set_u32(p + "context_length", static_cast<uint32_t>(s.context_length));
   w.set_u32(p + "embedding_length", static_cast<uint32_t>(s.dim));
   w.set_u32(p + "block_count", static_cast<uint32_t>(s.n_layers));

@@ -47,6 +47,12 @@ std::optional<DType> dtype_from_id(uint32_t id);
 const DTypeInfo& dtype_info(DType type);
 std::optional<DType> dtype_from_name(std::string_view name);
 
+// The GGUF `general.file_type` of a model whose matrices are `type`: llama.cpp's llama_ftype
+// numbering (ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7, MOSTLY_BF16 32), which is not
+// the tensor type id (Q8_0 is tensor type 8, but file type 8 means MOSTLY_Q5_0). nullopt for
+// types no file type names (I8, I16, I32).
+std::optional<uint32_t> gguf_file_type(DType type);
+
 // Bytes of a row of n elements; n must be a multiple of the block size (callers validate).
 inline size_t row_bytes(DType type, int64_t n) {
   const DTypeInfo& info = dtype_info(type);

@@ -192,6 +192,27 @@ TEST(ModelLoad, BaseModelLoads) {
   EXPECT_EQ(model->config().group_size(), 2);
 }
 
+// general.file_type uses llama.cpp's file-type numbers, which differ from the tensor type ids
+// (tensor type 8 = Q8_0, file type 8 = MOSTLY_Q5_0): the fixture files written by llama.cpp
+// carry 0 / 1 / 7 for f32 / f16 / q8_0 models.
+TEST(ModelLoad, RandomModelFileTypeIsLlamaCpps) {
+  for (const auto& [type, fixture] : {std::pair{DType::F32, "rand-llama-f32.gguf"},
+                                      std::pair{DType::F16, "rand-llama-f16.gguf"},
+                                      std::pair{DType::Q8_0, "rand-llama-q8_0.gguf"}}) {
+    const fs::path p = fs::path(::testing::TempDir()) / ("flashmem_file_type_" + std::to_string(::getpid()) + ".gguf");
+    RandomModelSpec spec;
+    spec.dim = 32;
+    spec.ff_dim = 64;
+    spec.n_vocab = kVocab;
+    spec.type = type;
+    write_random_model(spec, p.string());
+    const int64_t expected =
+        GgufFile::open(std::string(FLASHMEM_TEST_DATA) + "/models/" + fixture).get_int("general.file_type");
+    EXPECT_EQ(GgufFile::open(p.string()).get_int("general.file_type"), expected) << fixture;
+    fs::remove(p);
+  }
+}
+
 TEST(ModelLoad, MalformedMetadataRejected) {
   check_cases(cases(), [](const std::string& path) { Model::load(path); });
 }
