@@ -18,6 +18,7 @@ void PagedKv::add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row) {
 }
 
 void PagedKv::begin_quest_step() {
+  step_views_.clear();  // leases left by a step that stopped on an error (else already empty)
   step_data_.clear();
   layer_reads_.clear();
   store_pages_.clear();
