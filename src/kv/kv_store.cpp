@@ -20,6 +20,18 @@ const char* to_string(StoreStatus status) {
   return "unknown";
 }
 
+const char* describe(StoreStatus status) {
+  switch (status) {
+    case StoreStatus::kOk: return "ok";
+    case StoreStatus::kAbsent: return "page not in the store";
+    case StoreStatus::kCorrupt: return "checksum mismatch";
+    case StoreStatus::kIoError: return "I/O error or short file";
+    case StoreStatus::kNoSpace: return "no space left";
+    case StoreStatus::kCancelled: return "recall cancelled";
+  }
+  return "unknown status";
+}
+
 KvStore::KvStore(size_t page_bytes, int64_t segments) : page_bytes_(page_bytes), segments_(segments) {
   check_sizes(page_bytes, segments);
 }

@@ -29,6 +29,8 @@ enum class StoreStatus : uint8_t {
 
 // Stable lowercase name ("ok", "absent", "corrupt", "io-error", "no-space", "cancelled").
 const char* to_string(StoreStatus status);
+// What the status means, for error messages ("checksum mismatch", "I/O error or short file", ...).
+const char* describe(StoreStatus status);
 
 class KvStore {
  public:

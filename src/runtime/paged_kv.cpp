@@ -89,8 +89,11 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
 }
 
 PagedKv::~PagedKv() {
+  // Leases go back to the pool before it goes (a step that stopped on an error still holds its
+  // quest leases), and the pool stops its recall worker before the store goes away.
+  step_views_.clear();
   view_.release();
-  pool_.reset();  // stops the recall worker before the store goes away
+  pool_.reset();
 }
 
 int64_t PagedKv::tail_pages() const {
@@ -102,8 +105,12 @@ int64_t PagedKv::tail_pages() const {
 }
 
 void PagedKv::reset() {
+  step_views_.clear();  // as in ~PagedKv: leases first, then the pool, then its store
   view_.release();
   pool_.reset();
+  // The old store goes before the new one is made: with disk:FILE both use the same path, and the
+  // old one removes its file when destroyed.
+  store_.reset();
   store_ = make_store(options_.store, layout_);
   const int64_t capacity_pages = (capacity_ + options_.page_tokens - 1) / options_.page_tokens;
   // Cells: the budget's share of the largest context, plus the open page; never fewer than

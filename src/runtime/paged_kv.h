@@ -124,6 +124,10 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   const std::vector<std::vector<int64_t>>& last_quest_pages() const { return quest_layer_pages_; }
   // quest: the per-page key bounds (tests, diagnostics).
   const PageKeyBounds& key_bounds() const { return key_bounds_; }
+  // The two tiers of this sequence (tests, diagnostics: which pages are resident, where a disk
+  // store's file is). Replaced by reset().
+  const KvStore& kv_store() const { return *store_; }
+  const ResidentPool& resident_pool() const { return *pool_; }
 
  private:
   bool wants_attention(int64_t pos) const override { return true; }

@@ -18,6 +18,7 @@ void PagedKv::add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row) {
 }
 
 void PagedKv::begin_quest_step() {
+  step_views_.clear();  // leases left by a step that stopped on an error (else already empty)
   step_data_.clear();
   layer_reads_.clear();
   store_pages_.clear();
@@ -56,8 +57,9 @@ const uint8_t* PagedKv::quest_layer_data(int64_t page, int64_t layer) {
     uint8_t* dst = miss_layers_[miss_used_++].get();
     // The store's segment l is layer l's K and V blocks (make_store splits pages by layer).
     const StoreStatus status = store_->read_segment(page, layer, dst);
-    if (status != StoreStatus::kOk)
-      fail("KV page {} layer {} could not be read from the store ({})", page, layer, to_string(status));
+    if (status != StoreStatus::kOk)  // the step stops; nothing was read from dst
+      fail("KV page {} layer {} could not be read from the store: {} ({})", page, layer,
+           describe(status), to_string(status));
     blocks = dst;
   }
   store_pages_.push_back(page);  // counted once per step in end_quest_step()
