@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "../common/kv_pattern.h"
+#include "../common/random_selector.h"
 #include "kv/disk_store.h"
 #include "kv/recall_worker.h"
 #include "kv/resident_pool.h"
@@ -77,21 +78,7 @@ void concurrent_run(KvStore& store, uint64_t seed, bool zero_copy) {
   std::atomic<bool> finished{false};
   std::atomic<int64_t> selections{0}, acquired{0};
 
-  std::thread selector([&] {
-    std::mt19937_64 rng(seed);
-    while (!finished.load()) {
-      const int64_t open = pool.open_page();
-      if (open == 0) {
-        std::this_thread::yield();
-        continue;
-      }
-      std::vector<int64_t> pages(rng() % 10);
-      for (int64_t& p : pages) p = static_cast<int64_t>(rng() % open);
-      pool.set_selection(pages);
-      selections.fetch_add(1);
-      if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  });
+  std::thread selector = test::random_selector(pool, finished, selections, seed, 10);
   std::thread reader([&] {
     std::mt19937_64 rng(seed + 1);
     while (!finished.load()) {

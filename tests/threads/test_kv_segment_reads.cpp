@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../common/kv_pattern.h"
+#include "../common/random_selector.h"
 #include "kv/disk_store.h"
 #include "kv/resident_pool.h"
 
@@ -51,21 +52,7 @@ TEST(KvSegmentReadsThreads, QuestReadsBesideRecallWorkerOnOneDiskStore) {
   std::atomic<bool> finished{false};
   std::atomic<int64_t> selections{0}, side_reads{0};
 
-  std::thread selector([&] {
-    std::mt19937_64 rng(11);
-    while (!finished.load()) {
-      const int64_t open = pool.open_page();
-      if (open == 0) {
-        std::this_thread::yield();
-        continue;
-      }
-      std::vector<int64_t> pages(rng() % 7);
-      for (int64_t& p : pages) p = static_cast<int64_t>(rng() % open);
-      pool.set_selection(pages);
-      selections.fetch_add(1);
-      if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  });
+  std::thread selector = test::random_selector(pool, finished, selections, 11, 7);
   std::thread reader([&] {
     std::mt19937_64 rng(12);
     while (!finished.load()) {

@@ -1,0 +1,37 @@
+// Test helper for the threaded KV tests: a thread that keeps changing a ResidentPool's selection
+// to random pages below the open page (what the lsa cycle does, much faster), so the recall worker
+// is always busy evicting and recalling while the test's other threads read.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "kv/resident_pool.h"
+
+namespace flashmem::test {
+
+// Runs until `finished`; each selection holds up to max_pages - 1 pages and counts in `selections`.
+inline std::thread random_selector(ResidentPool& pool, const std::atomic<bool>& finished,
+                                   std::atomic<int64_t>& selections, uint64_t seed, int max_pages) {
+  return std::thread([&pool, &finished, &selections, seed, max_pages] {
+    std::mt19937_64 rng(seed);
+    while (!finished.load()) {
+      const int64_t open = pool.open_page();
+      if (open == 0) {
+        std::this_thread::yield();
+        continue;
+      }
+      std::vector<int64_t> pages(rng() % static_cast<uint64_t>(max_pages));
+      for (int64_t& p : pages) p = static_cast<int64_t>(rng() % static_cast<uint64_t>(open));
+      pool.set_selection(pages);
+      selections.fetch_add(1);
+      // Now and then a pause, so the worker also finishes its recalls between selections.
+      if (rng() % 4 == 0) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+}
+
+}  // namespace flashmem::test
