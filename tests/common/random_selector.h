@@ -34,4 +34,25 @@ inline std::thread random_selector(ResidentPool& pool, const std::atomic<bool>& 
   });
 }
 
+// Waits until the selector has made 2 more selections, at most 50 ms (so that a stalled helper
+// thread cannot hang the test): decode calls it at page boundaries so every page sees a few.
+inline void pace_selections(const std::atomic<int64_t>& selections) {
+  const int64_t target = selections.load() + 2;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+  while (selections.load() < target && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::microseconds(50));
+}
+
+// Stops and joins the helper threads on every exit path (a failed ASSERT returns early).
+struct ThreadJoiner {
+  std::atomic<bool>& finished;
+  std::thread& a;
+  std::thread& b;
+  ~ThreadJoiner() {
+    finished.store(true);
+    if (a.joinable()) a.join();
+    if (b.joinable()) b.join();
+  }
+};
+
 }  // namespace flashmem::test

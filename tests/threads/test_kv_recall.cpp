@@ -99,28 +99,12 @@ void concurrent_run(KvStore& store, uint64_t seed, bool zero_copy) {
     }
   });
 
-  // Stops and joins the helpers on every exit path (a failed ASSERT returns early).
-  struct Joiner {
-    std::atomic<bool>& finished;
-    std::thread& a;
-    std::thread& b;
-    ~Joiner() {
-      finished.store(true);
-      if (a.joinable()) a.join();
-      if (b.joinable()) b.join();
-    }
-  } joiner{finished, selector, reader};
+  test::ThreadJoiner joiner{finished, selector, reader};
 
   std::vector<uint8_t> k(kSmall.row_bytes()), v(kSmall.row_bytes());
   for (int64_t pos = 0; pos < kPositions; ++pos) {
-    // Pace decode so that every page boundary sees a few selections and acquires in between
-    // (bounded: at most 50 ms per page, so a stalled helper thread cannot hang the test).
-    if (pos % kSmall.page_tokens == 0) {
-      const int64_t target = selections.load() + 2;
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-      while (selections.load() < target && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+    // Every page boundary sees a few selections and acquires in between.
+    if (pos % kSmall.page_tokens == 0) test::pace_selections(selections);
     for (int64_t layer = 0; layer < kSmall.n_layers; ++layer) {
       test::fill_row(k.data(), k.size(), pos, layer, 0);
       test::fill_row(v.data(), v.size(), pos, layer, 1);

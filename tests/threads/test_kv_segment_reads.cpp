@@ -66,30 +66,13 @@ TEST(KvSegmentReadsThreads, QuestReadsBesideRecallWorkerOnOneDiskStore) {
       side_reads.fetch_add(1);
     }
   });
-  // Stops and joins the helpers on every exit path (a failed ASSERT returns early).
-  struct Joiner {
-    std::atomic<bool>& finished;
-    std::thread& a;
-    std::thread& b;
-    ~Joiner() {
-      finished.store(true);
-      if (a.joinable()) a.join();
-      if (b.joinable()) b.join();
-    }
-  } joiner{finished, selector, reader};
+  test::ThreadJoiner joiner{finished, selector, reader};
 
   std::mt19937_64 rng(13);
   std::vector<uint8_t> k(kLayers.row_bytes()), v(kLayers.row_bytes());  // [kv_dim] f32 each
   int64_t step_reads = 0;
   for (int64_t pos = 0; pos < kPositions; ++pos) {
-    // Pace decode so that every page boundary sees a few selections (bounded: at most 50 ms per
-    // page, so a stalled helper thread cannot hang the test).
-    if (pos % kLayers.page_tokens == 0) {
-      const int64_t target = selections.load() + 2;
-      const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
-      while (selections.load() < target && std::chrono::steady_clock::now() < deadline)
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
+    if (pos % kLayers.page_tokens == 0) test::pace_selections(selections);
     for (int64_t layer = 0; layer < kLayers.n_layers; ++layer) {
       test::fill_row(k.data(), k.size(), pos, layer, 0);
       test::fill_row(v.data(), v.size(), pos, layer, 1);
