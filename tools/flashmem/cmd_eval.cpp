@@ -36,21 +36,21 @@ struct EvalArgs {
   bool json = false, progress = false;
 };
 
-std::vector<eval::TaskFamily> parse_suite(const std::vector<std::string>& names) {
-  std::vector<eval::TaskFamily> families;
+std::vector<data::TaskFamily> parse_suite(const std::vector<std::string>& names) {
+  std::vector<data::TaskFamily> families;
   for (const std::string& name : names) {
     if (name == "all") {
-      for (const eval::TaskFamily f : eval::all_families()) families.push_back(f);
+      for (const data::TaskFamily f : data::all_families()) families.push_back(f);
       continue;
     }
     try {
-      families.push_back(eval::parse_family(name));
+      families.push_back(data::parse_family(name));
     } catch (const Error& e) {
       fail("--suite: {}", e.what());
     }
   }
-  std::vector<eval::TaskFamily> unique;
-  for (const eval::TaskFamily f : families)
+  std::vector<data::TaskFamily> unique;
+  for (const data::TaskFamily f : families)
     if (std::find(unique.begin(), unique.end(), f) == unique.end()) unique.push_back(f);
   return unique;
 }
@@ -104,8 +104,8 @@ void run_eval(EvalArgs a) {
   o.families = parse_suite(a.suite);
   o.policies = a.policies;
   try {
-    o.value = eval::parse_value_kind(a.value);
-    o.filler = eval::parse_filler_kind(a.filler);
+    o.value = data::parse_value_kind(a.value);
+    o.filler = data::parse_filler_kind(a.filler);
   } catch (const Error& e) {
     fail("--value/--filler: {}", e.what());
   }
@@ -125,15 +125,15 @@ void run_eval(EvalArgs a) {
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   // Every (family, length) must fit its task's fixed text: fail now, not hours into the run.
-  for (const eval::TaskFamily f : o.families)
+  for (const data::TaskFamily f : o.families)
     for (const int64_t l : o.lengths) {
-      eval::TaskSpec spec;
+      data::TaskSpec spec;
       spec.family = f;
       spec.length = l;
       spec.value = o.value;
       spec.filler = o.filler;
       try {
-        eval::generate_task(spec, o.seed, tokenizer);
+        data::generate_task(spec, o.seed, tokenizer);
       } catch (const Error& e) {
         fail("--lengths: {}", e.what());
       }
@@ -212,7 +212,7 @@ void run_eval(EvalArgs a) {
   for (size_t i = 0; i < plan.size(); ++i) {
     if (resumed[i]) continue;
     const eval::CellPlan& p = plan[i];
-    const std::string label = fmt::format("{}@{} {}", eval::family_name(p.family), p.length, p.spec);
+    const std::string label = fmt::format("{}@{} {}", data::family_name(p.family), p.length, p.spec);
     std::vector<eval::SampleResult> samples = cached_samples(partial, configs[i]);
     json partial_samples = json::array();
     for (const eval::SampleResult& r : samples) partial_samples.push_back(eval::sample_to_json(r));

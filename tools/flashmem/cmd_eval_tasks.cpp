@@ -30,7 +30,7 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   if (a.model.empty()) fail("eval-tasks: -m MODEL is required");
   eval::HarnessOptions o;
   o.families.clear();
-  for (const std::string& f : a.families) o.families.push_back(eval::parse_family(f));
+  for (const std::string& f : a.families) o.families.push_back(data::parse_family(f));
   if (o.families.empty()) fail("--families is empty");
   if (a.lengths.empty()) fail("--lengths is empty");
   for (const int64_t l : a.lengths)
@@ -39,8 +39,8 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   o.lengths = a.lengths;
   o.samples = a.samples;
   o.seed = a.seed;
-  o.value = eval::parse_value_kind(a.value);
-  o.filler = eval::parse_filler_kind(a.filler);
+  o.value = data::parse_value_kind(a.value);
+  o.filler = data::parse_filler_kind(a.filler);
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   SessionOptions so;
@@ -54,17 +54,17 @@ void run_eval_tasks(const EvalTasksArgs& a) {
         s.n_ctx = n_ctx;
         return make_session(model, s, a.lsa);
       },
-      [&](const eval::TaskSample& s, const std::string& output, double score) {
+      [&](const data::TaskSample& s, const std::string& output, double score) {
         if (!a.verbose) return;
         std::string expected;
         for (const std::string& x : s.answers) expected += (expected.empty() ? "" : " | ") + x;
         fmt::print(stderr, "{}@{} seed {}: score {:.2f} expected [{}] output [{}]\n",
-                   eval::family_name(s.spec.family), s.spec.length, s.seed, score, expected, output);
+                   data::family_name(s.spec.family), s.spec.length, s.seed, score, expected, output);
       });
   if (a.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : results)
-      rows.push_back({{"family", eval::family_name(r.family)}, {"length", r.length},
+      rows.push_back({{"family", data::family_name(r.family)}, {"length", r.length},
                       {"samples", r.samples}, {"score", r.score}, {"solved", r.solved}});
     fmt::print("{}\n", nlohmann::json{{"model", a.model}, {"policy", a.lsa.policy.empty() ? "none" : a.lsa.policy},
                                       {"results", rows}}.dump());
@@ -72,7 +72,7 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   }
   fmt::print("{:<17} {:>7} {:>8} {:>7} {:>7}\n", "family", "length", "samples", "score", "solved");
   for (const auto& r : results)
-    fmt::print("{:<17} {:>7} {:>8} {:>7.3f} {:>7.3f}\n", eval::family_name(r.family), r.length,
+    fmt::print("{:<17} {:>7} {:>8} {:>7.3f} {:>7.3f}\n", data::family_name(r.family), r.length,
                r.samples, r.score, r.solved);
   fmt::print(stderr, "eval-tasks: {:.1f} s\n", now_seconds() - start);
 }
