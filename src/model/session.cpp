@@ -6,26 +6,12 @@
 
 #include "model/attention.h"
 #include "tensor/kernels.h"
+#include "tensor/rope.h"
 #include "util/error.h"
 #include "util/timer.h"
 
 namespace flashmem {
 namespace {
-
-// Rotates one head's first rope_dim dims in place at position `pos`.
-void apply_rope(float* v, int64_t rope_dim, RopeStyle style, const std::vector<double>& inv_freq,
-                int64_t pos) {
-  const int64_t half = rope_dim / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const double angle = static_cast<double>(pos) * inv_freq[static_cast<size_t>(i)];
-    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-    const int64_t a = style == RopeStyle::kAdjacent ? 2 * i : i;
-    const int64_t b = style == RopeStyle::kAdjacent ? 2 * i + 1 : i + half;
-    const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x0 * s + x1 * c;
-  }
-}
 
 void silu_mul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
@@ -49,10 +35,9 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
   const ModelConfig& c = model_->config();
   if (options_.max_batch < 1) fail("max_batch must be >= 1");
   check_kv_type(kv_->type(), c.head_dim);
-  inv_freq_.resize(static_cast<size_t>(c.rope_dim / 2));
-  for (int64_t i = 0; i < c.rope_dim / 2; ++i)
-    inv_freq_[static_cast<size_t>(i)] =
-        std::pow(c.rope_base, -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+  rope_freqs_ = rope_frequencies(c.rope_base, c.rope_dim);
+  rope_cos_.resize(rope_freqs_.size());
+  rope_sin_.resize(rope_freqs_.size());
   const auto B = static_cast<size_t>(std::min(options_.max_batch, kv_->capacity()));
   x_.resize(B * c.dim);
   xn_.resize(B * c.dim);
@@ -139,10 +124,12 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
         for (int64_t j = 0; j < KV; ++j) k[j] += l.bk[j];
         for (int64_t j = 0; j < KV; ++j) v[j] += l.bv[j];
       }
+      // One position's angles serve every head of q and k (each head's first rope_dim dims).
+      rope_angles(rope_freqs_, pos0 + i, rope_cos_.data(), rope_sin_.data());
       for (int64_t h = 0; h < c.n_heads; ++h)
-        apply_rope(q + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
+        rope_rotate(q + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
       for (int64_t h = 0; h < c.n_kv_heads; ++h)
-        apply_rope(k + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
+        rope_rotate(k + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
       kv_->store(il, pos0 + i, k, v);
     }
     times_.other += now_seconds() - t0;
