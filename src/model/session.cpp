@@ -206,9 +206,8 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   // spread over the threads. Tokens go in runs of at most kMaxChunksPerRun chunks, which bounds
   // the partial states kept (1024 · 12 heads · 66 floats = 3.2 MB for the 125M model). A
   // windowed history is read again for every run, so its runs are bounded by bytes instead:
-  // 16 MiB of states keep a run's reads of the history a few percent of its attention work
-  // (a run attends >= 64 tokens at 16K context for the 125M model) and stay far below the KV
-  // they stream.
+  // 16 MiB of states are runs of about 80 tokens at 16K context for the 125M model, so the
+  // history is read once per 80 tokens that attend it, and stay far below the KV they stream.
   constexpr int64_t kMaxChunksPerRun = 1024;
   constexpr int64_t kWindowedRunBytes = int64_t{16} << 20;
   const int64_t max_run_chunks =

@@ -5,12 +5,12 @@
 // Prompt: every page is written to the store as it fills, and its cell is kept only as the
 // policy's pool would keep it (sink, tail, budget), so prefill holds no more KV in memory than
 // decode. Prompt attention reads every earlier page: with the ram store straight from its
-// mirror; with any other store in windows (KvBackend::window) of prompt_window_bytes, each page from
-// its pool cell if still resident, else by a per-layer read of the store into the window
-// buffer. The open page comes from its cell, the batch's rows from staging. Decode: attention reads only the
-// pool's resident pages (sink + selection + recency tail + open page); a new selection is
-// recalled by the pool's background worker while decoding continues, and a step waits only for
-// pages that are not there yet.
+// mirror; with any other store in windows (KvBackend::window) of prompt_window_bytes, each page
+// from its pool cell if still resident, else by a per-layer read of the store into the window
+// buffer. The open page comes from its cell, the batch's rows from staging.
+// Decode: attention reads only the pool's resident pages (sink + selection + recency tail + open
+// page); a new selection is recalled by the pool's background worker while decoding continues,
+// and a step waits only for pages that are not there yet.
 //
 // quest:K maps onto the two tiers like this: every decode step, each layer reads the sink, the
 // recency tail and its own top-K middle pages by key bounds (select/quest.h). A chosen page is
@@ -62,8 +62,8 @@ struct PagedKvOptions {
   std::string store = "ram";    // "ram" | "disk:PATH" (PATH: a directory or file name prefix)
   // Prompt with a store other than ram: K and V bytes of one layer per attention window (at
   // least one attention chunk). 8 MiB makes a window's attention work (every token of a run over
-  // its positions) dwarf its read and dispatch calls and keeps it in the CPU's last-level cache,
-  // a small part of what prefill holds besides weights and the pool.
+  // its positions) dwarf its read and dispatch calls, and is a small part of what prefill holds
+  // besides weights and the pool.
   size_t prompt_window_bytes = size_t{8} << 20;
   std::shared_ptr<const IndexerModel> indexer;  // required by `lsa`
   uint64_t seed = 0;            // random:F

@@ -35,7 +35,8 @@ std::span<const KvSpan> PagedKv::window(int64_t layer, int64_t first) {
       k = leased.pages().front().data + layout_.k(layer);
       window_views_.push_back(std::move(leased));
     } else {
-      if (slot == window_slots_) fail("KV window at {} overlaps more than {} pages", first, window_slots_);
+      if (slot == window_slots_)
+        fail("KV window at {} overlaps more than {} pages", first, window_slots_);
       uint8_t* dst = window_buffer_.get() + static_cast<size_t>(slot++) * slot_bytes;
       read_store_layer(p, layer, dst);
       k = dst;

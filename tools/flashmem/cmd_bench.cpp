@@ -79,7 +79,7 @@ void run_bench(const BenchArgs& a) {
 
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));
   std::vector<double> prefill_rates, decode_rates;
-  double rss_prefill = 0;  // peak RSS right after the first timed prefill (its own peak)
+  double rss_prefill = 0;  // peak RSS (VmHWM) right after the first timed prefill
   ForwardTimes decode_times;  // of the last repeat
   // One sequence: history (prefill or synthetic), then `gen` decode steps, greedy or replaying
   // `forced`; the decoded tokens go to `decoded`. Returns the decode rate.
