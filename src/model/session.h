@@ -88,6 +88,8 @@ class Session {
   std::vector<float> probs_;   // [B, n_heads, keys] attention probabilities (observer only)
   std::vector<float> partials_;       // [chunks, attention_partial_floats] one run's chunk states
   std::vector<int64_t> chunk_first_;  // [run tokens + 1] each token's first chunk in partials_
+  std::vector<int64_t> range_first_;  // [run tokens + 1] each token's first item of a chunk range
+  std::vector<KvSpan> rest_spans_;    // a windowed history's last window, then spans(layer)
 };
 
 }  // namespace flashmem

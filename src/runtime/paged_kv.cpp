@@ -49,6 +49,13 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
   if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
   layout_ = PageLayout::make(config_.n_layers, options.page_tokens, config_.kv_dim(),
                              dtype_info(type).block_bytes, dtype_info(type).block_elems);
+  // Prompt windows: whole attention chunks filling prompt_window_bytes of one layer's K and V
+  // (at least one chunk); a window that starts and ends inside pages overlaps one page more than
+  // it fills.
+  const auto window_chunks = static_cast<int64_t>(options.prompt_window_bytes /
+                                                  (2 * layout_.row_bytes()) / kAttentionChunkKeys);
+  window_keys_ = std::max<int64_t>(1, window_chunks) * kAttentionChunkKeys;
+  window_slots_ = (window_keys_ + options.page_tokens - 1) / options.page_tokens + 1;
   policy_ = make_policy(options.policy, PolicyParams{.seed = options.seed, .lsa_topk = options.lsa_topk});
   kind_ = policy_kind(options.policy);
   budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
@@ -92,6 +99,7 @@ PagedKv::~PagedKv() {
   // Leases go back to the pool before it goes (a step that stopped on an error still holds its
   // quest leases), and the pool stops its recall worker before the store goes away.
   step_views_.clear();
+  window_views_.clear();
   view_.release();
   pool_.reset();
 }
@@ -106,6 +114,7 @@ int64_t PagedKv::tail_pages() const {
 
 void PagedKv::reset() {
   step_views_.clear();  // as in ~PagedKv: leases first, then the pool, then its store
+  window_views_.clear();
   view_.release();
   pool_.reset();
   // The old store goes before the new one is made: with disk:FILE both use the same path, and the
@@ -131,7 +140,8 @@ void PagedKv::reset() {
   pc.zero_copy = dynamic_cast<RamStore*>(store_.get()) != nullptr;
   pool_ = std::make_unique<ResidentPool>(*store_, pc);
   spans_.assign(static_cast<size_t>(config_.n_layers), {});
-  prompt_pages_.clear();
+  windowed_ = 0;
+  window_spans_.clear();
   selection_.clear();
   last_page_scores_.clear();
   decoding_ = false;
@@ -158,6 +168,7 @@ void PagedKv::reset() {
 void PagedKv::begin_batch(int64_t pos0, int64_t n) {
   pos0_ = pos0;
   n_ = n;
+  windowed_ = 0;
   for (auto& s : spans_) s.clear();
   auto add_page = [&](int64_t page, const uint8_t* data, int64_t n_tokens) {
     if (n_tokens <= 0) return;
@@ -182,14 +193,17 @@ void PagedKv::begin_batch(int64_t pos0, int64_t n) {
       }
     }
   } else {
-    // Prompt: full attention over every earlier page (from the store) and the open page.
+    // Prompt: full attention over every earlier page and the open page. The ram store's pages
+    // are read where they lie; any other store's come through window().
     const int64_t open = layout_.page_of(pos0);
-    auto* ram = dynamic_cast<RamStore*>(store_.get());
-    for (int64_t p = 0; p < open; ++p) {
-      const uint8_t* data =
-          ram != nullptr ? ram->page_data(p) : prompt_pages_[static_cast<size_t>(p)].get();
-      if (data == nullptr) fail("KV page {} is missing from the store", p);
-      add_page(p, data, options_.page_tokens);
+    if (auto* ram = dynamic_cast<RamStore*>(store_.get())) {
+      for (int64_t p = 0; p < open; ++p) {
+        const uint8_t* data = ram->page_data(p);
+        if (data == nullptr) fail("KV page {} is missing from the store", p);
+        add_page(p, data, options_.page_tokens);
+      }
+    } else {
+      windowed_ = layout_.first_pos(open);
     }
     add_page(open, pool_->open_cell(), pos0 - layout_.first_pos(open));
   }
@@ -243,9 +257,10 @@ void PagedKv::end_batch(bool is_prompt_end) {
     attn_bytes_sum_ += attended;
   }
   view_.release();
+  window_views_.clear();  // commits may need the cells these leases hold
+  windowed_ = 0;
   // Hand the staged rows to the pool position by position; a full page is written through.
   const size_t row = layout_.row_bytes(), block = static_cast<size_t>(n_) * row;
-  const bool ram = dynamic_cast<RamStore*>(store_.get()) != nullptr;
   for (int64_t i = 0; i < n_; ++i) {
     const int64_t pos = pos0_ + i;
     for (int64_t l = 0; l < config_.n_layers; ++l) {
@@ -255,13 +270,6 @@ void PagedKv::end_batch(bool is_prompt_end) {
     }
     const bool page_full = (pos + 1) % options_.page_tokens == 0;
     if (!page_full && i + 1 < n_) continue;
-    // Disk store: the prompt's pages stay readable in memory until the prompt ends.
-    if (page_full && !decoding_ && !ram) {
-      AlignedBytes copy = allocate_aligned_bytes(layout_.page_bytes());
-      if (!copy) fail("out of memory holding prompt KV pages");
-      std::memcpy(copy.get(), pool_->open_cell(), layout_.page_bytes());
-      prompt_pages_.push_back(std::move(copy));
-    }
     const StoreStatus status = pool_->commit(pos + 1);
     if (status != StoreStatus::kOk)
       fail("writing a KV page to the store failed: {}", to_string(status));
@@ -282,7 +290,6 @@ void PagedKv::end_batch(bool is_prompt_end) {
   }
   if (is_prompt_end && !decoding_) {
     decoding_ = true;
-    prompt_pages_.clear();
     run_cycle();
   }
 }

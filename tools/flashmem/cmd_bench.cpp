@@ -79,6 +79,7 @@ void run_bench(const BenchArgs& a) {
 
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));
   std::vector<double> prefill_rates, decode_rates;
+  double rss_prefill = 0;  // peak RSS (VmHWM) right after the first timed prefill
   ForwardTimes decode_times;  // of the last repeat
   // One sequence: history (prefill or synthetic), then `gen` decode steps, greedy or replaying
   // `forced`; the decoded tokens go to `decoded`. Returns the decode rate.
@@ -95,6 +96,7 @@ void run_bench(const BenchArgs& a) {
     } else {
       s.forward(prompt, logits.data(), false);
       if (&s == &session) prefill_rates.push_back(static_cast<double>(a.context) / (now_seconds() - t0));
+      if (&s == &session && rss_prefill == 0) rss_prefill = peak_rss_bytes();
     }
     token = argmax(logits);
     s.reset_times();
@@ -176,7 +178,9 @@ void run_bench(const BenchArgs& a) {
                  lsa.page_meta_bytes / 1e6, lsa.sync_reads, lsa.sync_read_bytes / 1e6);
     if (oracle) fmt::print("oracle: masses from an untimed full-attention pass before each repeat\n");
   }
-  fmt::print("peak RSS: {:.1f} MB\n", rss_peak / 1e6);
+  fmt::print("peak RSS: {:.1f} MB", rss_peak / 1e6);
+  if (!synthetic) fmt::print(" ({:.1f} MB at the end of the first prefill)", rss_prefill / 1e6);
+  fmt::print("\n");
   if (a.json) {
     nlohmann::json j = {
         {"model", a.model},
@@ -203,6 +207,7 @@ void run_bench(const BenchArgs& a) {
         {"policy", a.lsa.policy.empty() ? "none" : a.lsa.policy},
         {"kv_store", a.lsa.store},
         {"rss_peak_bytes", rss_peak},
+        {"rss_peak_prefill_bytes", rss_prefill},
     };
     if (paged != nullptr) {
       j["resident_kv_bytes_avg"] = lsa.resident_kv_bytes_avg;
