@@ -12,6 +12,7 @@
 #include "indexer/fp8.h"
 #include "indexer/towers.h"
 #include "kv/disk_store.h"
+#include "runtime/limits.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/timer.h"
@@ -40,14 +41,15 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
     : config_(model.config()),
       type_(type),
       capacity_(capacity),
-      options_(options),
+      options_(fit_to_context(options, capacity)),
       key_bounds_(model.config().n_layers, model.config().kv_dim()) {
   check_kv_type(type, config_.head_dim);
   if (capacity < 1) fail("KV capacity must be >= 1");
   if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
     fail("page tokens and tau must be >= 1, sink and recent pages >= 0");
   if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
-  layout_ = PageLayout::make(config_.n_layers, options.page_tokens, config_.kv_dim(),
+  check_page_geometry(options);
+  layout_ = PageLayout::make(config_.n_layers, options_.page_tokens, config_.kv_dim(),
                              dtype_info(type).block_bytes, dtype_info(type).block_elems);
   policy_ = make_policy(options.policy, PolicyParams{.seed = options.seed, .lsa_topk = options.lsa_topk});
   kind_ = policy_kind(options.policy);
@@ -62,9 +64,9 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
     if (trace == nullptr)
       fail("policy {} needs the attention masses of a full-attention pass (runtime/oracle.h)",
            options.policy);
-    if (trace->page_tokens != options.page_tokens || trace->tau != options.tau)
+    if (trace->page_tokens != options_.page_tokens || trace->tau != options_.tau)
       fail("the oracle trace was recorded with {}-token pages and tau {}, not {} and {}",
-           trace->page_tokens, trace->tau, options.page_tokens, options.tau);
+           trace->page_tokens, trace->tau, options_.page_tokens, options_.tau);
   } else if (options.oracle_trace && kind_ != "full") {
     fail("an oracle trace is recorded by policy full and read by oracle:F, not by '{}'", options.policy);
   }

@@ -88,7 +88,7 @@ const CommandRegistration kEvalTasks("eval-tasks", [](CLI::App& app) {
   cmd->add_option("--value", a->value, "niah value kind: number | word | uuid")->capture_default_str();
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, a->threads);
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->add_flag("--verbose", a->verbose, "print every sample's expected answers and output to stderr");
   add_lsa_options(cmd, a->lsa);
