@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include "common/cli_run.h"
+#include "../common/cli_run.h"
 
 namespace flashmem {
 namespace {
@@ -20,6 +20,13 @@ using test::RunResult;
 
 const std::string kModel = std::string(FLASHMEM_TEST_DATA) + "/models/stories260K.gguf";
 constexpr int kTrainedContext = 512;  // stories260K's llama.context_length
+
+// A bound on a run that must end in seconds: a runaway job fails the test instead of hanging it.
+RunOptions within(int seconds) {
+  RunOptions options;
+  options.timeout_seconds = seconds;
+  return options;
+}
 
 void expect_error(const RunResult& r, const std::string& text) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -48,7 +55,7 @@ class CliLimitsTest : public ::testing::Test {
 TEST_F(CliLimitsTest, PromptBeyondTrainedContextIsRefusedBeforeWork) {
   // ~2,000 tokens: 4x the trained context (the 5 MB prompt of the report, in miniature).
   const RunResult r = run_flashmem("run -m " + kModel + " -f " + prompt_file(200) + " -n 5",
-                                   RunOptions{.timeout_seconds = 60});
+                                   within(60));
   expect_error(r, "trained context of " + std::to_string(kTrainedContext) + " tokens");
   EXPECT_NE(r.err.find("+ 5 tokens to generate"), std::string::npos) << r.err;
   EXPECT_EQ(r.out, "");
@@ -86,7 +93,7 @@ TEST_F(CliLimitsTest, ExplicitContextBeyondTrainedWarnsAboutRope) {
 TEST_F(CliLimitsTest, EvalLengthBeyondTrainedContextIsRefused) {
   const RunResult r = run_flashmem("eval -m " + kModel + " --suite niah_single --lengths 100000 --policies full "
                                    "--samples 1 --out " + (dir_ / "eval").string(),
-                                   RunOptions{.timeout_seconds = 60});
+                                   within(60));
   expect_error(r, "--lengths: the prompt (100000 tokens)");
   EXPECT_NE(r.err.find("trained context of 512"), std::string::npos) << r.err;
 }
@@ -107,10 +114,11 @@ TEST_F(CliLimitsTest, PageFlagsBeyondTheContextCostNoMoreThanIt) {
   // Before: the pool and its bookkeeping were sized by these flags (2.4 to 4.3 GB). Under a
   // 1 GiB address-space cap the run must succeed and print exactly what tau/sink/recent at the
   // context's own size print.
-  const RunOptions capped{.memory_limit_mb = 1024};
-  const std::string base = "run -m " + kModel + " -p 'Once upon a time' -n 12 -t 1 --policy window --page-tokens 4";
-  const RunResult huge = run_flashmem(base + " --tau 2147483647 --recent-pages 100000000 --sink-pages 100000000", capped);
-  const RunResult fit = run_flashmem(base + " --tau 17 --recent-pages 5 --sink-pages 5", capped);
+  RunOptions capped;
+  capped.memory_limit_mb = 1024;
+  const std::string base = "run -m " + kModel + " -p 'Once upon a time' -n 12 -t 1 --policy window";
+  const RunResult huge = run_flashmem(base + " --page-tokens 4 --tau 2147483647 --recent-pages 100000000 --sink-pages 100000000", capped);
+  const RunResult fit = run_flashmem(base + " --page-tokens 4 --tau 17 --recent-pages 5 --sink-pages 5", capped);
   ASSERT_EQ(huge.exit_code, 0) << huge.err;
   ASSERT_EQ(fit.exit_code, 0) << fit.err;
   EXPECT_EQ(huge.out, fit.out);

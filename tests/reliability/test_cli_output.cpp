@@ -6,8 +6,9 @@
 
 #include <filesystem>
 #include <string>
+#include <vector>
 
-#include "common/cli_run.h"
+#include "../common/cli_run.h"
 
 namespace flashmem {
 namespace {
@@ -18,7 +19,11 @@ using test::RunResult;
 
 const std::string kModel = std::string(FLASHMEM_TEST_DATA) + "/models/stories260K.gguf";
 
-RunResult run_to_full_disk(const std::string& args) { return run_flashmem(args, RunOptions{.stdout_path = "/dev/full"}); }
+RunResult run_to_full_disk(const std::string& args) {
+  RunOptions options;
+  options.stdout_path = "/dev/full";
+  return run_flashmem(args, options);
+}
 
 void expect_write_error(const RunResult& r) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -43,8 +48,9 @@ TEST(CliOutput, SuccessfulOutputStillExitsZero) {
 }
 
 TEST(CliOutput, ParseErrorsExitOneWithError) {
-  for (const std::string args : {std::string("run --no-such-flag"), std::string("run -p hello"),
-                                 "no-such-command", "run -m " + kModel + " -p hello -n notanumber", std::string("")}) {
+  const std::vector<std::string> cases = {"run --no-such-flag", "run -p hello", "no-such-command",
+                                         "run -m " + kModel + " -p hello -n notanumber", ""};
+  for (const std::string& args : cases) {
     SCOPED_TRACE(args);
     const RunResult r = run_flashmem(args);
     EXPECT_EQ(r.exit_code, 1) << r.err;

@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <string>
 
-#include "common/cli_run.h"
+#include "../common/cli_run.h"
 
 namespace flashmem {
 namespace {
@@ -29,7 +29,11 @@ class InputFilesTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
   // The CLI with a bounded wait: a blocking open() shows as exit code 124, not as a hung test.
-  static RunResult run(const std::string& args) { return run_flashmem(args, RunOptions{.timeout_seconds = kTimeoutSeconds}); }
+  static RunResult run(const std::string& args) {
+    RunOptions options;
+    options.timeout_seconds = kTimeoutSeconds;
+    return run_flashmem(args, options);
+  }
 
   const std::filesystem::path dir_ = test::test_temp_path("input_files", "dir");
   const std::filesystem::path fifo_ = dir_ / "fifo";
