@@ -66,8 +66,8 @@ ContextPlan plan_context(const ModelConfig& c, const ContextRequest& r) {
   } else {
     if (need > c.context_length)
       fail("the prompt ({} tokens) + {} tokens to generate = {} tokens exceed the model's trained context "
-           "of {} tokens; shorten them, or raise the context explicitly with -c (quality beyond the "
-           "trained context is not guaranteed)",
+           "of {} tokens; shorten them or, where the command has -c/--ctx-size, raise the context "
+           "explicitly (quality beyond the trained context is not guaranteed)",
            r.prompt_tokens, r.max_new_tokens, need, c.context_length);
     plan.n_ctx = std::max<int64_t>(need, 1);
   }

@@ -98,6 +98,11 @@ PagedKv::~PagedKv() {
   pool_.reset();
 }
 
+void PagedKv::fail_store_write(StoreStatus status) const {
+  // The --kv-store spec names the path (file or directory) a full disk or I/O error concerns.
+  fail("writing a KV page to the store '{}' failed: {} ({})", options_.store, describe(status), to_string(status));
+}
+
 int64_t PagedKv::tail_pages() const {
   // The tail must hold every page written since the last cycle (up to tau tokens, possibly
   // straddling one more page boundary): a selection made before those pages existed cannot name
@@ -266,7 +271,7 @@ void PagedKv::end_batch(bool is_prompt_end) {
     }
     const StoreStatus status = pool_->commit(pos + 1);
     if (status != StoreStatus::kOk)
-      fail("writing a KV page to the store failed: {}", to_string(status));
+      fail_store_write(status);
   }
   if (was_decoding) {
     ++decode_steps_;
@@ -358,7 +363,7 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
         for (int64_t slot = 0; slot < options_.page_tokens; ++slot)
           add_key_bounds(layout_.first_pos(p) + slot, l, page.get() + layout_.k_row(l, slot));
     const StoreStatus status = pool_->ingest_page(p, page.get());
-    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+    if (status != StoreStatus::kOk) fail_store_write(status);
   }
   const int64_t rest = n - full_pages * options_.page_tokens;
   if (rest > 0) {
@@ -370,7 +375,7 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
         if (quest_k_ > 0) add_key_bounds(full_pages * options_.page_tokens + i, l, rows.data());
       }
     const StoreStatus status = pool_->commit(n);
-    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+    if (status != StoreStatus::kOk) fail_store_write(status);
   }
   // Indexer keys of every complete chunk: random but valid compressed keys.
   if (!observed_layers_.empty()) {

@@ -58,6 +58,23 @@ TEST(CliOutput, ParseErrorsExitOneWithError) {
   }
 }
 
+TEST(CliOutput, FullDiskUnderTheKvStoreNamesItsPath) {
+  const std::filesystem::path dir = test::test_temp_path("cli_output", "kv");
+  std::filesystem::create_directories(dir);
+  RunOptions options;
+  // 64 KiB: the store's header and first 16-token page (40 KB for stories260K) fit, the second
+  // does not (writes past the limit fail with EFBIG, as on a full disk).
+  options.file_size_limit_bytes = 64 * 1024;
+  const RunResult r = run_flashmem("run -m " + kModel + " -p 'Once upon a time there was a little girl named Lily. "
+                                   "She liked to play outside in the park with her dog every day' -n 40 -t 1 "
+                                   "--policy window --page-tokens 16 --kv-store disk:" + dir.string(),
+                                   options);
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
+  EXPECT_NE(r.err.find("disk:" + dir.string()), std::string::npos) << r.err;
+}
+
 TEST(CliOutput, HelpAndVersionStillExitZero) {
   EXPECT_EQ(run_flashmem("--help").exit_code, 0);
   EXPECT_EQ(run_flashmem("run --help").exit_code, 0);
