@@ -98,6 +98,12 @@ TEST_F(CliLimitsTest, EvalLengthBeyondTrainedContextIsRefused) {
   EXPECT_NE(r.err.find("trained context of 512"), std::string::npos) << r.err;
 }
 
+TEST_F(CliLimitsTest, EvalTasksLengthBeyondTrainedContextIsRefused) {
+  const RunResult r = run_flashmem("eval-tasks -m " + kModel + " --families niah_single --lengths 100000 --samples 1",
+                                   within(60));
+  expect_error(r, "trained context of 512 tokens");
+}
+
 TEST_F(CliLimitsTest, ThreadCountsOutsideOneToFourTimesTheCoresAreRefused) {
   const int most = 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (const int t : {0, -1, most + 1, 10000}) {

@@ -51,7 +51,10 @@ void run_eval_tasks(const EvalTasksArgs& a) {
       o, tokenizer,
       [&](int64_t n_ctx) {
         SessionOptions s = so;
-        s.n_ctx = n_ctx;
+        // A sample's prompt and answer room, within the trained context (eval-tasks has no -c).
+        s.n_ctx = cli_context(model->config(),
+                              {.prompt_tokens = n_ctx, .max_new_tokens = 0, .n_ctx = std::nullopt, .kv_type = so.kv_type},
+                              a.lsa.store);
         return make_session(model, s, a.lsa);
       },
       [&](const eval::TaskSample& s, const std::string& output, double score) {
