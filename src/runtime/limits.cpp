@@ -46,8 +46,7 @@ double kv_bytes(const ModelConfig& c, int64_t n_ctx, DType kv_type) {
 ContextPlan plan_context(const ModelConfig& c, const ContextRequest& r) {
   if (r.prompt_tokens < 0 || r.max_new_tokens < 0)
     fail("prompt and generated token counts must be >= 0, got {} and {}", r.prompt_tokens, r.max_new_tokens);
-  // int64 cannot overflow: both are below 2^62 in any request that reaches here (token counts of
-  // files or 32/64-bit flags); saturate anyway so that the message states the real numbers.
+  // Saturating: a request may carry any int64 (a server's JSON, a 64-bit flag).
   const int64_t need = r.max_new_tokens > std::numeric_limits<int64_t>::max() - r.prompt_tokens
                            ? std::numeric_limits<int64_t>::max()
                            : r.prompt_tokens + r.max_new_tokens;
@@ -55,7 +54,8 @@ ContextPlan plan_context(const ModelConfig& c, const ContextRequest& r) {
   if (r.n_ctx) {
     if (*r.n_ctx < 1) fail("the context (-c) must be >= 1 token, got {}", *r.n_ctx);
     if (need > *r.n_ctx)
-      fail("the prompt ({} tokens) + {} tokens to generate = {} tokens do not fit the context of {} tokens (-c)",
+      fail("the prompt ({} tokens) + {} tokens to generate = {} tokens do not fit the context of {} "
+           "tokens (-c)",
            r.prompt_tokens, r.max_new_tokens, need, *r.n_ctx);
     plan.n_ctx = *r.n_ctx;
     if (plan.n_ctx > c.context_length)
@@ -82,7 +82,9 @@ ContextPlan plan_context(const ModelConfig& c, const ContextRequest& r) {
 PagedKvOptions fit_to_context(PagedKvOptions o, int64_t n_ctx) {
   if (n_ctx < 1 || o.page_tokens < 1) return o;  // PagedKv refuses these with their own message
   const int64_t chunk =
-      policy_kind(o.policy) == "lsa" && o.indexer ? std::max<int64_t>(1, o.indexer->config().chunk_tokens) : 1;
+      policy_kind(o.policy) == "lsa" && o.indexer
+          ? std::max<int64_t>(1, o.indexer->config().chunk_tokens)
+          : 1;
   o.page_tokens = std::min(o.page_tokens, div_up(n_ctx, chunk) * chunk);
   const int64_t pages = div_up(n_ctx, o.page_tokens);
   o.tau = std::min(o.tau, n_ctx);

@@ -125,7 +125,8 @@ TEST_F(CliLimitsTest, PageFlagsBeyondTheContextCostNoMoreThanIt) {
   RunOptions capped;
   capped.memory_limit_mb = 1024;
   const std::string base = "run -m " + kModel + " -p 'Once upon a time' -n 12 -t 1 --policy window";
-  const RunResult huge = run_flashmem(base + " --page-tokens 4 --tau 2147483647 --recent-pages 100000000 --sink-pages 100000000", capped);
+  const RunResult huge = run_flashmem(
+      base + " --page-tokens 4 --tau 2147483647 --recent-pages 100000000 --sink-pages 100000000", capped);
   const RunResult fit = run_flashmem(base + " --page-tokens 4 --tau 17 --recent-pages 5 --sink-pages 5", capped);
   ASSERT_EQ(huge.exit_code, 0) << huge.err;
   ASSERT_EQ(fit.exit_code, 0) << fit.err;

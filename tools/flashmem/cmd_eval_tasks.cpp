@@ -53,7 +53,10 @@ void run_eval_tasks(const EvalTasksArgs& a) {
         SessionOptions s = so;
         // A sample's prompt and answer room, within the trained context (eval-tasks has no -c).
         s.n_ctx = cli_context(model->config(),
-                              {.prompt_tokens = n_ctx, .max_new_tokens = 0, .n_ctx = std::nullopt, .kv_type = so.kv_type},
+                              {.prompt_tokens = n_ctx,
+                               .max_new_tokens = 0,
+                               .n_ctx = std::nullopt,
+                               .kv_type = so.kv_type},
                               a.lsa.store);
         return make_session(model, s, a.lsa);
       },

@@ -33,8 +33,9 @@ const CommandRegistration kLogits("logits", [](CLI::App& app) {
     options.kv_type = parse_kv_type(a->kv_type);
     // The token file is the explicit context: beyond the trained one it warns, beyond memory it fails.
     const auto n = static_cast<int64_t>(ids.size());
-    options.n_ctx = cli_context(model->config(), {.prompt_tokens = n, .max_new_tokens = 0, .n_ctx = n, .kv_type = options.kv_type},
-                                a->lsa.store);
+    options.n_ctx = cli_context(
+        model->config(), {.prompt_tokens = n, .max_new_tokens = 0, .n_ctx = n, .kv_type = options.kv_type},
+        a->lsa.store);
     options.n_threads = a->threads;
     auto session = make_session(model, options, a->lsa);
     std::vector<float> logits(ids.size() * static_cast<size_t>(model->config().n_vocab));
