@@ -12,6 +12,7 @@
 #include "indexer/fp8.h"
 #include "indexer/towers.h"
 #include "kv/disk_store.h"
+#include "runtime/limits.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/timer.h"
@@ -40,14 +41,15 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
     : config_(model.config()),
       type_(type),
       capacity_(capacity),
-      options_(options),
+      options_(fit_to_context(options, capacity)),
       key_bounds_(model.config().n_layers, model.config().kv_dim()) {
   check_kv_type(type, config_.head_dim);
   if (capacity < 1) fail("KV capacity must be >= 1");
   if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
     fail("page tokens and tau must be >= 1, sink and recent pages >= 0");
   if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
-  layout_ = PageLayout::make(config_.n_layers, options.page_tokens, config_.kv_dim(),
+  check_page_geometry(options);
+  layout_ = PageLayout::make(config_.n_layers, options_.page_tokens, config_.kv_dim(),
                              dtype_info(type).block_bytes, dtype_info(type).block_elems);
   // Prompt windows: whole attention chunks filling prompt_window_bytes of one layer's K and V
   // (at least one chunk); a window that starts and ends inside pages overlaps one page more than
@@ -69,9 +71,9 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
     if (trace == nullptr)
       fail("policy {} needs the attention masses of a full-attention pass (runtime/oracle.h)",
            options.policy);
-    if (trace->page_tokens != options.page_tokens || trace->tau != options.tau)
+    if (trace->page_tokens != options_.page_tokens || trace->tau != options_.tau)
       fail("the oracle trace was recorded with {}-token pages and tau {}, not {} and {}",
-           trace->page_tokens, trace->tau, options.page_tokens, options.tau);
+           trace->page_tokens, trace->tau, options_.page_tokens, options_.tau);
   } else if (options.oracle_trace && kind_ != "full") {
     fail("an oracle trace is recorded by policy full and read by oracle:F, not by '{}'", options.policy);
   }
@@ -102,6 +104,11 @@ PagedKv::~PagedKv() {
   window_views_.clear();
   view_.release();
   pool_.reset();
+}
+
+void PagedKv::fail_store_write(StoreStatus status) const {
+  // The --kv-store spec names the path (file or directory) a full disk or I/O error concerns.
+  fail("writing a KV page to the store '{}' failed: {} ({})", options_.store, describe(status), to_string(status));
 }
 
 int64_t PagedKv::tail_pages() const {
@@ -272,7 +279,7 @@ void PagedKv::end_batch(bool is_prompt_end) {
     if (!page_full && i + 1 < n_) continue;
     const StoreStatus status = pool_->commit(pos + 1);
     if (status != StoreStatus::kOk)
-      fail("writing a KV page to the store failed: {}", to_string(status));
+      fail_store_write(status);
   }
   if (was_decoding) {
     ++decode_steps_;
@@ -363,7 +370,7 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
         for (int64_t slot = 0; slot < options_.page_tokens; ++slot)
           add_key_bounds(layout_.first_pos(p) + slot, l, page.get() + layout_.k_row(l, slot));
     const StoreStatus status = pool_->ingest_page(p, page.get());
-    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+    if (status != StoreStatus::kOk) fail_store_write(status);
   }
   const int64_t rest = n - full_pages * options_.page_tokens;
   if (rest > 0) {
@@ -375,7 +382,7 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
         if (quest_k_ > 0) add_key_bounds(full_pages * options_.page_tokens + i, l, rows.data());
       }
     const StoreStatus status = pool_->commit(n);
-    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+    if (status != StoreStatus::kOk) fail_store_write(status);
   }
   // Indexer keys of every complete chunk: random but valid compressed keys.
   if (!observed_layers_.empty()) {

@@ -55,6 +55,8 @@ struct OracleTrace {
 struct PagedKvOptions {
   std::string policy = "full";  // see select/policy.h
   double budget = -1;           // resident fraction cap (sink and tail count); < 0: policy's own
+  // page_tokens, sink_pages, recent_pages and tau beyond the context are cut to it
+  // (fit_to_context in runtime/limits.h): same behaviour, memory bounded by the context.
   int64_t page_tokens = 64;
   int64_t sink_pages = 1;
   int64_t recent_pages = 2;     // raised to cover tau decode steps (see tail_pages())
@@ -147,6 +149,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
                          int64_t n_keys) override;
   void run_cycle();
   int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
+  [[noreturn]] void fail_store_write(StoreStatus status) const;  // Error naming the store's path
   std::vector<float> lsa_page_scores(int64_t n_pages);
   void add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row);
   void begin_quest_step();

@@ -8,6 +8,7 @@
 
 #include "data/task.h"
 #include "util/error.h"
+#include "util/printable.h"
 #include "util/read_file.h"
 
 namespace flashmem {
@@ -15,6 +16,8 @@ namespace {
 
 // generate:N documents beyond this are surely a typo (a million 512-token documents = 2 TB dumps).
 constexpr int64_t kMaxGenerated = 1'000'000;
+// A parser message is one sentence plus the bytes it last read: 200 bytes keep it whole.
+constexpr size_t kMaxShownError = 200;
 
 
 std::string string_field(const nlohmann::json& j, const char* name, const std::string& where) {
@@ -51,7 +54,8 @@ std::vector<CorpusDocument> load_jsonl(const std::string& path, const Tokenizer&
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
-      fail("{}: invalid JSON ({})", where, e.what());
+      // Escaped: the parser quotes the bytes it stopped at, which may be binary.
+      fail("{}: invalid JSON ({})", where, printable(e.what(), kMaxShownError));
     }
     if (!j.is_object()) fail("{}: not a JSON object", where);
     std::string prompt, text;

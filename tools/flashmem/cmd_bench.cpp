@@ -50,8 +50,11 @@ void run_bench(const BenchArgs& a) {
   auto model = Model::load(a.model);
   const ModelConfig& c = model->config();
   SessionOptions options;
-  options.n_ctx = a.context + a.gen;
   options.kv_type = parse_kv_type(a.kv_type);
+  // --context is an explicit depth: beyond the trained context it warns, beyond memory it fails.
+  options.n_ctx = cli_context(c, {.prompt_tokens = a.context, .max_new_tokens = a.gen,
+                                  .n_ctx = a.context + a.gen, .kv_type = options.kv_type},
+                              a.lsa.store);
   options.n_threads = a.threads;
   if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
   const bool synthetic = a.fill == "random";
@@ -234,7 +237,7 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("-m,--model", a->model, "GGUF model")->required();
   cmd->add_option("--context", a->context, "prompt length in tokens")->capture_default_str();
   cmd->add_option("--gen", a->gen, "decoded tokens")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  add_threads_option(cmd, a->threads);
   cmd->add_option("--repeat", a->repeat, "repeats (the median is reported)")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the random prompt")->capture_default_str();

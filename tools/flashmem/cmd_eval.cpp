@@ -13,6 +13,7 @@
 #include "common.h"
 #include "eval/eval_grid.h"
 #include "eval/eval_report.h"
+#include "eval/task_run.h"
 #include "tokenizer/tokenizer.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -133,7 +134,15 @@ void run_eval(EvalArgs a) {
       spec.value = o.value;
       spec.filler = o.filler;
       try {
-        data::generate_task(spec, o.seed, tokenizer);
+        const data::TaskSample sample = data::generate_task(spec, o.seed, tokenizer);
+        // A cell's context (eval_grid.cpp): the prompt and the answer budget, within the trained
+        // context (eval has no -c: a length the model was not trained for is refused up front).
+        cli_context(model->config(),
+                    {.prompt_tokens = std::max(l, static_cast<int64_t>(sample.tokens.size())),
+                     .max_new_tokens = eval::answer_token_budget(sample, tokenizer, o.extra_tokens),
+                     .n_ctx = std::nullopt,
+                     .kv_type = kv_type},
+                    "ram");
       } catch (const Error& e) {
         fail("--lengths: {}", e.what());
       }
@@ -278,7 +287,7 @@ const CommandRegistration kEval("eval", [](CLI::App& app) {
   cmd->add_option("--value", a->value, "niah value kind: number | word | uuid")->capture_default_str();
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, a->threads);
   cmd->add_option("--out", a->out, "output directory (results.json, results.md, *.svg)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print the cells as one JSON object on the last line of stdout");
   cmd->add_flag("--progress", a->progress, "print the progress line even when stderr is not a terminal");

@@ -51,7 +51,13 @@ void run_eval_tasks(const EvalTasksArgs& a) {
       o, tokenizer,
       [&](int64_t n_ctx) {
         SessionOptions s = so;
-        s.n_ctx = n_ctx;
+        // A sample's prompt and answer room, within the trained context (eval-tasks has no -c).
+        s.n_ctx = cli_context(model->config(),
+                              {.prompt_tokens = n_ctx,
+                               .max_new_tokens = 0,
+                               .n_ctx = std::nullopt,
+                               .kv_type = so.kv_type},
+                              a.lsa.store);
         return make_session(model, s, a.lsa);
       },
       [&](const data::TaskSample& s, const std::string& output, double score) {
@@ -88,7 +94,7 @@ const CommandRegistration kEvalTasks("eval-tasks", [](CLI::App& app) {
   cmd->add_option("--value", a->value, "niah value kind: number | word | uuid")->capture_default_str();
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, a->threads);
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->add_flag("--verbose", a->verbose, "print every sample's expected answers and output to stderr");
   add_lsa_options(cmd, a->lsa);
