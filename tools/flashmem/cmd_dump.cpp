@@ -1,12 +1,14 @@
 // `flashmem dump`: backbone + corpus -> .fmdump files (src/train/dump_runner.h).
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "common.h"
 #include "tokenizer/tokenizer.h"
 #include "train/dump_runner.h"
+#include "util/dir_lock.h"
 
 namespace flashmem::cli {
 namespace {
@@ -20,6 +22,10 @@ struct DumpArgs {
 void run(DumpArgs& a) {
   if (a.mode != "teacher" && a.mode != "generate") fail("--mode must be teacher or generate, not '{}'", a.mode);
   a.options.out_dir = a.out;
+  std::error_code ec;
+  std::filesystem::create_directories(a.out, ec);
+  if (ec) fail("cannot create output directory '{}': {}", a.out, ec.message());
+  const DirLock lock = DirLock::lock_directory(a.out);  // one writer of --out at a time
   a.options.layers = parse_layer_list(a.layers);
   a.options.labels.reduce = parse_head_reduce(a.head_reduce);
   const bool generated_corpus = a.corpus.rfind("generate:", 0) == 0;
