@@ -246,14 +246,19 @@ DumpSummary run_dump(const std::shared_ptr<Model>& model, const std::string& mod
   // Every dump already in the directory, checked before any work: this corpus's documents against
   // their own inputs, any other doc-NNNNNN against this run's settings.
   std::vector<Existing> existing(docs.size(), Existing::kNone);
+  std::vector<std::pair<int64_t, std::string>> found;  // (index, path), checked in index order
   for (const auto& entry : std::filesystem::directory_iterator(o.out_dir, ec)) {
     const int64_t index = dump_index(entry.path().filename().string());
-    if (index < 0) continue;
-    const auto i = static_cast<size_t>(index);
-    if (i < docs.size()) existing[i] = check_existing(path_of(i), inputs[i], false);
-    else check_existing(entry.path().string(), inputs.empty() ? dump_inputs(o, base.backbone_sha256, model_xxh3, {}, 0) : inputs[0], true);
+    if (index >= 0) found.emplace_back(index, entry.path().string());
   }
   if (ec) fail("cannot list '{}': {}", o.out_dir, ec.message());
+  std::sort(found.begin(), found.end());
+  for (const auto& [index, path] : found) {
+    const auto i = static_cast<size_t>(index);
+    if (i < docs.size() && std::filesystem::path(path).filename() == std::filesystem::path(path_of(i)).filename())
+      existing[i] = check_existing(path, inputs[i], false);
+    else check_existing(path, dump_inputs(o, base.backbone_sha256, model_xxh3, {}, 0), true);
+  }
   base.layers = o.layers;
   base.hidden_dim = c.dim;
   base.chunk_tokens = o.labels.chunk_tokens;

@@ -9,6 +9,7 @@
 
 #include "../common/cli_run.h"
 #include "eval/results_file.h"
+#include "util/error.h"
 
 namespace flashmem {
 namespace {

@@ -73,7 +73,9 @@ TEST_F(TrainIndexerKill, KilledAtAnyPointLeavesTheOldOrACompleteIndexer) {
     ::kill(pid, SIGKILL);
     test::wait_exit(pid);
     const std::string now = test::slurp(out_);
-    if (now != old_bytes_) EXPECT_NO_THROW(IndexerModel::load(out_)) << "killed after " << ms << " ms";
+    if (now != old_bytes_) {
+      EXPECT_NO_THROW(IndexerModel::load(out_)) << "killed after " << ms << " ms";
+    }
   }
 }
 
