@@ -70,7 +70,7 @@ const CommandRegistration kDump("dump", [](CLI::App& app) {
   a->options.max_tokens = 0;
   cmd->add_option("-m,--model", a->model, "backbone .gguf")->required();
   cmd->add_option("--corpus", a->corpus, "generate:N | tasks:FAMILY[,...]:N | tasks:all:N | FILE.jsonl | FILE (plain text)")->required();
-  cmd->add_option("--out", a->out, "output directory (doc-NNNNNN.fmdump; existing ones are kept: resumable)")->required();
+  cmd->add_option("--out", a->out, "output directory (doc-NNNNNN.fmdump; resumable: dumps made from the same inputs are kept, from other inputs an error)")->required();
   cmd->add_option("--layers", a->layers, "target layers, comma-separated backbone ids")->required();
   cmd->add_option("--mode", a->mode, "teacher (label the given text) | generate (label the model's continuation)")->capture_default_str();
   cmd->add_option("--top-p", o.labels.top_p, "attention mass a layer's label set covers")->capture_default_str();

@@ -124,7 +124,7 @@ const CommandRegistration kTrain("train-indexer", [](CLI::App& app) {
   TrainOptions& o = a->o;
   cmd->add_option("--data", a->data, "dump directories or files")->required();
   cmd->add_option("--val", a->val, "validation dumps (default: every 1/val-fraction-th training document)");
-  cmd->add_option("--out", o.out, "output indexer .gguf (best checkpoint)")->required();
+  cmd->add_option("--out", o.out, "output indexer .gguf (best validated state; an existing file is replaced only by one that beats recency, or at the end)")->required();
   cmd->add_option("--loss", a->loss, "bce | focal | bpr")->capture_default_str();
   cmd->add_option("--neg-ratio", o.neg_ratio, "negatives per positive")->capture_default_str();
   cmd->add_option("--trivial-weight", o.trivial_weight, "loss weight of trivial chunks (1 = off)")->capture_default_str();
