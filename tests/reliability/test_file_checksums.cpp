@@ -130,6 +130,28 @@ TEST(FileChecksums, IndexerVersionTwoWithoutFileChecksumIsRefused) {
   }
 }
 
+TEST(FileChecksums, IndexerFuzzFindingsLoadCleanly) {
+  // tests/malformed/indexer/: inputs fuzz_indexer_file reported (docs/FUZZING.md). Each is read
+  // as the fuzzer read it, with its whole-file checksum made to match, so the check behind it is
+  // what runs: it must load or be rejected with an Error (under ASan/UBSan: without a report).
+  const fs::path dir = fs::path(FLASHMEM_TEST_DATA) / ".." / "malformed" / "indexer";
+  int files = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string text = test::slurp(entry.path());
+    std::vector<uint8_t> bytes(text.begin(), text.end());
+    EXPECT_THROW(IndexerModel::from_bytes(bytes, entry.path().filename().string()), Error)  // checksum
+        << entry.path();
+    if (gguf_fix_file_checksum(bytes, "flashmem-indexer.file_checksum")) {
+      try {
+        IndexerModel::from_bytes(bytes, entry.path().filename().string());
+      } catch (const Error&) {
+      }
+    }
+    ++files;
+  }
+  EXPECT_GE(files, 2);
+}
+
 // ---- train-lm checkpoint ------------------------------------------------------------------------
 
 lm::Checkpoint small_checkpoint() {
