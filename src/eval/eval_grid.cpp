@@ -95,7 +95,7 @@ std::vector<CellPlan> plan_grid(const GridOptions& o) {
   for (const int64_t l : o.lengths)
     if (std::find(lengths.begin(), lengths.end(), l) == lengths.end()) lengths.push_back(l);
   std::vector<CellPlan> cells;
-  for (const TaskFamily family : o.families) {
+  for (const data::TaskFamily family : o.families) {
     for (const int64_t length : lengths) {
       for (const std::string& name : grid_policy_names()) {
         if (std::find(o.policies.begin(), o.policies.end(), name) == o.policies.end()) continue;
@@ -138,12 +138,12 @@ CellRunner::~CellRunner() = default;
 SampleResult CellRunner::run(int64_t index) {
   const double start = now_seconds();
   const Tokenizer& tok = *rt_.tokenizer;
-  TaskSpec spec;
+  data::TaskSpec spec;
   spec.family = plan_.family;
   spec.length = plan_.length;
   spec.value = o_.value;
   spec.filler = o_.filler;
-  const TaskSample s = cell_sample(spec, o_.seed, index, tok);
+  const data::TaskSample s = cell_sample(spec, o_.seed, index, tok);
   const int64_t max_tokens = answer_token_budget(s, tok, o_.extra_tokens);
   std::vector<int32_t> output;
   const GenerationRequest request = answer_request(s, max_tokens, tok, output);
@@ -172,7 +172,7 @@ SampleResult CellRunner::run(int64_t index) {
     kv = paged.stats();
     r.resident_fraction_steps = paged.resident_fraction_steps();
   }
-  r.score = score_output(s.answers, tok.decode(output));
+  r.score = data::score_output(s.answers, tok.decode(output));
   r.answers = static_cast<int64_t>(s.answers.size());
   r.answers_found = std::round(r.score * static_cast<double>(r.answers));
   r.resident_fraction_avg = kv.resident_fraction_avg;

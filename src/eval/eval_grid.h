@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/task.h"
+#include "data/task.h"
 #include "model/session.h"
 
 namespace flashmem {
@@ -27,17 +27,17 @@ const std::vector<std::string>& grid_policy_names();
 bool policy_takes_budget(const std::string& name);
 
 struct GridOptions {
-  std::vector<TaskFamily> families = {TaskFamily::kNiahSingle};
+  std::vector<data::TaskFamily> families = {data::TaskFamily::kNiahSingle};
   std::vector<int64_t> lengths = {1024, 2048, 4096, 8192};
   std::vector<std::string> policies = {"full", "window", "recency", "random", "quest", "oracle"};
   std::vector<double> budgets = {0.05, 0.10, 0.15, 0.25};
   int64_t samples = 20;   // per cell
-  uint64_t seed = 0;      // sample i of length L: mix_seed(seed + L, i), as eval-tasks
+  uint64_t seed = 0;      // sample i of length L: data::mix_seed(seed + L, i), as eval-tasks
   int64_t page_tokens = 0;  // 0: auto_page_tokens(shortest length)
   int64_t tau = 0;          // decode steps per selection cycle; 0: one page (= page_tokens)
   int64_t sink_pages = 1, recent_pages = 2;
-  ValueKind value = ValueKind::kNumber;
-  FillerKind filler = FillerKind::kNoise;
+  data::ValueKind value = data::ValueKind::kNumber;
+  data::FillerKind filler = data::FillerKind::kNoise;
   int64_t extra_tokens = 8;  // generated beyond the answers' own token count
 };
 
@@ -63,7 +63,7 @@ PageSetup page_setup(const GridOptions& o);
 int64_t quest_pages_for(double fraction, int64_t length, const PageSetup& p);
 
 struct CellPlan {
-  TaskFamily family = TaskFamily::kNiahSingle;
+  data::TaskFamily family = data::TaskFamily::kNiahSingle;
   int64_t length = 0;
   std::string policy;  // grid name: full, window, recency, ...
   double budget = -1;  // the fraction F; < 0 for full and window

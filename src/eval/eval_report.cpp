@@ -183,7 +183,7 @@ json cell_config(const CellPlan& plan, const GridOptions& o, const RunIdentity& 
   return json{{"model_sha256", id.model_sha256},
               {"indexer_sha256", plan.policy == "lsa" ? id.indexer_sha256 : ""},
               {"kv_type", id.kv_type},
-              {"family", family_name(plan.family)},
+              {"family", data::family_name(plan.family)},
               {"length", plan.length},
               {"policy", plan.policy},
               {"budget", budget_json(plan.budget)},
@@ -194,13 +194,13 @@ json cell_config(const CellPlan& plan, const GridOptions& o, const RunIdentity& 
               {"recent_pages", plan.pages.recent_pages},
               {"samples", o.samples},
               {"seed", o.seed},
-              {"value", value_kind_name(o.value)},
-              {"filler", filler_kind_name(o.filler)},
+              {"value", data::value_kind_name(o.value)},
+              {"filler", data::filler_kind_name(o.filler)},
               {"extra_tokens", o.extra_tokens}};
 }
 
 json cell_to_json(const CellResult& c, const json& config) {
-  return json{{"family", family_name(c.plan.family)},
+  return json{{"family", data::family_name(c.plan.family)},
               {"length", c.plan.length},
               {"policy", c.plan.policy},
               {"budget", budget_json(c.plan.budget)},

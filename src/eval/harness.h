@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/task.h"
+#include "data/task.h"
 
 namespace flashmem {
 class Session;
@@ -17,17 +17,17 @@ class Tokenizer;
 namespace flashmem::eval {
 
 struct HarnessOptions {
-  std::vector<TaskFamily> families = {TaskFamily::kNiahSingle, TaskFamily::kNiahMultikey};
+  std::vector<data::TaskFamily> families = {data::TaskFamily::kNiahSingle, data::TaskFamily::kNiahMultikey};
   std::vector<int64_t> lengths = {1024, 2048};
   int64_t samples = 50;  // per family and length
-  uint64_t seed = 0;     // samples use mix_seed(seed + length, i): disjoint across lengths
-  ValueKind value = ValueKind::kNumber;
-  FillerKind filler = FillerKind::kNoise;
+  uint64_t seed = 0;     // samples use data::mix_seed(seed + length, i): disjoint across lengths
+  data::ValueKind value = data::ValueKind::kNumber;
+  data::FillerKind filler = data::FillerKind::kNoise;
   int64_t extra_tokens = 8;  // generated beyond the answers' own token count
 };
 
 struct CellResult {
-  TaskFamily family;
+  data::TaskFamily family;
   int64_t length = 0;
   int64_t samples = 0;
   double score = 0;   // mean string-match-all fraction (RULER's metric)
@@ -39,6 +39,6 @@ struct CellResult {
 std::vector<CellResult> evaluate_tasks(
     const HarnessOptions& o, const Tokenizer& tokenizer,
     const std::function<std::unique_ptr<Session>(int64_t n_ctx)>& make_session,
-    const std::function<void(const TaskSample&, const std::string&, double)>& on_sample = {});
+    const std::function<void(const data::TaskSample&, const std::string&, double)>& on_sample = {});
 
 }  // namespace flashmem::eval

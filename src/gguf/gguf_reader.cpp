@@ -13,6 +13,7 @@
 #include "gguf/gguf.h"
 #include "gguf/gguf_internal.h"
 #include "util/error.h"
+#include "util/printable.h"
 
 namespace flashmem {
 namespace {
@@ -28,22 +29,6 @@ constexpr uint64_t kHeaderBytes = 4 + 4 + 8 + 8;  // magic, version, n_tensors, 
 constexpr uint64_t kMinKvBytes = 8 + 4 + 1;
 // Smallest possible tensor info: empty name, u32 n_dims, one u64 ne, u32 type, u64 offset.
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;
-
-// A name from the file as it appears in a message: control bytes escaped, long names cut, so
-// that an error about a 1 GB key is not itself 1 GB.
-std::string printable(std::string_view name) {
-  constexpr size_t kMaxShown = 80;  // longer than any real key or tensor name
-  std::string out;
-  for (size_t k = 0; k < name.size() && k < kMaxShown; ++k) {
-    const auto c = static_cast<unsigned char>(name[k]);
-    if (c < 0x20 || c == 0x7f)
-      out += fmt::format("\\x{:02x}", c);
-    else
-      out += static_cast<char>(c);
-  }
-  if (name.size() > kMaxShown) out += fmt::format("... ({} bytes)", name.size());
-  return out;
-}
 
 // Bounds-checked little-endian cursor. Every read states what it reads so that a failure names
 // the field; `context` (the current key or tensor) is prefixed.

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "tensor/rope.h"
 #include "util/error.h"
 
 namespace flashmem {
@@ -52,9 +53,8 @@ YarnRange yarn_range(const RopeParams& p) {
 
 std::vector<double> yarn_frequencies(const RopeParams& p) {
   const YarnRange r = yarn_range(p);
-  const int64_t pairs = p.rope_dim / 2;
-  std::vector<double> freqs(static_cast<size_t>(pairs));
-  for (int64_t i = 0; i < pairs; ++i) {
+  std::vector<double> freqs = rope_frequencies(p.base, p.rope_dim);  // f_i, then ramped
+  for (int64_t i = 0; i < static_cast<int64_t>(freqs.size()); ++i) {
     double ramp;
     if (i < r.low) {
       ramp = 0.0;
@@ -63,7 +63,7 @@ std::vector<double> yarn_frequencies(const RopeParams& p) {
     } else {
       ramp = static_cast<double>(i - r.low) / static_cast<double>(std::max<int64_t>(r.high - r.low, 1));
     }
-    const double f = std::pow(p.base, -2.0 * static_cast<double>(i) / static_cast<double>(p.rope_dim));
+    const double f = freqs[i];
     freqs[i] = f * (1.0 - ramp) + (f / p.factor) * ramp;
   }
   return freqs;
@@ -77,23 +77,14 @@ int64_t YarnRope::table_position(int64_t pos) const {
 }
 
 YarnRope::Angles YarnRope::angles(int64_t pos) const {
-  const double position = static_cast<double>(table_position(pos));
   Angles a;
-  for (size_t i = 0; i < freqs_.size(); ++i) {
-    const double angle = position * freqs_[i];
-    a.cos[i] = static_cast<float>(std::cos(angle));
-    a.sin[i] = static_cast<float>(std::sin(angle));
-  }
+  rope_angles(freqs_, table_position(pos), a.cos.data(), a.sin.data());
   return a;
 }
 
 void YarnRope::apply(const Angles& a, float* head) const {
-  float* rotated = head + (params_.head_dim - params_.rope_dim);
-  for (size_t i = 0; i < freqs_.size(); ++i) {
-    const float x0 = rotated[2 * i], x1 = rotated[2 * i + 1];
-    rotated[2 * i] = x0 * a.cos[i] - x1 * a.sin[i];
-    rotated[2 * i + 1] = x0 * a.sin[i] + x1 * a.cos[i];
-  }
+  rope_rotate(head + (params_.head_dim - params_.rope_dim), params_.rope_dim, RopeStyle::kAdjacent,
+              a.cos.data(), a.sin.data());
 }
 
 }  // namespace flashmem

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "eval/rng.h"
+#include "data/rng.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -32,7 +32,7 @@ int64_t step_length(const DataOptions& o, uint64_t seed, int64_t step) {
   const double progress = o.ramp_steps > 0 ? std::min(1.0, static_cast<double>(step) / static_cast<double>(o.ramp_steps)) : 1.0;
   const double lo = std::log(static_cast<double>(o.min_length));
   const double hi = lo + progress * (std::log(static_cast<double>(o.max_length)) - lo);
-  eval::Rng rng(eval::mix_seed(seed ^ 0x5eedull, static_cast<uint64_t>(step)));
+  data::Rng rng(data::mix_seed(seed ^ 0x5eedull, static_cast<uint64_t>(step)));
   const double len = std::exp(lo + rng.uniform() * (hi - lo));
   // Multiples of 32 tokens: a handful of distinct shapes, reused scratch sizes.
   return std::clamp<int64_t>(static_cast<int64_t>(len / 32.0) * 32, o.min_length, o.max_length);
@@ -42,12 +42,12 @@ int64_t step_sequences(const DataOptions& o, int64_t length) {
   return std::max<int64_t>(1, o.batch_tokens / length);
 }
 
-Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, double lm_weight) {
+Sequence sample_to_sequence(const data::TaskSample& s, bool drop_final_token, double lm_weight) {
   Sequence q;
   q.tokens = s.tokens;
   const auto T = static_cast<int64_t>(s.tokens.size());
   std::vector<float> weight(static_cast<size_t>(T), static_cast<float>(lm_weight));  // [T] by target token
-  for (const eval::TokenSpan& span : s.answer_spans) {
+  for (const data::TokenSpan& span : s.answer_spans) {
     const int64_t end = drop_final_token ? span.end - 1 : span.end;
     for (int64_t p = span.begin; p < end; ++p) weight[static_cast<size_t>(p)] = -1.0f;  // answer
   }
@@ -59,7 +59,7 @@ Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, do
   return q;
 }
 
-Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, eval::Rng& rng) {
+Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, data::Rng& rng) {
   // Runs of random ordinary tokens (ids from 3: past <unk> <s> </s>) alternating with copies of
   // earlier stretches at random distances. Why random: with one fixed-length repeat the model
   // learns "attend 63 positions back" instead of matching content, and fails at other lengths.
@@ -91,22 +91,22 @@ Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, eval::Rng
 Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_t index,
                        const Tokenizer& tokenizer) {
   const int64_t length = step_length(o, seed, step);
-  const uint64_t sample_seed = eval::mix_seed(eval::mix_seed(seed, static_cast<uint64_t>(step)),
+  const uint64_t sample_seed = data::mix_seed(data::mix_seed(seed, static_cast<uint64_t>(step)),
                                               static_cast<uint64_t>(index));
-  eval::Rng rng(sample_seed ^ 0xda7aull);
+  data::Rng rng(sample_seed ^ 0xda7aull);
   double repeat = o.repeat_fraction;
   if (o.repeat_steps > 0)
     repeat *= std::max(0.0, 1.0 - static_cast<double>(step) / static_cast<double>(o.repeat_steps));
   if (repeat > 0 && rng.uniform() < repeat)
     return repeat_sequence(length, tokenizer.n_vocab(), std::max(tokenizer.bos_id(), 0), rng);
-  eval::TaskSpec spec;
-  spec.family = eval::TaskFamily::kNiahMultikey;
+  data::TaskSpec spec;
+  spec.family = data::TaskFamily::kNiahMultikey;
   spec.length = length;
   const double v = rng.uniform();
-  spec.value = v < o.word_values ? eval::ValueKind::kWord
-               : v < o.word_values + o.uuid_values ? eval::ValueKind::kUuid
-                                                   : eval::ValueKind::kNumber;
-  spec.filler = rng.uniform() < o.word_filler ? eval::FillerKind::kWords : eval::FillerKind::kNoise;
+  spec.value = v < o.word_values ? data::ValueKind::kWord
+               : v < o.word_values + o.uuid_values ? data::ValueKind::kUuid
+                                                   : data::ValueKind::kNumber;
+  spec.filler = rng.uniform() < o.word_filler ? data::FillerKind::kWords : data::FillerKind::kNoise;
   // Between half and all of the density target, so the model also sees sparse haystacks.
   int64_t dense = std::clamp<int64_t>(length / o.needle_every, 2, 64);
   if (o.needle_ramp_steps > 0 && step < o.needle_ramp_steps)
@@ -117,7 +117,7 @@ Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_
   // Shrink the needle count if the fixed parts do not fit (short lengths with uuid values).
   for (;;) {
     try {
-      return sample_to_sequence(eval::generate_task(spec, sample_seed, tokenizer), false, o.lm_weight);
+      return sample_to_sequence(data::generate_task(spec, sample_seed, tokenizer), false, o.lm_weight);
     } catch (const Error&) {
       if (spec.n_needles <= 1) throw;
       spec.n_needles = std::max(1, spec.n_needles * 3 / 4);

@@ -7,8 +7,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "eval/rng.h"
-#include "eval/task.h"
+#include "data/rng.h"
+#include "data/task.h"
 #include "lm/lm_forward.h"
 
 namespace flashmem {
@@ -61,11 +61,11 @@ Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_
 
 // `length` tokens: BOS, then runs of random ordinary ids [3, n_vocab) alternating with copies of
 // 4-24 earlier tokens from random starts; every copied token after a copy's first is a target.
-Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, eval::Rng& rng);
+Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, data::Rng& rng);
 
 // A training-form sample (answers in the text) as targets on its answer tokens (weight 1). With
 // `drop_final_token` the last token of each answer (the closing ".") is not a target. With
 // lm_weight > 0 every other next-token prediction is a target of that weight.
-Sequence sample_to_sequence(const eval::TaskSample& s, bool drop_final_token, double lm_weight = 0);
+Sequence sample_to_sequence(const data::TaskSample& s, bool drop_final_token, double lm_weight = 0);
 
 }  // namespace flashmem::lm

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "eval/rng.h"
+#include "data/rng.h"
 #include "util/error.h"
 
 namespace flashmem::lm {
@@ -27,7 +27,7 @@ constexpr double kOutputGain = 2.5;
 constexpr double kQuietScale = 0.1;
 
 // rows × cols matrix with orthonormal rows (Gram-Schmidt on Gaussian rows), rows <= cols.
-std::vector<double> orthonormal_rows(int64_t rows, int64_t cols, eval::Rng& rng) {
+std::vector<double> orthonormal_rows(int64_t rows, int64_t cols, data::Rng& rng) {
   std::vector<double> m(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r) {
     double* row = &m[static_cast<size_t>(r * cols)];
@@ -78,7 +78,7 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
   const int64_t m = out.match_dims, mw = out.window_dims, Dc = out.content_dims, b = out.bias_dim;
   const int64_t prev0 = b + 1, window0 = prev0 + m;
 
-  eval::Rng rng(seed ^ 0x1d0c710aull);
+  data::Rng rng(seed ^ 0x1d0c710aull);
   float* p = params.data();
 
   // Embeddings: content of norm exactly 1 in [0, Dc), the constant 1, zeros in the subspaces

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "lm/lm_ops.h"
+#include "tensor/rope.h"
 #include "util/error.h"
 
 namespace flashmem::lm {
@@ -14,16 +15,10 @@ RopeTable make_rope_table(const LmConfig& c, int64_t n_pos) {
   r.half = c.head_dim() / 2;
   r.cos.resize(static_cast<size_t>(n_pos * r.half));
   r.sin.resize(r.cos.size());
-  for (int64_t i = 0; i < r.half; ++i) {
-    // Same expression and precision as Session: inv_freq in double, angle in double.
-    const double inv_freq =
-        std::pow(c.rope_base, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim()));
-    for (int64_t t = 0; t < n_pos; ++t) {
-      const double angle = static_cast<double>(t) * inv_freq;
-      r.cos[static_cast<size_t>(t * r.half + i)] = static_cast<float>(std::cos(angle));
-      r.sin[static_cast<size_t>(t * r.half + i)] = static_cast<float>(std::sin(angle));
-    }
-  }
+  // The engine's RoPE (tensor/rope.h): a model trained here rotates exactly as it will run.
+  const std::vector<double> freqs = rope_frequencies(c.rope_base, c.head_dim());
+  for (int64_t t = 0; t < n_pos; ++t)
+    rope_angles(freqs, t, &r.cos[static_cast<size_t>(t * r.half)], &r.sin[static_cast<size_t>(t * r.half)]);
   return r;
 }
 

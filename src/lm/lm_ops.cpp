@@ -5,6 +5,7 @@
 
 #include "lm/gemm.h"
 #include "lm/lm_forward.h"
+#include "tensor/rope.h"
 
 namespace flashmem::lm {
 
@@ -45,15 +46,8 @@ void rope_apply(float* v, int64_t T, int64_t n_heads, int64_t hd, const RopeTabl
   for (int64_t t = 0; t < T; ++t) {
     const float* cs = &rope.cos[static_cast<size_t>(t * half)];
     const float* sn = &rope.sin[static_cast<size_t>(t * half)];
-    for (int64_t h = 0; h < n_heads; ++h) {
-      float* p = v + (t * n_heads + h) * hd;
-      for (int64_t i = 0; i < half; ++i) {
-        const float c = cs[i], s = inverse ? -sn[i] : sn[i];
-        const float x0 = p[2 * i], x1 = p[2 * i + 1];
-        p[2 * i] = x0 * c - x1 * s;
-        p[2 * i + 1] = x0 * s + x1 * c;
-      }
-    }
+    for (int64_t h = 0; h < n_heads; ++h)
+      rope_rotate(v + (t * n_heads + h) * hd, hd, RopeStyle::kAdjacent, cs, sn, inverse);
   }
 }
 

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "eval/rng.h"
+#include "data/rng.h"
 #include "util/error.h"
 
 namespace flashmem::lm {
@@ -82,7 +82,7 @@ std::vector<ParamTensor> param_tensors(const LmConfig& c, const ParamLayout& l) 
 std::vector<float> init_params(const LmConfig& c, const ParamLayout& l, uint64_t seed,
                                double init_std) {
   std::vector<float> p(l.total, 0.0f);
-  eval::Rng rng(seed);
+  data::Rng rng(seed);
   const double residual_scale = 1.0 / std::sqrt(2.0 * static_cast<double>(c.n_layers));
   for (const ParamTensor& t : param_tensors(c, l)) {
     float* w = p.data() + t.offset;

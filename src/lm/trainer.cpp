@@ -8,8 +8,8 @@
 #include <filesystem>
 #include <mutex>
 
-#include "eval/rng.h"
-#include "eval/word_vocab.h"
+#include "data/rng.h"
+#include "data/word_vocab.h"
 #include "lm/checkpoint.h"
 #include "lm/induction_init.h"
 #include "lm/export.h"
@@ -41,7 +41,7 @@ void validate_train_options(const TrainOptions& o) {
 }
 
 RecallAccuracy recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::vector<float>& params,
-                       const Tokenizer& tokenizer, eval::TaskFamily family, int64_t length,
+                       const Tokenizer& tokenizer, data::TaskFamily family, int64_t length,
                        int64_t samples, uint64_t seed, ThreadPool& pool) {
   const RopeTable rope = make_rope_table(c, length);
   std::vector<int> correct(static_cast<size_t>(samples), 0);
@@ -50,12 +50,12 @@ RecallAccuracy recall_accuracy(const LmConfig& c, const ParamLayout& layout, con
     Activations acts;
     std::vector<float> logits;
     for (int64_t i = part; i < samples; i += pool.size()) {
-      eval::TaskSpec spec;
+      data::TaskSpec spec;
       spec.family = family;
       spec.length = length;
       spec.n_answered = 1;
       const Sequence s = sample_to_sequence(
-          eval::generate_task(spec, eval::mix_seed(seed, static_cast<uint64_t>(i)), tokenizer), true);
+          data::generate_task(spec, data::mix_seed(seed, static_cast<uint64_t>(i)), tokenizer), true);
       logits.resize(s.targets.size() * static_cast<size_t>(c.n_vocab));
       forward(c, layout, params.data(), rope, s.tokens, s.targets, acts, logits.data());
       bool ok = !s.targets.empty();
@@ -89,7 +89,7 @@ std::string format_duration(double s) {
 }  // namespace
 
 void train_lm(const TrainOptions& opt) {
-  const VocabSpec vocab = eval::word_vocab_spec();
+  const VocabSpec vocab = data::word_vocab_spec();
   const Tokenizer tokenizer{VocabSpec(vocab)};
   TrainOptions o = opt;
   o.model.n_vocab = static_cast<int64_t>(vocab.tokens.size());
@@ -152,11 +152,11 @@ void train_lm(const TrainOptions& opt) {
   int64_t loss_count = 0;
   auto evaluate = [&](int64_t step) {
     std::string line = fmt::format("eval step {}:", step);
-    for (const eval::TaskFamily f : {eval::TaskFamily::kNiahSingle, eval::TaskFamily::kNiahMultikey})
+    for (const data::TaskFamily f : {data::TaskFamily::kNiahSingle, data::TaskFamily::kNiahMultikey})
       for (const int64_t len : o.eval_lengths) {
         const RecallAccuracy acc = recall_accuracy(c, layout, params, tokenizer, f, len,
                                                    o.eval_samples, o.seed ^ 0xe7a1ull, pool);
-        line += fmt::format(" {}@{} {:.3f} (tokens {:.3f})", eval::family_name(f), len,
+        line += fmt::format(" {}@{} {:.3f} (tokens {:.3f})", data::family_name(f), len,
                             acc.samples, acc.tokens);
       }
     if (tty) fmt::print(stderr, "\n");

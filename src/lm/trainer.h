@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "eval/task.h"
+#include "data/task.h"
 #include "lm/data.h"
 #include "lm/lm_params.h"
 #include "lm/optimizer.h"
@@ -49,7 +49,7 @@ struct RecallAccuracy {
 // `length`: with every answer token the argmax, greedy decoding produces the answer. Samples are
 // seeded from `seed`.
 RecallAccuracy recall_accuracy(const LmConfig& c, const ParamLayout& layout, const std::vector<float>& params,
-                       const Tokenizer& tokenizer, eval::TaskFamily family, int64_t length,
+                       const Tokenizer& tokenizer, data::TaskFamily family, int64_t length,
                        int64_t samples, uint64_t seed, ThreadPool& pool);
 
 // Runs (or resumes) training; throws Error on bad options, I/O failure or divergence.

@@ -4,12 +4,9 @@
 #include <string_view>
 #include <vector>
 
-namespace flashmem {
+#include "tensor/rope.h"  // RopeStyle
 
-enum class RopeStyle {
-  kAdjacent,  // rotate pairs (2i, 2i+1) — llama (GGUF stores Q/K rows permuted for this)
-  kNeox,      // rotate pairs (i, i + rope_dim/2) — qwen2, GPT-NeoX
-};
+namespace flashmem {
 
 struct ArchSpec {
   std::string_view name;      // general.architecture; also the metadata key prefix

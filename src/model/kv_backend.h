@@ -40,6 +40,19 @@ class KvBackend {
   virtual void store(int64_t layer, int64_t pos, const float* k, const float* v) = 0;
   // Spans (position order) attention of `layer` reads in this batch; valid until end_batch().
   virtual std::span<const KvSpan> spans(int64_t layer) = 0;
+  // Prompt batches of a backend that does not keep its whole history in memory (a disk store):
+  // attention reads positions [0, windowed_keys()) through window(), window_keys() positions at
+  // a time, and spans(layer) then holds only the positions from windowed_keys() on. 0 (the
+  // default): spans(layer) holds every position. Set from begin_batch() to end_batch(), never
+  // together with an attention_observer().
+  virtual int64_t windowed_keys() const { return 0; }
+  // Positions per window: a positive multiple of kAttentionChunkKeys, so that no attention chunk
+  // but the last window's straddles two windows (read only when windowed_keys() > 0).
+  virtual int64_t window_keys() const { return 0; }
+  // Spans of `layer` holding positions [first, min(first + window_keys(), windowed_keys())), in
+  // position order; `first` is a multiple of window_keys() below windowed_keys(). Valid until
+  // the next window() call or end_batch(). Throws Error if the history cannot be read.
+  virtual std::span<const KvSpan> window(int64_t layer, int64_t first) { return {}; }
   // Hidden state entering `layer` (D floats) at `pos`; called only for observed_layers().
   virtual const std::vector<int64_t>& observed_layers() const {
     static const std::vector<int64_t> kNone;

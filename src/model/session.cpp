@@ -6,26 +6,12 @@
 
 #include "model/attention.h"
 #include "tensor/kernels.h"
+#include "tensor/rope.h"
 #include "util/error.h"
 #include "util/timer.h"
 
 namespace flashmem {
 namespace {
-
-// Rotates one head's first rope_dim dims in place at position `pos`.
-void apply_rope(float* v, int64_t rope_dim, RopeStyle style, const std::vector<double>& inv_freq,
-                int64_t pos) {
-  const int64_t half = rope_dim / 2;
-  for (int64_t i = 0; i < half; ++i) {
-    const double angle = static_cast<double>(pos) * inv_freq[static_cast<size_t>(i)];
-    const float c = static_cast<float>(std::cos(angle)), s = static_cast<float>(std::sin(angle));
-    const int64_t a = style == RopeStyle::kAdjacent ? 2 * i : i;
-    const int64_t b = style == RopeStyle::kAdjacent ? 2 * i + 1 : i + half;
-    const float x0 = v[a], x1 = v[b];
-    v[a] = x0 * c - x1 * s;
-    v[b] = x0 * s + x1 * c;
-  }
-}
 
 void silu_mul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
@@ -49,10 +35,9 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
   const ModelConfig& c = model_->config();
   if (options_.max_batch < 1) fail("max_batch must be >= 1");
   check_kv_type(kv_->type(), c.head_dim);
-  inv_freq_.resize(static_cast<size_t>(c.rope_dim / 2));
-  for (int64_t i = 0; i < c.rope_dim / 2; ++i)
-    inv_freq_[static_cast<size_t>(i)] =
-        std::pow(c.rope_base, -2.0 * static_cast<double>(i) / static_cast<double>(c.rope_dim));
+  rope_freqs_ = rope_frequencies(c.rope_base, c.rope_dim);
+  rope_cos_.resize(rope_freqs_.size());
+  rope_sin_.resize(rope_freqs_.size());
   const auto B = static_cast<size_t>(std::min(options_.max_batch, kv_->capacity()));
   x_.resize(B * c.dim);
   xn_.resize(B * c.dim);
@@ -139,10 +124,12 @@ void Session::forward_batch(std::span<const int32_t> tokens, float* logits, bool
         for (int64_t j = 0; j < KV; ++j) k[j] += l.bk[j];
         for (int64_t j = 0; j < KV; ++j) v[j] += l.bv[j];
       }
+      // One position's angles serve every head of q and k (each head's first rope_dim dims).
+      rope_angles(rope_freqs_, pos0 + i, rope_cos_.data(), rope_sin_.data());
       for (int64_t h = 0; h < c.n_heads; ++h)
-        apply_rope(q + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
+        rope_rotate(q + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
       for (int64_t h = 0; h < c.n_kv_heads; ++h)
-        apply_rope(k + h * hd, c.rope_dim, c.arch->rope_style, inv_freq_, pos0 + i);
+        rope_rotate(k + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
       kv_->store(il, pos0 + i, k, v);
     }
     times_.other += now_seconds() - t0;
@@ -182,10 +169,20 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, kv_->type()};
   const std::span<const KvSpan> spans = kv_->spans(layer);
   const int64_t stride = attention_partial_floats(shape), n_threads = pool_.size();
+  // A windowed history (KvBackend::windowed_keys): positions [0, windowed) come window by
+  // window, spans holds the rest. Every whole window's chunks are attended on their own; the
+  // last window's are attended together with spans, since its last chunk may straddle both.
+  const int64_t windowed = kv_->windowed_keys();
+  const int64_t window = windowed > 0 ? kv_->window_keys() : 0;
+  if (windowed > 0 && (window <= 0 || window % kAttentionChunkKeys != 0))
+    fail("KV windows of {} positions are not whole attention chunks of {}", window, kAttentionChunkKeys);
+  const int64_t last_window = windowed > 0 ? (windowed - 1) / window * window : 0;  // its first key
+  auto keys_of = [&](int64_t i) { return windowed + attended_keys(spans, pos0 + i); };
   // Optional probability side output: probs_ [n, n_heads, max_keys]; token i uses the first
   // n_heads * n_keys_i floats of its block as [n_heads, n_keys_i].
   AttentionObserver* observer = kv_->attention_observer();
-  const int64_t max_keys = attended_keys(spans, pos0 + n - 1);
+  if (observer != nullptr && windowed > 0) fail("attention probabilities of a windowed KV history");
+  const int64_t max_keys = keys_of(n - 1);
   if (observer != nullptr) probs_.resize(static_cast<size_t>(n * c.n_heads * max_keys));
   auto probs_of = [&](int64_t i) -> float* {
     if (observer == nullptr || !observer->wants_attention(pos0 + i)) return nullptr;
@@ -194,36 +191,81 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), dealt
   // round-robin: neighbouring chunks run at the same time, and later tokens' extra chunks
   // spread over the threads. Tokens go in runs of at most kMaxChunksPerRun chunks, which bounds
-  // the partial states kept (1024 · 12 heads · 66 floats = 3.2 MB for the 125M model).
+  // the partial states kept (1024 · 12 heads · 66 floats = 3.2 MB for the 125M model). A
+  // windowed history is read again for every run, so its runs are bounded by bytes instead:
+  // 16 MiB of states are runs of about 80 tokens at 16K context for the 125M model, so the
+  // history is read once per 80 tokens that attend it, and stay far below the KV they stream.
   constexpr int64_t kMaxChunksPerRun = 1024;
+  constexpr int64_t kWindowedRunBytes = int64_t{16} << 20;
+  const int64_t max_run_chunks =
+      windowed > 0 ? std::max<int64_t>(kMaxChunksPerRun, kWindowedRunBytes / (stride * 4))
+                   : kMaxChunksPerRun;
   for (int64_t first = 0; first < n;) {
     chunk_first_.clear();  // [tokens of the run + 1] first chunk of each token, then the total
     int64_t last = first, total = 0;
     while (last < n) {
-      const int64_t chunks = attention_chunks(attended_keys(spans, pos0 + last));
-      if (last > first && total + chunks > kMaxChunksPerRun) break;
+      const int64_t chunks = attention_chunks(keys_of(last));
+      if (last > first && total + chunks > max_run_chunks) break;
       chunk_first_.push_back(total);
       total += chunks;
       ++last;
     }
     chunk_first_.push_back(total);
     partials_.resize(static_cast<size_t>(total * stride));
-    pool_.run([&](int part) {
-      thread_local std::vector<float> scratch;  // per thread
-      size_t ti = 0;                            // token of `item` within the run
-      for (int64_t item = part; item < total; item += n_threads) {
-        while (chunk_first_[ti + 1] <= item) ++ti;
-        const int64_t i = first + static_cast<int64_t>(ti);
-        attend_chunk(shape, spans, pos0 + i, item - chunk_first_[ti], &q_[i * Q],
-                     &partials_[static_cast<size_t>(item * stride)], scratch, probs_of(i));
+    // Chunks [lo, hi) of every token of the run from one whole window (every token attends all
+    // of them), read from `from`, whose first key is key lo * kAttentionChunkKeys. Chunk by
+    // chunk: the threads attend one chunk for every token while its K and V rows are in cache,
+    // so the window comes from memory about once per run instead of once per token.
+    auto attend_window = [&](std::span<const KvSpan> from, int64_t lo, int64_t hi) {
+      const int64_t tokens = last - first, items = tokens * (hi - lo);
+      pool_.run([&](int part) {
+        thread_local std::vector<float> scratch;  // per thread
+        for (int64_t item = part; item < items; item += n_threads) {
+          const int64_t ti = item % tokens, chunk = lo + item / tokens, i = first + ti;
+          attend_chunk(shape, from, pos0 + i, chunk - lo, &q_[i * Q],
+                       &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch);
+        }
+      });
+    };
+    // Every token's chunks from lo on, read from `from` (first key: key lo * kAttentionChunkKeys),
+    // token by token.
+    auto attend_rest = [&](std::span<const KvSpan> from, int64_t lo) {
+      range_first_.clear();  // [tokens of the run + 1] first item of each token, then the total
+      int64_t items = 0;
+      for (size_t ti = 0; ti + 1 < chunk_first_.size(); ++ti) {
+        range_first_.push_back(items);
+        items += chunk_first_[ti + 1] - chunk_first_[ti] - lo;
       }
-    });
+      range_first_.push_back(items);
+      pool_.run([&](int part) {
+        thread_local std::vector<float> scratch;  // per thread
+        size_t ti = 0;                            // token of `item` within the run
+        for (int64_t item = part; item < items; item += n_threads) {
+          while (range_first_[ti + 1] <= item) ++ti;
+          const int64_t i = first + static_cast<int64_t>(ti);
+          const int64_t chunk = lo + item - range_first_[ti];
+          attend_chunk(shape, from, pos0 + i, chunk - lo, &q_[i * Q],
+                       &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch,
+                       probs_of(i));
+        }
+      });
+    };
+    for (int64_t key = 0; key < last_window; key += window)
+      attend_window(kv_->window(layer, key), key / kAttentionChunkKeys,
+                    (key + window) / kAttentionChunkKeys);
+    std::span<const KvSpan> rest = spans;
+    if (windowed > 0) {
+      const std::span<const KvSpan> tail = kv_->window(layer, last_window);
+      rest_spans_.assign(tail.begin(), tail.end());
+      rest_spans_.insert(rest_spans_.end(), spans.begin(), spans.end());
+      rest = rest_spans_;
+    }
+    attend_rest(rest, last_window / kAttentionChunkKeys);
     pool_.run([&](int part) {
       for (int64_t i = first + part; i < last; i += n_threads) {
         const size_t ti = static_cast<size_t>(i - first);
         attend_merge(shape, &partials_[static_cast<size_t>(chunk_first_[ti] * stride)],
-                     chunk_first_[ti + 1] - chunk_first_[ti], &attn_[i * Q], probs_of(i),
-                     attended_keys(spans, pos0 + i));
+                     chunk_first_[ti + 1] - chunk_first_[ti], &attn_[i * Q], probs_of(i), keys_of(i));
       }
     });
     first = last;
@@ -231,8 +273,7 @@ void Session::attention(int64_t layer, int64_t n, int64_t pos0) {
   if (observer == nullptr) return;
   for (int64_t i = 0; i < n; ++i)
     if (float* probs = probs_of(i); probs != nullptr)
-      observer->observe_attention(layer, pos0 + i, probs, c.n_heads,
-                                  attended_keys(spans, pos0 + i));
+      observer->observe_attention(layer, pos0 + i, probs, c.n_heads, keys_of(i));
 }
 
 }  // namespace flashmem

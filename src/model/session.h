@@ -72,7 +72,8 @@ class Session {
   std::unique_ptr<KvBackend> kv_;
   int64_t n_past_ = 0;
   ForwardTimes times_;
-  std::vector<double> inv_freq_;  // [rope_dim/2] RoPE frequencies base^(-2i/rope_dim)
+  std::vector<double> rope_freqs_;            // [rope_dim/2] base^(-2i/rope_dim)
+  std::vector<float> rope_cos_, rope_sin_;    // [rope_dim/2] the angles of the position being rotated
 
   // Scratch for one batch of up to max_batch tokens (B).
   std::vector<float> x_;       // [B, D] residual stream
@@ -87,6 +88,8 @@ class Session {
   std::vector<float> probs_;   // [B, n_heads, keys] attention probabilities (observer only)
   std::vector<float> partials_;       // [chunks, attention_partial_floats] one run's chunk states
   std::vector<int64_t> chunk_first_;  // [run tokens + 1] each token's first chunk in partials_
+  std::vector<int64_t> range_first_;  // [run tokens + 1] each token's first item of a chunk range
+  std::vector<KvSpan> rest_spans_;    // a windowed history's last window, then spans(layer)
 };
 
 }  // namespace flashmem

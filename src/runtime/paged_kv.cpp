@@ -12,6 +12,7 @@
 #include "indexer/fp8.h"
 #include "indexer/towers.h"
 #include "kv/disk_store.h"
+#include "runtime/limits.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/timer.h"
@@ -40,15 +41,23 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
     : config_(model.config()),
       type_(type),
       capacity_(capacity),
-      options_(options),
+      options_(fit_to_context(options, capacity)),
       key_bounds_(model.config().n_layers, model.config().kv_dim()) {
   check_kv_type(type, config_.head_dim);
   if (capacity < 1) fail("KV capacity must be >= 1");
   if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
     fail("page tokens and tau must be >= 1, sink and recent pages >= 0");
   if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
-  layout_ = PageLayout::make(config_.n_layers, options.page_tokens, config_.kv_dim(),
+  check_page_geometry(options);
+  layout_ = PageLayout::make(config_.n_layers, options_.page_tokens, config_.kv_dim(),
                              dtype_info(type).block_bytes, dtype_info(type).block_elems);
+  // Prompt windows: whole attention chunks filling prompt_window_bytes of one layer's K and V
+  // (at least one chunk); a window that starts and ends inside pages overlaps one page more than
+  // it fills.
+  const auto window_chunks = static_cast<int64_t>(options.prompt_window_bytes /
+                                                  (2 * layout_.row_bytes()) / kAttentionChunkKeys);
+  window_keys_ = std::max<int64_t>(1, window_chunks) * kAttentionChunkKeys;
+  window_slots_ = (window_keys_ + options.page_tokens - 1) / options.page_tokens + 1;
   policy_ = make_policy(options.policy, PolicyParams{.seed = options.seed, .lsa_topk = options.lsa_topk});
   kind_ = policy_kind(options.policy);
   budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
@@ -62,9 +71,9 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
     if (trace == nullptr)
       fail("policy {} needs the attention masses of a full-attention pass (runtime/oracle.h)",
            options.policy);
-    if (trace->page_tokens != options.page_tokens || trace->tau != options.tau)
+    if (trace->page_tokens != options_.page_tokens || trace->tau != options_.tau)
       fail("the oracle trace was recorded with {}-token pages and tau {}, not {} and {}",
-           trace->page_tokens, trace->tau, options.page_tokens, options.tau);
+           trace->page_tokens, trace->tau, options_.page_tokens, options_.tau);
   } else if (options.oracle_trace && kind_ != "full") {
     fail("an oracle trace is recorded by policy full and read by oracle:F, not by '{}'", options.policy);
   }
@@ -92,8 +101,14 @@ PagedKv::~PagedKv() {
   // Leases go back to the pool before it goes (a step that stopped on an error still holds its
   // quest leases), and the pool stops its recall worker before the store goes away.
   step_views_.clear();
+  window_views_.clear();
   view_.release();
   pool_.reset();
+}
+
+void PagedKv::fail_store_write(StoreStatus status) const {
+  // The --kv-store spec names the path (file or directory) a full disk or I/O error concerns.
+  fail("writing a KV page to the store '{}' failed: {} ({})", options_.store, describe(status), to_string(status));
 }
 
 int64_t PagedKv::tail_pages() const {
@@ -106,6 +121,7 @@ int64_t PagedKv::tail_pages() const {
 
 void PagedKv::reset() {
   step_views_.clear();  // as in ~PagedKv: leases first, then the pool, then its store
+  window_views_.clear();
   view_.release();
   pool_.reset();
   // The old store goes before the new one is made: with disk:FILE both use the same path, and the
@@ -131,7 +147,8 @@ void PagedKv::reset() {
   pc.zero_copy = dynamic_cast<RamStore*>(store_.get()) != nullptr;
   pool_ = std::make_unique<ResidentPool>(*store_, pc);
   spans_.assign(static_cast<size_t>(config_.n_layers), {});
-  prompt_pages_.clear();
+  windowed_ = 0;
+  window_spans_.clear();
   selection_.clear();
   last_page_scores_.clear();
   decoding_ = false;
@@ -158,6 +175,7 @@ void PagedKv::reset() {
 void PagedKv::begin_batch(int64_t pos0, int64_t n) {
   pos0_ = pos0;
   n_ = n;
+  windowed_ = 0;
   for (auto& s : spans_) s.clear();
   auto add_page = [&](int64_t page, const uint8_t* data, int64_t n_tokens) {
     if (n_tokens <= 0) return;
@@ -182,14 +200,17 @@ void PagedKv::begin_batch(int64_t pos0, int64_t n) {
       }
     }
   } else {
-    // Prompt: full attention over every earlier page (from the store) and the open page.
+    // Prompt: full attention over every earlier page and the open page. The ram store's pages
+    // are read where they lie; any other store's come through window().
     const int64_t open = layout_.page_of(pos0);
-    auto* ram = dynamic_cast<RamStore*>(store_.get());
-    for (int64_t p = 0; p < open; ++p) {
-      const uint8_t* data =
-          ram != nullptr ? ram->page_data(p) : prompt_pages_[static_cast<size_t>(p)].get();
-      if (data == nullptr) fail("KV page {} is missing from the store", p);
-      add_page(p, data, options_.page_tokens);
+    if (auto* ram = dynamic_cast<RamStore*>(store_.get())) {
+      for (int64_t p = 0; p < open; ++p) {
+        const uint8_t* data = ram->page_data(p);
+        if (data == nullptr) fail("KV page {} is missing from the store", p);
+        add_page(p, data, options_.page_tokens);
+      }
+    } else {
+      windowed_ = layout_.first_pos(open);
     }
     add_page(open, pool_->open_cell(), pos0 - layout_.first_pos(open));
   }
@@ -243,9 +264,10 @@ void PagedKv::end_batch(bool is_prompt_end) {
     attn_bytes_sum_ += attended;
   }
   view_.release();
+  window_views_.clear();  // commits may need the cells these leases hold
+  windowed_ = 0;
   // Hand the staged rows to the pool position by position; a full page is written through.
   const size_t row = layout_.row_bytes(), block = static_cast<size_t>(n_) * row;
-  const bool ram = dynamic_cast<RamStore*>(store_.get()) != nullptr;
   for (int64_t i = 0; i < n_; ++i) {
     const int64_t pos = pos0_ + i;
     for (int64_t l = 0; l < config_.n_layers; ++l) {
@@ -255,16 +277,9 @@ void PagedKv::end_batch(bool is_prompt_end) {
     }
     const bool page_full = (pos + 1) % options_.page_tokens == 0;
     if (!page_full && i + 1 < n_) continue;
-    // Disk store: the prompt's pages stay readable in memory until the prompt ends.
-    if (page_full && !decoding_ && !ram) {
-      AlignedBytes copy = allocate_aligned_bytes(layout_.page_bytes());
-      if (!copy) fail("out of memory holding prompt KV pages");
-      std::memcpy(copy.get(), pool_->open_cell(), layout_.page_bytes());
-      prompt_pages_.push_back(std::move(copy));
-    }
     const StoreStatus status = pool_->commit(pos + 1);
     if (status != StoreStatus::kOk)
-      fail("writing a KV page to the store failed: {}", to_string(status));
+      fail_store_write(status);
   }
   if (was_decoding) {
     ++decode_steps_;
@@ -282,7 +297,6 @@ void PagedKv::end_batch(bool is_prompt_end) {
   }
   if (is_prompt_end && !decoding_) {
     decoding_ = true;
-    prompt_pages_.clear();
     run_cycle();
   }
 }
@@ -356,7 +370,7 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
         for (int64_t slot = 0; slot < options_.page_tokens; ++slot)
           add_key_bounds(layout_.first_pos(p) + slot, l, page.get() + layout_.k_row(l, slot));
     const StoreStatus status = pool_->ingest_page(p, page.get());
-    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+    if (status != StoreStatus::kOk) fail_store_write(status);
   }
   const int64_t rest = n - full_pages * options_.page_tokens;
   if (rest > 0) {
@@ -368,7 +382,7 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
         if (quest_k_ > 0) add_key_bounds(full_pages * options_.page_tokens + i, l, rows.data());
       }
     const StoreStatus status = pool_->commit(n);
-    if (status != StoreStatus::kOk) fail("writing a KV page to the store failed: {}", to_string(status));
+    if (status != StoreStatus::kOk) fail_store_write(status);
   }
   // Indexer keys of every complete chunk: random but valid compressed keys.
   if (!observed_layers_.empty()) {

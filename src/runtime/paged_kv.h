@@ -2,11 +2,15 @@
 // run at cycle boundaries (right after the prompt and every tau decode steps), and, for `lsa`,
 // the Memory Indexer scoring every index chunk of the history.
 //
-// Prompt: every page is written to the store; prompt attention reads what it needs (earlier
-// pages straight from the store, the open page from its cell, the batch's rows from staging). Decode: attention reads only the
-// pool's resident pages (sink + selection + recency tail + open page); a new selection is
-// recalled by the pool's background worker while decoding continues, and a step waits only for
-// pages that are not there yet.
+// Prompt: every page is written to the store as it fills, and its cell is kept only as the
+// policy's pool would keep it (sink, tail, budget), so prefill holds no more KV in memory than
+// decode. Prompt attention reads every earlier page: with the ram store straight from its
+// mirror; with any other store in windows (KvBackend::window) of prompt_window_bytes, each page
+// from its pool cell if still resident, else by a per-layer read of the store into the window
+// buffer. The open page comes from its cell, the batch's rows from staging.
+// Decode: attention reads only the pool's resident pages (sink + selection + recency tail + open
+// page); a new selection is recalled by the pool's background worker while decoding continues,
+// and a step waits only for pages that are not there yet.
 //
 // quest:K maps onto the two tiers like this: every decode step, each layer reads the sink, the
 // recency tail and its own top-K middle pages by key bounds (select/quest.h). A chosen page is
@@ -51,11 +55,18 @@ struct OracleTrace {
 struct PagedKvOptions {
   std::string policy = "full";  // see select/policy.h
   double budget = -1;           // resident fraction cap (sink and tail count); < 0: policy's own
+  // page_tokens, sink_pages, recent_pages and tau beyond the context are cut to it
+  // (fit_to_context in runtime/limits.h): same behaviour, memory bounded by the context.
   int64_t page_tokens = 64;
   int64_t sink_pages = 1;
   int64_t recent_pages = 2;     // raised to cover tau decode steps (see tail_pages())
   int64_t tau = 64;             // decode steps per selection cycle (the indexer's lookahead)
   std::string store = "ram";    // "ram" | "disk:PATH" (PATH: a directory or file name prefix)
+  // Prompt with a store other than ram: K and V bytes of one layer per attention window (at
+  // least one attention chunk). 8 MiB makes a window's attention work (every token of a run over
+  // its positions) dwarf its read and dispatch calls, and is a small part of what prefill holds
+  // besides weights and the pool.
+  size_t prompt_window_bytes = size_t{8} << 20;
   std::shared_ptr<const IndexerModel> indexer;  // required by `lsa`
   uint64_t seed = 0;            // random:F
   int64_t lsa_topk = 0;         // lsa: > 0 keeps the K best pages, ignoring the 0.5 threshold
@@ -97,6 +108,9 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   void store(int64_t layer, int64_t pos, const float* k, const float* v) override;
   std::span<const KvSpan> spans(int64_t layer) override;
   const std::vector<int64_t>& observed_layers() const override { return observed_layers_; }
+  int64_t windowed_keys() const override { return windowed_; }
+  int64_t window_keys() const override { return window_keys_; }
+  std::span<const KvSpan> window(int64_t layer, int64_t first) override;
   void observe_hidden(int64_t layer, int64_t pos, const float* hidden) override;
   void end_batch(bool is_prompt_end) override;
   void reset() override;
@@ -135,6 +149,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
                          int64_t n_keys) override;
   void run_cycle();
   int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
+  [[noreturn]] void fail_store_write(StoreStatus status) const;  // Error naming the store's path
   std::vector<float> lsa_page_scores(int64_t n_pages);
   void add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row);
   void begin_quest_step();
@@ -143,6 +158,9 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   const uint8_t* quest_layer_data(int64_t page, int64_t layer);
   // The whole page from its pool cell (pinned, or leased for the step), or nullptr if not resident.
   const uint8_t* resident_page_data(int64_t page);
+  // Layer `layer` of page `page` (its K block, then V) read from the store into dst
+  // [layout_.layer_bytes()]; throws Error when the store misses.
+  void read_store_layer(int64_t page, int64_t layer, uint8_t* dst);
 
   const ModelConfig& config_;
   DType type_;
@@ -159,7 +177,13 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   bool decoding_ = false;  // after the prompt: attention reads only resident pages
   int64_t decode_steps_ = 0;
   ResidentView view_;                          // decode: the resident pages of this step
-  std::vector<AlignedBytes> prompt_pages_;     // prompt, disk store: copies of its full pages
+  // Prompt with a store other than ram: the committed pages [0, windowed_) are read in windows.
+  int64_t windowed_ = 0;
+  int64_t window_keys_ = 0;                    // positions per window (whole attention chunks)
+  AlignedBytes window_buffer_;                 // [window_slots_, layer_bytes] pages read this window
+  int64_t window_slots_ = 0;                   // pages one window can overlap
+  std::vector<KvSpan> window_spans_;           // spans of the current window
+  std::vector<ResidentView> window_views_;     // leases on the current window's resident pages
   std::vector<std::vector<KvSpan>> spans_;     // [n_layers] spans of this batch
   // This batch's own rows, staged until end_batch() hands them to the pool page by page (so a
   // batch may cross page ends and batching stays exactly that of the contiguous cache).

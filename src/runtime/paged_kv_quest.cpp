@@ -55,11 +55,7 @@ const uint8_t* PagedKv::quest_layer_data(int64_t page, int64_t layer) {
       if (!miss_layers_.back()) fail("out of memory reading KV page {} from the store", page);
     }
     uint8_t* dst = miss_layers_[miss_used_++].get();
-    // The store's segment l is layer l's K and V blocks (make_store splits pages by layer).
-    const StoreStatus status = store_->read_segment(page, layer, dst);
-    if (status != StoreStatus::kOk)  // the step stops; nothing was read from dst
-      fail("KV page {} layer {} could not be read from the store: {} ({})", page, layer,
-           describe(status), to_string(status));
+    read_store_layer(page, layer, dst);  // on a miss the step stops; nothing was read from dst
     blocks = dst;
   }
   store_pages_.push_back(page);  // counted once per step in end_quest_step()

@@ -6,8 +6,9 @@
 #include <filesystem>
 #include <sstream>
 
-#include "eval/task.h"
+#include "data/task.h"
 #include "util/error.h"
+#include "util/printable.h"
 #include "util/read_file.h"
 
 namespace flashmem {
@@ -15,6 +16,8 @@ namespace {
 
 // generate:N documents beyond this are surely a typo (a million 512-token documents = 2 TB dumps).
 constexpr int64_t kMaxGenerated = 1'000'000;
+// A parser message is one sentence plus the bytes it last read: 200 bytes keep it whole.
+constexpr size_t kMaxShownError = 200;
 
 
 std::string string_field(const nlohmann::json& j, const char* name, const std::string& where) {
@@ -51,7 +54,8 @@ std::vector<CorpusDocument> load_jsonl(const std::string& path, const Tokenizer&
     try {
       j = nlohmann::json::parse(line);
     } catch (const nlohmann::json::exception& e) {
-      fail("{}: invalid JSON ({})", where, e.what());
+      // Escaped: the parser quotes the bytes it stopped at, which may be binary.
+      fail("{}: invalid JSON ({})", where, printable(e.what(), kMaxShownError));
     }
     if (!j.is_object()) fail("{}: not a JSON object", where);
     std::string prompt, text;
@@ -117,12 +121,12 @@ std::vector<CorpusDocument> load_tasks(const std::string& spec, const Tokenizer&
   if (colon == std::string::npos) fail("--corpus tasks:FAMILIES:N, got 'tasks:{}'", spec);
   const std::string names = spec.substr(0, colon);
   const int64_t n = parse_count(spec.substr(colon + 1), "tasks:FAMILIES:N");
-  std::vector<eval::TaskFamily> families;
+  std::vector<data::TaskFamily> families;
   if (names == "all") {
-    families = eval::all_families();
+    families = data::all_families();
   } else {
     std::stringstream in(names);
-    for (std::string name; std::getline(in, name, ',');) families.push_back(eval::parse_family(name));
+    for (std::string name; std::getline(in, name, ',');) families.push_back(data::parse_family(name));
   }
   if (families.empty()) fail("--corpus tasks:FAMILIES:N names no family");
   if (o.max_tokens <= kAnswerRoom + 64)
@@ -130,12 +134,12 @@ std::vector<CorpusDocument> load_tasks(const std::string& spec, const Tokenizer&
   std::vector<CorpusDocument> docs;
   docs.reserve(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) {
-    eval::TaskSpec task;
+    data::TaskSpec task;
     task.family = families[static_cast<size_t>(i) % families.size()];
     task.length = o.max_tokens - kAnswerRoom;
-    const eval::TaskSample sample = eval::generate_task(task, o.seed + static_cast<uint64_t>(i), tok);
+    const data::TaskSample sample = data::generate_task(task, o.seed + static_cast<uint64_t>(i), tok);
     CorpusDocument d;
-    d.id = fmt::format("tasks:{}#{}", eval::family_name(task.family), i);
+    d.id = fmt::format("tasks:{}#{}", data::family_name(task.family), i);
     d.prompt = sample.tokens;
     std::string answer;
     for (const std::string& a : sample.answers) answer += (answer.empty() ? " " : ", ") + a;

@@ -1,6 +1,6 @@
 // Corpus sources of `flashmem dump` (DESIGN.md): JSONL ({"prompt", "continuation"} or chat
 // "messages"), plain text files, generate:N (documents sampled from the model from BOS) and
-// tasks:FAMILIES:N (the evaluation suite's generated long-context tasks, src/eval/task.h).
+// tasks:FAMILIES:N (the evaluation suite's generated long-context tasks, src/data/task.h).
 #pragma once
 #include <cstdint>
 #include <string>

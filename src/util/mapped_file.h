@@ -9,7 +9,8 @@ namespace flashmem {
 class MappedFile {
  public:
   MappedFile() = default;
-  // Maps `path` read-only. Throws Error if it cannot be opened or mapped. An empty file maps to
+  // Maps `path` read-only. Throws Error if it cannot be opened or mapped or is not a regular file
+  // (util/input_file.h: a FIFO or directory is refused, never waited on). An empty file maps to
   // data() == nullptr, size() == 0.
   explicit MappedFile(const std::string& path);
   ~MappedFile();

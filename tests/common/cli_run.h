@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -39,11 +40,31 @@ inline std::filesystem::path test_temp_path(const std::string& prefix, const std
          (prefix + "_" + name + "_" + what + "_" + std::to_string(::getpid()));
 }
 
+struct RunOptions {
+  // > 0: the process is killed after this many seconds (exit code 124), so a test of a hang
+  // fails instead of hanging.
+  int timeout_seconds = 0;
+  // > 0: address-space limit (ulimit -v) in MiB, so a test of a runaway allocation fails fast.
+  int memory_limit_mb = 0;
+  // > 0: file-size limit in bytes (prlimit --fsize) with SIGXFSZ ignored, so writes past it fail
+  // with EFBIG like writes to a full disk, instead of killing the process.
+  int64_t file_size_limit_bytes = 0;
+  // Non-empty: stdout goes there (e.g. /dev/full) instead of into RunResult::out.
+  std::string stdout_path;
+};
+
 // `flashmem ARGS` through the shell (ARGS may hold quotes and redirections of its own).
-inline RunResult run_flashmem(const std::string& args) {
+inline RunResult run_flashmem(const std::string& args, const RunOptions& options = {}) {
   const std::filesystem::path out = test_temp_path("flashmem_cli", "out");
   const std::filesystem::path err = test_temp_path("flashmem_cli", "err");
-  const std::string command = std::string(FLASHMEM_BIN) + " " + args + " >" + out.string() + " 2>" + err.string();
+  std::string command = std::string(FLASHMEM_BIN) + " " + args + " >" +
+                        (options.stdout_path.empty() ? out.string() : options.stdout_path) + " 2>" + err.string();
+  if (options.timeout_seconds > 0)
+    command = "timeout -k 2 " + std::to_string(options.timeout_seconds) + " " + command;
+  if (options.file_size_limit_bytes > 0)
+    command = "trap '' XFSZ; prlimit --fsize=" + std::to_string(options.file_size_limit_bytes) + " " + command;
+  if (options.memory_limit_mb > 0)
+    command = "ulimit -v " + std::to_string(options.memory_limit_mb * 1024) + "; " + command;
   const int status = std::system(command.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -8,8 +8,8 @@
 #include <random>
 
 #include "eval/harness.h"
-#include "eval/task.h"
-#include "eval/word_vocab.h"
+#include "data/task.h"
+#include "data/word_vocab.h"
 #include "gguf/gguf.h"
 #include "lm/checkpoint.h"
 #include "lm/data.h"
@@ -35,7 +35,7 @@ fs::path temp_dir(const std::string& name) {
 }
 
 const VocabSpec& vocab() {
-  static const VocabSpec v = eval::word_vocab_spec();
+  static const VocabSpec v = data::word_vocab_spec();
   return v;
 }
 const Tokenizer& tokenizer() {
@@ -61,12 +61,12 @@ TEST(LmTrain, TinyModelOverfitsEightSamples) {
   std::vector<float> params = init_params(c, l, 1);
   std::vector<Sequence> data;
   for (uint64_t s = 0; s < 8; ++s) {
-    eval::TaskSpec spec;
-    spec.family = eval::TaskFamily::kNiahMultikey;
+    data::TaskSpec spec;
+    spec.family = data::TaskFamily::kNiahMultikey;
     spec.length = 160;
     spec.n_needles = 3;
     spec.n_answered = 2;
-    data.push_back(sample_to_sequence(eval::generate_task(spec, s, tokenizer()), false));
+    data.push_back(sample_to_sequence(data::generate_task(spec, s, tokenizer()), false));
   }
   AdamWOptions o;
   o.lr = 1e-2;  // a large rate is fine when memorising a fixed batch
@@ -110,9 +110,9 @@ TEST(LmTrain, EngineLogitsEqualTrainerLogits) {
   const std::string path = (dir / "m.gguf").string();
   export_gguf(c, l, params, vocab(), DType::F32, "test", path);
 
-  eval::TaskSpec spec;
+  data::TaskSpec spec;
   spec.length = 300;
-  const eval::TaskSample s = eval::generate_task(spec, 9, tokenizer());
+  const data::TaskSample s = data::generate_task(spec, 9, tokenizer());
   const auto T = static_cast<int64_t>(s.tokens.size());
   std::vector<Target> all;
   for (int64_t p = 0; p < T; ++p) all.push_back({p, 0});
@@ -210,7 +210,7 @@ TEST(LmTrain, HarnessScoresEverySample) {
   train_lm(tiny_run(dir, 1));
   auto model = Model::load((dir / "m.gguf").string());
   eval::HarnessOptions o;
-  o.families = {eval::TaskFamily::kNiahSingle, eval::TaskFamily::kVt};
+  o.families = {data::TaskFamily::kNiahSingle, data::TaskFamily::kVt};
   o.lengths = {200, 300};
   o.samples = 3;
   int calls = 0;
@@ -221,7 +221,7 @@ TEST(LmTrain, HarnessScoresEverySample) {
     return std::make_unique<Session>(model, so);
   };
   const auto results = eval::evaluate_tasks(o, tokenizer(), make,
-                                            [&](const eval::TaskSample& s, const std::string&, double score) {
+                                            [&](const data::TaskSample& s, const std::string&, double score) {
                                               ++calls;
                                               EXPECT_GE(score, 0.0);
                                               EXPECT_LE(score, 1.0);
@@ -229,7 +229,7 @@ TEST(LmTrain, HarnessScoresEverySample) {
                                             });
   ASSERT_EQ(results.size(), 4u);
   EXPECT_EQ(calls, 12);
-  EXPECT_EQ(results[3].family, eval::TaskFamily::kVt);
+  EXPECT_EQ(results[3].family, data::TaskFamily::kVt);
   EXPECT_EQ(results[3].length, 300);
   for (const auto& r : results) EXPECT_LE(r.solved, r.score);
   fs::remove_all(dir);

@@ -99,7 +99,7 @@ TEST(EvalGrid, AutoPageSizeLeavesSeveralChosenPagesAtTenPercent) {
 
 TEST(EvalGrid, PlanRunsFullAndWindowOncePerLength) {
   GridOptions o;
-  o.families = {TaskFamily::kNiahSingle, TaskFamily::kVt};
+  o.families = {data::TaskFamily::kNiahSingle, data::TaskFamily::kVt};
   o.lengths = {1024, 1024};  // repeats collapse
   o.policies = {"quest", "full", "window", "recency", "full"};
   o.budgets = {0.25, 0.1, 0.1};
@@ -112,7 +112,7 @@ TEST(EvalGrid, PlanRunsFullAndWindowOncePerLength) {
   EXPECT_EQ(plan[3].spec, "recency:0.25");
   EXPECT_EQ(plan[4].spec, "quest:8");
   EXPECT_EQ(plan[5].policy, "quest");
-  EXPECT_EQ(plan[6].family, TaskFamily::kVt);
+  EXPECT_EQ(plan[6].family, data::TaskFamily::kVt);
 }
 
 TEST(EvalGrid, ValidationNamesTheFlag) {
@@ -217,7 +217,7 @@ CellResult fake_cell(const CellPlan& plan, double accuracy, double resident) {
 
 TEST(EvalReport, ResumeKeyMarkdownAndPlots) {
   GridOptions o;
-  o.families = {TaskFamily::kNiahSingle};
+  o.families = {data::TaskFamily::kNiahSingle};
   o.lengths = {256, 512};
   o.policies = {"full", "window", "random"};
   o.budgets = {0.25};
@@ -262,7 +262,7 @@ TEST(EvalReport, ResumeKeyMarkdownAndPlots) {
 // only: here the 256-token row (full 1.0), not the 512-token row (full 0.5).
 TEST(EvalReport, SummaryAgainstFullUsesRowsFullSolves) {
   GridOptions o;
-  o.families = {TaskFamily::kNiahSingle};
+  o.families = {data::TaskFamily::kNiahSingle};
   o.lengths = {256, 512};
   o.policies = {"full", "random"};
   o.budgets = {0.25};

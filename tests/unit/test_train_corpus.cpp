@@ -1,7 +1,7 @@
 // `dump --corpus tasks:FAMILIES:N`: the evaluation suite's generated tasks as dump documents.
 #include <gtest/gtest.h>
 
-#include "eval/task.h"
+#include "data/task.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "train/corpus.h"
@@ -30,9 +30,9 @@ TEST(TrainCorpus, TaskDocumentsAreDeterministicAndFitTheLimit) {
     EXPECT_GT(d.prompt.size(), 256u);  // the haystack fills the length, not a stub
   }
   // The labeled text is the expected answer of the task generated with the same seed.
-  eval::TaskSpec spec;
+  data::TaskSpec spec;
   spec.length = o.max_tokens - 48;
-  const eval::TaskSample s = eval::generate_task(spec, o.seed + 0, tok);
+  const data::TaskSample s = data::generate_task(spec, o.seed + 0, tok);
   EXPECT_EQ(docs[0].prompt, s.tokens);
   EXPECT_NE(tok.decode(docs[0].text).find(s.answers.at(0)), std::string::npos);
   // Same inputs, same documents.

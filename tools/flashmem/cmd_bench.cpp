@@ -50,8 +50,11 @@ void run_bench(const BenchArgs& a) {
   auto model = Model::load(a.model);
   const ModelConfig& c = model->config();
   SessionOptions options;
-  options.n_ctx = a.context + a.gen;
   options.kv_type = parse_kv_type(a.kv_type);
+  // --context is an explicit depth: beyond the trained context it warns, beyond memory it fails.
+  options.n_ctx = cli_context(c, {.prompt_tokens = a.context, .max_new_tokens = a.gen,
+                                  .n_ctx = a.context + a.gen, .kv_type = options.kv_type},
+                              a.lsa.store);
   options.n_threads = a.threads;
   if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
   const bool synthetic = a.fill == "random";
@@ -79,6 +82,7 @@ void run_bench(const BenchArgs& a) {
 
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));
   std::vector<double> prefill_rates, decode_rates;
+  double rss_prefill = 0;  // peak RSS (VmHWM) right after the first timed prefill
   ForwardTimes decode_times;  // of the last repeat
   // One sequence: history (prefill or synthetic), then `gen` decode steps, greedy or replaying
   // `forced`; the decoded tokens go to `decoded`. Returns the decode rate.
@@ -95,6 +99,7 @@ void run_bench(const BenchArgs& a) {
     } else {
       s.forward(prompt, logits.data(), false);
       if (&s == &session) prefill_rates.push_back(static_cast<double>(a.context) / (now_seconds() - t0));
+      if (&s == &session && rss_prefill == 0) rss_prefill = peak_rss_bytes();
     }
     token = argmax(logits);
     s.reset_times();
@@ -176,7 +181,9 @@ void run_bench(const BenchArgs& a) {
                  lsa.page_meta_bytes / 1e6, lsa.sync_reads, lsa.sync_read_bytes / 1e6);
     if (oracle) fmt::print("oracle: masses from an untimed full-attention pass before each repeat\n");
   }
-  fmt::print("peak RSS: {:.1f} MB\n", rss_peak / 1e6);
+  fmt::print("peak RSS: {:.1f} MB", rss_peak / 1e6);
+  if (!synthetic) fmt::print(" ({:.1f} MB at the end of the first prefill)", rss_prefill / 1e6);
+  fmt::print("\n");
   if (a.json) {
     nlohmann::json j = {
         {"model", a.model},
@@ -203,6 +210,7 @@ void run_bench(const BenchArgs& a) {
         {"policy", a.lsa.policy.empty() ? "none" : a.lsa.policy},
         {"kv_store", a.lsa.store},
         {"rss_peak_bytes", rss_peak},
+        {"rss_peak_prefill_bytes", rss_prefill},
     };
     if (paged != nullptr) {
       j["resident_kv_bytes_avg"] = lsa.resident_kv_bytes_avg;
@@ -229,7 +237,7 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("-m,--model", a->model, "GGUF model")->required();
   cmd->add_option("--context", a->context, "prompt length in tokens")->capture_default_str();
   cmd->add_option("--gen", a->gen, "decoded tokens")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  add_threads_option(cmd, a->threads);
   cmd->add_option("--repeat", a->repeat, "repeats (the median is reported)")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the random prompt")->capture_default_str();

@@ -46,11 +46,14 @@ void run(DumpArgs& a) {
                              (a.options.labels.exclude_tail > 0 ? l.golden_in_tail : 0);
   fmt::print("documents {} (written {}, already there {}), tokens {}, labeled {}, {:.1f} s, {:.0f} tok/s\n",
              s.documents, s.written, s.skipped, s.tokens, s.labeled, s.seconds, tps);
-  fmt::print("golden chunks per token {:.2f} of {:.1f}; in sink({}) {:.1f}%, in tail({}) {:.1f}%; "
-             "focused heads covered {:.1f}% ({} heads)\n",
-             frac(l.golden, l.tokens), frac(l.candidate_chunks, l.tokens), a.options.report_sink,
-             100 * frac(l.golden_in_sink, golden_all), a.options.report_tail, 100 * frac(l.golden_in_tail, golden_all),
-             100 * frac(l.focused_covered, l.focused_heads), l.focused_heads);
+  if (l.tokens == 0)  // every document already there (or none labeled): no label statistics
+    fmt::print("no tokens labeled in this run: no label statistics\n");
+  else
+    fmt::print("golden chunks per token {:.2f} of {:.1f}; in sink({}) {:.1f}%, in tail({}) {:.1f}%; "
+               "focused heads covered {:.1f}% ({} heads)\n",
+               frac(l.golden, l.tokens), frac(l.candidate_chunks, l.tokens), a.options.report_sink,
+               100 * frac(l.golden_in_sink, golden_all), a.options.report_tail, 100 * frac(l.golden_in_tail, golden_all),
+               100 * frac(l.focused_covered, l.focused_heads), l.focused_heads);
   if (a.json) {
     nlohmann::json j = {{"documents", s.documents}, {"written", s.written}, {"skipped", s.skipped},
                         {"tokens", s.tokens}, {"labeled", s.labeled}, {"seconds", s.seconds},
@@ -86,7 +89,7 @@ const CommandRegistration kDump("dump", [](CLI::App& app) {
   cmd->add_option("--top-k", o.sampling.top_k, "generate mode: top-k")->capture_default_str();
   cmd->add_option("--seed", o.sampling.seed, "generate mode and tasks: corpus: seed (document i uses seed + i)")->capture_default_str();
   cmd->add_option("--batch", o.batch, "tokens per forward batch")->capture_default_str();
-  cmd->add_option("-t,--threads", o.n_threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, o.n_threads);
   cmd->add_flag("--progress", o.progress, "print the progress line even when stderr is not a terminal");
   cmd->add_flag("--json", a->json, "print a JSON summary as the last line");
   o.sampling.temperature = 1.0f;  // sampled continuations: greedy text of a tiny model loops

@@ -16,6 +16,7 @@
 #include "eval/eval_grid.h"
 #include "eval/eval_report.h"
 #include "eval/results_file.h"
+#include "eval/task_run.h"
 #include "tokenizer/tokenizer.h"
 #include "util/atomic_file.h"
 #include "util/dir_lock.h"
@@ -40,21 +41,21 @@ struct EvalArgs {
   bool json = false, progress = false;
 };
 
-std::vector<eval::TaskFamily> parse_suite(const std::vector<std::string>& names) {
-  std::vector<eval::TaskFamily> families;
+std::vector<data::TaskFamily> parse_suite(const std::vector<std::string>& names) {
+  std::vector<data::TaskFamily> families;
   for (const std::string& name : names) {
     if (name == "all") {
-      for (const eval::TaskFamily f : eval::all_families()) families.push_back(f);
+      for (const data::TaskFamily f : data::all_families()) families.push_back(f);
       continue;
     }
     try {
-      families.push_back(eval::parse_family(name));
+      families.push_back(data::parse_family(name));
     } catch (const Error& e) {
       fail("--suite: {}", e.what());
     }
   }
-  std::vector<eval::TaskFamily> unique;
-  for (const eval::TaskFamily f : families)
+  std::vector<data::TaskFamily> unique;
+  for (const data::TaskFamily f : families)
     if (std::find(unique.begin(), unique.end(), f) == unique.end()) unique.push_back(f);
   return unique;
 }
@@ -82,8 +83,8 @@ void run_eval(EvalArgs a) {
   o.families = parse_suite(a.suite);
   o.policies = a.policies;
   try {
-    o.value = eval::parse_value_kind(a.value);
-    o.filler = eval::parse_filler_kind(a.filler);
+    o.value = data::parse_value_kind(a.value);
+    o.filler = data::parse_filler_kind(a.filler);
   } catch (const Error& e) {
     fail("--value/--filler: {}", e.what());
   }
@@ -106,15 +107,23 @@ void run_eval(EvalArgs a) {
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   // Every (family, length) must fit its task's fixed text: fail now, not hours into the run.
-  for (const eval::TaskFamily f : o.families)
+  for (const data::TaskFamily f : o.families)
     for (const int64_t l : o.lengths) {
-      eval::TaskSpec spec;
+      data::TaskSpec spec;
       spec.family = f;
       spec.length = l;
       spec.value = o.value;
       spec.filler = o.filler;
       try {
-        eval::generate_task(spec, o.seed, tokenizer);
+        const data::TaskSample sample = data::generate_task(spec, o.seed, tokenizer);
+        // A cell's context (eval_grid.cpp): the prompt and the answer budget, within the trained
+        // context (eval has no -c: a length the model was not trained for is refused up front).
+        cli_context(model->config(),
+                    {.prompt_tokens = std::max(l, static_cast<int64_t>(sample.tokens.size())),
+                     .max_new_tokens = eval::answer_token_budget(sample, tokenizer, o.extra_tokens),
+                     .n_ctx = std::nullopt,
+                     .kv_type = kv_type},
+                    "ram");
       } catch (const Error& e) {
         fail("--lengths: {}", e.what());
       }
@@ -161,7 +170,7 @@ void run_eval(EvalArgs a) {
     }
     if (eval::find_cell(stored.unverified, configs[i]) != nullptr)
       fmt::print(stderr, "eval: {}@{} {}: the stored cell in {} has no valid checksum (edited or damaged): "
-                         "recomputing it\n", eval::family_name(plan[i].family), plan[i].length, plan[i].spec,
+                         "recomputing it\n", data::family_name(plan[i].family), plan[i].length, plan[i].spec,
                  results_path.string());
     samples_to_run += o.samples - static_cast<int64_t>(eval::partial_samples(partial, configs[i]).size());
   }
@@ -197,7 +206,7 @@ void run_eval(EvalArgs a) {
   for (size_t i = 0; i < plan.size(); ++i) {
     if (resumed[i]) continue;
     const eval::CellPlan& p = plan[i];
-    const std::string label = fmt::format("{}@{} {}", eval::family_name(p.family), p.length, p.spec);
+    const std::string label = fmt::format("{}@{} {}", data::family_name(p.family), p.length, p.spec);
     std::string why;
     std::vector<eval::SampleResult> samples = eval::partial_samples(partial, configs[i], &why);
     if (!why.empty())
@@ -268,7 +277,7 @@ const CommandRegistration kEval("eval", [](CLI::App& app) {
   cmd->add_option("--value", a->value, "niah value kind: number | word | uuid")->capture_default_str();
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, a->threads);
   cmd->add_option("--out", a->out, "output directory (results.json, results.md, *.svg)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print the cells as one JSON object on the last line of stdout");
   cmd->add_flag("--progress", a->progress, "print the progress line even when stderr is not a terminal");

@@ -30,7 +30,7 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   if (a.model.empty()) fail("eval-tasks: -m MODEL is required");
   eval::HarnessOptions o;
   o.families.clear();
-  for (const std::string& f : a.families) o.families.push_back(eval::parse_family(f));
+  for (const std::string& f : a.families) o.families.push_back(data::parse_family(f));
   if (o.families.empty()) fail("--families is empty");
   if (a.lengths.empty()) fail("--lengths is empty");
   for (const int64_t l : a.lengths)
@@ -39,8 +39,8 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   o.lengths = a.lengths;
   o.samples = a.samples;
   o.seed = a.seed;
-  o.value = eval::parse_value_kind(a.value);
-  o.filler = eval::parse_filler_kind(a.filler);
+  o.value = data::parse_value_kind(a.value);
+  o.filler = data::parse_filler_kind(a.filler);
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   SessionOptions so;
@@ -51,20 +51,26 @@ void run_eval_tasks(const EvalTasksArgs& a) {
       o, tokenizer,
       [&](int64_t n_ctx) {
         SessionOptions s = so;
-        s.n_ctx = n_ctx;
+        // A sample's prompt and answer room, within the trained context (eval-tasks has no -c).
+        s.n_ctx = cli_context(model->config(),
+                              {.prompt_tokens = n_ctx,
+                               .max_new_tokens = 0,
+                               .n_ctx = std::nullopt,
+                               .kv_type = so.kv_type},
+                              a.lsa.store);
         return make_session(model, s, a.lsa);
       },
-      [&](const eval::TaskSample& s, const std::string& output, double score) {
+      [&](const data::TaskSample& s, const std::string& output, double score) {
         if (!a.verbose) return;
         std::string expected;
         for (const std::string& x : s.answers) expected += (expected.empty() ? "" : " | ") + x;
         fmt::print(stderr, "{}@{} seed {}: score {:.2f} expected [{}] output [{}]\n",
-                   eval::family_name(s.spec.family), s.spec.length, s.seed, score, expected, output);
+                   data::family_name(s.spec.family), s.spec.length, s.seed, score, expected, output);
       });
   if (a.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : results)
-      rows.push_back({{"family", eval::family_name(r.family)}, {"length", r.length},
+      rows.push_back({{"family", data::family_name(r.family)}, {"length", r.length},
                       {"samples", r.samples}, {"score", r.score}, {"solved", r.solved}});
     fmt::print("{}\n", nlohmann::json{{"model", a.model}, {"policy", a.lsa.policy.empty() ? "none" : a.lsa.policy},
                                       {"results", rows}}.dump());
@@ -72,7 +78,7 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   }
   fmt::print("{:<17} {:>7} {:>8} {:>7} {:>7}\n", "family", "length", "samples", "score", "solved");
   for (const auto& r : results)
-    fmt::print("{:<17} {:>7} {:>8} {:>7.3f} {:>7.3f}\n", eval::family_name(r.family), r.length,
+    fmt::print("{:<17} {:>7} {:>8} {:>7.3f} {:>7.3f}\n", data::family_name(r.family), r.length,
                r.samples, r.score, r.solved);
   fmt::print(stderr, "eval-tasks: {:.1f} s\n", now_seconds() - start);
 }
@@ -88,7 +94,7 @@ const CommandRegistration kEvalTasks("eval-tasks", [](CLI::App& app) {
   cmd->add_option("--value", a->value, "niah value kind: number | word | uuid")->capture_default_str();
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, a->threads);
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->add_flag("--verbose", a->verbose, "print every sample's expected answers and output to stderr");
   add_lsa_options(cmd, a->lsa);

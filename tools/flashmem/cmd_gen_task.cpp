@@ -7,8 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "eval/task.h"
-#include "eval/word_vocab.h"
+#include "data/task.h"
+#include "data/word_vocab.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/atomic_file.h"
@@ -27,20 +27,20 @@ struct GenTaskArgs {
 
 void run_gen_task(const GenTaskArgs& a) {
   if (a.model.empty() == !a.word_vocab) fail("gen-task: give exactly one of -m MODEL or --word-vocab");
-  eval::TaskSpec spec;
-  spec.family = eval::parse_family(a.family);
-  spec.value = eval::parse_value_kind(a.value);
-  spec.filler = eval::parse_filler_kind(a.filler);
+  data::TaskSpec spec;
+  spec.family = data::parse_family(a.family);
+  spec.value = data::parse_value_kind(a.value);
+  spec.filler = data::parse_filler_kind(a.filler);
   spec.length = a.length;
   spec.n_needles = a.needles;
-  eval::validate_task_spec(spec);
-  const Tokenizer tokenizer = a.word_vocab ? Tokenizer(eval::word_vocab_spec())
+  data::validate_task_spec(spec);
+  const Tokenizer tokenizer = a.word_vocab ? Tokenizer(data::word_vocab_spec())
                                            : Tokenizer::from_gguf(GgufFile::open(a.model));
-  const eval::TaskSample s = eval::generate_task(spec, a.seed, tokenizer);
+  const data::TaskSample s = data::generate_task(spec, a.seed, tokenizer);
   if (!a.out.empty()) write_file_atomic(a.out, s.prompt);
   if (a.json) {
     nlohmann::json evidence = nlohmann::json::array();
-    for (const eval::TokenSpan& e : s.evidence) evidence.push_back({e.begin, e.end});
+    for (const data::TokenSpan& e : s.evidence) evidence.push_back({e.begin, e.end});
     nlohmann::json j = {{"family", a.family},        {"value", a.value},
                         {"filler", a.filler},        {"length", a.length},
                         {"seed", a.seed},            {"n_tokens", s.tokens.size()},

@@ -121,7 +121,7 @@ void setup_score(CLI::App& parent) {
   cmd->add_flag("--logits", a->logits, "with --layer: write logits instead of sigmoid scores");
   cmd->add_flag("--keys-per-layer", a->keys_per_layer,
                 "--keys holds [n_layers, N, 132] (file layer order) instead of shared keys");
-  cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  add_threads_option(cmd, a->threads);
   cmd->callback([a, layer] { run_score(*a, layer->count() > 0); });
 }
 

@@ -23,15 +23,19 @@ const CommandRegistration kLogits("logits", [](CLI::App& app) {
   cmd->add_option("--tokens", a->tokens, "token ids, raw little-endian int32")->required();
   cmd->add_option("--out", a->out, "output logits, raw float32")->required();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  add_threads_option(cmd, a->threads);
   add_lsa_options(cmd, a->lsa);
   cmd->callback([a] {
     auto model = Model::load(a->model);
     const std::vector<int32_t> ids = read_i32_file(a->tokens);
     if (ids.empty()) fail("'{}' holds no tokens", a->tokens);
     SessionOptions options;
-    options.n_ctx = static_cast<int64_t>(ids.size());
     options.kv_type = parse_kv_type(a->kv_type);
+    // The token file is the explicit context: beyond the trained one it warns, beyond memory it fails.
+    const auto n = static_cast<int64_t>(ids.size());
+    options.n_ctx = cli_context(
+        model->config(), {.prompt_tokens = n, .max_new_tokens = 0, .n_ctx = n, .kv_type = options.kv_type},
+        a->lsa.store);
     options.n_threads = a->threads;
     auto session = make_session(model, options, a->lsa);
     std::vector<float> logits(ids.size() * static_cast<size_t>(model->config().n_vocab));

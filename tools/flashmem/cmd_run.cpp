@@ -15,12 +15,13 @@ namespace {
 
 struct RunArgs {
   std::string model, prompt, prompt_file, kv_type = "f16";
-  int64_t n_predict = 128, n_ctx = 0;
+  int64_t n_predict = 128, n_ctx = 0;  // n_ctx: -c, read only when has_ctx
   int threads = 0;
   SamplerOptions sampling;
   LsaArgs lsa;
   bool parse_special = false, stats = false, ids = false;
   bool has_prompt = false, has_file = false;  // -p "" is a valid (BOS-only) prompt
+  bool has_ctx = false;                       // -c given (then checked, never "the default")
 };
 
 
@@ -76,8 +77,12 @@ void run(const RunArgs& a) {
   if (prompt.empty()) fail("the prompt tokenizes to nothing");
 
   SessionOptions options;
-  options.n_ctx = a.n_ctx > 0 ? a.n_ctx : static_cast<int64_t>(prompt.size()) + a.n_predict;
   options.kv_type = parse_kv_type(a.kv_type);
+  const ContextRequest context{.prompt_tokens = static_cast<int64_t>(prompt.size()),
+                               .max_new_tokens = a.n_predict,
+                               .n_ctx = a.has_ctx ? std::optional<int64_t>(a.n_ctx) : std::nullopt,
+                               .kv_type = options.kv_type};
+  options.n_ctx = cli_context(model->config(), context, a.lsa.store);
   options.n_threads = a.threads;
   GenerationRequest request;
   request.prompt = prompt;
@@ -90,7 +95,7 @@ void run(const RunArgs& a) {
       const std::string piece = tokenizer.token_to_piece(t);
       std::fwrite(piece.data(), 1, piece.size(), stdout);
     }
-    std::fflush(stdout);
+    flush_stdout();
     return true;
   };
   if (policy_kind(a.lsa.policy) == "oracle") {
@@ -104,13 +109,11 @@ void run(const RunArgs& a) {
   std::fputc('\n', stdout);
   if (a.stats) {
     print_speed("", st);
-    const ModelConfig& c = model->config();
-    const double kv_bytes = 2.0 * static_cast<double>(c.n_layers * session.capacity()) *
-                            static_cast<double>(row_bytes(session.kv().type(), c.kv_dim()));
     if (const PagedKv* kv = paged_kv(session)) {
       print_kv_stats(kv->policy().name(), kv->stats());
     } else {
-      fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n", kv_bytes / 1e6,
+      fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n",
+                 kv_bytes(model->config(), session.capacity(), session.kv().type()) / 1e6,
                  a.kv_type, session.capacity());
     }
   }
@@ -123,14 +126,15 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   cmd->add_option("-p,--prompt", a->prompt, "prompt text");
   cmd->add_option("-f,--file", a->prompt_file, "read the prompt from a file");
   cmd->add_option("-n,--n-predict", a->n_predict, "tokens to generate")->capture_default_str();
-  cmd->add_option("-c,--ctx-size", a->n_ctx, "KV capacity (default: prompt + n)");
+  cmd->add_option("-c,--ctx-size", a->n_ctx,
+                  "KV capacity (default: prompt + n, up to the model's trained context)");
   cmd->add_option("--temp", a->sampling.temperature, "temperature (0 = greedy)")->capture_default_str();
   cmd->add_option("--top-k", a->sampling.top_k, "top-k (0 = off)")->capture_default_str();
   cmd->add_option("--top-p", a->sampling.top_p, "top-p (1 = off)")->capture_default_str();
   cmd->add_option("--min-p", a->sampling.min_p, "min-p (0 = off)")->capture_default_str();
   cmd->add_option("--seed", a->sampling.seed, "sampling seed")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (default: all cores)");
+  add_threads_option(cmd, a->threads);
   cmd->add_flag("--parse-special", a->parse_special, "recognise special-token text in the prompt");
   cmd->add_flag("--ids", a->ids, "print token ids instead of text");
   cmd->add_flag("--stats", a->stats, "print speed and memory to stderr");
@@ -138,6 +142,7 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   cmd->callback([a, cmd] {
     a->has_prompt = cmd->count("--prompt") > 0;
     a->has_file = cmd->count("--file") > 0;
+    a->has_ctx = cmd->count("--ctx-size") > 0;
     run(*a);
   });
 });

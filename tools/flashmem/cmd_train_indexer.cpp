@@ -146,7 +146,7 @@ const CommandRegistration kTrain("train-indexer", [](CLI::App& app) {
   cmd->add_option("--val-stride", o.eval.stride, "validate on every N-th labeled token")->capture_default_str();
   cmd->add_option("--type", a->type, "weight type of the written indexer: f32 | f16 | bf16")->capture_default_str();
   cmd->add_option("--seed", o.seed, "seed (initialisation, order, negatives)")->capture_default_str();
-  cmd->add_option("-t,--threads", o.n_threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, o.n_threads);
   add_eval_options(cmd, o.eval);
   cmd->add_flag("--progress", o.progress, "print the progress line even when stderr is not a terminal");
   cmd->add_flag("--json", a->json, "print a JSON summary as the last line");
@@ -171,7 +171,7 @@ const CommandRegistration kEval("eval-indexer", [](CLI::App& app) {
   cmd->add_option("--stride", a->o.stride, "one sample every N labeled tokens")->capture_default_str();
   cmd->add_option("--ensemble", a->ensemble, "max | mean over layers")->capture_default_str();
   cmd->add_option("--seed", a->o.seed, "seed of the random baseline")->capture_default_str();
-  cmd->add_option("-t,--threads", a->threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, a->threads);
   add_eval_options(cmd, a->o);
   cmd->add_flag("--json", a->json, "print a JSON summary as the last line");
   cmd->callback([a] {

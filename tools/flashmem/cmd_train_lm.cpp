@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "common.h"
 #include "lm/trainer.h"
 #include "util/dir_lock.h"
 #include "util/error.h"
@@ -75,7 +76,7 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_flag("--init-induction", o.init_induction,
                "start from a working induction circuit (needs --tie-embeddings, 2+ layers)");
   cmd->add_option("--seed", a->seed, "initialisation and data seed")->capture_default_str();
-  cmd->add_option("-t,--threads", o.threads, "threads (0 = all)")->capture_default_str();
+  add_threads_option(cmd, o.threads);
   cmd->add_option("--checkpoint-every", o.checkpoint_every, "steps between checkpoints")->capture_default_str();
   cmd->add_option("--eval-every", o.eval_every, "steps between retrieval evaluations (0 = end only)")
       ->capture_default_str();

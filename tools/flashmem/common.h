@@ -1,7 +1,10 @@
 // Small helpers shared by the CLI commands.
 #pragma once
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -11,6 +14,7 @@
 #include "indexer/indexer_model.h"
 #include "model/session.h"
 #include "runtime/oracle.h"
+#include "runtime/limits.h"
 #include "runtime/paged_kv.h"
 #include "tensor/dtype.h"
 #include "util/error.h"
@@ -33,6 +37,36 @@ inline std::vector<int32_t> parse_layer_list(const std::string& text) {
     start = comma + 1;
   }
   return ids;
+}
+
+// -t/--threads: left out, `threads` keeps 0 (= all hardware threads); given, it must pass
+// check_threads (runtime/limits.h): 0, negative and absurd counts are refused while parsing.
+inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
+  return cmd->add_option_function<int64_t>(
+      "-t,--threads", [&threads](int64_t n) { threads = check_threads(n); },
+      "threads (default: all cores; at most 4 x the hardware threads)");
+}
+
+// Flushes what was printed to stdout so far; Error when it cannot be written (a full disk, a
+// closed pipe): streamed output stops at the first failed write instead of running on unseen.
+inline void flush_stdout() {
+  if (std::fflush(stdout) != 0) fail("cannot write to standard output: {}", std::strerror(errno));
+  if (std::ferror(stdout)) fail("cannot write to standard output");
+}
+
+// The end of a command: flushes and closes stdout; Error if any of its output was lost (the exit
+// status must say so, as `tokenize > /dev/full` would otherwise end with 0).
+inline void close_stdout() {
+  flush_stdout();
+  if (std::fclose(stdout) != 0) fail("cannot write to standard output: {}", std::strerror(errno));
+}
+
+// plan_context (runtime/limits.h) for a CLI command: prints its warning to stderr.
+inline int64_t cli_context(const ModelConfig& c, ContextRequest request, const std::string& kv_store) {
+  request.kv_in_ram = kv_store == "ram";
+  const ContextPlan plan = plan_context(c, request);
+  if (!plan.warning.empty()) std::fprintf(stderr, "warning: %s\n", plan.warning.c_str());
+  return plan.n_ctx;
 }
 
 inline DType parse_kv_type(const std::string& s) {
@@ -63,7 +97,14 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
   cmd->add_option("--recent-pages", a.recent_pages, "always-resident newest pages")->capture_default_str();
   cmd->add_option("--tau", a.tau, "decode steps per selection cycle")->capture_default_str();
   cmd->add_option("--policy-seed", a.seed, "seed of random:F")->capture_default_str();
-  cmd->add_option("--lsa-topk", a.lsa_topk, "lsa: keep the K best pages, ignoring the 0.5 threshold");
+  // Given, K must be >= 1 (0 is refused like -1: leaving the flag out is the threshold).
+  cmd->add_option_function<int64_t>(
+      "--lsa-topk",
+      [&a](int64_t k) {
+        if (k < 1) fail("--lsa-topk must be >= 1 (leave it out for the 0.5 threshold), got {}", k);
+        a.lsa_topk = k;
+      },
+      "lsa: keep the K best pages, ignoring the 0.5 threshold");
   cmd->add_option("--lsa-page-score", a.lsa_page_score,
                   "lsa page score: max (best chunk score) | count (chunks above 0.5)")
       ->capture_default_str();

@@ -4,6 +4,7 @@
 #include <new>
 
 #include "commands.h"
+#include "common.h"
 #include "util/error.h"
 
 int main(int argc, char** argv) {
@@ -14,8 +15,11 @@ int main(int argc, char** argv) {
   for (auto& [name, setup] : flashmem::cli::command_registry()) setup(app);
   try {
     app.parse(argc, argv);
+    flashmem::cli::close_stdout();  // output lost to a full disk or closed pipe: status 1
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "error: %s\nRun with --help for more information.\n", e.what());
+    return 1;  // README: every failure exits 1 (CLI11's own codes are 100+)
   } catch (const flashmem::Error& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
@@ -23,7 +27,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
+    // fmt::print reports a failed stdout write as "cannot write to file": say which file.
+    std::fprintf(stderr, "error: %s%s\n", std::ferror(stdout) ? "standard output: " : "", e.what());
     return 1;
   }
   return 0;

@@ -1,12 +1,12 @@
-#include "eval/word_vocab.h"
+#include "data/word_vocab.h"
 
 #include <set>
 
 #include <fmt/format.h>
 
-#include "eval/words.h"
+#include "data/words.h"
 
-namespace flashmem::eval {
+namespace flashmem::data {
 
 VocabSpec word_vocab_spec() {
   static const std::string kSpace = "\u2581";
@@ -47,4 +47,4 @@ VocabSpec word_vocab_spec() {
   return spec;
 }
 
-}  // namespace flashmem::eval
+}  // namespace flashmem::data

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
-namespace flashmem::eval {
+namespace flashmem::data {
 
 class Rng {
  public:
@@ -38,4 +38,4 @@ inline uint64_t mix_seed(uint64_t seed, uint64_t index) {
   return r.next();
 }
 
-}  // namespace flashmem::eval
+}  // namespace flashmem::data

@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-namespace flashmem::eval {
+namespace flashmem::data {
 
 // Needle keys (nouns). Distinct keys per sample are drawn from here.
 std::span<const std::string_view> key_words();
@@ -23,4 +23,4 @@ std::span<const std::string_view> noise_sentences();
 // above, and the words of the noise sentences. Sorted, unique, punctuation stripped.
 std::vector<std::string> generator_words();
 
-}  // namespace flashmem::eval
+}  // namespace flashmem::data

@@ -10,9 +10,9 @@
 #pragma once
 #include "tokenizer/tokenizer.h"
 
-namespace flashmem::eval {
+namespace flashmem::data {
 
 // Ids 0, 1, 2 are <unk>, <s> (BOS, added on encode), </s> (EOS).
 VocabSpec word_vocab_spec();
 
-}  // namespace flashmem::eval
+}  // namespace flashmem::data

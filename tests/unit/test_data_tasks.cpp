@@ -4,13 +4,13 @@
 
 #include <string>
 
-#include "eval/task.h"
-#include "eval/word_vocab.h"
+#include "data/task.h"
+#include "data/word_vocab.h"
 #include "gguf/gguf.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
-namespace flashmem::eval {
+namespace flashmem::data {
 namespace {
 
 const Tokenizer& word_tokenizer() {
@@ -206,4 +206,4 @@ TEST(EvalTasks, StringMatchAllScoring) {
 }
 
 }  // namespace
-}  // namespace flashmem::eval
+}  // namespace flashmem::data

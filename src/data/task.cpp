@@ -1,4 +1,4 @@
-#include "eval/task.h"
+#include "data/task.h"
 
 #include <fmt/format.h>
 
@@ -7,12 +7,12 @@
 #include <map>
 #include <set>
 
-#include "eval/rng.h"
-#include "eval/words.h"
+#include "data/rng.h"
+#include "data/words.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
-namespace flashmem::eval {
+namespace flashmem::data {
 namespace {
 
 constexpr std::string_view kFamilyNames[] = {"niah_single",     "niah_multikey", "niah_multivalue",
@@ -477,4 +477,4 @@ double score_output(const std::vector<std::string>& answers, std::string_view ou
   return static_cast<double>(found) / static_cast<double>(answers.size());
 }
 
-}  // namespace flashmem::eval
+}  // namespace flashmem::data

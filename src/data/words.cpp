@@ -1,10 +1,10 @@
-#include "eval/words.h"
+#include "data/words.h"
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 
-namespace flashmem::eval {
+namespace flashmem::data {
 namespace {
 
 // 128 concrete nouns: enough distinct keys for the largest multi-key sample (64 needles).
@@ -106,4 +106,4 @@ std::vector<std::string> generator_words() {
   return words;
 }
 
-}  // namespace flashmem::eval
+}  // namespace flashmem::data

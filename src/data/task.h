@@ -22,7 +22,7 @@ namespace flashmem {
 class Tokenizer;
 }
 
-namespace flashmem::eval {
+namespace flashmem::data {
 
 enum class TaskFamily { kNiahSingle, kNiahMultikey, kNiahMultivalue, kNiahMultiquery, kVt, kFwe };
 enum class ValueKind { kNumber, kWord, kUuid };  // 7-digit number | adjective | 4-4-4 hex
@@ -81,4 +81,4 @@ TaskSample generate_task(const TaskSpec& spec, uint64_t seed, const Tokenizer& t
 // substring match); 1.0 means the sample is solved.
 double score_output(const std::vector<std::string>& answers, std::string_view output);
 
-}  // namespace flashmem::eval
+}  // namespace flashmem::data
