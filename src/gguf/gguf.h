@@ -45,6 +45,7 @@ struct GgufValue {
   std::vector<uint8_t> raw;  // numeric array elements, packed
   std::vector<std::string> strings;  // STRING array elements
   uint64_t array_size = 0;   // number of array elements
+  uint64_t value_offset = 0; // reader: file position of the value's encoding (after its type id)
 
   bool is_array() const { return type == GgufType::ARRAY; }
 };

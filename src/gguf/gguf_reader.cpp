@@ -291,6 +291,7 @@ void GgufFile::parse_header(bool build) {
     if (build) {
       key_order_.emplace_back(key);
       out = &kv_[std::string(key)];
+      out->value_offset = c.pos();
     } else {
       names.push_back(key_pos);
     }

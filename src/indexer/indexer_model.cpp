@@ -8,6 +8,7 @@
 #include <random>
 #include <set>
 
+#include "gguf/gguf_checksum.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "util/atomic_file.h"
@@ -74,9 +75,9 @@ IndexerConfig read_config(const GgufFile& file) {
     fail("'{}': general.architecture is '{}', expected '{}'", file.name(), arch, kIndexerArch);
   IndexerConfig c;
   const int64_t version = file.get_int(key("version"));
-  if (version != kIndexerVersion)
-    fail("'{}': indexer version {} is not supported (this build reads {})", file.name(), version,
-         kIndexerVersion);
+  if (version != kIndexerVersion && version != kIndexerLegacyVersion)
+    fail("'{}': indexer version {} is not supported (this build reads {} and {})", file.name(),
+         version, kIndexerLegacyVersion, kIndexerVersion);
   c.version = static_cast<uint32_t>(version);
   for (int64_t id : file.get_int_array(key("layers"))) {
     if (id < 0 || id > INT32_MAX) fail("'{}': layer id {} out of range", file.name(), id);
@@ -122,7 +123,8 @@ void validate_weight(const WeightData& w, const PartShape& part, int32_t layer_i
 }  // namespace
 
 void validate_indexer_config(const IndexerConfig& c) {
-  if (c.version != kIndexerVersion) fail("indexer version {} is not supported", c.version);
+  if (c.version != kIndexerVersion && c.version != kIndexerLegacyVersion)
+    fail("indexer version {} is not supported", c.version);
   if (c.layers.empty()) fail("indexer has no target layers");
   std::set<int32_t> seen;
   for (int32_t id : c.layers) {
@@ -165,7 +167,13 @@ IndexerModel IndexerModel::from_file(GgufFile gguf, std::shared_ptr<const std::v
   m.owned_bytes_ = std::move(owned);
   m.file_ = std::make_shared<const GgufFile>(std::move(gguf));
   const GgufFile& file = *m.file_;
+  // Every byte first: metadata that is read below must not be trusted before it is verified.
+  const bool has_file_checksum = file.has(key("file_checksum"));
+  if (has_file_checksum) gguf_verify_file_checksum(file, key("file_checksum"));
   m.config_ = read_config(file);
+  if (!has_file_checksum && m.config_.version != kIndexerLegacyVersion)
+    fail("'{}': {} is missing (indexer version {} files carry a whole-file checksum)", file.name(),
+         key("file_checksum"), m.config_.version);
   try {
     validate_indexer_config(m.config_);
   } catch (const Error& e) {
@@ -251,7 +259,7 @@ std::vector<uint8_t> indexer_to_bytes(const IndexerWeights& weights) {
 
   GgufWriter writer;
   writer.set_string("general.architecture", std::string(kIndexerArch));
-  writer.set_u32(key("version"), c.version);
+  writer.set_u32(key("version"), kIndexerVersion);
   writer.set_i32_array(key("layers"), c.layers);
   writer.set_u32(key("hidden_dim"), static_cast<uint32_t>(c.hidden_dim));
   writer.set_u32(key("n_heads"), static_cast<uint32_t>(c.n_heads));
@@ -290,7 +298,7 @@ std::vector<uint8_t> indexer_to_bytes(const IndexerWeights& weights) {
     }
   }
   writer.set_u64(key("checksum"), checksum.digest());
-  return writer.to_bytes();
+  return gguf_to_bytes_checksummed(writer, key("file_checksum"));
 }
 
 void write_indexer(const std::string& path, const IndexerWeights& weights) {

@@ -4,16 +4,21 @@
 // File = GGUF v3, general.architecture = "flashmem-indexer", metadata flashmem-indexer.{version,
 // layers, hidden_dim, n_heads, head_dim, q_lora_rank, rope_dim, rope_base, yarn_factor,
 // yarn_orig_ctx, yarn_beta_fast, yarn_beta_slow, rms_eps, chunk_tokens, key_source} plus two keys
-// of ours: rope_max_positions (RoPE table length, rope.h) and checksum (xxh3-64, below).
+// of ours: rope_max_positions (RoPE table length, rope.h), checksum and file_checksum (below).
 // Tensors per target layer ID (shapes [rows, cols], row-major; GGUF ne order is [cols, rows]):
 //   idx.l{ID}.wq_a.weight [R, D]   idx.l{ID}.q_norm.weight [R]   idx.l{ID}.wq_b.weight [H·128, R]
 //   idx.l{ID}.weights_proj.weight [H, D]   idx.l{ID}.wk.weight [128, D] (learned key tower only)
 // in F32, BF16 or F16.
 //
 // checksum = XXH3-64 (seed 0) over the tensors' data bytes, layers in metadata order, per layer
-// wq_a, q_norm, wq_b, weights_proj, wk (if present). A mismatch on load is an Error: the file is
-// a training product that is copied between machines, and a flipped bit in a weight does not
-// show up as a parse error.
+// wq_a, q_norm, wq_b, weights_proj, wk (if present): the identity of the weights.
+// file_checksum (version 2 on) = XXH3-64 over every byte of the file (gguf/gguf_checksum.h), so
+// a flipped bit in rope_base, a yarn constant or a layer id is caught as surely as one in a
+// weight. A mismatch on load is an Error: the file is a training product that is copied between
+// machines, and a flipped bit does not show up as a parse error.
+// Version 1 files (before file_checksum) still load: their tensor data is verified by checksum,
+// their metadata only by the range checks. A file that has file_checksum is always verified by
+// it, whatever its version says, so a version 2 file cannot pass for version 1.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -29,7 +34,8 @@
 namespace flashmem {
 
 constexpr std::string_view kIndexerArch = "flashmem-indexer";
-constexpr uint32_t kIndexerVersion = 1;
+constexpr uint32_t kIndexerVersion = 2;        // what we write: with file_checksum
+constexpr uint32_t kIndexerLegacyVersion = 1;  // still read: tensor checksum only
 constexpr int64_t kIndexerHeadDim = 128;  // fixed by the compressed-key format
 constexpr int64_t kIndexerRopeDim = 64;
 
@@ -39,7 +45,7 @@ constexpr std::string_view kKeySourceBackbone = "backbone";
 constexpr std::string_view kKeySourceHiddenMean = "hidden_mean";
 
 struct IndexerConfig {
-  uint32_t version = kIndexerVersion;
+  uint32_t version = kIndexerVersion;  // as read; files are always written as kIndexerVersion
   std::vector<int32_t> layers;   // backbone layer ids of the target layers, file order
   int64_t hidden_dim = 0;        // D
   int64_t n_heads = 0;           // H
@@ -72,7 +78,8 @@ struct IndexerLayer {
 
 class IndexerModel {
  public:
-  // Opens and validates an indexer file (metadata, shapes, types, checksum). Throws Error.
+  // Opens and validates an indexer file (whole-file checksum, metadata, shapes, types, tensor
+  // checksum). Throws Error.
   static IndexerModel load(const std::string& path);
   // The same over bytes the model takes ownership of.
   static IndexerModel from_bytes(std::vector<uint8_t> bytes, const std::string& name);

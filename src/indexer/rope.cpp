@@ -39,8 +39,15 @@ YarnRange yarn_range(const RopeParams& p) {
   YarnRange r;
   r.corr_fast = correction_dim(p, p.beta_fast);
   r.corr_slow = correction_dim(p, p.beta_slow);
-  r.low = std::max<int64_t>(static_cast<int64_t>(std::floor(r.corr_fast)), 0);
-  r.high = std::min<int64_t>(static_cast<int64_t>(std::ceil(r.corr_slow)), p.rope_dim / 2 - 1);
+  // Legal but extreme parameters (rope_base just above 1, a beta near 0) make the correction
+  // dims huge or infinite: clamp in double before converting (converting a double outside the
+  // int64 range is undefined behaviour; found by fuzz_indexer_file). The result is the same as
+  // with unbounded integers: every pair below low (ramp 0) or at/above high (ramp 1).
+  const auto pairs = static_cast<double>(p.rope_dim / 2);
+  if (std::isnan(r.corr_fast) || std::isnan(r.corr_slow))
+    fail("yarn correction range is not a number (rope_base {}, betas {}, {})", p.base, p.beta_fast, p.beta_slow);
+  r.low = std::max<int64_t>(static_cast<int64_t>(std::clamp(std::floor(r.corr_fast), -1.0, pairs)), 0);
+  r.high = std::min<int64_t>(static_cast<int64_t>(std::clamp(std::ceil(r.corr_slow), -1.0, pairs)), p.rope_dim / 2 - 1);
   return r;
 }
 

@@ -4,17 +4,27 @@
 #include <cstring>
 
 #include "gguf/gguf.h"
+#include "gguf/gguf_checksum.h"
+#include "util/atomic_file.h"
 #include "util/error.h"
 
 namespace flashmem::lm {
 namespace {
 
 constexpr const char* kArch = "flashmem-lm-checkpoint";
-constexpr int64_t kVersion = 1;
+constexpr int64_t kVersion = 2;
+constexpr const char* kFileChecksum = "lm.file_checksum";
+
+Checkpoint checkpoint_from_file(const GgufFile& f);
 
 }  // namespace
 
 void save_checkpoint(const Checkpoint& ck, const std::string& path) {
+  const std::vector<uint8_t> bytes = checkpoint_to_bytes(ck);
+  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+std::vector<uint8_t> checkpoint_to_bytes(const Checkpoint& ck) {
   const ParamLayout layout = make_layout(ck.config);
   if (ck.params.size() != layout.total || ck.adam_m.size() != layout.total ||
       ck.adam_v.size() != layout.total)
@@ -40,13 +50,31 @@ void save_checkpoint(const Checkpoint& ck, const std::string& path) {
   w.add_tensor("params", DType::F32, {n}, ck.params.data(), layout.total * sizeof(float));
   w.add_tensor("adam_m", DType::F32, {n}, ck.adam_m.data(), layout.total * sizeof(float));
   w.add_tensor("adam_v", DType::F32, {n}, ck.adam_v.data(), layout.total * sizeof(float));
-  w.write(path);
+  return gguf_to_bytes_checksummed(w, kFileChecksum);
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
-  const GgufFile f = GgufFile::open(path);
+Checkpoint load_checkpoint(const std::string& path) { return checkpoint_from_file(GgufFile::open(path)); }
+
+Checkpoint checkpoint_from_bytes(const uint8_t* data, size_t size, const std::string& name) {
+  return checkpoint_from_file(GgufFile::parse(data, size, name));
+}
+
+namespace {
+
+Checkpoint checkpoint_from_file(const GgufFile& f) {
+  const std::string& path = f.name();
   if (f.get_string("general.architecture") != kArch)
     fail("{}: not a train-lm checkpoint (general.architecture is not {})", path, kArch);
+  // Every byte is verified before any field is trusted; a checkpoint without a checksum (version
+  // 1, or the key lost) cannot be verified and is refused rather than resumed.
+  if (!f.has(kFileChecksum)) {
+    const std::optional<int64_t> version = f.get_int_opt("lm.version");
+    if (version && *version == 1)
+      fail("{}: checkpoint version 1 has no checksum and cannot be verified; start the run again "
+           "(remove it, or pass another --checkpoint)", path);
+    fail("{}: {} is missing: the checkpoint cannot be verified", path, kFileChecksum);
+  }
+  gguf_verify_file_checksum(f, kFileChecksum);
   if (f.get_int("lm.version") != kVersion) fail("{}: unsupported checkpoint version", path);
   Checkpoint ck;
   ck.config.n_vocab = f.get_int("lm.n_vocab");
@@ -81,5 +109,7 @@ Checkpoint load_checkpoint(const std::string& path) {
   read("adam_v", ck.adam_v);
   return ck;
 }
+
+}  // namespace
 
 }  // namespace flashmem::lm

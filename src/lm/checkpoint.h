@@ -1,6 +1,11 @@
 // Training checkpoints: model shape, step, seed, parameters and AdamW moments in one GGUF
 // container (`general.architecture = "flashmem-lm-checkpoint"`), written atomically, so an
 // interrupted run resumes from the last complete checkpoint.
+//
+// Version 2 carries lm.file_checksum, XXH3-64 over every byte of the file (gguf/gguf_checksum.h):
+// a damaged checkpoint is an error, never a resume (a flipped bit in a moment or in lm.step
+// trains on silently and loses accuracy). Version 1 checkpoints (no checksum) are refused: they
+// cannot be verified, and a training run can always be restarted.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -22,8 +27,10 @@ struct Checkpoint {
 };
 
 void save_checkpoint(const Checkpoint& ck, const std::string& path);
-// Validates every field (architecture, config bounds, tensor sizes equal to the layout, finite
-// numbers); throws Error naming the file and the field.
+std::vector<uint8_t> checkpoint_to_bytes(const Checkpoint& ck);
+// Verifies the whole-file checksum, then every field (architecture, config bounds, tensor sizes
+// equal to the layout, finite numbers); throws Error naming the file and the field.
 Checkpoint load_checkpoint(const std::string& path);
+Checkpoint checkpoint_from_bytes(const uint8_t* data, size_t size, const std::string& name);
 
 }  // namespace flashmem::lm

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "gguf/gguf.h"
+#include "gguf/gguf_checksum.h"
 #include "tensor/convert.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
@@ -34,7 +35,8 @@ bool is_hex64(const std::string& s) {
 }
 
 void validate_meta(const DumpMeta& m) {
-  if (m.version != kDumpVersion) fail("dump version {} is not supported (this build reads {})", m.version, kDumpVersion);
+  if (m.version != kDumpVersion && m.version != kDumpLegacyVersion)
+    fail("dump version {} is not supported (this build reads {} and {})", m.version, kDumpLegacyVersion, kDumpVersion);
   if (!is_hex64(m.backbone_sha256)) fail("backbone_sha256 '{}' is not 64 lower-case hex digits", m.backbone_sha256);
   if (m.n_tokens < 1 || m.n_tokens > kMaxTokens) fail("n_tokens {} out of range [1, {}]", m.n_tokens, kMaxTokens);
   if (m.layers.empty() || static_cast<int64_t>(m.layers.size()) > kMaxLayers)
@@ -82,9 +84,15 @@ uint64_t dump_checksum(const DumpDocument& d) {
 DumpMeta meta_from_file(const GgufFile& f) {
   const std::string arch = f.get_string("general.architecture");
   if (arch != kDumpArch) fail("general.architecture is '{}', expected '{}'", arch, kDumpArch);
+  // Every byte first: metadata read below must not be trusted before it is verified.
+  const bool has_file_checksum = f.has(key("file_checksum"));
+  if (has_file_checksum) gguf_verify_file_checksum(f, key("file_checksum"));
   DumpMeta m;
   const int64_t version = f.get_int(key("version"));
-  if (version != kDumpVersion) fail("dump version {} is not supported (this build reads {})", version, kDumpVersion);
+  if (version != kDumpVersion && version != kDumpLegacyVersion)
+    fail("dump version {} is not supported (this build reads {} and {})", version, kDumpLegacyVersion, kDumpVersion);
+  if (!has_file_checksum && version != kDumpLegacyVersion)
+    fail("{} is missing (version {} dumps carry a whole-file checksum)", key("file_checksum"), version);
   m.version = static_cast<uint32_t>(version);
   m.backbone = f.get_string(key("backbone"));
   m.backbone_sha256 = f.get_string(key("backbone_sha256"));
@@ -103,6 +111,7 @@ DumpMeta meta_from_file(const GgufFile& f) {
   m.exclude_sink = f.get_int_in(key("exclude_sink"), 0, kMaxTokens);
   m.exclude_tail = f.get_int_in(key("exclude_tail"), 0, kMaxTokens);
   m.key_source = f.get_string(key("key_source"));
+  m.inputs = f.get_string_opt(key("inputs")).value_or("");
   validate_meta(m);
   return m;
 }
@@ -213,6 +222,7 @@ std::vector<uint8_t> dump_to_bytes_unvalidated(const DumpDocument& d) {
   w.set_i64(key("exclude_sink"), m.exclude_sink);
   w.set_i64(key("exclude_tail"), m.exclude_tail);
   w.set_string(key("key_source"), m.key_source);
+  if (m.version != kDumpLegacyVersion) w.set_string(key("inputs"), m.inputs);
   w.set_u64(key("checksum"), dump_checksum(d));
   const int64_t T = d.n_rows(), D = m.hidden_dim;
   auto bytes = [](const auto& v) { return v.size() * sizeof(v[0]); };
@@ -224,7 +234,8 @@ std::vector<uint8_t> dump_to_bytes_unvalidated(const DumpDocument& d) {
   w.add_tensor("label_indices", DType::I32, {static_cast<int64_t>(d.label_indices.size())}, d.label_indices.data(), bytes(d.label_indices));
   w.add_tensor("label_scores", DType::I32, {static_cast<int64_t>(d.label_scores.size())}, d.label_scores.data(), bytes(d.label_scores));
   w.add_tensor("label_pointers", DType::I32, {T + 1}, d.label_pointers.data(), bytes(d.label_pointers));
-  return w.to_bytes();
+  if (m.version == kDumpLegacyVersion) return w.to_bytes();  // tests: files as version 1 wrote them
+  return gguf_to_bytes_checksummed(w, key("file_checksum"));
 }
 
 void write_dump(const std::string& path, const DumpDocument& doc) {

@@ -7,7 +7,11 @@
 // table), document_id, n_tokens (document length), layers (target layer ids, int32 array),
 // hidden_dim, chunk_tokens, top_p, min_layers, label_layers (attention layers labels were taken
 // from), head_reduce ("mean" | "max"), exclude_sink, exclude_tail (tokens), key_source
-// ("hidden_mean"), checksum (xxh3-64 of the tensor data, file order)}.
+// ("hidden_mean"), checksum (xxh3-64 of the tensor data, file order), inputs (version 2: JSON
+// object of every input that decides the document's content, dump_runner.h; the resume key),
+// file_checksum (version 2: xxh3-64 of every byte of the file, gguf/gguf_checksum.h)}.
+// Version 1 files (no inputs, no file_checksum) are still read by the trainer; a file that has
+// file_checksum is always verified by it, whatever its version says.
 // Tensors (shapes [rows, cols]; T = labeled decode tokens, C = n_tokens / chunk_tokens complete
 // chunks, D = hidden_dim, N = label entries):
 //   hidden.l{ID}      [T, D] f16  hidden state entering target layer ID at each labeled token
@@ -25,7 +29,8 @@
 namespace flashmem {
 
 constexpr std::string_view kDumpArch = "flashmem-dump";
-constexpr uint32_t kDumpVersion = 1;
+constexpr uint32_t kDumpVersion = 2;        // what we write
+constexpr uint32_t kDumpLegacyVersion = 1;  // still read: tensor checksum only, no inputs
 constexpr std::string_view kDumpExtension = ".fmdump";
 
 struct DumpMeta {
@@ -44,6 +49,7 @@ struct DumpMeta {
   int64_t exclude_sink = 0;        // tokens
   int64_t exclude_tail = 0;        // tokens
   std::string key_source = "hidden_mean";
+  std::string inputs;              // compact JSON object (version 2); empty: unknown (version 1)
 
   int64_t n_chunks() const { return n_tokens / chunk_tokens; }
 };
@@ -80,7 +86,7 @@ void write_dump(const std::string& path, const DumpDocument& doc);  // atomic
 // values). Throws Error naming the file and the field.
 DumpDocument read_dump(const std::string& path);
 DumpDocument dump_from_bytes(const uint8_t* data, size_t size, const std::string& name);
-// Metadata only (resume checks); the tensors are not validated.
+// Metadata only; the tensors are not validated (the whole-file checksum of a version 2 file is).
 DumpMeta read_dump_meta(const std::string& path);
 
 // The *.fmdump files of `dir` in name order (or `dir` itself if it is a file). Throws Error if

@@ -1,6 +1,10 @@
 #include "train/dump_runner.h"
 
+#include <xxhash.h>
+
 #include <algorithm>
+#include <charconv>
+#include <cstring>
 #include <filesystem>
 
 #include "model/generate.h"
@@ -104,6 +108,80 @@ std::string header_sha256(const Model& model) {
   return sha256_hex(f.file_data(), static_cast<size_t>(f.data_offset()));
 }
 
+std::string backbone_xxh3(const Model& model) {
+  const GgufFile& f = model.file();
+  return fmt::format("{:016x}", XXH3_64bits(f.file_data(), f.file_size()));
+}
+
+// sha256 of (u64 prompt length, prompt ids, text ids), little-endian: the document's tokens.
+std::string tokens_sha256(const CorpusDocument& doc) {
+  std::vector<uint8_t> bytes(8 + 4 * (doc.prompt.size() + doc.text.size()));
+  const uint64_t n_prompt = doc.prompt.size();
+  std::memcpy(bytes.data(), &n_prompt, 8);
+  if (!doc.prompt.empty()) std::memcpy(bytes.data() + 8, doc.prompt.data(), 4 * doc.prompt.size());
+  if (!doc.text.empty()) std::memcpy(bytes.data() + 8 + 4 * doc.prompt.size(), doc.text.data(), 4 * doc.text.size());
+  return sha256_hex(bytes.data(), bytes.size());
+}
+
+// "key: A there, B now" for the first input that differs between two dump_inputs objects.
+std::string first_difference(const nlohmann::json& there, const nlohmann::json& now, const std::string& prefix = "") {
+  if (there.is_object() && now.is_object()) {
+    for (const auto& [k, v] : now.items()) {
+      const std::string name = prefix.empty() ? k : prefix + "." + k;
+      if (!there.contains(k)) return fmt::format("{}: absent there, {} now", name, v.dump());
+      if (there.at(k) != v) return first_difference(there.at(k), v, name);
+    }
+    for (const auto& [k, v] : there.items())
+      if (!now.contains(k)) return fmt::format("{}{}: {} there, absent now", prefix, prefix.empty() ? k : "." + k, v.dump());
+    return {};
+  }
+  return fmt::format("{}: {} there, {} now", prefix, there.dump(), now.dump());
+}
+
+// doc-NNNNNN.fmdump -> NNNNNN, or -1 for any other name.
+int64_t dump_index(const std::string& file_name) {
+  const std::string prefix = "doc-", suffix(kDumpExtension);
+  if (file_name.size() <= prefix.size() + suffix.size() || file_name.rfind(prefix, 0) != 0 ||
+      file_name.compare(file_name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return -1;
+  int64_t index = -1;
+  const char* b = file_name.data() + prefix.size();
+  const char* e = file_name.data() + file_name.size() - suffix.size();
+  const auto [end, ec] = std::from_chars(b, e, index);
+  return ec == std::errc() && end == e ? index : -1;
+}
+
+// What a dump already in the directory means for this run.
+enum class Existing { kNone, kSame, kUnreadable };
+
+// Reads the dump at `path` (fully: tensors and checksums) and compares its inputs with `want`
+// (only want["run"] when `run_only`: a document beyond this corpus). Throws Error when they
+// differ or are unknown.
+Existing check_existing(const std::string& path, const nlohmann::json& want, bool run_only) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return Existing::kNone;
+  DumpMeta m;
+  try {
+    m = read_dump(path).meta;
+  } catch (const Error& e) {
+    fmt::print(stderr, "\nnote: {} does not read back ({}): it is dumped again\n", path, e.what());
+    return Existing::kUnreadable;
+  }
+  const std::string advice = "use another --out directory, or remove the dumps of the other run";
+  if (m.inputs.empty())
+    fail("{} was written without the inputs that made it (an older flashmem): cannot tell whether it "
+         "belongs to this run; {}", path, advice);
+  nlohmann::json there = nlohmann::json::parse(m.inputs, nullptr, /*allow_exceptions=*/false);
+  if (there.is_discarded() || !there.is_object())
+    fail("{}: flashmem-dump.inputs is not a JSON object; {}", path, advice);
+  const nlohmann::json& want_part = run_only ? want.at("run") : want;
+  const nlohmann::json there_part = run_only ? there.value("run", nlohmann::json()) : there;
+  if (there_part != want_part)
+    fail("{} was dumped from other inputs ({}){}; {}", path, first_difference(there_part, want_part),
+         run_only ? " and is not a document of this corpus" : "", advice);
+  return Existing::kSame;
+}
+
 void add_stats(LabelStats& into, const LabelStats& s) {
   into.tokens += s.tokens;
   into.golden += s.golden;
@@ -115,6 +193,31 @@ void add_stats(LabelStats& into, const LabelStats& s) {
 }
 
 }  // namespace
+
+nlohmann::json dump_inputs(const DumpOptions& o, const std::string& backbone_sha256, const std::string& backbone_xxh3,
+                           const CorpusDocument& doc, size_t index) {
+  nlohmann::json run = {{"backbone_sha256", backbone_sha256},
+                        {"backbone_xxh3", backbone_xxh3},
+                        {"layers", o.layers},
+                        {"chunk_tokens", o.labels.chunk_tokens},
+                        {"top_p", o.labels.top_p},
+                        {"min_layers", o.labels.min_layers},
+                        {"head_reduce", std::string(head_reduce_name(o.labels.reduce))},
+                        {"exclude_sink", o.labels.exclude_sink},
+                        {"exclude_tail", o.labels.exclude_tail},
+                        {"label_from", o.label_from},
+                        {"mode", o.generate ? "generate" : "teacher"}};
+  if (o.generate)
+    run["sampling"] = {{"seed", o.sampling.seed},
+                       {"temperature", o.sampling.temperature},
+                       {"top_k", o.sampling.top_k},
+                       {"top_p", o.sampling.top_p},
+                       {"min_p", o.sampling.min_p},
+                       {"gen_tokens", o.gen_tokens},
+                       {"max_tokens", o.max_tokens}};
+  return {{"run", run},
+          {"document", {{"index", index}, {"id", doc.id}, {"tokens_sha256", tokens_sha256(doc)}}}};
+}
 
 DumpSummary run_dump(const std::shared_ptr<Model>& model, const std::string& model_path,
                      const std::vector<CorpusDocument>& docs, const DumpOptions& o) {
@@ -136,6 +239,26 @@ DumpSummary run_dump(const std::shared_ptr<Model>& model, const std::string& mod
   DumpMeta base;
   base.backbone = std::filesystem::path(model_path).filename().string();
   base.backbone_sha256 = header_sha256(*model);
+  const std::string model_xxh3 = backbone_xxh3(*model);
+  auto path_of = [&](size_t i) { return fmt::format("{}/doc-{:06}{}", o.out_dir, i, kDumpExtension); };
+  std::vector<nlohmann::json> inputs(docs.size());
+  for (size_t i = 0; i < docs.size(); ++i) inputs[i] = dump_inputs(o, base.backbone_sha256, model_xxh3, docs[i], i);
+  // Every dump already in the directory, checked before any work: this corpus's documents against
+  // their own inputs, any other doc-NNNNNN against this run's settings.
+  std::vector<Existing> existing(docs.size(), Existing::kNone);
+  std::vector<std::pair<int64_t, std::string>> found;  // (index, path), checked in index order
+  for (const auto& entry : std::filesystem::directory_iterator(o.out_dir, ec)) {
+    const int64_t index = dump_index(entry.path().filename().string());
+    if (index >= 0) found.emplace_back(index, entry.path().string());
+  }
+  if (ec) fail("cannot list '{}': {}", o.out_dir, ec.message());
+  std::sort(found.begin(), found.end());
+  for (const auto& [index, path] : found) {
+    const auto i = static_cast<size_t>(index);
+    if (i < docs.size() && std::filesystem::path(path).filename() == std::filesystem::path(path_of(i)).filename())
+      existing[i] = check_existing(path, inputs[i], false);
+    else check_existing(path, dump_inputs(o, base.backbone_sha256, model_xxh3, {}, 0), true);
+  }
   base.layers = o.layers;
   base.hidden_dim = c.dim;
   base.chunk_tokens = o.labels.chunk_tokens;
@@ -164,20 +287,11 @@ DumpSummary run_dump(const std::shared_ptr<Model>& model, const std::string& mod
   int64_t done_tokens = 0;
   for (size_t i = 0; i < docs.size(); ++i) {
     const CorpusDocument& doc = docs[i];
-    const std::string path = fmt::format("{}/doc-{:06}{}", o.out_dir, i, kDumpExtension);
-    if (std::filesystem::exists(path, ec)) {
-      try {
-        const DumpMeta m = read_dump_meta(path);
-        if (m.document_id == doc.id && m.backbone_sha256 == base.backbone_sha256 && m.layers == base.layers &&
-            m.top_p == base.top_p && m.min_layers == base.min_layers && m.head_reduce == base.head_reduce &&
-            m.chunk_tokens == base.chunk_tokens) {
-          ++summary.skipped;
-          done_tokens += o.generate ? o.max_tokens : static_cast<int64_t>(doc.prompt.size() + doc.text.size());
-          continue;
-        }
-      } catch (const Error&) {
-        // unreadable (e.g. an older format): rewritten below
-      }
+    const std::string path = path_of(i);
+    if (existing[i] == Existing::kSame) {
+      ++summary.skipped;
+      done_tokens += o.generate ? o.max_tokens : static_cast<int64_t>(doc.prompt.size() + doc.text.size());
+      continue;
     }
     std::vector<int32_t> tokens = doc.prompt;
     if (o.generate) {
@@ -213,6 +327,7 @@ DumpSummary run_dump(const std::shared_ptr<Model>& model, const std::string& mod
     out.meta = base;
     out.meta.document_id = doc.id;
     out.meta.n_tokens = n_tokens;
+    out.meta.inputs = inputs[i].dump();
     dump_kv->take(out, n_tokens, o.labels.chunk_tokens);
     write_dump(path, out);
     add_stats(summary.labels, dump_kv->stats());

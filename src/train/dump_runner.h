@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -39,8 +40,23 @@ struct DumpSummary {
   LabelStats labels;
 };
 
-// Writes <out_dir>/doc-NNNNNN.fmdump for document NNNNNN of `docs`; a file that exists with the
-// same document id and settings is skipped (resumable). Throws Error on bad options or I/O errors.
+// The resume key of document `index`: a JSON object of every input that decides the content of
+// its dump — the backbone (header sha256 and xxh3-64 of the whole file), the document (id and
+// sha256 of its prompt and text tokens, so an edited corpus line or another tasks: seed differs),
+// the labels (layers, chunk_tokens, top_p, min_layers, head_reduce, exclude_sink/tail, the
+// effective label_from) and, in generate mode, the sampling (seed + index, temperature, top_k,
+// top_p, min_p, gen_tokens, max_tokens). Threads and batch are not in it: they are execution
+// knobs, not choices of what the dump holds. Stored in the dump as flashmem-dump.inputs.
+nlohmann::json dump_inputs(const DumpOptions& options, const std::string& backbone_sha256,
+                           const std::string& backbone_xxh3, const CorpusDocument& doc, size_t index);
+
+// Writes <out_dir>/doc-NNNNNN.fmdump for document NNNNNN of `docs`, resumably: a dump that exists
+// with exactly this document's inputs (dump_inputs) is skipped; one whose inputs differ, or that
+// has none (an older flashmem wrote it), is an Error naming the first differing input — redoing
+// it would overwrite another run's work and could leave its other documents beside ours in one
+// training directory; a dump that does not read back (corrupt, truncated) is rewritten, with a
+// note on stderr. Every existing dump is checked before any work starts. Throws Error on bad
+// options, stale dumps or I/O errors.
 DumpSummary run_dump(const std::shared_ptr<Model>& model, const std::string& model_path,
                      const std::vector<CorpusDocument>& docs, const DumpOptions& options);
 

@@ -194,7 +194,16 @@ TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::ve
   std::vector<float> best = params;
   summary.best_eval = evaluate(params);
   summary.best_val_recall = summary.best_eval.recall_lsa();
-  write_indexer(o.out, weights_from_params(config, best, o.weight_type));
+  // --out is written only with a validated state: trained (step > 0), evaluated, the best so
+  // far, and better on validation than recency — what a run without any indexer keeps. Until
+  // then the file a user already has there stays byte for byte as it was, so a run killed early
+  // never leaves an untrained indexer that looks valid but is worse than no indexer at all.
+  // Writes are atomic (write_indexer), so a kill mid-write leaves the old or the new file.
+  auto beats_recency = [](const EvalResult& r) { return r.recall_lsa() > r.recall_recency(); };
+  auto write_best = [&] {
+    write_indexer(o.out, weights_from_params(config, best, o.weight_type));
+    summary.written = true;
+  };
   int64_t since_best = 0;
   double interval_loss = 0;
   int64_t interval_samples = 0;
@@ -267,7 +276,7 @@ TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::ve
         summary.best_eval = r;
         summary.best_step = step + 1;
         best = params;
-        write_indexer(o.out, weights_from_params(config, best, o.weight_type));
+        if (beats_recency(r)) write_best();
         since_best = 0;
       } else if (++since_best >= o.patience) {
         summary.early_stopped = true;
@@ -275,6 +284,10 @@ TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::ve
       }
     }
   }
+  summary.beats_recency = beats_recency(summary.best_eval);
+  // A finished run delivers its best state even if it never beat recency (the caller warns):
+  // it is the complete product of the run the user asked for, not a leftover of a killed one.
+  if (!summary.written) write_best();
   summary.seconds = now_seconds() - t0;
   summary.samples_per_second = summary.seconds > 0 ? static_cast<double>(summary.samples_seen) / summary.seconds : 0.0;
   progress.finish(fmt::format("best val recall {:.3f} at step {}", summary.best_val_recall, summary.best_step));

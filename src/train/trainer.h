@@ -56,9 +56,14 @@ struct TrainSummary {
   double best_val_recall = 0;      // recall_at_budget (lsa) of the written checkpoint
   int64_t best_step = 0;
   bool early_stopped = false;
+  bool written = false;            // --out was written (always true when train_indexer returns)
+  bool beats_recency = false;      // the written state's validation recall is above recency's
   EvalResult best_eval;
 };
 
+// Writes options.out (atomically) only with a validated state: after training steps, evaluated
+// on validation, the best so far and better than recency; at the end of the run the best state
+// in any case. A run killed before its first such state leaves an existing options.out untouched.
 TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::vector<DumpDocument>& val,
                            const TrainOptions& options);
 

@@ -11,6 +11,7 @@
 
 #include "../common/cli_run.h"
 #include "../common/xml_check.h"
+#include "eval/results_file.h"
 #include "indexer/indexer_model.h"
 
 namespace {
@@ -133,7 +134,8 @@ TEST(EvalCli, ResumesACellFromItsPartialSamples) {
                        {"resident_fraction_peak", 1.0}, {"resident_kv_bytes_avg", 1000}, {"resident_kv_bytes_peak", 1000},
                        {"full_kv_bytes", 1000}, {"attn_bytes_per_step", 1000}, {"decode_tokens", 4},
                        {"decode_seconds", 0.01}, {"seconds", 0.1}, {"resident_fraction_steps", {1.0, 1.0}}};
-  const json partial = {{"config", stored.at("cells")[0].at("config")}, {"samples", {sample}}};
+  // Sealed as eval writes it (eval/results_file.h): an unsealed partial file is not trusted.
+  const json partial = flashmem::eval::partial_to_json(stored.at("cells")[0].at("config"), json::array({sample}));
   fs::remove(dir / "results.json");
   std::FILE* f = std::fopen((dir / "partial.json").c_str(), "wb");
   ASSERT_NE(f, nullptr);

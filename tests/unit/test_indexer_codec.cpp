@@ -228,6 +228,30 @@ TEST(Yarn, ClampsBeyondTableAndRejectsNegative) {
   EXPECT_EQ(RopeParams{}.max_positions, 65536 * 16);
 }
 
+TEST(Yarn, ExtremeButLegalParametersStayInRange) {
+  // Found by fuzz_indexer_file: a denormal beta or a base just above 1 made the correction dims
+  // infinite, and converting them to int64 was undefined behaviour.
+  for (const double beta : {1.807872510037101e-307, 5.10331698681e-312, 1e-300}) {
+    RopeParams p;
+    p.beta_fast = beta;
+    const YarnRange a = yarn_range(p);
+    EXPECT_GE(a.low, 0);
+    EXPECT_LE(a.high, p.rope_dim / 2 - 1);
+    p = RopeParams{};
+    p.beta_slow = beta;
+    const YarnRange b = yarn_range(p);
+    EXPECT_GE(b.low, 0);
+    EXPECT_LE(b.high, p.rope_dim / 2 - 1);
+    EXPECT_EQ(yarn_frequencies(p).size(), 32u);
+  }
+  RopeParams p;
+  p.base = 1.0 + 1e-15;
+  const YarnRange r = yarn_range(p);
+  EXPECT_GE(r.low, 0);
+  EXPECT_LE(r.high, 31);
+  for (const double f : yarn_frequencies(p)) EXPECT_TRUE(std::isfinite(f));
+}
+
 TEST(Yarn, RejectsBadParameters) {
   RopeParams p;
   p.base = 1.0;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "gguf/gguf.h"
+#include "gguf/gguf_checksum.h"
 #include "indexer/indexer_model.h"
 #include "indexer/safetensors.h"
 #include "indexer/scoring.h"
@@ -143,7 +144,10 @@ std::vector<uint8_t> rewrite(const std::vector<uint8_t>& bytes, const Edit& e) {
     const std::vector<float> four(4, 1.0f);
     w.add_tensor(e.add_tensor, DType::F32, {4}, four.data(), 16);
   }
-  return w.to_bytes();
+  // A sound whole-file checksum, so that the check under test is what rejects the file.
+  std::vector<uint8_t> out = w.to_bytes();
+  gguf_fix_file_checksum(out, "flashmem-indexer.file_checksum");
+  return out;
 }
 
 GgufValue u32_value(uint64_t v) {
@@ -179,7 +183,8 @@ TEST_F(MalformedIndexer, ValidCopyLoads) {
 TEST_F(MalformedIndexer, MissingKeys) {
   for (const char* k : {"version", "layers", "hidden_dim", "n_heads", "head_dim", "q_lora_rank",
                         "rope_dim", "rope_base", "yarn_factor", "yarn_orig_ctx", "yarn_beta_fast",
-                        "yarn_beta_slow", "rms_eps", "chunk_tokens", "key_source", "checksum"}) {
+                        "yarn_beta_slow", "rms_eps", "chunk_tokens", "key_source", "checksum",
+                        "file_checksum"}) {
     Edit e;
     e.drop_key = std::string("flashmem-indexer.") + k;
     expect_rejected(rewrite(good_, e), k);
@@ -198,7 +203,7 @@ TEST_F(MalformedIndexer, BadValues) {
       {"flashmem-indexer.head_dim", u32_value(64), "head_dim 64"},
       {"flashmem-indexer.rope_dim", u32_value(32), "rope_dim 32"},
       {"flashmem-indexer.n_heads", u32_value(0), "n_heads 0"},
-      {"flashmem-indexer.version", u32_value(2), "version 2"},
+      {"flashmem-indexer.version", u32_value(3), "version 3"},
       {"flashmem-indexer.chunk_tokens", u32_value(0), "chunk_tokens 0"},
       {"flashmem-indexer.hidden_dim", u32_value(65), "wq_a"},  // shapes no longer match
       {"flashmem-indexer.layers", i32_array({}), "no target layers"},

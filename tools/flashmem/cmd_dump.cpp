@@ -1,12 +1,14 @@
 // `flashmem dump`: backbone + corpus -> .fmdump files (src/train/dump_runner.h).
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "common.h"
 #include "tokenizer/tokenizer.h"
 #include "train/dump_runner.h"
+#include "util/dir_lock.h"
 
 namespace flashmem::cli {
 namespace {
@@ -20,6 +22,10 @@ struct DumpArgs {
 void run(DumpArgs& a) {
   if (a.mode != "teacher" && a.mode != "generate") fail("--mode must be teacher or generate, not '{}'", a.mode);
   a.options.out_dir = a.out;
+  std::error_code ec;
+  std::filesystem::create_directories(a.out, ec);
+  if (ec) fail("cannot create output directory '{}': {}", a.out, ec.message());
+  const DirLock lock = DirLock::lock_directory(a.out);  // one writer of --out at a time
   a.options.layers = parse_layer_list(a.layers);
   a.options.labels.reduce = parse_head_reduce(a.head_reduce);
   const bool generated_corpus = a.corpus.rfind("generate:", 0) == 0;
@@ -67,7 +73,7 @@ const CommandRegistration kDump("dump", [](CLI::App& app) {
   a->options.max_tokens = 0;
   cmd->add_option("-m,--model", a->model, "backbone .gguf")->required();
   cmd->add_option("--corpus", a->corpus, "generate:N | tasks:FAMILY[,...]:N | tasks:all:N | FILE.jsonl | FILE (plain text)")->required();
-  cmd->add_option("--out", a->out, "output directory (doc-NNNNNN.fmdump; existing ones are kept: resumable)")->required();
+  cmd->add_option("--out", a->out, "output directory (doc-NNNNNN.fmdump; resumable: dumps made from the same inputs are kept, from other inputs an error)")->required();
   cmd->add_option("--layers", a->layers, "target layers, comma-separated backbone ids")->required();
   cmd->add_option("--mode", a->mode, "teacher (label the given text) | generate (label the model's continuation)")->capture_default_str();
   cmd->add_option("--top-p", o.labels.top_p, "attention mass a layer's label set covers")->capture_default_str();

@@ -1,9 +1,11 @@
 // `flashmem eval -m MODEL [--indexer I.gguf] --suite FAMILY,... --policies P,... --budgets F,...
 //  --lengths N,... --samples N --seed S [--page-tokens N] --out DIR [--json]`: task accuracy
 // against KV budget for every selection policy (docs/EVAL.md). Resumable: cells already in
-// DIR/results.json with the same configuration are reused, results.json is rewritten (atomically)
-// after every finished cell, and DIR/partial.json holds the samples of the cell in progress, so
-// an interrupted run loses at most the sample it was running.
+// DIR/results.json with the same configuration and a checksum that verifies are reused (any other
+// is recomputed, with a note on stderr: eval/results_file.h), results.json is rewritten
+// (atomically) after every finished cell, and DIR/partial.json holds the samples of the cell in
+// progress, so an interrupted run loses at most the sample it was running. DIR is locked for the
+// run (util/dir_lock.h): a second eval into it stops with an error instead of losing cells.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -13,9 +15,11 @@
 #include "common.h"
 #include "eval/eval_grid.h"
 #include "eval/eval_report.h"
+#include "eval/results_file.h"
 #include "eval/task_run.h"
 #include "tokenizer/tokenizer.h"
 #include "util/atomic_file.h"
+#include "util/dir_lock.h"
 #include "util/error.h"
 #include "util/mapped_file.h"
 #include "util/read_file.h"
@@ -56,32 +60,6 @@ std::vector<data::TaskFamily> parse_suite(const std::vector<std::string>& names)
   return unique;
 }
 
-// results.json of an earlier run in `dir`, or an empty object; Error when it is not JSON.
-json load_previous(const fs::path& path) {
-  if (!fs::exists(path)) return json::object();
-  try {
-    json j = json::parse(read_file(path.string()));
-    if (!j.is_object() || !j.contains("cells") || !j.at("cells").is_array())
-      fail("{} has no \"cells\" array; remove it or choose another --out", path.string());
-    return j;
-  } catch (const json::exception& e) {
-    fail("{} is not valid JSON ({}); remove it or choose another --out", path.string(), e.what());
-  }
-}
-
-// DIR/partial.json of an interrupted run: {"config", "samples"}; its samples when the config is
-// `config`, else none (a partial file that does not parse is ignored: it is only a cache).
-std::vector<eval::SampleResult> cached_samples(const json& partial, const json& config) {
-  std::vector<eval::SampleResult> samples;
-  if (!partial.is_object() || !partial.contains("config") || partial.at("config") != config) return samples;
-  try {
-    for (const json& s : partial.at("samples")) samples.push_back(eval::sample_from_json(s));
-  } catch (const json::exception&) {
-    samples.clear();
-  }
-  return samples;
-}
-
 json load_partial(const fs::path& path) {
   if (!fs::exists(path)) return nullptr;
   try {
@@ -120,8 +98,11 @@ void run_eval(EvalArgs a) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec || !fs::is_directory(dir)) fail("cannot create --out directory '{}': {}", a.out, ec.message());
+  // One writer of DIR at a time: two grids into one results.json would each rewrite it from
+  // what they read at their start, and one would lose the other's cells.
+  const DirLock lock = DirLock::lock_directory(a.out);
   const fs::path results_path = dir / "results.json";
-  const json previous = load_previous(results_path);
+  const json previous = eval::read_results(results_path.string());
 
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
@@ -176,28 +157,32 @@ void run_eval(EvalArgs a) {
   const fs::path partial_path = dir / "partial.json";
   const json partial = load_partial(partial_path);
   int64_t reused = 0, samples_to_run = 0;
-  // Stored cells: the earlier grid's "cells" plus the "other_cells" kept from grids before it.
-  json stored_cells = json::array();
-  for (const char* key : {"cells", "other_cells"})
-    if (previous.contains(key) && previous.at(key).is_array())
-      for (const json& c : previous.at(key)) stored_cells.push_back(c);
+  // Stored cells: the earlier grid's "cells" plus the "other_cells" kept from grids before it;
+  // only those whose checksum verifies are reused.
+  const eval::StoredCells stored = eval::stored_cells(previous);
   for (size_t i = 0; i < plan.size(); ++i) {
     configs[i] = eval::cell_config(plan[i], o, id);
-    if (const json* c = eval::find_cell(stored_cells, configs[i])) {
+    if (const json* c = eval::find_cell(stored.verified, configs[i])) {
       cells[i] = *c;
       resumed[i] = true;
       ++reused;
-    } else {
-      samples_to_run += o.samples - static_cast<int64_t>(cached_samples(partial, configs[i]).size());
+      continue;
     }
+    if (eval::find_cell(stored.unverified, configs[i]) != nullptr)
+      fmt::print(stderr, "eval: {}@{} {}: the stored cell in {} has no valid checksum (edited or damaged): "
+                         "recomputing it\n", data::family_name(plan[i].family), plan[i].length, plan[i].spec,
+                 results_path.string());
+    samples_to_run += o.samples - static_cast<int64_t>(eval::partial_samples(partial, configs[i]).size());
   }
   // Stored cells this grid does not contain stay in results.json under "other_cells" (never
   // lost, not reported), so running a different grid into the same DIR keeps earlier results.
+  // An unverified one is kept as it is (still never reused); one of this grid is replaced.
   json other_cells = json::array();
-  for (const json& c : stored_cells)
-    if (std::none_of(configs.begin(), configs.end(),
-                     [&](const json& k) { return c.is_object() && c.contains("config") && c.at("config") == k; }))
-      other_cells.push_back(c);
+  for (const json* list : {&stored.verified, &stored.unverified})
+    for (const json& c : *list)
+      if (std::none_of(configs.begin(), configs.end(),
+                       [&](const json& k) { return c.is_object() && c.contains("config") && c.at("config") == k; }))
+        other_cells.push_back(c);
   if (!other_cells.empty()) results["other_cells"] = other_cells;
   if (reused > 0)
     fmt::print(stderr, "eval: {} of {} cells already in {} with the same configuration: skipping them\n",
@@ -222,7 +207,11 @@ void run_eval(EvalArgs a) {
     if (resumed[i]) continue;
     const eval::CellPlan& p = plan[i];
     const std::string label = fmt::format("{}@{} {}", data::family_name(p.family), p.length, p.spec);
-    std::vector<eval::SampleResult> samples = cached_samples(partial, configs[i]);
+    std::string why;
+    std::vector<eval::SampleResult> samples = eval::partial_samples(partial, configs[i], &why);
+    if (!why.empty())
+      fmt::print(stderr, "eval: {}: the samples in {} are not used ({}): recomputing them\n", label,
+                 partial_path.string(), why);
     json partial_samples = json::array();
     for (const eval::SampleResult& r : samples) partial_samples.push_back(eval::sample_to_json(r));
     if (!samples.empty())
@@ -232,10 +221,10 @@ void run_eval(EvalArgs a) {
     for (auto k = static_cast<int64_t>(samples.size()); k < o.samples; ++k) {
       samples.push_back(runner.run(k));
       partial_samples.push_back(eval::sample_to_json(samples.back()));
-      write_file_atomic(partial_path.string(), json{{"config", configs[i]}, {"samples", partial_samples}}.dump() + "\n");
+      write_file_atomic(partial_path.string(), eval::partial_to_json(configs[i], partial_samples).dump() + "\n");
       progress.update(++done_samples, label);
     }
-    cells[i] = eval::cell_to_json(eval::summarize_cell(p, samples), configs[i]);
+    cells[i] = eval::seal(eval::cell_to_json(eval::summarize_cell(p, samples), configs[i]));
     write_results();
     fs::remove(partial_path, ec);
   }
@@ -257,6 +246,7 @@ void run_eval(EvalArgs a) {
     json c = cells[i];
     c.erase("config");
     c.erase("resident_fraction_steps");
+    c.erase("checksum");
     c["resumed"] = static_cast<bool>(resumed[i]);
     out.push_back(std::move(c));
   }

@@ -7,6 +7,7 @@
 #include "commands.h"
 #include "common.h"
 #include "train/trainer.h"
+#include "util/dir_lock.h"
 
 namespace flashmem::cli {
 namespace {
@@ -79,6 +80,7 @@ void run_train(TrainArgs& a) {
   const auto t = dtype_from_name(a.type);
   if (!t || (*t != DType::F32 && *t != DType::F16 && *t != DType::BF16)) fail("--type must be f32, f16 or bf16");
   a.o.weight_type = *t;
+  const DirLock lock = DirLock::lock_file(a.o.out);  // one writer of --out at a time
   std::vector<DumpDocument> train = load_dumps(a.data), val;
   if (!a.val.empty()) {
     val = load_dumps(a.val);
@@ -100,12 +102,17 @@ void run_train(TrainArgs& a) {
   fmt::print("best validation recall at budget {:.2f}: {:.3f} (step {}); wrote {}\n", a.o.eval.budget,
              s.best_val_recall, s.best_step, a.o.out);
   print_eval_table(s.best_eval, a.o.eval);
+  if (!s.beats_recency)
+    fmt::print(stderr, "warning: the written indexer does not beat recency on validation (recall at budget "
+                       "{:.3f} vs {:.3f}): policy recency keeps more of what is needed\n",
+               s.best_eval.recall_lsa(), s.best_eval.recall_recency());
   if (a.json) {
     nlohmann::json j = {{"out", a.o.out}, {"loss", a.loss}, {"train_docs", s.train_docs}, {"val_docs", s.val_docs},
                         {"samples_available", s.samples_available}, {"steps", s.steps},
                         {"samples", s.samples_seen}, {"seconds", s.seconds},
                         {"samples_per_second", s.samples_per_second}, {"final_loss", s.final_loss},
                         {"best_step", s.best_step}, {"early_stopped", s.early_stopped},
+                        {"beats_recency", s.beats_recency},
                         {"val", eval_json(s.best_eval, a.o.eval.budget)}};
     fmt::print("{}\n", j.dump());
   }
@@ -117,7 +124,7 @@ const CommandRegistration kTrain("train-indexer", [](CLI::App& app) {
   TrainOptions& o = a->o;
   cmd->add_option("--data", a->data, "dump directories or files")->required();
   cmd->add_option("--val", a->val, "validation dumps (default: every 1/val-fraction-th training document)");
-  cmd->add_option("--out", o.out, "output indexer .gguf (best checkpoint)")->required();
+  cmd->add_option("--out", o.out, "output indexer .gguf (best validated state; an existing file is replaced only by one that beats recency, or at the end)")->required();
   cmd->add_option("--loss", a->loss, "bce | focal | bpr")->capture_default_str();
   cmd->add_option("--neg-ratio", o.neg_ratio, "negatives per positive")->capture_default_str();
   cmd->add_option("--trivial-weight", o.trivial_weight, "loss weight of trivial chunks (1 = off)")->capture_default_str();

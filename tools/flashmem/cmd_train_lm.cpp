@@ -5,6 +5,7 @@
 #include "commands.h"
 #include "common.h"
 #include "lm/trainer.h"
+#include "util/dir_lock.h"
 #include "util/error.h"
 
 namespace flashmem::cli {
@@ -22,6 +23,10 @@ void run_train_lm(TrainLmArgs& a) {
   if (a.out_type == "f32") a.o.out_type = DType::F32;
   else if (a.out_type == "f16") a.o.out_type = DType::F16;
   else fail("--out-type must be f32 or f16, not '{}'", a.out_type);
+  if (a.o.out.empty()) fail("train-lm: --out MODEL.gguf is required");
+  // One writer of the model and of its checkpoint at a time (the trainer's default checkpoint).
+  const DirLock out_lock = DirLock::lock_file(a.o.out);
+  const DirLock checkpoint_lock = DirLock::lock_file(a.o.checkpoint.empty() ? a.o.out + ".ckpt" : a.o.checkpoint);
   lm::train_lm(a.o);
 }
 
