@@ -1,11 +1,12 @@
 // Directories and processes for the tests of files flashmem creates (tests/reliability/): a fresh
-// directory per test, its listing, and a PID that certainly has no process.
+// directory per test, files in it and its listing, and a PID that certainly has no process.
 #pragma once
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -20,6 +21,13 @@ inline std::filesystem::path fresh_dir(const std::string& what) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;
+}
+
+inline void write_text(const std::filesystem::path& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  ASSERT_NE(f, nullptr) << path;
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
 }
 
 // The names in `dir`, sorted (symlinks included, not followed).

@@ -26,6 +26,7 @@ using test::fresh_dir;
 using test::names_in;
 using test::run_flashmem;
 using test::slurp;
+using test::write_text;
 
 const std::string kModel = std::string(FLASHMEM_TEST_DATA) + "/models/stories260K.gguf";
 
@@ -33,13 +34,6 @@ const std::string kModel = std::string(FLASHMEM_TEST_DATA) + "/models/stories260
 std::string short_run(const std::string& store) {
   return "run -m " + kModel + " -p '' -n 30 --policy quest:3 --page-tokens 16 --kv-store 'disk:" +
          store + "'";
-}
-
-void write_text(const fs::path& path, const std::string& text) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  std::fwrite(text.data(), 1, text.size(), f);
-  std::fclose(f);
 }
 
 // `path` holds exactly `expected`; a failure prints sizes, not the bytes (a model, a KV file).
@@ -103,15 +97,23 @@ std::string wait_for_kv_file(const fs::path& dir, pid_t pid) {
   return "";
 }
 
-// A run that is still prefilling seconds after its KV file appears: a 7,500-token prompt (full
-// attention over it takes 5-20 s on one thread), from a file written beside `dir`.
-std::vector<std::string> long_run(const fs::path& dir) {
+// Starts a run with its KV pages in `dir` that is still prefilling seconds after its KV file
+// appears (a 7,500-token prompt: full attention over it takes 5-20 s on one thread), sends `sig`
+// once the file is there and returns the run's wait status; `kv_file` is the file ("" if it never
+// appeared: the run is killed, -1).
+int signal_long_run(const fs::path& dir, int sig, std::string& kv_file) {
   const fs::path prompt = dir.string() + ".prompt.txt";
   std::string text;
   for (int i = 0; i < 100; ++i) text += "Once upon a time there was a little girl named Lily. ";
   write_text(prompt, text);
-  return {"run", "-m", kModel, "-f", prompt.string(), "-n", "1", "-t", "1",
-          "--policy", "full", "--page-tokens", "16", "--kv-store", "disk:" + dir.string()};
+  const pid_t pid = start_flashmem({"run", "-m", kModel, "-f", prompt.string(), "-n", "1", "-t",
+                                    "1", "--policy", "full", "--page-tokens", "16", "--kv-store",
+                                    "disk:" + dir.string()});
+  kv_file = wait_for_kv_file(dir, pid);
+  ::kill(pid, kv_file.empty() ? SIGKILL : sig);
+  const int status = wait_for_exit(pid);
+  fs::remove(prompt);
+  return kv_file.empty() ? -1 : status;
 }
 
 TEST(KvStoreFiles, ExistingFileIsRefusedAndLeftByteIdentical) {
@@ -176,16 +178,13 @@ class KvStoreFilesSignal : public ::testing::TestWithParam<int> {};
 TEST_P(KvStoreFilesSignal, LeavesNoKvFile) {
   const int sig = GetParam();
   const fs::path dir = fresh_dir("signal");
-  const pid_t pid = start_flashmem(long_run(dir));
-  const std::string kv_file = wait_for_kv_file(dir, pid);
+  std::string kv_file;
+  const int status = signal_long_run(dir, sig, kv_file);
   ASSERT_FALSE(kv_file.empty()) << "flashmem ended before its KV file appeared";
-  ASSERT_EQ(::kill(pid, sig), 0);
-  const int status = wait_for_exit(pid);
   ASSERT_TRUE(WIFSIGNALED(status)) << "status " << status << ": the run ended before the signal";
   EXPECT_EQ(WTERMSIG(status), sig);  // the exit status is the signal's
   EXPECT_EQ(names_in(dir), std::vector<std::string>{});
   fs::remove_all(dir);
-  fs::remove(dir.string() + ".prompt.txt");
 }
 
 INSTANTIATE_TEST_SUITE_P(Signals, KvStoreFilesSignal, ::testing::Values(SIGTERM, SIGINT),
@@ -193,11 +192,9 @@ INSTANTIATE_TEST_SUITE_P(Signals, KvStoreFilesSignal, ::testing::Values(SIGTERM,
 
 TEST(KvStoreFiles, NextStartRemovesTheFileOfAKilledRun) {
   const fs::path dir = fresh_dir("kill9");
-  const pid_t pid = start_flashmem(long_run(dir));
-  const std::string kv_file = wait_for_kv_file(dir, pid);
+  std::string kv_file;
+  const int status = signal_long_run(dir, SIGKILL, kv_file);
   ASSERT_FALSE(kv_file.empty()) << "flashmem ended before its KV file appeared";
-  ASSERT_EQ(::kill(pid, SIGKILL), 0);
-  const int status = wait_for_exit(pid);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
   // kill -9 cannot be handled: the file stays...
   ASSERT_EQ(names_in(dir), std::vector<std::string>{fs::path(kv_file).filename().string()});
@@ -206,7 +203,6 @@ TEST(KvStoreFiles, NextStartRemovesTheFileOfAKilledRun) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(names_in(dir), std::vector<std::string>{});
   fs::remove_all(dir);
-  fs::remove(dir.string() + ".prompt.txt");
 }
 
 }  // namespace

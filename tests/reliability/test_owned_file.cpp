@@ -29,16 +29,10 @@ using test::dead_pid;
 using test::fresh_dir;
 using test::names_in;
 using test::slurp;
+using test::write_text;
 
 constexpr std::string_view kMagic = "TESTMAGC";
 const OwnedName kName{"owned-", ".test", kMagic};
-
-void write_text(const fs::path& path, const std::string& text) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  ASSERT_NE(f, nullptr) << path;
-  std::fwrite(text.data(), 1, text.size(), f);
-  std::fclose(f);
-}
 
 // The message of the Error `create` throws ("" if it does not throw).
 template <typename F>
