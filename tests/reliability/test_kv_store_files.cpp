@@ -106,9 +106,11 @@ int signal_long_run(const fs::path& dir, int sig, std::string& kv_file) {
   std::string text;
   for (int i = 0; i < 100; ++i) text += "Once upon a time there was a little girl named Lily. ";
   write_text(prompt, text);
-  const pid_t pid = start_flashmem({"run", "-m", kModel, "-f", prompt.string(), "-n", "1", "-t",
-                                    "1", "--policy", "full", "--page-tokens", "16", "--kv-store",
-                                    "disk:" + dir.string()});
+  // ~7.5K prompt tokens: a prefill long enough to be signalled. They exceed stories260K's trained
+  // context (512), so -c raises the context explicitly (runtime/limits refuses it otherwise).
+  const pid_t pid = start_flashmem({"run", "-m", kModel, "-f", prompt.string(), "-n", "1", "-c", "8192",
+                                    "-t", "1", "--policy", "full", "--page-tokens", "16",
+                                    "--kv-store", "disk:" + dir.string()});
   kv_file = wait_for_kv_file(dir, pid);
   ::kill(pid, kv_file.empty() ? SIGKILL : sig);
   const int status = wait_for_exit(pid);
