@@ -39,8 +39,10 @@ std::unique_ptr<Setup> make_setup(Tier tier) {
   if (tier == Tier::kRam || tier == Tier::kRamZeroCopy) {
     s->store = std::make_unique<RamStore>(page_bytes);
   } else {
-    s->path = (std::filesystem::temp_directory_path() / "flashmem_bench_kv.kv").string();
-    s->store = DiskStore::create(s->path, page_bytes);
+    // A directory: the store names its file (a fixed name left by a killed run would be refused).
+    auto disk = DiskStore::create(std::filesystem::temp_directory_path().string(), page_bytes);
+    s->path = disk->path();
+    s->store = std::move(disk);
   }
   s->pool = std::make_unique<ResidentPool>(
       *s->store, ResidentPoolConfig{kLayout, kCells * page_bytes, 1, 2, tier == Tier::kRamZeroCopy});

@@ -97,11 +97,9 @@ FileIo& posix_file_io() {
   return io;
 }
 
-DiskStore::DiskStore(std::string path, int fd, size_t page_bytes, DiskStoreOptions options)
+DiskStore::DiskStore(OwnedFile file, size_t page_bytes, DiskStoreOptions options)
     : KvStore(page_bytes, options.segments),
-      path_(std::move(path)),
-      fd_(fd),
-      keep_file_(options.keep_file),
+      file_(std::move(file)),
       io_(options.io ? *options.io : posix_file_io()) {
   set_table_segments(segments_);
 }
@@ -111,22 +109,20 @@ void DiskStore::set_table_segments(int64_t table_segments) {
   stride_ = stride_for(page_bytes_, table_segments);
 }
 
-DiskStore::~DiskStore() {
-  ::close(fd_);
-  if (!keep_file_) ::unlink(path_.c_str());
-}
-
 std::unique_ptr<DiskStore> DiskStore::create(const std::string& path, size_t page_bytes,
                                              DiskStoreOptions options) {
   check_sizes(page_bytes, options.segments);  // before the file exists
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) fail("cannot create KV store file '{}': {}", path, std::strerror(errno));
-  // From here the store owns fd (and removes the file unless keep_file).
-  std::unique_ptr<DiskStore> store(new DiskStore(path, fd, page_bytes, options));
+  // Stale files: the KV files of processes killed before they could remove theirs.
+  static const OwnedName kKvFileName{"flashmem-kv-", ".pages",
+                                     std::string_view(kFileMagic, sizeof(kFileMagic))};
+  // From here the store owns the file (and removes it unless keep_file).
+  std::unique_ptr<DiskStore> store(
+      new DiskStore(OwnedFile::create_at(path, kKvFileName, "KV store file"), page_bytes, options));
   const FileHeader header = make_header(page_bytes, store->stride_, store->segments_);
   const StoreStatus status = store->write_all(&header, sizeof(header), 0);
   if (status != StoreStatus::kOk)
-    fail("cannot write KV store header to '{}': {}", path, to_string(status));
+    fail("cannot write KV store header to '{}': {}", store->path(), to_string(status));
+  if (options.keep_file) store->file_.keep();
   return store;
 }
 
@@ -141,9 +137,8 @@ std::unique_ptr<DiskStore> DiskStore::open(const std::string& path, size_t page_
     ::close(fd);
     fail("cannot stat KV store file '{}': {}", path, std::strerror(error));
   }
-  // A rejected file is never removed: it belongs to whoever wrote it.
-  options.keep_file = true;
-  std::unique_ptr<DiskStore> store(new DiskStore(path, fd, page_bytes, options));
+  // Opened, not created: never removed, even when rejected below (it belongs to its writer).
+  std::unique_ptr<DiskStore> store(new DiskStore(OwnedFile::adopt(fd, path), page_bytes, options));
   FileHeader header{};
   const auto file_size = static_cast<uint64_t>(st.st_size);
   // A version-1 file without pages is only kHeaderV1Bytes long.
@@ -201,7 +196,7 @@ void DiskStore::load_trailers(uint64_t file_size) {
 StoreStatus DiskStore::write_all(const void* buf, size_t n, uint64_t offset) {
   const auto* p = static_cast<const uint8_t*>(buf);
   while (n > 0) {
-    const int64_t r = io_.pwrite(fd_, p, n, static_cast<int64_t>(offset));
+    const int64_t r = io_.pwrite(file_.fd(), p, n, static_cast<int64_t>(offset));
     if (r < 0) return status_of_errno(static_cast<int>(-r));
     if (r == 0 || static_cast<uint64_t>(r) > n) return StoreStatus::kIoError;  // no progress
     p += r;
@@ -214,7 +209,7 @@ StoreStatus DiskStore::write_all(const void* buf, size_t n, uint64_t offset) {
 StoreStatus DiskStore::read_all(void* buf, size_t n, uint64_t offset) {
   auto* p = static_cast<uint8_t*>(buf);
   while (n > 0) {
-    const int64_t r = io_.pread(fd_, p, n, static_cast<int64_t>(offset));
+    const int64_t r = io_.pread(file_.fd(), p, n, static_cast<int64_t>(offset));
     if (r < 0) return StoreStatus::kIoError;
     if (r == 0 || static_cast<uint64_t>(r) > n) return StoreStatus::kIoError;  // file too short
     p += r;
@@ -328,14 +323,14 @@ std::vector<int64_t> DiskStore::verify_all() {
   }
   std::vector<int64_t> bad;
   AlignedBytes scratch = allocate_aligned_bytes(page_bytes_);  // [page_bytes]
-  if (!scratch) fail("out of memory verifying KV store '{}'", path_);
+  if (!scratch) fail("out of memory verifying KV store '{}'", path());
   for (int64_t page : present)
     if (read_page(page, scratch.get()) != StoreStatus::kOk) bad.push_back(page);
   return bad;
 }
 
 StoreStatus DiskStore::sync() {
-  return ::fdatasync(fd_) == 0 ? StoreStatus::kOk : StoreStatus::kIoError;
+  return ::fdatasync(file_.fd()) == 0 ? StoreStatus::kOk : StoreStatus::kIoError;
 }
 
 }  // namespace flashmem

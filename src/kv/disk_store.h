@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "kv/kv_store.h"
+#include "util/owned_file.h"
 
 namespace flashmem {
 
@@ -52,9 +53,13 @@ struct DiskStoreOptions {
 
 class DiskStore final : public KvStore {
  public:
-  // Creates (or truncates) `path` for pages of page_bytes (a version-2 file with
-  // options.segments segments per page) and writes its header. Throws Error for bad sizes, or if
-  // the file cannot be created or the header cannot be written (the caller may fall back to RAM).
+  // Creates a new file for pages of page_bytes (a version-2 file with options.segments segments
+  // per page) and writes its header. `path` is either a directory, in which a file named
+  // flashmem-kv-PID.RANDOM.pages is created (after removing stale ones of dead processes), or the
+  // name of a new file: an existing file or symlink there is refused, never opened (see
+  // util/owned_file.h, which also removes the file on SIGINT/SIGTERM unless keep_file). Throws
+  // Error for bad sizes, or if the file cannot be created or the header cannot be written (the
+  // caller may fall back to RAM).
   static std::unique_ptr<DiskStore> create(const std::string& path, size_t page_bytes,
                                            DiskStoreOptions options = {});
   // Opens a file written by a store with keep_file: validates the header (its page bytes must
@@ -65,7 +70,6 @@ class DiskStore final : public KvStore {
   // bad header.
   static std::unique_ptr<DiskStore> open(const std::string& path, size_t page_bytes,
                                          DiskStoreOptions options = {});
-  ~DiskStore() override;
 
   // KvStore contract. Writes: ENOSPC/EDQUOT -> kNoSpace, other errors -> kIoError (the page stays
   // absent); short writes are continued. Reads: absent -> kAbsent, I/O error or short file ->
@@ -82,7 +86,7 @@ class DiskStore final : public KvStore {
   // fdatasync: makes written pages durable (only needed with keep_file). kIoError on failure.
   StoreStatus sync();
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_.path(); }
   uint64_t slot_stride() const { return stride_; }
   uint32_t format_version() const { return table_segments_ > 0 ? 2 : 1; }
 
@@ -95,7 +99,7 @@ class DiskStore final : public KvStore {
     uint64_t checksum = 0;  // xxh3-64 of the page bytes, valid when kPresent
   };
 
-  DiskStore(std::string path, int fd, size_t page_bytes, DiskStoreOptions options);
+  DiskStore(OwnedFile file, size_t page_bytes, DiskStoreOptions options);
   uint64_t slot_offset(int64_t page) const { return kHeaderBytes + static_cast<uint64_t>(page) * stride_; }
   // Bytes after a slot's page bytes: the segment table and the trailer.
   size_t record_bytes() const { return static_cast<size_t>(table_segments_) * 8 + kTrailerBytes; }
@@ -108,9 +112,7 @@ class DiskStore final : public KvStore {
   StoreStatus read_all(void* buf, size_t n, uint64_t offset);
   void load_trailers(uint64_t file_size);
 
-  std::string path_;
-  int fd_;
-  bool keep_file_;
+  OwnedFile file_;  // removed on destruction unless keep_file (or opened, not created)
   FileIo& io_;
   int64_t table_segments_ = 0;  // segment checksums per slot in the file: segments(), or 0 (v1)
   uint64_t stride_ = 0;

@@ -24,14 +24,10 @@ namespace {
 std::unique_ptr<KvStore> make_store(const std::string& spec, const PageLayout& layout) {
   const size_t page_bytes = layout.page_bytes();
   if (spec == "ram") return std::make_unique<RamStore>(page_bytes, layout.n_layers);
-  if (spec.rfind("disk:", 0) == 0 && spec.size() > 5) {
-    // One file per sequence: a directory gets a unique file name inside it.
-    static std::atomic<int> sequence{0};
-    std::filesystem::path path = spec.substr(5);
-    if (std::filesystem::is_directory(path))
-      path /= "flashmem-kv-" + std::to_string(::getpid()) + "-" + std::to_string(sequence++) + ".pages";
-    return DiskStore::create(path.string(), page_bytes, {.segments = layout.n_layers});
-  }
+  // One file per sequence: a directory gets a new, unpredictable file name inside it each time;
+  // a file name must not exist yet (DiskStore::create).
+  if (spec.rfind("disk:", 0) == 0 && spec.size() > 5)
+    return DiskStore::create(spec.substr(5), page_bytes, {.segments = layout.n_layers});
   fail("--kv-store must be 'ram' or 'disk:PATH', not '{}'", spec);
 }
 

@@ -6,9 +6,9 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <random>
 
 #include "util/error.h"
+#include "util/owned_file.h"
 
 namespace flashmem {
 namespace {
@@ -37,9 +37,7 @@ class FdSink final : public FileSink {
   uint64_t written_ = 0;
 };
 
-void fsync_directory_of(const std::string& path) {
-  std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  if (dir.empty()) dir = ".";
+void fsync_directory(const std::filesystem::path& dir) {
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;  // best effort: the rename itself is already atomic
   ::fsync(fd);
@@ -49,27 +47,21 @@ void fsync_directory_of(const std::string& path) {
 }  // namespace
 
 void write_file_atomic(const std::string& path, const std::function<void(FileSink&)>& produce) {
-  std::random_device rd;
-  const std::string tmp = fmt::format("{}.tmp.{}.{:08x}", path, ::getpid(), rd());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create '{}': {}", tmp, std::strerror(errno));
-  try {
-    FdSink sink(fd, tmp);
-    produce(sink);
-    if (::fsync(fd) != 0) fail("fsync of '{}' failed: {}", tmp, std::strerror(errno));
-    if (::close(fd) != 0) {
-      fd = -1;
-      fail("close of '{}' failed: {}", tmp, std::strerror(errno));
-    }
-    fd = -1;
-    if (::rename(tmp.c_str(), path.c_str()) != 0)
-      fail("cannot rename '{}' to '{}': {}", tmp, path, std::strerror(errno));
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  fsync_directory_of(path);
+  const std::filesystem::path target(path);
+  const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+  // PATH.tmp.PID.RANDOM, removed on error or SIGINT/SIGTERM; one left by a kill -9 is removed by
+  // the next write of PATH. 0644 before the umask: it becomes the output file.
+  OwnedFile tmp =
+      OwnedFile::create_in(dir.string(), {target.filename().string() + ".tmp.", "", ""}, 0644);
+  FdSink sink(tmp.fd(), tmp.path());
+  produce(sink);
+  if (::fsync(tmp.fd()) != 0) fail("fsync of '{}' failed: {}", tmp.path(), std::strerror(errno));
+  if (const int error = tmp.close(); error != 0)
+    fail("close of '{}' failed: {}", tmp.path(), std::strerror(error));
+  if (::rename(tmp.path().c_str(), path.c_str()) != 0)
+    fail("cannot rename '{}' to '{}': {}", tmp.path(), path, std::strerror(errno));
+  tmp.keep();  // it is `path` now
+  fsync_directory(dir);
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {

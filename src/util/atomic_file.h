@@ -17,7 +17,9 @@ class FileSink {
 };
 
 // Calls `produce(sink)` to fill the temp file, then commits it to `path`. On any error the temp
-// file is removed, `path` is untouched and Error is thrown.
+// file is removed, `path` is untouched and Error is thrown. The temp file, PATH.tmp.PID.RANDOM, is
+// an OwnedFile (util/owned_file.h): removed on SIGINT/SIGTERM too, and a stale one of a killed
+// process is removed by the next write of `path`.
 void write_file_atomic(const std::string& path, const std::function<void(FileSink&)>& produce);
 
 // Convenience: one buffer.

@@ -6,6 +6,8 @@
 #include <immintrin.h>
 #endif
 
+#include "util/error.h"
+
 namespace flashmem {
 namespace {
 
@@ -24,12 +26,27 @@ constexpr int kSpinLimit = 1 << 11;
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
+ThreadPool::ThreadPool(int n_threads, const ThreadStarter& start_thread)
+    : n_threads_(std::max(1, n_threads)) {
   workers_.reserve(n_threads_ - 1);
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+  try {
+    for (int i = 1; i < n_threads_; ++i) {
+      auto body = [this] { worker_loop(); };
+      workers_.push_back(start_thread ? start_thread(body) : std::thread(body));
+    }
+  } catch (const std::exception& e) {  // std::system_error, std::bad_alloc
+    // No destructor runs for a constructor that throws: joinable threads left in workers_ would
+    // call std::terminate.
+    const size_t started = workers_.size();
+    stop_workers();
+    fail("cannot start worker thread {} of {}: {} (try fewer threads)", started + 1,
+         n_threads_ - 1, e.what());
+  }
 }
 
-ThreadPool::~ThreadPool() {
+ThreadPool::~ThreadPool() { stop_workers(); }
+
+void ThreadPool::stop_workers() {
   stop_.store(true, std::memory_order_release);
   generation_.fetch_add(1, std::memory_order_acq_rel);
   generation_.notify_all();

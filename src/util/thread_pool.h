@@ -16,8 +16,13 @@ namespace flashmem {
 
 class ThreadPool {
  public:
-  // n_threads counts the calling thread; n_threads <= 1 runs everything inline.
-  explicit ThreadPool(int n_threads);
+  // Starts a thread running `body` (std::thread's constructor by default; tests inject failures).
+  using ThreadStarter = std::function<std::thread(std::function<void()> body)>;
+
+  // n_threads counts the calling thread; n_threads <= 1 runs everything inline. Throws Error if a
+  // worker thread cannot be started (EAGAIN: thread limit, memory), after stopping and joining the
+  // workers already started.
+  explicit ThreadPool(int n_threads, const ThreadStarter& start_thread = nullptr);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -38,6 +43,8 @@ class ThreadPool {
 
  private:
   void worker_loop();
+  // Wakes every worker with stop_ set and joins it.
+  void stop_workers();
   // Claims and runs parts of dispatch `generation` until none is left.
   void work(uint32_t generation);
 

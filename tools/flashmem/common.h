@@ -91,7 +91,9 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
                   "(default: none, plain contiguous cache)");
   cmd->add_option("--budget", a.budget, "resident fraction of the context's pages (sink and tail count)");
   cmd->add_option("--indexer", a.indexer, "Memory Indexer .gguf (policy lsa)");
-  cmd->add_option("--kv-store", a.store, "slow tier: ram | disk:PATH")->capture_default_str();
+  cmd->add_option("--kv-store", a.store,
+                  "slow tier: ram | disk:PATH (a directory, or a file name that does not exist yet)")
+      ->capture_default_str();
   cmd->add_option("--page-tokens", a.page_tokens, "tokens per KV page")->capture_default_str();
   cmd->add_option("--sink-pages", a.sink_pages, "always-resident first pages")->capture_default_str();
   cmd->add_option("--recent-pages", a.recent_pages, "always-resident newest pages")->capture_default_str();

@@ -6,8 +6,10 @@
 #include "commands.h"
 #include "common.h"
 #include "util/error.h"
+#include "util/owned_file.h"
 
 int main(int argc, char** argv) {
+  flashmem::install_cleanup_signal_handlers();  // SIGINT/SIGTERM remove our KV and temp files
   CLI::App app{"flashmem: long-context LLM inference with Lookahead Sparse Attention"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "flashmem 0.1.0");
