@@ -119,7 +119,8 @@ void remove_if_stale(int dir_fd, const char* file, const OwnedName& name) {
   const int fd = ::openat(dir_fd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   if (fd < 0) return;  // a symlink (ELOOP), already gone, not ours to read
   struct stat st{};
-  // The lock is held by a live owner our PID check cannot see (another PID namespace).
+  // flock fails while a live owner holds the file that the PID check cannot see (another PID
+  // namespace sharing the directory).
   if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() &&
       starts_with_magic(fd, st.st_size, name.magic) && ::flock(fd, LOCK_EX | LOCK_NB) == 0)
     ::unlinkat(dir_fd, file, 0);
