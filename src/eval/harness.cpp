@@ -31,6 +31,7 @@ std::vector<CellResult> evaluate_tasks(
         const int64_t need = static_cast<int64_t>(s.tokens.size()) + budget;
         if (session == nullptr || need > capacity) {
           capacity = std::max(need, length + budget);
+          session.reset();  // first: with --kv-store disk:FILE the new one needs the file name
           session = make_session(capacity);
         }
         session->reset();
