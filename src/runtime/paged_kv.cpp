@@ -1,12 +1,8 @@
 #include "runtime/paged_kv.h"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
-#include <filesystem>
 #include <random>
 
 #include "indexer/fp8.h"
