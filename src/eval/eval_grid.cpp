@@ -168,7 +168,7 @@ SampleResult CellRunner::run(int64_t index) {
     session_->reset();
     Sampler sampler(greedy);
     gen = generate(*session_, sampler, request);
-    const auto& paged = dynamic_cast<const PagedKv&>(session_->kv());
+    const PagedKv& paged = *session_->paged();  // make_paged_session: always paged
     kv = paged.stats();
     r.resident_fraction_steps = paged.resident_fraction_steps();
   }

@@ -1,11 +1,13 @@
-// An inference session: one sequence's state (KV cache, position, scratch) over a shared Model.
-// The caller owns the session; the model is read-only and can be shared between sessions.
+// A Session: one Engine with one Sequence (include/flashmem/), for callers that run a single
+// sequence with its own thread pool (tests of the forward pass, train-lm's evaluation, tools
+// not yet ported to the Engine API). New code uses Engine and Sequence directly.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <span>
-#include <vector>
 
+#include "flashmem/engine.h"
+#include "flashmem/sequence.h"
 #include "model/kv_backend.h"
 #include "model/model.h"
 #include "util/thread_pool.h"
@@ -19,77 +21,45 @@ struct SessionOptions {
   int64_t max_batch = 256;     // prefill processes the prompt in batches of this many tokens
 };
 
-// Wall time spent in each part of the forward pass (seconds, accumulated).
-struct ForwardTimes {
-  double matmul = 0;     // weight matrix products (the bandwidth-bound part of decode)
-  double attention = 0;  // QK, softmax, V (incl. KV writes)
-  double other = 0;      // norms, RoPE, activations, embedding
-};
-
 class Session {
  public:
   // KV history in one contiguous cache (no selection machinery).
   Session(std::shared_ptr<const Model> model, const SessionOptions& options);
-  // KV history in a caller-built backend (the paged two-tier runtime); options.n_ctx and
-  // kv_type are taken from the backend.
+  // KV history in a caller-built paged runtime; options.n_ctx and kv_type are taken from it.
+  Session(std::shared_ptr<const Model> model, const SessionOptions& options,
+          std::unique_ptr<PagedKv> kv);
+  // KV history in another caller-built backend (the dump's recorder, test backends).
   Session(std::shared_ptr<const Model> model, const SessionOptions& options,
           std::unique_ptr<KvBackend> kv);
 
-  const Model& model() const { return *model_; }
-  int64_t n_past() const { return n_past_; }
-  int64_t capacity() const { return kv_->capacity(); }
-  KvBackend& kv() { return *kv_; }
-  const KvBackend& kv() const { return *kv_; }
-  ThreadPool& pool() { return pool_; }
-  const ForwardTimes& times() const { return times_; }
-  void reset_times() { times_ = ForwardTimes{}; }
+  const Model& model() const { return engine_.model(); }
+  Engine& engine() { return engine_; }
+  Sequence& sequence() { return *sequence_; }
+  const Sequence& sequence() const { return *sequence_; }
+  int64_t n_past() const { return sequence_->n_past(); }
+  int64_t capacity() const { return sequence_->capacity(); }
+  KvBackend& kv() { return sequence_->kv(); }
+  const KvBackend& kv() const { return sequence_->kv(); }
+  // The paged runtime, or nullptr for the contiguous cache.
+  const PagedKv* paged() const { return sequence_->paged(); }
+  ThreadPool& pool() { return engine_.pool(); }
+  const ForwardTimes& times() const { return engine_.times(); }
+  void reset_times() { engine_.reset_times(); }
 
   // Feeds `tokens` at positions [n_past, n_past + n). If `logits` is non-null it receives
   // [n, n_vocab] logits (all_logits) or [n_vocab] for the last token only. Throws Error when the
   // tokens do not fit the KV capacity or an id is outside the vocabulary.
-  void forward(std::span<const int32_t> tokens, float* logits, bool all_logits);
-  // Benchmarks only: a synthetic KV history of n positions (seeded random values), as if a
-  // prompt had been processed; decoding continues from position n.
-  void fill_synthetic(int64_t n, uint64_t seed) {
-    kv_->fill_synthetic(n, seed);
-    n_past_ = n;
+  void forward(std::span<const int32_t> tokens, float* logits, bool all_logits) {
+    engine_.forward(*sequence_, tokens, logits, all_logits);
   }
-  // Forgets the sequence (the KV contents are simply overwritten later).
-  void reset() {
-    n_past_ = 0;
-    kv_->reset();
-  }
+  // Benchmarks only: see Sequence::fill_synthetic.
+  void fill_synthetic(int64_t n, uint64_t seed) { sequence_->fill_synthetic(n, seed); }
+  // Forgets the sequence.
+  void reset() { sequence_->reset(); }
 
  private:
-  void forward_batch(std::span<const int32_t> tokens, float* logits, bool all_logits,
-                     bool is_prompt_end);
-  void attention(int64_t layer, int64_t n, int64_t pos0);
-  void linear(const Matrix& m, const float* x, float* y, int64_t n);
-
-  std::shared_ptr<const Model> model_;
-  SessionOptions options_;
-  ThreadPool pool_;
-  std::unique_ptr<KvBackend> kv_;
-  int64_t n_past_ = 0;
-  ForwardTimes times_;
-  std::vector<double> rope_freqs_;            // [rope_dim/2] base^(-2i/rope_dim)
-  std::vector<float> rope_cos_, rope_sin_;    // [rope_dim/2] the angles of the position being rotated
-
-  // Scratch for one batch of up to max_batch tokens (B).
-  std::vector<float> x_;       // [B, D] residual stream
-  std::vector<float> xn_;      // [B, D] normed input of the current sub-layer
-  std::vector<float> q_;       // [B, n_heads*head_dim]
-  std::vector<float> k_;       // [B, n_kv_heads*head_dim]
-  std::vector<float> v_;       // [B, n_kv_heads*head_dim]
-  std::vector<float> attn_;    // [B, n_heads*head_dim] attention output
-  std::vector<float> gate_;    // [B, F]
-  std::vector<float> up_;      // [B, F]
-  std::vector<float> proj_;    // [B, D] output of wo / w_down before the residual add
-  std::vector<float> probs_;   // [B, n_heads, keys] attention probabilities (observer only)
-  std::vector<float> partials_;       // [chunks, attention_partial_floats] one run's chunk states
-  std::vector<int64_t> chunk_first_;  // [run tokens + 1] each token's first chunk in partials_
-  std::vector<int64_t> range_first_;  // [run tokens + 1] each token's first item of a chunk range
-  std::vector<KvSpan> rest_spans_;    // a windowed history's last window, then spans(layer)
+  Engine engine_;
+  std::unique_ptr<Sequence> sequence_;
 };
 
 }  // namespace flashmem
