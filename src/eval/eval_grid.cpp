@@ -5,8 +5,8 @@
 
 #include "eval/task_run.h"
 #include "eval/wilson.h"
-#include "model/generate.h"
-#include "runtime/oracle.h"
+#include "engine/generate.h"
+#include "engine/oracle.h"
 #include "runtime/paged_kv.h"
 #include "select/policy.h"
 #include "tokenizer/tokenizer.h"

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "data/task.h"
-#include "model/session.h"
+#include "engine/session.h"
 
 namespace flashmem {
 class IndexerModel;

@@ -1,8 +1,8 @@
 #include "eval/harness.h"
 
 #include "eval/task_run.h"
-#include "model/generate.h"
-#include "model/session.h"
+#include "engine/generate.h"
+#include "engine/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "util/raw_array.h"
 
 namespace flashmem {

@@ -18,7 +18,7 @@
 #include "lm/optimizer.h"
 #include "lm/trainer.h"
 #include "model/model.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 

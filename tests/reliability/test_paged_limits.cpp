@@ -5,7 +5,7 @@
 #include <string>
 
 #include "indexer/indexer_model.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/limits.h"
 #include "runtime/paged_kv.h"
 #include "util/error.h"

@@ -9,8 +9,8 @@
 #include <numeric>
 
 #include "model/sampler.h"
-#include "model/session.h"
-#include "runtime/oracle.h"
+#include "engine/session.h"
+#include "engine/oracle.h"
 #include "util/error.h"
 #include "util/raw_array.h"
 

@@ -10,7 +10,7 @@
 
 #include "indexer/indexer_model.h"
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "util/error.h"
 #include "util/raw_array.h"

@@ -11,7 +11,7 @@
 #include <random>
 
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "select/quest.h"
 #include "tensor/box_dot.h"

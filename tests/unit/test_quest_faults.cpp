@@ -17,7 +17,7 @@
 
 #include "kv/disk_store.h"
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "util/error.h"
 #include "util/raw_array.h"

@@ -10,7 +10,7 @@
 #include "commands.h"
 #include "common.h"
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "util/bandwidth.h"
 #include "util/timer.h"
 

@@ -5,7 +5,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "model/generate.h"
+#include "engine/generate.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/read_file.h"

@@ -1,4 +1,4 @@
-#include "model/session.h"
+#include "engine/session.h"
 
 namespace flashmem {
 namespace {

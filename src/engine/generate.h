@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 
 namespace flashmem {
 

@@ -1,4 +1,4 @@
-#include "runtime/oracle.h"
+#include "engine/oracle.h"
 
 #include "util/error.h"
 
