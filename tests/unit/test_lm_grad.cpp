@@ -131,8 +131,8 @@ TEST(LmGrad, GemmMatchesScalarTwin) {
 }
 
 TEST(LmGrad, ScheduleWarmsUpThenDecays) {
-  AdamWOptions o;
-  o.lr = 1e-3;
+  LrSchedule o;
+  o.peak_lr = 1e-3;
   o.warmup_steps = 10;
   o.total_steps = 110;
   o.min_lr_ratio = 0.1;
@@ -145,21 +145,22 @@ TEST(LmGrad, ScheduleWarmsUpThenDecays) {
 TEST(LmGrad, AdamWClipsAndSkipsDecayOnNorms) {
   const LmConfig c = tiny_config();
   const ParamLayout l = make_layout(c);
-  AdamWOptions o;
-  o.warmup_steps = 0;
-  o.clip_norm = 1.0;
-  AdamW adam(o, c, l);
+  const OptimizerOptions o;  // train-lm's: lr 3e-3, weight decay 0.1, clip 1
+  const double lr = o.schedule.peak_lr;
+  AdamW adam(o.adamw, decay_mask(c, l));
   std::vector<float> p(l.total, 1.0f), g(l.total, 0.0f);
   g[l.output_norm] = 10.0f;  // norm 10 -> clipped to 1
-  const double norm = adam.step(p, g, 0);
+  const double norm = adam.step(p, g, lr, 0);
   EXPECT_NEAR(norm, 10.0, 1e-6);
   EXPECT_NEAR(g[l.output_norm], 1.0f, 1e-6);
   // Adam's first step moves by ~lr against the gradient's sign; no decay on a norm gain.
-  EXPECT_NEAR(p[l.output_norm], 1.0f - o.lr, 1e-6);
+  EXPECT_NEAR(p[l.output_norm], 1.0f - lr, 1e-6);
   // A matrix entry with zero gradient only decays.
-  EXPECT_NEAR(p[l.output], 1.0f - o.lr * o.weight_decay, 1e-7);
+  EXPECT_NEAR(p[l.output], 1.0f - lr * o.adamw.weight_decay, 1e-7);
   std::vector<float> bad(l.total, NAN);
-  EXPECT_ANY_THROW(adam.step(p, bad, 1));
+  const std::vector<float> before = p;
+  EXPECT_ANY_THROW(adam.step(p, bad, lr, 1));
+  EXPECT_EQ(p, before);  // a non-finite gradient fails before touching the parameters
 }
 
 }  // namespace
