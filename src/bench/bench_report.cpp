@@ -79,19 +79,21 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
   };
   if (r.kv) {
     const LsaStats& kv = *r.kv;
-    j["resident_kv_bytes_avg"] = kv.resident_kv_bytes_avg;
-    j["resident_kv_bytes_peak"] = kv.resident_kv_bytes_peak;
-    j["full_kv_bytes"] = kv.full_kv_bytes;
-    j["resident_fraction_avg"] = kv.resident_fraction_avg;
-    j["attn_bytes_per_step"] = kv.attn_bytes_per_step;
-    j["recall_bytes_total"] = kv.recall_bytes_total;
-    j["recall_misses"] = kv.recall_misses;
-    j["indexer_ms_per_cycle"] = kv.indexer_ms_per_cycle;
-    j["recall_wait_ms"] = kv.recall_wait_ms;
-    j["cycles"] = kv.cycles;
-    j["page_meta_bytes"] = kv.page_meta_bytes;
-    j["sync_reads"] = kv.sync_reads;
-    j["sync_read_bytes"] = kv.sync_read_bytes;
+    j.update({
+        {"resident_kv_bytes_avg", kv.resident_kv_bytes_avg},
+        {"resident_kv_bytes_peak", kv.resident_kv_bytes_peak},
+        {"full_kv_bytes", kv.full_kv_bytes},
+        {"resident_fraction_avg", kv.resident_fraction_avg},
+        {"attn_bytes_per_step", kv.attn_bytes_per_step},
+        {"recall_bytes_total", kv.recall_bytes_total},
+        {"recall_misses", kv.recall_misses},
+        {"indexer_ms_per_cycle", kv.indexer_ms_per_cycle},
+        {"recall_wait_ms", kv.recall_wait_ms},
+        {"cycles", kv.cycles},
+        {"page_meta_bytes", kv.page_meta_bytes},
+        {"sync_reads", kv.sync_reads},
+        {"sync_read_bytes", kv.sync_read_bytes},
+    });
   }
   return j;
 }

@@ -44,15 +44,8 @@ const Tokenizer& tokenizer() {
 }
 
 LmConfig small_config() {
-  LmConfig c;
-  c.n_vocab = static_cast<int64_t>(vocab().tokens.size());
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ff_dim = 128;
-  c.context_length = 512;
-  return c;
+  return {.n_vocab = static_cast<int64_t>(vocab().tokens.size()), .dim = 64, .n_layers = 2, .n_heads = 4,
+          .n_kv_heads = 2, .ff_dim = 128, .context_length = 512};
 }
 
 TEST(LmTrain, TinyModelOverfitsEightSamples) {
