@@ -56,23 +56,35 @@ Agreement compare(const std::vector<float>& got, const std::vector<float>& want,
   return {std::sqrt(diff / norm), static_cast<double>(same) / static_cast<double>(rows)};
 }
 
-class LogitsTest : public ::testing::TestWithParam<Case> {};
-
-TEST_P(LogitsTest, MatchesLlamaCpp) {
-  const Case& c = GetParam();
+// The case's logits from a fresh session, against llama.cpp's [n_ids, n_vocab]: f32 KV cache, as
+// the reference; 2 threads. The whole sequence in one call runs batches smaller than it (both the
+// batched path and the KV history carried between batches); token by token is the decode path.
+Agreement run_case(const Case& c, bool token_by_token) {
   auto model = Model::load(kData + "/models/" + c.model);
   const auto ids = read_i32_file(kData + "/logits/" + c.ids);
   const auto want = read_f32_file(kData + "/logits/" + c.logits);
   const int64_t n_vocab = model->config().n_vocab;
-  ASSERT_EQ(want.size(), ids.size() * n_vocab);
-  // f32 KV cache, as the reference; batches smaller than the sequence to cover both the batched
-  // path and the KV history carried between batches; 2 threads.
-  SessionOptions options{.n_ctx = static_cast<int64_t>(ids.size()), .kv_type = DType::F32,
-                         .n_threads = 2, .max_batch = 100};
+  if (want.size() != ids.size() * n_vocab) {
+    ADD_FAILURE() << c.logits << " holds " << want.size() << " logits, not " << ids.size() << " x " << n_vocab;
+    return {1e9, 0};
+  }
+  SessionOptions options{.n_ctx = static_cast<int64_t>(ids.size()), .kv_type = DType::F32, .n_threads = 2};
+  if (!token_by_token) options.max_batch = 100;
   Session session(model, options);
-  std::vector<float> got(want.size());
-  session.forward(ids, got.data(), true);
-  const Agreement a = compare(got, want, n_vocab);
+  std::vector<float> got(want.size());  // [n_ids, n_vocab]
+  if (token_by_token) {
+    for (size_t i = 0; i < ids.size(); ++i) session.forward(std::span(&ids[i], 1), &got[i * n_vocab], false);
+  } else {
+    session.forward(ids, got.data(), true);
+  }
+  return compare(got, want, n_vocab);
+}
+
+class LogitsTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(LogitsTest, MatchesLlamaCpp) {
+  const Case& c = GetParam();
+  const Agreement a = run_case(c, false);
   EXPECT_LE(a.relative_error, c.tolerance) << c.model;
   EXPECT_GE(a.argmax_agreement, c.min_argmax_agreement) << c.model;
   RecordProperty("relative_error", std::to_string(a.relative_error));
@@ -80,17 +92,7 @@ TEST_P(LogitsTest, MatchesLlamaCpp) {
 
 TEST_P(LogitsTest, TokenByTokenDecodeMatches) {
   const Case& c = GetParam();
-  auto model = Model::load(kData + "/models/" + c.model);
-  const auto ids = read_i32_file(kData + "/logits/" + c.ids);
-  const auto want = read_f32_file(kData + "/logits/" + c.logits);
-  const int64_t n_vocab = model->config().n_vocab;
-  SessionOptions options{.n_ctx = static_cast<int64_t>(ids.size()), .kv_type = DType::F32,
-                         .n_threads = 2};
-  Session session(model, options);
-  std::vector<float> got(want.size());
-  for (size_t i = 0; i < ids.size(); ++i)
-    session.forward(std::span(&ids[i], 1), &got[i * n_vocab], false);
-  const Agreement a = compare(got, want, n_vocab);
+  const Agreement a = run_case(c, true);
   EXPECT_LE(a.relative_error, c.tolerance) << c.model;
   EXPECT_GE(a.argmax_agreement, c.min_argmax_agreement) << c.model;
 }
