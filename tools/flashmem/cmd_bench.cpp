@@ -4,6 +4,7 @@
 
 #include "bench/bench_report.h"
 #include "bench/bench_run.h"
+#include "bench/sequences_bench.h"
 #include "commands.h"
 #include "common.h"
 #include "engine/session.h"
@@ -15,6 +16,7 @@ struct BenchArgs {
   std::string model, kv_type = "f16";
   int64_t context = 512, gen = 64;
   int threads = 0, repeat = 3;
+  int64_t sequences = 1;
   uint64_t seed = 1;
   bool json = false;
   std::string fill = "prefill";
@@ -59,10 +61,20 @@ void run_bench(const BenchArgs& a) {
   options.n_threads = a.threads;
   if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
   o.synthetic = a.fill == "random";
-  const BenchSessions sessions = make_bench_sessions(model, options, a.lsa);
-  const bench::BenchResult r = bench::run_bench(*model, *sessions.timed, sessions.recorder.get(), o);
   const bench::BenchLabels labels{.model = a.model, .kv_type = a.kv_type, .fill = a.fill,
                                   .policy = a.lsa.policy, .kv_store = a.lsa.store};
+  if (a.sequences > 1) {
+    // Many sequences on one engine (oracle:F needs a recording pass per sequence: not here).
+    if (policy_kind(a.lsa.policy) == "oracle") fail("--sequences > 1 does not run oracle:F");
+    Engine engine(model, engine_options(a.lsa, a.threads));
+    const bench::SequencesBenchResult r = bench::run_sequences_bench(
+        engine, sequence_options(a.lsa, options.n_ctx, options.kv_type), a.sequences, o);
+    fmt::print("{}", bench::render_sequences_text(r, labels));
+    if (a.json) fmt::print("{}\n", bench::sequences_to_json(r, labels).dump());
+    return;
+  }
+  const BenchSessions sessions = make_bench_sessions(model, options, a.lsa);
+  const bench::BenchResult r = bench::run_bench(*model, *sessions.timed, sessions.recorder.get(), o);
   fmt::print("{}", bench::render_bench_text(r, labels));
   if (a.json) fmt::print("{}\n", bench::bench_to_json(r, labels).dump());
 }
@@ -77,6 +89,13 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("--repeat", a->repeat, "repeats (the median is reported)")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the random prompt")->capture_default_str();
+  cmd->add_option("--sequences", a->sequences,
+                  "sequences decoded together in one batch per step (aggregate throughput; "
+                  "--repeat rounds of --gen steps after one prefill)")
+      ->capture_default_str()
+      // 4096: beyond what one machine holds at any useful context; a typo is refused before
+      // anything is allocated.
+      ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   cmd->add_flag("--json", a->json, "print one JSON object on the last line");
   cmd->add_option("--fill", a->fill, "prefill: run the prompt | random: synthetic KV history")
       ->capture_default_str();
