@@ -25,6 +25,9 @@ SequencesBenchResult run_sequences_bench(Engine& engine, const SequenceOptions& 
 
   std::vector<std::unique_ptr<Sequence>> seqs;
   for (size_t i = 0; i < N; ++i) seqs.push_back(std::make_unique<Sequence>(engine, sequence));
+  if (o.context + o.gen * o.repeat > seqs.front()->capacity())
+    fail("{} tokens of context + {} rounds of {} decoded tokens exceed the sequences' capacity of {}",
+         o.context, o.repeat, o.gen, seqs.front()->capacity());
   r.kv_reserved_bytes = engine.kv_budget().reserved;
 
   // Prompts: seeded random ids above the special tokens, one seed per sequence (content does

@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_report.h"
 #include "bench/bench_run.h"
 #include "flashmem/engine.h"
 

@@ -4,7 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/cli_run.h"
+#include "../common/cli_run.h"
 
 namespace flashmem {
 namespace {

@@ -55,8 +55,10 @@ void run_bench(const BenchArgs& a) {
   SessionOptions options;
   options.kv_type = parse_kv_type(a.kv_type);
   // --context is an explicit depth: beyond the trained context it warns, beyond memory it fails.
-  options.n_ctx = cli_context(model->config(), {.prompt_tokens = a.context, .max_new_tokens = a.gen,
-                                                .n_ctx = a.context + a.gen, .kv_type = options.kv_type},
+  // --sequences N decodes --repeat rounds one after another, each --gen tokens deeper.
+  const int64_t generated = a.sequences > 1 ? a.gen * a.repeat : a.gen;
+  options.n_ctx = cli_context(model->config(), {.prompt_tokens = a.context, .max_new_tokens = generated,
+                                                .n_ctx = a.context + generated, .kv_type = options.kv_type},
                               a.lsa.store);
   options.n_threads = a.threads;
   if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
