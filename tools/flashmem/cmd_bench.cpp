@@ -17,6 +17,7 @@ struct BenchArgs {
   int64_t context = 512, gen = 64;
   int threads = 0, repeat = 3;
   int64_t sequences = 1;
+  bool has_sequences = false;  // --sequences given (even 1): the multi-sequence report
   uint64_t seed = 1;
   bool json = false;
   std::string fill = "prefill";
@@ -56,7 +57,7 @@ void run_bench(const BenchArgs& a) {
   options.kv_type = parse_kv_type(a.kv_type);
   // --context is an explicit depth: beyond the trained context it warns, beyond memory it fails.
   // --sequences N decodes --repeat rounds one after another, each --gen tokens deeper.
-  const int64_t generated = a.sequences > 1 ? a.gen * a.repeat : a.gen;
+  const int64_t generated = a.has_sequences ? a.gen * a.repeat : a.gen;
   options.n_ctx = cli_context(model->config(), {.prompt_tokens = a.context, .max_new_tokens = generated,
                                                 .n_ctx = a.context + generated, .kv_type = options.kv_type},
                               a.lsa.store);
@@ -65,9 +66,9 @@ void run_bench(const BenchArgs& a) {
   o.synthetic = a.fill == "random";
   const bench::BenchLabels labels{.model = a.model, .kv_type = a.kv_type, .fill = a.fill,
                                   .policy = a.lsa.policy, .kv_store = a.lsa.store};
-  if (a.sequences > 1) {
+  if (a.has_sequences) {
     // Many sequences on one engine (oracle:F needs a recording pass per sequence: not here).
-    if (policy_kind(a.lsa.policy) == "oracle") fail("--sequences > 1 does not run oracle:F");
+    if (policy_kind(a.lsa.policy) == "oracle") fail("--sequences does not run oracle:F");
     Engine engine(model, engine_options(a.lsa, a.threads));
     const bench::SequencesBenchResult r = bench::run_sequences_bench(
         engine, sequence_options(a.lsa, options.n_ctx, options.kv_type), a.sequences, o);
@@ -102,7 +103,10 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("--fill", a->fill, "prefill: run the prompt | random: synthetic KV history")
       ->capture_default_str();
   add_lsa_options(cmd, a->lsa);
-  cmd->callback([a] { run_bench(*a); });
+  cmd->callback([a, cmd] {
+    a->has_sequences = cmd->count("--sequences") > 0;
+    run_bench(*a);
+  });
 });
 
 }  // namespace
