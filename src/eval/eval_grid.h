@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "data/task.h"
+#include "kv/paged_defaults.h"
 #include "model/session.h"
 
 namespace flashmem {
@@ -35,7 +36,7 @@ struct GridOptions {
   uint64_t seed = 0;      // sample i of length L: data::mix_seed(seed + L, i), as eval-tasks
   int64_t page_tokens = 0;  // 0: auto_page_tokens(shortest length)
   int64_t tau = 0;          // decode steps per selection cycle; 0: one page (= page_tokens)
-  int64_t sink_pages = 1, recent_pages = 2;
+  int64_t sink_pages = kDefaultSinkPages, recent_pages = kDefaultRecentPages;
   data::ValueKind value = data::ValueKind::kNumber;
   data::FillerKind filler = data::FillerKind::kNoise;
   int64_t extra_tokens = 8;  // generated beyond the answers' own token count
@@ -52,7 +53,8 @@ int64_t auto_page_tokens(int64_t length, int64_t sink_pages, int64_t recent_page
 
 // Effective geometry of a grid: page size and tau after the automatic choices.
 struct PageSetup {
-  int64_t page_tokens = 64, tau = 64, sink_pages = 1, recent_pages = 2;
+  int64_t page_tokens = kDefaultPageTokens, tau = kDefaultTau, sink_pages = kDefaultSinkPages,
+          recent_pages = kDefaultRecentPages;
   // The runtime's always-resident tail (paged_kv.h tail_pages()).
   int64_t tail_pages() const;
 };

@@ -60,7 +60,7 @@ void run_bench(const BenchArgs& a) {
   const bool synthetic = a.fill == "random";
   // oracle:F: before every timed repeat, an untimed full-attention pass over the same history
   // records the attention masses and the tokens; the timed oracle pass replays those tokens.
-  const bool oracle = policy_kind(a.lsa.policy) == "oracle";
+  const bool oracle = is_oracle(a.lsa);
   std::shared_ptr<OracleTrace> trace;
   std::unique_ptr<Session> recorder;
   if (oracle) {
