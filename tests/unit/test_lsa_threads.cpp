@@ -88,7 +88,7 @@ TEST_P(LsaThreadsTest, PoolGivesTheSameBitsAsTheCallingThread) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Types, LsaThreadsTest, ::testing::Values(DType::F32, DType::Q8_0));
+INSTANTIATE_TEST_SUITE_P(Types, LsaThreadsTest, ::testing::Values(DType::F32, DType::F16));
 
 // Through a session: the same logits, page scores and selection with and without the pool.
 TEST(LsaThreads, SessionWithPoolMatchesTheCallingThread) {
