@@ -169,8 +169,8 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   // page * n_layers + layer -> that layer's K block read from the store this step (V follows).
   std::unordered_map<int64_t, const uint8_t*> layer_reads_;
   std::vector<int64_t> store_pages_;             // page of every store read this step
-  // Disk store: per-step scratch of synchronous layer reads, [layer_bytes] each; at most
-  // n_layers * K per step, reused across steps.
+  // A store without pages in place (disk): per-step scratch of synchronous layer reads,
+  // [layer_bytes] each; at most n_layers * K per step, reused across steps.
   std::vector<AlignedBytes> miss_layers_;
   size_t miss_used_ = 0;                         // miss_layers_ used in this step
   std::vector<int64_t> step_chosen_;             // middle pages any layer chose this step

@@ -69,13 +69,8 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
 class LsaThreadsTest : public ::testing::TestWithParam<DType> {};
 
 TEST_P(LsaThreadsTest, PoolGivesTheSameBitsAsTheCallingThread) {
-  RandomIndexerSpec spec;
-  spec.layers = {1, 3};
-  spec.hidden_dim = 256;
-  spec.q_lora_rank = 64;
-  spec.n_heads = 8;
-  spec.type = GetParam();
-  const IndexerModel indexer = create_random_indexer(spec, 5);
+  const IndexerModel indexer = create_random_indexer(
+      {.layers = {1, 3}, .hidden_dim = 256, .q_lora_rank = 64, .n_heads = 8, .type = GetParam()}, 5);
 
   const std::vector<float> serial = lsa_scores(indexer, nullptr);
   // The scores are informative (not a constant the pool could not change).
@@ -94,12 +89,8 @@ INSTANTIATE_TEST_SUITE_P(Types, LsaThreadsTest, ::testing::Values(DType::F32, DT
 TEST(LsaThreads, SessionWithPoolMatchesTheCallingThread) {
   auto model = Model::load(kData + "/models/stories260K.gguf");
   const std::vector<int32_t> ids = read_i32_file(kData + "/logits/s260k_seq_a.i32");
-  RandomIndexerSpec spec;
-  spec.layers = {1, 3};
-  spec.hidden_dim = model->config().dim;
-  spec.q_lora_rank = 32;
-  spec.n_heads = 4;
-  auto indexer = std::make_shared<const IndexerModel>(create_random_indexer(spec, 9));
+  auto indexer = std::make_shared<const IndexerModel>(create_random_indexer(
+      {.layers = {1, 3}, .hidden_dim = model->config().dim, .q_lora_rank = 32, .n_heads = 4}, 9));
   const SessionOptions so{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
   ThreadPool pool(3);
   struct Run {
