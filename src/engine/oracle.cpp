@@ -8,9 +8,7 @@ std::unique_ptr<Session> make_paged_session(std::shared_ptr<const Model> model,
                                             const SessionOptions& session, PagedKvOptions options,
                                             std::shared_ptr<OracleTrace> trace) {
   if (trace) options.oracle_trace = std::move(trace);
-  const int64_t capacity = session.n_ctx > 0 ? session.n_ctx : model->config().context_length;
-  auto kv = std::make_unique<PagedKv>(*model, capacity, session.kv_type, options);
-  return std::make_unique<Session>(std::move(model), session, std::move(kv));
+  return std::make_unique<Session>(std::move(model), session, options);
 }
 
 std::shared_ptr<OracleTrace> record_oracle_trace(std::shared_ptr<const Model> model,
@@ -20,7 +18,7 @@ std::shared_ptr<OracleTrace> record_oracle_trace(std::shared_ptr<const Model> mo
                                                  std::span<const int32_t> continuation) {
   if (prompt.empty()) fail("the oracle's recording pass needs a prompt");
   auto trace = std::make_shared<OracleTrace>();
-  options.policy = "full";
+  options.policy = PolicySpec{.kind = PolicyKind::kFull};
   auto s = make_paged_session(std::move(model), session, options, trace);
   s->forward(prompt, nullptr, false);
   for (const int32_t& t : continuation) s->forward(std::span(&t, 1), nullptr, false);
@@ -31,13 +29,13 @@ OracleGeneration generate_with_oracle(std::shared_ptr<const Model> model,
                                       const SessionOptions& session, const PagedKvOptions& options,
                                       const SamplerOptions& sampling,
                                       const GenerationRequest& request) {
-  if (policy_kind(options.policy) != "oracle")
-    fail("generate_with_oracle needs policy oracle:F, not '{}'", options.policy);
+  if (options.policy.kind != PolicyKind::kOracle)
+    fail("generate_with_oracle needs policy oracle:F, not '{}'", to_string(options.policy));
   OracleGeneration out;
   out.trace = std::make_shared<OracleTrace>();
 
   PagedKvOptions full = options;
-  full.policy = "full";
+  full.policy = PolicySpec{.kind = PolicyKind::kFull};
   full.budget = -1;  // pass 1 keeps everything resident
   auto recorder = make_paged_session(model, session, full, out.trace);
   Sampler full_sampler(sampling);

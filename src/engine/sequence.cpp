@@ -27,6 +27,7 @@ Sequence::Sequence(Engine& engine, const SequenceOptions& options) : engine_(&en
     PagedKvOptions o = *options.paged;
     o.store = engine.options().kv_store;
     if (!o.indexer) o.indexer = engine.indexer();
+    o.pool = &engine.pool();  // the indexer's work runs on it between passes
     auto paged = std::make_unique<PagedKv>(engine.model(), n_ctx, options.kv_type, o);
     paged_ = paged.get();
     reserved_bytes_ = paged->resident_pool().stats().budget_bytes;

@@ -18,6 +18,17 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
 }
 
 Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options,
+                 const PagedKvOptions& paged)
+    : engine_(std::move(model), [&] {
+        EngineOptions e = engine_options(options);
+        e.kv_store = paged.store;
+        return e;
+      }()) {
+  sequence_ = std::make_unique<Sequence>(
+      engine_, SequenceOptions{.n_ctx = options.n_ctx, .kv_type = options.kv_type, .paged = paged});
+}
+
+Session::Session(std::shared_ptr<const Model> model, const SessionOptions& options,
                  std::unique_ptr<PagedKv> kv)
     : engine_(std::move(model), engine_options(options)) {
   sequence_ = std::make_unique<Sequence>(engine_, std::move(kv));

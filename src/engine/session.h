@@ -25,6 +25,9 @@ class Session {
  public:
   // KV history in one contiguous cache (no selection machinery).
   Session(std::shared_ptr<const Model> model, const SessionOptions& options);
+  // KV history in the paged runtime with `paged` (its store becomes the engine's slow tier, the
+  // engine's pool runs its indexer work).
+  Session(std::shared_ptr<const Model> model, const SessionOptions& options, const PagedKvOptions& paged);
   // KV history in a caller-built paged runtime; options.n_ctx and kv_type are taken from it.
   Session(std::shared_ptr<const Model> model, const SessionOptions& options,
           std::unique_ptr<PagedKv> kv);

@@ -7,12 +7,14 @@
 #include <vector>
 
 #include "data/task.h"
+#include "kv/paged_defaults.h"
 
 namespace flashmem::eval {
 
 // Effective page geometry of a cell: page size and tau after the automatic choices (eval_grid.h).
 struct PageSetup {
-  int64_t page_tokens = 64, tau = 64, sink_pages = 1, recent_pages = 2;
+  int64_t page_tokens = kDefaultPageTokens, tau = kDefaultTau, sink_pages = kDefaultSinkPages,
+          recent_pages = kDefaultRecentPages;
   // The runtime's always-resident tail (paged_kv.h tail_pages()).
   int64_t tail_pages() const;
 };

@@ -49,6 +49,10 @@ void validate_grid_options(const GridOptions& o, bool has_indexer) {
   if (o.extra_tokens < 0 || o.extra_tokens > 4096) fail("--extra-tokens must be in [0, 4096]");
 }
 
+int64_t PageSetup::tail_pages() const {
+  return tail_pages_for(recent_pages, tau, page_tokens);
+}
+
 int64_t auto_page_tokens(int64_t length, int64_t sink_pages, int64_t recent_pages) {
   // "Several" chosen pages = 3. The fixed pages are sink + tail + the open page, so at 1K
   // 16-token pages leave only 2 (64 pages, 10% = 6 = 1 + 2 + 1 + 2) and 5% leaves none; 8-token
@@ -115,14 +119,15 @@ std::vector<CellPlan> plan_grid(const GridOptions& o) {
 CellRunner::CellRunner(const CellPlan& plan, const GridOptions& o, const GridRuntime& rt)
     : plan_(plan), o_(o), rt_(rt), kv_(std::make_unique<PagedKvOptions>()) {
   if (rt.model == nullptr || rt.tokenizer == nullptr) fail("the eval grid needs a model and a tokenizer");
-  kv_->policy = plan.spec;
-  kv_->budget = plan.policy == "lsa" ? plan.budget : -1;  // the others carry F in their spec
+  kv_->policy = parse_policy_spec(plan.spec);
+  kv_->policy.seed = o.seed;
+  const bool lsa = kv_->policy.kind == PolicyKind::kLsa;
+  kv_->budget = lsa ? plan.budget : -1;  // the others carry F in their spec
   kv_->page_tokens = plan.pages.page_tokens;
   kv_->tau = plan.pages.tau;
   kv_->sink_pages = plan.pages.sink_pages;
   kv_->recent_pages = plan.pages.recent_pages;
-  kv_->seed = o.seed;
-  if (plan.policy == "lsa") {
+  if (lsa) {
     if (!rt.indexer) fail("policy lsa needs --indexer I.gguf");
     kv_->indexer = rt.indexer;
   }
@@ -149,7 +154,7 @@ SampleResult CellRunner::run(int64_t index) {
   GenerationStats gen;
   LsaStats kv;
   std::vector<float> steps;  // [decode steps] resident fraction
-  if (plan_.policy == "oracle") {
+  if (kv_->policy.kind == PolicyKind::kOracle) {
     // Two passes: full attention records the masses, then oracle:F regenerates (runtime/oracle.h).
     OracleGeneration g = generate_with_oracle(rt_.model, so, *kv_, greedy, request);
     gen = g.oracle_stats;

@@ -13,6 +13,7 @@
 #include "data/task.h"
 #include "engine/session.h"
 #include "eval/cell.h"
+#include "kv/paged_defaults.h"
 
 namespace flashmem {
 class IndexerModel;
@@ -36,7 +37,7 @@ struct GridOptions {
   uint64_t seed = 0;      // sample i of length L: data::mix_seed(seed + L, i), as eval-tasks
   int64_t page_tokens = 0;  // 0: auto_page_tokens(shortest length)
   int64_t tau = 0;          // decode steps per selection cycle; 0: one page (= page_tokens)
-  int64_t sink_pages = 1, recent_pages = 2;
+  int64_t sink_pages = kDefaultSinkPages, recent_pages = kDefaultRecentPages;
   data::ValueKind value = data::ValueKind::kNumber;
   data::FillerKind filler = data::FillerKind::kNoise;
   int64_t extra_tokens = 8;  // generated beyond the answers' own token count

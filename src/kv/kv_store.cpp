@@ -91,7 +91,7 @@ StoreStatus RamStore::write_page(int64_t page, const uint8_t* bytes) {
   return StoreStatus::kOk;
 }
 
-const uint8_t* RamStore::page_data(int64_t page) const {
+const uint8_t* RamStore::page_in_place(int64_t page) const {
   std::lock_guard lock(mutex_);
   if (page < 0 || static_cast<size_t>(page) >= states_.size()) return nullptr;
   if (states_[page] != PageState::kPresent) return nullptr;
@@ -99,7 +99,7 @@ const uint8_t* RamStore::page_data(int64_t page) const {
 }
 
 StoreStatus RamStore::read_page(int64_t page, uint8_t* dst) {
-  const uint8_t* src = page_data(page);
+  const uint8_t* src = page_in_place(page);
   if (src == nullptr) return StoreStatus::kAbsent;
   std::memcpy(dst, src, page_bytes_);  // immutable once present: safe without the lock
   bytes_read_.fetch_add(page_bytes_, std::memory_order_relaxed);
@@ -108,7 +108,7 @@ StoreStatus RamStore::read_page(int64_t page, uint8_t* dst) {
 
 StoreStatus RamStore::read_segment(int64_t page, int64_t segment, uint8_t* dst) {
   check_segment_index(segment);
-  const uint8_t* src = page_data(page);
+  const uint8_t* src = page_in_place(page);
   if (src == nullptr) return StoreStatus::kAbsent;
   const size_t n = segment_bytes();
   std::memcpy(dst, src + static_cast<size_t>(segment) * n, n);
@@ -116,6 +116,6 @@ StoreStatus RamStore::read_segment(int64_t page, int64_t segment, uint8_t* dst) 
   return StoreStatus::kOk;
 }
 
-bool RamStore::has_page(int64_t page) const { return page_data(page) != nullptr; }
+bool RamStore::has_page(int64_t page) const { return page_in_place(page) != nullptr; }
 
 }  // namespace flashmem

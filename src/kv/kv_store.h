@@ -64,6 +64,14 @@ class KvStore {
   // True when `page` was written successfully (reads may still miss on a disk fault).
   virtual bool has_page(int64_t page) const = 0;
 
+  // Capability: true when the store holds its pages in memory and page_in_place() hands out
+  // every present page without a copy (RamStore); false for stores that can only copy (disk).
+  virtual bool pages_in_place() const { return false; }
+  // The stored bytes of `page` [page_bytes()], valid and unchanged for the store's lifetime
+  // (zero-copy mapping into the resident pool), or nullptr when the page is absent or the store
+  // cannot hand out pages in place. Thread-safe like read_page.
+  virtual const uint8_t* page_in_place(int64_t page) const { return nullptr; }
+
   size_t page_bytes() const { return page_bytes_; }
   int64_t segments() const { return segments_; }
   size_t segment_bytes() const { return page_bytes_ / static_cast<size_t>(segments_); }
@@ -103,10 +111,8 @@ class RamStore final : public KvStore {
   StoreStatus read_page(int64_t page, uint8_t* dst) override;
   StoreStatus read_segment(int64_t page, int64_t segment, uint8_t* dst) override;
   bool has_page(int64_t page) const override;
-
-  // The stored bytes of `page` [page_bytes()], or nullptr if absent. The pointer stays valid and
-  // the bytes unchanged for the store's lifetime (zero-copy mapping into the resident pool).
-  const uint8_t* page_data(int64_t page) const;
+  bool pages_in_place() const override { return true; }
+  const uint8_t* page_in_place(int64_t page) const override;
 
  private:
   mutable std::mutex mutex_;          // guards the two tables below (not the page bytes)

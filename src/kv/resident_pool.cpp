@@ -57,8 +57,8 @@ ResidentPool::ResidentPool(KvStore& store, const ResidentPoolConfig& config)
          config.budget_bytes, cells, page_bytes_, min_cells, config.sink_pages, config.recent_pages);
   n_cells_ = static_cast<int64_t>(cells);
   if (config.zero_copy) {
-    mirror_ = dynamic_cast<RamStore*>(&store);
-    if (mirror_ == nullptr) fail("zero-copy KV residency needs the ram store");
+    if (!store.pages_in_place()) fail("zero-copy KV residency needs a store that holds its pages in place (ram)");
+    mirror_ = &store;
   }
   const uint64_t slots = mirror_ ? 1 : static_cast<uint64_t>(n_cells_);
   if (slots > std::numeric_limits<size_t>::max() / page_bytes_) fail("KV budget too large");
@@ -273,7 +273,7 @@ StoreStatus ResidentPool::commit(int64_t n_tokens) {
   filled.last_use = clock_;
   if (status == StoreStatus::kOk) {
     stats_.bytes_written += page_bytes_;
-    if (mirror_) filled.data = const_cast<uint8_t*>(mirror_->page_data(page));
+    if (mirror_) filled.data = const_cast<uint8_t*>(mirror_->page_in_place(page));
   } else {
     stats_.write_failures += 1;
     // Zero-copy keeps a single owned slot for the open page, so it cannot keep an unsaved page.
@@ -378,7 +378,7 @@ SelectionResult ResidentPool::set_selection(std::span<const int64_t> pages) {
     kept.push_back(p);
     result.recalls_scheduled += 1;
     if (mirror_) {
-      const uint8_t* mapped = mirror_->page_data(p);
+      const uint8_t* mapped = mirror_->page_in_place(p);
       if (mapped == nullptr) {  // the store never got this page: a miss, like a failed copy
         free_cells_.push_back(cell);
         misses_[p] = StoreStatus::kAbsent;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "kv/kv_store.h"
+#include "kv/paged_defaults.h"
 #include "kv/page_layout.h"
 #include "kv/recall_worker.h"
 
@@ -32,9 +33,9 @@ namespace flashmem {
 struct ResidentPoolConfig {
   PageLayout layout;
   uint64_t budget_bytes = 0;  // fast-tier bytes; n_cells = budget_bytes / page_bytes
-  int64_t sink_pages = 1;     // DESIGN.md default: the first page (attention sink)
-  int64_t recent_pages = 2;   // DESIGN.md default: two full pages besides the open one
-  // RamStore only: recalled pages are mapped to the mirror's bytes instead of copied; only the
+  int64_t sink_pages = kDefaultSinkPages;
+  int64_t recent_pages = kDefaultRecentPages;  // full pages besides the open one
+  // Stores with pages_in_place() (RamStore) only: recalled pages are mapped to the mirror's bytes instead of copied; only the
   // open page owns memory. Accounting (resident bytes, bytes recalled) is identical to copying.
   bool zero_copy = false;
 };
@@ -103,8 +104,8 @@ class ResidentView {
 class ResidentPool {
  public:
   // `store` (the caller's, must outlive the pool) receives every full page. Throws Error if the
-  // layout's page_bytes differs from the store's, if zero_copy is set and the store is not a
-  // RamStore, or if the budget holds fewer cells than sink_pages + recent_pages + 1.
+  // layout's page_bytes differs from the store's, if zero_copy is set and the store cannot
+  // hand out pages in place (KvStore::pages_in_place), or if the budget holds fewer cells than sink_pages + recent_pages + 1.
   ResidentPool(KvStore& store, const ResidentPoolConfig& config);
   // Stops the recall worker (waits for a running copy), then frees the cells.
   ~ResidentPool();
@@ -204,7 +205,7 @@ class ResidentPool {
   uint8_t* own_slot(int32_t cell) const;
 
   KvStore& store_;
-  RamStore* mirror_ = nullptr;  // set in zero-copy mode
+  const KvStore* mirror_ = nullptr;  // set in zero-copy mode (a store with pages_in_place())
   const PageLayout layout_;
   const size_t page_bytes_;
   const ResidentPoolConfig config_;

@@ -82,7 +82,7 @@ ContextPlan plan_context(const ModelConfig& c, const ContextRequest& r) {
 PagedKvOptions fit_to_context(PagedKvOptions o, int64_t n_ctx) {
   if (n_ctx < 1 || o.page_tokens < 1) return o;  // PagedKv refuses these with their own message
   const int64_t chunk =
-      policy_kind(o.policy) == "lsa" && o.indexer
+      o.policy.kind == PolicyKind::kLsa && o.indexer
           ? std::max<int64_t>(1, o.indexer->config().chunk_tokens)
           : 1;
   o.page_tokens = std::min(o.page_tokens, div_up(n_ctx, chunk) * chunk);
@@ -94,7 +94,7 @@ PagedKvOptions fit_to_context(PagedKvOptions o, int64_t n_ctx) {
 }
 
 void check_page_geometry(const PagedKvOptions& o) {
-  if (policy_kind(o.policy) != "lsa" || !o.indexer) return;
+  if (o.policy.kind != PolicyKind::kLsa || !o.indexer) return;
   const int64_t chunk = o.indexer->config().chunk_tokens;
   if (chunk > 0 && o.page_tokens % chunk != 0)
     fail("--page-tokens {} is not a multiple of the indexer's {}-token chunks (lsa scores a page by "

@@ -3,10 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <random>
 
-#include "indexer/fp8.h"
-#include "indexer/towers.h"
 #include "kv/disk_store.h"
 #include "runtime/limits.h"
 #include "tensor/kernels.h"
@@ -33,8 +30,7 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
     : config_(model.config()),
       type_(type),
       capacity_(capacity),
-      options_(fit_to_context(options, capacity)),
-      key_bounds_(model.config().n_layers, model.config().kv_dim()) {
+      options_(fit_to_context(options, capacity)) {
   check_kv_type(type, config_.head_dim);
   if (capacity < 1) fail("KV capacity must be >= 1");
   if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
@@ -50,42 +46,8 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
                                                   (2 * layout_.row_bytes()) / kAttentionChunkKeys);
   window_keys_ = std::max<int64_t>(1, window_chunks) * kAttentionChunkKeys;
   window_slots_ = (window_keys_ + options.page_tokens - 1) / options.page_tokens + 1;
-  policy_ = make_policy(options.policy, PolicyParams{.seed = options.seed, .lsa_topk = options.lsa_topk});
-  kind_ = policy_kind(options.policy);
+  policy_ = make_page_policy(PolicyContext{config_, type_, layout_, options_});
   budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
-  quest_k_ = policy_->pages_per_step();
-  if (options.lsa_page_score != "max" && options.lsa_page_score != "count")
-    fail("--lsa-page-score must be max or count, not '{}'", options.lsa_page_score);
-  if (options.lsa_page_score != "max" && kind_ != "lsa")
-    fail("--lsa-page-score applies to policy lsa only, not '{}'", options.policy);
-  if (kind_ == "oracle") {
-    const OracleTrace* trace = options.oracle_trace.get();
-    if (trace == nullptr)
-      fail("policy {} needs the attention masses of a full-attention pass (runtime/oracle.h)",
-           options.policy);
-    if (trace->page_tokens != options_.page_tokens || trace->tau != options_.tau)
-      fail("the oracle trace was recorded with {}-token pages and tau {}, not {} and {}",
-           trace->page_tokens, trace->tau, options_.page_tokens, options_.tau);
-  } else if (options.oracle_trace && kind_ != "full") {
-    fail("an oracle trace is recorded by policy full and read by oracle:F, not by '{}'", options.policy);
-  }
-  recording_ = kind_ == "full" && options.oracle_trace != nullptr;
-
-  if (kind_ == "lsa") {
-    if (!options.indexer) fail("policy lsa needs an indexer (--indexer I.gguf)");
-    const IndexerConfig& ic = options.indexer->config();
-    if (ic.hidden_dim != config_.dim)
-      fail("indexer hidden_dim {} does not match the model's embedding width {}", ic.hidden_dim,
-           config_.dim);
-    for (int32_t id : ic.layers) {
-      if (id < 0 || id >= config_.n_layers)
-        fail("indexer target layer {} does not exist in a {}-layer model", id, config_.n_layers);
-      if (!options.indexer->layer(id).wk)
-        fail("indexer layer {} has no key tower (wk); key_source '{}' needs backbone keys", id,
-             ic.key_source);
-      observed_layers_.push_back(id);
-    }
-  }
   reset();
 }
 
@@ -104,11 +66,7 @@ void PagedKv::fail_store_write(StoreStatus status) const {
 }
 
 int64_t PagedKv::tail_pages() const {
-  // The tail must hold every page written since the last cycle (up to tau tokens, possibly
-  // straddling one more page boundary): a selection made before those pages existed cannot name
-  // them, and they are the newest context.
-  const int64_t since_cycle = (options_.tau + options_.page_tokens - 1) / options_.page_tokens + 1;
-  return std::max(options_.recent_pages, since_cycle);
+  return tail_pages_for(options_.recent_pages, options_.tau, options_.page_tokens);
 }
 
 void PagedKv::reset() {
@@ -125,8 +83,8 @@ void PagedKv::reset() {
   // the pool's minimum (sink + tail + open page).
   // quest without --budget: the K pages a layer reads per step besides sink and tail.
   const auto budget_cells =
-      quest_k_ > 0 && options_.budget <= 0
-          ? options_.sink_pages + tail_pages() + quest_k_
+      policy_->pages_per_step() > 0 && options_.budget <= 0
+          ? options_.sink_pages + tail_pages() + policy_->pages_per_step()
           : static_cast<int64_t>(std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
   const int64_t cells = std::max(budget_cells + 1, options_.sink_pages + tail_pages() + 1);
   ResidentPoolConfig pc;
@@ -136,7 +94,7 @@ void PagedKv::reset() {
   pc.recent_pages = tail_pages();
   // The ram store is the RAM mirror itself: resident pages are views of its bytes instead of
   // copies, so the KV is held once (the accounting of resident and recalled bytes is unchanged).
-  pc.zero_copy = dynamic_cast<RamStore*>(store_.get()) != nullptr;
+  pc.zero_copy = store_->pages_in_place();
   pool_ = std::make_unique<ResidentPool>(*store_, pc);
   spans_.assign(static_cast<size_t>(config_.n_layers), {});
   windowed_ = 0;
@@ -145,23 +103,12 @@ void PagedKv::reset() {
   last_page_scores_.clear();
   decoding_ = false;
   decode_steps_ = 0;
-  const size_t n_target = observed_layers_.size();
-  chunk_sum_.assign(n_target, std::vector<float>(static_cast<size_t>(config_.dim), 0.0f));
-  last_hidden_.assign(n_target, std::vector<float>(static_cast<size_t>(config_.dim), 0.0f));
-  keys_.assign(n_target, {});
   cycles_ = 0;
   cycle_seconds_ = wait_seconds_ = resident_fraction_sum_ = resident_bytes_sum_ = 0;
   attn_bytes_sum_ = 0;
   resident_fraction_steps_.clear();
-  key_bounds_.clear();
-  cycle_reads_.clear();
-  quest_layer_pages_.assign(static_cast<size_t>(config_.n_layers), {});
   sync_reads_ = sync_read_bytes_ = 0;
-  if (recording_) {
-    options_.oracle_trace->page_tokens = options_.page_tokens;
-    options_.oracle_trace->tau = options_.tau;
-    options_.oracle_trace->cycle_page_mass.clear();
-  }
+  policy_->reset();
 }
 
 void PagedKv::begin_batch(int64_t pos0, int64_t n) {
@@ -183,7 +130,7 @@ void PagedKv::begin_batch(int64_t pos0, int64_t n) {
       fail("KV page {} could not be recalled from the store (corrupt or I/O error)",
            view_.missed().front());
     last_read_pages_.clear();
-    if (quest_k_ > 0) {
+    if (policy_->pages_per_step() > 0) {
       begin_quest_step();  // spans are built per layer in observe_queries()
     } else {
       for (const PageView& p : view_.pages()) {
@@ -195,9 +142,9 @@ void PagedKv::begin_batch(int64_t pos0, int64_t n) {
     // Prompt: full attention over every earlier page and the open page. The ram store's pages
     // are read where they lie; any other store's come through window().
     const int64_t open = layout_.page_of(pos0);
-    if (auto* ram = dynamic_cast<RamStore*>(store_.get())) {
+    if (store_->pages_in_place()) {
       for (int64_t p = 0; p < open; ++p) {
-        const uint8_t* data = ram->page_data(p);
+        const uint8_t* data = store_->page_in_place(p);
         if (data == nullptr) fail("KV page {} is missing from the store", p);
         add_page(p, data, options_.page_tokens);
       }
@@ -226,27 +173,13 @@ void PagedKv::store(int64_t layer, int64_t pos, const float* k, const float* v) 
 std::span<const KvSpan> PagedKv::spans(int64_t layer) { return spans_[static_cast<size_t>(layer)]; }
 
 void PagedKv::observe_hidden(int64_t layer, int64_t pos, const float* hidden) {
-  const auto it = std::find(observed_layers_.begin(), observed_layers_.end(), layer);
-  if (it == observed_layers_.end()) return;
-  const auto i = static_cast<size_t>(it - observed_layers_.begin());
-  const int64_t D = config_.dim, ct = options_.indexer->config().chunk_tokens;
-  std::copy(hidden, hidden + D, last_hidden_[i].begin());
-  last_pos_ = pos;
-  std::vector<float>& sum = chunk_sum_[i];
-  for (int64_t d = 0; d < D; ++d) sum[static_cast<size_t>(d)] += hidden[d];
-  if ((pos + 1) % ct != 0) return;
-  // The chunk is complete: key tower on its mean hidden state, at its first position.
-  for (float& x : sum) x /= static_cast<float>(ct);
-  const CompressedKey key = compute_key_from_mean(
-      *options_.indexer, options_.indexer->layer(static_cast<int32_t>(layer)), sum.data(),
-      pos + 1 - ct, nullptr);
-  keys_[i].insert(keys_[i].end(), key.begin(), key.end());
-  std::fill(sum.begin(), sum.end(), 0.0f);
+  policy_->observe_hidden(layer, pos, hidden);
 }
 
 void PagedKv::end_batch(bool is_prompt_end) {
   const bool was_decoding = decoding_;
-  if (was_decoding && quest_k_ > 0) {
+  const bool per_step = policy_->pages_per_step() > 0;
+  if (was_decoding && per_step) {
     end_quest_step();
     attn_bytes_sum_ += quest_step_bytes_;
   } else if (was_decoding) {
@@ -258,6 +191,8 @@ void PagedKv::end_batch(bool is_prompt_end) {
   view_.release();
   window_views_.clear();  // commits may need the cells these leases hold
   windowed_ = 0;
+  policy_->end_batch();
+  const bool keys = policy_->observes_keys();
   // Hand the staged rows to the pool position by position; a full page is written through.
   const size_t row = layout_.row_bytes(), block = static_cast<size_t>(n_) * row;
   for (int64_t i = 0; i < n_; ++i) {
@@ -265,7 +200,7 @@ void PagedKv::end_batch(bool is_prompt_end) {
     for (int64_t l = 0; l < config_.n_layers; ++l) {
       const uint8_t* k = staged_.data() + 2 * static_cast<size_t>(l) * block + i * row;
       pool_->append(l, pos, k, k + block);
-      if (quest_k_ > 0) add_key_bounds(pos, l, k);
+      if (keys) policy_->observe_key(pos, l, k);
     }
     const bool page_full = (pos + 1) % options_.page_tokens == 0;
     if (!page_full && i + 1 < n_) continue;
@@ -298,53 +233,12 @@ void PagedKv::run_cycle() {
   SelectionInput input;
   input.geometry = PageGeometry{pool_->open_page() + 1, options_.sink_pages, tail_pages()};
   if (options_.budget > 0) input.budget_pages = budget_pages_for(input.geometry, options_.budget);
-  const auto n_pages = static_cast<size_t>(input.geometry.n_pages);
-  if (kind_ == "lsa") {
-    input.page_scores = lsa_page_scores(input.geometry.n_pages);
-  } else if (kind_ == "oracle") {
-    // The masses of the cycle this selection serves; a cycle the trace never reached (the
-    // replay decodes further than the recording did) scores every page 0.
-    const auto& cycles = options_.oracle_trace->cycle_page_mass;
-    const auto c = static_cast<size_t>(cycles_);
-    input.page_scores = c < cycles.size() ? cycles[c] : std::vector<float>{};
-    input.page_scores.resize(n_pages, 0.0f);
-  } else if (quest_k_ > 0) {
-    input.page_scores = cycle_reads_;
-    input.page_scores.resize(n_pages, 0.0f);
-    std::fill(cycle_reads_.begin(), cycle_reads_.end(), 0.0f);
-  }
+  input.page_scores = policy_->cycle_scores(input.geometry, cycles_);
   selection_ = policy_->select(input);
   last_page_scores_ = std::move(input.page_scores);
   pool_->set_selection(selection_);
   cycle_seconds_ += now_seconds() - t0;
   ++cycles_;
-}
-
-std::vector<float> PagedKv::lsa_page_scores(int64_t n_pages) {
-  const IndexerModel& indexer = *options_.indexer;
-  const int64_t ct = indexer.config().chunk_tokens;
-  const auto n_chunks = static_cast<int64_t>(keys_.empty() ? 0 : keys_[0].size() / kCompressedKeyBytes);
-  std::vector<LayerInputs> inputs;
-  for (size_t i = 0; i < observed_layers_.size(); ++i)
-    inputs.push_back({static_cast<int32_t>(observed_layers_[i]), last_hidden_[i].data(), keys_[i].data()});
-  std::vector<float> page_scores(static_cast<size_t>(n_pages), 0.0f);
-  if (n_chunks == 0) return page_scores;
-  const auto logits = score_layers(indexer, inputs, n_chunks, last_pos_, nullptr);
-  std::vector<std::span<const float>> views(logits.begin(), logits.end());
-  std::vector<float> chunk_scores(static_cast<size_t>(n_chunks));
-  ensemble_scores(views, EnsembleMode::kMax, chunk_scores.data(), n_chunks);
-  // Page score (DESIGN.md): its best chunk ("max"), or how many of its chunks pass the 0.5
-  // threshold ("count", the reference's page-recall density). Both keep the same pages under
-  // the threshold (a page passes iff one chunk does); they rank differently under a cap/top-k.
-  const bool count = options_.lsa_page_score == "count";
-  for (int64_t c = 0; c < n_chunks; ++c) {
-    const int64_t page = c * ct / options_.page_tokens;
-    if (page >= n_pages) continue;
-    float& score = page_scores[static_cast<size_t>(page)];
-    const float chunk = chunk_scores[static_cast<size_t>(c)];
-    score = count ? score + (chunk > 0.5f ? 1.0f : 0.0f) : std::max(score, chunk);
-  }
-  return page_scores;
 }
 
 void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
@@ -357,10 +251,10 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
   const int64_t full_pages = n / options_.page_tokens;
   for (int64_t p = 0; p < full_pages; ++p) {
     fill_random_rows(page.get(), rows_per_page, config_.kv_dim(), type_, seed + static_cast<uint64_t>(p));
-    if (quest_k_ > 0)
+    if (policy_->observes_keys())
       for (int64_t l = 0; l < config_.n_layers; ++l)
         for (int64_t slot = 0; slot < options_.page_tokens; ++slot)
-          add_key_bounds(layout_.first_pos(p) + slot, l, page.get() + layout_.k_row(l, slot));
+          policy_->observe_key(layout_.first_pos(p) + slot, l, page.get() + layout_.k_row(l, slot));
     const StoreStatus status = pool_->ingest_page(p, page.get());
     if (status != StoreStatus::kOk) fail_store_write(status);
   }
@@ -371,54 +265,34 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
       for (int64_t l = 0; l < config_.n_layers; ++l) {
         fill_random_rows(rows.data(), 2, config_.kv_dim(), type_, seed ^ (0x9e3779b97f4a7c15ull * (i + 1) + l));
         pool_->append(l, full_pages * options_.page_tokens + i, rows.data(), rows.data() + layout_.row_bytes());
-        if (quest_k_ > 0) add_key_bounds(full_pages * options_.page_tokens + i, l, rows.data());
+        if (policy_->observes_keys())
+          policy_->observe_key(full_pages * options_.page_tokens + i, l, rows.data());
       }
     const StoreStatus status = pool_->commit(n);
     if (status != StoreStatus::kOk) fail_store_write(status);
   }
-  // Indexer keys of every complete chunk: random but valid compressed keys.
-  if (!observed_layers_.empty()) {
-    const int64_t n_chunks = n / options_.indexer->config().chunk_tokens;
-    std::mt19937_64 rng(seed);
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    std::vector<float> key(kKeyDim);
-    for (auto& layer_keys : keys_) {
-      layer_keys.clear();
-      for (int64_t c = 0; c < n_chunks; ++c) {
-        for (float& x : key) x = normal(rng);
-        const CompressedKey ck = compress_key(key.data());
-        layer_keys.insert(layer_keys.end(), ck.begin(), ck.end());
-      }
-    }
-    for (auto& h : last_hidden_)
-      for (float& x : h) x = normal(rng);
-    last_pos_ = n - 1;
-  }
+  policy_->fill_synthetic(n, seed);
   decoding_ = true;
   run_cycle();
 }
 
-// probs [n_heads, n_keys] in spans(layer) order: each page gains its keys' head-averaged
-// probability, so one layer's step adds 1 in total over all pages.
 void PagedKv::observe_attention(int64_t layer, int64_t pos, const float* probs, int64_t n_heads,
                                 int64_t n_keys) {
-  auto& cycles = options_.oracle_trace->cycle_page_mass;
-  const auto cycle = static_cast<size_t>(decode_steps_ / options_.tau);
-  if (cycles.size() <= cycle) cycles.resize(cycle + 1);
-  std::vector<float>& page_mass = cycles[cycle];
-  const float per_head = 1.0f / static_cast<float>(n_heads);  // head average
-  int64_t t = 0;
-  for (const KvSpan& s : spans_[static_cast<size_t>(layer)]) {
-    const int64_t n = std::clamp<int64_t>(pos + 1 - s.pos0, 0, s.n);  // as attention counts
-    for (int64_t j = 0; j < n && t < n_keys; ++j, ++t) {
-      float mass = 0;
-      for (int64_t h = 0; h < n_heads; ++h) mass += probs[h * n_keys + t];
-      const auto page = static_cast<size_t>(layout_.page_of(s.pos0 + j));
-      if (page_mass.size() <= page) page_mass.resize(page + 1, 0.0f);
-      page_mass[page] += mass * per_head;
-    }
-  }
+  policy_->observe_attention(spans_[static_cast<size_t>(layer)], decode_steps_, pos, probs, n_heads,
+                             n_keys);
 }
+
+const QuestPolicy& PagedKv::quest_policy() const {
+  const QuestPolicy* q = policy_->quest();
+  if (q == nullptr) fail("policy {} keeps no quest state", policy_->chooser().name());
+  return *q;
+}
+
+const std::vector<std::vector<int64_t>>& PagedKv::last_quest_pages() const {
+  return quest_policy().layer_pages();
+}
+
+const PageKeyBounds& PagedKv::key_bounds() const { return quest_policy().key_bounds(); }
 
 LsaStats PagedKv::stats() const {
   const PoolStats ps = pool_->stats();
@@ -434,7 +308,7 @@ LsaStats PagedKv::stats() const {
   s.attn_bytes_per_step = decode_steps_ > 0 ? attn_bytes_sum_ / static_cast<uint64_t>(decode_steps_) : 0;
   s.recall_bytes_total = ps.bytes_recalled + sync_read_bytes_;
   s.recall_misses = ps.recall_misses + sync_reads_;
-  s.page_meta_bytes = key_bounds_.bytes();
+  s.page_meta_bytes = policy_->meta_bytes();
   s.sync_reads = sync_reads_;
   s.sync_read_bytes = sync_read_bytes_;
   s.cycles = cycles_;

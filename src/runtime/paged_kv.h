@@ -23,6 +23,9 @@
 // background like any other selection; the pool holds its cell budget (sink + tail + open page
 // + K, or --budget) and the LRU keeps recently dropped pages.
 //
+// The policy is an object (runtime/policies/page_policy.h): PagedKv forwards to it what it
+// declares it observes (hidden states, K rows, queries, attention) and asks it for pages.
+//
 // oracle:F reads the true future attention mass of each cycle from an OracleTrace recorded by a
 // first, full-attention pass over the same tokens (runtime/oracle.h).
 #pragma once
@@ -31,50 +34,15 @@
 #include <unordered_map>
 #include <vector>
 
-#include "indexer/indexer_model.h"
 #include "kv/kv_store.h"
 #include "kv/resident_pool.h"
 #include "model/kv_backend.h"
 #include "model/model.h"
-#include "select/policy.h"
-#include "select/quest.h"
+#include "runtime/paged_kv_options.h"
+#include "runtime/policies/page_policy.h"
+#include "runtime/policies/quest_policy.h"
 
 namespace flashmem {
-
-// True attention mass per page for every selection cycle of one sequence, recorded by a
-// full-attention pass (policy `full` with PagedKvOptions::oracle_trace) and read by oracle:F.
-struct OracleTrace {
-  int64_t page_tokens = 0;
-  int64_t tau = 0;
-  // [n_cycles][n_pages]: cycle c covers decode steps [c·tau, (c+1)·tau) after the prompt (the
-  // steps that use the selection made at its start). Per page: its keys' attention
-  // probability, averaged over query heads, summed over layers and the cycle's steps.
-  std::vector<std::vector<float>> cycle_page_mass;
-};
-
-struct PagedKvOptions {
-  std::string policy = "full";  // see select/policy.h
-  double budget = -1;           // resident fraction cap (sink and tail count); < 0: policy's own
-  // page_tokens, sink_pages, recent_pages and tau beyond the context are cut to it
-  // (fit_to_context in runtime/limits.h): same behaviour, memory bounded by the context.
-  int64_t page_tokens = 64;
-  int64_t sink_pages = 1;
-  int64_t recent_pages = 2;     // raised to cover tau decode steps (see tail_pages())
-  int64_t tau = 64;             // decode steps per selection cycle (the indexer's lookahead)
-  std::string store = "ram";    // "ram" | "disk:PATH" (PATH: a directory or file name prefix)
-  // Prompt with a store other than ram: K and V bytes of one layer per attention window (at
-  // least one attention chunk). 8 MiB makes a window's attention work (every token of a run over
-  // its positions) dwarf its read and dispatch calls, and is a small part of what prefill holds
-  // besides weights and the pool.
-  size_t prompt_window_bytes = size_t{8} << 20;
-  std::shared_ptr<const IndexerModel> indexer;  // required by `lsa`
-  uint64_t seed = 0;            // random:F
-  int64_t lsa_topk = 0;         // lsa: > 0 keeps the K best pages, ignoring the 0.5 threshold
-  std::string lsa_page_score = "max";  // lsa: page score = "max" chunk score | "count" of chunks > 0.5
-  // Policy full: the sequence's attention masses are recorded into it (cleared on reset).
-  // Policy oracle:F: required, read at every cycle boundary (not modified).
-  std::shared_ptr<OracleTrace> oracle_trace;
-};
 
 // Accounting of one sequence (DESIGN.md / docs/BENCHMARKS.md field names).
 struct LsaStats {
@@ -107,7 +75,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   void begin_batch(int64_t pos0, int64_t n) override;
   void store(int64_t layer, int64_t pos, const float* k, const float* v) override;
   std::span<const KvSpan> spans(int64_t layer) override;
-  const std::vector<int64_t>& observed_layers() const override { return observed_layers_; }
+  const std::vector<int64_t>& observed_layers() const override { return policy_->hidden_layers(); }
   int64_t windowed_keys() const override { return windowed_; }
   int64_t window_keys() const override { return window_keys_; }
   std::span<const KvSpan> window(int64_t layer, int64_t first) override;
@@ -115,18 +83,21 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   void end_batch(bool is_prompt_end) override;
   void reset() override;
   void fill_synthetic(int64_t n, uint64_t seed) override;
-  bool wants_queries() const override { return decoding_ && quest_k_ > 0; }
+  bool wants_queries() const override { return decoding_ && policy_->pages_per_step() > 0; }
   void observe_queries(int64_t layer, const float* q, int64_t n) override;
   // oracle:F first pass (full with an oracle trace): records decode attention per page.
   AttentionObserver* attention_observer() override {
-    return decoding_ && recording_ ? this : nullptr;
+    return decoding_ && policy_->observes_attention() ? this : nullptr;
   }
 
   LsaStats stats() const;
   // The resident fraction after each decode step of this sequence ([decode steps]; the same
   // quantity resident_fraction_avg averages). Cleared by reset().
   const std::vector<float>& resident_fraction_steps() const { return resident_fraction_steps_; }
-  const SelectionPolicy& policy() const { return *policy_; }
+  const SelectionPolicy& policy() const { return policy_->chooser(); }
+  const PagePolicy& page_policy() const { return *policy_; }
+  // The policy as quest:K, or nullptr for any other policy.
+  const QuestPolicy* quest() const { return policy_->quest(); }
   const std::vector<int64_t>& selection() const { return selection_; }
   // The page scores the last cycle's selection used ([n_pages]; empty for unscored policies):
   // lsa page scores, oracle masses, quest read counts.
@@ -135,9 +106,10 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   // quest: the union over layers. Valid after end_batch().
   const std::vector<int64_t>& last_read_pages() const { return last_read_pages_; }
   // quest: the middle pages each layer read in the last decode step ([n_layers], ascending).
-  const std::vector<std::vector<int64_t>>& last_quest_pages() const { return quest_layer_pages_; }
+  // Throws Error for another policy (as key_bounds()).
+  const std::vector<std::vector<int64_t>>& last_quest_pages() const;
   // quest: the per-page key bounds (tests, diagnostics).
-  const PageKeyBounds& key_bounds() const { return key_bounds_; }
+  const PageKeyBounds& key_bounds() const;
   // The two tiers of this sequence (tests, diagnostics: which pages are resident, where a disk
   // store's file is). Replaced by reset().
   const KvStore& kv_store() const { return *store_; }
@@ -150,8 +122,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   void run_cycle();
   int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
   [[noreturn]] void fail_store_write(StoreStatus status) const;  // Error naming the store's path
-  std::vector<float> lsa_page_scores(int64_t n_pages);
-  void add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row);
+  const QuestPolicy& quest_policy() const;  // quest(), or Error
   void begin_quest_step();
   void end_quest_step();
   // Layer `layer` of page `page` for this step: its K block; V follows at + block_bytes().
@@ -169,7 +140,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   PageLayout layout_;
   std::unique_ptr<KvStore> store_;
   std::unique_ptr<ResidentPool> pool_;
-  std::unique_ptr<SelectionPolicy> policy_;
+  std::unique_ptr<PagePolicy> policy_;
   double budget_fraction_ = 1.0;
 
   // Batch state.
@@ -192,33 +163,17 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   std::vector<float> last_page_scores_;        // [n_pages] scores of the last selection
   std::vector<int64_t> last_read_pages_;
 
-  // Indexer state (lsa).
-  std::vector<int64_t> observed_layers_;       // backbone ids of the indexer's target layers
-  std::vector<std::vector<float>> chunk_sum_;  // [n_target][D] running sum of the open chunk
-  std::vector<std::vector<float>> last_hidden_;  // [n_target][D] latest hidden per target
-  std::vector<std::vector<uint8_t>> keys_;     // [n_target][n_chunks * 132]
-  int64_t last_pos_ = 0;
-
-  // Policy kind and modes.
-  std::string kind_;       // policy_kind(options.policy)
-  bool recording_ = false;  // full with an oracle trace: record attention masses
-
-  // Quest state.
-  int64_t quest_k_ = 0;                          // pages per layer per step; 0 = not quest
-  PageKeyBounds key_bounds_;                     // [n_pages] key min/max per layer
-  std::vector<float> key_row_;                   // [kv_dim] one K row in f32
-  std::vector<float> cycle_reads_;               // [n_pages] (step, layer) reads this cycle
+  // Per-step reads (quest:K): the policy chooses the pages, PagedKv reads them.
   std::unordered_map<int64_t, const uint8_t*> step_data_;  // page -> resident bytes this step
   std::vector<ResidentView> step_views_;         // leases on unpinned resident pages read
   // page * n_layers + layer -> that layer's K block read from the store this step (V follows).
   std::unordered_map<int64_t, const uint8_t*> layer_reads_;
   std::vector<int64_t> store_pages_;             // page of every store read this step
-  // Disk store: per-step scratch of synchronous layer reads, [layer_bytes] each; at most
-  // n_layers * K per step, reused across steps.
+  // A store without pages in place (disk): per-step scratch of synchronous layer reads,
+  // [layer_bytes] each; at most n_layers * K per step, reused across steps.
   std::vector<AlignedBytes> miss_layers_;
   size_t miss_used_ = 0;                         // miss_layers_ used in this step
-  std::vector<std::vector<int64_t>> quest_layer_pages_;  // [n_layers] middle pages read
-  std::vector<float> quest_scores_;              // [n candidate pages] scratch
+  std::vector<int64_t> step_chosen_;             // middle pages any layer chose this step
   uint64_t quest_step_bytes_ = 0;
   uint64_t sync_reads_ = 0, sync_read_bytes_ = 0;
 

@@ -1,6 +1,7 @@
-// PagedKv's per-step quest:K path (see the tier mapping in runtime/paged_kv.h): key bounds kept
-// per page as rows are committed, and per layer the sink, the recency tail and the K middle pages
-// with the highest bounds for the layer's queries.
+// PagedKv's per-step reads (quest:K, see the tier mapping in runtime/paged_kv.h): per layer the
+// sink, the recency tail and the middle pages the policy chose for the layer's queries
+// (runtime/policies/quest_policy.h), each from its pool cell when resident, else that layer of
+// it from the store.
 #include <algorithm>
 #include <cstring>
 
@@ -10,18 +11,12 @@
 
 namespace flashmem {
 
-void PagedKv::add_key_bounds(int64_t pos, int64_t layer, const uint8_t* k_row) {
-  // Bounds of the values attention reads: the cache's rows (f16, f32 or q8_0) as f32.
-  key_row_.resize(static_cast<size_t>(config_.kv_dim()));
-  dequantize_row(type_, k_row, key_row_.data(), config_.kv_dim());
-  key_bounds_.add_key(layout_.page_of(pos), layer, key_row_.data());
-}
-
 void PagedKv::begin_quest_step() {
   step_views_.clear();  // leases left by a step that stopped on an error (else already empty)
   step_data_.clear();
   layer_reads_.clear();
   store_pages_.clear();
+  step_chosen_.clear();
   miss_used_ = 0;
   quest_step_bytes_ = 0;
   // Pinned pages (sink, tail, open page, the pool's selection) are already leased in view_.
@@ -45,8 +40,8 @@ const uint8_t* PagedKv::quest_layer_data(int64_t page, int64_t layer) {
   if (const uint8_t* data = resident_page_data(page)) return data + layout_.k(layer);
   // Not resident: a synchronous read of this layer's K and V from the slow tier, inside the step.
   const uint8_t* blocks = nullptr;
-  if (auto* ram = dynamic_cast<RamStore*>(store_.get())) {
-    const uint8_t* data = ram->page_data(page);  // mapped like the pool's zero-copy mode
+  if (store_->pages_in_place()) {
+    const uint8_t* data = store_->page_in_place(page);  // mapped like the pool's zero-copy mode
     if (data == nullptr) fail("KV page {} is missing from the store", page);
     blocks = data + layout_.k(layer);
   } else {
@@ -67,13 +62,8 @@ const uint8_t* PagedKv::quest_layer_data(int64_t page, int64_t layer) {
 void PagedKv::observe_queries(int64_t layer, const float* q, int64_t n) {
   const int64_t open = layout_.page_of(pos0_);
   const PageGeometry g{open + 1, options_.sink_pages, tail_pages()};
-  std::vector<int64_t> candidates;  // complete middle pages, all with bounds
-  for (int64_t p = g.sink_pages; p < g.first_tail_page(); ++p) candidates.push_back(p);
-  quest_scores_.resize(candidates.size());
-  quest_page_scores(key_bounds_, layer, QuestShape{config_.n_heads, config_.n_kv_heads, config_.head_dim},
-                    q, n, candidates, quest_scores_);
-  std::vector<int64_t>& chosen = quest_layer_pages_[static_cast<size_t>(layer)];
-  chosen = top_pages(candidates, quest_scores_, quest_k_);
+  const std::vector<int64_t> chosen = policy_->choose_step_pages(layer, q, n, g);
+  step_chosen_.insert(step_chosen_.end(), chosen.begin(), chosen.end());
 
   std::vector<int64_t> pages = g.fixed_pages();
   pages.insert(pages.end(), chosen.begin(), chosen.end());
@@ -90,11 +80,11 @@ void PagedKv::observe_queries(int64_t layer, const float* q, int64_t n) {
     tokens += n_tokens;
   }
   spans.push_back(staged);
-  // Bytes of this layer: K and V of every token read, plus the bounds scanned (min and max, f32).
+  // Bytes of this layer: K and V of every token read, plus the bounds scanned (min and max, f32,
+  // of every complete middle page).
+  const auto candidates = static_cast<uint64_t>(g.n_middle_pages());
   quest_step_bytes_ += 2 * static_cast<uint64_t>(tokens) * layout_.row_bytes() +
-                       candidates.size() * 2 * static_cast<uint64_t>(config_.kv_dim()) * sizeof(float);
-  if (cycle_reads_.size() < static_cast<size_t>(open + 1)) cycle_reads_.resize(static_cast<size_t>(open + 1), 0.0f);
-  for (int64_t p : chosen) cycle_reads_[static_cast<size_t>(p)] += 1.0f;
+                       candidates * 2 * static_cast<uint64_t>(config_.kv_dim()) * sizeof(float);
 }
 
 void PagedKv::end_quest_step() {
@@ -103,7 +93,7 @@ void PagedKv::end_quest_step() {
   const int64_t open = layout_.page_of(pos0_);
   const PageGeometry g{open + 1, options_.sink_pages, tail_pages()};
   std::vector<int64_t> read = g.fixed_pages();
-  for (const auto& layer_pages : quest_layer_pages_) read.insert(read.end(), layer_pages.begin(), layer_pages.end());
+  read.insert(read.end(), step_chosen_.begin(), step_chosen_.end());
   std::sort(read.begin(), read.end());
   read.erase(std::unique(read.begin(), read.end()), read.end());
   std::erase_if(read, [&](int64_t p) { return layout_.first_pos(p) >= pos0_; });
@@ -115,6 +105,7 @@ void PagedKv::end_quest_step() {
   step_views_.clear();  // leases end before end_batch() commits (commit may need their cells)
   step_data_.clear();
   layer_reads_.clear();
+  step_chosen_.clear();
 }
 
 }  // namespace flashmem

@@ -1,10 +1,10 @@
 #include "select/policy.h"
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
 #include <numeric>
 
+#include "indexer/scoring.h"
 #include "util/error.h"
 
 namespace flashmem {
@@ -23,6 +23,10 @@ std::vector<int64_t> PageGeometry::fixed_pages() const {
   for (int64_t p = 0; p < std::min(sink_pages, n_pages); ++p) pages.push_back(p);
   for (int64_t p = first_tail_page(); p < n_pages; ++p) pages.push_back(p);
   return pages;
+}
+
+int64_t tail_pages_for(int64_t recent_pages, int64_t tau, int64_t page_tokens) {
+  return std::max(recent_pages, (tau + page_tokens - 1) / page_tokens + 1);
 }
 
 int64_t budget_pages_for(const PageGeometry& g, double fraction) {
@@ -142,9 +146,9 @@ class ScoredPolicy final : public SelectionPolicy {
 // read most often in the last cycle (page_scores = read counts), up to K middle pages or the
 // --budget cap, so that the next cycle's frequent pages are resident instead of read from the
 // store at every step.
-class QuestPolicy final : public SelectionPolicy {
+class QuestReadsPolicy final : public SelectionPolicy {
  public:
-  explicit QuestPolicy(int64_t k) : k_(k) {}
+  explicit QuestReadsPolicy(int64_t k) : k_(k) {}
   std::string name() const override { return "quest:" + std::to_string(k_); }
   bool needs_scores() const override { return true; }
   int64_t pages_per_step() const override { return k_; }
@@ -169,62 +173,35 @@ class QuestPolicy final : public SelectionPolicy {
   int64_t k_;
 };
 
-double parse_fraction(const std::string& spec, const std::string& arg) {
-  double f = 0;
-  const auto [ptr, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), f);
-  if (ec != std::errc() || ptr != arg.data() + arg.size() || !(f > 0.0 && f <= 1.0))
-    fail("policy '{}': the fraction must be a number in (0, 1]", spec);
-  return f;
-}
-
-int64_t parse_count(const std::string& spec, const std::string& arg) {
-  int64_t k = 0;
-  const auto [ptr, ec] = std::from_chars(arg.data(), arg.data() + arg.size(), k);
-  // 2^31 pages of >= 1 token is beyond any context a KV budget can describe.
-  if (ec != std::errc() || ptr != arg.data() + arg.size() || k < 1 || k > (int64_t{1} << 31))
-    fail("policy '{}': the page count must be an integer in [1, 2^31]", spec);
-  return k;
-}
-
 }  // namespace
 
-std::string policy_kind(const std::string& spec) { return spec.substr(0, spec.find(':')); }
+std::unique_ptr<SelectionPolicy> make_policy(const PolicySpec& spec) {
+  check_policy_spec(spec);
+  switch (spec.kind) {
+    case PolicyKind::kFull: return std::make_unique<FullPolicy>();
+    case PolicyKind::kWindow: return std::make_unique<WindowPolicy>();
+    case PolicyKind::kRecency: return std::make_unique<RecencyPolicy>(spec.fraction);
+    case PolicyKind::kRandom: return std::make_unique<RandomPolicy>(spec.fraction, spec.seed);
+    case PolicyKind::kQuest: return std::make_unique<QuestReadsPolicy>(spec.pages_per_step);
+    case PolicyKind::kOracle:
+      return std::make_unique<ScoredPolicy>(to_string(spec), spec.fraction, -INFINITY);
+    case PolicyKind::kLsa:
+      // The indexer's threshold (page score = max chunk sigmoid score > kSelectThreshold, or the
+      // count of chunks above it, then > 0); no cap unless --budget is given. Top-k mode: the K
+      // best pages whatever their score.
+      if (spec.lsa_topk > 0)
+        return std::make_unique<ScoredPolicy>("lsa-top" + std::to_string(spec.lsa_topk), 1.0,
+                                              -INFINITY, spec.lsa_topk);
+      return std::make_unique<ScoredPolicy>("lsa", 1.0, kSelectThreshold);
+  }
+  fail("policy kind {} has no chooser", static_cast<int>(spec.kind));
+}
 
 std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, const PolicyParams& params) {
-  const uint64_t seed = params.seed;
-  if (params.lsa_topk < 0) fail("--lsa-topk must be >= 1, got {}", params.lsa_topk);
-  if (params.lsa_topk > 0 && policy_kind(spec) != "lsa")
-    fail("--lsa-topk applies to policy lsa only, not '{}'", spec);
-  const size_t colon = spec.find(':');
-  const std::string name = spec.substr(0, colon);
-  const std::string arg = colon == std::string::npos ? "" : spec.substr(colon + 1);
-  auto need_arg = [&] {
-    if (arg.empty())
-      fail("policy '{}' needs an argument, e.g. {}:{}", spec, name, name == "quest" ? "8" : "0.1");
-  };
-  auto no_arg = [&] {
-    if (colon != std::string::npos) fail("policy '{}' takes no argument", name);
-  };
-  if (name == "full") return no_arg(), std::make_unique<FullPolicy>();
-  if (name == "window") return no_arg(), std::make_unique<WindowPolicy>();
-  if (name == "recency") return need_arg(), std::make_unique<RecencyPolicy>(parse_fraction(spec, arg));
-  if (name == "random")
-    return need_arg(), std::make_unique<RandomPolicy>(parse_fraction(spec, arg), seed);
-  if (name == "quest") return need_arg(), std::make_unique<QuestPolicy>(parse_count(spec, arg));
-  if (name == "oracle")
-    return need_arg(), std::make_unique<ScoredPolicy>(spec, parse_fraction(spec, arg), -INFINITY);
-  // lsa: the indexer's threshold (page score = max chunk sigmoid score > 0.5, or the count of
-  // chunks above it, then > 0); no cap unless --budget is given. Top-k mode: the K best pages
-  // whatever their score.
-  if (name == "lsa") {
-    no_arg();
-    if (params.lsa_topk > 0)
-      return std::make_unique<ScoredPolicy>("lsa-top" + std::to_string(params.lsa_topk),
-                                            1.0, -INFINITY, params.lsa_topk);
-    return std::make_unique<ScoredPolicy>("lsa", 1.0, 0.5f);
-  }
-  fail("unknown policy '{}' (expected full, window, recency:F, random:F, quest:K, oracle:F, lsa)",
-       spec);
+  PolicySpec parsed = parse_policy_spec(spec);
+  parsed.seed = params.seed;
+  parsed.lsa_topk = params.lsa_topk;
+  return make_policy(parsed);
 }
 
 }  // namespace flashmem

@@ -9,12 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "kv/paged_defaults.h"
+#include "select/policy_spec.h"
+
 namespace flashmem {
 
 struct PageGeometry {
   int64_t n_pages = 0;       // pages holding history, including the open (partial) page
-  int64_t sink_pages = 1;    // first pages, always resident
-  int64_t recent_pages = 2;  // last complete pages before the open page, always resident
+  int64_t sink_pages = kDefaultSinkPages;      // first pages, always resident
+  int64_t recent_pages = kDefaultRecentPages;  // last complete pages before the open page, always resident
 
   // Pages the policy may choose from: [sink_pages, first_tail_page()).
   int64_t first_tail_page() const;
@@ -22,6 +25,11 @@ struct PageGeometry {
   // The always-resident pages, ascending.
   std::vector<int64_t> fixed_pages() const;
 };
+
+// The runtime's effective recency tail: recent_pages, or more to hold every page written since
+// the last cycle (up to tau tokens, possibly straddling one more page boundary): a selection made
+// before those pages existed cannot name them, and they are the newest context.
+int64_t tail_pages_for(int64_t recent_pages, int64_t tau, int64_t page_tokens);
 
 // What a policy may look at when choosing. Fields a policy does not need stay empty.
 struct SelectionInput {
@@ -52,19 +60,20 @@ class SelectionPolicy {
   virtual int64_t pages_per_step() const { return 0; }
 };
 
+// The chooser of `spec` (check_policy_spec first: throws Error on lsa options given to another
+// policy). Choosers only choose; what a policy observes and scores is runtime/policies/.
+std::unique_ptr<SelectionPolicy> make_policy(const PolicySpec& spec);
+
+// Convenience for tests and tools holding a --policy string: parse_policy_spec(spec) with the
+// seed and lsa_topk of `params`.
 struct PolicyParams {
   uint64_t seed = 0;     // random:F
-  int64_t lsa_topk = 0;  // lsa: > 0 keeps the lsa_topk best pages, ignoring the 0.5 threshold
+  int64_t lsa_topk = 0;  // lsa: > 0 keeps the lsa_topk best pages, ignoring the threshold
 };
-
-// Parses a policy spec: "full", "window", "recency:F", "random:F", "quest:K", "oracle:F", "lsa".
-// Throws Error on an unknown name or a bad argument.
 std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, const PolicyParams& params);
 inline std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uint64_t seed = 0) {
   return make_policy(spec, PolicyParams{.seed = seed});
 }
-// The policy's name without its argument ("quest" for "quest:8").
-std::string policy_kind(const std::string& spec);
 
 // Budget in pages for a fraction of the context (sink and tail count against it), at least the
 // fixed pages.

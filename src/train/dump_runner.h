@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kv/paged_defaults.h"
 #include "model/model.h"
 #include "model/sampler.h"
 #include "train/corpus.h"
@@ -28,8 +29,10 @@ struct DumpOptions {
   int64_t batch = 64;             // prefill batch: the attention-probability buffer is
                                   // batch · n_heads · max_tokens floats
   bool progress = false;          // force the progress line when stderr is not a terminal
-  int64_t report_sink = 64;       // windows the statistics count golden chunks in (tokens)
-  int64_t report_tail = 64;
+  // Windows the statistics count golden chunks in (tokens): the runtime's sink and tail at its
+  // defaults (one sink page, a tail covering tau).
+  int64_t report_sink = kDefaultSinkPages * kDefaultPageTokens;
+  int64_t report_tail = kDefaultTau;
 };
 
 struct DumpSummary {

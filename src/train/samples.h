@@ -11,14 +11,17 @@
 #include <cstdint>
 #include <vector>
 
+#include "kv/paged_defaults.h"
 #include "train/dump_format.h"
 
 namespace flashmem {
 
 struct TargetOptions {
-  int64_t label_interval = 64;  // τ of the reference
-  int64_t sink_tokens = 64;     // DESIGN.md defaults: 1 sink page of 64 tokens
-  int64_t tail_tokens = 64;     // the runtime's tail always covers the last τ = 64 tokens
+  int64_t label_interval = kDefaultTau;  // τ of the reference
+  // The runtime's always-resident pages at its defaults: the sink page(s), and a tail that
+  // always covers the last τ tokens.
+  int64_t sink_tokens = kDefaultSinkPages * kDefaultPageTokens;
+  int64_t tail_tokens = kDefaultTau;
 };
 void validate_target_options(const TargetOptions& options);
 

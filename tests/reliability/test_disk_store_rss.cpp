@@ -65,7 +65,7 @@ TEST(DiskStorePrompt, WindowedPromptIsBitIdenticalToContiguousCache) {
   for (const char* policy : {"window", "full"})
     for (int64_t page_tokens : {16, 100}) {
       PagedKvOptions o;
-      o.policy = policy;
+      o.policy = parse_policy_spec(policy);
       o.page_tokens = page_tokens;
       o.store = "disk:" + dir.path.string();
       o.prompt_window_bytes = 1;  // rounded up to one attention chunk

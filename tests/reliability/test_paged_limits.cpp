@@ -21,7 +21,7 @@ class PagedLimitsTest : public ::testing::Test {
 
   PagedKvOptions lsa(int64_t page_tokens) const {
     PagedKvOptions o;
-    o.policy = "lsa";
+    o.policy = parse_policy_spec("lsa");
     o.indexer = indexer_;
     o.page_tokens = page_tokens;
     return o;
@@ -43,7 +43,7 @@ TEST_F(PagedLimitsTest, LsaPagesMustHoldWholeIndexerChunks) {
   EXPECT_NO_THROW(PagedKv(*model_, 128, DType::F16, lsa(8)));
   // Without lsa the indexer scores nothing: any page size.
   PagedKvOptions window = lsa(3);
-  window.policy = "window";
+  window.policy = parse_policy_spec("window");
   EXPECT_NO_THROW(PagedKv(*model_, 128, DType::F16, window));
 }
 

@@ -47,7 +47,7 @@ class EngineBatchTest : public ::testing::TestWithParam<std::tuple<std::string, 
 
   PagedKvOptions paged(const std::string& policy) const {
     PagedKvOptions o;
-    o.policy = policy;
+    o.policy = parse_policy_spec(policy);
     o.page_tokens = 16;
     o.tau = 4;  // several selection cycles within the test's decode steps
     if (policy == "lsa") o.indexer = indexer();
@@ -186,7 +186,7 @@ TEST_F(EngineContractTest, PagedSequencesReserveTheirResidentPoolOnly) {
   Engine engine(model_, {.n_threads = 1});
   Sequence plain(engine, {.n_ctx = 512});
   PagedKvOptions o;
-  o.policy = "recency:0.25";
+  o.policy = parse_policy_spec("recency:0.25");
   o.page_tokens = 16;
   Sequence paged(engine, {.n_ctx = 512, .paged = o});
   ASSERT_NE(paged.paged(), nullptr);

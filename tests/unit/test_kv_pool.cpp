@@ -70,7 +70,7 @@ TEST(KvResidentPool, AppendCommitWritesThroughAndServesPartialOpenPage) {
   }
   EXPECT_EQ(pool.open_page(), 2);
   EXPECT_TRUE(ram.has_page(0) && ram.has_page(1) && !ram.has_page(2));
-  EXPECT_EQ(std::memcmp(ram.page_data(1), make_page(kSmall, 1).data(), kSmall.page_bytes()), 0);
+  EXPECT_EQ(std::memcmp(ram.page_in_place(1), make_page(kSmall, 1).data(), kSmall.page_bytes()), 0);
   EXPECT_EQ(pool.stats().bytes_written, 2 * kSmall.page_bytes());
   // Committed rows are immutable, commits never go back, layers are checked.
   EXPECT_THROW(pool.append(0, n_positions - 1, k.data(), v.data()), Error);

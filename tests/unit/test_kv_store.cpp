@@ -59,13 +59,13 @@ void round_trip(KvStore& store, int n_pages) {
 TEST(KvRamStore, RoundTripAndStablePointers) {
   RamStore store(kSmall.page_bytes());
   ASSERT_EQ(store.write_page(0, make_page(kSmall, 0).data()), StoreStatus::kOk);
-  const uint8_t* first = store.page_data(0);
+  const uint8_t* first = store.page_in_place(0);
   RamStore store2(kSmall.page_bytes());
   round_trip(store2, 40);
   // Sparse writes leave holes that read as absent.
   ASSERT_EQ(store.write_page(1000, make_page(kSmall, 1000).data()), StoreStatus::kOk);
   EXPECT_FALSE(store.has_page(999));
-  EXPECT_EQ(store.page_data(0), first);  // table growth does not move pages
+  EXPECT_EQ(store.page_in_place(0), first);  // table growth does not move pages
   EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % 64, 0u);
   EXPECT_EQ(std::memcmp(first, make_page(kSmall, 0).data(), kSmall.page_bytes()), 0);
 }

@@ -30,11 +30,11 @@ class LsaModesTest : public ::testing::Test {
                                                                    int64_t topk = 0,
                                                                    double budget = -1) {
     PagedKvOptions o;
-    o.policy = "lsa";
+    o.policy = parse_policy_spec("lsa");
     o.indexer = indexer_;
     o.page_tokens = 16;
-    o.lsa_page_score = page_score;
-    o.lsa_topk = topk;
+    o.policy.lsa_page_score = parse_lsa_page_score(page_score);
+    o.policy.lsa_topk = topk;
     o.budget = budget;
     Session s(model_, options_, std::make_unique<PagedKv>(*model_, options_.n_ctx, options_.kv_type, o));
     s.forward(std::span(ids_.data(), 300), nullptr, false);
@@ -86,10 +86,10 @@ TEST_F(LsaModesTest, CapAndTopKKeepTheBestPagesByScore) {
 TEST_F(LsaModesTest, BadCombinationsRejected) {
   auto make = [&](const std::string& policy, const std::string& page_score, int64_t topk) {
     PagedKvOptions o;
-    o.policy = policy;
+    o.policy = parse_policy_spec(policy);
     o.indexer = indexer_;
-    o.lsa_page_score = page_score;
-    o.lsa_topk = topk;
+    o.policy.lsa_page_score = parse_lsa_page_score(page_score);
+    o.policy.lsa_topk = topk;
     PagedKv kv(*model_, 256, DType::F16, o);
   };
   EXPECT_NO_THROW(make("lsa", "count", 2));

@@ -27,7 +27,7 @@ class OracleTest : public ::testing::Test {
 
   PagedKvOptions paged(const std::string& policy) const {
     PagedKvOptions o;
-    o.policy = policy;
+    o.policy = parse_policy_spec(policy);
     o.page_tokens = 16;
     o.tau = kTau;
     return o;

@@ -60,11 +60,11 @@ class PagedKvTest : public ::testing::TestWithParam<std::string> {
   }
   Session paged(const std::string& policy, double budget = -1, int64_t page_tokens = 16) {
     PagedKvOptions o;
-    o.policy = policy;
+    o.policy = parse_policy_spec(policy);
     o.budget = budget;
     o.page_tokens = page_tokens;
     o.store = store();
-    o.seed = 5;
+    o.policy.seed = 5;
     return Session(model_, options_,
                    std::make_unique<PagedKv>(*model_, options_.n_ctx, options_.kv_type, o));
   }
@@ -143,7 +143,7 @@ TEST_P(PagedKvTest, Q8CacheFullPolicyIsBitIdenticalAndCloseToF16) {
   Session plain(needle, q8);
   const RunResult want = run(plain, ids, 250, 50);
   PagedKvOptions o;
-  o.policy = "full";
+  o.policy = parse_policy_spec("full");
   o.page_tokens = 16;
   o.store = store();
   Session s(needle, q8, std::make_unique<PagedKv>(*needle, q8.n_ctx, DType::Q8_0, o));
@@ -196,7 +196,7 @@ TEST(PagedKvOptions, BadOptionsRejected) {
   auto make = [&](const std::string& policy, const std::string& store, double budget,
                   int64_t page_tokens) {
     PagedKvOptions o;
-    o.policy = policy;
+    o.policy = parse_policy_spec(policy);
     o.store = store;
     o.budget = budget;
     o.page_tokens = page_tokens;

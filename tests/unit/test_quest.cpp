@@ -192,7 +192,7 @@ class QuestRuntimeTest : public ::testing::TestWithParam<std::string> {
   Session paged(const std::string& policy, double budget = -1, std::string store = "") {
     if (store.empty()) store = GetParam();
     PagedKvOptions o;
-    o.policy = policy;
+    o.policy = parse_policy_spec(policy);
     o.budget = budget;
     o.page_tokens = kPageTokens;
     o.tau = 32;  // several cycles in a short run, so the pool's selection changes too

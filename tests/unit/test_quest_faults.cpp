@@ -102,7 +102,7 @@ class QuestFaultTest : public ::testing::TestWithParam<Fault> {
   // leased cached cells, the store).
   Session paged(const std::string& store) {
     PagedKvOptions o;
-    o.policy = "quest:3";
+    o.policy = parse_policy_spec("quest:3");
     o.budget = 0.5;
     o.page_tokens = kPageTokens;
     o.tau = kTau;

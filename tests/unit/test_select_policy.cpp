@@ -157,8 +157,14 @@ TEST(Policy, LsaBudgetCapKeepsDensestPagesByCount) {
 TEST(Policy, LsaTopKRejectedElsewhere) {
   EXPECT_THROW(make_policy("recency:0.1", PolicyParams{.lsa_topk = 3}), Error);
   EXPECT_THROW(make_policy("lsa", PolicyParams{.lsa_topk = -1}), Error);
-  EXPECT_EQ(policy_kind("oracle:0.1"), "oracle");
-  EXPECT_EQ(policy_kind("lsa"), "lsa");
+  EXPECT_EQ(parse_policy_spec("oracle:0.1").kind, PolicyKind::kOracle);
+  EXPECT_EQ(parse_policy_spec("oracle:0.1").fraction, 0.1);
+  EXPECT_EQ(parse_policy_spec("quest:8").pages_per_step, 8);
+  EXPECT_EQ(parse_policy_spec("lsa").kind, PolicyKind::kLsa);
+  EXPECT_EQ(to_string(parse_policy_spec("oracle:0.1")), "oracle:0.1");
+  EXPECT_EQ(to_string(parse_policy_spec("quest:8")), "quest:8");
+  EXPECT_EQ(parse_lsa_page_score("count"), LsaPageScore::kCount);
+  EXPECT_THROW(parse_lsa_page_score("sum"), Error);
 }
 
 }  // namespace

@@ -34,7 +34,7 @@ BenchSessions make_bench_sessions(const std::shared_ptr<Model>& model, const Ses
                                   const LsaArgs& lsa) {
   BenchSessions s;
   std::shared_ptr<OracleTrace> trace;
-  if (policy_kind(lsa.policy) == "oracle") {
+  if (is_oracle(lsa)) {
     trace = std::make_shared<OracleTrace>();
     LsaArgs full = lsa;
     full.policy = "full";
@@ -68,7 +68,7 @@ void run_bench(const BenchArgs& a) {
                                   .policy = a.lsa.policy, .kv_store = a.lsa.store};
   if (a.has_sequences) {
     // Many sequences on one engine (oracle:F needs a recording pass per sequence: not here).
-    if (policy_kind(a.lsa.policy) == "oracle") fail("--sequences does not run oracle:F");
+    if (is_oracle(a.lsa)) fail("--sequences does not run oracle:F");
     Engine engine(model, engine_options(a.lsa, a.threads));
     const bench::SequencesBenchResult r = bench::run_sequences_bench(
         engine, sequence_options(a.lsa, options.n_ctx, options.kv_type), a.sequences, o);

@@ -98,7 +98,7 @@ void run(const RunArgs& a) {
     flush_stdout();
     return true;
   };
-  if (policy_kind(a.lsa.policy) == "oracle") {
+  if (is_oracle(a.lsa)) {
     run_oracle(a, model, options, request);
     return;
   }

@@ -83,7 +83,8 @@ inline DType parse_kv_type(const std::string& s) {
 struct LsaArgs {
   std::string policy, indexer, store = "ram", lsa_page_score = "max";
   double budget = -1;
-  int64_t page_tokens = 64, sink_pages = 1, recent_pages = 2, tau = 64, lsa_topk = 0;
+  int64_t page_tokens = kDefaultPageTokens, sink_pages = kDefaultSinkPages,
+          recent_pages = kDefaultRecentPages, tau = kDefaultTau, lsa_topk = 0;
   uint64_t seed = 0;
 };
 
@@ -116,19 +117,24 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
 
 inline PagedKvOptions paged_options(const LsaArgs& a) {
   PagedKvOptions o;
-  o.policy = a.policy;
+  o.policy = parse_policy_spec(a.policy);
+  o.policy.seed = a.seed;
+  o.policy.lsa_topk = a.lsa_topk;
+  o.policy.lsa_page_score = parse_lsa_page_score(a.lsa_page_score);
   o.budget = a.budget;
   o.page_tokens = a.page_tokens;
   o.sink_pages = a.sink_pages;
   o.recent_pages = a.recent_pages;
   o.tau = a.tau;
   o.store = a.store;
-  o.seed = a.seed;
-  o.lsa_topk = a.lsa_topk;
-  o.lsa_page_score = a.lsa_page_score;
   if (!a.indexer.empty())
     o.indexer = std::make_shared<const IndexerModel>(IndexerModel::load(a.indexer));
   return o;
+}
+
+// True when --policy is oracle:F (a two-pass run, runtime/oracle.h).
+inline bool is_oracle(const LsaArgs& a) {
+  return !a.policy.empty() && parse_policy_spec(a.policy).kind == PolicyKind::kOracle;
 }
 
 // Checks what PagedKv cannot see (it takes budget < 0 as "the policy's own").

@@ -1,0 +1,36 @@
+// A selection policy as typed data: parsed once from its --policy spelling at the edge (CLI,
+// eval grid, tests), then passed around as a PolicySpec; nothing downstream reads the string.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace flashmem {
+
+enum class PolicyKind : uint8_t { kFull, kWindow, kRecency, kRandom, kQuest, kOracle, kLsa };
+
+// lsa's page score: its best chunk's score, or the count of its chunks above the threshold.
+enum class LsaPageScore : uint8_t { kMax, kCount };
+
+struct PolicySpec {
+  PolicyKind kind = PolicyKind::kFull;
+  double fraction = 0;          // recency:F, random:F, oracle:F: kept fraction in (0, 1]
+  int64_t pages_per_step = 0;   // quest:K: middle pages each layer reads per decode step
+  uint64_t seed = 0;            // random:F (--policy-seed)
+  int64_t lsa_topk = 0;         // lsa: > 0 keeps the K best pages, ignoring the threshold
+  LsaPageScore lsa_page_score = LsaPageScore::kMax;
+};
+
+// "full", "window", "recency:F", "random:F", "quest:K", "oracle:F" or "lsa" (F in (0, 1], K an
+// integer in [1, 2^31]); the other fields keep their defaults. Throws Error naming the spec on an
+// unknown name or a bad or missing argument.
+PolicySpec parse_policy_spec(const std::string& spec);
+// The spec as --policy spells it ("quest:8", "oracle:0.1"); fractions in shortest round-trip form.
+std::string to_string(const PolicySpec& spec);
+
+// "max" | "count"; throws Error ("--lsa-page-score must be max or count, not 'x'") otherwise.
+LsaPageScore parse_lsa_page_score(const std::string& name);
+
+// Throws Error on lsa options given to another policy or a negative lsa_topk.
+void check_policy_spec(const PolicySpec& spec);
+
+}  // namespace flashmem
