@@ -7,10 +7,6 @@
 
 namespace flashmem::eval {
 
-int64_t PageSetup::tail_pages() const {
-  return std::max(recent_pages, (tau + page_tokens - 1) / page_tokens + 1);
-}
-
 SampleResult scored_sample(const std::vector<std::string>& answers, const std::string& output) {
   SampleResult r;
   r.score = data::score_output(answers, output);
