@@ -8,7 +8,7 @@
 #include <random>
 
 #include "indexer/indexer_model.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "runtime/policies/page_policy.h"
 #include "util/raw_array.h"
