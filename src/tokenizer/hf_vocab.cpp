@@ -32,11 +32,14 @@ bool looks_special(std::string_view t) {
          starts_ends(t, "<unused", ">");
 }
 
-std::string replace_all(std::string s, std::string_view from, std::string_view to) {
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size())) {
-    s.replace(pos, from.size(), to);
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+  std::string out;
+  size_t begin = 0;
+  for (size_t hit = s.find(from); hit != std::string_view::npos; hit = s.find(from, begin)) {
+    out.append(s.substr(begin, hit - begin)).append(to);
+    begin = hit + from.size();
   }
-  return s;
+  return out.append(s.substr(begin));
 }
 
 bool is_byte_level(const json& pre) {
@@ -146,7 +149,7 @@ VocabSpec vocab_spec_from_hf(std::string_view tokenizer_json, std::string_view t
     if (a.value("special", false) || looks_special(text)) {
       add(id, {std::move(text), TokenType::kControl});
     } else {
-      add(id, {replace_all(std::move(text), "\xE2\x96\x81", " "), TokenType::kUserDefined});
+      add(id, {replace_all(text, "\xE2\x96\x81", " "), TokenType::kUserDefined});
     }
   }
   if (by_id.empty()) fail("tokenizer.json: the vocabulary is empty");

@@ -22,8 +22,8 @@
 namespace flashmem {
 
 struct HfVocabOptions {
-  std::string pre;                      // tokenizer.ggml.pre to record; must be supported
-  std::optional<int64_t> vocab_size;    // config.json's vocab_size: pads with [PAD<id>] tokens
+  std::string pre = {};                 // tokenizer.ggml.pre to record; must be supported
+  std::optional<int64_t> vocab_size = std::nullopt;  // config.json's vocab_size: pads with [PAD<id>] tokens
 };
 
 // `tokenizer_json`: the text of tokenizer.json; `tokenizer_config_json`: the text of
