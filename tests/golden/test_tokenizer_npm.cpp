@@ -2,8 +2,9 @@
 // Qwen3 (qwen2) and DeepSeek-V3 (deepseek-v3). Their tokenizer.json files come from npm packages
 // that `make test` installs into tests/npm/node_modules (ignored); each is converted as
 // `flashmem vocab-from-hf` does, written to GGUF in memory, read back, and must reproduce
-// llama.cpp's ids for every text of tests/data/tokenizer/npm-vocab.inp exactly
-// (PROVENANCE.md says how the .out files were made).
+// llama.cpp's ids for every text of tests/data/tokenizer/npm-vocab.inp exactly; the Llama 3
+// vocabulary also under every other regex set of the table (PROVENANCE.md says how the .out
+// files were made).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -44,57 +45,80 @@ bool npm_on_path() {
   return false;
 }
 
-class NpmVocabTest : public ::testing::TestWithParam<NpmVocab> {
- protected:
-  // The package's model folder; skips when npm is not installed, fails when it is but the
-  // packages were not installed (`make test` installs them).
-  fs::path models_dir() {
-    const fs::path dir =
-        kNpmModules / "@lenml" / (std::string("tokenizer-") + GetParam().package);
-    if (fs::exists(dir / "models" / "tokenizer.json")) {
-      const std::string manifest = test::slurp(dir / "package.json");
-      EXPECT_NE(manifest.find(kPackageVersion), std::string::npos)
-          << dir << ": another version than the fixtures were made from; run "
-          << "`npm ci --prefix tests/npm`";
-      return dir / "models";
-    }
-    if (!npm_on_path()) {
-      skipped_ = true;
-      return {};
-    }
-    ADD_FAILURE() << dir << " is missing: run `make test` or `npm ci --prefix tests/npm`";
-    return {};
+// The package's model folder, or empty with `skip` set when npm is not installed (then the
+// packages cannot be had); a failure when npm is there but the packages were not installed.
+fs::path models_dir(const std::string& package, bool& skip) {
+  const fs::path dir = kNpmModules / "@lenml" / ("tokenizer-" + package);
+  skip = false;
+  if (fs::exists(dir / "models" / "tokenizer.json")) {
+    const std::string manifest = test::slurp(dir / "package.json");
+    EXPECT_NE(manifest.find(kPackageVersion), std::string::npos)
+        << dir << ": another version than the fixtures were made from; run "
+        << "`npm ci --prefix tests/npm`";
+    return dir / "models";
   }
-  bool skipped_ = false;
-};
+  skip = !npm_on_path();
+  if (!skip) ADD_FAILURE() << dir << " is missing: run `make test` or `npm ci --prefix tests/npm`";
+  return {};
+}
+
+VocabSpec npm_vocab_spec(const fs::path& models, const std::string& pre) {
+  return vocab_spec_from_hf(test::slurp(models / "tokenizer.json"),
+                            test::slurp(models / "tokenizer_config.json"), HfVocabOptions{.pre = pre});
+}
+
+// Every text of npm-vocab.inp encodes to the ids of `out_file`, and decodes back.
+void expect_llama_cpp_ids(const Tokenizer& tok, const std::string& out_file, const std::string& what) {
+  const auto inputs = test::read_vocab_inputs(kData + "npm-vocab.inp");
+  const auto outputs = test::read_vocab_outputs(kData + out_file);
+  ASSERT_EQ(inputs.size(), outputs.size()) << out_file;
+  ASSERT_GT(inputs.size(), 80u);
+  size_t matched = 0;
+  for (size_t k = 0; k < inputs.size(); ++k) {
+    const auto ids = tok.encode(inputs[k], /*add_special=*/false, /*parse_special=*/false);
+    EXPECT_EQ(test::show_ids(ids), test::show_ids(outputs[k]))
+        << what << " test " << k << ": '" << inputs[k] << "'";
+    matched += ids == outputs[k];
+    EXPECT_EQ(tok.decode(ids), inputs[k]) << what << " test " << k;  // byte-level BPE is lossless
+  }
+  std::printf("[ npm vocab ] %s: %zu/%zu lines\n", what.c_str(), matched, inputs.size());
+}
+
+class NpmVocabTest : public ::testing::TestWithParam<NpmVocab> {};
 
 TEST_P(NpmVocabTest, ReproducesLlamaCppIds) {
-  const fs::path models = models_dir();
-  if (skipped_) GTEST_SKIP() << "node/npm is not installed: the npm vocabularies cannot be had";
-  if (models.empty()) return;
   const NpmVocab& v = GetParam();
-  const VocabSpec spec = vocab_spec_from_hf(test::slurp(models / "tokenizer.json"),
-                                            test::slurp(models / "tokenizer_config.json"),
-                                            HfVocabOptions{.pre = v.pre});
+  bool skip = false;
+  const fs::path models = models_dir(v.package, skip);
+  if (skip) GTEST_SKIP() << "node/npm is not installed: the npm vocabularies cannot be had";
+  if (models.empty()) return;
+  const VocabSpec spec = npm_vocab_spec(models, v.pre);
   GgufWriter writer;
   writer.set_string("general.architecture", "llama");
   add_vocab_to_gguf(spec, writer);
   const std::vector<uint8_t> bytes = writer.to_bytes();
   const Tokenizer tok = Tokenizer::from_gguf(GgufFile::parse(bytes.data(), bytes.size(), v.package));
   EXPECT_EQ(tok.n_vocab(), static_cast<int32_t>(spec.tokens.size()));
+  expect_llama_cpp_ids(tok, std::string("npm-") + v.package + ".out",
+                       std::string(v.package) + " (" + v.pre + ")");
+}
 
-  const auto inputs = test::read_vocab_inputs(kData + "npm-vocab.inp");
-  const auto outputs = test::read_vocab_outputs(kData + "npm-" + v.package + ".out");
-  ASSERT_EQ(inputs.size(), outputs.size());
-  ASSERT_GT(inputs.size(), 80u);
-  size_t matched = 0;
-  for (size_t k = 0; k < inputs.size(); ++k) {
-    const auto ids = tok.encode(inputs[k], /*add_special=*/false, /*parse_special=*/false);
-    EXPECT_EQ(test::show_ids(ids), test::show_ids(outputs[k])) << "test " << k << ": '" << inputs[k] << "'";
-    matched += ids == outputs[k];
-    EXPECT_EQ(tok.decode(ids), inputs[k]) << "test " << k;  // byte-level BPE is lossless
+// Each regex set of the table, differentially: the Llama 3 vocabulary under another
+// tokenizer.ggml.pre, against llama.cpp given the same file (npm-llama3-as-PRE.out). A piece
+// split differently from llama.cpp almost always shows as different ids.
+TEST(NpmVocabPreTokenizers, EveryRegexSetMatchesLlamaCppOnTheLlama3Vocab) {
+  bool skip = false;
+  const fs::path models = models_dir("llama3", skip);
+  if (skip) GTEST_SKIP() << "node/npm is not installed: the npm vocabularies cannot be had";
+  if (models.empty()) return;
+  VocabSpec spec = npm_vocab_spec(models, "llama-bpe");
+  for (const char* pre : {"default", "gpt-2", "starcoder", "falcon", "dbrx", "chatglm-bpe", "qwen2",
+                          "deepseek-llm", "deepseek-coder", "deepseek-v3", "poro-chat", "viking",
+                          "tekken", "gpt-4o"}) {
+    spec.pre = pre;
+    expect_llama_cpp_ids(Tokenizer(spec), std::string("npm-llama3-as-") + pre + ".out",
+                         std::string("llama3 as ") + pre);
   }
-  std::printf("[ npm vocab ] %s (%s): %zu/%zu lines\n", v.package, v.pre, matched, inputs.size());
 }
 
 INSTANTIATE_TEST_SUITE_P(Tokenizer, NpmVocabTest,
