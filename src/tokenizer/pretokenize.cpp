@@ -2,6 +2,8 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
+
 #include "tokenizer/pretokenize_table.h"
 #include "tokenizer/regex_split.h"
 #include "tokenizer/unicode.h"
@@ -20,16 +22,12 @@ PreTokenizer::PreTokenizer(std::shared_ptr<const Compiled> compiled)
 PreTokenizer PreTokenizer::from_name(std::string_view name) {
   std::vector<std::string_view> known;
   for (const PreTokenizerSpec& spec : pre_tokenizer_table()) {
-    for (const std::string_view n : spec.names) {
-      if (n != name) {
-        known.push_back(n);
-        continue;
-      }
-      auto compiled = std::make_shared<Compiled>();
-      compiled->spec = &spec;
-      for (const std::string_view re : spec.regexes) compiled->stages.emplace_back(re);
-      return PreTokenizer(std::move(compiled));
-    }
+    known.insert(known.end(), spec.names.begin(), spec.names.end());
+    if (std::find(spec.names.begin(), spec.names.end(), name) == spec.names.end()) continue;
+    auto compiled = std::make_shared<Compiled>();
+    compiled->spec = &spec;
+    for (const std::string_view re : spec.regexes) compiled->stages.emplace_back(re);
+    return PreTokenizer(std::move(compiled));
   }
   fail("unsupported tokenizer.ggml.pre '{}' (supported: {})", name, fmt::join(known, ", "));
 }

@@ -168,7 +168,7 @@ MatchText make_match_text(std::span<const uint32_t> cpts) {
     uint32_t m = c;
     if (c > 0x10FFFF || (c >= 0xD800 && c <= 0xDFFF)) {
       m = kOtherStandIn;
-    } else if (c >= 0x80 && cp_flags(c).whitespace) {
+    } else if (c >= 0x80 && is_unicode_whitespace(c)) {
       m = kVerticalTab;
     }
     t.utf16.append(static_cast<UChar32>(m));
