@@ -34,7 +34,7 @@ npm-fixtures:
 test: build npm-fixtures
 	cd build && ctest --output-on-failure -j $(JOBS)
 
-test-asan: deps
+test-asan: deps npm-fixtures
 	cmake --preset asan >/dev/null
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS) -LE slow
