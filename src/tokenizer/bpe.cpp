@@ -1,6 +1,7 @@
 // GPT-2 byte-level BPE (llama.cpp's BPE tokenizer): each pre-token's bytes are mapped to printable
 // codepoints, then adjacent symbols are merged lowest merge rank first (ties: leftmost) until no
-// listed pair remains. Final symbols that are not tokens fall back to one-byte tokens.
+// listed pair remains. Final symbols that are not tokens fall back to one-byte tokens. With the
+// pre-tokenizer's ignore_merges (Llama 3), a pre-token that is itself a token is taken whole.
 // Cost: O(m log m) per pre-token of m bytes; merge ranks are a hash lookup on id pairs.
 #include <queue>
 
@@ -88,9 +89,16 @@ void bpe_word(const Vocab& vocab, const std::string& word, std::vector<Symbol>& 
 void bpe_encode(const Vocab& vocab, std::string_view text, std::vector<int32_t>& out) {
   std::vector<Symbol> symbols;
   std::string word;
-  for (const std::string& piece : pre_tokenize(vocab.pre, text)) {
+  const PreTokenizer& pre = *vocab.pre;
+  for (const std::string& piece : pre.split(text)) {
     word.clear();
     for (const char c : piece) utf8_append(word, byte_to_cp(static_cast<uint8_t>(c)));
+    if (pre.ignore_merges()) {
+      if (const int32_t id = vocab.find(word); id >= 0) {
+        out.push_back(id);
+        continue;
+      }
+    }
     bpe_word(vocab, word, symbols, out);
   }
 }

@@ -16,6 +16,7 @@
 namespace flashmem {
 
 class GgufFile;
+class GgufWriter;
 struct Vocab;
 
 // `tokenizer.ggml.token_type` values.
@@ -41,9 +42,15 @@ struct VocabSpec {
   std::vector<int32_t> token_types;      // [n_vocab] TokenType values, or empty (all normal)
   std::vector<std::string> merges;       // BPE: "left right", rank = index
   std::optional<int64_t> bos_id, eos_id, unk_id, pad_id, eot_id;
-  std::optional<bool> add_bos, add_eos;  // defaults: SPM adds BOS, BPE adds nothing
+  // Defaults: SPM adds BOS; BPE adds BOS where the pre-tokenizer says (llama-bpe, tekken).
+  std::optional<bool> add_bos, add_eos;
   std::optional<bool> add_space_prefix;  // default: true for SPM, false for BPE
 };
+
+// Writes `spec` as the `tokenizer.ggml.*` keys (the inverse of Tokenizer::from_gguf's reading):
+// model, pre (BPE), tokens, scores and token types when given, merges (BPE), the special ids
+// and add_* flags that are set.
+void add_vocab_to_gguf(const VocabSpec& spec, GgufWriter& writer);
 
 class Tokenizer {
  public:

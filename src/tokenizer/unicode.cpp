@@ -103,24 +103,8 @@ void utf8_append(std::string& out, uint32_t cpt) {
   }
 }
 
-CpFlags cp_flags(uint32_t cpt) {
-  CpFlags f;
-  if (cpt > 0x10FFFF) {
-    f.undefined = true;
-    return f;
-  }
-  const auto c = static_cast<UChar32>(cpt);
-  const uint32_t mask = U_GET_GC_MASK(c);
-  f.letter = (mask & U_GC_L_MASK) != 0;
-  f.number = (mask & U_GC_N_MASK) != 0;
-  f.punctuation = (mask & U_GC_P_MASK) != 0;
-  f.mark = (mask & U_GC_M_MASK) != 0;
-  f.symbol = (mask & U_GC_S_MASK) != 0;
-  f.separator = (mask & U_GC_Z_MASK) != 0;
-  f.control = (mask & (U_GC_CC_MASK | U_GC_CF_MASK | U_GC_CO_MASK | U_GC_CS_MASK)) != 0;
-  f.undefined = (mask & U_GC_CN_MASK) != 0;
-  f.whitespace = u_isUWhiteSpace(c) != 0;
-  return f;
+bool is_unicode_whitespace(uint32_t cpt) {
+  return cpt <= 0x10FFFF && u_isUWhiteSpace(static_cast<UChar32>(cpt)) != 0;
 }
 
 uint32_t byte_to_cp(uint8_t byte) { return byte_alphabet().to_cp[byte]; }

@@ -80,7 +80,7 @@ Vocab build_vocab(VocabSpec spec) {
 
   const bool spm = v.model == TokenizerModel::kSpm;
   if (!spm) {
-    v.pre = pre_tokenizer_from_name(spec.pre);
+    v.pre = PreTokenizer::from_name(spec.pre);
     v.merge_rank.reserve(spec.merges.size());
     for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
       const std::string& merge = spec.merges[rank];
@@ -97,13 +97,15 @@ Vocab build_vocab(VocabSpec spec) {
     }
   }
 
-  // llama.cpp's defaults: SPM <unk>=0 <s>=1 </s>=2; GPT-2 BPE uses 11 for both BOS and EOS.
-  v.bos = checked_id(spec.bos_id, spm ? 1 : 11, n_vocab, "BOS");
+  // llama.cpp's defaults: SPM <unk>=0 <s>=1 </s>=2; GPT-2 BPE uses 11 for both BOS and EOS
+  // (none for BOS where the pre-tokenizer says so).
+  const int32_t default_bos = spm ? 1 : (v.pre->has_default_bos() ? 11 : -1);
+  v.bos = checked_id(spec.bos_id, default_bos, n_vocab, "BOS");
   v.eos = checked_id(spec.eos_id, spm ? 2 : 11, n_vocab, "EOS");
   v.unk = checked_id(spec.unk_id, spm ? 0 : -1, n_vocab, "unknown");
   v.pad = checked_id(spec.pad_id, -1, n_vocab, "padding");
   v.eot = checked_id(spec.eot_id, -1, n_vocab, "EOT");
-  v.add_bos = spec.add_bos.value_or(spm);
+  v.add_bos = spec.add_bos.value_or(spm || v.pre->add_bos());
   v.add_eos = spec.add_eos.value_or(false);
   v.add_space_prefix = spec.add_space_prefix.value_or(spm);
   if (v.add_bos && v.bos < 0) fail("tokenizer: add_bos_token is set but there is no BOS id");
@@ -160,6 +162,29 @@ VocabSpec read_vocab_spec(const GgufFile& file) {
   spec.add_eos = file.get_bool_opt("tokenizer.ggml.add_eos_token");
   spec.add_space_prefix = file.get_bool_opt("tokenizer.ggml.add_space_prefix");
   return spec;
+}
+
+void add_vocab_to_gguf(const VocabSpec& spec, GgufWriter& w) {
+  const bool bpe = spec.model == TokenizerModel::kBpe;
+  w.set_string("tokenizer.ggml.model", bpe ? "gpt2" : "llama");
+  if (bpe) w.set_string("tokenizer.ggml.pre", spec.pre);
+  w.set_string_array("tokenizer.ggml.tokens", spec.tokens);
+  if (!spec.scores.empty()) w.set_f32_array("tokenizer.ggml.scores", spec.scores);
+  if (!spec.token_types.empty()) w.set_i32_array("tokenizer.ggml.token_type", spec.token_types);
+  if (bpe) w.set_string_array("tokenizer.ggml.merges", spec.merges);
+  const std::pair<const char*, const std::optional<int64_t>&> ids[] = {
+      {"tokenizer.ggml.bos_token_id", spec.bos_id},
+      {"tokenizer.ggml.eos_token_id", spec.eos_id},
+      {"tokenizer.ggml.unknown_token_id", spec.unk_id},
+      {"tokenizer.ggml.padding_token_id", spec.pad_id},
+      {"tokenizer.ggml.eot_token_id", spec.eot_id},
+  };
+  for (const auto& [key, id] : ids) {
+    if (id) w.set_u32(key, static_cast<uint32_t>(*id));
+  }
+  if (spec.add_bos) w.set_bool("tokenizer.ggml.add_bos_token", *spec.add_bos);
+  if (spec.add_eos) w.set_bool("tokenizer.ggml.add_eos_token", *spec.add_eos);
+  if (spec.add_space_prefix) w.set_bool("tokenizer.ggml.add_space_prefix", *spec.add_space_prefix);
 }
 
 }  // namespace flashmem

@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -21,7 +22,7 @@ using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal
 
 struct Vocab {
   TokenizerModel model = TokenizerModel::kSpm;
-  PreTokenizer pre = PreTokenizer::kDefault;
+  std::optional<PreTokenizer> pre;  // BPE only
 
   std::vector<std::string> text;  // [n_vocab]
   std::vector<float> score;       // [n_vocab]

@@ -122,19 +122,21 @@ TEST(TokenizerBpe, MergesByRankAndMapsBytes) {
   EXPECT_EQ(Tokenizer(spec).encode("he", true), (Ids{10, 5}));
 }
 
-std::vector<std::string> split(PreTokenizer kind, std::string_view s) { return pre_tokenize(kind, s); }
+std::vector<std::string> split(std::string_view pre, std::string_view s) {
+  return PreTokenizer::from_name(pre).split(s);
+}
 using Strs = std::vector<std::string>;
 
 TEST(PreTokenize, RegexCascades) {
-  EXPECT_EQ(split(PreTokenizer::kGpt2, "Hello  world's 123!!"),
+  EXPECT_EQ(split("gpt-2", "Hello  world's 123!!"),
             (Strs{"Hello", " ", " world", "'s", " 123", "!!"}));
-  EXPECT_EQ(split(PreTokenizer::kGpt2, "a \n\n b  "), (Strs{"a", " \n\n", " b", "  "}));
-  EXPECT_EQ(split(PreTokenizer::kStarcoder, "x 123"), (Strs{"x", " ", "1", "2", "3"}));
-  EXPECT_EQ(split(PreTokenizer::kDeepseekCoder, "int x=12;\n你好"),
+  EXPECT_EQ(split("gpt-2", "a \n\n b  "), (Strs{"a", " \n\n", " b", "  "}));
+  EXPECT_EQ(split("starcoder", "x 123"), (Strs{"x", " ", "1", "2", "3"}));
+  EXPECT_EQ(split("deepseek-coder", "int x=12;\n你好"),
             (Strs{"int", " x", "=", "1", "2", ";", "\n", "你好"}));
-  EXPECT_EQ(split(PreTokenizer::kDefault, "a+=1234"), (Strs{"a", "+=", "123", "4"}));
-  EXPECT_EQ(split(PreTokenizer::kGpt2, "\xff"), (Strs{"\xEF\xBF\xBD"}));  // invalid -> U+FFFD
-  EXPECT_THROW(pre_tokenizer_from_name("no-such-pre"), Error);
+  EXPECT_EQ(split("default", "a+=1234"), (Strs{"a", "+=", "123", "4"}));
+  EXPECT_EQ(split("gpt-2", "\xff"), (Strs{"\xEF\xBF\xBD"}));  // invalid -> U+FFFD
+  EXPECT_THROW(PreTokenizer::from_name("no-such-pre"), Error);
 }
 
 // ---- malformed metadata: GGUF files built in memory ----
