@@ -1,0 +1,251 @@
+// Fast dot products for the block types of block_quants.h. AVX2 (also used by AVX-512 builds:
+// the blocks are 32 bytes of codes at a time, one ymm register): the weights are unpacked to
+// unsigned byte codes, multiplied with the int8 activations by maddubs (u8 × s8 -> int16 pairs)
+// and weighted by their sub-block scales with madd (int16 × int16 -> int32). Signed codes are
+// handled as unsigned code + offset, the offset taken back through the activation sums. Every
+// block's integer sum is exactly the reference's, and the f32 arithmetic on it is the same.
+#include <cstring>
+
+#include "tensor/block_quants.h"
+#include "tensor/convert.h"
+#include "tensor/simd.h"
+
+namespace flashmem::detail {
+namespace {
+
+#if defined(__AVX2__) && defined(__F16C__)
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));  // swap 64-bit halves
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));  // swap 32-bit neighbours
+  return _mm_cvtsi128_si32(s);
+}
+
+// 8 int32 lanes of Σ u·x over 32 byte pairs, the first 16 pairs weighted by lo, the last 16 by
+// hi. u < 64 keeps maddubs' pair sums below 2·63·127 < 2^15 (no saturation).
+inline __m256i dot_scaled(__m256i u, __m256i x, __m256i scales) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), scales);
+}
+inline __m256i scale_pair(int lo, int hi) {
+  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)), _mm_set1_epi16(static_cast<int16_t>(lo)));
+}
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Bits b..b+width-1 of every byte of v, as bytes (variable shift: srl on 16-bit lanes, then a mask
+// that drops what crossed in from the neighbouring byte).
+inline __m256i byte_bits(__m256i v, int shift, int mask) {
+  return _mm256_and_si256(_mm256_srl_epi16(v, _mm_cvtsi32_si128(shift)), _mm256_set1_epi8(static_cast<char>(mask)));
+}
+
+// 32 nibbles of a 32-element block: elements 0-15 are the low nibbles of qs, 16-31 the high.
+inline __m256i block_nibbles(const uint8_t* qs) {
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(0x0f));
+}
+
+// 0x10 in byte j where bit j of the 32-bit little-endian qh is set (Q5_0/Q5_1 fifth bits).
+inline __m256i fifth_bits(const uint8_t* qh) {
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  // Byte j takes byte j / 8 of the word, then tests its bit j % 8.
+  const __m256i spread = _mm256_shuffle_epi8(
+      _mm256_set1_epi32(static_cast<int>(bits)),
+      _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0x0000000000000000));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+inline int32_t block_sum_u8(__m256i u, const int8_t* x) { return hsum_i32(dot_scaled(u, load256(x), _mm256_set1_epi16(1))); }
+
+int32_t activation_sum(const ActivationQ8& a, int64_t b) {
+  return hsum_i32(load256(a.lane_sums.data() + b * 8));
+}
+
+float dot_q8_0_family(DType type, const void* row, const ActivationQ8& a, int64_t cols) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < cols / kQ4Block; ++b) {
+    const int8_t* xq = a.qs.data() + b * kQ8Block;
+    switch (type) {
+      case DType::Q4_1: {
+        const auto& blk = static_cast<const BlockQ4_1*>(row)[b];
+        const int32_t isum = block_sum_u8(block_nibbles(blk.qs), xq);
+        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum) + fp16_to_f32(blk.m) * a.s[b];
+        break;
+      }
+      case DType::Q5_1: {
+        const auto& blk = static_cast<const BlockQ5_1*>(row)[b];
+        const int32_t isum = block_sum_u8(_mm256_or_si256(block_nibbles(blk.qs), fifth_bits(blk.qh)), xq);
+        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum) + fp16_to_f32(blk.m) * a.s[b];
+        break;
+      }
+      case DType::Q5_0: {
+        const auto& blk = static_cast<const BlockQ5_0*>(row)[b];
+        // Codes are value + 16: subtract 16·Σx.
+        const int32_t isum = block_sum_u8(_mm256_or_si256(block_nibbles(blk.qs), fifth_bits(blk.qh)), xq) -
+                             16 * activation_sum(a, b);
+        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum);
+        break;
+      }
+      case DType::IQ4_NL: {
+        const auto& blk = static_cast<const BlockIQ4_NL*>(row)[b];
+        const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+        const __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(table, table), block_nibbles(blk.qs));
+        // |w| · (x with w's sign): pair sums stay below 2·127·127 < 2^15 (no codebook entry is 0).
+        const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(load256(xq), w));
+        const int32_t isum = hsum_i32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum);
+        break;
+      }
+      default: break;
+    }
+  }
+  return sum;
+}
+
+// One K-quant super-block as integer sums: isum = Σ scale·code·x (codes unsigned; offsets are
+// returned in offset_sum, subtracted by the caller), msum = Σ min·Σx.
+struct SuperBlockSums {
+  int32_t isum = 0;
+  int32_t msum = 0;
+};
+
+SuperBlockSums q2_k_sums(const BlockQ2_K& blk, const int8_t* xq, const int16_t* bsums) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i q = load256(blk.qs + 32 * h);
+    for (int s = 0; s < 4; ++s) {
+      const int k = 4 * h + s;  // 32-element chunk: sub-blocks 2k, 2k + 1
+      acc = _mm256_add_epi32(acc, dot_scaled(byte_bits(q, 2 * s, 3), load256(xq + 32 * k),
+                                             scale_pair(blk.scales[2 * k] & 0x0f, blk.scales[2 * k + 1] & 0x0f)));
+    }
+  }
+  SuperBlockSums sums;
+  sums.isum = hsum_i32(acc);
+  for (int g = 0; g < 16; ++g) sums.msum += (blk.scales[g] >> 4) * bsums[g];
+  return sums;
+}
+
+SuperBlockSums q3_k_sums(const BlockQ3_K& blk, const int8_t* xq, const int16_t* bsums) {
+  int sc[16];  // [16] signed sub-block scales
+  for (int g = 0; g < 16; ++g) sc[g] = q3_scale(blk, g);
+  const __m256i hmask = load256(blk.hmask);
+  __m256i acc = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i q = load256(blk.qs + 32 * h);
+    for (int s = 0; s < 4; ++s) {
+      const int k = 4 * h + s;
+      // Unsigned code u = low 2 bits + 4·hbit in [0, 7]; the value is u - 4.
+      const __m256i u = _mm256_or_si256(byte_bits(q, 2 * s, 3), _mm256_slli_epi16(byte_bits(hmask, k, 1), 2));
+      acc = _mm256_add_epi32(acc, dot_scaled(u, load256(xq + 32 * k), scale_pair(sc[2 * k], sc[2 * k + 1])));
+    }
+  }
+  int32_t offset = 0;
+  for (int g = 0; g < 16; ++g) offset += sc[g] * bsums[g];
+  return {hsum_i32(acc) - 4 * offset, 0};
+}
+
+// Q4_K and Q5_K (qh == nullptr for Q4_K).
+SuperBlockSums k4_sums(const uint8_t* scales, const uint8_t* qs, const uint8_t* qh, const int8_t* xq,
+                       const int16_t* bsums) {
+  int sc[8], m[8];  // [8] 6-bit scales and mins
+  for (int s = 0; s < 8; ++s) k4_scale_min(scales, s, &sc[s], &m[s]);
+  const __m256i high = qh != nullptr ? load256(qh) : _mm256_setzero_si256();
+  __m256i acc = _mm256_setzero_si256();
+  for (int c = 0; c < 4; ++c) {
+    const __m256i q = load256(qs + 32 * c);
+    for (int k = 0; k < 2; ++k) {
+      const int s = 2 * c + k;
+      __m256i u = byte_bits(q, 4 * k, 0x0f);
+      if (qh != nullptr) u = _mm256_or_si256(u, _mm256_slli_epi16(byte_bits(high, s, 1), 4));
+      acc = _mm256_add_epi32(acc, dot_scaled(u, load256(xq + 32 * s), scale_pair(sc[s], sc[s])));
+    }
+  }
+  SuperBlockSums sums;
+  sums.isum = hsum_i32(acc);
+  for (int s = 0; s < 8; ++s) sums.msum += m[s] * (bsums[2 * s] + bsums[2 * s + 1]);
+  return sums;
+}
+
+SuperBlockSums q6_k_sums(const BlockQ6_K& blk, const int8_t* xq, const int16_t* bsums) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int h = 0; h < 2; ++h) {
+    const __m256i ql[2] = {load256(blk.ql + 64 * h), load256(blk.ql + 64 * h + 32)};
+    const __m256i qh = load256(blk.qh + 32 * h);
+    for (int k = 0; k < 4; ++k) {
+      const int chunk = 4 * h + k;
+      // Unsigned 6-bit code in [0, 63]; the value is code - 32.
+      const __m256i u = _mm256_or_si256(byte_bits(ql[k & 1], k < 2 ? 0 : 4, 0x0f),
+                                        _mm256_slli_epi16(byte_bits(qh, 2 * k, 3), 4));
+      acc = _mm256_add_epi32(acc, dot_scaled(u, load256(xq + 32 * chunk),
+                                             scale_pair(blk.scales[2 * chunk], blk.scales[2 * chunk + 1])));
+    }
+  }
+  int32_t offset = 0;
+  for (int g = 0; g < 16; ++g) offset += blk.scales[g] * bsums[g];
+  return {hsum_i32(acc) - 32 * offset, 0};
+}
+
+float dot_k_family(DType type, const void* row, const ActivationQ8K& a, int64_t cols) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < cols / kQKBlock; ++b) {
+    const int8_t* xq = a.qs.data() + b * kQKBlock;
+    const int16_t* bsums = a.bsums.data() + b * 16;
+    SuperBlockSums sums;
+    float d = 0.0f, dmin = 0.0f;
+    switch (type) {
+      case DType::Q2_K: {
+        const auto& blk = static_cast<const BlockQ2_K*>(row)[b];
+        sums = q2_k_sums(blk, xq, bsums);
+        d = fp16_to_f32(blk.d);
+        dmin = fp16_to_f32(blk.dmin);
+        break;
+      }
+      case DType::Q3_K: {
+        const auto& blk = static_cast<const BlockQ3_K*>(row)[b];
+        sums = q3_k_sums(blk, xq, bsums);
+        d = fp16_to_f32(blk.d);
+        break;
+      }
+      case DType::Q4_K: {
+        const auto& blk = static_cast<const BlockQ4_K*>(row)[b];
+        sums = k4_sums(blk.scales, blk.qs, nullptr, xq, bsums);
+        d = fp16_to_f32(blk.d);
+        dmin = fp16_to_f32(blk.dmin);
+        break;
+      }
+      case DType::Q5_K: {
+        const auto& blk = static_cast<const BlockQ5_K*>(row)[b];
+        sums = k4_sums(blk.scales, blk.qs, blk.qh, xq, bsums);
+        d = fp16_to_f32(blk.d);
+        dmin = fp16_to_f32(blk.dmin);
+        break;
+      }
+      case DType::Q6_K: {
+        const auto& blk = static_cast<const BlockQ6_K*>(row)[b];
+        sums = q6_k_sums(blk, xq, bsums);
+        d = fp16_to_f32(blk.d);
+        break;
+      }
+      default: break;
+    }
+    sum += a.d[b] * (d * static_cast<float>(sums.isum) - dmin * static_cast<float>(sums.msum));
+  }
+  return sum;
+}
+
+#endif
+
+}  // namespace
+
+float dot_block_quant(DType type, const void* row, const QuantizedActivation& x, int64_t cols) {
+#if defined(__AVX2__) && defined(__F16C__)
+  if (activation_format(type) == ActivationFormat::kQ8_0) return dot_q8_0_family(type, row, x.q8, cols);
+  return dot_k_family(type, row, x.q8k, cols);
+#else
+  return dot_block_quant_ref(type, row, x, cols);
+#endif
+}
+
+}  // namespace flashmem::detail
