@@ -23,6 +23,13 @@ float signed_absmax(const float* x, int n) {
   return max;
 }
 
+// Symmetric 32-element block: the fp16 scale d mapping the block's signed extreme to `level`;
+// returns 1 / d (0 for an all-zero block).
+float symmetric_scale32(const float* x, float level, uint16_t* d_out) {
+  *d_out = f32_to_fp16(signed_absmax(x, kQ4Block) / level);
+  return inverse(fp16_to_f32(*d_out));
+}
+
 // Packs 32 codes < 16 as nibbles (element j < 16 low, j + 16 high) and, when qh is given, their
 // fifth bits as bit j of qh.
 void pack_codes32(const int* q, uint8_t* qs, uint8_t* qh) {
@@ -169,8 +176,7 @@ void quantize_block_quant_ref(DType type, const float* src, void* dst, int64_t n
         auto& blk = static_cast<BlockQ5_0*>(dst)[b];
         const float* x = src + b * kQ4Block;
         // The signed extreme maps to -16, the lowest 5-bit level (as Q4_0 maps it to -8).
-        blk.d = f32_to_fp16(signed_absmax(x, kQ4Block) / -16.0f);
-        const float id = inverse(fp16_to_f32(blk.d));
+        const float id = symmetric_scale32(x, -16.0f, &blk.d);
         for (int j = 0; j < kQ4Block; ++j) q[j] = clamp_nearest(x[j] * id, -16, 15) + 16;
         pack_codes32(q, blk.qs, blk.qh);
       }
@@ -180,8 +186,7 @@ void quantize_block_quant_ref(DType type, const float* src, void* dst, int64_t n
         auto& blk = static_cast<BlockIQ4_NL*>(dst)[b];
         const float* x = src + b * kQ4Block;
         // The signed extreme maps to -127, the codebook's largest magnitude.
-        blk.d = f32_to_fp16(signed_absmax(x, kQ4Block) / -127.0f);
-        const float id = inverse(fp16_to_f32(blk.d));
+        const float id = symmetric_scale32(x, -127.0f, &blk.d);
         for (int j = 0; j < kQ4Block; ++j) {
           const float v = x[j] * id;
           int best = 0;
