@@ -1,5 +1,6 @@
-// Fast dot products for the block types of block_quants.h. AVX2 (also used by AVX-512 builds:
-// the blocks are 32 bytes of codes at a time, one ymm register): the weights are unpacked to
+// Fast dot products for the block types of block_quants.h, AVX2; AVX-512 builds sum the
+// K-quant super-blocks two chunks per zmm step (scaled_code_sum) and keep the 32-element types
+// on ymm (one block per register, each with its own f32 scale). The weights are unpacked to
 // unsigned byte codes, multiplied with the int8 activations by maddubs (u8 × s8 -> int16 pairs)
 // and weighted by their sub-block scales with madd (int16 × int16 -> int32). Signed codes are
 // handled as unsigned code + offset, the offset taken back through the activation sums. Every
@@ -104,87 +105,118 @@ float dot_q8_0_family(DType type, const void* row, const ActivationQ8& a, int64_
   return sum;
 }
 
-// One K-quant super-block as integer sums: isum = Σ scale·code·x (codes unsigned; offsets are
-// returned in offset_sum, subtracted by the caller), msum = Σ min·Σx.
+// One K-quant super-block unpacked: chunk k of u holds the unsigned codes of elements
+// 32k..32k+31, scales[g] the scale of elements 16g..16g+15.
+struct SuperBlockCodes {
+  __m256i u[8];
+  alignas(32) int16_t scales[16];
+};
+
+// Σ_g scales[g] · Σ_{i in g} u_i·x_i over a super-block (exact in int32: |sum| < 256·63·127·128).
+#if defined(__AVX512BW__)
+// Two chunks per step: 64 byte pairs, the scales spread over the 32 int16 lanes by a permute
+// (lane j of step k takes scale 2k + j / 8).
+int32_t scaled_code_sum(const SuperBlockCodes& c, const int8_t* xq) {
+  const __m512i scales = _mm512_castsi256_si512(_mm256_load_si256(reinterpret_cast<const __m256i*>(c.scales)));
+  const __m512i lane_group = _mm512_srli_epi16(
+      _mm512_set_epi16(31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9,
+                       8, 7, 6, 5, 4, 3, 2, 1, 0),
+      3);  // j / 8
+  __m512i acc = _mm512_setzero_si512();
+  for (int k = 0; k < 8; k += 2) {
+    const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(c.u[k]), c.u[k + 1], 1);
+    const __m512i x = _mm512_loadu_si512(xq + 32 * k);
+    const __m512i s = _mm512_permutexvar_epi16(_mm512_add_epi16(lane_group, _mm512_set1_epi16(static_cast<int16_t>(2 * k))), scales);
+    acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(u, x), s));
+  }
+  return _mm512_reduce_add_epi32(acc);
+}
+#else
+int32_t scaled_code_sum(const SuperBlockCodes& c, const int8_t* xq) {
+  __m256i acc = _mm256_setzero_si256();
+  for (int k = 0; k < 8; ++k)
+    acc = _mm256_add_epi32(acc, dot_scaled(c.u[k], load256(xq + 32 * k), scale_pair(c.scales[2 * k], c.scales[2 * k + 1])));
+  return hsum_i32(acc);
+}
+#endif
+
+// One super-block's integer sums: isum = Σ scale·value·x, msum = Σ min·Σx (types with mins).
 struct SuperBlockSums {
   int32_t isum = 0;
   int32_t msum = 0;
 };
 
 SuperBlockSums q2_k_sums(const BlockQ2_K& blk, const int8_t* xq, const int16_t* bsums) {
-  __m256i acc = _mm256_setzero_si256();
+  SuperBlockCodes c;
   for (int h = 0; h < 2; ++h) {
     const __m256i q = load256(blk.qs + 32 * h);
-    for (int s = 0; s < 4; ++s) {
-      const int k = 4 * h + s;  // 32-element chunk: sub-blocks 2k, 2k + 1
-      acc = _mm256_add_epi32(acc, dot_scaled(byte_bits(q, 2 * s, 3), load256(xq + 32 * k),
-                                             scale_pair(blk.scales[2 * k] & 0x0f, blk.scales[2 * k + 1] & 0x0f)));
-    }
+    for (int s = 0; s < 4; ++s) c.u[4 * h + s] = byte_bits(q, 2 * s, 3);
   }
   SuperBlockSums sums;
-  sums.isum = hsum_i32(acc);
-  for (int g = 0; g < 16; ++g) sums.msum += (blk.scales[g] >> 4) * bsums[g];
+  for (int g = 0; g < 16; ++g) {
+    c.scales[g] = static_cast<int16_t>(blk.scales[g] & 0x0f);
+    sums.msum += (blk.scales[g] >> 4) * bsums[g];
+  }
+  sums.isum = scaled_code_sum(c, xq);
   return sums;
 }
 
 SuperBlockSums q3_k_sums(const BlockQ3_K& blk, const int8_t* xq, const int16_t* bsums) {
-  int sc[16];  // [16] signed sub-block scales
-  for (int g = 0; g < 16; ++g) sc[g] = q3_scale(blk, g);
+  SuperBlockCodes c;
   const __m256i hmask = load256(blk.hmask);
-  __m256i acc = _mm256_setzero_si256();
   for (int h = 0; h < 2; ++h) {
     const __m256i q = load256(blk.qs + 32 * h);
     for (int s = 0; s < 4; ++s) {
       const int k = 4 * h + s;
       // Unsigned code u = low 2 bits + 4·hbit in [0, 7]; the value is u - 4.
-      const __m256i u = _mm256_or_si256(byte_bits(q, 2 * s, 3), _mm256_slli_epi16(byte_bits(hmask, k, 1), 2));
-      acc = _mm256_add_epi32(acc, dot_scaled(u, load256(xq + 32 * k), scale_pair(sc[2 * k], sc[2 * k + 1])));
+      c.u[k] = _mm256_or_si256(byte_bits(q, 2 * s, 3), _mm256_slli_epi16(byte_bits(hmask, k, 1), 2));
     }
   }
   int32_t offset = 0;
-  for (int g = 0; g < 16; ++g) offset += sc[g] * bsums[g];
-  return {hsum_i32(acc) - 4 * offset, 0};
+  for (int g = 0; g < 16; ++g) {
+    c.scales[g] = static_cast<int16_t>(q3_scale(blk, g));
+    offset += c.scales[g] * bsums[g];
+  }
+  return {scaled_code_sum(c, xq) - 4 * offset, 0};
 }
 
 // Q4_K and Q5_K (qh == nullptr for Q4_K).
 SuperBlockSums k4_sums(const uint8_t* scales, const uint8_t* qs, const uint8_t* qh, const int8_t* xq,
                        const int16_t* bsums) {
-  int sc[8], m[8];  // [8] 6-bit scales and mins
-  for (int s = 0; s < 8; ++s) k4_scale_min(scales, s, &sc[s], &m[s]);
-  const __m256i high = qh != nullptr ? load256(qh) : _mm256_setzero_si256();
-  __m256i acc = _mm256_setzero_si256();
-  for (int c = 0; c < 4; ++c) {
-    const __m256i q = load256(qs + 32 * c);
-    for (int k = 0; k < 2; ++k) {
-      const int s = 2 * c + k;
-      __m256i u = byte_bits(q, 4 * k, 0x0f);
-      if (qh != nullptr) u = _mm256_or_si256(u, _mm256_slli_epi16(byte_bits(high, s, 1), 4));
-      acc = _mm256_add_epi32(acc, dot_scaled(u, load256(xq + 32 * s), scale_pair(sc[s], sc[s])));
-    }
-  }
+  SuperBlockCodes c;
   SuperBlockSums sums;
-  sums.isum = hsum_i32(acc);
-  for (int s = 0; s < 8; ++s) sums.msum += m[s] * (bsums[2 * s] + bsums[2 * s + 1]);
+  for (int s = 0; s < 8; ++s) {
+    int sc, m;
+    k4_scale_min(scales, s, &sc, &m);
+    c.scales[2 * s] = c.scales[2 * s + 1] = static_cast<int16_t>(sc);
+    sums.msum += m * (bsums[2 * s] + bsums[2 * s + 1]);
+  }
+  const __m256i high = qh != nullptr ? load256(qh) : _mm256_setzero_si256();
+  for (int s = 0; s < 8; ++s) {
+    c.u[s] = byte_bits(load256(qs + 32 * (s / 2)), 4 * (s % 2), 0x0f);
+    if (qh != nullptr) c.u[s] = _mm256_or_si256(c.u[s], _mm256_slli_epi16(byte_bits(high, s, 1), 4));
+  }
+  sums.isum = scaled_code_sum(c, xq);
   return sums;
 }
 
 SuperBlockSums q6_k_sums(const BlockQ6_K& blk, const int8_t* xq, const int16_t* bsums) {
-  __m256i acc = _mm256_setzero_si256();
+  SuperBlockCodes c;
   for (int h = 0; h < 2; ++h) {
     const __m256i ql[2] = {load256(blk.ql + 64 * h), load256(blk.ql + 64 * h + 32)};
     const __m256i qh = load256(blk.qh + 32 * h);
     for (int k = 0; k < 4; ++k) {
-      const int chunk = 4 * h + k;
       // Unsigned 6-bit code in [0, 63]; the value is code - 32.
-      const __m256i u = _mm256_or_si256(byte_bits(ql[k & 1], k < 2 ? 0 : 4, 0x0f),
-                                        _mm256_slli_epi16(byte_bits(qh, 2 * k, 3), 4));
-      acc = _mm256_add_epi32(acc, dot_scaled(u, load256(xq + 32 * chunk),
-                                             scale_pair(blk.scales[2 * chunk], blk.scales[2 * chunk + 1])));
+      c.u[4 * h + k] = _mm256_or_si256(byte_bits(ql[k & 1], k < 2 ? 0 : 4, 0x0f),
+                                       _mm256_slli_epi16(byte_bits(qh, 2 * k, 3), 4));
     }
   }
   int32_t offset = 0;
-  for (int g = 0; g < 16; ++g) offset += blk.scales[g] * bsums[g];
-  return {hsum_i32(acc) - 32 * offset, 0};
+  for (int g = 0; g < 16; ++g) {
+    c.scales[g] = blk.scales[g];
+    offset += blk.scales[g] * bsums[g];
+  }
+  return {scaled_code_sum(c, xq) - 32 * offset, 0};
 }
 
 float dot_k_family(DType type, const void* row, const ActivationQ8K& a, int64_t cols) {
