@@ -69,8 +69,11 @@ void quantize_block_quant_ref(DType type, const float* src, void* dst, int64_t n
 // Σ over the row of weight·activation in llama.cpp's integer scheme; cols = row length.
 float dot_block_quant_ref(DType type, const void* row, const QuantizedActivation& x, int64_t cols);
 
-// Fast dot product (AVX2 where built, else the reference); the same integer sums per block as
-// the reference and the same f32 operations on them, so results are bit-identical.
+// Fast paths (block_quants_simd.cpp; the reference where the build has no AVX2). dot: the same
+// integer sums per block as the reference and the same f32 operations on them, equal up to where
+// the compiler fuses a multiply-add (one rounding per block). dequantize: the same values up to
+// such a fused multiply-add (1 ulp).
+void dequantize_block_quant(DType type, const void* src, float* dst, int64_t n);
 float dot_block_quant(DType type, const void* row, const QuantizedActivation& x, int64_t cols);
 
 }  // namespace flashmem::detail

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/block_quants.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "tensor/kernels_internal.h"
@@ -206,7 +207,11 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
     }
 #endif
     default:
-      dequantize_row_ref(type, src, dst, n);
+      if (detail::is_block_quant(type)) {
+        detail::dequantize_block_quant(type, src, dst, n);
+      } else {
+        dequantize_row_ref(type, src, dst, n);
+      }
   }
 }
 

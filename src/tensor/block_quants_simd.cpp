@@ -1,4 +1,4 @@
-// Fast dot products for the block types of block_quants.h, AVX2; AVX-512 builds sum the
+// Fast dot products and dequantization for the block types of block_quants.h, AVX2; AVX-512 builds sum the
 // K-quant super-blocks two chunks per zmm step (scaled_code_sum) and keep the 32-element types
 // on ymm (one block per register, each with its own f32 scale). The weights are unpacked to
 // unsigned byte codes, multiplied with the int8 activations by maddubs (u8 × s8 -> int16 pairs)
@@ -14,7 +14,7 @@
 namespace flashmem::detail {
 namespace {
 
-#if defined(__AVX2__) && defined(__F16C__)
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 
 inline int32_t hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
@@ -140,139 +140,201 @@ int32_t scaled_code_sum(const SuperBlockCodes& c, const int8_t* xq) {
 }
 #endif
 
-// One super-block's integer sums: isum = Σ scale·value·x, msum = Σ min·Σx (types with mins).
-struct SuperBlockSums {
-  int32_t isum = 0;
-  int32_t msum = 0;
+// One K-quant super-block unpacked to the common form
+//   w_i = d · scales[g] · (u_i - offset) - dmin · mins[g]   (g = i / 16).
+struct SuperBlock {
+  SuperBlockCodes codes;
+  alignas(32) int16_t mins[16];
+  int offset = 0;
+  float d = 0.0f, dmin = 0.0f;
 };
 
-SuperBlockSums q2_k_sums(const BlockQ2_K& blk, const int8_t* xq, const int16_t* bsums) {
-  SuperBlockCodes c;
+SuperBlock unpack_q2_k(const BlockQ2_K& blk) {
+  SuperBlock sb;
   for (int h = 0; h < 2; ++h) {
     const __m256i q = load256(blk.qs + 32 * h);
-    for (int s = 0; s < 4; ++s) c.u[4 * h + s] = byte_bits(q, 2 * s, 3);
+    for (int s = 0; s < 4; ++s) sb.codes.u[4 * h + s] = byte_bits(q, 2 * s, 3);
   }
-  SuperBlockSums sums;
   for (int g = 0; g < 16; ++g) {
-    c.scales[g] = static_cast<int16_t>(blk.scales[g] & 0x0f);
-    sums.msum += (blk.scales[g] >> 4) * bsums[g];
+    sb.codes.scales[g] = static_cast<int16_t>(blk.scales[g] & 0x0f);
+    sb.mins[g] = static_cast<int16_t>(blk.scales[g] >> 4);
   }
-  sums.isum = scaled_code_sum(c, xq);
-  return sums;
+  sb.d = fp16_to_f32(blk.d);
+  sb.dmin = fp16_to_f32(blk.dmin);
+  return sb;
 }
 
-SuperBlockSums q3_k_sums(const BlockQ3_K& blk, const int8_t* xq, const int16_t* bsums) {
-  SuperBlockCodes c;
+SuperBlock unpack_q3_k(const BlockQ3_K& blk) {
+  SuperBlock sb;
   const __m256i hmask = load256(blk.hmask);
   for (int h = 0; h < 2; ++h) {
     const __m256i q = load256(blk.qs + 32 * h);
     for (int s = 0; s < 4; ++s) {
       const int k = 4 * h + s;
       // Unsigned code u = low 2 bits + 4·hbit in [0, 7]; the value is u - 4.
-      c.u[k] = _mm256_or_si256(byte_bits(q, 2 * s, 3), _mm256_slli_epi16(byte_bits(hmask, k, 1), 2));
+      sb.codes.u[k] = _mm256_or_si256(byte_bits(q, 2 * s, 3), _mm256_slli_epi16(byte_bits(hmask, k, 1), 2));
     }
   }
-  int32_t offset = 0;
   for (int g = 0; g < 16; ++g) {
-    c.scales[g] = static_cast<int16_t>(q3_scale(blk, g));
-    offset += c.scales[g] * bsums[g];
+    sb.codes.scales[g] = static_cast<int16_t>(q3_scale(blk, g));
+    sb.mins[g] = 0;
   }
-  return {scaled_code_sum(c, xq) - 4 * offset, 0};
+  sb.offset = 4;
+  sb.d = fp16_to_f32(blk.d);
+  return sb;
 }
 
 // Q4_K and Q5_K (qh == nullptr for Q4_K).
-SuperBlockSums k4_sums(const uint8_t* scales, const uint8_t* qs, const uint8_t* qh, const int8_t* xq,
-                       const int16_t* bsums) {
-  SuperBlockCodes c;
-  SuperBlockSums sums;
+SuperBlock unpack_k4(uint16_t d, uint16_t dmin, const uint8_t* scales, const uint8_t* qs, const uint8_t* qh) {
+  SuperBlock sb;
   for (int s = 0; s < 8; ++s) {
     int sc, m;
     k4_scale_min(scales, s, &sc, &m);
-    c.scales[2 * s] = c.scales[2 * s + 1] = static_cast<int16_t>(sc);
-    sums.msum += m * (bsums[2 * s] + bsums[2 * s + 1]);
+    sb.codes.scales[2 * s] = sb.codes.scales[2 * s + 1] = static_cast<int16_t>(sc);
+    sb.mins[2 * s] = sb.mins[2 * s + 1] = static_cast<int16_t>(m);
   }
   const __m256i high = qh != nullptr ? load256(qh) : _mm256_setzero_si256();
   for (int s = 0; s < 8; ++s) {
-    c.u[s] = byte_bits(load256(qs + 32 * (s / 2)), 4 * (s % 2), 0x0f);
-    if (qh != nullptr) c.u[s] = _mm256_or_si256(c.u[s], _mm256_slli_epi16(byte_bits(high, s, 1), 4));
+    sb.codes.u[s] = byte_bits(load256(qs + 32 * (s / 2)), 4 * (s % 2), 0x0f);
+    if (qh != nullptr) sb.codes.u[s] = _mm256_or_si256(sb.codes.u[s], _mm256_slli_epi16(byte_bits(high, s, 1), 4));
   }
-  sums.isum = scaled_code_sum(c, xq);
-  return sums;
+  sb.d = fp16_to_f32(d);
+  sb.dmin = fp16_to_f32(dmin);
+  return sb;
 }
 
-SuperBlockSums q6_k_sums(const BlockQ6_K& blk, const int8_t* xq, const int16_t* bsums) {
-  SuperBlockCodes c;
+SuperBlock unpack_q6_k(const BlockQ6_K& blk) {
+  SuperBlock sb;
   for (int h = 0; h < 2; ++h) {
     const __m256i ql[2] = {load256(blk.ql + 64 * h), load256(blk.ql + 64 * h + 32)};
     const __m256i qh = load256(blk.qh + 32 * h);
     for (int k = 0; k < 4; ++k) {
       // Unsigned 6-bit code in [0, 63]; the value is code - 32.
-      c.u[4 * h + k] = _mm256_or_si256(byte_bits(ql[k & 1], k < 2 ? 0 : 4, 0x0f),
-                                       _mm256_slli_epi16(byte_bits(qh, 2 * k, 3), 4));
+      sb.codes.u[4 * h + k] = _mm256_or_si256(byte_bits(ql[k & 1], k < 2 ? 0 : 4, 0x0f),
+                                              _mm256_slli_epi16(byte_bits(qh, 2 * k, 3), 4));
     }
   }
-  int32_t offset = 0;
   for (int g = 0; g < 16; ++g) {
-    c.scales[g] = blk.scales[g];
-    offset += blk.scales[g] * bsums[g];
+    sb.codes.scales[g] = blk.scales[g];
+    sb.mins[g] = 0;
   }
-  return {scaled_code_sum(c, xq) - 32 * offset, 0};
+  sb.offset = 32;
+  sb.d = fp16_to_f32(blk.d);
+  return sb;
+}
+
+// Super-block b of a K-quant row.
+SuperBlock unpack_k(DType type, const void* row, int64_t b) {
+  switch (type) {
+    case DType::Q2_K: return unpack_q2_k(static_cast<const BlockQ2_K*>(row)[b]);
+    case DType::Q3_K: return unpack_q3_k(static_cast<const BlockQ3_K*>(row)[b]);
+    case DType::Q4_K: {
+      const auto& blk = static_cast<const BlockQ4_K*>(row)[b];
+      return unpack_k4(blk.d, blk.dmin, blk.scales, blk.qs, nullptr);
+    }
+    case DType::Q5_K: {
+      const auto& blk = static_cast<const BlockQ5_K*>(row)[b];
+      return unpack_k4(blk.d, blk.dmin, blk.scales, blk.qs, blk.qh);
+    }
+    default: return unpack_q6_k(static_cast<const BlockQ6_K*>(row)[b]);
+  }
 }
 
 float dot_k_family(DType type, const void* row, const ActivationQ8K& a, int64_t cols) {
   float sum = 0.0f;
   for (int64_t b = 0; b < cols / kQKBlock; ++b) {
-    const int8_t* xq = a.qs.data() + b * kQKBlock;
+    const SuperBlock sb = unpack_k(type, row, b);
     const int16_t* bsums = a.bsums.data() + b * 16;
-    SuperBlockSums sums;
-    float d = 0.0f, dmin = 0.0f;
-    switch (type) {
-      case DType::Q2_K: {
-        const auto& blk = static_cast<const BlockQ2_K*>(row)[b];
-        sums = q2_k_sums(blk, xq, bsums);
-        d = fp16_to_f32(blk.d);
-        dmin = fp16_to_f32(blk.dmin);
-        break;
-      }
-      case DType::Q3_K: {
-        const auto& blk = static_cast<const BlockQ3_K*>(row)[b];
-        sums = q3_k_sums(blk, xq, bsums);
-        d = fp16_to_f32(blk.d);
-        break;
-      }
-      case DType::Q4_K: {
-        const auto& blk = static_cast<const BlockQ4_K*>(row)[b];
-        sums = k4_sums(blk.scales, blk.qs, nullptr, xq, bsums);
-        d = fp16_to_f32(blk.d);
-        dmin = fp16_to_f32(blk.dmin);
-        break;
-      }
-      case DType::Q5_K: {
-        const auto& blk = static_cast<const BlockQ5_K*>(row)[b];
-        sums = k4_sums(blk.scales, blk.qs, blk.qh, xq, bsums);
-        d = fp16_to_f32(blk.d);
-        dmin = fp16_to_f32(blk.dmin);
-        break;
-      }
-      case DType::Q6_K: {
-        const auto& blk = static_cast<const BlockQ6_K*>(row)[b];
-        sums = q6_k_sums(blk, xq, bsums);
-        d = fp16_to_f32(blk.d);
-        break;
-      }
-      default: break;
+    // The offset comes back through the activation sums: Σ sc·(u - o)·x = Σ sc·u·x - o·Σ sc·Σx.
+    int32_t offset_sum = 0, msum = 0;
+    for (int g = 0; g < 16; ++g) {
+      offset_sum += sb.codes.scales[g] * bsums[g];
+      msum += sb.mins[g] * bsums[g];
     }
-    sum += a.d[b] * (d * static_cast<float>(sums.isum) - dmin * static_cast<float>(sums.msum));
+    const int32_t isum = scaled_code_sum(sb.codes, a.qs.data() + b * kQKBlock) - sb.offset * offset_sum;
+    sum += a.d[b] * (sb.d * static_cast<float>(isum) - sb.dmin * static_cast<float>(msum));
   }
   return sum;
+}
+
+// dst[16] = scale · (v - offset) + bias for 16 signed bytes v.
+inline void dequantize16(__m128i v, int offset, float scale, float bias, float* dst) {
+  const __m256i off = _mm256_set1_epi32(offset);
+  for (int h = 0; h < 2; ++h) {
+    const __m256i wide = _mm256_sub_epi32(_mm256_cvtepi8_epi32(h == 0 ? v : _mm_srli_si128(v, 8)), off);
+    _mm256_storeu_ps(dst + 8 * h, _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(wide), _mm256_set1_ps(bias)));
+  }
+}
+
+void dequantize_k_family(DType type, const void* src, float* dst, int64_t n) {
+  for (int64_t b = 0; b < n / kQKBlock; ++b) {
+    const SuperBlock sb = unpack_k(type, src, b);
+    for (int k = 0; k < 8; ++k) {
+      for (int h = 0; h < 2; ++h) {
+        const int g = 2 * k + h;
+        const __m128i v = h == 0 ? _mm256_castsi256_si128(sb.codes.u[k]) : _mm256_extracti128_si256(sb.codes.u[k], 1);
+        dequantize16(v, sb.offset, sb.d * static_cast<float>(sb.codes.scales[g]),
+                     -(sb.dmin * static_cast<float>(sb.mins[g])), dst + b * kQKBlock + 16 * g);
+      }
+    }
+  }
+}
+
+void dequantize_q8_0_family(DType type, const void* src, float* dst, int64_t n) {
+  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+  for (int64_t b = 0; b < n / kQ4Block; ++b) {
+    __m256i v;  // 32 codes or values as signed bytes
+    int offset = 0;
+    float d, bias = 0.0f;
+    switch (type) {
+      case DType::Q4_1: {
+        const auto& blk = static_cast<const BlockQ4_1*>(src)[b];
+        v = block_nibbles(blk.qs);
+        d = fp16_to_f32(blk.d);
+        bias = fp16_to_f32(blk.m);
+        break;
+      }
+      case DType::Q5_1: {
+        const auto& blk = static_cast<const BlockQ5_1*>(src)[b];
+        v = _mm256_or_si256(block_nibbles(blk.qs), fifth_bits(blk.qh));
+        d = fp16_to_f32(blk.d);
+        bias = fp16_to_f32(blk.m);
+        break;
+      }
+      case DType::Q5_0: {
+        const auto& blk = static_cast<const BlockQ5_0*>(src)[b];
+        v = _mm256_or_si256(block_nibbles(blk.qs), fifth_bits(blk.qh));
+        offset = 16;
+        d = fp16_to_f32(blk.d);
+        break;
+      }
+      default: {
+        const auto& blk = static_cast<const BlockIQ4_NL*>(src)[b];
+        v = _mm256_shuffle_epi8(_mm256_set_m128i(table, table), block_nibbles(blk.qs));
+        d = fp16_to_f32(blk.d);
+        break;
+      }
+    }
+    dequantize16(_mm256_castsi256_si128(v), offset, d, bias, dst + b * kQ4Block);
+    dequantize16(_mm256_extracti128_si256(v, 1), offset, d, bias, dst + b * kQ4Block + 16);
+  }
 }
 
 #endif
 
 }  // namespace
 
+void dequantize_block_quant(DType type, const void* src, float* dst, int64_t n) {
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
+  if (activation_format(type) == ActivationFormat::kQ8_0) return dequantize_q8_0_family(type, src, dst, n);
+  return dequantize_k_family(type, src, dst, n);
+#else
+  dequantize_block_quant_ref(type, src, dst, n);
+#endif
+}
+
 float dot_block_quant(DType type, const void* row, const QuantizedActivation& x, int64_t cols) {
-#if defined(__AVX2__) && defined(__F16C__)
+#if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
   if (activation_format(type) == ActivationFormat::kQ8_0) return dot_q8_0_family(type, row, x.q8, cols);
   return dot_k_family(type, row, x.q8k, cols);
 #else
