@@ -120,6 +120,28 @@ void pack_k4_scales(const int* sc, const int* m, uint8_t* scales) {
   }
 }
 
+void quantize_q5_0(const float* x, BlockQ5_0* b) {
+  // The signed extreme maps to -16, the lowest 5-bit level (as Q4_0 maps it to -8).
+  const float id = symmetric_scale32(x, -16.0f, &b->d);
+  int q[kQ4Block];  // [32] codes
+  for (int j = 0; j < kQ4Block; ++j) q[j] = clamp_nearest(x[j] * id, -16, 15) + 16;
+  pack_codes32(q, b->qs, b->qh);
+}
+
+void quantize_iq4_nl(const float* x, BlockIQ4_NL* b) {
+  // The signed extreme maps to -127, the codebook's largest magnitude; each value takes the
+  // nearest codebook entry.
+  const float id = symmetric_scale32(x, -127.0f, &b->d);
+  int q[kQ4Block];  // [32] codebook indices
+  for (int j = 0; j < kQ4Block; ++j) {
+    const float v = x[j] * id;
+    q[j] = 0;
+    for (int k = 1; k < 16; ++k)
+      if (std::fabs(kIq4nlValues[k] - v) < std::fabs(kIq4nlValues[q[j]] - v)) q[j] = k;
+  }
+  pack_codes32(q, b->qs, nullptr);
+}
+
 void quantize_q3_k(const float* x, BlockQ3_K* b) {
   int q[kQKBlock], sc[16];
   quantize_k_symmetric(x, 4, 32, q, sc, &b->d);
@@ -172,30 +194,10 @@ void quantize_block_quant_ref(DType type, const float* src, void* dst, int64_t n
       }
       return;
     case DType::Q5_0:
-      for (int64_t b = 0; b < n / kQ4Block; ++b) {
-        auto& blk = static_cast<BlockQ5_0*>(dst)[b];
-        const float* x = src + b * kQ4Block;
-        // The signed extreme maps to -16, the lowest 5-bit level (as Q4_0 maps it to -8).
-        const float id = symmetric_scale32(x, -16.0f, &blk.d);
-        for (int j = 0; j < kQ4Block; ++j) q[j] = clamp_nearest(x[j] * id, -16, 15) + 16;
-        pack_codes32(q, blk.qs, blk.qh);
-      }
+      for (int64_t b = 0; b < n / kQ4Block; ++b) quantize_q5_0(src + b * kQ4Block, &static_cast<BlockQ5_0*>(dst)[b]);
       return;
     case DType::IQ4_NL:
-      for (int64_t b = 0; b < n / kQ4Block; ++b) {
-        auto& blk = static_cast<BlockIQ4_NL*>(dst)[b];
-        const float* x = src + b * kQ4Block;
-        // The signed extreme maps to -127, the codebook's largest magnitude.
-        const float id = symmetric_scale32(x, -127.0f, &blk.d);
-        for (int j = 0; j < kQ4Block; ++j) {
-          const float v = x[j] * id;
-          int best = 0;
-          for (int k = 1; k < 16; ++k)
-            if (std::fabs(kIq4nlValues[k] - v) < std::fabs(kIq4nlValues[best] - v)) best = k;
-          q[j] = best;
-        }
-        pack_codes32(q, blk.qs, nullptr);
-      }
+      for (int64_t b = 0; b < n / kQ4Block; ++b) quantize_iq4_nl(src + b * kQ4Block, &static_cast<BlockIQ4_NL*>(dst)[b]);
       return;
     case DType::Q2_K:
       for (int64_t b = 0; b < n / kQKBlock; ++b) {
