@@ -255,7 +255,12 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
             int64_t cols, ThreadPool* pool) {
   const bool quantized = detail::activation_format(type) != detail::ActivationFormat::kFloat;
   if (quantized && detail::matmul_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
-  if (n_tokens < (quantized ? kMinGemmTokensQuantized : kMinGemmTokensFloat)) {
+  // Q4_1/Q5_1 take their mins through llama.cpp's fp16 activation block sums (block_quants.h); a
+  // GEMM on dequantized weights sums the activations exactly instead, and since the min term
+  // largely cancels the code term, that 2^-11 difference moved logits by 2e-2 against llama.cpp.
+  // They stay on matvec per token.
+  const bool min_through_block_sums = type == DType::Q4_1 || type == DType::Q5_1;
+  if (min_through_block_sums || n_tokens < (quantized ? kMinGemmTokensQuantized : kMinGemmTokensFloat)) {
     for (int64_t t = 0; t < n_tokens; ++t) matvec(type, w, x + t * cols, y + t * rows, rows, cols, pool);
     return;
   }
