@@ -5,32 +5,25 @@
 #include <cstdint>
 #include <vector>
 
-#include "gguf/gguf_checksum.h"
+#include "checksummed_input.h"
 #include "train/dump_format.h"
-#include "util/error.h"
 
 namespace {
 
 void load(const std::vector<uint8_t>& bytes) {
-  try {
-    const flashmem::DumpDocument d = flashmem::dump_from_bytes(bytes.data(), bytes.size(), "fuzz");
-    volatile int64_t sink = 0;
-    for (int64_t t = 0; t < d.n_rows(); ++t) {
-      for (int32_t i = d.label_pointers[static_cast<size_t>(t)]; i < d.label_pointers[static_cast<size_t>(t) + 1]; ++i)
-        sink = sink + d.label_indices[static_cast<size_t>(i)] + d.label_scores[static_cast<size_t>(i)];
-      for (size_t l = 0; l < d.meta.layers.size(); ++l) sink = sink + d.hidden_row(l, t)[d.meta.hidden_dim - 1];
-    }
-    for (size_t l = 0; l < d.meta.layers.size(); ++l)
-      for (int64_t c = 0; c < d.meta.n_chunks(); ++c) sink = sink + d.key_input_row(l, c)[0];
-  } catch (const flashmem::Error&) {
+  const flashmem::DumpDocument d = flashmem::dump_from_bytes(bytes.data(), bytes.size(), "fuzz");
+  volatile int64_t sink = 0;
+  for (int64_t t = 0; t < d.n_rows(); ++t) {
+    for (int32_t i = d.label_pointers[static_cast<size_t>(t)]; i < d.label_pointers[static_cast<size_t>(t) + 1]; ++i)
+      sink = sink + d.label_indices[static_cast<size_t>(i)] + d.label_scores[static_cast<size_t>(i)];
+    for (size_t l = 0; l < d.meta.layers.size(); ++l) sink = sink + d.hidden_row(l, t)[d.meta.hidden_dim - 1];
   }
+  for (size_t l = 0; l < d.meta.layers.size(); ++l)
+    for (int64_t c = 0; c < d.meta.n_chunks(); ++c) sink = sink + d.key_input_row(l, c)[0];
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::vector<uint8_t> bytes(data, data + size);
-  load(bytes);
-  if (flashmem::gguf_fix_file_checksum(bytes, "flashmem-dump.file_checksum")) load(bytes);
-  return 0;
+  return flashmem::fuzz::run_checksummed_input(data, size, "flashmem-dump.file_checksum", load);
 }

@@ -4,27 +4,20 @@
 #include <cstdint>
 #include <vector>
 
-#include "gguf/gguf_checksum.h"
+#include "checksummed_input.h"
 #include "lm/checkpoint.h"
-#include "util/error.h"
 
 namespace {
 
 void load(const std::vector<uint8_t>& bytes) {
-  try {
-    const flashmem::lm::Checkpoint ck = flashmem::lm::checkpoint_from_bytes(bytes.data(), bytes.size(), "fuzz");
-    const flashmem::lm::ParamLayout layout = flashmem::lm::make_layout(ck.config);
-    if (ck.params.size() != layout.total || ck.adam_m.size() != layout.total || ck.adam_v.size() != layout.total)
-      __builtin_trap();  // the reader promises tensors of the layout's size
-  } catch (const flashmem::Error&) {
-  }
+  const flashmem::lm::Checkpoint ck = flashmem::lm::checkpoint_from_bytes(bytes.data(), bytes.size(), "fuzz");
+  const flashmem::lm::ParamLayout layout = flashmem::lm::make_layout(ck.config);
+  if (ck.params.size() != layout.total || ck.adam_m.size() != layout.total || ck.adam_v.size() != layout.total)
+    __builtin_trap();  // the reader promises tensors of the layout's size
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::vector<uint8_t> bytes(data, data + size);
-  load(bytes);
-  if (flashmem::gguf_fix_file_checksum(bytes, "lm.file_checksum")) load(bytes);
-  return 0;
+  return flashmem::fuzz::run_checksummed_input(data, size, "lm.file_checksum", load);
 }

@@ -6,7 +6,7 @@
 
 #include "gguf/gguf.h"
 #include "model/model.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 

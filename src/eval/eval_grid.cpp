@@ -4,9 +4,8 @@
 #include <cmath>
 
 #include "eval/task_run.h"
-#include "eval/wilson.h"
-#include "model/generate.h"
-#include "runtime/oracle.h"
+#include "engine/generate.h"
+#include "engine/oracle.h"
 #include "runtime/paged_kv.h"
 #include "select/policy.h"
 #include "tokenizer/tokenizer.h"
@@ -48,10 +47,6 @@ void validate_grid_options(const GridOptions& o, bool has_indexer) {
   if (o.tau < 0 || o.tau > 65536) fail("--tau must be in [0, 65536], got {}", o.tau);
   if (o.sink_pages < 0 || o.recent_pages < 0) fail("--sink-pages and --recent-pages must be >= 0");
   if (o.extra_tokens < 0 || o.extra_tokens > 4096) fail("--extra-tokens must be in [0, 4096]");
-}
-
-int64_t PageSetup::tail_pages() const {
-  return std::max(recent_pages, (tau + page_tokens - 1) / page_tokens + 1);
 }
 
 int64_t auto_page_tokens(int64_t length, int64_t sink_pages, int64_t recent_pages) {
@@ -153,13 +148,13 @@ SampleResult CellRunner::run(int64_t index) {
   so.n_ctx = std::max(need, plan_.length + max_tokens);
   GenerationStats gen;
   LsaStats kv;
-  SampleResult r;
+  std::vector<float> steps;  // [decode steps] resident fraction
   if (plan_.policy == "oracle") {
     // Two passes: full attention records the masses, then oracle:F regenerates (runtime/oracle.h).
     OracleGeneration g = generate_with_oracle(rt_.model, so, *kv_, greedy, request);
     gen = g.oracle_stats;
     kv = g.oracle_kv;
-    r.resident_fraction_steps = std::move(g.oracle_resident_fraction_steps);
+    steps = std::move(g.oracle_resident_fraction_steps);
   } else {
     if (session_ == nullptr || need > capacity_) {
       capacity_ = so.n_ctx;
@@ -168,13 +163,12 @@ SampleResult CellRunner::run(int64_t index) {
     session_->reset();
     Sampler sampler(greedy);
     gen = generate(*session_, sampler, request);
-    const auto& paged = dynamic_cast<const PagedKv&>(session_->kv());
+    const PagedKv& paged = *session_->paged();  // make_paged_session: always paged
     kv = paged.stats();
-    r.resident_fraction_steps = paged.resident_fraction_steps();
+    steps = paged.resident_fraction_steps();
   }
-  r.score = data::score_output(s.answers, tok.decode(output));
-  r.answers = static_cast<int64_t>(s.answers.size());
-  r.answers_found = std::round(r.score * static_cast<double>(r.answers));
+  SampleResult r = scored_sample(s.answers, tok.decode(output));
+  r.resident_fraction_steps = std::move(steps);
   r.resident_fraction_avg = kv.resident_fraction_avg;
   for (const float f : r.resident_fraction_steps) r.resident_fraction_peak = std::max<double>(r.resident_fraction_peak, f);
   r.resident_kv_bytes_avg = kv.resident_kv_bytes_avg;
@@ -185,53 +179,6 @@ SampleResult CellRunner::run(int64_t index) {
   r.decode_seconds = gen.decode_seconds;
   r.seconds = now_seconds() - start;
   return r;
-}
-
-CellResult summarize_cell(const CellPlan& plan, const std::vector<SampleResult>& samples) {
-  CellResult c;
-  c.plan = plan;
-  c.n = static_cast<int64_t>(samples.size());
-  if (samples.empty()) return c;
-  // Samples that stopped before any decode step measured no resident fraction (the runtime then
-  // reports 1.0): average over the samples that did, if any.
-  double measured = 0, fraction_sum = 0, fraction_all = 0;
-  for (const SampleResult& r : samples) {
-    fraction_all += r.resident_fraction_avg;
-    if (r.resident_fraction_steps.empty()) continue;
-    measured += 1;
-    fraction_sum += r.resident_fraction_avg;
-  }
-  double solved = 0;
-  for (const SampleResult& r : samples) {
-    c.accuracy += r.score;
-    c.answers_found += r.answers_found;
-    c.answers_total += static_cast<double>(r.answers);
-    solved += r.score == 1.0 ? 1 : 0;
-    c.resident_fraction_peak = std::max(c.resident_fraction_peak, r.resident_fraction_peak);
-    c.resident_kv_bytes_avg += static_cast<double>(r.resident_kv_bytes_avg);
-    c.resident_kv_bytes_peak = std::max(c.resident_kv_bytes_peak, r.resident_kv_bytes_peak);
-    c.full_kv_bytes_avg += static_cast<double>(r.full_kv_bytes);
-    c.attn_bytes_per_step += static_cast<double>(r.attn_bytes_per_step);
-    c.decode_tokens += r.decode_tokens;
-    c.decode_seconds += r.decode_seconds;
-    c.seconds += r.seconds;
-  }
-  const auto n = static_cast<double>(samples.size());
-  c.accuracy /= n;
-  c.solved = solved / n;
-  const Interval per_answer = wilson_interval(c.answers_found, c.answers_total);
-  c.ci_low = per_answer.low;
-  c.ci_high = per_answer.high;
-  const Interval per_sample = wilson_interval(solved, n);
-  c.solved_ci_low = per_sample.low;
-  c.solved_ci_high = per_sample.high;
-  c.resident_fraction_avg = measured > 0 ? fraction_sum / measured : fraction_all / n;
-  c.resident_kv_bytes_avg /= n;
-  c.full_kv_bytes_avg /= n;
-  c.attn_bytes_per_step /= n;
-  c.decode_tok_s = c.decode_seconds > 0 ? static_cast<double>(c.decode_tokens) / c.decode_seconds : 0;
-  c.resident_fraction_steps = samples.front().resident_fraction_steps;
-  return c;
 }
 
 CellResult run_cell(const CellPlan& plan, const GridOptions& o, const GridRuntime& rt,

@@ -1,10 +1,11 @@
 #include "eval/harness.h"
 
 #include "eval/task_run.h"
-#include "model/generate.h"
-#include "model/session.h"
+#include "engine/generate.h"
+#include "engine/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
+#include "util/timer.h"
 
 namespace flashmem::eval {
 
@@ -17,7 +18,10 @@ std::vector<CellResult> evaluate_tasks(
   std::vector<CellResult> results;
   for (const data::TaskFamily family : o.families) {
     for (const int64_t length : o.lengths) {
-      CellResult cell{family, length, o.samples, 0, 0};
+      CellPlan plan;
+      plan.family = family;
+      plan.length = length;
+      std::vector<SampleResult> samples;
       std::unique_ptr<Session> session;
       int64_t capacity = 0;
       for (int64_t i = 0; i < o.samples; ++i) {
@@ -26,6 +30,7 @@ std::vector<CellResult> evaluate_tasks(
         spec.length = length;
         spec.value = o.value;
         spec.filler = o.filler;
+        const double start = now_seconds();
         const data::TaskSample s = cell_sample(spec, o.seed, i, tokenizer);
         const int64_t budget = answer_token_budget(s, tokenizer, o.extra_tokens);
         const int64_t need = static_cast<int64_t>(s.tokens.size()) + budget;
@@ -38,16 +43,16 @@ std::vector<CellResult> evaluate_tasks(
         SamplerOptions greedy;  // temperature 0: argmax
         Sampler sampler(greedy);
         std::vector<int32_t> out;
-        generate(*session, sampler, answer_request(s, budget, tokenizer, out));
+        const GenerationStats gen = generate(*session, sampler, answer_request(s, budget, tokenizer, out));
         const std::string text = tokenizer.decode(out);
-        const double score = data::score_output(s.answers, text);
-        cell.score += score;
-        cell.solved += score == 1.0 ? 1.0 : 0.0;
-        if (on_sample) on_sample(s, text, score);
+        SampleResult r = scored_sample(s.answers, text);
+        r.decode_tokens = gen.generated_tokens;
+        r.decode_seconds = gen.decode_seconds;
+        r.seconds = now_seconds() - start;
+        samples.push_back(r);
+        if (on_sample) on_sample(s, text, r.score);
       }
-      cell.score /= static_cast<double>(o.samples);
-      cell.solved /= static_cast<double>(o.samples);
-      results.push_back(cell);
+      results.push_back(summarize_cell(plan, samples));
     }
   }
   return results;

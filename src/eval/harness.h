@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/task.h"
+#include "eval/cell.h"
 
 namespace flashmem {
 class Session;
@@ -26,14 +27,8 @@ struct HarnessOptions {
   int64_t extra_tokens = 8;  // generated beyond the answers' own token count
 };
 
-struct CellResult {
-  data::TaskFamily family;
-  int64_t length = 0;
-  int64_t samples = 0;
-  double score = 0;   // mean string-match-all fraction (RULER's metric)
-  double solved = 0;  // fraction of samples with every answer found
-};
-
+// One cell per family and length, in that order, summarised as `flashmem eval`'s cells are
+// (summarize_cell); a cell's plan has the family and length only (the policy is the sessions').
 // `make_session(n_ctx)` returns a fresh session able to hold n_ctx tokens. `on_sample` (may be
 // empty) sees every sample with the model's output and its score.
 std::vector<CellResult> evaluate_tasks(

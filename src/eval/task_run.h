@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "data/task.h"
-#include "model/generate.h"
+#include "engine/generate.h"
 
 namespace flashmem::eval {
 

@@ -22,7 +22,7 @@
 namespace flashmem::lm {
 
 void validate_train_options(const TrainOptions& o) {
-  validate_adamw(o.adamw);
+  validate_optimizer(o.optimizer);
   validate_data_options(o.data);
   if (o.out.empty()) fail("train-lm: --out MODEL.gguf is required");
   if (o.threads < 0 || o.threads > 1024) fail("--threads {} must be in [0, 1024]", o.threads);
@@ -123,7 +123,7 @@ void train_lm(const TrainOptions& opt) {
     fmt::print(stderr, "induction circuit: content dims {}, match dims {}, window dims {}\n", il.content_dims,
                il.match_dims, il.window_dims);
   }
-  AdamW adam(o.adamw, c, layout);
+  AdamW adam(o.optimizer.adamw, decay_mask(c, layout));
   if (o.resume) {
     adam.m() = ck.adam_m;
     adam.v() = ck.adam_v;
@@ -134,7 +134,7 @@ void train_lm(const TrainOptions& opt) {
              "train-lm: {} parameters (dim {}, layers {}, heads {}/{}, ff {}, vocab {}), {} threads, "
              "{} steps\n",
              layout.total, c.dim, c.n_layers, c.n_heads, c.n_kv_heads, c.ff_dim, c.n_vocab,
-             n_parts, o.adamw.total_steps);
+             n_parts, o.optimizer.schedule.total_steps);
 
   std::vector<std::vector<float>> grads(static_cast<size_t>(n_parts), std::vector<float>(layout.total));
   std::vector<Activations> acts(static_cast<size_t>(n_parts));
@@ -143,7 +143,7 @@ void train_lm(const TrainOptions& opt) {
   std::vector<int64_t> part_tokens(static_cast<size_t>(n_parts));
   const RopeTable rope = make_rope_table(c, o.data.max_length);
   const bool tty = isatty(STDERR_FILENO) != 0;
-  ProgressLine progress("train-lm", o.adamw.total_steps, "step");
+  ProgressLine progress("train-lm", o.optimizer.schedule.total_steps, "step");
 
   const double start = now_seconds();
   const double seconds_before = ck.seconds;
@@ -174,7 +174,7 @@ void train_lm(const TrainOptions& opt) {
   };
 
   int64_t step = first_step;
-  for (; step < o.adamw.total_steps; ++step) {
+  for (; step < o.optimizer.schedule.total_steps; ++step) {
     const int64_t length = step_length(o.data, o.seed, step);
     const int64_t n_seq = step_sequences(o.data, length);
     pool.run([&](int part) {
@@ -208,7 +208,7 @@ void train_lm(const TrainOptions& opt) {
       for (size_t i = 0; i < g.size(); ++i) g[i] += gp[i];
     }
     for (float& x : g) x *= inv;
-    const double gnorm = adam.step(params, g, step);
+    const double gnorm = adam.step(params, g, lr_at(o.optimizer.schedule, step), step);
     ck.tokens_seen += static_cast<double>(tokens);
     loss_sum += loss / std::max(1e-9, weight);
     ++loss_count;
@@ -218,13 +218,13 @@ void train_lm(const TrainOptions& opt) {
     const double now = now_seconds();
     const double rate = tokens_window / std::max(1e-9, now - window_start);
     const double eta = (now - start) / static_cast<double>(done - first_step) *
-                       static_cast<double>(o.adamw.total_steps - done);
+                       static_cast<double>(o.optimizer.schedule.total_steps - done);
     progress.update(done, fmt::format("loss {:.3f} len {} {:.0f} tok/s", loss / std::max(1e-9, weight), length, rate));
     if (done % o.log_every == 0 && !tty) {
       fmt::print(stderr,
                  "step {}/{} loss {:.4f} gnorm {:.2f} lr {:.2e} len {} {:.0f} tok/s elapsed {} ETA {}\n",
-                 done, o.adamw.total_steps, loss_sum / static_cast<double>(loss_count), gnorm,
-                 lr_at(o.adamw, step), length, rate,
+                 done, o.optimizer.schedule.total_steps, loss_sum / static_cast<double>(loss_count), gnorm,
+                 lr_at(o.optimizer.schedule, step), length, rate,
                  format_duration(seconds_before + now - start), format_duration(eta));
     }
     if (done % o.log_every == 0) {
@@ -233,7 +233,7 @@ void train_lm(const TrainOptions& opt) {
       tokens_window = 0;
       window_start = now;
     }
-    if (o.eval_every > 0 && done % o.eval_every == 0 && done < o.adamw.total_steps) evaluate(done);
+    if (o.eval_every > 0 && done % o.eval_every == 0 && done < o.optimizer.schedule.total_steps) evaluate(done);
     if (done % o.checkpoint_every == 0) save(done);
     if (o.max_seconds > 0 && now - start > o.max_seconds) {
       ++step;

@@ -20,7 +20,7 @@ namespace flashmem::lm {
 
 struct TrainOptions {
   LmConfig model;  // n_vocab is taken from the word vocabulary
-  AdamWOptions adamw;
+  OptimizerOptions optimizer;
   DataOptions data;
   uint64_t seed = 1;
   int threads = 0;                  // 0 = all hardware threads

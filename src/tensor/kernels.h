@@ -61,6 +61,13 @@ void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, i
             ThreadPool* pool);
 void matvec_ref(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols);
 
+// Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T for batched decode (one token of each of
+// several sequences): each row of Y is bit-identical to matvec of that row of X, while each
+// block of weight rows is read from memory once for all tokens (the other tokens find it in
+// cache), so decoding n sequences costs about one weight read instead of n.
+void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
+                  int64_t cols, ThreadPool* pool);
+
 // Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T   (X, Y row-major, dense)
 // Few tokens go through matvec per token; larger batches use a packed GEMM: for Q8_0/Q4_0 integer
 // block sums like matvec (AVX-512 VNNI and AVX2 builds) or f32 products of the same

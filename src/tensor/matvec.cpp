@@ -322,4 +322,47 @@ void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, i
   });
 }
 
+void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n_tokens,
+                  int64_t rows, int64_t cols, ThreadPool* pool) {
+  if (n_tokens == 1) return matvec(type, w, x, y, rows, cols, pool);
+  // Weight rows per block: the block is streamed from memory for the first token and re-read
+  // from cache for the others. 16 rows of a 2048-column Q8_0 matrix are 35 KiB, within L2 on
+  // any x86 core (and 128 KiB at f32), while a thread's row range still spans many blocks.
+  constexpr int64_t kBlockRows = 4 * kRowGroup;
+  const bool block_quant = detail::is_block_quant(type);
+  thread_local std::vector<ActivationQ8> activation_storage;  // [n_tokens] (see matvec)
+  thread_local std::vector<detail::QuantizedActivation> block_activation_storage;  // [n_tokens]
+  if (block_quant) {
+    if (block_activation_storage.size() < static_cast<size_t>(n_tokens))
+      block_activation_storage.resize(static_cast<size_t>(n_tokens));
+    for (int64_t t = 0; t < n_tokens; ++t)
+      detail::quantize_activation(type, x + t * cols, cols, &block_activation_storage[static_cast<size_t>(t)]);
+  } else {
+    if (activation_storage.size() < static_cast<size_t>(n_tokens))
+      activation_storage.resize(static_cast<size_t>(n_tokens));
+    if (type == DType::Q8_0 || type == DType::Q4_0)
+      for (int64_t t = 0; t < n_tokens; ++t)
+        detail::quantize_activation_q8(x + t * cols, cols, &activation_storage[static_cast<size_t>(t)]);
+  }
+  const std::vector<ActivationQ8>& xq = activation_storage;
+  const std::vector<detail::QuantizedActivation>& xa = block_activation_storage;
+  const auto* base = static_cast<const uint8_t*>(w);
+  const size_t stride = row_bytes(type, cols);
+  // Each row's arithmetic is matvec's: matvec_range and dot_block_quant compute every row alone,
+  // whatever range or group it falls in.
+  run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; r += kBlockRows) {
+      const int64_t stop = std::min(end, r + kBlockRows);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        if (block_quant) {
+          for (int64_t row = r; row < stop; ++row)
+            y[t * rows + row] = detail::dot_block_quant(type, base + row * stride, xa[static_cast<size_t>(t)], cols);
+        } else {
+          matvec_range(type, base, stride, x + t * cols, xq[static_cast<size_t>(t)], y + t * rows, cols, r, stop);
+        }
+      }
+    }
+  });
+}
+
 }  // namespace flashmem

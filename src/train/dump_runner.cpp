@@ -7,8 +7,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "model/generate.h"
-#include "model/session.h"
+#include "engine/generate.h"
+#include "engine/session.h"
 #include "tensor/kernels.h"
 #include "train/dump_format.h"
 #include "util/error.h"

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <random>
 
+#include "optim/adamw.h"
 #include "tensor/kernels.h"
 #include "train/samples.h"
 #include "train/tower_grad.h"
@@ -22,29 +23,16 @@ struct SampleRef {
   int32_t doc, row;
 };
 
-struct AdamW {
-  std::vector<float> m, v;
-  int64_t t = 0;
-  void step(std::vector<float>& p, const std::vector<float>& g, double lr, double wd,
-            const std::vector<uint8_t>& decay) {
-    constexpr double kBeta1 = 0.9, kBeta2 = 0.999, kEps = 1e-8;  // the usual Adam constants
-    ++t;
-    const double c1 = 1.0 - std::pow(kBeta1, static_cast<double>(t)), c2 = 1.0 - std::pow(kBeta2, static_cast<double>(t));
-    for (size_t i = 0; i < p.size(); ++i) {
-      m[i] = static_cast<float>(kBeta1 * m[i] + (1 - kBeta1) * g[i]);
-      v[i] = static_cast<float>(kBeta2 * v[i] + (1 - kBeta2) * g[i] * g[i]);
-      const double update = (m[i] / c1) / (std::sqrt(v[i] / c2) + kEps);
-      p[i] = static_cast<float>(p[i] - lr * (update + (decay[i] ? wd * p[i] : 0.0)));
-    }
-  }
-};
+// The indexer's AdamW: the usual Adam constants (beta2 0.999, eps 1e-8); REFERENCE.md's recipe
+// names AdamW at lr ~1e-4 and nothing else, so the rest is TrainOptions (lr, decay, clip).
+AdamWOptions indexer_adamw(const TrainOptions& o) {
+  return {.beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = o.weight_decay, .clip_norm = o.clip};
+}
 
-double learning_rate(const TrainOptions& o, int64_t step, int64_t total) {
-  const auto warm = std::max<int64_t>(1, static_cast<int64_t>(o.warmup * static_cast<double>(total)));
-  if (step < warm) return o.lr * static_cast<double>(step + 1) / static_cast<double>(warm);
-  const double progress = static_cast<double>(step - warm) / static_cast<double>(std::max<int64_t>(1, total - warm));
-  const double cosine = 0.5 * (1.0 + std::cos(M_PI * std::min(1.0, progress)));
-  return o.lr * (o.min_lr + (1.0 - o.min_lr) * cosine);
+// Warm-up is a fraction of the run (at least one step), then cosine to lr · min_lr.
+LrSchedule indexer_schedule(const TrainOptions& o, int64_t total_steps) {
+  const auto warm = std::max<int64_t>(1, static_cast<int64_t>(o.warmup * static_cast<double>(total_steps)));
+  return {.peak_lr = o.lr, .min_lr_ratio = o.min_lr, .warmup_steps = warm, .total_steps = total_steps};
 }
 
 void validate(const TrainOptions& o) {
@@ -181,7 +169,9 @@ TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::ve
   std::vector<double> shard_loss(kShards);
   std::vector<int64_t> shard_count(kShards);
   std::vector<float> grad(params.size());
-  AdamW adam{std::vector<float>(params.size()), std::vector<float>(params.size())};
+  AdamW adam(indexer_adamw(o), std::move(decay));
+  const LrSchedule schedule = indexer_schedule(o, total_steps);
+  int64_t updates = 0;  // steps with at least one sample (Adam's bias correction counts these)
   std::mt19937_64 order_rng(o.seed);
   std::vector<SampleRef> order = samples;
   std::shuffle(order.begin(), order.end(), order_rng);
@@ -249,15 +239,8 @@ TrainSummary train_indexer(const std::vector<DumpDocument>& train, const std::ve
       loss += shard_loss[static_cast<size_t>(s)];
     }
     if (count > 0) {
-      double norm2 = 0;
-      for (float& x : grad) {
-        x /= static_cast<float>(count);
-        norm2 += static_cast<double>(x) * x;
-      }
-      const double norm = std::sqrt(norm2);
-      if (norm > o.clip)
-        for (float& x : grad) x = static_cast<float>(x * (o.clip / norm));
-      adam.step(params, grad, learning_rate(o, step, total_steps), o.weight_decay, decay);
+      for (float& x : grad) x /= static_cast<float>(count);
+      adam.step(params, grad, lr_at(schedule, step), updates++);
     }
     summary.samples_seen += want;
     summary.steps = step + 1;

@@ -12,6 +12,7 @@
 
 #include "kv/disk_store.h"
 #include "kv/page_layout.h"
+#include "kv/resident_pool.h"
 
 namespace flashmem::test {
 
@@ -28,6 +29,17 @@ inline void fill_row(uint8_t* dst, size_t n, int64_t pos, int64_t layer, int kv)
   for (size_t i = 0; i < n; i += 8) {
     const uint64_t word = mix64(seed + i);
     std::memcpy(dst + i, &word, std::min<size_t>(8, n - i));
+  }
+}
+
+// Appends position `pos` of every layer to `pool`, its K and V rows made by fill_row; `k` and
+// `v` [row_bytes] are the caller's scratch.
+inline void append_pattern_position(ResidentPool& pool, int64_t n_layers, int64_t pos, std::vector<uint8_t>& k,
+                                    std::vector<uint8_t>& v) {
+  for (int64_t layer = 0; layer < n_layers; ++layer) {
+    fill_row(k.data(), k.size(), pos, layer, 0);
+    fill_row(v.data(), v.size(), pos, layer, 1);
+    pool.append(layer, pos, k.data(), v.data());
   }
 }
 
@@ -57,6 +69,19 @@ inline std::string check_page(const PageLayout& layout, int64_t page, const uint
           return "page " + std::to_string(page) + " layer " + std::to_string(l) + " slot " +
                  std::to_string(s) + (kv ? " V" : " K") + " differs";
       }
+  return "";
+}
+
+// Decode step `pos` of a pattern run: the resident view over positions 0..pos misses nothing and
+// serves every page's pattern; then the view is released and the position committed. "" or what
+// went wrong.
+inline std::string check_view_and_commit(ResidentPool& pool, const PageLayout& layout, int64_t pos) {
+  ResidentView view = pool.resident_pages(pos + 1);
+  if (!view.missed().empty()) return std::to_string(view.missed().size()) + " pages missed";
+  for (const PageView& p : view.pages())
+    if (std::string wrong = check_page(layout, p.page, p.data, p.n_tokens); !wrong.empty()) return wrong;
+  view.release();  // views are released before a commit (contract)
+  if (pool.commit(pos + 1) != StoreStatus::kOk) return "commit failed";
   return "";
 }
 

@@ -2,6 +2,8 @@
 // to random pages below the open page (what the lsa cycle does, much faster), so the recall worker
 // is always busy evicting and recalling while the test's other threads read.
 #pragma once
+#include <gtest/gtest.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -48,11 +50,24 @@ struct ThreadJoiner {
   std::atomic<bool>& finished;
   std::thread& a;
   std::thread& b;
-  ~ThreadJoiner() {
+  void stop() {
     finished.store(true);
     if (a.joinable()) a.join();
     if (b.joinable()) b.join();
   }
+  ~ThreadJoiner() { stop(); }
 };
+
+// The end of a concurrent run: stops the helper threads, lets the recall worker finish, and checks
+// what every such run must hold (the pool's invariants, no stale report). Returns the pool's
+// stats for the test's own checks.
+inline PoolStats finish_concurrent_run(ThreadJoiner& joiner, ResidentPool& pool) {
+  joiner.stop();
+  pool.wait_recalls_idle();
+  EXPECT_EQ(pool.check_invariants(), "");
+  const PoolStats stats = pool.stats();
+  EXPECT_EQ(stats.stale_reports, 0u);
+  return stats;
+}
 
 }  // namespace flashmem::test

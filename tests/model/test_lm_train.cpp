@@ -18,7 +18,7 @@
 #include "lm/optimizer.h"
 #include "lm/trainer.h"
 #include "model/model.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
@@ -44,15 +44,8 @@ const Tokenizer& tokenizer() {
 }
 
 LmConfig small_config() {
-  LmConfig c;
-  c.n_vocab = static_cast<int64_t>(vocab().tokens.size());
-  c.dim = 64;
-  c.n_layers = 2;
-  c.n_heads = 4;
-  c.n_kv_heads = 2;
-  c.ff_dim = 128;
-  c.context_length = 512;
-  return c;
+  return {.n_vocab = static_cast<int64_t>(vocab().tokens.size()), .dim = 64, .n_layers = 2, .n_heads = 4,
+          .n_kv_heads = 2, .ff_dim = 128, .context_length = 512};
 }
 
 TEST(LmTrain, TinyModelOverfitsEightSamples) {
@@ -68,17 +61,17 @@ TEST(LmTrain, TinyModelOverfitsEightSamples) {
     spec.n_answered = 2;
     data.push_back(sample_to_sequence(data::generate_task(spec, s, tokenizer()), false));
   }
-  AdamWOptions o;
-  o.lr = 1e-2;  // a large rate is fine when memorising a fixed batch
-  o.warmup_steps = 10;
-  o.total_steps = 200;
-  o.weight_decay = 0;
-  AdamW adam(o, c, l);
+  OptimizerOptions o;
+  o.schedule.peak_lr = 1e-2;  // a large rate is fine when memorising a fixed batch
+  o.schedule.warmup_steps = 10;
+  o.schedule.total_steps = 200;
+  o.adamw.weight_decay = 0;
+  AdamW adam(o.adamw, decay_mask(c, l));
   const RopeTable rope = make_rope_table(c, 160);
   Activations acts;
   std::vector<float> grads(l.total);
   double first = 0, last = 0;
-  for (int64_t step = 0; step < o.total_steps; ++step) {
+  for (int64_t step = 0; step < o.schedule.total_steps; ++step) {
     std::fill(grads.begin(), grads.end(), 0.0f);
     double loss = 0;
     int64_t n = 0;
@@ -88,7 +81,7 @@ TEST(LmTrain, TinyModelOverfitsEightSamples) {
       n += static_cast<int64_t>(s.targets.size());
     }
     for (float& g : grads) g /= static_cast<float>(n);
-    adam.step(params, grads, step);
+    adam.step(params, grads, lr_at(o.schedule, step), step);
     if (step == 0) first = loss / n;
     last = loss / n;
   }
@@ -144,8 +137,8 @@ TrainOptions tiny_run(const fs::path& dir, int64_t steps) {
   o.model.dim = 32;
   o.model.ff_dim = 64;
   o.model.n_layers = 1;
-  o.adamw.total_steps = steps;
-  o.adamw.warmup_steps = 2;
+  o.optimizer.schedule.total_steps = steps;
+  o.optimizer.schedule.warmup_steps = 2;
   o.data.min_length = 128;
   o.data.max_length = 256;
   o.data.ramp_steps = 4;
@@ -229,9 +222,10 @@ TEST(LmTrain, HarnessScoresEverySample) {
                                             });
   ASSERT_EQ(results.size(), 4u);
   EXPECT_EQ(calls, 12);
-  EXPECT_EQ(results[3].family, data::TaskFamily::kVt);
-  EXPECT_EQ(results[3].length, 300);
-  for (const auto& r : results) EXPECT_LE(r.solved, r.score);
+  EXPECT_EQ(results[3].plan.family, data::TaskFamily::kVt);
+  EXPECT_EQ(results[3].plan.length, 300);
+  EXPECT_EQ(results[3].n, 3);
+  for (const auto& r : results) EXPECT_LE(r.solved, r.accuracy);
   fs::remove_all(dir);
 }
 

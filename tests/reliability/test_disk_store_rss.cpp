@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "util/raw_array.h"
 #include "../common/cli_run.h"

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "../common/cli_run.h"
+#include "../common/lm_checkpoint.h"
 #include "../common/synthetic_dump.h"
 #include "gguf/gguf.h"
 #include "gguf/gguf_checksum.h"
@@ -155,24 +156,11 @@ TEST(FileChecksums, IndexerFuzzFindingsLoadCleanly) {
 // ---- train-lm checkpoint ------------------------------------------------------------------------
 
 lm::Checkpoint small_checkpoint() {
-  lm::Checkpoint ck;
-  ck.config.n_vocab = 8;
-  ck.config.dim = 4;
-  ck.config.n_layers = 1;
-  ck.config.n_heads = 2;
-  ck.config.n_kv_heads = 1;
-  ck.config.ff_dim = 4;
-  ck.config.context_length = 16;
-  ck.step = 7;
-  ck.seed = 11;
+  const lm::LmConfig config{
+      .n_vocab = 8, .dim = 4, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1, .ff_dim = 4, .context_length = 16};
+  lm::Checkpoint ck = test::patterned_checkpoint(config, 7, 11);
   ck.tokens_seen = 1234;
   ck.seconds = 5.5;
-  const lm::ParamLayout l = lm::make_layout(ck.config);
-  for (size_t i = 0; i < l.total; ++i) {
-    ck.params.push_back(0.01f * static_cast<float>(i % 17) - 0.05f);
-    ck.adam_m.push_back(1e-3f * static_cast<float>(i % 5));
-    ck.adam_v.push_back(1e-6f * static_cast<float>(i % 3));
-  }
   return ck;
 }
 

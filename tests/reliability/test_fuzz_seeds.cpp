@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "../common/cli_run.h"
+#include "../common/lm_checkpoint.h"
 #include "../common/synthetic_dump.h"
 #include "eval/eval_report.h"
 #include "eval/results_file.h"
@@ -51,23 +52,9 @@ std::vector<std::pair<std::string, std::vector<uint8_t>>> seeds() {
   one.hidden_dim = 4;
   out.emplace_back("dump/one_layer.fmdump", dump_to_bytes(test::synthetic_dump(one, 2)));
   // A train-lm checkpoint of the smallest shape the config allows.
-  lm::Checkpoint ck;
-  ck.config.n_vocab = 4;
-  ck.config.dim = 2;
-  ck.config.n_layers = 1;
-  ck.config.n_heads = 1;
-  ck.config.n_kv_heads = 1;
-  ck.config.ff_dim = 2;
-  ck.config.context_length = 8;
-  ck.config.tied_embeddings = true;
-  ck.step = 3;
-  ck.seed = 9;
-  const lm::ParamLayout layout = lm::make_layout(ck.config);
-  for (size_t i = 0; i < layout.total; ++i) {
-    ck.params.push_back(0.1f * static_cast<float>(i % 7) - 0.3f);
-    ck.adam_m.push_back(0.01f * static_cast<float>(i % 3));
-    ck.adam_v.push_back(0.001f * static_cast<float>(i % 2));
-  }
+  const lm::LmConfig tiny{.n_vocab = 4, .dim = 2, .n_layers = 1, .n_heads = 1, .n_kv_heads = 1, .ff_dim = 2,
+                          .context_length = 8, .tied_embeddings = true};
+  const lm::Checkpoint ck = test::patterned_checkpoint(tiny, 3, 9);
   out.emplace_back("lm_checkpoint/tiny.ckpt", lm::checkpoint_to_bytes(ck));
   // eval: a results.json of three sealed cells (full, window, recency) and a partial.json.
   eval::GridOptions o;

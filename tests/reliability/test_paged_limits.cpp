@@ -4,8 +4,9 @@
 
 #include <string>
 
+#include "../common/stories_fixture.h"
 #include "indexer/indexer_model.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/limits.h"
 #include "runtime/paged_kv.h"
 #include "util/error.h"
@@ -13,19 +14,10 @@
 namespace flashmem {
 namespace {
 
-const std::string kData = FLASHMEM_TEST_DATA;
-
 class PagedLimitsTest : public ::testing::Test {
  protected:
-  std::shared_ptr<Model> model_ = Model::load(kData + "/models/stories260K.gguf");
-  std::shared_ptr<const IndexerModel> indexer_ = [this] {
-    RandomIndexerSpec spec;
-    spec.layers = {1, 3};
-    spec.hidden_dim = model_->config().dim;
-    spec.q_lora_rank = 32;
-    spec.n_heads = 4;
-    return std::make_shared<const IndexerModel>(create_random_indexer(spec, 9));
-  }();
+  std::shared_ptr<Model> model_ = test::load_stories260k();
+  std::shared_ptr<const IndexerModel> indexer_ = test::random_stories_indexer(*model_, 9);
 
   PagedKvOptions lsa(int64_t page_tokens) const {
     PagedKvOptions o;

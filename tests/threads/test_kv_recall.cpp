@@ -105,25 +105,10 @@ void concurrent_run(KvStore& store, uint64_t seed, bool zero_copy) {
   for (int64_t pos = 0; pos < kPositions; ++pos) {
     // Every page boundary sees a few selections and acquires in between.
     if (pos % kSmall.page_tokens == 0) test::pace_selections(selections);
-    for (int64_t layer = 0; layer < kSmall.n_layers; ++layer) {
-      test::fill_row(k.data(), k.size(), pos, layer, 0);
-      test::fill_row(v.data(), v.size(), pos, layer, 1);
-      pool.append(layer, pos, k.data(), v.data());
-    }
-    ResidentView view = pool.resident_pages(pos + 1);
-    EXPECT_TRUE(view.missed().empty());
-    for (const PageView& p : view.pages())
-      ASSERT_EQ(check_page(kSmall, p.page, p.data, p.n_tokens), "") << "pos " << pos;
-    view.release();  // views are released before a commit (contract)
-    ASSERT_EQ(pool.commit(pos + 1), StoreStatus::kOk);
+    test::append_pattern_position(pool, kSmall.n_layers, pos, k, v);
+    ASSERT_EQ(test::check_view_and_commit(pool, kSmall, pos), "") << "pos " << pos;
   }
-  finished.store(true);
-  selector.join();
-  reader.join();
-  pool.wait_recalls_idle();
-  EXPECT_EQ(pool.check_invariants(), "");
-  const PoolStats s = pool.stats();
-  EXPECT_EQ(s.stale_reports, 0u);
+  const PoolStats s = test::finish_concurrent_run(joiner, pool);
   EXPECT_LE(s.peak_resident_bytes, s.budget_bytes);
   EXPECT_GT(selections.load(), 10);
   EXPECT_GT(acquired.load(), 10);

@@ -73,11 +73,7 @@ TEST(KvSegmentReadsThreads, QuestReadsBesideRecallWorkerOnOneDiskStore) {
   int64_t step_reads = 0;
   for (int64_t pos = 0; pos < kPositions; ++pos) {
     if (pos % kLayers.page_tokens == 0) test::pace_selections(selections);
-    for (int64_t layer = 0; layer < kLayers.n_layers; ++layer) {
-      test::fill_row(k.data(), k.size(), pos, layer, 0);
-      test::fill_row(v.data(), v.size(), pos, layer, 1);
-      pool.append(layer, pos, k.data(), v.data());
-    }
+    test::append_pattern_position(pool, kLayers.n_layers, pos, k, v);
     // The step's own segment reads: for each layer, two written pages at random (quest reads the
     // chosen pages that are not resident straight from the store, inside the step).
     if (const int64_t n = written.load(std::memory_order_relaxed); n > 0) {
@@ -86,25 +82,14 @@ TEST(KvSegmentReadsThreads, QuestReadsBesideRecallWorkerOnOneDiskStore) {
           ASSERT_EQ(check_segment(*disk, ram, static_cast<int64_t>(rng() % n), layer), "") << "pos " << pos;
         }
     }
-    ResidentView view = pool.resident_pages(pos + 1);
-    EXPECT_TRUE(view.missed().empty());
-    for (const PageView& p : view.pages())
-      ASSERT_EQ(check_page(kLayers, p.page, p.data, p.n_tokens), "") << "pos " << pos;
-    view.release();  // views are released before a commit (contract)
-    ASSERT_EQ(pool.commit(pos + 1), StoreStatus::kOk);
+    ASSERT_EQ(test::check_view_and_commit(pool, kLayers, pos), "") << "pos " << pos;
     if ((pos + 1) % kLayers.page_tokens == 0) {  // the page was written through to the disk store
       const int64_t page = pos / kLayers.page_tokens;
       ASSERT_EQ(ram.write_page(page, make_page(kLayers, page).data()), StoreStatus::kOk);
       written.store(page + 1, std::memory_order_release);
     }
   }
-  finished.store(true);
-  selector.join();
-  reader.join();
-  pool.wait_recalls_idle();
-  EXPECT_EQ(pool.check_invariants(), "");
-  const PoolStats s = pool.stats();
-  EXPECT_EQ(s.stale_reports, 0u);
+  const PoolStats s = test::finish_concurrent_run(joiner, pool);
   EXPECT_EQ(s.recall_misses, 0u);
   EXPECT_GT(s.recalls, 10u);  // the recall worker did read from the store
   EXPECT_GT(selections.load(), 10);

@@ -261,6 +261,23 @@ TEST(BlockQuants, MatvecThreadCountsAgreeExactly) {
   }
 }
 
+// Batched decode (one token of several sequences): every token's row is matvec's, bit for bit.
+TEST(BlockQuants, MatvecBatchRowsAreMatvecs) {
+  const int64_t rows = 45, cols = 512, n_tokens = 3;
+  const std::vector<float> x = random_floats(n_tokens * cols, 29);  // [n_tokens, cols]
+  ThreadPool two(2);
+  for (const DType type : kBlockTypes) {
+    const std::vector<uint8_t> w = random_blocks(type, rows, cols, 31);
+    std::vector<float> batched(static_cast<size_t>(n_tokens * rows)), single(static_cast<size_t>(rows));
+    matvec_batch(type, w.data(), x.data(), batched.data(), n_tokens, rows, cols, &two);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      matvec(type, w.data(), x.data() + t * cols, single.data(), rows, cols, &two);
+      for (int64_t r = 0; r < rows; ++r)
+        ASSERT_EQ(batched[t * rows + r], single[r]) << dtype_info(type).name << " token " << t << " row " << r;
+    }
+  }
+}
+
 TEST(BlockQuants, MatmulAgreesWithMatvecPerToken) {
   const int64_t rows = 45, cols = 512, n_tokens = 21;  // 21 tokens: above the GEMM threshold
   const std::vector<float> x = random_floats(n_tokens * cols, 19);  // [n_tokens, cols]

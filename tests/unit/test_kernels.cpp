@@ -398,6 +398,30 @@ TEST(Matvec, OneAndTwoThreadsAgreeExactly) {
   }
 }
 
+// Batched decode: every token's row of matvec_batch is matvec's, bit for bit, whatever the
+// token count, row count (odd, below and above a row block) or thread count.
+TEST(MatvecBatch, EveryRowIsBitIdenticalToMatvec) {
+  for (DType type : kAllTypes) {
+    // 100 × 768 is above the single-thread cutoff for every type; the others run on one thread.
+    for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 96}, {7, 96}, {37, 96}, {100, 768}}) {
+      const std::vector<uint8_t> w = random_weights(type, rows, cols, 31);
+      for (int64_t n : {1, 2, 5, 9}) {
+        const std::vector<float> x = random_floats(n * cols, 32 + static_cast<uint32_t>(n));  // [n, cols]
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two_threads()}) {
+          std::vector<float> batched(static_cast<size_t>(n * rows));  // [n, rows]
+          matvec_batch(type, w.data(), x.data(), batched.data(), n, rows, cols, pool);
+          for (int64_t t = 0; t < n; ++t) {
+            std::vector<float> alone(static_cast<size_t>(rows));  // [rows]
+            matvec(type, w.data(), x.data() + t * cols, alone.data(), rows, cols, pool);
+            ASSERT_EQ(0, std::memcmp(alone.data(), batched.data() + t * rows, alone.size() * 4))
+                << dtype_info(type).name << " rows " << rows << " token " << t << " of " << n;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Matmul, MatchesReferenceAllTypes) {
   for (DType type : kAllTypes) {
     for (int64_t cols : test_cols(type)) {

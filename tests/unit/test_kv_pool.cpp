@@ -56,11 +56,7 @@ TEST(KvResidentPool, AppendCommitWritesThroughAndServesPartialOpenPage) {
   std::vector<uint8_t> k(kSmall.row_bytes()), v(kSmall.row_bytes());
   const int64_t n_positions = 2 * kSmall.page_tokens + 3;  // two full pages and a partial one
   for (int64_t pos = 0; pos < n_positions; ++pos) {
-    for (int64_t layer = 0; layer < kSmall.n_layers; ++layer) {
-      test::fill_row(k.data(), k.size(), pos, layer, 0);
-      test::fill_row(v.data(), v.size(), pos, layer, 1);
-      pool.append(layer, pos, k.data(), v.data());
-    }
+    test::append_pattern_position(pool, kSmall.n_layers, pos, k, v);
     ResidentView view = pool.resident_pages(pos + 1);  // decode attends over 0..pos
     int64_t tokens = 0;
     for (const PageView& p : view.pages()) {
@@ -149,11 +145,7 @@ RandomRunResult random_run(KvStore& store, bool zero_copy, bool always_wait, uin
       const int64_t n = 1 + static_cast<int64_t>(rng() % 3);
       for (int64_t i = 0; i < n; ++i) {
         const int64_t pos = pool.n_tokens();
-        for (int64_t layer = 0; layer < kSmall.n_layers; ++layer) {
-          test::fill_row(k.data(), k.size(), pos, layer, 0);
-          test::fill_row(v.data(), v.size(), pos, layer, 1);
-          pool.append(layer, pos, k.data(), v.data());
-        }
+        test::append_pattern_position(pool, kSmall.n_layers, pos, k, v);
         EXPECT_EQ(pool.commit(pos + 1), StoreStatus::kOk);
       }
     }

@@ -36,6 +36,20 @@ std::vector<float> random_params(const LmConfig& c, const ParamLayout& l, uint64
   return p;
 }
 
+// Central difference of the loss in parameter k: (L(p + step) - L(p - step)) / 2·step, p[k]
+// restored after.
+double central_difference(const LmConfig& c, const ParamLayout& l, std::vector<float>& p, const RopeTable& rope,
+                          const std::vector<int32_t>& tokens, const std::vector<Target>& targets, Activations& acts,
+                          size_t k, float step) {
+  const float saved = p[k];
+  p[k] = saved + step;
+  const double up = forward(c, l, p.data(), rope, tokens, targets, acts);
+  p[k] = saved - step;
+  const double down = forward(c, l, p.data(), rope, tokens, targets, acts);
+  p[k] = saved;
+  return (up - down) / (2.0 * step);
+}
+
 // Tied embeddings: the output head is the embedding, so its gradient is the sum of both uses.
 class LmGradTied : public ::testing::TestWithParam<bool> {};
 INSTANTIATE_TEST_SUITE_P(LmGrad, LmGradTied, ::testing::Values(false, true),
@@ -57,15 +71,7 @@ TEST_P(LmGradTied, EveryGradientMatchesFiniteDifferences) {
   // The forward runs in float, so the step must stay large (1e-2: rounding noise ~1e-5);
   // Richardson extrapolation of two central differences cancels their O(h²) error.
   const float h = 1e-2f;
-  auto central = [&](size_t k, float step) {
-    const float saved = p[k];
-    p[k] = saved + step;
-    const double up = forward(c, l, p.data(), rope, tokens, targets, acts);
-    p[k] = saved - step;
-    const double down = forward(c, l, p.data(), rope, tokens, targets, acts);
-    p[k] = saved;
-    return (up - down) / (2.0 * step);
-  };
+  auto central = [&](size_t k, float step) { return central_difference(c, l, p, rope, tokens, targets, acts, k, step); };
   for (const ParamTensor& t : param_tensors(c, l)) {
     double diff2 = 0, norm2 = 0;
     for (int64_t i = 0; i < t.rows * t.cols; ++i) {
@@ -100,15 +106,9 @@ TEST(LmGrad, BlockedCausalAttentionGradients) {
     for (size_t base : {o.wq, o.wk, o.wv, o.wo})
       for (int i = 0; i < 6; ++i) probe.push_back(base + rng() % (c.dim * c.kv_dim()));
   for (int i = 0; i < 6; ++i) probe.push_back(l.tok_embd + rng() % (c.n_vocab * c.dim));
-  const float h = 1e-2f;
+  const float h = 1e-2f;  // as above: large against float rounding
   for (const size_t k : probe) {
-    const float saved = p[k];
-    p[k] = saved + h;
-    const double up = forward(c, l, p.data(), rope, tokens, targets, acts);
-    p[k] = saved - h;
-    const double down = forward(c, l, p.data(), rope, tokens, targets, acts);
-    p[k] = saved;
-    const double numeric = (up - down) / (2.0 * h);
+    const double numeric = central_difference(c, l, p, rope, tokens, targets, acts, k, h);
     EXPECT_NEAR(grads[k], numeric, 2e-3 + 3e-2 * std::fabs(numeric)) << "param " << k;
   }
 }
@@ -131,8 +131,8 @@ TEST(LmGrad, GemmMatchesScalarTwin) {
 }
 
 TEST(LmGrad, ScheduleWarmsUpThenDecays) {
-  AdamWOptions o;
-  o.lr = 1e-3;
+  LrSchedule o;
+  o.peak_lr = 1e-3;
   o.warmup_steps = 10;
   o.total_steps = 110;
   o.min_lr_ratio = 0.1;
@@ -145,21 +145,22 @@ TEST(LmGrad, ScheduleWarmsUpThenDecays) {
 TEST(LmGrad, AdamWClipsAndSkipsDecayOnNorms) {
   const LmConfig c = tiny_config();
   const ParamLayout l = make_layout(c);
-  AdamWOptions o;
-  o.warmup_steps = 0;
-  o.clip_norm = 1.0;
-  AdamW adam(o, c, l);
+  const OptimizerOptions o;  // train-lm's: lr 3e-3, weight decay 0.1, clip 1
+  const double lr = o.schedule.peak_lr;
+  AdamW adam(o.adamw, decay_mask(c, l));
   std::vector<float> p(l.total, 1.0f), g(l.total, 0.0f);
   g[l.output_norm] = 10.0f;  // norm 10 -> clipped to 1
-  const double norm = adam.step(p, g, 0);
+  const double norm = adam.step(p, g, lr, 0);
   EXPECT_NEAR(norm, 10.0, 1e-6);
   EXPECT_NEAR(g[l.output_norm], 1.0f, 1e-6);
   // Adam's first step moves by ~lr against the gradient's sign; no decay on a norm gain.
-  EXPECT_NEAR(p[l.output_norm], 1.0f - o.lr, 1e-6);
+  EXPECT_NEAR(p[l.output_norm], 1.0f - lr, 1e-6);
   // A matrix entry with zero gradient only decays.
-  EXPECT_NEAR(p[l.output], 1.0f - o.lr * o.weight_decay, 1e-7);
+  EXPECT_NEAR(p[l.output], 1.0f - lr * o.adamw.weight_decay, 1e-7);
   std::vector<float> bad(l.total, NAN);
-  EXPECT_ANY_THROW(adam.step(p, bad, 1));
+  const std::vector<float> before = p;
+  EXPECT_ANY_THROW(adam.step(p, bad, lr, 1));
+  EXPECT_EQ(p, before);  // a non-finite gradient fails before touching the parameters
 }
 
 }  // namespace

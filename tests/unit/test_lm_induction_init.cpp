@@ -15,17 +15,15 @@ namespace flashmem::lm {
 namespace {
 
 LmConfig induction_config() {
-  LmConfig c;
-  c.n_vocab = 2512;  // the word vocabulary's size: the match must tell this many tokens apart
-  c.dim = 128;
-  c.n_layers = 2;
-  c.n_heads = 2;
-  c.n_kv_heads = 2;
-  c.ff_dim = 384;
-  c.rope_base = 1e6;
-  c.context_length = 1024;
-  c.tied_embeddings = true;
-  return c;
+  return {.n_vocab = 2512,  // the word vocabulary's size: the match must tell this many tokens apart
+          .dim = 128,
+          .n_layers = 2,
+          .n_heads = 2,
+          .n_kv_heads = 2,
+          .ff_dim = 384,
+          .rope_base = 1e6,
+          .context_length = 1024,
+          .tied_embeddings = true};
 }
 
 TEST(LmInductionInit, CopiesBeforeTraining) {

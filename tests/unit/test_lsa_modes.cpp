@@ -7,8 +7,9 @@
 #include <cmath>
 #include <numeric>
 
+#include "../common/stories_fixture.h"
 #include "indexer/indexer_model.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "util/error.h"
 #include "util/raw_array.h"
@@ -16,21 +17,12 @@
 namespace flashmem {
 namespace {
 
-const std::string kData = FLASHMEM_TEST_DATA;
-
 class LsaModesTest : public ::testing::Test {
  protected:
-  std::shared_ptr<Model> model_ = Model::load(kData + "/models/stories260K.gguf");
-  std::vector<int32_t> ids_ = read_i32_file(kData + "/logits/s260k_seq_a.i32");
-  SessionOptions options_{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
-  std::shared_ptr<const IndexerModel> indexer_ = [this] {
-    RandomIndexerSpec spec;
-    spec.layers = {1, 3};
-    spec.hidden_dim = model_->config().dim;
-    spec.q_lora_rank = 32;
-    spec.n_heads = 4;
-    return std::make_shared<const IndexerModel>(create_random_indexer(spec, 9));
-  }();
+  std::shared_ptr<Model> model_ = test::load_stories260k();
+  std::vector<int32_t> ids_ = test::stories_tokens();
+  SessionOptions options_ = test::stories_session_options();
+  std::shared_ptr<const IndexerModel> indexer_ = test::random_stories_indexer(*model_, 9);
 
   // Page scores and selection right after a 300-token prompt (full attention, so every mode
   // sees the same hidden states and indexer keys).

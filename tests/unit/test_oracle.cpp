@@ -8,22 +8,21 @@
 #include <cstring>
 #include <numeric>
 
+#include "../common/stories_fixture.h"
 #include "model/sampler.h"
-#include "model/session.h"
-#include "runtime/oracle.h"
+#include "engine/session.h"
+#include "engine/oracle.h"
 #include "util/error.h"
 #include "util/raw_array.h"
 
 namespace flashmem {
 namespace {
 
-const std::string kData = FLASHMEM_TEST_DATA;
-
 class OracleTest : public ::testing::Test {
  protected:
-  std::shared_ptr<Model> model_ = Model::load(kData + "/models/stories260K.gguf");
-  std::vector<int32_t> ids_ = read_i32_file(kData + "/logits/s260k_seq_a.i32");
-  SessionOptions options_{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
+  std::shared_ptr<Model> model_ = test::load_stories260k();
+  std::vector<int32_t> ids_ = test::stories_tokens();
+  SessionOptions options_ = test::stories_session_options();
   static constexpr int64_t kPrompt = 300, kDecode = 100, kTau = 32;
 
   PagedKvOptions paged(const std::string& policy) const {

@@ -8,9 +8,10 @@
 #include <cstring>
 #include <filesystem>
 
+#include "../common/stories_fixture.h"
 #include "indexer/indexer_model.h"
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "util/error.h"
 #include "util/raw_array.h"
@@ -49,9 +50,9 @@ bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
 
 class PagedKvTest : public ::testing::TestWithParam<std::string> {
  protected:
-  std::shared_ptr<Model> model_ = Model::load(kData + "/models/stories260K.gguf");
-  std::vector<int32_t> ids_ = read_i32_file(kData + "/logits/s260k_seq_a.i32");
-  SessionOptions options_{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
+  std::shared_ptr<Model> model_ = test::load_stories260k();
+  std::vector<int32_t> ids_ = test::stories_tokens();
+  SessionOptions options_ = test::stories_session_options();
 
   std::string store() const {
     if (GetParam() == "ram") return "ram";

@@ -10,8 +10,9 @@
 #include <numeric>
 #include <random>
 
+#include "../common/stories_fixture.h"
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "select/quest.h"
 #include "tensor/box_dot.h"
@@ -22,8 +23,6 @@
 
 namespace flashmem {
 namespace {
-
-const std::string kData = FLASHMEM_TEST_DATA;
 
 std::vector<float> randn(std::mt19937_64& rng, size_t n, float sd = 1.0f) {
   std::normal_distribution<float> d(0.0f, sd);
@@ -184,9 +183,9 @@ bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
 
 class QuestRuntimeTest : public ::testing::TestWithParam<std::string> {
  protected:
-  std::shared_ptr<Model> model_ = Model::load(kData + "/models/stories260K.gguf");
-  std::vector<int32_t> ids_ = read_i32_file(kData + "/logits/s260k_seq_a.i32");
-  SessionOptions options_{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
+  std::shared_ptr<Model> model_ = test::load_stories260k();
+  std::vector<int32_t> ids_ = test::stories_tokens();
+  SessionOptions options_ = test::stories_session_options();
   static constexpr int64_t kPageTokens = 16;
 
   // store: "ram" or "disk"; "" = the test's parameter.

@@ -15,9 +15,10 @@
 #include <string>
 #include <vector>
 
+#include "../common/stories_fixture.h"
 #include "kv/disk_store.h"
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 #include "util/error.h"
 #include "util/raw_array.h"
@@ -25,7 +26,6 @@
 namespace flashmem {
 namespace {
 
-const std::string kData = FLASHMEM_TEST_DATA;
 constexpr int64_t kPageTokens = 16;
 constexpr int64_t kTau = 32;        // a cycle boundary (new pool selection) inside the run
 constexpr size_t kPrompt = 300;     // 18 full pages: 14 middle pages for quest to choose from
@@ -89,9 +89,9 @@ void damage_file(const std::string& path, int64_t offset, Fault fault) {
 
 class QuestFaultTest : public ::testing::TestWithParam<Fault> {
  protected:
-  std::shared_ptr<Model> model_ = Model::load(kData + "/models/stories260K.gguf");
-  std::vector<int32_t> ids_ = read_i32_file(kData + "/logits/s260k_seq_a.i32");
-  SessionOptions options_{.n_ctx = 512, .kv_type = DType::F16, .n_threads = 2, .max_batch = 100};
+  std::shared_ptr<Model> model_ = test::load_stories260k();
+  std::vector<int32_t> ids_ = test::stories_tokens();
+  SessionOptions options_ = test::stories_session_options();
   const std::string path_ = std::string(::testing::TempDir()) + "flashmem_quest_fault_" +
                             std::to_string(::getpid()) + ".kv";
 

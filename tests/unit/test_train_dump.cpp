@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <random>
 
-#include "model/session.h"
+#include "engine/session.h"
 #include "tensor/convert.h"
 #include "train/dump_format.h"
 #include "train/labels.h"

@@ -70,16 +70,16 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   if (a.json) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : results)
-      rows.push_back({{"family", data::family_name(r.family)}, {"length", r.length},
-                      {"samples", r.samples}, {"score", r.score}, {"solved", r.solved}});
+      rows.push_back({{"family", data::family_name(r.plan.family)}, {"length", r.plan.length},
+                      {"samples", r.n}, {"score", r.accuracy}, {"solved", r.solved}});
     fmt::print("{}\n", nlohmann::json{{"model", a.model}, {"policy", a.lsa.policy.empty() ? "none" : a.lsa.policy},
                                       {"results", rows}}.dump());
     return;
   }
   fmt::print("{:<17} {:>7} {:>8} {:>7} {:>7}\n", "family", "length", "samples", "score", "solved");
   for (const auto& r : results)
-    fmt::print("{:<17} {:>7} {:>8} {:>7.3f} {:>7.3f}\n", data::family_name(r.family), r.length,
-               r.samples, r.score, r.solved);
+    fmt::print("{:<17} {:>7} {:>8} {:>7.3f} {:>7.3f}\n", data::family_name(r.plan.family), r.plan.length,
+               r.n, r.accuracy, r.solved);
   fmt::print(stderr, "eval-tasks: {:.1f} s\n", now_seconds() - start);
 }
 

@@ -3,7 +3,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "util/error.h"
 #include "util/raw_array.h"
 

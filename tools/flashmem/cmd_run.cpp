@@ -5,7 +5,7 @@
 
 #include "commands.h"
 #include "common.h"
-#include "model/generate.h"
+#include "engine/generate.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 #include "util/read_file.h"
@@ -102,19 +102,19 @@ void run(const RunArgs& a) {
     run_oracle(a, model, options, request);
     return;
   }
-  auto session_ptr = make_session(model, options, a.lsa);
-  Session& session = *session_ptr;
+  Engine engine(model, engine_options(a.lsa, a.threads));
+  Sequence sequence(engine, sequence_options(a.lsa, options.n_ctx, options.kv_type));
   Sampler sampler(a.sampling);
-  const GenerationStats st = generate(session, sampler, request);
+  const GenerationStats st = generate(engine, sequence, sampler, request);
   std::fputc('\n', stdout);
   if (a.stats) {
     print_speed("", st);
-    if (const PagedKv* kv = paged_kv(session)) {
+    if (const PagedKv* kv = sequence.paged()) {
       print_kv_stats(kv->policy().name(), kv->stats());
     } else {
       fmt::print(stderr, "kv cache: {:.2f} MB ({}, capacity {} tokens)\n",
-                 kv_bytes(model->config(), session.capacity(), session.kv().type()) / 1e6,
-                 a.kv_type, session.capacity());
+                 kv_bytes(model->config(), sequence.capacity(), sequence.kv_type()) / 1e6, a.kv_type,
+                 sequence.capacity());
     }
   }
 }

@@ -37,7 +37,7 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_option("--out", o.out, "output GGUF model (re-written at every checkpoint)")->required();
   cmd->add_option("--checkpoint", o.checkpoint, "checkpoint file (default: OUT.ckpt)");
   cmd->add_flag("--resume", o.resume, "continue from the checkpoint");
-  cmd->add_option("--steps", o.adamw.total_steps, "optimizer steps")->capture_default_str();
+  cmd->add_option("--steps", o.optimizer.schedule.total_steps, "optimizer steps")->capture_default_str();
   cmd->add_option("--dim", o.model.dim, "model width")->capture_default_str();
   cmd->add_option("--layers", o.model.n_layers, "transformer blocks")->capture_default_str();
   cmd->add_option("--heads", o.model.n_heads, "attention heads")->capture_default_str();
@@ -48,11 +48,11 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
   cmd->add_option("--rope-base", o.model.rope_base, "RoPE frequency base")->capture_default_str();
   cmd->add_flag("--tie-embeddings", o.model.tied_embeddings,
                 "output head = token embedding (no output.weight in the GGUF)");
-  cmd->add_option("--lr", o.adamw.lr, "peak learning rate")->capture_default_str();
-  cmd->add_option("--min-lr-ratio", o.adamw.min_lr_ratio, "final lr / peak lr")->capture_default_str();
-  cmd->add_option("--warmup", o.adamw.warmup_steps, "linear warm-up steps")->capture_default_str();
-  cmd->add_option("--weight-decay", o.adamw.weight_decay, "AdamW decay of matrices")->capture_default_str();
-  cmd->add_option("--clip", o.adamw.clip_norm, "gradient norm clip (0 = off)")->capture_default_str();
+  cmd->add_option("--lr", o.optimizer.schedule.peak_lr, "peak learning rate")->capture_default_str();
+  cmd->add_option("--min-lr-ratio", o.optimizer.schedule.min_lr_ratio, "final lr / peak lr")->capture_default_str();
+  cmd->add_option("--warmup", o.optimizer.schedule.warmup_steps, "linear warm-up steps")->capture_default_str();
+  cmd->add_option("--weight-decay", o.optimizer.adamw.weight_decay, "AdamW decay of matrices")->capture_default_str();
+  cmd->add_option("--clip", o.optimizer.adamw.clip_norm, "gradient norm clip (0 = off)")->capture_default_str();
   cmd->add_option("--batch-tokens", o.data.batch_tokens, "tokens per step")->capture_default_str();
   cmd->add_option("--min-len", o.data.min_length, "shortest training sequence")->capture_default_str();
   cmd->add_option("--max-len", o.data.max_length, "longest training sequence")->capture_default_str();

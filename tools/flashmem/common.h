@@ -11,9 +11,11 @@
 
 #include <CLI/CLI.hpp>
 
+#include "flashmem/engine.h"
+#include "flashmem/sequence.h"
 #include "indexer/indexer_model.h"
-#include "model/session.h"
-#include "runtime/oracle.h"
+#include "engine/session.h"
+#include "engine/oracle.h"
 #include "runtime/limits.h"
 #include "runtime/paged_kv.h"
 #include "tensor/dtype.h"
@@ -135,6 +137,25 @@ inline void check_lsa_args(const LsaArgs& a) {
     fail("--budget must be a fraction in (0, 1], got {}", a.budget);
 }
 
+// The engine's side of the LSA flags: the slow tier and the indexer shared by its sequences.
+inline EngineOptions engine_options(const LsaArgs& a, int threads) {
+  return {.n_threads = threads, .kv_store = a.store};
+}
+
+// A sequence's side of the LSA flags: no --policy is the plain contiguous cache.
+inline SequenceOptions sequence_options(const LsaArgs& a, int64_t n_ctx, DType kv_type) {
+  SequenceOptions o{.n_ctx = n_ctx, .kv_type = kv_type};
+  if (a.policy.empty()) {
+    if (!a.indexer.empty() || a.budget >= 0 || a.store != "ram" || a.lsa_topk != 0 ||
+        a.lsa_page_score != "max")
+      fail("--indexer, --budget, --kv-store, --lsa-topk and --lsa-page-score need a --policy");
+    return o;
+  }
+  check_lsa_args(a);
+  o.paged = paged_options(a);
+  return o;
+}
+
 // `trace`: oracle:F's recorded masses (and the recording target of policy full).
 inline std::unique_ptr<Session> make_session(const std::shared_ptr<Model>& model,
                                              const SessionOptions& options, const LsaArgs& a,
@@ -150,8 +171,6 @@ inline std::unique_ptr<Session> make_session(const std::shared_ptr<Model>& model
 }
 
 // The runtime's accounting, or nullptr for a plain session.
-inline const PagedKv* paged_kv(const Session& session) {
-  return dynamic_cast<const PagedKv*>(&session.kv());
-}
+inline const PagedKv* paged_kv(const Session& session) { return session.paged(); }
 
 }  // namespace flashmem::cli

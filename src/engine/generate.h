@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 
 namespace flashmem {
 
@@ -27,8 +27,13 @@ struct GenerationRequest {
   std::function<bool(int32_t)> on_token;
 };
 
-// Prefills the prompt (appending to what the session already holds), then samples up to
-// max_tokens tokens. Throws Error when prompt + max_tokens exceeds the session's capacity.
-GenerationStats generate(Session& session, Sampler& sampler, const GenerationRequest& request);
+// Prefills the prompt (appending to what the sequence already holds), then samples up to
+// max_tokens tokens, one decode() per token. Throws Error when prompt + max_tokens exceeds the
+// sequence's capacity.
+GenerationStats generate(Engine& engine, Sequence& sequence, Sampler& sampler,
+                         const GenerationRequest& request);
+inline GenerationStats generate(Session& session, Sampler& sampler, const GenerationRequest& request) {
+  return generate(session.engine(), session.sequence(), sampler, request);
+}
 
 }  // namespace flashmem

@@ -1,24 +1,25 @@
-#include "model/generate.h"
+#include "engine/generate.h"
 
 #include "util/error.h"
 #include "util/timer.h"
 
 namespace flashmem {
 
-GenerationStats generate(Session& session, Sampler& sampler, const GenerationRequest& request) {
+GenerationStats generate(Engine& engine, Sequence& sequence, Sampler& sampler,
+                         const GenerationRequest& request) {
   if (request.prompt.empty()) fail("the prompt is empty");
   if (request.max_tokens < 0) fail("the number of tokens to generate must be >= 0");
   const int64_t needed =
-      session.n_past() + static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
-  if (needed > session.capacity())
+      sequence.n_past() + static_cast<int64_t>(request.prompt.size()) + request.max_tokens;
+  if (needed > sequence.capacity())
     fail("prompt ({} tokens) + {} new tokens exceed the context capacity of {}",
-         request.prompt.size(), request.max_tokens, session.capacity());
+         request.prompt.size(), request.max_tokens, sequence.capacity());
   GenerationStats stats;
   stats.prompt_tokens = static_cast<int64_t>(request.prompt.size());
-  std::vector<float> logits(static_cast<size_t>(session.model().config().n_vocab));
+  std::vector<float> logits(static_cast<size_t>(engine.model().config().n_vocab));
 
   double t0 = now_seconds();
-  session.forward(request.prompt, logits.data(), false);
+  engine.forward(sequence, request.prompt, logits.data(), false);
   stats.prefill_seconds = now_seconds() - t0;
 
   t0 = now_seconds();
@@ -31,7 +32,7 @@ GenerationStats generate(Session& session, Sampler& sampler, const GenerationReq
     ++stats.generated_tokens;
     if (request.on_token && !request.on_token(token)) break;
     if (i + 1 == request.max_tokens) break;  // the last token needs no forward pass
-    session.forward(std::span(&token, 1), logits.data(), false);
+    engine.forward(sequence, std::span(&token, 1), logits.data(), false);
   }
   stats.decode_seconds = now_seconds() - t0;
   return stats;

@@ -1,4 +1,4 @@
-#include "runtime/oracle.h"
+#include "engine/oracle.h"
 
 #include "util/error.h"
 
@@ -58,7 +58,7 @@ OracleGeneration generate_with_oracle(std::shared_ptr<const Model> model,
     return request.on_token ? request.on_token(t) : true;
   };
   out.oracle_stats = generate(*oracle, oracle_sampler, pass2);
-  const auto& kv = dynamic_cast<const PagedKv&>(oracle->kv());
+  const PagedKv& kv = *oracle->paged();  // make_paged_session: always paged
   out.oracle_kv = kv.stats();
   out.oracle_resident_fraction_steps = kv.resident_fraction_steps();
   return out;

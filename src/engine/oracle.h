@@ -16,9 +16,9 @@
 #include <span>
 #include <vector>
 
-#include "model/generate.h"
+#include "engine/generate.h"
 #include "model/sampler.h"
-#include "model/session.h"
+#include "engine/session.h"
 #include "runtime/paged_kv.h"
 
 namespace flashmem {

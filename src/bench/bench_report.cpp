@@ -1,0 +1,101 @@
+#include "bench/bench_report.h"
+
+#include <fmt/format.h>
+
+namespace flashmem::bench {
+
+std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
+  const BenchOptions& o = r.options;
+  std::string out = fmt::format("model: {} ({}, {} layers, dim {}, {} weights), threads {}\n", labels.model,
+                                r.arch, r.n_layers, r.dim, r.weight_type, r.threads);
+  if (o.synthetic) {
+    out += fmt::format("context: {:>6} tokens of synthetic KV (--fill random; prefill not measured)\n", o.context);
+  } else {
+    out += fmt::format("prefill: {:>6} tokens  {:8.1f} tok/s (median of {})\n", o.context, r.prefill_tok_s,
+                       o.repeat);
+  }
+  out += fmt::format("decode:  {:>6} tokens  {:8.1f} tok/s (median of {})\n", o.gen, r.decode_tok_s, o.repeat);
+  out += fmt::format("bytes per decode token: {:.1f} MB (weights {:.1f} MB + KV {:.2f} MB, kv {})\n",
+                     r.bytes.total() / 1e6, r.bytes.weights / 1e6, r.bytes.kv / 1e6, labels.kv_type);
+  out += fmt::format("memory read bandwidth: {:.1f} GB/s (measured) -> floor {:.1f} tok/s\n", r.bandwidth_gbs,
+                     r.floor_tok_s);
+  out += fmt::format("floor ratio: {:.2f} (decode time per token / bandwidth floor)\n", r.floor_ratio);
+  const ForwardTimes& t = r.decode_times;
+  const double split_total = t.matmul + t.attention + t.other;
+  out += fmt::format("decode time split: weights {:.0f}% ({:.1f} GB/s), attention {:.0f}% ({:.1f} GB/s), "
+                     "other {:.0f}%\n",
+                     100 * t.matmul / split_total, r.weights_gbs, 100 * t.attention / split_total,
+                     r.attention_gbs, 100 * t.other / split_total);
+  if (r.kv) {
+    const LsaStats& kv = *r.kv;
+    out += fmt::format("kv policy {} (store {}): resident avg {:.1f} MB / peak {:.1f} MB of {:.1f} MB full "
+                       "({:.1f}%), attention reads {:.2f} MB/step, recalled {:.1f} MB, misses {}, "
+                       "selection {:.2f} ms/cycle, recall wait {:.1f} ms\n",
+                       r.kv_policy, labels.kv_store, kv.resident_kv_bytes_avg / 1e6,
+                       kv.resident_kv_bytes_peak / 1e6, kv.full_kv_bytes / 1e6, 100 * kv.resident_fraction_avg,
+                       kv.attn_bytes_per_step / 1e6, kv.recall_bytes_total / 1e6, kv.recall_misses,
+                       kv.indexer_ms_per_cycle, kv.recall_wait_ms);
+    if (kv.page_meta_bytes > 0)
+      out += fmt::format("quest: key bounds {:.2f} MB resident, {} pages read synchronously (in misses), "
+                         "{:.1f} MB of their layers (in recalled)\n",
+                         kv.page_meta_bytes / 1e6, kv.sync_reads, kv.sync_read_bytes / 1e6);
+    if (r.oracle_replay) out += "oracle: masses from an untimed full-attention pass before each repeat\n";
+  }
+  out += fmt::format("peak RSS: {:.1f} MB", r.rss_peak_bytes / 1e6);
+  if (!o.synthetic) out += fmt::format(" ({:.1f} MB at the end of the first prefill)", r.rss_peak_prefill_bytes / 1e6);
+  out += "\n";
+  return out;
+}
+
+nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
+  const BenchOptions& o = r.options;
+  const auto gen = static_cast<double>(o.gen);
+  nlohmann::json j = {
+      {"model", labels.model},
+      {"threads", r.threads},
+      {"context", o.context},
+      {"gen", o.gen},
+      {"repeat", o.repeat},
+      {"kv_type", labels.kv_type},
+      {"weight_type", r.weight_type},
+      {"prefill_tok_s", r.prefill_tok_s},
+      {"decode_tok_s", r.decode_tok_s},
+      {"bytes_per_token", r.bytes.total()},
+      {"weight_bytes_per_token", r.bytes.weights},
+      {"kv_bytes_per_token", r.bytes.kv},
+      {"bandwidth_gbs", r.bandwidth_gbs},
+      {"floor_tok_s", r.floor_tok_s},
+      {"floor_ratio", r.floor_ratio},
+      {"decode_ms_weights", 1e3 * r.decode_times.matmul / gen},
+      {"decode_ms_attention", 1e3 * r.decode_times.attention / gen},
+      {"decode_ms_other", 1e3 * r.decode_times.other / gen},
+      {"weights_gbs", r.weights_gbs},
+      {"attention_gbs", r.attention_gbs},
+      {"fill", labels.fill},
+      {"policy", labels.policy.empty() ? "none" : labels.policy},
+      {"kv_store", labels.kv_store},
+      {"rss_peak_bytes", r.rss_peak_bytes},
+      {"rss_peak_prefill_bytes", r.rss_peak_prefill_bytes},
+  };
+  if (r.kv) {
+    const LsaStats& kv = *r.kv;
+    j.update({
+        {"resident_kv_bytes_avg", kv.resident_kv_bytes_avg},
+        {"resident_kv_bytes_peak", kv.resident_kv_bytes_peak},
+        {"full_kv_bytes", kv.full_kv_bytes},
+        {"resident_fraction_avg", kv.resident_fraction_avg},
+        {"attn_bytes_per_step", kv.attn_bytes_per_step},
+        {"recall_bytes_total", kv.recall_bytes_total},
+        {"recall_misses", kv.recall_misses},
+        {"indexer_ms_per_cycle", kv.indexer_ms_per_cycle},
+        {"recall_wait_ms", kv.recall_wait_ms},
+        {"cycles", kv.cycles},
+        {"page_meta_bytes", kv.page_meta_bytes},
+        {"sync_reads", kv.sync_reads},
+        {"sync_read_bytes", kv.sync_read_bytes},
+    });
+  }
+  return j;
+}
+
+}  // namespace flashmem::bench

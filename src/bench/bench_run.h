@@ -1,0 +1,66 @@
+// `flashmem bench`'s measurement: prefill and decode speed over a seeded random prompt (or a
+// synthetic KV history), the bytes each decode token reads, the machine's read bandwidth and how
+// close decode comes to the floor it sets, the decode time split and peak RSS. The caller builds
+// the sessions (plain or paged); this runs and times them.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "bench/bytes_model.h"
+#include "engine/session.h"
+#include "runtime/paged_kv.h"
+
+namespace flashmem {
+class Model;
+}
+
+namespace flashmem::bench {
+
+struct BenchOptions {
+  int64_t context = 512;  // history depth in tokens
+  int64_t gen = 64;       // decode steps timed per repeat
+  int repeat = 3;         // the median over repeats is reported
+  uint64_t seed = 1;      // the random prompt; repeat r of a synthetic fill uses seed + r
+  bool synthetic = false; // history of seeded random K/V (Session::fill_synthetic), no prefill
+};
+
+// Throws Error when context, gen or repeat is < 1.
+void validate_bench_options(const BenchOptions& o);
+
+struct BenchResult {
+  BenchOptions options;
+  std::string arch;                // the model's architecture name
+  int64_t n_layers = 0, dim = 0;
+  std::string weight_type;         // name of the model's main weight type
+  int threads = 0;                 // the session's pool
+  double prefill_tok_s = 0;        // median; 0 with a synthetic fill (not measured)
+  double decode_tok_s = 0;         // median
+  DecodeBytes bytes;               // per decode token
+  double bandwidth_gbs = 0;        // measured read bandwidth
+  double floor_tok_s = 0;          // bandwidth_floor_tok_s(bandwidth, bytes)
+  double floor_ratio = 0;          // floor / decode: decode time per token over the floor's
+  ForwardTimes decode_times;       // of the last repeat's decode steps, seconds
+  double weights_gbs = 0;          // weight bytes over matmul time (0 when it took none)
+  double attention_gbs = 0;        // KV bytes over attention time (0 when it took none)
+  double rss_peak_bytes = 0;       // VmHWM before the bandwidth probe (0 if unknown)
+  double rss_peak_prefill_bytes = 0;  // VmHWM at the end of the first timed prefill
+  std::optional<LsaStats> kv;      // the paged runtime's accounting (none for a plain session)
+  std::string kv_policy;           // its policy's name ("" for a plain session)
+  bool oracle_replay = false;      // decode replayed a recorder's tokens (oracle:F)
+};
+
+// Runs `repeat` sequences in `timed`: the history (prefill of the random prompt, or a synthetic
+// fill), then `gen` greedy decode steps. `recorder` (oracle:F, else null): before each timed
+// repeat an untimed sequence over the same history in it records the attention masses (it shares
+// the oracle trace with `timed`) and its decoded tokens, which the timed pass then replays.
+BenchResult run_bench(const Model& model, Session& timed, Session* recorder, const BenchOptions& o);
+
+// Peak resident set size of this process (VmHWM) in bytes, 0 if unknown.
+double peak_rss_bytes();
+
+// Median of `v` (mean of the two middle values for an even count); 0 when empty.
+double median(std::vector<double> v);
+
+}  // namespace flashmem::bench

@@ -1,0 +1,196 @@
+#include "engine/forward_pass.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "tensor/kernels.h"
+#include "tensor/rope.h"
+#include "util/error.h"
+#include "util/timer.h"
+
+namespace flashmem {
+namespace {
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+}  // namespace
+
+ForwardPass::ForwardPass(const Model& model, ThreadPool& pool, ForwardTimes& times)
+    : model_(model), pool_(pool), times_(times) {
+  const ModelConfig& c = model_.config();
+  rope_freqs_ = rope_frequencies(c.rope_base, c.rope_dim);
+  rope_cos_.resize(rope_freqs_.size());
+  rope_sin_.resize(rope_freqs_.size());
+}
+
+void ForwardPass::resize(int64_t rows) {
+  const ModelConfig& c = model_.config();
+  const auto R = static_cast<size_t>(rows);
+  if (x_.size() >= R * c.dim) return;
+  x_.resize(R * c.dim);
+  xn_.resize(R * c.dim);
+  q_.resize(R * c.q_dim());
+  k_.resize(R * c.kv_dim());
+  v_.resize(R * c.kv_dim());
+  attn_.resize(R * c.q_dim());
+  gate_.resize(R * c.ff_dim);
+  up_.resize(R * c.ff_dim);
+  proj_.resize(R * c.dim);
+}
+
+void ForwardPass::linear(const Matrix& m, const float* x, float* y) {
+  const double t0 = now_seconds();
+  // Single rows: the weights are read once for all of them, each row as matvec computes it.
+  if (n_single_ > 0) matvec_batch(m.type, m.data, x, y, n_single_, m.rows, m.cols, &pool_);
+  // Prompt chunks: one product each, exactly as the chunk alone would be computed.
+  for (const PassSlice& s : slices_) {
+    const auto n = static_cast<int64_t>(s.tokens.size());
+    if (s.row0 < n_single_) continue;
+    matmul(m.type, m.data, x + s.row0 * m.cols, y + s.row0 * m.rows, n, m.rows, m.cols, &pool_);
+  }
+  times_.matmul += now_seconds() - t0;
+}
+
+void ForwardPass::run(std::span<const PassSlice> slices) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  slices_ = slices;
+  n_rows_ = 0;
+  n_single_ = 0;
+  for (const PassSlice& s : slices) {
+    const auto n = static_cast<int64_t>(s.tokens.size());
+    if (s.row0 != n_rows_) fail("internal: pass rows out of order");
+    if (n == 1 && n_rows_ == n_single_) ++n_single_;
+    n_rows_ += n;
+  }
+  resize(n_rows_);
+  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ff_dim, hd = c.head_dim;
+  const float eps = static_cast<float>(c.rms_eps);
+
+  double t0 = now_seconds();
+  const size_t embd_row = row_bytes(w.token_embd.type, D);
+  for (const PassSlice& s : slices)
+    for (size_t i = 0; i < s.tokens.size(); ++i)
+      dequantize_row(w.token_embd.type,
+                     static_cast<const uint8_t*>(w.token_embd.data) + embd_row * s.tokens[i],
+                     &x_[(s.row0 + static_cast<int64_t>(i)) * D], D);
+  times_.other += now_seconds() - t0;
+
+  for (const PassSlice& s : slices)
+    s.sequence->kv().begin_batch(s.sequence->n_past(), static_cast<int64_t>(s.tokens.size()));
+  for (int64_t il = 0; il < c.n_layers; ++il) {
+    const LayerWeights& l = w.layers[static_cast<size_t>(il)];
+    for (const PassSlice& s : slices) {
+      KvBackend& kv = s.sequence->kv();
+      const std::vector<int64_t>& observed = kv.observed_layers();
+      if (std::find(observed.begin(), observed.end(), il) == observed.end()) continue;
+      for (size_t i = 0; i < s.tokens.size(); ++i) {
+        const int64_t row = s.row0 + static_cast<int64_t>(i);
+        kv.observe_hidden(il, s.sequence->n_past() + static_cast<int64_t>(i), &x_[row * D]);
+      }
+    }
+    // ---- attention block: x += Wo · attn(RoPE(Wq·n(x)), RoPE(Wk·n(x)), Wv·n(x))
+    t0 = now_seconds();
+    for (int64_t i = 0; i < n_rows_; ++i) rms_norm(&x_[i * D], l.attn_norm, &xn_[i * D], D, eps);
+    times_.other += now_seconds() - t0;
+    linear(l.wq, xn_.data(), q_.data());
+    linear(l.wk, xn_.data(), k_.data());
+    linear(l.wv, xn_.data(), v_.data());
+    t0 = now_seconds();
+    for (const PassSlice& s : slices) {
+      KvBackend& kv = s.sequence->kv();
+      for (size_t i = 0; i < s.tokens.size(); ++i) {
+        const int64_t row = s.row0 + static_cast<int64_t>(i);
+        const int64_t pos = s.sequence->n_past() + static_cast<int64_t>(i);
+        float* q = &q_[row * Q];
+        float* k = &k_[row * KV];
+        float* v = &v_[row * KV];
+        if (l.bq != nullptr) {
+          for (int64_t j = 0; j < Q; ++j) q[j] += l.bq[j];
+          for (int64_t j = 0; j < KV; ++j) k[j] += l.bk[j];
+          for (int64_t j = 0; j < KV; ++j) v[j] += l.bv[j];
+        }
+        // One position's angles serve every head of q and k (each head's first rope_dim dims).
+        rope_angles(rope_freqs_, pos, rope_cos_.data(), rope_sin_.data());
+        for (int64_t h = 0; h < c.n_heads; ++h)
+          rope_rotate(q + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
+        for (int64_t h = 0; h < c.n_kv_heads; ++h)
+          rope_rotate(k + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
+        kv.store(il, pos, k, v);
+      }
+    }
+    times_.other += now_seconds() - t0;
+    t0 = now_seconds();
+    for (const PassSlice& s : slices) {
+      KvBackend& kv = s.sequence->kv();
+      if (kv.wants_queries())
+        kv.observe_queries(il, &q_[s.row0 * Q], static_cast<int64_t>(s.tokens.size()));
+      attention(s, il);
+    }
+    times_.attention += now_seconds() - t0;
+    linear(l.wo, attn_.data(), proj_.data());
+    for (int64_t j = 0; j < n_rows_ * D; ++j) x_[j] += proj_[j];
+
+    // ---- feed-forward block: x += W_down · (silu(W_gate·n(x)) ⊙ W_up·n(x))
+    t0 = now_seconds();
+    for (int64_t i = 0; i < n_rows_; ++i) rms_norm(&x_[i * D], l.ffn_norm, &xn_[i * D], D, eps);
+    times_.other += now_seconds() - t0;
+    linear(l.w_gate, xn_.data(), gate_.data());
+    linear(l.w_up, xn_.data(), up_.data());
+    t0 = now_seconds();
+    silu_mul(gate_.data(), up_.data(), n_rows_ * F);
+    times_.other += now_seconds() - t0;
+    linear(l.w_down, gate_.data(), proj_.data());
+    for (int64_t j = 0; j < n_rows_ * D; ++j) x_[j] += proj_[j];
+  }
+
+  // Every slice's backend ends its batch, even after another one failed (a store write): the
+  // first error is rethrown once all are closed, and only slices that ended advance.
+  std::exception_ptr first_error;
+  for (const PassSlice& s : slices) {
+    try {
+      s.sequence->kv().end_batch(s.is_prompt_end);
+      s.sequence->n_past_ += static_cast<int64_t>(s.tokens.size());
+    } catch (...) {
+      if (!first_error) first_error = std::current_exception();
+    }
+  }
+  if (first_error) std::rethrow_exception(first_error);
+
+  // Output head only for the rows the callers want: single rows' logits in one product.
+  for (const PassSlice& s : slices) {
+    if (s.logits == nullptr) continue;
+    const auto n = static_cast<int64_t>(s.tokens.size());
+    const int64_t first = s.all_logits ? 0 : n - 1;
+    for (int64_t i = first; i < n; ++i)
+      rms_norm(&x_[(s.row0 + i) * D], w.output_norm, &xn_[(s.row0 + i) * D], D, eps);
+  }
+  const double t0_head = now_seconds();
+  const int64_t V = c.n_vocab;
+  // Single rows: one product for all of them when any wants logits (the weights are read once;
+  // rows nobody wants only cost arithmetic), then copied out.
+  bool single_logits = false;
+  for (const PassSlice& s : slices)
+    if (s.row0 < n_single_ && s.logits != nullptr) single_logits = true;
+  if (single_logits) {
+    logits_.resize(static_cast<size_t>(n_single_ * V));
+    matvec_batch(w.output.type, w.output.data, xn_.data(), logits_.data(), n_single_, w.output.rows,
+                 w.output.cols, &pool_);
+    for (const PassSlice& s : slices)
+      if (s.row0 < n_single_ && s.logits != nullptr)
+        std::copy_n(&logits_[static_cast<size_t>(s.row0 * V)], V, s.logits);
+  }
+  // Prompt chunks: as the chunk alone (all rows, or the last).
+  for (const PassSlice& s : slices) {
+    if (s.row0 < n_single_ || s.logits == nullptr) continue;
+    const auto n = static_cast<int64_t>(s.tokens.size());
+    const int64_t first = s.all_logits ? 0 : n - 1;
+    matmul(w.output.type, w.output.data, &xn_[(s.row0 + first) * D], s.logits, n - first,
+           w.output.rows, w.output.cols, &pool_);
+  }
+  times_.matmul += now_seconds() - t0_head;
+}
+
+}  // namespace flashmem

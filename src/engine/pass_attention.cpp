@@ -1,0 +1,130 @@
+// Attention of one slice's rows over its sequence's KV spans (ForwardPass::attention): work
+// items are (token, key chunk) over the engine's pool; see model/attention.h for the chunking
+// that keeps every layout of spans bit-identical.
+#include <algorithm>
+
+#include "engine/forward_pass.h"
+#include "util/error.h"
+
+namespace flashmem {
+
+void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
+  const ModelConfig& c = model_.config();
+  KvBackend& kv = slice.sequence->kv();
+  const auto n = static_cast<int64_t>(slice.tokens.size());
+  const int64_t pos0 = slice.sequence->n_past();
+  // This slice's rows of the pass: q [n, Q], out [n, Q].
+  const float* q_rows = &q_[slice.row0 * c.q_dim()];
+  float* out_rows = &attn_[slice.row0 * c.q_dim()];
+  const int64_t Q = c.q_dim();
+  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, kv.type()};
+  const std::span<const KvSpan> spans = kv.spans(layer);
+  const int64_t stride = attention_partial_floats(shape), n_threads = pool_.size();
+  // A windowed history (KvBackend::windowed_keys): positions [0, windowed) come window by
+  // window, spans holds the rest. Every whole window's chunks are attended on their own; the
+  // last window's are attended together with spans, since its last chunk may straddle both.
+  const int64_t windowed = kv.windowed_keys();
+  const int64_t window = windowed > 0 ? kv.window_keys() : 0;
+  if (windowed > 0 && (window <= 0 || window % kAttentionChunkKeys != 0))
+    fail("KV windows of {} positions are not whole attention chunks of {}", window, kAttentionChunkKeys);
+  const int64_t last_window = windowed > 0 ? (windowed - 1) / window * window : 0;  // its first key
+  auto keys_of = [&](int64_t i) { return windowed + attended_keys(spans, pos0 + i); };
+  // Optional probability side output: probs_ [n, n_heads, max_keys]; token i uses the first
+  // n_heads * n_keys_i floats of its block as [n_heads, n_keys_i].
+  AttentionObserver* observer = kv.attention_observer();
+  if (observer != nullptr && windowed > 0) fail("attention probabilities of a windowed KV history");
+  const int64_t max_keys = keys_of(n - 1);
+  if (observer != nullptr) probs_.resize(static_cast<size_t>(n * c.n_heads * max_keys));
+  auto probs_of = [&](int64_t i) -> float* {
+    if (observer == nullptr || !observer->wants_attention(pos0 + i)) return nullptr;
+    return &probs_[static_cast<size_t>(i * c.n_heads * max_keys)];
+  };
+  // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), dealt
+  // round-robin: neighbouring chunks run at the same time, and later tokens' extra chunks
+  // spread over the threads. Tokens go in runs of at most kMaxChunksPerRun chunks, which bounds
+  // the partial states kept (1024 · 12 heads · 66 floats = 3.2 MB for the 125M model). A
+  // windowed history is read again for every run, so its runs are bounded by bytes instead:
+  // 16 MiB of states are runs of about 80 tokens at 16K context for the 125M model, so the
+  // history is read once per 80 tokens that attend it, and stay far below the KV they stream.
+  constexpr int64_t kMaxChunksPerRun = 1024;
+  constexpr int64_t kWindowedRunBytes = int64_t{16} << 20;
+  const int64_t max_run_chunks =
+      windowed > 0 ? std::max<int64_t>(kMaxChunksPerRun, kWindowedRunBytes / (stride * 4))
+                   : kMaxChunksPerRun;
+  for (int64_t first = 0; first < n;) {
+    chunk_first_.clear();  // [tokens of the run + 1] first chunk of each token, then the total
+    int64_t last = first, total = 0;
+    while (last < n) {
+      const int64_t chunks = attention_chunks(keys_of(last));
+      if (last > first && total + chunks > max_run_chunks) break;
+      chunk_first_.push_back(total);
+      total += chunks;
+      ++last;
+    }
+    chunk_first_.push_back(total);
+    partials_.resize(static_cast<size_t>(total * stride));
+    // Chunks [lo, hi) of every token of the run from one whole window (every token attends all
+    // of them), read from `from`, whose first key is key lo * kAttentionChunkKeys. Chunk by
+    // chunk: the threads attend one chunk for every token while its K and V rows are in cache,
+    // so the window comes from memory about once per run instead of once per token.
+    auto attend_window = [&](std::span<const KvSpan> from, int64_t lo, int64_t hi) {
+      const int64_t tokens = last - first, items = tokens * (hi - lo);
+      pool_.run([&](int part) {
+        thread_local std::vector<float> scratch;  // per thread
+        for (int64_t item = part; item < items; item += n_threads) {
+          const int64_t ti = item % tokens, chunk = lo + item / tokens, i = first + ti;
+          attend_chunk(shape, from, pos0 + i, chunk - lo, &q_rows[i * Q],
+                       &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch);
+        }
+      });
+    };
+    // Every token's chunks from lo on, read from `from` (first key: key lo * kAttentionChunkKeys),
+    // token by token.
+    auto attend_rest = [&](std::span<const KvSpan> from, int64_t lo) {
+      range_first_.clear();  // [tokens of the run + 1] first item of each token, then the total
+      int64_t items = 0;
+      for (size_t ti = 0; ti + 1 < chunk_first_.size(); ++ti) {
+        range_first_.push_back(items);
+        items += chunk_first_[ti + 1] - chunk_first_[ti] - lo;
+      }
+      range_first_.push_back(items);
+      pool_.run([&](int part) {
+        thread_local std::vector<float> scratch;  // per thread
+        size_t ti = 0;                            // token of `item` within the run
+        for (int64_t item = part; item < items; item += n_threads) {
+          while (range_first_[ti + 1] <= item) ++ti;
+          const int64_t i = first + static_cast<int64_t>(ti);
+          const int64_t chunk = lo + item - range_first_[ti];
+          attend_chunk(shape, from, pos0 + i, chunk - lo, &q_rows[i * Q],
+                       &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch,
+                       probs_of(i));
+        }
+      });
+    };
+    for (int64_t key = 0; key < last_window; key += window)
+      attend_window(kv.window(layer, key), key / kAttentionChunkKeys,
+                    (key + window) / kAttentionChunkKeys);
+    std::span<const KvSpan> rest = spans;
+    if (windowed > 0) {
+      const std::span<const KvSpan> tail = kv.window(layer, last_window);
+      rest_spans_.assign(tail.begin(), tail.end());
+      rest_spans_.insert(rest_spans_.end(), spans.begin(), spans.end());
+      rest = rest_spans_;
+    }
+    attend_rest(rest, last_window / kAttentionChunkKeys);
+    pool_.run([&](int part) {
+      for (int64_t i = first + part; i < last; i += n_threads) {
+        const size_t ti = static_cast<size_t>(i - first);
+        attend_merge(shape, &partials_[static_cast<size_t>(chunk_first_[ti] * stride)],
+                     chunk_first_[ti + 1] - chunk_first_[ti], &out_rows[i * Q], probs_of(i), keys_of(i));
+      }
+    });
+    first = last;
+  }
+  if (observer == nullptr) return;
+  for (int64_t i = 0; i < n; ++i)
+    if (float* probs = probs_of(i); probs != nullptr)
+      observer->observe_attention(layer, pos0 + i, probs, c.n_heads, keys_of(i));
+}
+
+}  // namespace flashmem

@@ -1,0 +1,99 @@
+// `flashmem bench`'s library pieces without a model: the bytes-per-token model on a known
+// configuration, the bandwidth floor, the median, and the report's fields.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "bench/bench_report.h"
+#include "bench/bytes_model.h"
+#include "model/config.h"
+
+namespace flashmem::bench {
+namespace {
+
+TEST(BenchBytes, FullAttentionKvOnAKnownConfig) {
+  ModelConfig c;
+  c.n_layers = 2;
+  c.n_kv_heads = 2;
+  c.head_dim = 16;  // kv_dim 32: an f32 row is 128 bytes, an f16 row 64
+  // context 10, gen 4: the steps see 11..14 positions, mean 12.5; K and V of 2 layers.
+  EXPECT_DOUBLE_EQ(full_attention_kv_bytes(c, DType::F32, 10, 4), 2.0 * 2 * 12.5 * 128);
+  EXPECT_DOUBLE_EQ(full_attention_kv_bytes(c, DType::F16, 10, 4), 2.0 * 2 * 12.5 * 64);
+  EXPECT_DOUBLE_EQ(full_attention_kv_bytes(c, DType::F16, 1, 1), 2.0 * 2 * 2 * 64);
+}
+
+TEST(BenchBytes, BandwidthFloor) {
+  EXPECT_DOUBLE_EQ(bandwidth_floor_tok_s(10.0, 1e6), 1e4);  // 10 GB/s over 1 MB per token
+  EXPECT_DOUBLE_EQ(bandwidth_floor_tok_s(10.0, 0), 0.0);
+  const DecodeBytes b{.weights = 3e6, .kv = 1e6};
+  EXPECT_DOUBLE_EQ(b.total(), 4e6);
+}
+
+TEST(BenchBytes, Median) {
+  EXPECT_DOUBLE_EQ(median({3, 1, 2}), 2);
+  EXPECT_DOUBLE_EQ(median({4, 1, 3, 2}), 2.5);
+  EXPECT_DOUBLE_EQ(median({}), 0);
+}
+
+BenchResult sample_result() {
+  BenchResult r;
+  r.options.context = 100;
+  r.options.gen = 10;
+  r.options.repeat = 3;
+  r.arch = "llama";
+  r.n_layers = 2;
+  r.dim = 64;
+  r.weight_type = "f32";
+  r.threads = 2;
+  r.prefill_tok_s = 500;
+  r.decode_tok_s = 50;
+  r.bytes = {.weights = 2e6, .kv = 5e5};
+  r.bandwidth_gbs = 10;
+  r.floor_tok_s = 4000;
+  r.floor_ratio = 80;
+  r.decode_times = {.matmul = 0.1, .attention = 0.05, .other = 0.05};
+  return r;
+}
+
+TEST(BenchReport, JsonFieldsPlainAndPaged) {
+  const BenchLabels labels{.model = "m.gguf", .kv_type = "f16", .fill = "prefill", .policy = "", .kv_store = "ram"};
+  BenchResult r = sample_result();
+  nlohmann::json j = bench_to_json(r, labels);
+  EXPECT_EQ(j["policy"], "none");
+  EXPECT_DOUBLE_EQ(j["bytes_per_token"].get<double>(), 2.5e6);
+  EXPECT_DOUBLE_EQ(j["decode_ms_weights"].get<double>(), 10.0);  // 0.1 s over 10 tokens
+  EXPECT_EQ(j["context"], 100);
+  EXPECT_FALSE(j.contains("attn_bytes_per_step"));
+  r.kv = LsaStats{};
+  r.kv->attn_bytes_per_step = 1234;
+  r.kv_policy = "recency";
+  j = bench_to_json(r, {.model = "m.gguf", .kv_type = "f16", .fill = "random", .policy = "recency:0.1",
+                        .kv_store = "ram"});
+  EXPECT_EQ(j["policy"], "recency:0.1");
+  EXPECT_EQ(j["attn_bytes_per_step"], 1234);
+  EXPECT_EQ(j["fill"], "random");
+}
+
+TEST(BenchReport, TextLines) {
+  const BenchLabels labels{.model = "m.gguf", .kv_type = "f16", .fill = "prefill", .policy = "", .kv_store = "ram"};
+  BenchResult r = sample_result();
+  std::string text = render_bench_text(r, labels);
+  EXPECT_NE(text.find("prefill:    100 tokens     500.0 tok/s (median of 3)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("bytes per decode token: 2.5 MB (weights 2.0 MB + KV 0.50 MB, kv f16)\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("decode time split: weights 50% "), std::string::npos) << text;
+  EXPECT_EQ(text.find("kv policy"), std::string::npos);
+  r.options.synthetic = true;
+  r.kv = LsaStats{};
+  r.kv_policy = "oracle";
+  r.oracle_replay = true;
+  text = render_bench_text(r, labels);
+  EXPECT_NE(text.find("tokens of synthetic KV"), std::string::npos) << text;
+  EXPECT_EQ(text.find("prefill:"), std::string::npos) << text;
+  EXPECT_NE(text.find("kv policy oracle (store ram)"), std::string::npos) << text;
+  EXPECT_NE(text.find("oracle: masses from an untimed"), std::string::npos) << text;
+  EXPECT_EQ(text.find("at the end of the first prefill"), std::string::npos) << text;
+}
+
+}  // namespace
+}  // namespace flashmem::bench
