@@ -106,7 +106,9 @@ Agreement run_case(const Case& c, bool token_by_token) {
 void expect_agreement(const Case& c, const Agreement& a) {
   EXPECT_LE(a.relative_error, c.tolerance) << c.model;
   EXPECT_GE(a.argmax_agreement, c.min_argmax_agreement) << c.model;
-  if (c.first_position_tolerance > 0) EXPECT_LE(a.first_position_error, c.first_position_tolerance) << c.model;
+  if (c.first_position_tolerance > 0) {
+    EXPECT_LE(a.first_position_error, c.first_position_tolerance) << c.model;
+  }
   ::testing::Test::RecordProperty("relative_error", std::to_string(a.relative_error));
   ::testing::Test::RecordProperty("argmax_agreement", std::to_string(a.argmax_agreement));
 }
