@@ -9,8 +9,10 @@ namespace flashmem {
 namespace {
 
 // Matrix weight types the kernels implement.
-const std::vector<DType> kMatrixTypes = {DType::F32, DType::F16, DType::BF16, DType::Q8_0,
-                                         DType::Q4_0};
+const std::vector<DType> kMatrixTypes = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
+                                         DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
+                                         DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K,
+                                         DType::Q6_K, DType::IQ4_NL};
 
 Matrix bind_matrix(const GgufFile& file, const std::string& name, int64_t rows, int64_t cols) {
   const GgufTensor& t = file.tensor(name, {cols, rows}, kMatrixTypes);

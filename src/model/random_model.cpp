@@ -30,8 +30,7 @@ void validate(const RandomModelSpec& s) {
   const int64_t block = dtype_info(s.type).block_elems;
   if (s.dim % block != 0 || s.ff_dim % block != 0)
     fail("dim and ff must be multiples of {} for {}", block, dtype_info(s.type).name);
-  if (s.type != DType::F32 && s.type != DType::F16 && s.type != DType::BF16 &&
-      s.type != DType::Q8_0 && s.type != DType::Q4_0)
+  if (s.type == DType::I8 || s.type == DType::I16 || s.type == DType::I32)
     fail("weight type {} is not supported", dtype_info(s.type).name);
 }
 

@@ -4,8 +4,10 @@
 //
 // Weight matrices are row-major in their storage type: W [rows, cols], row r starts at
 // (const uint8_t*)w + r * row_bytes(type, cols); cols is a multiple of the type's block size.
-// For Q8_0 and Q4_0 weights the activations are first quantized to Q8_0 blocks (as llama.cpp
-// does), so results match llama.cpp's quantized dot products; other types compute in f32.
+// For quantized weights the activations are first quantized as llama.cpp does (Q8_0 blocks for
+// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL; Q8_K super-blocks for the K-quants Q2_K..Q6_K, see
+// block_quants.h), so results match llama.cpp's quantized dot products; float types compute in
+// f32.
 #pragma once
 #include <cstdint>
 
@@ -18,8 +20,9 @@ namespace flashmem {
 // dst[n] = src row of `type` converted to f32.
 void dequantize_row(DType type, const void* src, float* dst, int64_t n);
 void dequantize_row_ref(DType type, const void* src, float* dst, int64_t n);
-// src[n] f32 -> dst row of `type` (F32, F16, BF16, Q8_0, Q4_0); round-to-nearest, llama.cpp's
-// reference quantizers for Q8_0 (d = amax/127) and Q4_0 (d = max/-8 by signed max magnitude).
+// src[n] f32 -> dst row of `type` (every type but the integer ones); round-to-nearest,
+// llama.cpp's reference quantizers for Q8_0 (d = amax/127) and Q4_0 (d = max/-8 by signed max
+// magnitude), simple range-based ones for the other block types (block_quants.h).
 void quantize_row(DType type, const float* src, void* dst, int64_t n);
 void quantize_row_ref(DType type, const float* src, void* dst, int64_t n);
 

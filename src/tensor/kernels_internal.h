@@ -14,6 +14,8 @@ struct ActivationQ8 {
   std::vector<int8_t> qs;         // [n_blocks, 32] quantized values
   std::vector<float> d;           // [n_blocks] fp16-rounded block scales, as f32
   std::vector<int32_t> lane_sums; // [n_blocks, 8] sums of qs[4l .. 4l+3]: one per dpbusd lane
+  std::vector<float> s;           // [n_blocks] fp16-rounded d·Σqs with d before its fp16
+                                  // rounding: llama.cpp's Q8_1 block sum, for Q4_1/Q5_1 mins
   int64_t n_blocks = 0;
 };
 

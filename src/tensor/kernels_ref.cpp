@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "tensor/block_quants.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 
@@ -100,7 +101,11 @@ void dequantize_row_ref(DType type, const void* src, float* dst, int64_t n) {
       return;
     }
     default:
-      std::fill(dst, dst + n, 0.0f);
+      if (detail::is_block_quant(type)) {
+        detail::dequantize_block_quant_ref(type, src, dst, n);
+      } else {
+        std::fill(dst, dst + n, 0.0f);
+      }
   }
 }
 
@@ -130,6 +135,7 @@ void quantize_row_ref(DType type, const float* src, void* dst, int64_t n) {
       return;
     }
     default:
+      if (detail::is_block_quant(type)) detail::quantize_block_quant_ref(type, src, dst, n);
       return;
   }
 }
@@ -177,6 +183,12 @@ void matvec_ref(DType type, const void* w, const float* x, float* y, int64_t row
                  ? dot_q8_0_ref(reinterpret_cast<const BlockQ8_0*>(row), xq.data(), cols / kQ8Block)
                  : dot_q4_0_ref(reinterpret_cast<const BlockQ4_0*>(row), xq.data(), cols / kQ4Block);
     }
+    return;
+  }
+  if (detail::is_block_quant(type)) {
+    detail::QuantizedActivation xa;
+    detail::quantize_activation(type, x, cols, &xa);
+    for (int64_t r = 0; r < rows; ++r) y[r] = detail::dot_block_quant_ref(type, base + r * stride, xa, cols);
     return;
   }
   std::vector<float> row_f32(static_cast<size_t>(cols));  // [cols]

@@ -2,12 +2,13 @@
 // a contiguous range of W rows; per panel of kPanelRows rows it converts the weights once to f32
 // in k-major order ([cols, kPanelRows]) and reuses that panel for every token, so the weight type
 // only matters to the packing step. Q8_0/Q4_0 weights go to the integer GEMM (matmul_int8.cpp
-// with AVX-512 VNNI, matmul_int8_avx2.cpp with AVX2) when the build has one; otherwise here,
-// with the activations first rounded through Q8_0 (as matvec does), so both paths see the same
-// inputs.
+// with AVX-512 VNNI, matmul_int8_avx2.cpp with AVX2) when the build has one; other quantized
+// types (and Q8_0/Q4_0 without one) come here, with the activations first rounded through the
+// format matvec quantizes them to (Q8_0 or Q8_K), so both paths see the same inputs.
 #include <algorithm>
 #include <vector>
 
+#include "tensor/block_quants.h"
 #include "tensor/kernels.h"
 #include "tensor/kernels_internal.h"
 
@@ -47,13 +48,20 @@ constexpr int kTileTokens = 6;
 // for wider models.
 constexpr int64_t kDepthBlock = 256;
 
-// Rounds each activation row through Q8_0 (quantize + dequantize) into xq [n_tokens, cols].
-void round_activations_q8(const float* x, float* xq, int64_t n_tokens, int64_t cols, ThreadPool* pool) {
+// Rounds each activation row through the format `type`'s dot product quantizes activations to
+// (Q8_0 or Q8_K: quantize + dequantize) into xq [n_tokens, cols].
+void round_activations(DType type, const float* x, float* xq, int64_t n_tokens, int64_t cols, ThreadPool* pool) {
   const auto work = [&](int64_t begin, int64_t end) {
     std::vector<BlockQ8_0> blocks(static_cast<size_t>(cols / kQ8Block));  // [cols / 32]
+    detail::ActivationQ8K k_blocks;
     for (int64_t t = begin; t < end; ++t) {
-      quantize_row(DType::Q8_0, x + t * cols, blocks.data(), cols);
-      dequantize_row(DType::Q8_0, blocks.data(), xq + t * cols, cols);
+      if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K) {
+        detail::quantize_activation_q8k(x + t * cols, cols, &k_blocks);
+        for (int64_t i = 0; i < cols; ++i) xq[t * cols + i] = k_blocks.d[i / kQKBlock] * k_blocks.qs[i];
+      } else {
+        quantize_row(DType::Q8_0, x + t * cols, blocks.data(), cols);
+        dequantize_row(DType::Q8_0, blocks.data(), xq + t * cols, cols);
+      }
     }
   };
   if (pool == nullptr || pool->size() <= 1) {
@@ -245,9 +253,14 @@ struct alignas(64) PanelChunk {
 
 void matmul(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
             int64_t cols, ThreadPool* pool) {
-  const bool quantized = type == DType::Q8_0 || type == DType::Q4_0;
+  const bool quantized = detail::activation_format(type) != detail::ActivationFormat::kFloat;
   if (quantized && detail::matmul_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
-  if (n_tokens < (quantized ? kMinGemmTokensQuantized : kMinGemmTokensFloat)) {
+  // Q4_1/Q5_1 take their mins through llama.cpp's fp16 activation block sums (block_quants.h); a
+  // GEMM on dequantized weights sums the activations exactly instead, and since the min term
+  // largely cancels the code term, that 2^-11 difference moved logits by 2e-2 against llama.cpp.
+  // They stay on matvec per token.
+  const bool min_through_block_sums = type == DType::Q4_1 || type == DType::Q5_1;
+  if (min_through_block_sums || n_tokens < (quantized ? kMinGemmTokensQuantized : kMinGemmTokensFloat)) {
     for (int64_t t = 0; t < n_tokens; ++t) matvec(type, w, x + t * cols, y + t * rows, rows, cols, pool);
     return;
   }
@@ -255,7 +268,7 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
   const float* xin = x;
   if (quantized) {
     x_rounded.resize(static_cast<size_t>(n_tokens * cols));
-    round_activations_q8(x, x_rounded.data(), n_tokens, cols, pool);
+    round_activations(type, x, x_rounded.data(), n_tokens, cols, pool);
     xin = x_rounded.data();
   }
   const auto* base = static_cast<const uint8_t*>(w);

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "tensor/block_quants.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "tensor/kernels_internal.h"
@@ -285,25 +286,40 @@ void matvec_range(DType type, const uint8_t* w, size_t stride, const float* x, c
   for (; r < end; ++r) dot_rows<1>(type, w + r * stride, stride, x, xq, cols, y + r);
 }
 
-}  // namespace
-
-void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,
-            ThreadPool* pool) {
-  // Reused across calls to avoid an allocation per matvec; bound to a plain reference because a
-  // thread_local named inside the lambda would resolve to the worker thread's own (empty) copy.
-  thread_local ActivationQ8 activation_storage;
-  const ActivationQ8& xq = activation_storage;
-  if (type == DType::Q8_0 || type == DType::Q4_0) detail::quantize_activation_q8(x, cols, &activation_storage);
-  const auto* base = static_cast<const uint8_t*>(w);
-  const size_t stride = row_bytes(type, cols);
-  const auto work = [&](int64_t begin, int64_t end) {
-    matvec_range(type, base, stride, x, xq, y, cols, begin, end);
-  };
+// Runs work(begin, end) over the rows, threaded when the matrix is large enough to pay for it.
+template <typename Work>
+void run_rows(ThreadPool* pool, int64_t rows, size_t stride, const Work& work) {
   if (pool == nullptr || pool->size() <= 1 || stride * static_cast<size_t>(rows) < kMinParallelBytes) {
     work(0, rows);
     return;
   }
   pool->parallel_for(rows, kRowGroup, work);
+}
+
+}  // namespace
+
+void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,
+            ThreadPool* pool) {
+  const auto* base = static_cast<const uint8_t*>(w);
+  const size_t stride = row_bytes(type, cols);
+  if (detail::is_block_quant(type)) {
+    // One row per dot product: each type's unpacking already keeps the registers busy.
+    thread_local detail::QuantizedActivation block_activation_storage;
+    detail::quantize_activation(type, x, cols, &block_activation_storage);
+    const detail::QuantizedActivation& xa = block_activation_storage;
+    run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) y[r] = detail::dot_block_quant(type, base + r * stride, xa, cols);
+    });
+    return;
+  }
+  // Reused across calls to avoid an allocation per matvec; bound to a plain reference because a
+  // thread_local named inside the lambda would resolve to the worker thread's own (empty) copy.
+  thread_local ActivationQ8 activation_storage;
+  const ActivationQ8& xq = activation_storage;
+  if (type == DType::Q8_0 || type == DType::Q4_0) detail::quantize_activation_q8(x, cols, &activation_storage);
+  run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
+    matvec_range(type, base, stride, x, xq, y, cols, begin, end);
+  });
 }
 
 void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n_tokens,
@@ -313,30 +329,40 @@ void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n
   // from cache for the others. 16 rows of a 2048-column Q8_0 matrix are 35 KiB, within L2 on
   // any x86 core (and 128 KiB at f32), while a thread's row range still spans many blocks.
   constexpr int64_t kBlockRows = 4 * kRowGroup;
+  const bool block_quant = detail::is_block_quant(type);
   thread_local std::vector<ActivationQ8> activation_storage;  // [n_tokens] (see matvec)
-  if (activation_storage.size() < static_cast<size_t>(n_tokens))
-    activation_storage.resize(static_cast<size_t>(n_tokens));
-  const std::vector<ActivationQ8>& xq = activation_storage;
-  if (type == DType::Q8_0 || type == DType::Q4_0)
+  thread_local std::vector<detail::QuantizedActivation> block_activation_storage;  // [n_tokens]
+  if (block_quant) {
+    if (block_activation_storage.size() < static_cast<size_t>(n_tokens))
+      block_activation_storage.resize(static_cast<size_t>(n_tokens));
     for (int64_t t = 0; t < n_tokens; ++t)
-      detail::quantize_activation_q8(x + t * cols, cols, &activation_storage[static_cast<size_t>(t)]);
+      detail::quantize_activation(type, x + t * cols, cols, &block_activation_storage[static_cast<size_t>(t)]);
+  } else {
+    if (activation_storage.size() < static_cast<size_t>(n_tokens))
+      activation_storage.resize(static_cast<size_t>(n_tokens));
+    if (type == DType::Q8_0 || type == DType::Q4_0)
+      for (int64_t t = 0; t < n_tokens; ++t)
+        detail::quantize_activation_q8(x + t * cols, cols, &activation_storage[static_cast<size_t>(t)]);
+  }
+  const std::vector<ActivationQ8>& xq = activation_storage;
+  const std::vector<detail::QuantizedActivation>& xa = block_activation_storage;
   const auto* base = static_cast<const uint8_t*>(w);
   const size_t stride = row_bytes(type, cols);
-  // Each row's arithmetic is matvec's: matvec_range computes every row alone, whatever range
-  // or group it falls in.
-  const auto work = [&](int64_t begin, int64_t end) {
+  // Each row's arithmetic is matvec's: matvec_range and dot_block_quant compute every row alone,
+  // whatever range or group it falls in.
+  run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r += kBlockRows) {
       const int64_t stop = std::min(end, r + kBlockRows);
-      for (int64_t t = 0; t < n_tokens; ++t)
-        matvec_range(type, base, stride, x + t * cols, xq[static_cast<size_t>(t)], y + t * rows, cols,
-                     r, stop);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        if (block_quant) {
+          for (int64_t row = r; row < stop; ++row)
+            y[t * rows + row] = detail::dot_block_quant(type, base + row * stride, xa[static_cast<size_t>(t)], cols);
+        } else {
+          matvec_range(type, base, stride, x + t * cols, xq[static_cast<size_t>(t)], y + t * rows, cols, r, stop);
+        }
+      }
     }
-  };
-  if (pool == nullptr || pool->size() <= 1 || stride * static_cast<size_t>(rows) < kMinParallelBytes) {
-    work(0, rows);
-    return;
-  }
-  pool->parallel_for(rows, kRowGroup, work);
+  });
 }
 
 }  // namespace flashmem

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/block_quants.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "tensor/kernels_internal.h"
@@ -206,7 +207,11 @@ void dequantize_row(DType type, const void* src, float* dst, int64_t n) {
     }
 #endif
     default:
-      dequantize_row_ref(type, src, dst, n);
+      if (detail::is_block_quant(type)) {
+        detail::dequantize_block_quant(type, src, dst, n);
+      } else {
+        dequantize_row_ref(type, src, dst, n);
+      }
   }
 }
 
@@ -243,18 +248,22 @@ void quantize_activation_q8(const float* x, int64_t n, ActivationQ8* out) {
   out->qs.resize(static_cast<size_t>(n));
   out->d.resize(static_cast<size_t>(n_blocks));
   out->lane_sums.resize(static_cast<size_t>(n_blocks * 8));
+  out->s.resize(static_cast<size_t>(n_blocks));
   for (int64_t b = 0; b < n_blocks; ++b) {
     int8_t* qs = out->qs.data() + b * kQ8Block;
 #if defined(FLASHMEM_QUANTIZE_AVX512)
-    out->d[b] = fp16_to_f32(f32_to_fp16(quantize_block_q8_0_avx512(x + b * kQ8Block, qs)));
+    const float d_raw = quantize_block_q8_0_avx512(x + b * kQ8Block, qs);
 #elif defined(FLASHMEM_QUANTIZE_AVX2)
-    out->d[b] = _cvtsh_ss(f32_to_fp16(quantize_block_q8_0_avx2(x + b * kQ8Block, qs)));
+    const float d_raw = quantize_block_q8_0_avx2(x + b * kQ8Block, qs);
 #else
     BlockQ8_0 block;
     quantize_row_ref(DType::Q8_0, x + b * kQ8Block, &block, kQ8Block);
     std::memcpy(qs, block.qs, kQ8Block);
-    out->d[b] = fp16_to_f32(block.d);
+    float amax = 0.0f;  // recomputed: the reference quantizer keeps only the rounded scale
+    for (int j = 0; j < kQ8Block; ++j) amax = std::max(amax, std::fabs(x[b * kQ8Block + j]));
+    const float d_raw = amax / 127.0f;
 #endif
+    out->d[b] = fp16_to_f32(f32_to_fp16(d_raw));
 #if defined(__AVX2__)
     // Lane sums of 4 bytes: maddubs with all-ones unsigned bytes adds signed byte pairs into
     // int16, madd with ones adds those pairs into int32 (|sum| <= 4·127, no saturation).
@@ -266,6 +275,9 @@ void quantize_activation_q8(const float* x, int64_t n, ActivationQ8* out) {
     for (int lane = 0; lane < 8; ++lane)
       out->lane_sums[b * 8 + lane] = qs[4 * lane] + qs[4 * lane + 1] + qs[4 * lane + 2] + qs[4 * lane + 3];
 #endif
+    int32_t sum = 0;
+    for (int lane = 0; lane < 8; ++lane) sum += out->lane_sums[b * 8 + lane];
+    out->s[b] = fp16_to_f32(f32_to_fp16(d_raw * static_cast<float>(sum)));
   }
 }
 

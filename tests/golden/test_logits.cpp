@@ -22,6 +22,9 @@ struct Case {
   const char* logits;
   double tolerance;      // relative L2 error ||a - b|| / ||b|| over all logits
   double min_argmax_agreement;
+  // When > 0: bound on the relative error of the first position alone, which no rounding tie
+  // has reached yet in the files that set it (measured ~3e-7 there): a kernel bug shows at once.
+  double first_position_tolerance = 0;
 };
 
 // Tolerances from PROVENANCE.md: llama.cpp itself differs from a float64 reference by ~3e-7
@@ -33,11 +36,28 @@ const Case kCases[] = {
     {"rand-llama-f16.gguf", "rand_llama_ids.i32", "rand-llama-f16.logits.f32", 2e-3, 0.97},
     {"rand-llama-q8_0.gguf", "rand_llama_ids.i32", "rand-llama-q8_0.logits.f32", 3e-2, 0.97},
     {"rand-qwen2-f32.gguf", "rand_qwen2_ids.i32", "rand-qwen2-f32.logits.f32", 1e-4, 1.0},
+    // Files quantized by llama.cpp's llama-quantize (the mixes users download: each file also
+    // holds the K-quants and Q6_K that llama.cpp picks for some matrices). Most positions agree to
+    // ~3e-7; a position where an activation code lands on the other side of a rounding tie
+    // differs by ~1e-2 from there on (the random model amplifies it, as for Q8_0). Measured over
+    // all positions (batched, token by token): at most 1.7e-2 (iq4_nl) and argmax agreement at
+    // least 0.969 (q6_k, q5_1); PROVENANCE.md lists every file's figures. Tolerance 3e-2 as
+    // Q8_0's, argmax 0.93.
+    {"rand-llama256-q2_k.gguf", "rand_llama256_ids.i32", "rand-llama256-q2_k.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-q3_k_m.gguf", "rand_llama256_ids.i32", "rand-llama256-q3_k_m.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-q4_k_m.gguf", "rand_llama256_ids.i32", "rand-llama256-q4_k_m.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-q5_k_m.gguf", "rand_llama256_ids.i32", "rand-llama256-q5_k_m.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-q6_k.gguf", "rand_llama256_ids.i32", "rand-llama256-q6_k.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-iq4_nl.gguf", "rand_llama256_ids.i32", "rand-llama256-iq4_nl.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-q4_1.gguf", "rand_llama256_ids.i32", "rand-llama256-q4_1.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-q5_0.gguf", "rand_llama256_ids.i32", "rand-llama256-q5_0.logits.f32", 3e-2, 0.93, 1e-5},
+    {"rand-llama256-q5_1.gguf", "rand_llama256_ids.i32", "rand-llama256-q5_1.logits.f32", 3e-2, 0.93, 1e-5},
 };
 
 struct Agreement {
   double relative_error;
   double argmax_agreement;
+  double first_position_error = 0;  // relative error of the first position alone (run_case)
 };
 
 Agreement compare(const std::vector<float>& got, const std::vector<float>& want, int64_t n_vocab) {
@@ -77,24 +97,32 @@ Agreement run_case(const Case& c, bool token_by_token) {
   } else {
     session.forward(ids, got.data(), true);
   }
-  return compare(got, want, n_vocab);
+  Agreement a = compare(got, want, n_vocab);
+  const std::vector<float> got0(got.begin(), got.begin() + n_vocab), want0(want.begin(), want.begin() + n_vocab);
+  a.first_position_error = compare(got0, want0, n_vocab).relative_error;
+  return a;
+}
+
+void expect_agreement(const Case& c, const Agreement& a) {
+  EXPECT_LE(a.relative_error, c.tolerance) << c.model;
+  EXPECT_GE(a.argmax_agreement, c.min_argmax_agreement) << c.model;
+  if (c.first_position_tolerance > 0) {
+    EXPECT_LE(a.first_position_error, c.first_position_tolerance) << c.model;
+  }
+  ::testing::Test::RecordProperty("relative_error", std::to_string(a.relative_error));
+  ::testing::Test::RecordProperty("argmax_agreement", std::to_string(a.argmax_agreement));
 }
 
 class LogitsTest : public ::testing::TestWithParam<Case> {};
 
 TEST_P(LogitsTest, MatchesLlamaCpp) {
   const Case& c = GetParam();
-  const Agreement a = run_case(c, false);
-  EXPECT_LE(a.relative_error, c.tolerance) << c.model;
-  EXPECT_GE(a.argmax_agreement, c.min_argmax_agreement) << c.model;
-  RecordProperty("relative_error", std::to_string(a.relative_error));
+  expect_agreement(c, run_case(c, false));
 }
 
 TEST_P(LogitsTest, TokenByTokenDecodeMatches) {
   const Case& c = GetParam();
-  const Agreement a = run_case(c, true);
-  EXPECT_LE(a.relative_error, c.tolerance) << c.model;
-  EXPECT_GE(a.argmax_agreement, c.min_argmax_agreement) << c.model;
+  expect_agreement(c, run_case(c, true));
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, LogitsTest, ::testing::ValuesIn(kCases),

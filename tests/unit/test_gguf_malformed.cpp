@@ -183,7 +183,8 @@ std::vector<Case> cases() {
       // ---- tensor type ----
       {"tensor_type_unknown_99.gguf", "type", [] { return one_tensor({8}, 99); }},
       {"tensor_type_negative.gguf", "type", [] { return one_tensor({8}, 0xffffffffu); }},
-      {"tensor_type_q4_k_unsupported.gguf", "type", [] { return one_tensor({256}, 12, 0, 144); }},
+      // IQ2_XXS (id 16: 256 weights in 66 bytes), a type still unsupported.
+      {"tensor_type_iq2_xxs_unsupported.gguf", "type", [] { return one_tensor({256}, 16, 0, 66); }},
       // ---- tensor offset / data ----
       {"offset_misaligned.gguf", "offset", [] { return one_tensor({8}, kF32, 4, 64); }},
       {"offset_past_eof.gguf", "offset", [] { return one_tensor({8}, kF32, 64, 32); }},
@@ -231,6 +232,16 @@ TEST(GgufMalformed, CommittedFilesMatchTheGeneratorAndAreRejected) {
     }
     const auto elapsed = std::chrono::steady_clock::now() - start;
     EXPECT_LT(elapsed, std::chrono::milliseconds(100));
+  }
+}
+
+// A type still missing is named by its id, so a user can look it up.
+TEST(GgufMalformed, UnsupportedTypeNamesItsId) {
+  try {
+    GgufFile::open(kMalformedDir + "/tensor_type_iq2_xxs_unsupported.gguf");
+    FAIL() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported tensor type id 16"), std::string::npos) << e.what();
   }
 }
 

@@ -194,15 +194,22 @@ TEST(ModelLoad, BaseModelLoads) {
 
 // general.file_type uses llama.cpp's file-type numbers, which differ from the tensor type ids
 // (tensor type 8 = Q8_0, file type 8 = MOSTLY_Q5_0): the fixture files written by llama.cpp
-// carry 0 / 1 / 7 for f32 / f16 / q8_0 models.
+// carry 0 / 1 / 7 for f32 / f16 / q8_0 models, 3 / 8 / 9 / 10 / 18 / 25 for its q4_1 / q5_0 /
+// q5_1 / q2_K / q6_K / iq4_nl quantizations.
 TEST(ModelLoad, RandomModelFileTypeIsLlamaCpps) {
   for (const auto& [type, fixture] : {std::pair{DType::F32, "rand-llama-f32.gguf"},
                                       std::pair{DType::F16, "rand-llama-f16.gguf"},
-                                      std::pair{DType::Q8_0, "rand-llama-q8_0.gguf"}}) {
+                                      std::pair{DType::Q8_0, "rand-llama-q8_0.gguf"},
+                                      std::pair{DType::Q4_1, "rand-llama256-q4_1.gguf"},
+                                      std::pair{DType::Q5_0, "rand-llama256-q5_0.gguf"},
+                                      std::pair{DType::Q5_1, "rand-llama256-q5_1.gguf"},
+                                      std::pair{DType::Q2_K, "rand-llama256-q2_k.gguf"},
+                                      std::pair{DType::Q6_K, "rand-llama256-q6_k.gguf"},
+                                      std::pair{DType::IQ4_NL, "rand-llama256-iq4_nl.gguf"}}) {
     const fs::path p = fs::path(::testing::TempDir()) / ("flashmem_file_type_" + std::to_string(::getpid()) + ".gguf");
     RandomModelSpec spec;
-    spec.dim = 32;
-    spec.ff_dim = 64;
+    spec.dim = dtype_info(type).block_elems == kQKBlock ? 256 : 32;  // K-quant rows: 256 elements
+    spec.ff_dim = dtype_info(type).block_elems == kQKBlock ? 256 : 64;
     spec.n_vocab = kVocab;
     spec.type = type;
     write_random_model(spec, p.string());

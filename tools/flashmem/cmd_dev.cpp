@@ -23,7 +23,7 @@ const CommandRegistration kDev("dev", [](CLI::App& app) {
   cmd->add_option("--ff", spec->ff_dim, "feed-forward width")->capture_default_str();
   cmd->add_option("--vocab", spec->n_vocab, "vocabulary size (>= 259)")->capture_default_str();
   cmd->add_option("--context", spec->context_length, "trained context length")->capture_default_str();
-  cmd->add_option("--type", *type, "f32 | f16 | bf16 | q8_0 | q4_0")->capture_default_str();
+  cmd->add_option("--type", *type, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q2_K .. q6_K | iq4_nl")->capture_default_str();
   cmd->add_flag("--tied", spec->tied_output, "tie the output matrix to the embedding");
   cmd->add_option("--seed", spec->seed, "random seed")->capture_default_str();
   cmd->add_option("--out", *out, "output .gguf")->required();
