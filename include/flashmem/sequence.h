@@ -23,7 +23,7 @@ struct SequenceOptions {
   DType kv_type = DType::F16;  // F16 halves KV bytes; F32 matches llama.cpp's reference exactly
   // Unset: the plain contiguous cache. Set: the two-tier runtime with this policy; its `store`
   // is replaced by the engine's kv_store and its indexer defaults to the engine's.
-  std::optional<PagedKvOptions> paged;
+  std::optional<PagedKvOptions> paged = std::nullopt;
 };
 
 class Sequence {
