@@ -65,7 +65,9 @@ class Sequence {
 
  private:
   friend class ForwardPass;
-  void attach(Engine& engine);  // reserves the bytes against the budget
+  // Takes the backend (`paged`: the same object when it is the paged runtime, else nullptr) and
+  // reserves its bytes against the engine's budget.
+  void adopt(std::unique_ptr<KvBackend> kv, const PagedKv* paged);
   Engine* engine_;
   std::unique_ptr<KvBackend> kv_;
   const PagedKv* paged_ = nullptr;  // kv_ when it is the paged runtime

@@ -19,41 +19,41 @@ uint64_t contiguous_bytes(const ModelConfig& c, int64_t capacity, DType type) {
 Sequence::Sequence(Engine& engine, const SequenceOptions& options) : engine_(&engine) {
   const ModelConfig& c = engine.model().config();
   const int64_t n_ctx = options.n_ctx > 0 ? options.n_ctx : c.context_length;
-  check_kv_type(options.kv_type, c.head_dim);
+  check_kv_type(options.kv_type, c.head_dim);  // before anything is allocated
   if (!options.paged) {
-    kv_ = std::make_unique<ContiguousKv>(c.n_layers, n_ctx, c.kv_dim(), options.kv_type);
-    reserved_bytes_ = contiguous_bytes(c, n_ctx, options.kv_type);  // allocated up front
-  } else {
-    PagedKvOptions o = *options.paged;
-    o.store = engine.options().kv_store;
-    if (!o.indexer) o.indexer = engine.indexer();
-    o.pool = &engine.pool();  // the indexer's work runs on it between passes
-    auto paged = std::make_unique<PagedKv>(engine.model(), n_ctx, options.kv_type, o);
-    paged_ = paged.get();
-    reserved_bytes_ = paged->resident_pool().stats().budget_bytes;
-    kv_ = std::move(paged);
+    adopt(std::make_unique<ContiguousKv>(c.n_layers, n_ctx, c.kv_dim(), options.kv_type), nullptr);
+    return;
   }
-  attach(engine);
+  PagedKvOptions o = *options.paged;
+  o.store = engine.options().kv_store;
+  if (!o.indexer) o.indexer = engine.indexer();
+  o.pool = &engine.pool();  // the indexer's work runs on it between passes
+  auto paged = std::make_unique<PagedKv>(engine.model(), n_ctx, options.kv_type, o);
+  const PagedKv* view = paged.get();
+  adopt(std::move(paged), view);
 }
 
 Sequence::Sequence(Engine& engine, std::unique_ptr<PagedKv> paged) : engine_(&engine) {
-  if (!paged) fail("a sequence needs a KV backend");
-  check_kv_type(paged->type(), engine.model().config().head_dim);
-  paged_ = paged.get();
-  reserved_bytes_ = paged->resident_pool().stats().budget_bytes;
-  kv_ = std::move(paged);
-  attach(engine);
+  const PagedKv* view = paged.get();
+  adopt(std::move(paged), view);
 }
 
 Sequence::Sequence(Engine& engine, std::unique_ptr<KvBackend> kv) : engine_(&engine) {
-  if (!kv) fail("a sequence needs a KV backend");
-  check_kv_type(kv->type(), engine.model().config().head_dim);
-  reserved_bytes_ = contiguous_bytes(engine.model().config(), kv->capacity(), kv->type());
-  kv_ = std::move(kv);
-  attach(engine);
+  adopt(std::move(kv), nullptr);
 }
 
-void Sequence::attach(Engine& engine) { engine.admit(this, reserved_bytes_); }
+void Sequence::adopt(std::unique_ptr<KvBackend> kv, const PagedKv* paged) {
+  if (!kv) fail("a sequence needs a KV backend");
+  const ModelConfig& c = engine_->model().config();
+  check_kv_type(kv->type(), c.head_dim);
+  paged_ = paged;
+  // A paged sequence holds its resident pool; any other backend its whole capacity, allocated
+  // up front.
+  reserved_bytes_ = paged != nullptr ? paged->resident_pool().stats().budget_bytes
+                                     : contiguous_bytes(c, kv->capacity(), kv->type());
+  kv_ = std::move(kv);
+  engine_->admit(this, reserved_bytes_);
+}
 
 Sequence::~Sequence() { engine_->release(this); }
 

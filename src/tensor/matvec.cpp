@@ -45,26 +45,36 @@ inline __m256i load_q4_nibbles(const BlockQ4_0& b) {
   return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
 }
 
-// Block dot products: Weights::dot(block, x, lane_sums) returns 8 int32 lanes, lane l holding the
-// exact Σ q_w·q_x over elements 4l..4l+3 of the block.
+// Block dot products: Weights::dot(Weights::prepare(block), x, lane_sums) returns 8 int32 lanes,
+// lane l holding the exact Σ q_w·q_x over elements 4l..4l+3 of the block. prepare() is the part
+// that depends on the weights only, so a batch of tokens does it once per block.
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 // dpbusd multiplies unsigned by signed bytes. The weights are made unsigned by an offset
 // (q + 128 for Q8_0, the raw nibble q + 8 for Q4_0); starting each lane at -offset·Σx (from the
 // activation's lane sums) cancels what the offset adds.
 struct Q8Weights {
   using Block = BlockQ8_0;
-  static __m256i dot(const Block& b, __m256i x, __m256i lane_sums) {
+  struct Prepared {
+    __m256i u;  // q + 128 as unsigned bytes
+  };
+  static Prepared prepare(const Block& b) {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-    const __m256i u = _mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)));
+    return {_mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)))};
+  }
+  static __m256i dot(const Prepared& p, __m256i x, __m256i lane_sums) {
     const __m256i correction = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, 7));
-    return _mm256_dpbusd_epi32(correction, u, x);
+    return _mm256_dpbusd_epi32(correction, p.u, x);
   }
 };
 struct Q4Weights {
   using Block = BlockQ4_0;
-  static __m256i dot(const Block& b, __m256i x, __m256i lane_sums) {
+  struct Prepared {
+    __m256i u;  // the raw nibbles q + 8
+  };
+  static Prepared prepare(const Block& b) { return {load_q4_nibbles(b)}; }
+  static __m256i dot(const Prepared& p, __m256i x, __m256i lane_sums) {
     const __m256i correction = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, 3));
-    return _mm256_dpbusd_epi32(correction, load_q4_nibbles(b), x);
+    return _mm256_dpbusd_epi32(correction, p.u, x);
   }
 };
 #else
@@ -72,16 +82,27 @@ struct Q4Weights {
 // sums stay below 2·128·127 < 2^15; Q4_0 nibbles are already unsigned (pairs ≤ 2·15·127).
 struct Q8Weights {
   using Block = BlockQ8_0;
-  static __m256i dot(const Block& b, __m256i x, __m256i /*lane_sums*/) {
+  struct Prepared {
+    __m256i q;    // the signed weights
+    __m256i abs;  // |q|
+  };
+  static Prepared prepare(const Block& b) {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
-    const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+    return {q, _mm256_sign_epi8(q, q)};
+  }
+  static __m256i dot(const Prepared& p, __m256i x, __m256i /*lane_sums*/) {
+    const __m256i pairs = _mm256_maddubs_epi16(p.abs, _mm256_sign_epi8(x, p.q));
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
   }
 };
 struct Q4Weights {
   using Block = BlockQ4_0;
-  static __m256i dot(const Block& b, __m256i x, __m256i lane_sums) {
-    const __m256i pairs = _mm256_maddubs_epi16(load_q4_nibbles(b), x);
+  struct Prepared {
+    __m256i u;  // the raw nibbles q + 8
+  };
+  static Prepared prepare(const Block& b) { return {load_q4_nibbles(b)}; }
+  static __m256i dot(const Prepared& p, __m256i x, __m256i lane_sums) {
+    const __m256i pairs = _mm256_maddubs_epi16(p.u, x);
     const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
     return _mm256_sub_epi32(sums, _mm256_slli_epi32(lane_sums, 3));
   }
@@ -105,12 +126,97 @@ void dot_rows_quantized(const uint8_t* w, size_t stride, const ActivationQ8& xq,
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
       prefetch_ahead(&rows[r][b]);
-      const __m256i dot = Weights::dot(rows[r][b], x, sums);
+      const __m256i dot = Weights::dot(Weights::prepare(rows[r][b]), x, sums);
       const __m256 scale = _mm256_set1_ps(_cvtsh_ss(rows[r][b].d) * dx);
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
     }
   }
   for (int r = 0; r < NR; ++r) y[r] = hsum256(acc[r]);
+}
+
+// Up to this many tokens share one pass over a weight row: NT accumulators plus the prepared
+// block, an activation vector and temporaries fill the 16 ymm registers of AVX2 without spills.
+constexpr int kMaxTileTokens = 8;
+
+// The activations of a tile of up to kMaxTileTokens tokens, interleaved by block so that one
+// pointer (advancing by a block per step) reaches every token's vectors at fixed offsets.
+struct ActivationTile {
+  std::vector<int8_t> qs;          // [n_blocks, NT, 32]
+  std::vector<int32_t> lane_sums;  // [n_blocks, NT, 8]
+  std::vector<float> d;            // [n_blocks, kMaxTileTokens] block scales; unused tokens 0
+  int64_t n_blocks = 0;
+  int n_tokens = 0;                // NT
+};
+
+void pack_tile(const ActivationQ8* const* xq, int n_tokens, ActivationTile* tile) {
+  const int64_t n_blocks = xq[0]->n_blocks;
+  tile->n_blocks = n_blocks;
+  tile->n_tokens = n_tokens;
+  tile->qs.resize(static_cast<size_t>(n_blocks * n_tokens * kQ8Block));
+  tile->lane_sums.resize(static_cast<size_t>(n_blocks * n_tokens * 8));
+  tile->d.assign(static_cast<size_t>(n_blocks * kMaxTileTokens), 0.0f);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    for (int t = 0; t < n_tokens; ++t) {
+      const ActivationQ8& a = *xq[t];
+      std::copy_n(a.qs.data() + b * kQ8Block, kQ8Block, tile->qs.data() + (b * n_tokens + t) * kQ8Block);
+      std::copy_n(a.lane_sums.data() + b * 8, 8, tile->lane_sums.data() + (b * n_tokens + t) * 8);
+      tile->d[static_cast<size_t>(b * kMaxTileTokens + t)] = a.d[static_cast<size_t>(b)];
+    }
+  }
+}
+
+// One weight row against the NT tokens of `tile` (token t's result to y[t * y_stride]). Each
+// token's arithmetic is dot_rows_quantized's exactly (the same exact integer lane sums, the same
+// rounded scale d_w·d_x, the same FMA per block in block order, the same final reduction), so
+// every result is bit-identical to matvec; the weight load, its unpacking, its scale conversion
+// and the scale products (one vector multiply for all tokens) are shared.
+template <typename Weights, int NT>
+void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_t y_stride) {
+  using Block = typename Weights::Block;
+  const Block* row = reinterpret_cast<const Block*>(w);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const int8_t* x = tile.qs.data();
+  const int32_t* sums = tile.lane_sums.data();
+  const float* dx = tile.d.data();
+  for (int64_t b = 0; b < tile.n_blocks; ++b, x += NT * kQ8Block, sums += NT * 8, dx += kMaxTileTokens) {
+    prefetch_ahead(&row[b]);
+    const typename Weights::Prepared prepared = Weights::prepare(row[b]);
+    alignas(32) float scale[kMaxTileTokens];  // [token] d_w·d_x
+    _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(row[b].d)), _mm256_loadu_ps(dx)));
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + t * kQ8Block));
+      const __m256i sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums + t * 8));
+      const __m256i dot = Weights::dot(prepared, xv, sv);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_broadcast_ss(scale + t), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) y[t * y_stride] = hsum256(acc[t]);
+}
+
+template <typename Weights>
+void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_t y_stride) {
+  switch (tile.n_tokens) {
+    case 1: return dot_row_tile<Weights, 1>(w, tile, y, y_stride);
+    case 2: return dot_row_tile<Weights, 2>(w, tile, y, y_stride);
+    case 3: return dot_row_tile<Weights, 3>(w, tile, y, y_stride);
+    case 4: return dot_row_tile<Weights, 4>(w, tile, y, y_stride);
+    case 5: return dot_row_tile<Weights, 5>(w, tile, y, y_stride);
+    case 6: return dot_row_tile<Weights, 6>(w, tile, y, y_stride);
+    case 7: return dot_row_tile<Weights, 7>(w, tile, y, y_stride);
+    default: return dot_row_tile<Weights, 8>(w, tile, y, y_stride);
+  }
+}
+
+// Rows [begin, end) of W against every tile: row by row, so each row is streamed from memory
+// once and re-read from L1 for the other tiles.
+template <typename Weights>
+void quantized_rows_tiles(const uint8_t* w, size_t stride, const std::vector<ActivationTile>& tiles,
+                          float* y, int64_t rows, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r)
+    for (size_t i = 0; i < tiles.size(); ++i)
+      dot_row_tile<Weights>(w + r * stride, tiles[i], y + static_cast<int64_t>(i) * kMaxTileTokens * rows + r, rows);
 }
 
 #endif
@@ -348,6 +454,26 @@ void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n
   const std::vector<detail::QuantizedActivation>& xa = block_activation_storage;
   const auto* base = static_cast<const uint8_t*>(w);
   const size_t stride = row_bytes(type, cols);
+#if defined(FLASHMEM_MATVEC_SIMD)
+  if (type == DType::Q8_0 || type == DType::Q4_0) {
+    thread_local std::vector<ActivationTile> tile_storage;  // [ceil(n_tokens / 8)] (see matvec)
+    std::vector<ActivationTile>& tiles = tile_storage;
+    tiles.resize(static_cast<size_t>((n_tokens + kMaxTileTokens - 1) / kMaxTileTokens));
+    std::vector<const ActivationQ8*> tokens(static_cast<size_t>(n_tokens));  // [n_tokens]
+    for (int64_t t = 0; t < n_tokens; ++t) tokens[static_cast<size_t>(t)] = &xq[static_cast<size_t>(t)];
+    for (size_t i = 0; i < tiles.size(); ++i) {
+      const int64_t t0 = static_cast<int64_t>(i) * kMaxTileTokens;
+      pack_tile(tokens.data() + t0, static_cast<int>(std::min<int64_t>(kMaxTileTokens, n_tokens - t0)), &tiles[i]);
+    }
+    run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
+      if (type == DType::Q8_0)
+        quantized_rows_tiles<Q8Weights>(base, stride, tiles, y, rows, begin, end);
+      else
+        quantized_rows_tiles<Q4Weights>(base, stride, tiles, y, rows, begin, end);
+    });
+    return;
+  }
+#endif
   // Each row's arithmetic is matvec's: matvec_range and dot_block_quant compute every row alone,
   // whatever range or group it falls in.
   run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {

@@ -405,7 +405,7 @@ TEST(MatvecBatch, EveryRowIsBitIdenticalToMatvec) {
     // 100 × 768 is above the single-thread cutoff for every type; the others run on one thread.
     for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 96}, {7, 96}, {37, 96}, {100, 768}}) {
       const std::vector<uint8_t> w = random_weights(type, rows, cols, 31);
-      for (int64_t n : {1, 2, 5, 9}) {
+      for (int64_t n : {1, 2, 5, 8, 9, 17}) {  // 8 and 17: a whole tile of 8 and a remainder
         const std::vector<float> x = random_floats(n * cols, 32 + static_cast<uint32_t>(n));  // [n, cols]
         for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two_threads()}) {
           std::vector<float> batched(static_cast<size_t>(n * rows));  // [n, rows]

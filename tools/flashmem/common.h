@@ -166,17 +166,9 @@ inline SequenceOptions sequence_options(const LsaArgs& a, int64_t n_ctx, DType k
 inline std::unique_ptr<Session> make_session(const std::shared_ptr<Model>& model,
                                              const SessionOptions& options, const LsaArgs& a,
                                              std::shared_ptr<OracleTrace> trace = nullptr) {
-  if (a.policy.empty()) {
-    if (!a.indexer.empty() || a.budget >= 0 || a.store != "ram" || a.lsa_topk != 0 ||
-        a.lsa_page_score != "max")
-      fail("--indexer, --budget, --kv-store, --lsa-topk and --lsa-page-score need a --policy");
-    return std::make_unique<Session>(model, options);
-  }
-  check_lsa_args(a);
-  return make_paged_session(model, options, paged_options(a), std::move(trace));
+  const SequenceOptions so = sequence_options(a, options.n_ctx, options.kv_type);
+  if (!so.paged) return std::make_unique<Session>(model, options);
+  return make_paged_session(model, options, *so.paged, std::move(trace));
 }
-
-// The runtime's accounting, or nullptr for a plain session.
-inline const PagedKv* paged_kv(const Session& session) { return session.paged(); }
 
 }  // namespace flashmem::cli
