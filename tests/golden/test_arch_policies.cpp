@@ -7,9 +7,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "flashmem/engine.h"
 #include "flashmem/sequence.h"
+#include "engine/oracle.h"
+#include "engine/session.h"
 #include "indexer/indexer_model.h"
 #include "util/raw_array.h"
 
@@ -79,6 +82,31 @@ TEST_P(ArchPolicyTest, LsaDecodesWithARandomIndexer) {
   EXPECT_GE(stats->cycles, kSteps / 4);
   // Decode attention left pages out (sink + tail + 2 selected of 9-11 pages: about half).
   EXPECT_LT(stats->attn_bytes_per_step, stats->full_kv_bytes * 3 / 4);
+}
+
+// The oracle's recorder sees every key of the spans: a windowed layer's probabilities come with
+// zeros before its window, so each layer's masses still sum to 1 per decode step (gemma2's layers
+// 0 and 2 attend 40 of up to 173 positions here).
+TEST_P(ArchPolicyTest, OracleMassesAreProbabilitiesOverEveryKey) {
+  const std::vector<int32_t> continuation(ids_.begin() + kPromptTokens, ids_.begin() + kPromptTokens + kSteps);
+  const SessionOptions session{.n_ctx = 256, .kv_type = DType::F32, .n_threads = 2};
+  const auto trace = record_oracle_trace(model_, session, paged("full"),
+                                         std::span(ids_.data(), static_cast<size_t>(kPromptTokens)), continuation);
+  ASSERT_EQ(trace->cycle_page_mass.size(), static_cast<size_t>(kSteps / 4));
+  const auto L = static_cast<double>(model_->config().n_layers);
+  for (size_t c = 0; c < trace->cycle_page_mass.size(); ++c) {
+    const auto& mass = trace->cycle_page_mass[c];
+    EXPECT_NEAR(std::accumulate(mass.begin(), mass.end(), 0.0), L * 4, 1e-3 * L * 4) << "cycle " << c;
+    for (float m : mass) EXPECT_GE(m, 0.0f);
+    // When every layer is windowed (the mistral file), pages wholly before the window of the
+    // cycle's first decode position (kPromptTokens + 4c) got no attention at all.
+    const auto& window = model_->config().layer_window;
+    const int64_t w = *std::min_element(window.begin(), window.end());
+    if (w == 0) continue;
+    const int64_t first_pos = kPromptTokens + 4 * static_cast<int64_t>(c) - w + 1;
+    for (int64_t page = 0; (page + 1) * 16 <= first_pos; ++page)
+      EXPECT_EQ(mass[static_cast<size_t>(page)], 0.0f) << "cycle " << c << " page " << page;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Archs, ArchPolicyTest,
