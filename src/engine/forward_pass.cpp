@@ -11,8 +11,38 @@
 namespace flashmem {
 namespace {
 
-void silu_mul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+// gate[i] = act(gate[i]) · up[i] for the arch's activation.
+void activate_mul(FfnActivation act, float* gate, const float* up, int64_t n) {
+  switch (act) {
+    case FfnActivation::kSilu:
+      for (int64_t i = 0; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+      break;
+    case FfnActivation::kGeluTanh: {
+      // The tanh approximation of GELU that Gemma was trained with: √(2/π) and 0.044715 are its
+      // constants.
+      constexpr float kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f;
+      for (int64_t i = 0; i < n; ++i) {
+        const float x = gate[i];
+        gate[i] = 0.5f * x * (1.0f + std::tanh(kSqrt2OverPi * x * (1.0f + kCubic * x * x))) * up[i];
+      }
+      break;
+    }
+  }
+}
+
+// x[rows, D] += RMSNorm(y) · weight when the arch normalises block outputs (weight != nullptr),
+// else x += y. y is normalised in place.
+void add_block_output(float* x, float* y, const float* post_norm, int64_t rows, int64_t D, float eps) {
+  if (post_norm != nullptr)
+    for (int64_t i = 0; i < rows; ++i) rms_norm(&y[i * D], post_norm, &y[i * D], D, eps);
+  for (int64_t j = 0; j < rows * D; ++j) x[j] += y[j];
+}
+
+// Final logit soft-capping cap · tanh(l / cap) of n logits (cap 0: none).
+void soft_cap_logits(float* logits, int64_t n, double cap) {
+  if (cap <= 0) return;
+  const auto f = static_cast<float>(cap);
+  for (int64_t i = 0; i < n; ++i) logits[i] = f * std::tanh(logits[i] / f);
 }
 
 }  // namespace
@@ -76,6 +106,8 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
       dequantize_row(w.token_embd.type,
                      static_cast<const uint8_t*>(w.token_embd.data) + embd_row * s.tokens[i],
                      &x_[(s.row0 + static_cast<int64_t>(i)) * D], D);
+  if (c.embd_scale != 1.0f)
+    for (int64_t j = 0; j < n_rows_ * D; ++j) x_[j] *= c.embd_scale;
   times_.other += now_seconds() - t0;
 
   for (const PassSlice& s : slices)
@@ -112,6 +144,10 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
           for (int64_t j = 0; j < KV; ++j) k[j] += l.bk[j];
           for (int64_t j = 0; j < KV; ++j) v[j] += l.bv[j];
         }
+        if (l.q_norm != nullptr) {  // per-head RMSNorm of q and k before RoPE (qwen3)
+          for (int64_t h = 0; h < c.n_heads; ++h) rms_norm(q + h * hd, l.q_norm, q + h * hd, hd, eps);
+          for (int64_t h = 0; h < c.n_kv_heads; ++h) rms_norm(k + h * hd, l.k_norm, k + h * hd, hd, eps);
+        }
         // One position's angles serve every head of q and k (each head's first rope_dim dims).
         rope_angles(rope_freqs_, pos, rope_cos_.data(), rope_sin_.data());
         for (int64_t h = 0; h < c.n_heads; ++h)
@@ -131,19 +167,19 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
     }
     times_.attention += now_seconds() - t0;
     linear(l.wo, attn_.data(), proj_.data());
-    for (int64_t j = 0; j < n_rows_ * D; ++j) x_[j] += proj_[j];
+    add_block_output(x_.data(), proj_.data(), l.attn_post_norm, n_rows_, D, eps);
 
-    // ---- feed-forward block: x += W_down · (silu(W_gate·n(x)) ⊙ W_up·n(x))
+    // ---- feed-forward block: x += W_down · (act(W_gate·n(x)) ⊙ W_up·n(x))
     t0 = now_seconds();
     for (int64_t i = 0; i < n_rows_; ++i) rms_norm(&x_[i * D], l.ffn_norm, &xn_[i * D], D, eps);
     times_.other += now_seconds() - t0;
     linear(l.w_gate, xn_.data(), gate_.data());
     linear(l.w_up, xn_.data(), up_.data());
     t0 = now_seconds();
-    silu_mul(gate_.data(), up_.data(), n_rows_ * F);
+    activate_mul(c.arch->ffn_activation, gate_.data(), up_.data(), n_rows_ * F);
     times_.other += now_seconds() - t0;
     linear(l.w_down, gate_.data(), proj_.data());
-    for (int64_t j = 0; j < n_rows_ * D; ++j) x_[j] += proj_[j];
+    add_block_output(x_.data(), proj_.data(), l.ffn_post_norm, n_rows_, D, eps);
   }
 
   // Every slice's backend ends its batch, even after another one failed (a store write): the
@@ -179,8 +215,10 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
     matvec_batch(w.output.type, w.output.data, xn_.data(), logits_.data(), n_single_, w.output.rows,
                  w.output.cols, &pool_);
     for (const PassSlice& s : slices)
-      if (s.row0 < n_single_ && s.logits != nullptr)
+      if (s.row0 < n_single_ && s.logits != nullptr) {
         std::copy_n(&logits_[static_cast<size_t>(s.row0 * V)], V, s.logits);
+        soft_cap_logits(s.logits, V, c.final_softcap);
+      }
   }
   // Prompt chunks: as the chunk alone (all rows, or the last).
   for (const PassSlice& s : slices) {
@@ -189,6 +227,7 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
     const int64_t first = s.all_logits ? 0 : n - 1;
     matmul(w.output.type, w.output.data, &xn_[(s.row0 + first) * D], s.logits, n - first,
            w.output.rows, w.output.cols, &pool_);
+    soft_cap_logits(s.logits, (n - first) * V, c.final_softcap);
   }
   times_.matmul += now_seconds() - t0_head;
 }

@@ -17,7 +17,13 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   const float* q_rows = &q_[slice.row0 * c.q_dim()];
   float* out_rows = &attn_[slice.row0 * c.q_dim()];
   const int64_t Q = c.q_dim();
-  const AttentionShape shape{c.n_heads, c.n_kv_heads, c.head_dim, kv.type()};
+  const AttentionShape shape{c.n_heads,
+                             c.n_kv_heads,
+                             c.head_dim,
+                             kv.type(),
+                             static_cast<float>(c.attn_scale),
+                             static_cast<float>(c.attn_softcap),
+                             c.layer_window[static_cast<size_t>(layer)]};
   const std::span<const KvSpan> spans = kv.spans(layer);
   const int64_t stride = attention_partial_floats(shape), n_threads = pool_.size();
   // A windowed history (KvBackend::windowed_keys): positions [0, windowed) come window by
@@ -25,15 +31,22 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   // last window's are attended together with spans, since its last chunk may straddle both.
   const int64_t windowed = kv.windowed_keys();
   const int64_t window = windowed > 0 ? kv.window_keys() : 0;
+  if (windowed > 0 && shape.window > 0)
+    fail("sliding-window attention (layer {}) over a KV history streamed from disk is not supported",
+         layer);
   if (windowed > 0 && (window <= 0 || window % kAttentionChunkKeys != 0))
     fail("KV windows of {} positions are not whole attention chunks of {}", window, kAttentionChunkKeys);
   const int64_t last_window = windowed > 0 ? (windowed - 1) / window * window : 0;  // its first key
-  auto keys_of = [&](int64_t i) { return windowed + attended_keys(spans, pos0 + i); };
+  // Keys token i attends (its sliding window's, if any), and all the keys of its spans.
+  auto keys_of = [&](int64_t i) {
+    return windowed + attended_keys(spans, pos0 + i, first_attended_pos(shape, pos0 + i));
+  };
+  auto all_keys_of = [&](int64_t i) { return windowed + attended_keys(spans, pos0 + i); };
   // Optional probability side output: probs_ [n, n_heads, max_keys]; token i uses the first
   // n_heads * n_keys_i floats of its block as [n_heads, n_keys_i].
   AttentionObserver* observer = kv.attention_observer();
   if (observer != nullptr && windowed > 0) fail("attention probabilities of a windowed KV history");
-  const int64_t max_keys = keys_of(n - 1);
+  const int64_t max_keys = all_keys_of(n - 1);
   if (observer != nullptr) probs_.resize(static_cast<size_t>(n * c.n_heads * max_keys));
   auto probs_of = [&](int64_t i) -> float* {
     if (observer == nullptr || !observer->wants_attention(pos0 + i)) return nullptr;
@@ -123,8 +136,17 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   }
   if (observer == nullptr) return;
   for (int64_t i = 0; i < n; ++i)
-    if (float* probs = probs_of(i); probs != nullptr)
-      observer->observe_attention(layer, pos0 + i, probs, c.n_heads, keys_of(i));
+    if (float* probs = probs_of(i); probs != nullptr) {
+      // A sliding window attended the last keys_of(i) keys: the observer sees every key of the
+      // spans, those before the window with probability 0. probs [n_heads, keys] becomes
+      // [n_heads, all] in place, last head first (its rows only move forward).
+      const int64_t keys = keys_of(i), all = all_keys_of(i), before = all - keys;
+      for (int64_t h = c.n_heads - 1; before > 0 && h >= 0; --h) {
+        std::copy_backward(probs + h * keys, probs + (h + 1) * keys, probs + (h + 1) * all);
+        std::fill(probs + h * all, probs + h * all + before, 0.0f);
+      }
+      observer->observe_attention(layer, pos0 + i, probs, c.n_heads, all);
+    }
 }
 
 }  // namespace flashmem

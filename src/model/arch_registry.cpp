@@ -5,7 +5,8 @@
 namespace flashmem {
 namespace {
 
-const std::array<const ArchSpec*, 2> kRegistry = {&kLlamaArch, &kQwen2Arch};
+const std::array<const ArchSpec*, 6> kRegistry = {&kLlamaArch, &kMistralArch, &kQwen2Arch,
+                                                  &kQwen3Arch,  &kPhi3Arch,    &kGemma2Arch};
 
 }  // namespace
 

@@ -5,6 +5,10 @@
 namespace flashmem {
 
 extern const ArchSpec kLlamaArch;
+extern const ArchSpec kMistralArch;
 extern const ArchSpec kQwen2Arch;
+extern const ArchSpec kQwen3Arch;
+extern const ArchSpec kPhi3Arch;
+extern const ArchSpec kGemma2Arch;
 
 }  // namespace flashmem

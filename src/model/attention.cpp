@@ -28,16 +28,28 @@ const float* dequantized(DType type, const uint8_t* slice, std::vector<float>& w
   return wide.data();
 }
 
-// Positions of `s` that are <= max_pos.
-int64_t span_keys(const KvSpan& s, int64_t max_pos) {
-  return std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n);
+// Rows of `s` before position min_pos (skipped), and its positions in [min_pos, max_pos].
+int64_t span_skip(const KvSpan& s, int64_t min_pos) {
+  return std::clamp<int64_t>(min_pos - s.pos0, 0, s.n);
+}
+int64_t span_keys(const KvSpan& s, int64_t min_pos, int64_t max_pos) {
+  return std::max<int64_t>(0, std::clamp<int64_t>(max_pos + 1 - s.pos0, 0, s.n) - span_skip(s, min_pos));
+}
+
+float score_scale(const AttentionShape& shape) {
+  return shape.scale > 0 ? shape.scale : 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+}
+
+// Soft-capping of n scores in place (softcap > 0).
+void soft_cap(float* scores, int64_t n, float softcap) {
+  for (int64_t i = 0; i < n; ++i) scores[i] = softcap * std::tanh(scores[i] / softcap);
 }
 
 }  // namespace
 
-int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos) {
+int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos, int64_t min_pos) {
   int64_t n_keys = 0;
-  for (const KvSpan& s : spans) n_keys += span_keys(s, max_pos);
+  for (const KvSpan& s : spans) n_keys += span_keys(s, min_pos, max_pos);
   return n_keys;
 }
 
@@ -49,10 +61,11 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
   const size_t head_bytes = row_bytes(type, hd);      // one kv head's slice of a row
   const size_t row = shape.n_kv_heads * head_bytes;   // bytes per position
   const size_t head_offset = static_cast<size_t>(kv_head) * head_bytes;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = score_scale(shape);
   std::vector<float> wide(static_cast<size_t>(hd));   // [hd] a q8_0 slice dequantized
 
-  const int64_t n_keys = attended_keys(spans, max_pos);
+  const int64_t min_pos = first_attended_pos(shape, max_pos);
+  const int64_t n_keys = attended_keys(spans, max_pos, min_pos);
   scores.resize(static_cast<size_t>(n_keys * group));  // [group, n_keys]
 
   // Pass 1: scores q_g · k_t for every key, each K row read (and for f16 converted) once for the
@@ -60,9 +73,10 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
   std::vector<float> dots(static_cast<size_t>(group));  // [group] one key's q_g · k_t
   int64_t t = 0;
   for (const KvSpan& s : spans) {
-    const int64_t n = span_keys(s, max_pos);
+    const int64_t n = span_keys(s, min_pos, max_pos);
+    const uint8_t* k0 = s.k + static_cast<size_t>(span_skip(s, min_pos)) * row;
     for (int64_t j = 0; j < n; ++j, ++t) {
-      const uint8_t* k = s.k + static_cast<size_t>(j) * row + head_offset;
+      const uint8_t* k = k0 + static_cast<size_t>(j) * row + head_offset;
       if (j + kPrefetchRows < n) prefetch_head(k + kPrefetchRows * row, head_bytes);
       if (type == DType::F16) {
         dot_f16_f32_heads(reinterpret_cast<const uint16_t*>(k), q, group, hd, dots.data());
@@ -71,8 +85,11 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
         if (type != DType::F32) kf = dequantized(type, k, wide);
         for (int64_t g = 0; g < group; ++g) dots[static_cast<size_t>(g)] = dot_f32(kf, q + g * hd, hd);
       }
-      for (int64_t g = 0; g < group; ++g)
-        scores[static_cast<size_t>(g * n_keys + t)] = dots[static_cast<size_t>(g)] * scale;
+      for (int64_t g = 0; g < group; ++g) {
+        float& score = scores[static_cast<size_t>(g * n_keys + t)];
+        score = dots[static_cast<size_t>(g)] * scale;
+        if (shape.softcap > 0) soft_cap(&score, 1, shape.softcap);
+      }
     }
   }
   // Softmax per head.
@@ -89,9 +106,10 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
   std::fill(out, out + group * hd, 0.0f);
   t = 0;
   for (const KvSpan& s : spans) {
-    const int64_t n = span_keys(s, max_pos);
+    const int64_t n = span_keys(s, min_pos, max_pos);
+    const uint8_t* v0 = s.v + static_cast<size_t>(span_skip(s, min_pos)) * row;
     for (int64_t j = 0; j < n; ++j, ++t) {
-      const uint8_t* v = s.v + static_cast<size_t>(j) * row + head_offset;
+      const uint8_t* v = v0 + static_cast<size_t>(j) * row + head_offset;
       if (j + kPrefetchRows < n) prefetch_head(v + kPrefetchRows * row, head_bytes);
       const float* vf = reinterpret_cast<const float*>(v);
       if (type != DType::F32 && type != DType::F16) vf = dequantized(type, v, wide);
@@ -117,18 +135,18 @@ namespace {
 // rows no longer fit in L1 next to the rest.
 constexpr int kTileKeys = 8;
 
-// Key `j` of span `s` among the positions <= max_pos; next() steps over spans (skipping empty
-// ones) in key-index order.
+// Key `j` of span `s` among the positions in [min_pos, max_pos]; next() steps over spans
+// (skipping empty ones) in key-index order.
 struct KeyCursor {
   std::span<const KvSpan> spans;
-  int64_t max_pos;
+  int64_t min_pos, max_pos;
   size_t s = 0;
   int64_t j = 0;
 
   // Moves j forward over whole spans until it lies inside span s (or s == spans.size()).
   void settle() {
-    while (s < spans.size() && j >= span_keys(spans[s], max_pos)) {
-      j -= span_keys(spans[s], max_pos);
+    while (s < spans.size() && j >= span_keys(spans[s], min_pos, max_pos)) {
+      j -= span_keys(spans[s], min_pos, max_pos);
       ++s;
     }
   }
@@ -136,8 +154,11 @@ struct KeyCursor {
     ++j;
     settle();
   }
-  const uint8_t* k(size_t row_bytes) const { return spans[s].k + static_cast<size_t>(j) * row_bytes; }
-  const uint8_t* v(size_t row_bytes) const { return spans[s].v + static_cast<size_t>(j) * row_bytes; }
+  size_t row(size_t row_bytes) const {
+    return static_cast<size_t>(span_skip(spans[s], min_pos) + j) * row_bytes;
+  }
+  const uint8_t* k(size_t row_bytes) const { return spans[s].k + row(row_bytes); }
+  const uint8_t* v(size_t row_bytes) const { return spans[s].v + row(row_bytes); }
 };
 
 // Up to kTileKeys consecutive key indices t0 .. t0 + n - 1: k[j], v[j] = the start of key
@@ -159,9 +180,9 @@ constexpr int64_t kPrefetchKeys = 8;
 // Calls state(tile) for the keys [t_begin, t_end) in tiles of kTileKeys key indices (t_begin a
 // multiple of kTileKeys; the last tile may be shorter).
 template <class State>
-void for_each_tile(std::span<const KvSpan> spans, int64_t max_pos, int64_t t_begin, int64_t t_end,
-                   size_t row_bytes, State& state) {
-  KeyCursor at{spans, max_pos, 0, t_begin};
+void for_each_tile(std::span<const KvSpan> spans, int64_t min_pos, int64_t max_pos, int64_t t_begin,
+                   int64_t t_end, size_t row_bytes, State& state) {
+  KeyCursor at{spans, min_pos, max_pos, 0, t_begin};
   at.settle();
   KeyCursor ahead = at;  // kPrefetchKeys keys ahead of `at`, within the chunk
   for (int64_t i = 0; i < kPrefetchKeys && t_begin + i < t_end; ++i) ahead.next();
@@ -192,7 +213,7 @@ class ScalarChunk {
               std::vector<float>& scratch)
       : n_heads_(shape.n_heads), group_(shape.n_heads / shape.n_kv_heads), hd_(shape.head_dim),
         n_keys_(n_keys), type_(shape.kv_type),
-        scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores),
+        scale_(score_scale(shape)), softcap_(shape.softcap), q_(q), scores_(scores),
         k_wide_(dtype_info(type_).block_elems > 1 ? static_cast<size_t>(hd_) : 0),
         v_wide_(k_wide_.size()) {
     // acc [n_heads, hd] | max [n_heads] | sum [n_heads]
@@ -217,8 +238,9 @@ class ScalarChunk {
         float* acc = acc_ + h * hd_;
         const float* kf = f32 ? reinterpret_cast<const float*>(kr) : nullptr;
         if (!f16 && !f32) kf = dequantized(type_, kr, k_wide_);
-        const float s = scale_ * (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q_ + h * hd_, hd_)
-                                      : dot_f32(kf, q_ + h * hd_, hd_));
+        float s = scale_ * (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q_ + h * hd_, hd_)
+                                : dot_f32(kf, q_ + h * hd_, hd_));
+        if (softcap_ > 0) soft_cap(&s, 1, softcap_);
         if (scores_ != nullptr) scores_[h * n_keys_ + t0 + j] = s;
         if (s > max_[h]) {
           const float rescale = std::exp(max_[h] - s);  // 0 on the first key
@@ -248,7 +270,7 @@ class ScalarChunk {
  private:
   int64_t n_heads_, group_, hd_, n_keys_;
   DType type_;
-  float scale_;
+  float scale_, softcap_;
   const float* q_;  // [n_heads, hd]
   float* scores_;   // [n_heads, n_keys] or nullptr
   std::vector<float> k_wide_, v_wide_;  // [hd] each: a q8_0 slice dequantized (else empty)
@@ -398,7 +420,7 @@ class TiledChunk {
              std::vector<float>& scratch)
       : n_kv_heads_(shape.n_kv_heads), group_(shape.n_heads / shape.n_kv_heads),
         hd_(shape.head_dim), n_keys_(n_keys),
-        scale_(1.0f / std::sqrt(static_cast<float>(shape.head_dim))), q_(q), scores_(scores) {
+        scale_(score_scale(shape)), softcap_(shape.softcap), q_(q), scores_(scores) {
     const int64_t n_heads = shape.n_heads;
     // acc [n_heads, hd] | sum [n_heads, 8] | max [n_heads] | s [3, kTileKeys] | p [3, kTileKeys]
     scratch.assign(static_cast<size_t>(n_heads * (hd_ + 8 + 1) + 2 * kMaxSet * kTileKeys), 0.0f);
@@ -436,6 +458,8 @@ class TiledChunk {
   template <int S>
   void head_set(int64_t h0, size_t offset, const Tile& tile) {
     tile_scores<Slice, S>(tile, offset, q_ + h0 * hd_, hd_, scale_, s_);
+    if (softcap_ > 0)
+      for (int s = 0; s < S; ++s) soft_cap(s_ + s * kTileKeys, tile.n, softcap_);
     float rescale[kMaxSet] = {};
     for (int s = 0; s < S; ++s)
       rescale[s] = softmax_step(h0 + s, s_ + s * kTileKeys, p_ + s * kTileKeys, tile.n, tile.t0);
@@ -473,7 +497,7 @@ class TiledChunk {
   }
 
   int64_t n_kv_heads_, group_, hd_, n_keys_;
-  float scale_;
+  float scale_, softcap_;
   const float* q_;  // [n_heads, hd]
   float* scores_;   // [n_heads, n_keys] or nullptr
   float* acc_;      // [n_heads, hd] Σ exp(s - max) v
@@ -490,7 +514,7 @@ void run_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64
                int64_t t_begin, int64_t t_end, size_t row_bytes, const float* q, float* partial,
                std::vector<float>& scratch, float* scores, int64_t n_keys) {
   State state(shape, q, scores, n_keys, scratch);
-  for_each_tile(spans, max_pos, t_begin, t_end, row_bytes, state);
+  for_each_tile(spans, first_attended_pos(shape, max_pos), max_pos, t_begin, t_end, row_bytes, state);
   state.finish(partial);
 }
 
@@ -499,7 +523,7 @@ void run_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64
 void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
                   int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
                   float* scores) {
-  const int64_t n_keys = attended_keys(spans, max_pos);
+  const int64_t n_keys = attended_keys(spans, max_pos, first_attended_pos(shape, max_pos));
   const int64_t t_begin = chunk * kAttentionChunkKeys;
   const int64_t t_end = std::min(n_keys, t_begin + kAttentionChunkKeys);
   const size_t row = row_bytes(shape.kv_type, shape.n_kv_heads * shape.head_dim);
@@ -549,7 +573,8 @@ void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_
 
 void attend_token(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
                   const float* q, float* out, std::vector<float>& scratch, float* probs) {
-  const int64_t n_keys = attended_keys(spans, max_pos), n_chunks = attention_chunks(n_keys);
+  const int64_t n_keys = attended_keys(spans, max_pos, first_attended_pos(shape, max_pos));
+  const int64_t n_chunks = attention_chunks(n_keys);
   const int64_t stride = attention_partial_floats(shape);
   std::vector<float> partials(static_cast<size_t>(n_chunks * stride));  // [n_chunks, stride]
   for (int64_t c = 0; c < n_chunks; ++c)

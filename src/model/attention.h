@@ -25,11 +25,23 @@ struct AttentionShape {
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
   DType kv_type = DType::F16;  // F16, F32 or Q8_0 (then head_dim % 32 == 0: see check_kv_type)
+  // Score of a key: s = (q · k) · scale (0: 1/√head_dim), then cap · tanh(s / cap) when
+  // softcap > 0 (Gemma 2's attention logit soft-capping).
+  float scale = 0.0f;
+  float softcap = 0.0f;
+  // > 0: a token at max_pos attends only positions max_pos - window + 1 .. max_pos (a sliding
+  // window); the keys are then those positions, numbered from 0 in span order.
+  int64_t window = 0;
 };
 
-// Number of positions <= max_pos that `spans` hold: the keys one token attends, numbered 0 ..
-// n_keys - 1 in span order (the key index).
-int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos);
+// The first position a token at max_pos attends (0 without a window).
+inline int64_t first_attended_pos(const AttentionShape& shape, int64_t max_pos) {
+  return shape.window > 0 && max_pos - shape.window + 1 > 0 ? max_pos - shape.window + 1 : 0;
+}
+
+// Number of positions in [min_pos, max_pos] that `spans` hold: the keys one token attends,
+// numbered 0 .. n_keys - 1 in span order (the key index).
+int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos, int64_t min_pos = 0);
 
 // One token's keys are attended in chunks of kAttentionChunkKeys consecutive key indices (the last
 // chunk shorter). A chunk is a work item for one thread: it reads every kv head's slice of its
@@ -51,8 +63,8 @@ inline int64_t attention_partial_floats(const AttentionShape& shape) {
 }
 
 // Chunk `chunk` of one token's attention, all query heads: q [n_heads, head_dim] (head h uses kv
-// head h / group) attends to the chunk's keys among the positions <= max_pos of `spans` (spans in
-// increasing position order). partial: [n_heads, head_dim + 2], see attention_partial_floats.
+// head h / group) attends to the chunk's keys among the positions of `spans` in
+// [first_attended_pos(shape, max_pos), max_pos] (spans in increasing position order). partial: [n_heads, head_dim + 2], see attention_partial_floats.
 // scores (nullptr = not wanted): [n_heads, n_keys]; receives the chunk's scaled scores q·k/√d at
 // their key indices (attend_merge turns them into probabilities). scratch: resized as needed.
 // Cost: reads the chunk's K and V rows once, 8 keys per step for all heads, with an online
@@ -69,12 +81,13 @@ void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_
                   float* probs = nullptr, int64_t n_keys = 0);
 
 // attend_chunk for every chunk, then attend_merge, on the calling thread. probs: as attend_merge,
-// [n_heads, n_keys] with n_keys = attended_keys(spans, max_pos).
+// [n_heads, n_keys] with n_keys = attended_keys(spans, max_pos, first_attended_pos(shape, max_pos)).
 void attend_token(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
                   const float* q, float* out, std::vector<float>& scratch, float* probs = nullptr);
 
 // The scalar twin (two passes, tests compare against it): for one token, the `group` query heads
-// that share kv head `kv_head` attend to every position <= max_pos found in `spans`.
+// that share kv head `kv_head` attend to every position of `spans` the shape lets a token at
+// max_pos attend (its window, scale and soft-cap included).
 // q: [group, head_dim] (consecutive heads), out: [group, head_dim] (0 when no position is
 // <= max_pos); scores: scratch, resized to [group, n_keys]. probs (nullptr = not wanted): receives
 // the softmax probabilities [group, n_keys]; writing them does not change `out`.

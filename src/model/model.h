@@ -20,16 +20,21 @@ struct Matrix {
 
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [D]
+  // Separate attn_{q,k,v} or consecutive row blocks of one fused attn_qkv [Q + 2 KV, D].
   Matrix wq;                         // [n_heads*head_dim, D]
   Matrix wk;                         // [n_kv_heads*head_dim, D]
   Matrix wv;                         // [n_kv_heads*head_dim, D]
-  const float* bq = nullptr;         // [n_heads*head_dim] (qkv_bias archs only)
+  const float* bq = nullptr;         // [n_heads*head_dim] (nullptr: no biases)
   const float* bk = nullptr;         // [n_kv_heads*head_dim]
   const float* bv = nullptr;         // [n_kv_heads*head_dim]
+  const float* q_norm = nullptr;     // [head_dim] (qk_norm archs only)
+  const float* k_norm = nullptr;     // [head_dim]
+  const float* attn_post_norm = nullptr;  // [D] (post_norms archs only)
+  const float* ffn_post_norm = nullptr;   // [D]
   Matrix wo;                         // [D, n_heads*head_dim]
   const float* ffn_norm = nullptr;   // [D]
-  Matrix w_gate;                     // [F, D]
-  Matrix w_up;                       // [F, D]
+  Matrix w_gate;                     // [F, D] (rows [0, F) of a fused ffn_up [2F, D])
+  Matrix w_up;                       // [F, D] (rows [F, 2F) of a fused ffn_up)
   Matrix w_down;                     // [D, F]
 };
 

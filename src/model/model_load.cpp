@@ -1,6 +1,7 @@
 #include <fmt/format.h>
 
 #include <cstdint>
+#include <functional>
 
 #include "model/model.h"
 #include "util/error.h"
@@ -26,6 +27,39 @@ const float* bind_vector(const GgufFile& file, const std::string& name, int64_t 
   return reinterpret_cast<const float*>(t.data);
 }
 
+// Rows [row0, row0 + rows) of m: rows are stored one after another, whatever the type.
+Matrix row_block(const Matrix& m, int64_t row0, int64_t rows) {
+  return Matrix{m.type, static_cast<const uint8_t*>(m.data) + row_bytes(m.type, m.cols) * row0,
+                rows, m.cols};
+}
+
+// Q, K and V projections (+ biases): attn_qkv [Q + 2 KV, D] when the file fuses them (phi3, as
+// llama.cpp accepts for any arch), else attn_q / attn_k / attn_v.
+void bind_qkv(const GgufFile& f, const ModelConfig& c, LayerWeights& l,
+              const std::function<std::string(const char*)>& name) {
+  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim();
+  if (f.find_tensor(name("attn_qkv.weight")) != nullptr) {
+    const Matrix qkv = bind_matrix(f, name("attn_qkv.weight"), Q + 2 * KV, D);
+    l.wq = row_block(qkv, 0, Q);
+    l.wk = row_block(qkv, Q, KV);
+    l.wv = row_block(qkv, Q + KV, KV);
+    if (c.arch->qkv_bias || f.find_tensor(name("attn_qkv.bias")) != nullptr) {
+      l.bq = bind_vector(f, name("attn_qkv.bias"), Q + 2 * KV);
+      l.bk = l.bq + Q;
+      l.bv = l.bq + Q + KV;
+    }
+    return;
+  }
+  l.wq = bind_matrix(f, name("attn_q.weight"), Q, D);
+  l.wk = bind_matrix(f, name("attn_k.weight"), KV, D);
+  l.wv = bind_matrix(f, name("attn_v.weight"), KV, D);
+  if (c.arch->qkv_bias || f.find_tensor(name("attn_q.bias")) != nullptr) {
+    l.bq = bind_vector(f, name("attn_q.bias"), Q);
+    l.bk = bind_vector(f, name("attn_k.bias"), KV);
+    l.bv = bind_vector(f, name("attn_v.bias"), KV);
+  }
+}
+
 }  // namespace
 
 std::shared_ptr<Model> Model::load(const std::string& path) {
@@ -38,30 +72,43 @@ std::shared_ptr<Model> Model::from_gguf(GgufFile file) {
   ModelConfig& c = model->config_;
   c = read_model_config(f);
   ModelWeights& w = model->weights_;
-  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ff_dim;
+  const int64_t D = c.dim, Q = c.q_dim(), F = c.ff_dim;
 
   w.token_embd = bind_matrix(f, "token_embd.weight", c.n_vocab, D);
   w.output_norm = bind_vector(f, "output_norm.weight", D);
-  w.tied_output = f.find_tensor("output.weight") == nullptr;
+  w.tied_output = c.arch->always_tied || f.find_tensor("output.weight") == nullptr;
   w.output = w.tied_output ? w.token_embd : bind_matrix(f, "output.weight", c.n_vocab, D);
 
+  // Long-context RoPE factors (Phi-3 128K, LongRoPE) change the rotation with the context
+  // length; without them the model would run, silently wrong.
+  for (const char* factors : {"rope_factors_long.weight", "rope_factors_short.weight"})
+    if (f.find_tensor(factors) != nullptr || f.find_tensor(fmt::format("blk.0.{}", factors)) != nullptr)
+      fail("{}: tensor '{}' (LongRoPE frequency factors) is not supported", f.name(), factors);
   w.layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {
     LayerWeights& l = w.layers[static_cast<size_t>(i)];
     auto name = [i](const char* suffix) { return fmt::format("blk.{}.{}", i, suffix); };
     l.attn_norm = bind_vector(f, name("attn_norm.weight"), D);
-    l.wq = bind_matrix(f, name("attn_q.weight"), Q, D);
-    l.wk = bind_matrix(f, name("attn_k.weight"), KV, D);
-    l.wv = bind_matrix(f, name("attn_v.weight"), KV, D);
-    if (c.arch->qkv_bias) {
-      l.bq = bind_vector(f, name("attn_q.bias"), Q);
-      l.bk = bind_vector(f, name("attn_k.bias"), KV);
-      l.bv = bind_vector(f, name("attn_v.bias"), KV);
+    bind_qkv(f, c, l, name);
+    if (c.arch->qk_norm) {
+      l.q_norm = bind_vector(f, name("attn_q_norm.weight"), c.head_dim);
+      l.k_norm = bind_vector(f, name("attn_k_norm.weight"), c.head_dim);
     }
     l.wo = bind_matrix(f, name("attn_output.weight"), D, Q);
     l.ffn_norm = bind_vector(f, name("ffn_norm.weight"), D);
-    l.w_gate = bind_matrix(f, name("ffn_gate.weight"), F, D);
-    l.w_up = bind_matrix(f, name("ffn_up.weight"), F, D);
+    if (c.arch->post_norms) {
+      l.attn_post_norm = bind_vector(f, name("post_attention_norm.weight"), D);
+      l.ffn_post_norm = bind_vector(f, name("post_ffw_norm.weight"), D);
+    }
+    // A file without ffn_gate fuses gate and up in ffn_up [2F, D], gate rows first (phi3).
+    if (f.find_tensor(name("ffn_gate.weight")) != nullptr) {
+      l.w_gate = bind_matrix(f, name("ffn_gate.weight"), F, D);
+      l.w_up = bind_matrix(f, name("ffn_up.weight"), F, D);
+    } else {
+      const Matrix gate_up = bind_matrix(f, name("ffn_up.weight"), 2 * F, D);
+      l.w_gate = row_block(gate_up, 0, F);
+      l.w_up = row_block(gate_up, F, F);
+    }
     l.w_down = bind_matrix(f, name("ffn_down.weight"), D, F);
   }
   return model;
@@ -74,7 +121,8 @@ uint64_t Model::decode_weight_bytes() const {
   for (const LayerWeights& l : weights_.layers) {
     total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo);
     total += bytes(l.w_gate) + bytes(l.w_up) + bytes(l.w_down);
-    total += 2 * c.dim * sizeof(float);
+    total += (l.attn_post_norm != nullptr ? 4 : 2) * c.dim * sizeof(float);
+    if (l.q_norm != nullptr) total += 2 * c.head_dim * sizeof(float);
     if (l.bq != nullptr) total += (c.q_dim() + 2 * c.kv_dim()) * sizeof(float);
   }
   total += bytes(weights_.output) + c.dim * sizeof(float);

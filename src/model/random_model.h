@@ -8,16 +8,23 @@
 namespace flashmem {
 
 struct RandomModelSpec {
-  std::string arch = "llama";  // llama | qwen2
+  std::string arch = "llama";  // any supported architecture (model/arch.h)
   int64_t dim = 128;
   int64_t n_layers = 2;
   int64_t n_heads = 4;
   int64_t n_kv_heads = 2;
+  int64_t head_dim = 0;        // 0: dim / n_heads; else written as attention.key_length
+  int64_t rope_dim = 0;        // rotated dims per head; 0: head_dim
   int64_t ff_dim = 352;
   int64_t n_vocab = 512;       // >= 259: <unk>, <s>, </s> and the 256 byte tokens come first
   int64_t context_length = 4096;
   DType type = DType::F32;     // type of the 2-D weight matrices; norms and biases stay F32
   bool tied_output = false;
+  // Written only when > 0, and only for archs that read them (else the spec is refused):
+  int64_t window = 0;          // attention.sliding_window
+  int64_t window_period = 0;   // attention.sliding_window_pattern
+  double attn_softcap = 0.0;   // attn_logit_softcapping
+  double final_softcap = 0.0;  // final_logit_softcapping
   uint64_t seed = 1;
 };
 

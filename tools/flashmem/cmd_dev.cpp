@@ -15,16 +15,23 @@ const CommandRegistration kDev("dev", [](CLI::App& app) {
   auto spec = std::make_shared<RandomModelSpec>();
   auto type = std::make_shared<std::string>("f32");
   auto out = std::make_shared<std::string>();
-  cmd->add_option("--arch", spec->arch, "llama | qwen2")->capture_default_str();
+  cmd->add_option("--arch", spec->arch, "llama | mistral | qwen2 | qwen3 | phi3 | gemma2")->capture_default_str();
   cmd->add_option("--dim", spec->dim, "embedding width")->capture_default_str();
   cmd->add_option("--layers", spec->n_layers, "number of blocks")->capture_default_str();
   cmd->add_option("--heads", spec->n_heads, "attention heads")->capture_default_str();
   cmd->add_option("--kv-heads", spec->n_kv_heads, "KV heads (GQA)")->capture_default_str();
+  cmd->add_option("--head-dim", spec->head_dim, "head dimension (0: dim / heads)")->capture_default_str();
+  cmd->add_option("--rope-dim", spec->rope_dim, "rotated dims per head (0: all)")->capture_default_str();
   cmd->add_option("--ff", spec->ff_dim, "feed-forward width")->capture_default_str();
   cmd->add_option("--vocab", spec->n_vocab, "vocabulary size (>= 259)")->capture_default_str();
   cmd->add_option("--context", spec->context_length, "trained context length")->capture_default_str();
   cmd->add_option("--type", *type, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q2_K .. q6_K | iq4_nl")->capture_default_str();
   cmd->add_flag("--tied", spec->tied_output, "tie the output matrix to the embedding");
+  cmd->add_option("--window", spec->window, "sliding window in positions (0: none)")->capture_default_str();
+  cmd->add_option("--window-period", spec->window_period,
+                  "gemma2: every period-th layer attends globally (0: arch default)")->capture_default_str();
+  cmd->add_option("--attn-softcap", spec->attn_softcap, "attention logit soft-cap (0: arch default)")->capture_default_str();
+  cmd->add_option("--final-softcap", spec->final_softcap, "final logit soft-cap (0: arch default)")->capture_default_str();
   cmd->add_option("--seed", spec->seed, "random seed")->capture_default_str();
   cmd->add_option("--out", *out, "output .gguf")->required();
   cmd->callback([spec, type, out] {
