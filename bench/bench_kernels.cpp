@@ -1,5 +1,6 @@
 // matvec weight bandwidth and matmul FLOP rate on the 125M benchmark model's shapes.
 //   bench_kernels --benchmark_filter=Matvec/q8_0 --benchmark_repetitions=3
+//   bench_kernels --benchmark_filter=decode_batch --benchmark_repetitions=3   (decode of N sequences)
 // matvec cycles through enough copies of the matrix (>= 128 MiB) that every call streams its
 // weights from DRAM, as decode does (the whole model does not fit in the 32 MiB L3).
 #include <benchmark/benchmark.h>
@@ -117,6 +118,25 @@ void bench_decode_pass(benchmark::State& state, DType type) {
   state.counters["tok/s"] = benchmark::Counter(1.0, benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// One batched decode step of N sequences (matvec_batch over every layer matrix + output): what
+// `bench --sequences N` shares. tok/s counts all N tokens, so the ratio to N = 1 is the weight
+// side's batching gain (bit-identical arithmetic per token, weights read once per batch).
+void bench_decode_batch(benchmark::State& state, DType type) {
+  const int64_t n_tokens = state.range(0);
+  const ModelWeights m = make_model(type, true);
+  ThreadPool* pool = pool_for(static_cast<int>(state.range(1)));
+  const std::vector<float> x = random_floats(n_tokens * 2048, 6);  // [n_tokens, max cols]
+  std::vector<float> y(static_cast<size_t>(n_tokens * 32000));     // [n_tokens, max rows]
+  for (auto _ : state) {
+    for (size_t i = 0; i < m.matrices.size(); ++i)
+      matvec_batch(type, m.matrices[i].data(), x.data(), y.data(), n_tokens, m.shapes[i].first,
+                   m.shapes[i].second, pool);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["tok/s"] = benchmark::Counter(static_cast<double>(n_tokens),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // One 512-token prefill's matmuls over every layer matrix (logits for the last token only).
 void bench_prefill_pass(benchmark::State& state, DType type) {
   const int64_t n_tokens = 512;
@@ -161,6 +181,8 @@ BENCHMARK_CAPTURE(bench_matvec, q4_0, DType::Q4_0)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, f32, DType::F32)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_decode_pass, q8_0, DType::Q8_0)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(bench_decode_pass, f16, DType::F16)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(bench_decode_batch, q8_0, DType::Q8_0)
+    ->ArgNames({"sequences", "threads"})->Args({1, 2})->Args({4, 2})->Args({8, 2})->Args({16, 2})->UseRealTime();
 BENCHMARK_CAPTURE(bench_prefill_pass, q8_0, DType::Q8_0)->ArgName("threads")->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(bench_prefill_pass, f16, DType::F16)->ArgName("threads")->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(bench_matmul, f32, DType::F32)->Apply(matmul_shapes);
