@@ -4,18 +4,13 @@
 #include <limits>
 
 #include "engine/forward_pass.h"
+#include "kv/store_spec.h"
 #include "util/error.h"
 
 namespace flashmem {
 namespace {
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
-
-void check_store_spec(const std::string& spec) {
-  if (spec == "ram") return;
-  if (spec.rfind("disk:", 0) == 0 && spec.size() > 5) return;
-  fail("--kv-store must be 'ram' or 'disk:PATH', not '{}'", spec);
-}
 
 }  // namespace
 
@@ -30,7 +25,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
       pool_(options.n_threads > 0 ? options.n_threads : ThreadPool::default_threads()) {
   if (!model_) fail("the engine needs a model");
   if (options_.max_batch < 1) fail("max_batch must be >= 1");
-  check_store_spec(options_.kv_store);
+  check_store_reachable(parse_store_spec(options_.kv_store));
   pass_ = std::make_unique<ForwardPass>(*model_, pool_, times_);
 }
 

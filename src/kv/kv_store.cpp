@@ -25,7 +25,7 @@ const char* describe(StoreStatus status) {
     case StoreStatus::kOk: return "ok";
     case StoreStatus::kAbsent: return "page not in the store";
     case StoreStatus::kCorrupt: return "checksum mismatch";
-    case StoreStatus::kIoError: return "I/O error or short file";
+    case StoreStatus::kIoError: return "I/O error, short file or lost connection to the store";
     case StoreStatus::kNoSpace: return "no space left";
     case StoreStatus::kCancelled: return "recall cancelled";
   }
@@ -34,6 +34,12 @@ const char* describe(StoreStatus status) {
 
 KvStore::KvStore(size_t page_bytes, int64_t segments) : page_bytes_(page_bytes), segments_(segments) {
   check_sizes(page_bytes, segments);
+}
+
+void KvStore::read_pages(std::span<const int64_t> pages, std::span<uint8_t* const> dst,
+                         std::span<StoreStatus> status) {
+  if (dst.size() != pages.size() || status.size() != pages.size()) fail("read_pages: spans of different sizes");
+  for (size_t i = 0; i < pages.size(); ++i) status[i] = read_page(pages[i], dst[i]);
 }
 
 void KvStore::check_sizes(size_t page_bytes, int64_t segments) {

@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "kv/page_layout.h"
@@ -29,7 +30,7 @@ enum class StoreStatus : uint8_t {
 
 // Stable lowercase name ("ok", "absent", "corrupt", "io-error", "no-space", "cancelled").
 const char* to_string(StoreStatus status);
-// What the status means, for error messages ("checksum mismatch", "I/O error or short file", ...).
+// What the status means, for error messages ("checksum mismatch", "I/O error, short file or lost connection to the store", ...).
 const char* describe(StoreStatus status);
 
 class KvStore {
@@ -60,6 +61,16 @@ class KvStore {
   // not make it miss; a version-1 disk file verifies the whole page instead). Throws Error for a
   // segment outside [0, segments()) (caller bug). Thread-safe like read_page.
   virtual StoreStatus read_segment(int64_t page, int64_t segment, uint8_t* dst) = 0;
+
+  // Reads several pages: status[i] and dst[i] [page_bytes()] for pages[i], with read_page's
+  // guarantees for each. Stores with a round trip per call (Redis) send the whole batch at once;
+  // the default reads the pages one by one. Spans of different sizes throw Error.
+  virtual void read_pages(std::span<const int64_t> pages, std::span<uint8_t* const> dst,
+                          std::span<StoreStatus> status);
+
+  // Pages the recall worker should hand to read_pages() at once: 1 (the default) keeps every
+  // recall as short as one page read; stores with a round trip per call ask for more.
+  virtual size_t recall_batch_pages() const { return 1; }
 
   // True when `page` was written successfully (reads may still miss on a disk fault).
   virtual bool has_page(int64_t page) const = 0;

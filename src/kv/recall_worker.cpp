@@ -1,5 +1,7 @@
 #include "kv/recall_worker.h"
 
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace flashmem {
@@ -53,19 +55,33 @@ std::vector<RecallJob> RecallWorker::shutdown() {
 }
 
 void RecallWorker::run() {
+  const size_t batch = std::max<size_t>(1, store_.recall_batch_pages());
+  std::vector<RecallJob> jobs;          // [batch] taken from the queue together
+  std::vector<int64_t> pages;           // [batch]
+  std::vector<uint8_t*> dst;            // [batch]
+  std::vector<StoreStatus> status;      // [batch]
   for (;;) {
-    RecallJob job;
     {
       std::unique_lock lock(mutex_);
       work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
       if (stop_) return;
-      job = queue_.front();
-      queue_.pop_front();
+      jobs.clear();
+      while (!queue_.empty() && jobs.size() < batch) {
+        jobs.push_back(queue_.front());
+        queue_.pop_front();
+      }
       busy_ = true;
     }
-    // The copy and the report run without the worker lock: cancel_if never waits for a copy.
-    const StoreStatus status = store_.read_page(job.page, job.dst);
-    on_done_(job, status);
+    // The copies and the reports run without the worker lock: cancel_if never waits for a copy.
+    pages.resize(jobs.size());
+    dst.resize(jobs.size());
+    status.resize(jobs.size());
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      pages[i] = jobs[i].page;
+      dst[i] = jobs[i].dst;
+    }
+    store_.read_pages(pages, dst, status);
+    for (size_t i = 0; i < jobs.size(); ++i) on_done_(jobs[i], status[i]);
     {
       std::lock_guard lock(mutex_);
       busy_ = false;

@@ -4,27 +4,13 @@
 #include <cmath>
 #include <cstring>
 
-#include "kv/disk_store.h"
+#include "kv/store_spec.h"
 #include "runtime/limits.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 #include "util/timer.h"
 
 namespace flashmem {
-namespace {
-
-// One store segment per layer, so quest can read a layer's K and V of a page alone.
-std::unique_ptr<KvStore> make_store(const std::string& spec, const PageLayout& layout) {
-  const size_t page_bytes = layout.page_bytes();
-  if (spec == "ram") return std::make_unique<RamStore>(page_bytes, layout.n_layers);
-  // One file per sequence: a directory gets a new, unpredictable file name inside it each time;
-  // a file name must not exist yet (DiskStore::create).
-  if (spec.rfind("disk:", 0) == 0 && spec.size() > 5)
-    return DiskStore::create(spec.substr(5), page_bytes, {.segments = layout.n_layers});
-  fail("--kv-store must be 'ram' or 'disk:PATH', not '{}'", spec);
-}
-
-}  // namespace
 
 PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKvOptions& options)
     : config_(model.config()),
@@ -77,7 +63,8 @@ void PagedKv::reset() {
   // The old store goes before the new one is made: with disk:FILE both use the same path, and the
   // old one removes its file when destroyed.
   store_.reset();
-  store_ = make_store(options_.store, layout_);
+  // One store segment per layer, so quest can read a layer's K and V of a page alone.
+  store_ = make_store(parse_store_spec(options_.store), layout_.page_bytes(), layout_.n_layers);
   const int64_t capacity_pages = (capacity_ + options_.page_tokens - 1) / options_.page_tokens;
   // Cells: the budget's share of the largest context, plus the open page; never fewer than
   // the pool's minimum (sink + tail + open page).

@@ -22,7 +22,7 @@ struct PagedKvOptions {
   int64_t sink_pages = kDefaultSinkPages;
   int64_t recent_pages = kDefaultRecentPages;  // raised to cover tau decode steps (tail_pages())
   int64_t tau = kDefaultTau;    // decode steps per selection cycle (the indexer's lookahead)
-  std::string store = "ram";    // "ram" | "disk:PATH" (PATH: a directory or file name prefix)
+  std::string store = "ram";    // a --kv-store value (kv/store_spec.h): ram, disk:PATH, redis://...
   // Prompt with a store other than ram: K and V bytes of one layer per attention window.
   size_t prompt_window_bytes = kDefaultPromptWindowBytes;
   std::shared_ptr<const IndexerModel> indexer;  // required by `lsa`

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "../common/redis_server.h"
 #include "../common/stories_fixture.h"
 #include "indexer/indexer_model.h"
 #include "model/sampler.h"
@@ -54,10 +55,10 @@ class PagedKvTest : public ::testing::TestWithParam<std::string> {
   std::vector<int32_t> ids_ = test::stories_tokens();
   SessionOptions options_ = test::stories_session_options();
 
-  std::string store() const {
-    if (GetParam() == "ram") return "ram";
-    return "disk:" + ::testing::TempDir();
+  void SetUp() override {
+    if (GetParam() == "redis") FLASHMEM_SKIP_WITHOUT_REDIS();
   }
+  std::string store() const { return test::kv_store_for(GetParam()); }
   Session paged(const std::string& policy, double budget = -1, int64_t page_tokens = 16) {
     PagedKvOptions o;
     o.policy = parse_policy_spec(policy);
@@ -175,7 +176,7 @@ TEST_P(PagedKvTest, Q8CacheFullPolicyIsBitIdenticalAndCloseToF16) {
   EXPECT_LT(sum_diff / static_cast<double>(ref.prompt_logits.size()), 0.002 * (hi - lo));
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, PagedKvTest, ::testing::Values("ram", "disk"));
+INSTANTIATE_TEST_SUITE_P(Stores, PagedKvTest, ::testing::Values("ram", "disk", "redis"));
 
 TEST(KvTypes, Q8NeedsHeadsOfWholeBlocksAndOtherTypesAreRejected) {
   auto model = Model::load(kData + "/models/stories260K.gguf");  // head_dim 8

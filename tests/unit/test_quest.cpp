@@ -10,6 +10,7 @@
 #include <numeric>
 #include <random>
 
+#include "../common/redis_server.h"
 #include "../common/stories_fixture.h"
 #include "model/sampler.h"
 #include "engine/session.h"
@@ -188,7 +189,10 @@ class QuestRuntimeTest : public ::testing::TestWithParam<std::string> {
   SessionOptions options_ = test::stories_session_options();
   static constexpr int64_t kPageTokens = 16;
 
-  // store: "ram" or "disk"; "" = the test's parameter.
+  void SetUp() override {
+    if (GetParam() == "redis") FLASHMEM_SKIP_WITHOUT_REDIS();
+  }
+  // store: "ram", "disk" or "redis"; "" = the test's parameter.
   Session paged(const std::string& policy, double budget = -1, std::string store = "") {
     if (store.empty()) store = GetParam();
     PagedKvOptions o;
@@ -196,7 +200,7 @@ class QuestRuntimeTest : public ::testing::TestWithParam<std::string> {
     o.budget = budget;
     o.page_tokens = kPageTokens;
     o.tau = 32;  // several cycles in a short run, so the pool's selection changes too
-    o.store = store == "ram" ? "ram" : "disk:" + ::testing::TempDir();
+    o.store = test::kv_store_for(store);
     return Session(model_, options_, std::make_unique<PagedKv>(*model_, options_.n_ctx, options_.kv_type, o));
   }
   // Greedy decode logits after a prompt of n_prompt ids.
@@ -322,7 +326,7 @@ TEST_P(QuestRuntimeTest, SameLogitsAsTheRamStoreReadingOnlyChosenLayers) {
   EXPECT_EQ(st.attn_bytes_per_step, dynamic_cast<const PagedKv&>(ram.kv()).stats().attn_bytes_per_step);
 }
 
-INSTANTIATE_TEST_SUITE_P(Stores, QuestRuntimeTest, ::testing::Values("ram", "disk"));
+INSTANTIATE_TEST_SUITE_P(Stores, QuestRuntimeTest, ::testing::Values("ram", "disk", "redis"));
 
 }  // namespace
 }  // namespace flashmem
