@@ -51,6 +51,8 @@ ForwardPass::ForwardPass(const Model& model, ThreadPool& pool, ForwardTimes& tim
     : model_(model), pool_(pool), times_(times) {
   const ModelConfig& c = model_.config();
   rope_freqs_ = rope_frequencies(c.rope_base, c.rope_dim);
+  if (const float* factors = model_.weights().rope_freq_factors)
+    for (size_t i = 0; i < rope_freqs_.size(); ++i) rope_freqs_[i] /= factors[i];
   rope_cos_.resize(rope_freqs_.size());
   rope_sin_.resize(rope_freqs_.size());
 }

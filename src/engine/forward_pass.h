@@ -44,7 +44,7 @@ class ForwardPass {
   ForwardTimes& times_;
   std::span<const PassSlice> slices_;
   int64_t n_rows_ = 0, n_single_ = 0;
-  std::vector<double> rope_freqs_;          // [rope_dim/2] base^(-2i/rope_dim)
+  std::vector<double> rope_freqs_;          // [rope_dim/2] base^(-2i/rope_dim) / factor_i
   std::vector<float> rope_cos_, rope_sin_;  // [rope_dim/2] the angles of the position being rotated
 
   // Scratch for the pass's rows (R), grown as needed.

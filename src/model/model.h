@@ -44,6 +44,9 @@ struct ModelWeights {
   const float* output_norm = nullptr;  // [D]
   Matrix output;                     // [n_vocab, D] (== token_embd when tied)
   bool tied_output = false;
+  // [rope_dim / 2] per-frequency divisors from `rope_freqs.weight` (Llama 3.1+ files: the
+  // converter bakes the "llama3" long-context scaling into it), or nullptr: RoPE unscaled.
+  const float* rope_freq_factors = nullptr;
 };
 
 class Model {

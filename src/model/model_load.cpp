@@ -1,5 +1,6 @@
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 
@@ -84,6 +85,14 @@ std::shared_ptr<Model> Model::from_gguf(GgufFile file) {
   for (const char* factors : {"rope_factors_long.weight", "rope_factors_short.weight"})
     if (f.find_tensor(factors) != nullptr || f.find_tensor(fmt::format("blk.0.{}", factors)) != nullptr)
       fail("{}: tensor '{}' (LongRoPE frequency factors) is not supported", f.name(), factors);
+  // Llama 3.1-style frequency factors: angle_i = pos · f_i / factor_i, one table for all layers.
+  if (f.find_tensor("rope_freqs.weight") != nullptr) {
+    w.rope_freq_factors = bind_vector(f, "rope_freqs.weight", c.rope_dim / 2);
+    for (int64_t i = 0; i < c.rope_dim / 2; ++i)
+      if (!(w.rope_freq_factors[i] > 0.0f) || !std::isfinite(w.rope_freq_factors[i]))
+        fail("{}: tensor 'rope_freqs.weight' element {} is {}, not a positive finite factor", f.name(), i,
+             w.rope_freq_factors[i]);
+  }
   w.layers.resize(static_cast<size_t>(c.n_layers));
   for (int64_t i = 0; i < c.n_layers; ++i) {
     LayerWeights& l = w.layers[static_cast<size_t>(i)];

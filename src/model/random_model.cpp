@@ -177,6 +177,7 @@ void write_random_model(const RandomModelSpec& s, const std::string& path) {
   }
   g.vector("output_norm.weight", s.dim, 1.0f, 0.1f);
   if (!s.tied_output) g.matrix("output.weight", s.n_vocab, s.dim, s.type);
+  if (s.rope_freq_factors) g.vector("rope_freqs.weight", (s.rope_dim > 0 ? s.rope_dim : head_dim) / 2, 4.5f, 3.5f);
   w.write(path);
 }
 

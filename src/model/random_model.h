@@ -25,6 +25,9 @@ struct RandomModelSpec {
   int64_t window_period = 0;   // attention.sliding_window_pattern
   double attn_softcap = 0.0;   // attn_logit_softcapping
   double final_softcap = 0.0;  // final_logit_softcapping
+  // Write `rope_freqs.weight` (Llama 3.1-style RoPE frequency divisors), uniform in [1, 8]: the
+  // range of the factors in Llama 3.1 files (1 for short wavelengths, 8 for long ones).
+  bool rope_freq_factors = false;
   uint64_t seed = 1;
 };
 

@@ -27,6 +27,8 @@ const CommandRegistration kDev("dev", [](CLI::App& app) {
   cmd->add_option("--context", spec->context_length, "trained context length")->capture_default_str();
   cmd->add_option("--type", *type, "f32 | f16 | bf16 | q8_0 | q4_0 | q4_1 | q5_0 | q5_1 | q2_K .. q6_K | iq4_nl")->capture_default_str();
   cmd->add_flag("--tied", spec->tied_output, "tie the output matrix to the embedding");
+  cmd->add_flag("--rope-freq-factors", spec->rope_freq_factors,
+                "write rope_freqs.weight (Llama 3.1-style RoPE frequency divisors, random in [1, 8])");
   cmd->add_option("--window", spec->window, "sliding window in positions (0: none)")->capture_default_str();
   cmd->add_option("--window-period", spec->window_period,
                   "gemma2: every period-th layer attends globally (0: arch default)")->capture_default_str();
