@@ -50,6 +50,9 @@ const Case kCases[] = {
     // A `llama` file with llama.attention.sliding_window = 48: llama.cpp ignores the key, so its
     // logits are the window's only while the window holds every position (the first 48).
     {"rand-mistral-f32.gguf", "rand_llama_ids.i32", "rand-mistral-f32.logits.f32", 1e-4, 1.0, 1e-5, 48},
+    // Llama 3.1-style `rope_freqs.weight` (PROVENANCE.md "RoPE frequency factors"): 1.1e-6
+    // measured; ignoring the factors (as the loader did before) is 0.88 off.
+    {"rand-llama-ropefreqs-f32.gguf", "rand_llama_ids.i32", "rand-llama-ropefreqs-f32.logits.f32", 1e-4, 1.0, 1e-5},
     // Files quantized by llama.cpp's llama-quantize (the mixes users download: each file also
     // holds the K-quants and Q6_K that llama.cpp picks for some matrices). Most positions agree to
     // ~3e-7; a position where an activation code lands on the other side of a rounding tie
