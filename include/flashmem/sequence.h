@@ -42,6 +42,8 @@ class Sequence {
 
   Engine& engine() const { return *engine_; }
   int64_t n_past() const { return n_past_; }
+  // True between a decode() part with BatchItem::prompt_continues and the prompt's last part.
+  bool prompt_open() const { return prompt_open_; }
   int64_t capacity() const { return kv_->capacity(); }
   DType kv_type() const { return kv_->type(); }
 
@@ -65,12 +67,14 @@ class Sequence {
 
  private:
   friend class ForwardPass;
+  friend class Engine;  // sets prompt_open_
   void attach(Engine& engine);  // reserves the bytes against the budget
   Engine* engine_;
   std::unique_ptr<KvBackend> kv_;
   const PagedKv* paged_ = nullptr;  // kv_ when it is the paged runtime
   uint64_t reserved_bytes_ = 0;
   int64_t n_past_ = 0;
+  bool prompt_open_ = false;
 };
 
 }  // namespace flashmem
