@@ -42,6 +42,14 @@ struct ServeConfig {
   int threads = 2;
 };
 
+// A contiguous-cache server that runs at most `max_sequences` requests with `max_queue` waiting.
+inline ServeConfig limited(int64_t max_sequences, int64_t max_queue) {
+  ServeConfig c;
+  c.max_sequences = max_sequences;
+  c.max_queue = max_queue;
+  return c;
+}
+
 // The server's options as `flashmem serve` makes them from the same flags.
 inline std::unique_ptr<server::Server> start_server(const ServeConfig& c) {
   auto model = Model::load(kNeedleModel);

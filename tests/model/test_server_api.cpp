@@ -284,10 +284,7 @@ TEST(ServerBatching, ConcurrentRequestsGiveTheirTextsAlone) {
 // A long streamed request in the only place: the next request is refused with 429 and
 // Retry-After; when the first client leaves, its sequence is freed and requests run again.
 TEST(ServerLimits, FullQueueGets429AndALeavingClientFreesItsPlace) {
-  ServeConfig config;
-  config.max_sequences = 1;
-  config.max_queue = 0;
-  auto server = start_server(config);
+  auto server = start_server(limited(1, 0));
   const int port = server->port();
   const json long_body = {{"prompt", "The road goes on"}, {"max_tokens", 8000}, {"temperature", 0}, {"stream", true}};
   RawConnection first(port, http_post_text("/v1/completions", long_body.dump()));
@@ -303,10 +300,7 @@ TEST(ServerLimits, FullQueueGets429AndALeavingClientFreesItsPlace) {
 
 // A client waiting for a non-streamed answer that leaves: its request is cancelled at once.
 TEST(ServerLimits, LeavingNonStreamingClientIsCancelled) {
-  ServeConfig config;
-  config.max_sequences = 1;
-  config.max_queue = 1;
-  auto server = start_server(config);
+  auto server = start_server(limited(1, 1));
   const int port = server->port();
   const json long_body = {{"prompt", "The road goes on"}, {"max_tokens", 8000}, {"temperature", 0}};
   RawConnection first(port, http_post_text("/v1/completions", long_body.dump()));

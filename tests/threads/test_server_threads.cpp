@@ -12,10 +12,7 @@ namespace flashmem::test {
 namespace {
 
 TEST(ServerThreads, ConcurrentClientsScrapersAndLeaversAgree) {
-  ServeConfig config;
-  config.max_sequences = 3;
-  config.max_queue = 16;
-  auto server = start_server(config);
+  auto server = start_server(limited(3, 16));
   const int port = server->port();
   const Tokenizer tokenizer = Tokenizer::from_gguf(Model::load(kNeedleModel)->file());
   constexpr int kClients = 5, kRounds = 2;
