@@ -12,8 +12,9 @@ class PeerProbe {
  public:
   // The connection from remote_addr:remote_port to our local_port (httplib::Request's fields).
   PeerProbe(const std::string& remote_addr, int remote_port, int local_port);
-  // True once the client has closed or reset the connection; false while it is open, and when
-  // the socket was not found (then nothing can be told).
+  // True once the client has closed or reset the connection (a client that only shuts down its
+  // sending side counts as gone too); false while it is open, and when the socket was not found
+  // (then nothing can be told).
   bool client_gone() const;
   bool found() const { return fd_ >= 0; }
 

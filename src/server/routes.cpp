@@ -8,6 +8,7 @@
 #include "server/chat_prompt.h"
 #include "server/peer_probe.h"
 #include "server/sse.h"
+#include "server/web_page.h"
 #include "util/process_memory.h"
 
 namespace flashmem::server {
@@ -22,13 +23,13 @@ constexpr std::chrono::milliseconds kPollInterval{100};
 
 constexpr const char* kJson = "application/json";
 
-// The routes that need no API key.
-bool is_public(const std::string& path) { return path == "/health"; }
+// The routes that need no API key (the page asks for the key to use the API).
+bool is_public(const std::string& path) { return path == "/health" || path == "/"; }
 
 // A metrics label for a path: the routes we serve, "other" for the rest (so that probes of
 // random paths cannot grow the label set without bound).
 std::string route_label(const std::string& path) {
-  for (const char* route : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics"})
+  for (const char* route : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/"})
     if (path == route) return route;
   return "other";
 }
@@ -101,6 +102,10 @@ void Routes::install(httplib::Server& http) {
   }));
   http.Get("/health", guarded([this](const auto&, auto& res) { health(res); }));
   http.Get("/metrics", guarded([this](const auto&, auto& res) { metrics(res); }));
+  http.Get("/", guarded([](const auto&, auto& res) {
+    const std::string_view page = web_page_html();
+    res.set_content(page.data(), page.size(), "text/html; charset=utf-8");
+  }));
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (options_.api_key.empty() || is_public(req.path) ||
         bearer_matches(req.get_header_value("Authorization"), options_.api_key))
@@ -145,20 +150,21 @@ std::vector<int32_t> Routes::completion_prompt(const CompletionRequest& request)
   return engine_.tokenizer().encode(std::get<std::string>(request.prompt), /*add_special=*/true, false);
 }
 
-JobInput Routes::job_input(std::vector<int32_t> prompt, const GenerationParams& params) const {
+JobInput Routes::job_input(std::vector<int32_t> prompt, const GenerationParams& params,
+                           const char* prompt_param) const {
   if (params.model && *params.model != options_.model_id)
     throw ApiError(404, "invalid_request_error",
                    fmt::format("the model '{}' is not served here; this server serves '{}'", *params.model,
                                options_.model_id),
                    "model", "model_not_found");
   const auto n = static_cast<int64_t>(prompt.size());
-  if (n == 0) fail_request("prompt", "the prompt tokenizes to nothing");
+  if (n == 0) fail_request(prompt_param, "the prompt tokenizes to nothing");
   if (n >= options_.ctx)
     throw ApiError(400, "invalid_request_error",
                    fmt::format("the prompt has {} tokens; the context holds {} (--ctx), with room for at "
                                "least one new token",
                                n, options_.ctx),
-                   "messages", "context_length_exceeded");
+                   prompt_param, "context_length_exceeded");
   const int64_t max_tokens = params.max_tokens.value_or(options_.ctx - n);
   if (max_tokens > options_.ctx - n)
     throw ApiError(400, "invalid_request_error",
@@ -185,7 +191,8 @@ void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpo
     params = r.params;
     prompt = render_chat_prompt(engine_, r.messages);
   }
-  auto job = std::make_shared<GenerationJob>(job_input(std::move(prompt), params));
+  const char* prompt_param = endpoint == Endpoint::kChat ? "messages" : "prompt";
+  auto job = std::make_shared<GenerationJob>(job_input(std::move(prompt), params, prompt_param));
   scheduler_.submit(job);
   auto follower = std::make_shared<Follower>(
       Follower{scheduler_, job, PeerProbe(req.remote_addr, req.remote_port, req.local_port), ""});

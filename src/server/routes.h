@@ -1,6 +1,7 @@
 // The HTTP routes of `flashmem serve` (cpp-httplib): POST /v1/completions and
 // /v1/chat/completions (streamed as server-sent events with stream: true), GET /v1/models,
-// /health and /metrics; --api-key checking; OpenAI-style error objects for every failure.
+// /health, /metrics and the page at / (server/web_page.h); --api-key checking; OpenAI-style
+// error objects for every failure.
 //
 // A generation request is parsed and checked on its HTTP thread (tokenizing included), queued
 // on the scheduler, and then waited for: the thread polls the job and its client's connection,
@@ -33,7 +34,8 @@ class Routes {
 
  private:
   void generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
-  JobInput job_input(std::vector<int32_t> prompt, const GenerationParams& params) const;
+  // The job of a parsed request; `prompt_param` names the field the prompt came from.
+  JobInput job_input(std::vector<int32_t> prompt, const GenerationParams& params, const char* prompt_param) const;
   std::vector<int32_t> completion_prompt(const CompletionRequest& request) const;
   void health(httplib::Response& res) const;
   void metrics(httplib::Response& res) const;

@@ -42,8 +42,15 @@ struct Scheduler::Active {
 
 Scheduler::Scheduler(Engine& engine, Metrics& metrics, SchedulerOptions options)
     : engine_(engine), metrics_(metrics), options_(std::move(options)) {
-  if (options_.max_sequences < 1) fail("--max-sequences must be >= 1, got {}", options_.max_sequences);
-  if (options_.max_queue < 0) fail("--max-queue must be >= 0, got {}", options_.max_queue);
+  if (options_.max_sequences < 1 || options_.max_sequences > kMaxSchedulerJobs)
+    fail("--max-sequences must be in [1, {}], got {}", kMaxSchedulerJobs, options_.max_sequences);
+  if (options_.max_queue < 0 || options_.max_queue > kMaxSchedulerJobs)
+    fail("--max-queue must be in [0, {}], got {}", kMaxSchedulerJobs, options_.max_queue);
+  // Options no sequence can be made with (lsa without an indexer, an unusable store) fail here,
+  // not in every request.
+  SequenceOptions probe = options_.sequence;
+  probe.n_ctx = 1;
+  { const Sequence check(engine_, probe); }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -106,9 +113,9 @@ void Scheduler::run() {
     }
     drop_cancelled();
     admit();
+    publish_gauges();  // before the step: a job's first text never precedes its admission's figures
     if (!active_.empty()) step();
     retire_finished();
-    publish_gauges();
   }
   for (auto& a : active_) fail_job(*a, shutting_down());
   retire_finished();

@@ -32,6 +32,9 @@ namespace flashmem::server {
 
 // A 429's Retry-After: the queue moves at decode speed, and a job ending frees a place at once.
 inline constexpr int kRetryAfterSeconds = 1;
+// Most running or waiting jobs of each kind: every one holds an HTTP thread (8 MiB of stack
+// address space), so 4096 of each stay far below the process's thread and memory limits.
+inline constexpr int64_t kMaxSchedulerJobs = 4096;
 
 struct SchedulerOptions {
   int64_t max_sequences = 1;  // jobs holding a sequence at once (>= 1)
@@ -44,7 +47,8 @@ struct SchedulerOptions {
 class Scheduler {
  public:
   // Starts the decode thread. `engine` and `metrics` must outlive the scheduler; from now on the
-  // engine is this scheduler's (decode() and sequences on its thread only).
+  // engine is this scheduler's (decode() and sequences on its thread only). Throws Error on bad
+  // limits and when options.sequence cannot make a sequence (checked with a one-token one).
   Scheduler(Engine& engine, Metrics& metrics, SchedulerOptions options);
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;

@@ -111,6 +111,23 @@ TEST_F(ServerApi, ModelsAndHealthSayHowChatPromptsAreMade) {
   EXPECT_NE(health.json_body()["chat_prompt"].get<std::string>().find("fallback"), std::string::npos);
 }
 
+// The page at / (no API key needed) uses the chat route and reads metrics that /metrics has.
+TEST_F(ServerApi, PageAtRootReadsMetricsThatExist) {
+  const HttpReply page = get(port(), "/");
+  ASSERT_EQ(page.status, 200);
+  EXPECT_NE(page.headers.find("Content-Type")->second.find("text/html"), std::string::npos);
+  EXPECT_NE(page.body.find("\"/v1/chat/completions\""), std::string::npos);
+  const std::string metrics = get(port(), "/metrics").body;
+  const std::regex name(R"(flashmem_[a-z_]+)");
+  int names = 0;
+  for (auto it = std::sregex_iterator(page.body.begin(), page.body.end(), name); it != std::sregex_iterator(); ++it) {
+    const std::string sample_line = it->str().append(" ");  // an unlabelled sample: "name value"
+    EXPECT_NE(metrics.find('\n' + sample_line), std::string::npos) << it->str() << " is not in /metrics";
+    ++names;
+  }
+  EXPECT_GE(names, 10);
+}
+
 TEST_F(ServerApi, StopStringsEndTheTextBeforeThem) {
   const data::TaskSample task = data::generate_task({}, 7, needle_tokenizer());
   const HttpReply whole = post(port(), "/v1/completions", greedy_completion(task.prompt, 20));
@@ -221,6 +238,7 @@ TEST(ServerAuth, ApiKeyIsRequiredExceptForHealth) {
   EXPECT_EQ(get(port, "/v1/models", good).status, 200);
   EXPECT_EQ(get(port, "/metrics", good).status, 200);
   EXPECT_EQ(get(port, "/health").status, 200);
+  EXPECT_EQ(get(port, "/").status, 200);
 }
 
 // The server's greedy text is `flashmem run`'s for the same prompt, with the contiguous cache
