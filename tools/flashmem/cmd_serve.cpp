@@ -16,9 +16,12 @@ namespace {
 
 struct ServeArgs {
   std::string model, host = "127.0.0.1", api_key, state_dir, kv_type = "f16";
-  int port = 8080, threads = 0;
-  int64_t ctx = 0, kv_budget_mb = 0, max_sequences = 4, max_queue = 16;
-  double shutdown_grace = 5;
+  int port = 8080, threads = 0;  // 8080: the port OpenAI-compatible local servers commonly use
+  int64_t ctx = 0, kv_budget_mb = 0;
+  // Four requests decode together by default: batching pays off from the second sequence on,
+  // while each added one slows every step a little; four times as many may wait.
+  int64_t max_sequences = 4, max_queue = 16;
+  double shutdown_grace = 5;  // seconds: long enough for short answers to finish
   LsaArgs lsa;
   bool has_store = false;  // --kv-store given
 };
@@ -36,6 +39,9 @@ std::string default_state_dir() {
 // mirrors every sequence's whole history in RAM, which a budget of resident KV cannot bound).
 // A disk store's path must be a directory (one file per sequence); it is created if missing.
 std::string slow_tier(const ServeArgs& a) {
+  if (!a.state_dir.empty() && (a.lsa.policy.empty() || a.has_store))
+    fail("--state-dir holds the default slow tier of a --policy; without a policy, or with --kv-store, "
+         "it would not be used");
   if (a.lsa.policy.empty() && !a.has_store) return "ram";  // contiguous caches use no slow tier
   const std::string store =
       a.has_store ? a.lsa.store : "disk:" + (a.state_dir.empty() ? default_state_dir() : a.state_dir) + "/kv";
