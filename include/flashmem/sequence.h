@@ -66,8 +66,8 @@ class Sequence {
   const KvBackend& kv() const { return *kv_; }
 
  private:
-  friend class ForwardPass;
   friend class Engine;  // sets prompt_open_
+  friend class ForwardPass;
   void attach(Engine& engine);  // reserves the bytes against the budget
   Engine* engine_;
   std::unique_ptr<KvBackend> kv_;
