@@ -24,6 +24,7 @@
 #include "indexer/indexer_model.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
+#include "util/error.h"
 #include "util/thread_pool.h"
 
 namespace flashmem {
@@ -59,6 +60,11 @@ struct BatchItem {
   // nullptr: no logits; otherwise [n_vocab] for the last token, or [n, n_vocab] with all_logits.
   float* logits = nullptr;
   bool all_logits = false;
+  // A prompt may be fed over several decode() calls (a scheduler interleaving a long prompt with
+  // other sequences' decode steps): true on every part but the last. The selection machinery of a
+  // paged sequence then starts at the end of the last part, as for the whole prompt in one call;
+  // parts of whole max_batch chunks from the prompt's start give the bits of one call.
+  bool prompt_continues = false;
 };
 
 // The resident-KV budget as a scheduler sees it (bytes of KV cells the sequences reserve: a
@@ -70,6 +76,20 @@ struct KvBudget {
   int64_t sequences = 0;  // live sequences
   // What a new sequence may still reserve (UINT64_MAX without a limit).
   uint64_t available() const;
+};
+
+// What a Sequence's constructor throws when the engine's KV budget cannot hold it now: a
+// scheduler keeps the request waiting while needed() <= limit() (other sequences will release
+// bytes) and refuses it when even an empty engine could not hold it.
+class KvBudgetError : public Error {
+ public:
+  KvBudgetError(const std::string& message, uint64_t needed, uint64_t limit)
+      : Error(message), needed_(needed), limit_(limit) {}
+  uint64_t needed() const { return needed_; }  // bytes the sequence would reserve
+  uint64_t limit() const { return limit_; }    // EngineOptions::kv_budget_bytes
+
+ private:
+  uint64_t needed_, limit_;
 };
 
 class Engine {
@@ -108,7 +128,7 @@ class Engine {
 
  private:
   friend class Sequence;
-  void admit(Sequence* sequence, uint64_t reserved_bytes);  // Error when over the budget
+  void admit(Sequence* sequence, uint64_t reserved_bytes);  // KvBudgetError when over the budget
   void release(Sequence* sequence);
 
   std::shared_ptr<const Model> model_;

@@ -42,6 +42,8 @@ class Sequence {
 
   Engine& engine() const { return *engine_; }
   int64_t n_past() const { return n_past_; }
+  // True between a decode() part with BatchItem::prompt_continues and the prompt's last part.
+  bool prompt_open() const { return prompt_open_; }
   int64_t capacity() const { return kv_->capacity(); }
   DType kv_type() const { return kv_->type(); }
 
@@ -64,6 +66,7 @@ class Sequence {
   const KvBackend& kv() const { return *kv_; }
 
  private:
+  friend class Engine;  // sets prompt_open_
   friend class ForwardPass;
   // Takes the backend (`paged`: the same object when it is the paged runtime, else nullptr) and
   // reserves its bytes against the engine's budget.
@@ -73,6 +76,7 @@ class Sequence {
   const PagedKv* paged_ = nullptr;  // kv_ when it is the paged runtime
   uint64_t reserved_bytes_ = 0;
   int64_t n_past_ = 0;
+  bool prompt_open_ = false;
 };
 
 }  // namespace flashmem

@@ -9,6 +9,7 @@
 #include "model/sampler.h"
 #include "util/bandwidth.h"
 #include "util/error.h"
+#include "util/process_memory.h"
 #include "util/timer.h"
 
 namespace flashmem::bench {
@@ -17,16 +18,7 @@ void validate_bench_options(const BenchOptions& o) {
   if (o.context < 1 || o.gen < 1 || o.repeat < 1) fail("--context, --gen and --repeat must be >= 1");
 }
 
-double peak_rss_bytes() {
-  std::FILE* f = std::fopen("/proc/self/status", "r");
-  if (f == nullptr) return 0;
-  char line[256];  // the status lines are short ("VmHWM:     123456 kB")
-  double kb = 0;
-  while (std::fgets(line, sizeof line, f) != nullptr)
-    if (std::sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
-  std::fclose(f);
-  return kb * 1024;
-}
+double peak_rss_bytes() { return proc_status_bytes("VmHWM"); }
 
 double median(std::vector<double> v) {
   if (v.empty()) return 0;

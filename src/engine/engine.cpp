@@ -60,10 +60,12 @@ void Engine::admit(Sequence* sequence, uint64_t reserved_bytes) {
   for (const auto& entry : sequences_) reserved += entry.second;
   const uint64_t limit = options_.kv_budget_bytes;
   if (limit > 0 && reserved + reserved_bytes > limit)
-    fail("the KV budget of {:.1f} MiB cannot hold another sequence: {:.1f} MiB are reserved by {} "
-         "sequences and this one needs {:.1f} MiB",
-         static_cast<double>(limit) / kMiB, static_cast<double>(reserved) / kMiB, sequences_.size(),
-         static_cast<double>(reserved_bytes) / kMiB);
+    throw KvBudgetError(
+        fmt::format("the KV budget of {:.1f} MiB cannot hold another sequence: {:.1f} MiB are "
+                    "reserved by {} sequences and this one needs {:.1f} MiB",
+                    static_cast<double>(limit) / kMiB, static_cast<double>(reserved) / kMiB,
+                    sequences_.size(), static_cast<double>(reserved_bytes) / kMiB),
+        reserved_bytes, limit);
   sequences_.emplace_back(sequence, reserved_bytes);
 }
 
@@ -96,12 +98,14 @@ void Engine::decode(std::span<const BatchItem> batch) {
     for (int32_t t : item.tokens)
       if (t < 0 || t >= c.n_vocab) fail("token id {} is outside the vocabulary [0, {})", t, c.n_vocab);
   }
-  // The end of a prompt (a multi-token item, or the first tokens of a sequence) is where the
-  // selection machinery first runs.
+  // The end of a prompt (a multi-token item, the first tokens of a sequence, or a part of a
+  // prompt fed over several calls) is where the selection machinery first runs; a part that
+  // continues in a later call has no end here.
   std::vector<size_t> done(batch.size(), 0);  // [items] tokens already processed
   std::vector<char> is_prompt(batch.size());  // [items]
   for (size_t i = 0; i < batch.size(); ++i)
-    is_prompt[i] = batch[i].tokens.size() > 1 || batch[i].sequence->n_past() == 0;
+    is_prompt[i] = batch[i].tokens.size() > 1 || batch[i].sequence->n_past() == 0 ||
+                   batch[i].sequence->prompt_open() || batch[i].prompt_continues;
   std::vector<PassSlice> slices;
   const int64_t V = c.n_vocab;
   for (;;) {
@@ -123,7 +127,7 @@ void Engine::decode(std::span<const BatchItem> batch) {
       s.all_logits = item.all_logits;
       if (item.logits != nullptr && item.all_logits) s.logits = item.logits + done[i] * V;
       if (item.logits != nullptr && !item.all_logits && last) s.logits = item.logits;
-      s.is_prompt_end = last && is_prompt[i];
+      s.is_prompt_end = last && is_prompt[i] && !item.prompt_continues;
       slices.push_back(s);
       return static_cast<int64_t>(n);
     };
@@ -142,7 +146,10 @@ void Engine::decode(std::span<const BatchItem> batch) {
     pass_->run(slices);
     for (const PassSlice& s : slices)
       for (size_t i = 0; i < batch.size(); ++i)
-        if (batch[i].sequence == s.sequence) done[i] += s.tokens.size();
+        if (batch[i].sequence == s.sequence) {
+          done[i] += s.tokens.size();
+          if (done[i] == batch[i].tokens.size()) s.sequence->prompt_open_ = batch[i].prompt_continues;
+        }
   }
 }
 

@@ -69,6 +69,7 @@ uint64_t Sequence::resident_kv_bytes() const {
 
 void Sequence::reset() {
   n_past_ = 0;
+  prompt_open_ = false;
   kv_->reset();
 }
 

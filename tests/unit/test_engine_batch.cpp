@@ -125,6 +125,58 @@ TEST_P(EngineBatchTest, EverySequenceMatchesDecodingItAlone) {
   }
 }
 
+// A scheduler feeds each prompt in parts of max_batch tokens over several decode() calls
+// (prompt_continues on all but the last), in the same calls as other sequences' decode tokens:
+// every sequence's logits are still those of decoding it alone with its prompt in one call.
+TEST_P(EngineBatchTest, PromptsFedInPartsMatchOneCall) {
+  const std::vector<Plan> plan = plans();
+  const int64_t V = model_->config().n_vocab;
+  const auto part = static_cast<size_t>(engine_options_.max_batch);
+  Engine engine(model_, engine_options_);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (const Plan& p : plan) seqs.push_back(std::make_unique<Sequence>(engine, sequence_options(p)));
+  std::vector<Trace> traces(plan.size());  // the prompt's last logits, then each decode step's
+  std::vector<size_t> fed(plan.size(), 0);  // [sequences] prompt tokens fed so far
+  std::vector<int32_t> next(plan.size());   // [sequences] each one's greedy token
+  std::vector<float> scratch(static_cast<size_t>(V));  // [n_vocab] logits of a continuing part
+  for (int step = 0; step <= kSteps + 3; ++step) {
+    std::vector<BatchItem> batch;
+    std::vector<size_t> owners;  // [batch items] the sequence of each item
+    for (size_t i = 0; i < plan.size(); ++i) {
+      if (step < plan[i].start_step || traces[i].size() > kSteps) continue;
+      const auto prompt = static_cast<size_t>(plan[i].prompt_tokens);
+      BatchItem item{seqs[i].get(), std::span<const int32_t>(&next[i], 1), nullptr, false};
+      // Open exactly while earlier parts of the prompt went in without its end.
+      EXPECT_EQ(seqs[i]->prompt_open(), fed[i] > 0 && fed[i] < prompt);
+      if (fed[i] < prompt) {
+        const size_t n = std::min(part, prompt - fed[i]);
+        item.tokens = std::span<const int32_t>(ids_.data() + fed[i], n);
+        fed[i] += n;
+        item.prompt_continues = fed[i] < prompt;
+      }
+      if (!item.prompt_continues) traces[i].emplace_back(static_cast<size_t>(V));
+      item.logits = item.prompt_continues ? scratch.data() : traces[i].back().data();
+      batch.push_back(item);
+      owners.push_back(i);
+    }
+    engine.decode(batch);
+    for (size_t b = 0; b < batch.size(); ++b) {
+      const size_t i = owners[b];
+      EXPECT_EQ(seqs[i]->prompt_open(), batch[b].prompt_continues);
+      if (batch[b].prompt_continues) continue;
+      const auto& last = traces[i].back();
+      next[i] = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+    }
+  }
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const Trace expected = alone(plan[i], static_cast<int>(traces[i].size()) - 1);
+    ASSERT_EQ(expected.size(), traces[i].size());
+    for (size_t s = 0; s < expected.size(); ++s)
+      ASSERT_EQ(0, std::memcmp(expected[s].data(), traces[i][s].data(), static_cast<size_t>(V) * 4))
+          << "sequence " << i << " step " << s;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     ModelsAndKvTypes, EngineBatchTest,
     ::testing::Values(std::tuple{"stories260K.gguf", DType::F32}, std::tuple{"stories260K.gguf", DType::F16},
@@ -173,8 +225,10 @@ TEST_F(EngineContractTest, SharedBudgetAdmitsAndReleasesSequences) {
   try {
     Sequence third(engine, {.n_ctx = 128});
     ADD_FAILURE() << "a third sequence fit a budget of two";
-  } catch (const Error& e) {
+  } catch (const KvBudgetError& e) {
     EXPECT_NE(std::string(e.what()).find("KV budget"), std::string::npos) << e.what();
+    EXPECT_EQ(e.needed(), one);
+    EXPECT_EQ(e.limit(), 2 * one);
   }
   first.reset();
   EXPECT_EQ(engine.kv_budget().available(), one);

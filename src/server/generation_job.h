@@ -1,0 +1,80 @@
+// One request's generation, shared by the HTTP thread that waits for it and the scheduler thread
+// that runs it: the input, fixed at creation, and what has come out so far. The scheduler
+// reports admission, text and the end; the HTTP side takes the news with wait() and may cancel
+// (client gone), after which the scheduler frees the job's sequence at its next step.
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "model/sampler.h"
+#include "server/api_error.h"
+
+namespace flashmem::server {
+
+enum class FinishReason { kStop, kLength };
+const char* to_string(FinishReason reason);  // "stop" | "length" (OpenAI's finish_reason)
+
+struct JobInput {
+  std::vector<int32_t> prompt;  // non-empty token ids
+  int64_t max_tokens = 1;       // >= 1; prompt + max_tokens fit the server's context
+  SamplerOptions sampling;
+  std::vector<std::string> stop;
+  bool full_attention = false;  // the whole KV resident instead of the server's policy
+};
+
+struct JobUsage {
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+// The news since the previous wait().
+struct JobUpdate {
+  bool admitted = false;  // the job holds a sequence (stays true)
+  std::string text;       // text handed out since the previous update
+  bool finished = false;  // no more text will come (stays true)
+  FinishReason finish_reason = FinishReason::kStop;
+  std::optional<ApiError> error;  // the job failed (finished is true)
+  JobUsage usage;         // so far
+};
+
+class GenerationJob {
+ public:
+  explicit GenerationJob(JobInput input);
+  const JobInput& input() const { return input_; }
+  double submitted_at() const { return submitted_at_; }  // now_seconds() at creation
+
+  // HTTP side. Waits up to `timeout` for news; returns at once when there is some.
+  JobUpdate wait(std::chrono::milliseconds timeout);
+  void cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+
+  // Scheduler side.
+  void on_admitted();
+  void on_text(std::string_view text, const JobUsage& usage);
+  void on_finished(FinishReason reason, const JobUsage& usage);
+  void on_failed(const ApiError& error);
+
+ private:
+  void notify_locked();
+
+  const JobInput input_;
+  const double submitted_at_;
+  std::atomic<bool> cancelled_{false};
+  std::mutex mutex_;  // guards everything below
+  std::condition_variable changed_;
+  bool news_ = false;     // something happened since the last wait()
+  bool admitted_ = false, finished_ = false;
+  std::string text_;      // not yet taken by wait()
+  FinishReason reason_ = FinishReason::kStop;
+  std::optional<ApiError> error_;
+  JobUsage usage_;
+};
+
+}  // namespace flashmem::server

@@ -1,0 +1,110 @@
+// A real client against the real binary: `flashmem serve` started as a child process on a free
+// loopback port (lsa over the default disk slow tier, an API key), driven by the official
+// `openai` npm package through tests/npm/openai_client.mjs: the model list, a completion equal to
+// `flashmem run`'s greedy text, a chat completion and its streamed twin with usage, a refused
+// request; then SIGTERM, after which the server exits 0 and leaves no KV file behind. Skipped
+// only when node is not installed.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "../common/cli_run.h"
+#include "../common/spawn.h"
+#include "../common/temp_dir.h"
+
+namespace flashmem::test {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+const std::string kModels = std::string(FLASHMEM_TEST_DATA) + "/../../models/";
+const fs::path kNpmDir = fs::path(FLASHMEM_TEST_DATA) / ".." / "npm";
+
+bool on_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  for (std::string dirs = path ? path : ""; !dirs.empty();) {
+    const size_t colon = std::min(dirs.find(':'), dirs.size());
+    if (colon > 0 && fs::exists(fs::path(dirs.substr(0, colon)) / program)) return true;
+    dirs.erase(0, colon + 1);
+  }
+  return false;
+}
+
+// The port the server's start-up log announces ("listening on http://127.0.0.1:PORT"), or -1
+// after `seconds` without it.
+int announced_port(const fs::path& log, double seconds) {
+  const std::regex listening(R"(listening on http://127\.0\.0\.1:(\d+))");
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < end) {
+    std::smatch m;
+    const std::string text = slurp(log);
+    if (std::regex_search(text, m, listening)) return std::stoi(m[1]);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+TEST(ServerOpenAiNpm, OfficialClientTalksToFlashmemServe) {
+  if (!on_path("node")) GTEST_SKIP() << "node is not installed";
+  ASSERT_TRUE(fs::exists(kNpmDir / "node_modules" / "openai" / "package.json"))
+      << "the openai package is missing: run `make test` or `npm ci --prefix tests/npm`";
+  const fs::path dir = fresh_dir("serve_npm");
+  const fs::path prompt = dir / "prompt.txt";
+  const RunResult task = run_flashmem("gen-task --family niah_single --length 1024 --seed 9 -m " + kModels +
+                                      "needle-lm.gguf --out " + prompt.string());
+  ASSERT_EQ(task.exit_code, 0) << task.err;
+  const std::string answer = task.out.substr(0, task.out.find('\n'));
+  constexpr int kTokens = 10;
+  const RunResult run = run_flashmem("run -m " + kModels + "needle-lm.gguf -f " + prompt.string() + " -n " +
+                                     std::to_string(kTokens) + " -t 2");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const std::string expected = run.out.substr(0, run.out.size() - 1);  // run ends with a newline
+
+  const fs::path log = dir / "serve.log";
+  const fs::path state = dir / "state";
+  const pid_t pid = spawn_flashmem({"serve", "-m", kModels + "needle-lm.gguf", "--port", "0", "-t", "2",
+                                    "--api-key", "test-key-1", "--state-dir", state.string(), "--policy", "lsa",
+                                    "--indexer", kModels + "needle-lm-indexer.gguf"},
+                                   log.string());
+  const int port = announced_port(log, 60);
+  ASSERT_GT(port, 0) << slurp(log);
+  const fs::path out = dir / "client.json";
+  const std::string command = "timeout 300 node " + (kNpmDir / "openai_client.mjs").string() +
+                              " http://127.0.0.1:" + std::to_string(port) + "/v1 test-key-1 " + prompt.string() +
+                              " " + std::to_string(kTokens) + " > " + out.string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  const std::string client_out = slurp(out);
+  ::kill(pid, SIGTERM);
+  EXPECT_EQ(wait_exit(pid), 0) << slurp(log);
+  ASSERT_EQ(status, 0) << client_out;
+  const json r = json::parse(client_out, nullptr, false);
+  ASSERT_FALSE(r.is_discarded()) << client_out;
+
+  EXPECT_EQ(r["models"], json::array({"needle-lm"}));
+  EXPECT_EQ(r["completion"], expected);
+  EXPECT_NE(expected.find(answer), std::string::npos) << expected;
+  EXPECT_EQ(r["completion_finish"], "length");
+  EXPECT_EQ(r["completion_usage"]["completion_tokens"], kTokens);
+  EXPECT_EQ(r["chat_role"], "assistant");
+  EXPECT_EQ(r["chat_usage"]["completion_tokens"], kTokens);
+  EXPECT_EQ(r["chat_stream"], r["chat"]);
+  EXPECT_GE(r["chat_stream_chunks"], 3);
+  EXPECT_EQ(r["chat_stream_usage"], r["chat_usage"]);
+  EXPECT_EQ(r["refused"]["status"], 400);
+  EXPECT_EQ(r["refused"]["param"], "max_tokens");
+  // The disk slow tier's files went with their sequences.
+  ASSERT_TRUE(fs::is_directory(state / "kv"));
+  EXPECT_TRUE(names_in(state / "kv").empty());
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace flashmem::test
