@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <sstream>
 #include <string>
 
 #include "../common/cli_run.h"
@@ -31,16 +30,10 @@ TEST(NeedleLmLsaGuard, LsaAtTenPercentAnswersNinetyPercentOf2kTasks) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   double solved_tasks = 0;
   for (const char* family : {"niah_single", "niah_multikey"}) {
-    const size_t at = r.out.find(family);
-    ASSERT_NE(at, std::string::npos) << r.out;
-    // Row: family length samples score solved (solved = fraction of samples fully answered).
-    std::istringstream row(r.out.substr(at));
-    std::string name;
-    int length = 0, samples = 0;
-    double score = 0, solved = 0;
-    row >> name >> length >> samples >> score >> solved;
-    ASSERT_EQ(samples, 10) << r.out;
-    solved_tasks += solved * samples;
+    const std::optional<EvalTasksRow> row = eval_tasks_row(r.out, family);
+    ASSERT_TRUE(row.has_value()) << r.out;
+    ASSERT_EQ(row->samples, 10) << r.out;
+    solved_tasks += row->solved * row->samples;  // solved = fraction of samples fully answered
   }
   EXPECT_GE(solved_tasks, 18.0 - 1e-9) << r.out;
 }

@@ -18,13 +18,19 @@ namespace {
 // 20 pages: sink page 0, middle pages 1-16, tail 17-18, open page 19.
 const PageGeometry kGeometry{20, 1, 2};
 
+// Page scores [20]: 0.1 everywhere but `peaks` (page, score).
+std::vector<float> scores_with(std::initializer_list<std::pair<int, float>> peaks) {
+  std::vector<float> scores(20, 0.1f);
+  for (const auto& [page, score] : peaks) scores[static_cast<size_t>(page)] = score;
+  return scores;
+}
+
 SelectionInput input_with(std::vector<float> scores, int64_t budget_pages) {
   return {.geometry = kGeometry, .budget_pages = budget_pages, .page_scores = std::move(scores)};
 }
 
 TEST(LsaFallback, UnsureWhenNothingPassesOrScoresAreFlat) {
-  std::vector<float> low(20, 0.1f);
-  low[5] = 0.3f;  // ranked, but below the threshold
+  const std::vector<float> low = scores_with({{5, 0.3f}});  // ranked, but below the threshold
   EXPECT_TRUE(lsa_unsure(input_with(low, -1)));
   std::vector<float> confident = low;
   confident[5] = 0.9f;
@@ -57,9 +63,7 @@ class LsaFallbackPolicy : public ::testing::Test {
 };
 
 TEST_F(LsaFallbackPolicy, WidensUnsureCyclesUpToTheBudget) {
-  std::vector<float> scores(20, 0.1f);
-  scores[5] = 0.3f;
-  scores[9] = 0.2f;
+  const std::vector<float> scores = scores_with({{5, 0.3f}, {9, 0.2f}});
   const auto off = make("off");
   const auto on = make("on");
   const std::vector<int64_t> fixed = kGeometry.fixed_pages();  // 0, 17, 18, 19
@@ -77,9 +81,7 @@ TEST_F(LsaFallbackPolicy, WidensUnsureCyclesUpToTheBudget) {
 }
 
 TEST_F(LsaFallbackPolicy, ConfidentCyclesAreUnchanged) {
-  std::vector<float> scores(20, 0.1f);
-  scores[5] = 0.9f;
-  scores[12] = 0.7f;
+  const std::vector<float> scores = scores_with({{5, 0.9f}, {12, 0.7f}});
   const auto off = make("off");
   const auto on = make("on");
   for (const int64_t budget : {int64_t{-1}, int64_t{8}}) {
