@@ -39,6 +39,8 @@ std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
       out += fmt::format("quest: key bounds {:.2f} MB resident, {} pages read synchronously (in misses), "
                          "{:.1f} MB of their layers (in recalled)\n",
                          kv.page_meta_bytes / 1e6, kv.sync_reads, kv.sync_read_bytes / 1e6);
+    if (kv.fallback_cycles > 0)
+      out += fmt::format("lsa fallback: widened {} of {} cycles\n", kv.fallback_cycles, kv.cycles);
     if (r.oracle_replay) out += "oracle: masses from an untimed full-attention pass before each repeat\n";
   }
   out += fmt::format("peak RSS: {:.1f} MB", r.rss_peak_bytes / 1e6);
@@ -93,6 +95,7 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
         {"page_meta_bytes", kv.page_meta_bytes},
         {"sync_reads", kv.sync_reads},
         {"sync_read_bytes", kv.sync_read_bytes},
+        {"fallback_cycles", kv.fallback_cycles},
     });
   }
   return j;

@@ -2,12 +2,37 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <string>
 
 #include "data/rng.h"
 #include "tokenizer/tokenizer.h"
 #include "util/error.h"
 
 namespace flashmem::lm {
+
+std::vector<FamilyWeight> parse_family_mix(const std::vector<std::string>& items) {
+  std::vector<FamilyWeight> mix;
+  for (const std::string& item : items) {
+    const size_t colon = item.find(':');
+    FamilyWeight f;
+    f.family = data::parse_family(item.substr(0, colon));
+    if (colon != std::string::npos) {
+      const std::string w = item.substr(colon + 1);
+      size_t used = 0;
+      try {
+        f.weight = std::stod(w, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != w.size()) fail("--families: bad weight '{}' in '{}'", w, item);
+    }
+    for (const FamilyWeight& g : mix)
+      if (g.family == f.family) fail("--families: '{}' is listed twice", data::family_name(f.family));
+    mix.push_back(f);
+  }
+  return mix;
+}
 
 void validate_data_options(const DataOptions& o) {
   if (o.min_length < 64) fail("--min-len {} must be >= 64 (the template alone needs ~60 tokens)", o.min_length);
@@ -24,6 +49,12 @@ void validate_data_options(const DataOptions& o) {
   if (!(o.repeat_fraction >= 0 && o.repeat_fraction <= 1)) fail("--repeat-fraction {} must be in [0, 1]", o.repeat_fraction);
   if (o.repeat_steps < 0) fail("--repeat-steps must be >= 0");
   if (!(o.lm_weight >= 0 && o.lm_weight <= 1)) fail("--lm-weight {} must be in [0, 1]", o.lm_weight);
+  if (o.families.empty()) fail("--families is empty");
+  for (const FamilyWeight& f : o.families) {
+    if (f.family == data::TaskFamily::kFwe) fail("--families: fwe has no training form");
+    if (!(f.weight > 0 && std::isfinite(f.weight)))
+      fail("--families: weight {} of {} must be > 0", f.weight, data::family_name(f.family));
+  }
 }
 
 int64_t step_length(const DataOptions& o, uint64_t seed, int64_t step) {
@@ -88,6 +119,23 @@ Sequence repeat_sequence(int64_t length, int32_t n_vocab, int32_t bos, data::Rng
   return q;
 }
 
+namespace {
+
+// A family drawn by weight; a one-family mix draws nothing (so needle-lm's stream is unchanged).
+data::TaskFamily draw_family(const std::vector<FamilyWeight>& mix, data::Rng& rng) {
+  if (mix.size() == 1) return mix[0].family;
+  double total = 0;
+  for (const FamilyWeight& f : mix) total += f.weight;
+  double u = rng.uniform() * total;
+  for (const FamilyWeight& f : mix) {
+    if (u < f.weight) return f.family;
+    u -= f.weight;
+  }
+  return mix.back().family;
+}
+
+}  // namespace
+
 Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_t index,
                        const Tokenizer& tokenizer) {
   const int64_t length = step_length(o, seed, step);
@@ -100,7 +148,7 @@ Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_
   if (repeat > 0 && rng.uniform() < repeat)
     return repeat_sequence(length, tokenizer.n_vocab(), std::max(tokenizer.bos_id(), 0), rng);
   data::TaskSpec spec;
-  spec.family = data::TaskFamily::kNiahMultikey;
+  spec.family = draw_family(o.families, rng);
   spec.length = length;
   const double v = rng.uniform();
   spec.value = v < o.word_values ? data::ValueKind::kWord
@@ -111,9 +159,20 @@ Sequence make_sequence(const DataOptions& o, uint64_t seed, int64_t step, int64_
   int64_t dense = std::clamp<int64_t>(length / o.needle_every, 2, 64);
   if (o.needle_ramp_steps > 0 && step < o.needle_ramp_steps)
     dense = std::max<int64_t>(1, 1 + (dense - 1) * step / o.needle_ramp_steps);
-  spec.n_needles = static_cast<int>(std::max<int64_t>(1, dense / 2) +
-                                    static_cast<int64_t>(rng.below(dense - std::max<int64_t>(1, dense / 2) + 1)));
-  spec.n_answered = static_cast<int>(std::clamp<int64_t>(length / o.query_every, 1, spec.n_needles));
+  if (spec.family == data::TaskFamily::kNiahSingle) {
+    spec.n_needles = 1;
+    spec.n_answered = 1;
+  } else if (spec.family == data::TaskFamily::kNiahMultikey) {
+    spec.n_needles = static_cast<int>(std::max<int64_t>(1, dense / 2) +
+                                      static_cast<int64_t>(rng.below(dense - std::max<int64_t>(1, dense / 2) + 1)));
+    spec.n_answered = static_cast<int>(std::clamp<int64_t>(length / o.query_every, 1, spec.n_needles));
+  } else {
+    // One question over 2..kMixMaxNeedles needles (capped by the needle ramp, so these start as
+    // 2-needle tasks too); the generator's training form answers it once.
+    const int64_t most = std::clamp<int64_t>(dense, 2, kMixMaxNeedles);
+    spec.n_needles = 2 + static_cast<int>(rng.below(static_cast<uint64_t>(most - 1)));
+    spec.n_answered = 1;
+  }
   // Shrink the needle count if the fixed parts do not fit (short lengths with uuid values).
   for (;;) {
     try {

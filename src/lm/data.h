@@ -5,6 +5,7 @@
 // function of (seed, step, index), so a resumed run sees the same data stream.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "data/rng.h"
@@ -16,6 +17,17 @@ class Tokenizer;
 }
 
 namespace flashmem::lm {
+
+// One entry of the task-family mix: sequences of `family` are drawn with probability
+// weight / (sum of weights).
+struct FamilyWeight {
+  data::TaskFamily family = data::TaskFamily::kNiahMultikey;
+  double weight = 1.0;
+};
+
+// Parses "niah_multikey:4,vt:2,niah_single" (a missing weight is 1); throws Error on an unknown
+// family, a family without a training form (fwe), a repeated family or a weight <= 0.
+std::vector<FamilyWeight> parse_family_mix(const std::vector<std::string>& items);
 
 struct DataOptions {
   int64_t min_length = 256;   // shortest sequences (tokens): where retrieval is learned first
@@ -42,7 +54,17 @@ struct DataOptions {
   // sequence instead of a few answer tokens, so the circuit forms in far fewer steps.
   double repeat_fraction = 0.0;
   int64_t repeat_steps = 0;
+  // Task families of the non-repeat sequences. niah_single and niah_multikey are the dense form
+  // above (many needles, many answered questions); niah_multivalue, niah_multiquery and vt have
+  // one answered question (the generator's training form) with 2 to kMixMaxNeedles needles.
+  // Default: niah_multikey only (needle-lm's recipe; its stream does not change).
+  std::vector<FamilyWeight> families = {{data::TaskFamily::kNiahMultikey, 1.0}};
 };
+
+// Most needles (values, keys, chain variables) of a one-question family sample in the mix.
+// Why 6: two above the evaluation default (4 values/keys; vt 5 variables), so evaluation sits
+// inside the trained range.
+constexpr int kMixMaxNeedles = 6;
 
 void validate_data_options(const DataOptions& o);
 

@@ -23,6 +23,12 @@ constexpr double kCopyGain = 3.0;
 // Tied output logits are RMSNorm(h) · E; a gain of 2.5 makes a copied token's logit stand
 // ~10 above the ~1-wide spread of the others instead of ~4.
 constexpr double kOutputGain = 2.5;
+// Content dims are capped at this many head dims. Why: the copy head moves one head's worth
+// (hd dims) of the matched token's content, so the copied token's share of its own logit is
+// hd / content_dims; at d 128 (103 content dims, 62%) the copy wins over the current token, at
+// d 256 with all 231 free dims as content (28%) it did not (loss 3.2 nats before training on the
+// copy test of test_lm_induction_init; 1.1 with the cap at 2 heads, 1.7 at 1.5 heads).
+constexpr int64_t kMaxContentHeads = 2;
 // Output scale of the parts outside the circuit at the start (other heads, FFNs).
 constexpr double kQuietScale = 0.1;
 
@@ -69,11 +75,16 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
   // With a second head in both layers, a third of the match pairs also compare the "window"
   // (tokens 3 and 4 back): a question "... for KEY is: ▁" and its needle "for KEY is: ▁ VALUE"
   // then agree on KEY, so the match picks the asked needle's value, not any value after "▁".
-  const bool window = c.n_heads >= 2 && c.n_kv_heads == c.n_heads && pairs >= 6;
+  // The window head needs its own key/value head: with GQA it is the first query head of key/value
+  // head 1 (query head `group`), since the heads sharing key/value head 0 read the previous token.
+  const bool window = c.n_heads >= 2 && c.n_kv_heads >= 2 && pairs >= 6;
+  const int64_t window_head = c.group();
   InductionLayout out;
   out.window_dims = window ? 2 * (pairs / 3) : 0;
   out.match_dims = 2 * pairs - out.window_dims;
-  out.content_dims = D - out.match_dims - out.window_dims - 1;
+  // Content dims: the rest of the residual, at most kMaxContentHeads head dims; the dims above
+  // start empty (zero in every embedding) for what deeper layers write.
+  out.content_dims = std::min(D - out.match_dims - out.window_dims - 1, kMaxContentHeads * hd);
   out.bias_dim = out.content_dims;
   const int64_t m = out.match_dims, mw = out.window_dims, Dc = out.content_dims, b = out.bias_dim;
   const int64_t prev0 = b + 1, window0 = prev0 + m;
@@ -109,12 +120,14 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
   const int64_t copy_dims = std::min(hd, Dc);
   const std::vector<double> C = orthonormal_rows(copy_dims, Dc, rng);  // [copy_dims, Dc]
 
+  // Query head h and its key/value head h / group (shared with the other heads of its group).
   auto clear_head = [&](const LayerOffsets& o, int64_t h) {
-    for (int64_t r = h * hd; r < (h + 1) * hd; ++r)
+    const int64_t kvh = h / c.group();
+    for (int64_t r = 0; r < hd; ++r)
       for (int64_t d = 0; d < D; ++d) {
-        p[o.wq + r * D + d] = 0.0f;
-        p[o.wk + r * D + d] = 0.0f;
-        p[o.wv + r * D + d] = 0.0f;
+        p[o.wq + (h * hd + r) * D + d] = 0.0f;
+        p[o.wk + (kvh * hd + r) * D + d] = 0.0f;
+        p[o.wv + (kvh * hd + r) * D + d] = 0.0f;
       }
     for (int64_t d = 0; d < D; ++d)
       for (int64_t k = h * hd; k < (h + 1) * hd; ++k) p[o.wo + d * Q + k] = 0.0f;
@@ -126,6 +139,7 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
   auto positional_head = [&](int64_t h, double center, const std::vector<double>& code, int64_t rows,
                              int64_t out0) {
     const LayerOffsets& o = l.layers[0];
+    const int64_t kvh = h / c.group();
     clear_head(o, h);
     auto S = [&](int64_t delta) {
       double s = 0;
@@ -144,18 +158,18 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
       const double t = center * theta[static_cast<size_t>(i)];
       p[o.wq + (h * hd + 2 * i) * D + b] = static_cast<float>(alpha * std::cos(t));
       p[o.wq + (h * hd + 2 * i + 1) * D + b] = static_cast<float>(-alpha * std::sin(t));
-      p[o.wk + (h * hd + 2 * i) * D + b] = static_cast<float>(alpha);
+      p[o.wk + (kvh * hd + 2 * i) * D + b] = static_cast<float>(alpha);
     }
     // |code · x| ≈ n0 sqrt(rows / Dc) for a normed token: scale its output to norm ~1.
     const double beta = 1.0 / (n0 * std::sqrt(static_cast<double>(rows) / static_cast<double>(Dc)));
     for (int64_t k = 0; k < rows; ++k) {
       for (int64_t d = 0; d < Dc; ++d)
-        p[o.wv + (h * hd + k) * D + d] = static_cast<float>(code[static_cast<size_t>(k * Dc + d)]);
+        p[o.wv + (kvh * hd + k) * D + d] = static_cast<float>(code[static_cast<size_t>(k * Dc + d)]);
       p[o.wo + (out0 + k) * Q + h * hd + k] = static_cast<float>(beta);
     }
   };
   positional_head(0, 1.0, P, m, prev0);
-  if (window) positional_head(1, 3.5, W, mw, window0);
+  if (window) positional_head(window_head, 3.5, W, mw, window0);
 
   // Layer 1, head 0, in the lowest-frequency pairs (rows hd - m - mw .. hd): q = γ P content
   // (current token), k = γ prev dims: score ≈ γ² n1² sqrt(m/Dc) / sqrt(hd) when the key's
@@ -188,14 +202,18 @@ InductionLayout init_induction_circuit(const LmConfig& c, const ParamLayout& l, 
 
   // Every other head and every FFN starts quiet (their outputs scaled down) so their random
   // output does not blur the subspaces the circuit reads.
-  // Heads of the circuit per layer: layer 0 heads 0 (and 1 with the window), layer 1 head 0.
-  const int64_t circuit_heads[2] = {window ? 2 : 1, 1};
+  // Heads of the circuit: layer 0 head 0 (and the window head), layer 1 head 0.
+  auto in_circuit = [&](size_t layer, int64_t h) {
+    return (layer <= 1 && h == 0) || (layer == 0 && window && h == window_head);
+  };
   for (size_t li = 0; li < l.layers.size(); ++li) {
     const LayerOffsets& o = l.layers[li];
     for (int64_t i = 0; i < D * c.ff_dim; ++i) p[o.w_down + i] *= static_cast<float>(kQuietScale);
-    const int64_t first_quiet_column = li < 2 ? circuit_heads[li] * hd : 0;
-    for (int64_t d = 0; d < D; ++d)
-      for (int64_t k = first_quiet_column; k < Q; ++k) p[o.wo + d * Q + k] *= static_cast<float>(kQuietScale);
+    for (int64_t h = 0; h < c.n_heads; ++h) {
+      if (in_circuit(li, h)) continue;
+      for (int64_t d = 0; d < D; ++d)
+        for (int64_t k = h * hd; k < (h + 1) * hd; ++k) p[o.wo + d * Q + k] *= static_cast<float>(kQuietScale);
+    }
   }
   for (int64_t d = 0; d < D; ++d) p[l.output_norm + d] = static_cast<float>(kOutputGain);
   return out;

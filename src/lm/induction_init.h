@@ -12,9 +12,10 @@
 //   layer 1, head 0: its query reads the current token's content (projected the same way), its
 //     key reads that subspace, both only in the m/2 lowest-frequency RoPE pairs so the match does
 //     not depend on distance; it copies the matched position's content into the output.
-// With two or more heads, layer 0 head 1 also writes the tokens 3 and 4 back (where a needle's
-// key word sits before its value) and the match compares those too, so a question selects its
-// own needle's value among many.
+// With two or more key/value heads, a second layer-0 head (head 1, or with GQA the first head of
+// key/value head 1) also writes the tokens 3 and 4 back (where a needle's key word sits before its
+// value) and the match compares those too, so a question selects its own needle's value among
+// many. Layers above 1 start quiet (outputs scaled down) and are free for what training adds.
 // Everything is ordinary parameters of the same Llama shape; training is free to change all of it.
 #pragma once
 #include <cstdint>

@@ -30,6 +30,9 @@ void validate_train_options(const TrainOptions& o) {
   if (o.eval_every < 0) fail("--eval-every must be >= 0");
   if (o.eval_samples < 1 || o.eval_samples > 100000) fail("--eval-samples must be in [1, 100000]");
   if (o.log_every < 1) fail("--log-every must be >= 1");
+  if (o.eval_families.empty()) fail("--eval-families is empty");
+  for (const data::TaskFamily f : o.eval_families)
+    if (f == data::TaskFamily::kFwe) fail("--eval-families: fwe has no training form to score");
   for (const int64_t l : o.eval_lengths)
     if (l < 128 || l > o.model.context_length)
       fail("eval length {} must be in [128, context {}]", l, o.model.context_length);
@@ -152,7 +155,7 @@ void train_lm(const TrainOptions& opt) {
   int64_t loss_count = 0;
   auto evaluate = [&](int64_t step) {
     std::string line = fmt::format("eval step {}:", step);
-    for (const data::TaskFamily f : {data::TaskFamily::kNiahSingle, data::TaskFamily::kNiahMultikey})
+    for (const data::TaskFamily f : o.eval_families)
       for (const int64_t len : o.eval_lengths) {
         const RecallAccuracy acc = recall_accuracy(c, layout, params, tokenizer, f, len,
                                                    o.eval_samples, o.seed ^ 0xe7a1ull, pool);

@@ -31,6 +31,9 @@ struct TrainOptions {
   int64_t eval_every = 100;         // steps; 0 = only at the end
   int64_t eval_samples = 32;        // per family and length
   std::vector<int64_t> eval_lengths = {512, 2048};
+  // Families of the periodic evaluation (one accuracy per family and length in the log line).
+  std::vector<data::TaskFamily> eval_families = {data::TaskFamily::kNiahSingle,
+                                                 data::TaskFamily::kNiahMultikey};
   int64_t log_every = 10;           // steps between log lines (non-terminal stderr)
   DType out_type = DType::F32;
   double max_seconds = 0;           // stop after this much wall time (checkpointed); 0 = none

@@ -299,6 +299,7 @@ LsaStats PagedKv::stats() const {
   s.sync_reads = sync_reads_;
   s.sync_read_bytes = sync_read_bytes_;
   s.cycles = cycles_;
+  s.fallback_cycles = policy_->fallback_cycles();
   s.indexer_ms_per_cycle = cycles_ > 0 ? 1e3 * cycle_seconds_ / static_cast<double>(cycles_) : 0;
   s.recall_wait_ms = 1e3 * wait_seconds_;
   return s;

@@ -61,6 +61,7 @@ struct LsaStats {
                                        // step and page (in recall_misses)
   uint64_t sync_read_bytes = 0;        // quest: bytes of those reads, layer_bytes() per (page, layer)
                                        // (in recall_bytes_total)
+  int64_t fallback_cycles = 0;         // lsa --lsa-fallback on: cycles the safety net widened (in cycles)
 };
 
 class PagedKv final : public KvBackend, private AttentionObserver {

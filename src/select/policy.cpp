@@ -183,8 +183,7 @@ std::unique_ptr<SelectionPolicy> make_policy(const PolicySpec& spec) {
     case PolicyKind::kRecency: return std::make_unique<RecencyPolicy>(spec.fraction);
     case PolicyKind::kRandom: return std::make_unique<RandomPolicy>(spec.fraction, spec.seed);
     case PolicyKind::kQuest: return std::make_unique<QuestReadsPolicy>(spec.pages_per_step);
-    case PolicyKind::kOracle:
-      return std::make_unique<ScoredPolicy>(to_string(spec), spec.fraction, -INFINITY);
+    case PolicyKind::kOracle: return make_top_scored_policy(to_string(spec), spec.fraction);
     case PolicyKind::kLsa:
       // The indexer's threshold (page score = max chunk sigmoid score > kSelectThreshold, or the
       // count of chunks above it, then > 0); no cap unless --budget is given. Top-k mode: the K
@@ -195,6 +194,10 @@ std::unique_ptr<SelectionPolicy> make_policy(const PolicySpec& spec) {
       return std::make_unique<ScoredPolicy>("lsa", 1.0, kSelectThreshold);
   }
   fail("policy kind {} has no chooser", static_cast<int>(spec.kind));
+}
+
+std::unique_ptr<SelectionPolicy> make_top_scored_policy(std::string name, double fraction) {
+  return std::make_unique<ScoredPolicy>(std::move(name), fraction, -INFINITY);
 }
 
 std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, const PolicyParams& params) {

@@ -64,6 +64,11 @@ class SelectionPolicy {
 // policy). Choosers only choose; what a policy observes and scores is runtime/policies/.
 std::unique_ptr<SelectionPolicy> make_policy(const PolicySpec& spec);
 
+// The top-scored middle pages up to the budget (--budget when set, else `fraction` of the
+// context), whatever their score; ties broken by the newer page. The chooser of oracle:F, and of
+// lsa's fallback cycles.
+std::unique_ptr<SelectionPolicy> make_top_scored_policy(std::string name, double fraction);
+
 // Convenience for tests and tools holding a --policy string: parse_policy_spec(spec) with the
 // seed and lsa_topk of `params`.
 struct PolicyParams {

@@ -89,12 +89,22 @@ LsaPageScore parse_lsa_page_score(const std::string& name) {
   fail("--lsa-page-score must be max or count, not '{}'", name);
 }
 
+LsaFallback parse_lsa_fallback(const std::string& name) {
+  if (name == "off") return LsaFallback::kOff;
+  if (name == "on") return LsaFallback::kOn;
+  fail("--lsa-fallback must be off or on, not '{}'", name);
+}
+
 void check_policy_spec(const PolicySpec& spec) {
   if (spec.lsa_topk < 0) fail("--lsa-topk must be >= 1, got {}", spec.lsa_topk);
   if (spec.lsa_topk > 0 && spec.kind != PolicyKind::kLsa)
     fail("--lsa-topk applies to policy lsa only, not '{}'", to_string(spec));
   if (spec.lsa_page_score != LsaPageScore::kMax && spec.kind != PolicyKind::kLsa)
     fail("--lsa-page-score applies to policy lsa only, not '{}'", to_string(spec));
+  if (spec.lsa_fallback != LsaFallback::kOff && spec.kind != PolicyKind::kLsa)
+    fail("--lsa-fallback applies to policy lsa only, not '{}'", to_string(spec));
+  if (spec.lsa_fallback != LsaFallback::kOff && spec.lsa_topk > 0)
+    fail("--lsa-fallback needs the threshold mode: --lsa-topk keeps its K pages whatever the scores");
 }
 
 }  // namespace flashmem

@@ -11,6 +11,11 @@ enum class PolicyKind : uint8_t { kFull, kWindow, kRecency, kRandom, kQuest, kOr
 // lsa's page score: its best chunk's score, or the count of its chunks above the threshold.
 enum class LsaPageScore : uint8_t { kMax, kCount };
 
+// lsa's safety net (runtime/policies/lsa_policy.h): off, or on = when the indexer is unsure in a
+// cycle (no page passes the threshold, or the page scores are flat) keep the best-scored pages up
+// to the budget for that cycle instead of the few that pass.
+enum class LsaFallback : uint8_t { kOff, kOn };
+
 struct PolicySpec {
   PolicyKind kind = PolicyKind::kFull;
   double fraction = 0;          // recency:F, random:F, oracle:F: kept fraction in (0, 1]
@@ -18,6 +23,7 @@ struct PolicySpec {
   uint64_t seed = 0;            // random:F (--policy-seed)
   int64_t lsa_topk = 0;         // lsa: > 0 keeps the K best pages, ignoring the threshold
   LsaPageScore lsa_page_score = LsaPageScore::kMax;
+  LsaFallback lsa_fallback = LsaFallback::kOff;
 };
 
 // "full", "window", "recency:F", "random:F", "quest:K", "oracle:F" or "lsa" (F in (0, 1], K an
@@ -30,7 +36,11 @@ std::string to_string(const PolicySpec& spec);
 // "max" | "count"; throws Error ("--lsa-page-score must be max or count, not 'x'") otherwise.
 LsaPageScore parse_lsa_page_score(const std::string& name);
 
-// Throws Error on lsa options given to another policy or a negative lsa_topk.
+// "off" | "on"; throws Error ("--lsa-fallback must be off or on, not 'x'") otherwise.
+LsaFallback parse_lsa_fallback(const std::string& name);
+
+// Throws Error on lsa options given to another policy, a negative lsa_topk, or the fallback with
+// top-k (which ignores the threshold, so there is nothing to fall back from).
 void check_policy_spec(const PolicySpec& spec);
 
 }  // namespace flashmem

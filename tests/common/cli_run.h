@@ -10,6 +10,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
+#include <sstream>
 #include <string>
 
 namespace flashmem::test {
@@ -72,6 +74,22 @@ inline RunResult run_flashmem(const std::string& args, const RunOptions& options
   r.err = slurp(err);
   std::filesystem::remove(out);
   std::filesystem::remove(err);
+  return r;
+}
+
+// One row of `flashmem eval-tasks`' table ("family length samples score solved"), read from its
+// stdout; nullopt when `family` has no row.
+struct EvalTasksRow {
+  int length = 0, samples = 0;
+  double score = 0, solved = 0;
+};
+inline std::optional<EvalTasksRow> eval_tasks_row(const std::string& out, const std::string& family) {
+  const size_t at = out.find(family);
+  if (at == std::string::npos) return std::nullopt;
+  std::istringstream row(out.substr(at));
+  std::string name;
+  EvalTasksRow r;
+  row >> name >> r.length >> r.samples >> r.score >> r.solved;
   return r;
 }
 

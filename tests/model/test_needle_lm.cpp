@@ -64,15 +64,9 @@ TEST_P(NeedleLmEval, EvalTasksAccuracy) {
                                             "--samples 10 --seed 77 -t 2 --kv-type", GetParam()));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* family : {"niah_single", "niah_multikey"}) {
-    const size_t at = r.out.find(family);
-    ASSERT_NE(at, std::string::npos) << r.out;
-    // Row: family length samples score solved.
-    std::istringstream row(r.out.substr(at));
-    std::string name;
-    int length = 0, samples = 0;
-    double score = 0;
-    row >> name >> length >> samples >> score;
-    EXPECT_GE(score, 0.8) << r.out;
+    const std::optional<EvalTasksRow> row = eval_tasks_row(r.out, family);
+    ASSERT_TRUE(row.has_value()) << r.out;
+    EXPECT_GE(row->score, 0.8) << r.out;
   }
 }
 

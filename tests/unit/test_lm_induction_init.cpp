@@ -26,13 +26,15 @@ LmConfig induction_config() {
           .tied_embeddings = true};
 }
 
-TEST(LmInductionInit, CopiesBeforeTraining) {
-  const LmConfig c = induction_config();
+// The circuit in `c` copies before any step (see the file comment): loss below `max_loss`.
+void expect_copies_before_training(const LmConfig& c, double max_loss) {
   const ParamLayout l = make_layout(c);
   std::vector<float> params = init_params(c, l, 7, 0.0);
   const InductionLayout il = init_induction_circuit(c, l, 7, c.context_length, params);
   EXPECT_GE(il.match_dims, 8);
-  EXPECT_EQ(il.content_dims + 1 + il.match_dims + il.window_dims, c.dim);
+  // Every dim is used at d 128; wider models leave the dims above 2 heads of content empty.
+  EXPECT_EQ(il.content_dims + 1 + il.match_dims + il.window_dims,
+            std::min(c.dim, 2 * c.head_dim() + 1 + il.match_dims + il.window_dims));
 
   // 600 distinct random tokens, then a copy of 100 of them starting at position 201.
   std::mt19937_64 rng(3);
@@ -55,7 +57,7 @@ TEST(LmInductionInit, CopiesBeforeTraining) {
   Activations acts;
   const double loss = forward(c, l, params.data(), rope, tokens, targets, acts) /
                       static_cast<double>(targets.size());
-  EXPECT_LT(loss, 1.0) << "chance is ln(" << c.n_vocab << ") = " << std::log(c.n_vocab);
+  EXPECT_LT(loss, max_loss) << "chance is ln(" << c.n_vocab << ") = " << std::log(c.n_vocab);
 
   // probs [H, T, T]: head 0's weight from query position t on key position s.
   auto prob = [&](int layer, int64_t t, int64_t s) {
@@ -66,6 +68,22 @@ TEST(LmInductionInit, CopiesBeforeTraining) {
   for (int64_t i = 0; i + 1 < n_copy; ++i) match_mass += prob(1, dst + i, src + i + 1);
   EXPECT_GT(prev_mass / static_cast<double>(T - 1), 0.95);
   EXPECT_GT(match_mass / static_cast<double>(n_copy - 1), 0.8);
+}
+
+TEST(LmInductionInit, CopiesBeforeTraining) { expect_copies_before_training(induction_config(), 1.0); }
+
+// needle-lm-2's shape: 4 layers, d 256, GQA (4 query heads on 2 key/value heads): the window
+// head moves to the first head of key/value head 1, and layers 2-3 start quiet. The copy is
+// less clean than at d 128 (loss 1.15 at seed 7: the quieted random heads and FFNs of the wider,
+// deeper model add more noise), still far below chance (7.8).
+TEST(LmInductionInit, CopiesBeforeTrainingDeepWithGqa) {
+  LmConfig c = induction_config();
+  c.dim = 256;
+  c.n_layers = 4;
+  c.n_heads = 4;
+  c.n_kv_heads = 2;
+  c.ff_dim = 512;
+  expect_copies_before_training(c, 1.5);
 }
 
 TEST(LmInductionInit, RejectsShapesThatCannotHoldIt) {

@@ -46,6 +46,8 @@ void print_kv_stats(const std::string& policy, const LsaStats& s) {
   if (s.page_meta_bytes > 0)
     fmt::print(stderr, "kv: quest key bounds {:.2f} MB, {} pages read synchronously ({:.2f} MB of their layers)\n",
                s.page_meta_bytes / 1e6, s.sync_reads, s.sync_read_bytes / 1e6);
+  if (s.fallback_cycles > 0)
+    fmt::print(stderr, "kv: lsa fallback widened {} of {} cycles\n", s.fallback_cycles, s.cycles);
 }
 
 // oracle:F: a full-attention pass records the attention masses, then the output printed is the

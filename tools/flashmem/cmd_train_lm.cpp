@@ -15,6 +15,8 @@ struct TrainLmArgs {
   lm::TrainOptions o;
   std::string out_type = "f32";
   uint64_t seed = 1;
+  std::vector<std::string> families = {"niah_multikey"};
+  std::vector<std::string> eval_families = {"niah_single", "niah_multikey"};
 };
 
 void run_train_lm(TrainLmArgs& a) {
@@ -24,6 +26,9 @@ void run_train_lm(TrainLmArgs& a) {
   else if (a.out_type == "f16") a.o.out_type = DType::F16;
   else fail("--out-type must be f32 or f16, not '{}'", a.out_type);
   if (a.o.out.empty()) fail("train-lm: --out MODEL.gguf is required");
+  a.o.data.families = lm::parse_family_mix(a.families);
+  a.o.eval_families.clear();
+  for (const std::string& f : a.eval_families) a.o.eval_families.push_back(data::parse_family(f));
   // One writer of the model and of its checkpoint at a time (the trainer's default checkpoint).
   const DirLock out_lock = DirLock::lock_file(a.o.out);
   const DirLock checkpoint_lock = DirLock::lock_file(a.o.checkpoint.empty() ? a.o.out + ".ckpt" : a.o.checkpoint);
@@ -69,6 +74,10 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
                   "fraction of random-token repeat sequences (induction warm-up)")->capture_default_str();
   cmd->add_option("--repeat-steps", o.data.repeat_steps,
                   "steps over which the repeat fraction falls to 0 (0 = constant)")->capture_default_str();
+  cmd->add_option("--families", a->families,
+                  "training task mix FAMILY[:WEIGHT],... (niah_single, niah_multikey, niah_multivalue, "
+                  "niah_multiquery, vt)")
+      ->delimiter(',')->capture_default_str();
   cmd->add_option("--word-filler", o.data.word_filler, "fraction of random-word filler")->capture_default_str();
   cmd->add_option("--lm-weight", o.data.lm_weight, "loss weight of non-answer tokens (0 = answers only)")
       ->capture_default_str();
@@ -82,6 +91,8 @@ const CommandRegistration kTrainLm("train-lm", [](CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--eval-samples", o.eval_samples, "samples per family and length")->capture_default_str();
   cmd->add_option("--eval-lengths", o.eval_lengths, "evaluation lengths")->delimiter(',')->capture_default_str();
+  cmd->add_option("--eval-families", a->eval_families, "families of the periodic evaluation")
+      ->delimiter(',')->capture_default_str();
   cmd->add_option("--log-every", o.log_every, "steps between log lines")->capture_default_str();
   cmd->add_option("--out-type", a->out_type, "weight type of the GGUF: f32 | f16")->capture_default_str();
   cmd->add_option("--max-seconds", o.max_seconds, "stop (checkpointed) after this wall time")

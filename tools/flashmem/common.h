@@ -81,7 +81,7 @@ inline DType parse_kv_type(const std::string& s) {
 // The LSA runtime's flags. Without --policy the session uses the plain contiguous cache (no
 // selection machinery at all); any --policy, `full` included, runs the paged two-tier runtime.
 struct LsaArgs {
-  std::string policy, indexer, store = "ram", lsa_page_score = "max";
+  std::string policy, indexer, store = "ram", lsa_page_score = "max", lsa_fallback = "off";
   double budget = -1;
   int64_t page_tokens = kDefaultPageTokens, sink_pages = kDefaultSinkPages,
           recent_pages = kDefaultRecentPages, tau = kDefaultTau, lsa_topk = 0;
@@ -114,6 +114,10 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
   cmd->add_option("--lsa-page-score", a.lsa_page_score,
                   "lsa page score: max (best chunk score) | count (chunks above 0.5)")
       ->capture_default_str();
+  cmd->add_option("--lsa-fallback", a.lsa_fallback,
+                  "lsa safety net: off | on (when no page passes 0.5 or the scores are flat, keep the "
+                  "best-scored pages up to the budget for that cycle)")
+      ->capture_default_str();
 }
 
 inline PagedKvOptions paged_options(const LsaArgs& a) {
@@ -122,6 +126,7 @@ inline PagedKvOptions paged_options(const LsaArgs& a) {
   o.policy.seed = a.seed;
   o.policy.lsa_topk = a.lsa_topk;
   o.policy.lsa_page_score = parse_lsa_page_score(a.lsa_page_score);
+  o.policy.lsa_fallback = parse_lsa_fallback(a.lsa_fallback);
   o.budget = a.budget;
   o.page_tokens = a.page_tokens;
   o.sink_pages = a.sink_pages;
@@ -136,6 +141,13 @@ inline PagedKvOptions paged_options(const LsaArgs& a) {
 // True when --policy is oracle:F (a two-pass run, runtime/oracle.h).
 inline bool is_oracle(const LsaArgs& a) {
   return !a.policy.empty() && parse_policy_spec(a.policy).kind == PolicyKind::kOracle;
+}
+
+// Without --policy (the plain cache): throws Error when any other LSA flag was given.
+inline void check_no_lsa_flags(const LsaArgs& a) {
+  if (!a.indexer.empty() || a.budget >= 0 || a.store != "ram" || a.lsa_topk != 0 ||
+      a.lsa_page_score != "max" || a.lsa_fallback != "off")
+    fail("--indexer, --budget, --kv-store, --lsa-topk, --lsa-page-score and --lsa-fallback need a --policy");
 }
 
 // Checks what PagedKv cannot see (it takes budget < 0 as "the policy's own").
@@ -153,9 +165,7 @@ inline EngineOptions engine_options(const LsaArgs& a, int threads) {
 inline SequenceOptions sequence_options(const LsaArgs& a, int64_t n_ctx, DType kv_type) {
   SequenceOptions o{.n_ctx = n_ctx, .kv_type = kv_type};
   if (a.policy.empty()) {
-    if (!a.indexer.empty() || a.budget >= 0 || a.store != "ram" || a.lsa_topk != 0 ||
-        a.lsa_page_score != "max")
-      fail("--indexer, --budget, --kv-store, --lsa-topk and --lsa-page-score need a --policy");
+    check_no_lsa_flags(a);
     return o;
   }
   check_lsa_args(a);

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "indexer/fp8.h"
+#include "indexer/scoring.h"
 #include "indexer/towers.h"
 #include "util/error.h"
 
@@ -29,7 +30,28 @@ LsaPolicy::LsaPolicy(std::unique_ptr<SelectionPolicy> chooser, const PolicyConte
     hidden_layers_.push_back(id);
   }
   chunk_tokens_ = ic.chunk_tokens;
+  if (ctx.options.policy.lsa_fallback == LsaFallback::kOn)
+    fallback_ = make_top_scored_policy("lsa-fallback", kLsaFallbackFraction);
   reset();
+}
+
+bool lsa_unsure(const SelectionInput& input) {
+  const PageGeometry& g = input.geometry;
+  if (g.n_middle_pages() == 0 || static_cast<int64_t>(input.page_scores.size()) != g.n_pages) return false;
+  const auto first = input.page_scores.begin() + g.sink_pages;
+  const auto [lo, hi] = std::minmax_element(first, input.page_scores.begin() + g.first_tail_page());
+  return !(*hi > kSelectThreshold) || *hi - *lo < kLsaFlatSpread;
+}
+
+std::vector<int64_t> LsaPolicy::select(const SelectionInput& input) {
+  std::vector<int64_t> chosen = PagePolicy::select(input);
+  if (!fallback_ || !lsa_unsure(input)) return chosen;
+  // The wider choice ranks by the same scores and ties, so it contains every page the threshold
+  // kept; it counts only when it adds pages.
+  std::vector<int64_t> wider = fallback_->select(input);
+  if (wider.size() <= chosen.size()) return chosen;
+  ++fallback_cycles_;
+  return wider;
 }
 
 void LsaPolicy::reset() {
@@ -38,6 +60,7 @@ void LsaPolicy::reset() {
   last_hidden_.assign(n_target, std::vector<float>(static_cast<size_t>(dim_), 0.0f));
   keys_.assign(n_target, {});
   last_pos_ = 0;
+  fallback_cycles_ = 0;
   pending_.clear();
   pending_means_.clear();
 }

@@ -80,8 +80,11 @@ class PagePolicy {
   // Page scores [g.n_pages] for the cycle `cycle` about to start (0 = right after the prompt);
   // empty for unscored policies.
   virtual std::vector<float> cycle_scores(const PageGeometry& g, int64_t cycle) { return {}; }
-  // The pages to keep resident for the cycle (the chooser's, select/policy.h).
-  std::vector<int64_t> select(const SelectionInput& input) { return chooser_->select(input); }
+  // The pages to keep resident for the cycle (the chooser's, select/policy.h; lsa's fallback may
+  // widen it).
+  virtual std::vector<int64_t> select(const SelectionInput& input) { return chooser_->select(input); }
+  // lsa with --lsa-fallback on: cycles since reset() whose selection the fallback widened.
+  virtual int64_t fallback_cycles() const { return 0; }
 
   // ---- State.
   // Forgets the sequence (PagedKv::reset).
