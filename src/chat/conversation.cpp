@@ -1,0 +1,73 @@
+#include "chat/conversation.h"
+
+#include "util/error.h"
+
+namespace flashmem::chat {
+
+Conversation::Conversation(Engine& engine, Sequence& sequence, const ChatTemplate& chat_template,
+                           std::string system)
+    : engine_(engine), sequence_(sequence), template_(chat_template), system_(std::move(system)) {
+  reset();
+}
+
+void Conversation::reset() {
+  messages_.clear();
+  if (!system_.empty()) messages_.push_back({"system", system_});
+  sequence_.reset();
+  kv_text_.clear();
+}
+
+TurnStats Conversation::reply(const std::string& user_text, Sampler& sampler, int64_t max_tokens,
+                              const std::function<bool(int32_t)>& on_token) {
+  const Tokenizer& tokenizer = engine_.tokenizer();
+  std::vector<ChatMessage> messages = messages_;
+  messages.push_back({"user", user_text});
+  const std::string prompt = template_.render(messages, /*add_generation_prompt=*/true);
+
+  TurnStats stats;
+  const bool extends = prompt.compare(0, kv_text_.size(), kv_text_) == 0;
+  std::vector<int32_t> ids =
+      tokenizer.encode(extends ? std::string_view(prompt).substr(kv_text_.size()) : prompt,
+                       /*add_special=*/false, /*parse_special=*/true);
+  const bool fresh = !extends || kv_text_.empty();
+  // One BOS at the start of the KV when the vocabulary adds one and the template did not write it.
+  if (fresh && tokenizer.add_bos() && (ids.empty() || ids.front() != tokenizer.bos_id()))
+    ids.insert(ids.begin(), tokenizer.bos_id());
+  if (ids.empty()) fail("the chat template added no text for the new message");
+  const int64_t start = extends ? sequence_.n_past() : 0;
+  const int64_t room = sequence_.capacity() - start - static_cast<int64_t>(ids.size());
+  if (room < 1)
+    fail("the conversation needs {} tokens but the context holds {}: /reset it or use a larger -c",
+         start + static_cast<int64_t>(ids.size()) + 1, sequence_.capacity());
+  if (!extends) {
+    sequence_.reset();
+    kv_text_.clear();
+    stats.re_prefilled = true;
+  }
+  stats.reused_tokens = sequence_.n_past();
+  stats.prefilled_tokens = static_cast<int64_t>(ids.size());
+
+  std::vector<int32_t> answer;
+  GenerationRequest request;
+  request.prompt = ids;
+  request.max_tokens = std::min(max_tokens, room);
+  request.is_end = [&](int32_t t) { return tokenizer.is_eog(t); };
+  request.on_token = [&](int32_t t) {
+    answer.push_back(t);
+    return on_token(t);
+  };
+  stats.generation = generate(engine_, sequence_, sampler, request);
+  stats.generated_tokens = static_cast<int64_t>(answer.size());
+  // generate() skips the forward pass of a last token it stopped after (max_tokens or a false
+  // on_token); the KV must hold every token of the reply for the next turn to extend it.
+  if (!answer.empty() && sequence_.n_past() < stats.reused_tokens + stats.prefilled_tokens + stats.generated_tokens)
+    engine_.forward(sequence_, std::span(&answer.back(), 1), nullptr, false);
+
+  const std::string reply_text = tokenizer.decode(answer);
+  kv_text_ = prompt + reply_text;
+  messages_ = std::move(messages);
+  messages_.push_back({"assistant", reply_text});
+  return stats;
+}
+
+}  // namespace flashmem::chat
