@@ -63,11 +63,28 @@ TurnStats Conversation::reply(const std::string& user_text, Sampler& sampler, in
   if (!answer.empty() && sequence_.n_past() < stats.reused_tokens + stats.prefilled_tokens + stats.generated_tokens)
     engine_.forward(sequence_, std::span(&answer.back(), 1), nullptr, false);
 
-  const std::string reply_text = tokenizer.decode(answer);
-  kv_text_ = prompt + reply_text;
+  std::string raw;  // the reply's text as its tokens spell it (a SentencePiece "▁Hi" is " Hi")
+  for (int32_t t : answer) raw += tokenizer.token_to_piece(t);
+  kv_text_ = prompt + raw;
+  messages.push_back({"assistant", reply_content(messages, raw)});
   messages_ = std::move(messages);
-  messages_.push_back({"assistant", reply_text});
   return stats;
+}
+
+std::string Conversation::reply_content(std::vector<ChatMessage> messages, const std::string& raw) const {
+  // The reply as the message content under which the template renders the KV's text again, so
+  // that the next turn extends it: the raw text, or without its leading whitespace (templates
+  // that write "role: " before a message but "role:" as the generation prompt).
+  const std::string stripped = raw.substr(std::min(raw.find_first_not_of(" \t\n"), raw.size()));
+  messages.push_back({"assistant", raw});
+  for (const std::string& content : {raw, stripped}) {
+    messages.back().content = content;
+    try {
+      if (template_.render(messages, false).compare(0, kv_text_.size(), kv_text_) == 0) return content;
+    } catch (const Error&) {  // a template that only renders with the generation prompt
+    }
+  }
+  return stripped;
 }
 
 }  // namespace flashmem::chat

@@ -49,6 +49,8 @@ class Conversation {
   const std::vector<ChatMessage>& messages() const { return messages_; }
 
  private:
+  std::string reply_content(std::vector<ChatMessage> messages, const std::string& raw) const;
+
   Engine& engine_;
   Sequence& sequence_;
   const ChatTemplate& template_;

@@ -97,7 +97,8 @@ class Parser {
       const Token& t = cur();
       if (t.type == TokenType::kEnd) {
         if (ends.size() == 0) return body;
-        fail_at(t.pos, fmt::format("missing {{% {} %}}", *ends.begin()));
+        const auto end = std::find_if(ends.begin(), ends.end(), [](const char* e) { return std::string_view(e).starts_with("end"); });
+        fail_at(t.pos, fmt::format("missing {{% {} %}}", end != ends.end() ? *end : *ends.begin()));
       }
       if (t.type == TokenType::kText) {
         auto s = std::make_unique<Stmt>();

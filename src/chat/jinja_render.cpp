@@ -100,25 +100,33 @@ class Renderer {
     ns.dict->set(s.attr, std::move(v));
   }
 
-  Value loop_object(const List& items, size_t k) {
-    const int64_t n = static_cast<int64_t>(items.size()), i = static_cast<int64_t>(k);
+  // Jinja's `loop`: one object per for statement, advanced in place each iteration (as Jinja's
+  // LoopContext is); slots in kLoopFields order.
+  static constexpr const char* kLoopFields[] = {"index0", "index", "revindex0", "revindex", "first", "last",
+                                                "length", "depth", "depth0", "previtem", "nextitem", "cycle"};
+  static Value make_loop(const std::shared_ptr<int64_t>& index) {
     Dict loop;
-    loop.set("index0", Value::integer(i));
-    loop.set("index", Value::integer(i + 1));
-    loop.set("revindex0", Value::integer(n - i - 1));
-    loop.set("revindex", Value::integer(n - i));
-    loop.set("first", Value::boolean(i == 0));
-    loop.set("last", Value::boolean(i == n - 1));
-    loop.set("length", Value::integer(n));
-    loop.set("depth", Value::integer(1));
-    loop.set("depth0", Value::integer(0));
-    loop.set("previtem", i > 0 ? items[k - 1] : Value::undefined("there is no previous item"));
-    loop.set("nextitem", i + 1 < n ? items[k + 1] : Value::undefined("there is no next item"));
-    loop.set("cycle", Value::function([i](CallArgs& args) {
-               if (args.positional.empty()) fail("loop.cycle() needs at least one argument");
-               return args.positional[static_cast<size_t>(i) % args.positional.size()];
-             }));
+    for (const char* field : kLoopFields) loop.items.emplace_back(field, Value::none());
+    loop.items[7].second = Value::integer(1);
+    loop.items[8].second = Value::integer(0);
+    loop.items[11].second = Value::function([index](CallArgs& args) {
+      if (args.positional.empty()) fail("loop.cycle() needs at least one argument");
+      return args.positional[static_cast<size_t>(*index) % args.positional.size()];
+    });
     return Value::from_dict(std::move(loop));
+  }
+  static void advance_loop(Value& loop, const List& items, size_t k) {
+    const int64_t n = static_cast<int64_t>(items.size()), i = static_cast<int64_t>(k);
+    auto& slot = loop.dict->items;
+    slot[0].second = Value::integer(i);
+    slot[1].second = Value::integer(i + 1);
+    slot[2].second = Value::integer(n - i - 1);
+    slot[3].second = Value::integer(n - i);
+    slot[4].second = Value::boolean(i == 0);
+    slot[5].second = Value::boolean(i == n - 1);
+    slot[6].second = Value::integer(n);
+    slot[9].second = i > 0 ? items[k - 1] : Value::undefined("there is no previous item");
+    slot[10].second = i + 1 < n ? items[k + 1] : Value::undefined("there is no next item");
   }
 
   void count_iteration(SourcePos pos) {
@@ -142,11 +150,15 @@ class Renderer {
       items = std::move(kept);
     }
     if (items.empty()) return exec(s.else_body);
+    const auto index = std::make_shared<int64_t>(0);
+    Value loop = make_loop(index);
     for (size_t k = 0; k < items.size(); ++k) {
       count_iteration(s.pos);
+      *index = static_cast<int64_t>(k);
+      advance_loop(loop, items, k);
       scopes_.emplace_back();
       bind(s.targets, items[k], s.pos);
-      scopes_.back().set("loop", loop_object(items, k));
+      scopes_.back().set("loop", loop);
       const Flow f = exec(s.body);
       scopes_.pop_back();
       if (f == Flow::kBreak) break;

@@ -93,8 +93,8 @@ Value from_json(const nlohmann::ordered_json& j);
 // 1M-token context (about 4 bytes per token); a template that builds more is runaway.
 constexpr size_t kMaxTextBytes = size_t{64} << 20;
 // Loop iterations (and range() elements) of one rendering: real chat templates iterate a few
-// times per message; 10M bounds a runaway template to about a second of work.
-constexpr int64_t kMaxIterations = 10'000'000;
+// times per message; 1M bounds a runaway template to about a second of work.
+constexpr int64_t kMaxIterations = 1'000'000;
 
 // Nesting of JSON input and output the renderer follows: far beyond what a chat request holds
 // (messages -> tool calls -> arguments is 5 levels) while bounding the recursion.

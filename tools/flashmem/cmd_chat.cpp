@@ -55,7 +55,7 @@ void run_chat(const ChatArgs& a) {
   Sampler sampler(a.sampling);
   const bool interactive = ::isatty(STDIN_FILENO) != 0;
   std::string line;
-  for (int turn = 1;; ++turn) {
+  for (int turn = 1;;) {
     if (interactive) fmt::print(stderr, "> ");
     if (!std::getline(std::cin, line)) break;
     if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -81,6 +81,7 @@ void run_chat(const ChatArgs& a) {
                  st.re_prefilled ? " (history re-rendered differently: prefilled from scratch)" : "",
                  st.generated_tokens, st.generation.stopped_at_eog ? " (end of turn)" : "", sequence.n_past(),
                  sequence.capacity());
+    ++turn;
   }
 }
 
