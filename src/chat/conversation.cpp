@@ -37,7 +37,7 @@ TurnStats Conversation::reply(const std::string& user_text, Sampler& sampler, in
   const int64_t start = extends ? sequence_.n_past() : 0;
   const int64_t room = sequence_.capacity() - start - static_cast<int64_t>(ids.size());
   if (room < 1)
-    fail("the conversation needs {} tokens but the context holds {}: /reset it or use a larger -c",
+    fail("the conversation needs {} tokens but the context holds {} (start over, or use a larger context)",
          start + static_cast<int64_t>(ids.size()) + 1, sequence_.capacity());
   if (!extends) {
     sequence_.reset();
@@ -56,7 +56,14 @@ TurnStats Conversation::reply(const std::string& user_text, Sampler& sampler, in
     answer.push_back(t);
     return on_token(t);
   };
-  stats.generation = generate(engine_, sequence_, sampler, request);
+  try {
+    stats.generation = generate(engine_, sequence_, sampler, request);
+  } catch (const Error&) {
+    // The KV may hold part of this turn: start the next one from an empty KV.
+    sequence_.reset();
+    kv_text_.clear();
+    throw;
+  }
   stats.generated_tokens = static_cast<int64_t>(answer.size());
   // generate() skips the forward pass of a last token it stopped after (max_tokens or a false
   // on_token); the KV must hold every token of the reply for the next turn to extend it.

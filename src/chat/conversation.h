@@ -39,7 +39,8 @@ class Conversation {
   // fewer when the context ends sooner; stops at an end-of-generation token) calling on_token
   // with each token as it is sampled (return false to stop), and records the reply.
   // Throws Error, keeping the history as it was, when the template fails on the messages or the
-  // new tokens do not fit the sequence's context.
+  // new tokens do not fit the sequence's context (nothing was decoded then); an Error of the
+  // engine while decoding also empties the KV (the next turn prefills the whole history).
   TurnStats reply(const std::string& user_text, Sampler& sampler, int64_t max_tokens,
                   const std::function<bool(int32_t)>& on_token);
 

@@ -104,12 +104,16 @@ TEST(ChatCli, PagedPolicyKeepsTheKvAcrossTurns) {
   EXPECT_EQ(turns[1].reused, turns[0].context);
 }
 
-TEST(ChatCli, ContextTooSmallIsAnError) {
+// A message beyond the context is refused and the chat goes on; the exit status reports it.
+TEST(ChatCli, MessageBeyondTheContextIsAnErrorAndTheChatGoesOn) {
   ASSERT_TRUE(std::filesystem::exists(kModel)) << kModel;
-  const RunResult r = chat(std::string(2000, 'a') + "\n", "-c 64");
+  const RunResult r = chat(std::string(2000, 'a') + "\nhi\n", "-c 64");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("error: "), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("context"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("error: the conversation needs"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 message(s) got no reply"), std::string::npos) << r.err;
+  const std::vector<Turn> turns = parse_turns(r.err);
+  ASSERT_EQ(turns.size(), 1u) << r.err;  // "hi" was answered
+  EXPECT_EQ(turns[0].reused, 0);
 }
 
 TEST(ChatTemplateCli, FallbackRendering) {

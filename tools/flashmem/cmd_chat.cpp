@@ -1,6 +1,8 @@
 // `flashmem chat -m MODEL [--system TEXT] [-n N] [-c N] [sampling, KV and LSA flags as run]`:
 // an interactive chat on standard input, one user message per line (a pipe works too).
-// `/reset` starts over (keeping --system), `/quit` or the end of input ends. Each turn is
+// `/reset` starts over (keeping --system), `/quit` or the end of input ends. A message that
+// cannot be answered (the context is full) prints an error and the chat goes on; the exit status
+// is then 1. Each turn is
 // rendered with the model's chat template and only its new tokens are prefilled
 // (chat/conversation.h); the reply streams to stdout, ending with a newline.
 #include <fmt/format.h>
@@ -55,6 +57,7 @@ void run_chat(const ChatArgs& a) {
   Sampler sampler(a.sampling);
   const bool interactive = ::isatty(STDIN_FILENO) != 0;
   std::string line;
+  int failed_turns = 0;
   for (int turn = 1;;) {
     if (interactive) fmt::print(stderr, "> ");
     if (!std::getline(std::cin, line)) break;
@@ -66,12 +69,19 @@ void run_chat(const ChatArgs& a) {
       continue;
     }
     if (line.empty()) continue;
-    const chat::TurnStats st = conversation.reply(line, sampler, a.n_predict, [&](int32_t t) {
-      const std::string piece = tokenizer.token_to_piece(t);
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      flush_stdout();
-      return true;
-    });
+    chat::TurnStats st;
+    try {
+      st = conversation.reply(line, sampler, a.n_predict, [&](int32_t t) {
+        const std::string piece = tokenizer.token_to_piece(t);
+        std::fwrite(piece.data(), 1, piece.size(), stdout);
+        flush_stdout();
+        return true;
+      });
+    } catch (const Error& e) {  // the chat goes on (/reset frees the context); the exit status says so
+      fmt::print(stderr, "error: {}\n", e.what());
+      ++failed_turns;
+      continue;
+    }
     std::fputc('\n', stdout);
     flush_stdout();
     if (a.verbose)
@@ -83,6 +93,7 @@ void run_chat(const ChatArgs& a) {
                  sequence.capacity());
     ++turn;
   }
+  if (failed_turns > 0) fail("{} message(s) got no reply", failed_turns);
 }
 
 const CommandRegistration kChat("chat", [](CLI::App& app) {
