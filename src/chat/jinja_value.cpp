@@ -135,10 +135,17 @@ std::string float_repr(double d) {
   std::string out = negative ? "-" : "";
   if (exponent < -4 || exponent >= 16) {
     out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    if (digits.size() > 1) {
+      out += '.';
+      out.append(digits, 1);
+    }
     return out + fmt::format("e{}{:02d}", exponent < 0 ? '-' : '+', std::abs(exponent));
   }
-  if (exponent < 0) return out + "0." + std::string(-exponent - 1, '0') + digits;
+  if (exponent < 0) {
+    out += "0.";
+    out.append(static_cast<size_t>(-exponent - 1), '0');
+    return out + digits;
+  }
   const size_t int_len = exponent + 1;
   if (digits.size() <= int_len) return out + digits + std::string(int_len - digits.size(), '0') + ".0";
   return out + digits.substr(0, int_len) + "." + digits.substr(int_len);
@@ -184,7 +191,9 @@ void json_string(const std::string& s, std::string& out) {
 void json_value(const Value& v, int indent, bool sort_keys, int level, std::string& out) {
   if (level > kMaxJsonDepth) fail("tojson: nesting deeper than {} levels", kMaxJsonDepth);
   const auto newline = [&](int lvl) {
-    if (indent >= 0) out += "\n" + std::string(static_cast<size_t>(indent) * lvl, ' ');
+    if (indent < 0) return;
+    out += '\n';
+    out.append(static_cast<size_t>(indent) * lvl, ' ');
   };
   const char* item_sep = indent >= 0 ? "," : ", ";
   switch (v.kind) {
