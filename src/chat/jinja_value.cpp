@@ -10,50 +10,50 @@
 
 namespace flashmem::jinja {
 
-Value Value::undefined(std::string name) {
+namespace {
+
+Value of_kind(Kind kind) {
   Value v;
+  v.kind = kind;
+  return v;
+}
+
+}  // namespace
+
+Value Value::undefined(std::string name) {
+  Value v = of_kind(Kind::kUndefined);
   v.s = std::move(name);
   return v;
 }
-Value Value::none() {
-  Value v;
-  v.kind = Kind::kNone;
-  return v;
-}
+Value Value::none() { return of_kind(Kind::kNone); }
 Value Value::boolean(bool b) {
-  Value v;
-  v.kind = Kind::kBool;
+  Value v = of_kind(Kind::kBool);
   v.b = b;
-  v.i = b;
+  v.i = b;  // Python's bool is an int in arithmetic
   return v;
 }
 Value Value::integer(int64_t i) {
-  Value v;
-  v.kind = Kind::kInt;
+  Value v = of_kind(Kind::kInt);
   v.i = i;
   return v;
 }
 Value Value::real(double f) {
-  Value v;
-  v.kind = Kind::kFloat;
+  Value v = of_kind(Kind::kFloat);
   v.f = f;
   return v;
 }
 Value Value::string(std::string s) {
-  Value v;
-  v.kind = Kind::kString;
+  Value v = of_kind(Kind::kString);
   v.s = std::move(s);
   return v;
 }
 Value Value::from_list(List l) {
-  Value v;
-  v.kind = Kind::kList;
+  Value v = of_kind(Kind::kList);
   v.list = std::make_shared<const List>(std::move(l));
   return v;
 }
 Value Value::from_dict(Dict d) {
-  Value v;
-  v.kind = Kind::kDict;
+  Value v = of_kind(Kind::kDict);
   v.dict = std::make_shared<Dict>(std::move(d));
   return v;
 }
@@ -63,8 +63,7 @@ Value Value::name_space(Dict d) {
   return v;
 }
 Value Value::function(Function fn) {
-  Value v;
-  v.kind = Kind::kFunction;
+  Value v = of_kind(Kind::kFunction);
   v.fn = std::make_shared<const Function>(std::move(fn));
   return v;
 }
