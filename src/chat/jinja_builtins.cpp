@@ -22,9 +22,9 @@ class Params {
       : function_(function), args_(args), names_(names) {
     if (args.positional.size() > names_.size())
       fail("{}() takes at most {} arguments ({} given)", function, names_.size(), args.positional.size());
-    for (const auto& [key, v] : args.keyword)
-      if (std::find_if(names_.begin(), names_.end(), [&](const char* n) { return key == n; }) == names_.end())
-        fail("{}() got an unexpected keyword argument '{}'", function, key);
+    for (const auto& keyword : args.keyword)
+      if (std::find_if(names_.begin(), names_.end(), [&](const char* n) { return keyword.first == n; }) == names_.end())
+        fail("{}() got an unexpected keyword argument '{}'", function, keyword.first);
   }
   const Value* get(size_t k) const {
     if (k < args_.positional.size()) return &args_.positional[k];
