@@ -82,6 +82,13 @@ std::vector<ChatMessage> messages_from_json(const nlohmann::ordered_json& messag
   return out;
 }
 
+std::vector<int32_t> tokenize_chat_prompt(const Tokenizer& tokenizer, std::string_view text, bool at_start) {
+  std::vector<int32_t> ids = tokenizer.encode(text, /*add_special=*/false, /*parse_special=*/true);
+  if (at_start && tokenizer.add_bos() && (ids.empty() || ids.front() != tokenizer.bos_id()))
+    ids.insert(ids.begin(), tokenizer.bos_id());
+  return ids;
+}
+
 std::optional<std::string> chat_template_from_hf_config(std::string_view tokenizer_config_json) {
   nlohmann::ordered_json config;
   try {

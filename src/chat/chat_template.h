@@ -8,6 +8,7 @@
 //
 // Immutable after construction; render() may run on several threads at once.
 #pragma once
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <span>
@@ -68,6 +69,12 @@ class ChatTemplate {
   std::string source_, hash_, bos_, eos_;
   bool fallback_ = false;
 };
+
+// Token ids of (part of) a rendered prompt: special-token text parsed (templates write
+// <|im_start|>, [INST], ... as text), no BOS/EOS added, except that `at_start` (the text opens
+// the sequence) puts one BOS in front when the vocabulary adds BOS and the template did not
+// write it (llama.cpp's rule: exactly one BOS either way).
+std::vector<int32_t> tokenize_chat_prompt(const Tokenizer& tokenizer, std::string_view text, bool at_start);
 
 // The chat template of a Hugging Face tokenizer_config.json text, as llama.cpp's
 // convert_hf_to_gguf.py takes it for `tokenizer.chat_template`: the "chat_template" string, or

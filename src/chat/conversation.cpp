@@ -26,13 +26,9 @@ TurnStats Conversation::reply(const std::string& user_text, Sampler& sampler, in
 
   TurnStats stats;
   const bool extends = prompt.compare(0, kv_text_.size(), kv_text_) == 0;
-  std::vector<int32_t> ids =
-      tokenizer.encode(extends ? std::string_view(prompt).substr(kv_text_.size()) : prompt,
-                       /*add_special=*/false, /*parse_special=*/true);
-  const bool fresh = !extends || kv_text_.empty();
-  // One BOS at the start of the KV when the vocabulary adds one and the template did not write it.
-  if (fresh && tokenizer.add_bos() && (ids.empty() || ids.front() != tokenizer.bos_id()))
-    ids.insert(ids.begin(), tokenizer.bos_id());
+  const std::vector<int32_t> ids =
+      tokenize_chat_prompt(tokenizer, extends ? std::string_view(prompt).substr(kv_text_.size()) : prompt,
+                           /*at_start=*/!extends || kv_text_.empty());
   if (ids.empty()) fail("the chat template added no text for the new message");
   const int64_t start = extends ? sequence_.n_past() : 0;
   const int64_t room = sequence_.capacity() - start - static_cast<int64_t>(ids.size());
