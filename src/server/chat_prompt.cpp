@@ -1,18 +1,30 @@
 #include "server/chat_prompt.h"
 
+#include "server/api_error.h"
+#include "util/error.h"
+
 namespace flashmem::server {
 
-std::vector<int32_t> render_chat_prompt(const Engine& engine, std::span<const ChatMessage> messages) {
+ChatPrompts::ChatPrompts(const Engine& engine)
+    : engine_(engine), template_(chat::ChatTemplate::from_gguf(engine.model().file(), engine.tokenizer())) {}
+
+std::vector<int32_t> ChatPrompts::render(std::span<const ChatMessage> messages) const {
   std::string text;
-  for (const ChatMessage& m : messages) text += m.role + ": " + m.content + "\n";
-  text += "assistant:";
-  // Message text is the user's: special-token text in it stays plain text.
-  return engine.tokenizer().encode(text, /*add_special=*/true, /*parse_special=*/false);
+  try {
+    text = template_.render(messages, /*add_generation_prompt=*/true);
+  } catch (const ApiError&) {
+    throw;
+  } catch (const Error& e) {
+    fail_request("messages", "the model's chat template refused these messages: {}", e.what());
+  }
+  return chat::tokenize_chat_prompt(engine_.tokenizer(), text, /*at_start=*/true);
 }
 
-std::string chat_prompt_format(const Engine& engine) {
-  return "role-prefixed fallback (\"role: content\" lines, then \"assistant:\"); the model's chat "
-         "template is not used";
+std::string ChatPrompts::format() const {
+  if (template_.is_fallback())
+    return "role-prefixed fallback (\"role: content\" lines, then \"assistant:\"): the model file has no "
+           "chat template";
+  return "the model's chat template (tokenizer.chat_template, sha256 " + template_.hash() + ")";
 }
 
 }  // namespace flashmem::server

@@ -78,7 +78,7 @@ void send_error(httplib::Response& res, const ApiError& error) {
 
 Routes::Routes(Engine& engine, Scheduler& scheduler, Metrics& metrics, const ServerOptions& options)
     : engine_(engine), scheduler_(scheduler), metrics_(metrics), options_(options),
-      chat_prompt_format_(chat_prompt_format(engine)), started_(static_cast<int64_t>(std::time(nullptr))),
+      chat_prompts_(engine), started_(static_cast<int64_t>(std::time(nullptr))),
       seeds_(std::random_device{}()) {
   if (options_.ctx < 1) fail("the server's context must be resolved before the routes are made");
 }
@@ -98,7 +98,7 @@ void Routes::install(httplib::Server& http) {
   http.Post("/v1/completions", guarded([this](const auto& req, auto& res) { generate(req, res, Endpoint::kCompletions); }));
   http.Post("/v1/chat/completions", guarded([this](const auto& req, auto& res) { generate(req, res, Endpoint::kChat); }));
   http.Get("/v1/models", guarded([this](const auto&, auto& res) {
-    res.set_content(dump_json(models_list(options_.model_id, started_, chat_prompt_format_)), kJson);
+    res.set_content(dump_json(models_list(options_.model_id, started_, chat_prompts_.format())), kJson);
   }));
   http.Get("/health", guarded([this](const auto&, auto& res) { health(res); }));
   http.Get("/metrics", guarded([this](const auto&, auto& res) { metrics(res); }));
@@ -189,7 +189,7 @@ void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpo
   } else {
     const ChatRequest r = parse_chat_request(body, next_seed());
     params = r.params;
-    prompt = render_chat_prompt(engine_, r.messages);
+    prompt = chat_prompts_.render(r.messages);
   }
   const char* prompt_param = endpoint == Endpoint::kChat ? "messages" : "prompt";
   auto job = std::make_shared<GenerationJob>(job_input(std::move(prompt), params, prompt_param));
@@ -243,7 +243,7 @@ void Routes::health(httplib::Response& res) const {
   const SchedulerGauges g = metrics_.gauges();
   const json body = {{"status", "ok"},
                      {"model", options_.model_id},
-                     {"chat_prompt", chat_prompt_format_},
+                     {"chat_prompt", chat_prompts_.format()},
                      {"active_sequences", g.active_sequences},
                      {"queue_length", g.queue_length}};
   res.set_content(dump_json(body), kJson);

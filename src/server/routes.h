@@ -16,6 +16,7 @@
 
 #include "flashmem/engine.h"
 #include "server/api_error.h"
+#include "server/chat_prompt.h"
 #include "server/generation_job.h"
 #include "server/metrics.h"
 #include "server/request.h"
@@ -46,7 +47,7 @@ class Routes {
   Scheduler& scheduler_;
   Metrics& metrics_;
   const ServerOptions& options_;
-  const std::string chat_prompt_format_;
+  const ChatPrompts chat_prompts_;
   const int64_t started_;  // Unix seconds
   std::mutex mutex_;       // guards the two below
   std::mt19937_64 seeds_;  // seeds of requests without one

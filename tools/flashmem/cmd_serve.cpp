@@ -82,7 +82,7 @@ void serve(ServeArgs a) {
   // MiB: the unit of --kv-budget-mb.
   engine_opts.kv_budget_bytes = static_cast<uint64_t>(a.kv_budget_mb) << 20;
   auto engine = std::make_unique<Engine>(model, engine_opts);
-  const std::string chat_format = server::chat_prompt_format(*engine);
+  const std::string chat_format = server::ChatPrompts(*engine).format();
 
   // SIGINT and SIGTERM are taken by sigwait below (every thread started from here on blocks
   // them), so a stop lets requests finish instead of killing the process.
