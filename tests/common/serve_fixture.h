@@ -31,6 +31,7 @@ const std::string kNeedleModel = std::string(FLASHMEM_TEST_DATA) + "/../../model
 const std::string kNeedleIndexer = std::string(FLASHMEM_TEST_DATA) + "/../../models/needle-lm-indexer.gguf";
 
 struct ServeConfig {
+  std::string model = kNeedleModel;
   std::string policy;         // empty: the contiguous cache; "lsa" loads the bundled indexer
   std::string kv_dir;         // the disk slow tier of a policy (a directory); empty: ram
   double budget = -1;         // the policy's resident fraction (--budget); < 0: its own
@@ -52,7 +53,7 @@ inline ServeConfig limited(int64_t max_sequences, int64_t max_queue) {
 
 // The server's options as `flashmem serve` makes them from the same flags.
 inline std::unique_ptr<server::Server> start_server(const ServeConfig& c) {
-  auto model = Model::load(kNeedleModel);
+  auto model = Model::load(c.model);
   EngineOptions eo{.n_threads = c.threads,
                    .kv_store = c.kv_dir.empty() ? "ram" : "disk:" + c.kv_dir,
                    .kv_budget_bytes = c.kv_budget_bytes};

@@ -11,6 +11,8 @@
 #include <regex>
 #include <sstream>
 
+#include "chat/chat_template.h"
+#include "gguf/gguf.h"
 #include "../common/cli_run.h"
 #include "../common/serve_fixture.h"
 #include "../common/temp_dir.h"
@@ -71,6 +73,45 @@ TEST_F(ServerApi, StreamedCompletionIsTheSameTextInChunks) {
   const json& usage = s.events.back();
   EXPECT_TRUE(usage["choices"].empty());
   EXPECT_EQ(usage["usage"], whole.json_body()["usage"]);
+}
+
+// needle-lm with a chat template of its own: the server must render chats with it, and a
+// template that refuses the messages is the client's 400.
+TEST(ServerChatTemplate, ChatsAreRenderedWithTheModelsTemplate) {
+  const std::filesystem::path model = test_temp_path("fm_serve", "templated.gguf");
+  GgufWriter w = GgufWriter::from_file(Model::load(kNeedleModel)->file());
+  w.set_string("tokenizer.chat_template",
+               "{% for m in messages %}{% if m.role == 'system' %}{{ raise_exception('System role not supported') }}"
+               "{% endif %}{{ m.role }} says {{ m.content }}\n{% endfor %}{% if add_generation_prompt %}answer:{% endif %}");
+  w.write(model.string());
+  ServeConfig c;
+  c.model = model.string();
+  const auto server = start_server(c);
+  const HttpReply models = get(server->port(), "/v1/models");
+  ASSERT_EQ(models.status, 200) << models.body;
+  const std::string format = models.json_body()["data"][0]["chat_prompt"].get<std::string>();
+  EXPECT_NE(format.find("chat template"), std::string::npos) << format;
+  EXPECT_EQ(format.find("fallback"), std::string::npos) << format;
+
+  const std::string question = task_prompt(needle_tokenizer(), 200, 9);
+  const json chat = {{"messages", json::array({{{"role", "user"}, {"content", question}}})},
+                     {"max_tokens", 8}, {"temperature", 0}};
+  const HttpReply r = post(server->port(), "/v1/chat/completions", chat);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const std::string rendered = "user says " + question + "\nanswer:";
+  EXPECT_EQ(r.json_body()["usage"]["prompt_tokens"],
+            static_cast<int64_t>(chat::tokenize_chat_prompt(needle_tokenizer(), rendered, true).size()));
+  const HttpReply same = post(server->port(), "/v1/completions", greedy_completion(rendered, 8));
+  ASSERT_EQ(same.status, 200) << same.body;
+  EXPECT_EQ(completion_text(r.json_body()), completion_text(same.json_body()));
+
+  const json refused = {{"messages", json::array({{{"role", "system"}, {"content", "x"}},
+                                                  {{"role", "user"}, {"content", "y"}}})}};
+  const HttpReply bad = post(server->port(), "/v1/chat/completions", refused);
+  EXPECT_EQ(bad.status, 400) << bad.body;
+  EXPECT_EQ(bad.json_body()["error"]["param"], "messages") << bad.body;
+  EXPECT_NE(bad.body.find("System role not supported"), std::string::npos) << bad.body;
+  std::filesystem::remove(model);
 }
 
 TEST_F(ServerApi, ChatCompletionStreamedAndNot) {
