@@ -52,7 +52,7 @@ struct RunOptions {
   // with EFBIG like writes to a full disk, instead of killing the process.
   int64_t file_size_limit_bytes = 0;
   // Non-empty: stdout goes there (e.g. /dev/full) instead of into RunResult::out.
-  std::string stdout_path;
+  std::string stdout_path = {};
 };
 
 // `flashmem ARGS` through the shell (ARGS may hold quotes and redirections of its own).
