@@ -12,8 +12,6 @@ std::vector<int32_t> ChatPrompts::render(std::span<const ChatMessage> messages) 
   std::string text;
   try {
     text = template_.render(messages, /*add_generation_prompt=*/true);
-  } catch (const ApiError&) {
-    throw;
   } catch (const Error& e) {
     fail_request("messages", "the model's chat template refused these messages: {}", e.what());
   }
