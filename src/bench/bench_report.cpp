@@ -3,6 +3,19 @@
 #include <fmt/format.h>
 
 namespace flashmem::bench {
+namespace {
+
+// "median of N, range MIN-MAX" of a rate.
+std::string spread_text(const Spread& s) {
+  return s.n > 1 ? fmt::format("median of {}, range {:.1f}-{:.1f}", s.n, s.min, s.max)
+                 : fmt::format("{} run", s.n);
+}
+
+nlohmann::json spread_json(const Spread& s) {
+  return {{"median", s.median}, {"min", s.min}, {"max", s.max}, {"n", s.n}};
+}
+
+}  // namespace
 
 std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
   const BenchOptions& o = r.options;
@@ -11,10 +24,13 @@ std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
   if (o.synthetic) {
     out += fmt::format("context: {:>6} tokens of synthetic KV (--fill random; prefill not measured)\n", o.context);
   } else {
-    out += fmt::format("prefill: {:>6} tokens  {:8.1f} tok/s (median of {})\n", o.context, r.prefill_tok_s,
-                       o.repeat);
+    out += fmt::format("prefill: {:>6} tokens  {:8.1f} tok/s ({})\n", o.context, r.prefill_tok_s,
+                       spread_text(r.prefill_spread));
   }
-  out += fmt::format("decode:  {:>6} tokens  {:8.1f} tok/s (median of {})\n", o.gen, r.decode_tok_s, o.repeat);
+  out += fmt::format("decode:  {:>6} tokens  {:8.1f} tok/s ({})\n", o.gen, r.decode_tok_s,
+                     spread_text(r.decode_spread));
+  out += fmt::format("load average: {:.2f} at start, {:.2f} at end ({} runnable tasks at start)\n",
+                     r.load_start.one_minute, r.load_end.one_minute, r.load_start.runnable);
   out += fmt::format("bytes per decode token: {:.1f} MB (weights {:.1f} MB + KV {:.2f} MB, kv {})\n",
                      r.bytes.total() / 1e6, r.bytes.weights / 1e6, r.bytes.kv / 1e6, labels.kv_type);
   out += fmt::format("memory read bandwidth: {:.1f} GB/s (measured) -> floor {:.1f} tok/s\n", r.bandwidth_gbs,
@@ -58,10 +74,15 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
       {"context", o.context},
       {"gen", o.gen},
       {"repeat", o.repeat},
+      {"rounds", o.rounds},
       {"kv_type", labels.kv_type},
       {"weight_type", r.weight_type},
       {"prefill_tok_s", r.prefill_tok_s},
       {"decode_tok_s", r.decode_tok_s},
+      {"prefill_spread", spread_json(r.prefill_spread)},
+      {"decode_spread", spread_json(r.decode_spread)},
+      {"load_avg_start", r.load_start.one_minute},
+      {"load_avg_end", r.load_end.one_minute},
       {"bytes_per_token", r.bytes.total()},
       {"weight_bytes_per_token", r.bytes.weights},
       {"kv_bytes_per_token", r.bytes.kv},

@@ -15,8 +15,60 @@
 namespace flashmem::bench {
 
 void validate_bench_options(const BenchOptions& o) {
-  if (o.context < 1 || o.gen < 1 || o.repeat < 1) fail("--context, --gen and --repeat must be >= 1");
+  if (o.context < 1 || o.gen < 1 || o.repeat < 1 || o.rounds < 1)
+    fail("--context, --gen, --repeat and --rounds must be >= 1");
 }
+
+Spread spread_of(std::vector<double> v) {
+  Spread s;
+  if (v.empty()) return s;
+  s.median = median(v);
+  s.min = *std::min_element(v.begin(), v.end());
+  s.max = *std::max_element(v.begin(), v.end());
+  s.n = static_cast<int64_t>(v.size());
+  return s;
+}
+
+LoadAverage read_load_average() {
+  LoadAverage l;
+  std::FILE* f = std::fopen("/proc/loadavg", "r");
+  if (f == nullptr) return l;
+  // "0.52 0.58 0.59 2/345 12345": 1, 5 and 15-minute averages, runnable/total tasks, last pid.
+  double five = 0, fifteen = 0;
+  long long runnable = 0;
+  if (std::fscanf(f, "%lf %lf %lf %lld", &l.one_minute, &five, &fifteen, &runnable) == 4) l.runnable = runnable;
+  std::fclose(f);
+  return l;
+}
+
+namespace {
+
+// Prompt tokens fed per Engine::decode call while prefilling: whole max_batch chunks from the
+// prompt's start (so the result is bit-identical to one call, BatchItem::prompt_continues), and
+// 8 of them (2,048 tokens at the default 256) so the progress line moves every few seconds even
+// at depths where attention makes prefill slow, at no measurable cost per call.
+constexpr int64_t kPrefillPartChunks = 8;
+
+// Prefills `prompt` into `s` (which must be empty) in parts, updating a progress line on a
+// terminal; logits [n_vocab] of the last token.
+void prefill_in_parts(Session& s, std::span<const int32_t> prompt, float* logits) {
+  const int64_t part = kPrefillPartChunks * s.engine().options().max_batch;
+  const auto n = static_cast<int64_t>(prompt.size());
+  ProgressLine progress("prefill", n, "tok");
+  for (int64_t done = 0; done < n; done += part) {
+    const int64_t m = std::min(part, n - done);
+    BatchItem item;
+    item.sequence = &s.sequence();
+    item.tokens = prompt.subspan(static_cast<size_t>(done), static_cast<size_t>(m));
+    item.logits = done + m == n ? logits : nullptr;
+    item.prompt_continues = done + m < n;
+    s.engine().decode(std::span(&item, 1));
+    progress.update(done + m);
+  }
+  progress.finish();
+}
+
+}  // namespace
 
 double peak_rss_bytes() { return proc_status_bytes("VmHWM"); }
 
@@ -47,12 +99,14 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
 
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));  // [n_vocab]
   std::vector<double> prefill_rates, decode_rates;
-  // One sequence: history (prefill or synthetic), then `gen` decode steps, greedy or replaying
-  // `forced`; the decoded tokens go to `decoded`. Returns the decode rate.
+  r.load_start = read_load_average();
+  // One sequence: history (prefill or synthetic), then `rounds` rounds of `gen` decode steps,
+  // greedy or replaying `forced`; the decoded tokens go to `decoded`. The timed session's rates
+  // go to prefill_rates / decode_rates, its last round's time split to r.decode_times.
   auto run_sequence = [&](Session& s, int repeat, const std::vector<int32_t>* forced,
                           std::vector<int32_t>* decoded) {
+    const bool is_timed = &s == &timed;
     s.reset();
-    double t0 = now_seconds();
     int32_t token = prompt.back();
     if (o.synthetic) {
       // The history holds seeded random K/V (and indexer keys): decode cost at depth without
@@ -60,30 +114,37 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
       s.fill_synthetic(o.context - 1, o.seed + static_cast<uint64_t>(repeat));
       s.forward(std::span(&token, 1), logits.data(), false);
     } else {
-      s.forward(prompt, logits.data(), false);
-      if (&s == &timed) prefill_rates.push_back(static_cast<double>(o.context) / (now_seconds() - t0));
-      if (&s == &timed && r.rss_peak_prefill_bytes == 0) r.rss_peak_prefill_bytes = peak_rss_bytes();
+      const double t0 = now_seconds();
+      prefill_in_parts(s, prompt, logits.data());
+      if (is_timed) prefill_rates.push_back(static_cast<double>(o.context) / (now_seconds() - t0));
+      if (is_timed && r.rss_peak_prefill_bytes == 0) r.rss_peak_prefill_bytes = peak_rss_bytes();
     }
     token = argmax(logits);
-    s.reset_times();
-    t0 = now_seconds();
-    for (int64_t i = 0; i < o.gen; ++i) {
-      if (forced != nullptr) token = (*forced)[static_cast<size_t>(i)];
-      if (decoded != nullptr) decoded->push_back(token);
-      const int32_t in[1] = {token};
-      s.forward(in, logits.data(), false);
-      token = argmax(logits);
+    size_t step = 0;  // index into `forced`
+    for (int round = 0; round < o.rounds; ++round) {
+      s.reset_times();
+      const double t0 = now_seconds();
+      for (int64_t i = 0; i < o.gen; ++i, ++step) {
+        if (forced != nullptr) token = (*forced)[step];
+        if (decoded != nullptr) decoded->push_back(token);
+        const int32_t in[1] = {token};
+        s.forward(in, logits.data(), false);
+        token = argmax(logits);
+      }
+      if (is_timed) decode_rates.push_back(static_cast<double>(o.gen) / (now_seconds() - t0));
     }
-    return static_cast<double>(o.gen) / (now_seconds() - t0);
+    if (is_timed) r.decode_times = s.times();
   };
   for (int rep = 0; rep < o.repeat; ++rep) {
-    std::vector<int32_t> recorded;  // [gen] the recorder's tokens
+    std::vector<int32_t> recorded;  // [rounds * gen] the recorder's tokens
     if (recorder != nullptr) run_sequence(*recorder, rep, nullptr, &recorded);
-    decode_rates.push_back(run_sequence(timed, rep, recorder != nullptr ? &recorded : nullptr, nullptr));
-    r.decode_times = timed.times();
+    run_sequence(timed, rep, recorder != nullptr ? &recorded : nullptr, nullptr);
   }
-  r.prefill_tok_s = o.synthetic ? 0.0 : median(prefill_rates);
-  r.decode_tok_s = median(decode_rates);
+  r.load_end = read_load_average();
+  r.prefill_spread = spread_of(prefill_rates);
+  r.prefill_tok_s = r.prefill_spread.median;
+  r.decode_spread = spread_of(decode_rates);
+  r.decode_tok_s = r.decode_spread.median;
 
   // Bytes one decode step reads: all weights + the K and V attention reads (every position so
   // far, or what the runtime measured it read).
@@ -94,7 +155,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
   }
   r.bytes.weights = static_cast<double>(model.decode_weight_bytes());
   r.bytes.kv = paged != nullptr ? static_cast<double>(r.kv->attn_bytes_per_step)
-                                : full_attention_kv_bytes(c, timed.kv().type(), o.context, o.gen);
+                                : full_attention_kv_bytes(c, timed.kv().type(), o.context, o.gen * o.rounds);
   // Peak RSS of the model and its KV, read before the bandwidth probe's buffer joins it.
   r.rss_peak_bytes = peak_rss_bytes();
   r.threads = timed.pool().size();
@@ -103,7 +164,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
   r.floor_ratio = r.floor_tok_s / r.decode_tok_s;
   // Read rate of each part: its bytes per token over its time per token. Against bandwidth_gbs
   // this shows which part is short of the memory bus (0 when a part took no measurable time).
-  auto rate_gbs = [&](double bytes, double seconds) {
+  auto rate_gbs = [&](double bytes, double seconds) {  // r.decode_times covers one round of gen steps
     return seconds > 0 ? bytes * static_cast<double>(o.gen) / seconds / 1e9 : 0.0;
   };
   r.weights_gbs = rate_gbs(r.bytes.weights, r.decode_times.matmul);

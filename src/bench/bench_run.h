@@ -18,15 +18,32 @@ class Model;
 
 namespace flashmem::bench {
 
+// Median, extremes and count of repeated measurements (all 0 when there are none).
+struct Spread {
+  double median = 0, min = 0, max = 0;
+  int64_t n = 0;
+};
+Spread spread_of(std::vector<double> v);
+
+// /proc/loadavg's 1-minute figure and runnable tasks (other jobs on the cores move decode speed by
+// up to 4x on shared machines, so every report carries it); zeros when unavailable.
+struct LoadAverage {
+  double one_minute = 0;
+  int64_t runnable = 0;
+};
+LoadAverage read_load_average();
+
 struct BenchOptions {
   int64_t context = 512;  // history depth in tokens
   int64_t gen = 64;       // decode steps timed per repeat
-  int repeat = 3;         // the median over repeats is reported
+  int repeat = 3;         // histories (prefill or synthetic fill) per run
+  int rounds = 1;         // decode rounds of `gen` steps timed after each history: at depths where
+                          // one prefill takes an hour, rounds give the spread without repeats
   uint64_t seed = 1;      // the random prompt; repeat r of a synthetic fill uses seed + r
   bool synthetic = false; // history of seeded random K/V (Session::fill_synthetic), no prefill
 };
 
-// Throws Error when context, gen or repeat is < 1.
+// Throws Error when context, gen, repeat or rounds is < 1.
 void validate_bench_options(const BenchOptions& o);
 
 struct BenchResult {
@@ -36,7 +53,10 @@ struct BenchResult {
   std::string weight_type;         // name of the model's main weight type
   int threads = 0;                 // the session's pool
   double prefill_tok_s = 0;        // median; 0 with a synthetic fill (not measured)
+  Spread prefill_spread;           // over the repeats (empty with a synthetic fill)
   double decode_tok_s = 0;         // median
+  Spread decode_spread;            // over repeat x rounds timed decode rounds
+  LoadAverage load_start, load_end;  // the machine's load when the run started and ended
   DecodeBytes bytes;               // per decode token
   double bandwidth_gbs = 0;        // measured read bandwidth
   double floor_tok_s = 0;          // bandwidth_floor_tok_s(bandwidth, bytes)
@@ -51,8 +71,9 @@ struct BenchResult {
   bool oracle_replay = false;      // decode replayed a recorder's tokens (oracle:F)
 };
 
-// Runs `repeat` sequences in `timed`: the history (prefill of the random prompt, or a synthetic
-// fill), then `gen` greedy decode steps. `recorder` (oracle:F, else null): before each timed
+// Runs `repeat` sequences in `timed`: the history (prefill of the random prompt, fed in parts
+// with a progress line on a terminal, or a synthetic fill), then `rounds` rounds of `gen` greedy
+// decode steps, each round timed on its own. `recorder` (oracle:F, else null): before each timed
 // repeat an untimed sequence over the same history in it records the attention masses (it shares
 // the oracle trace with `timed`) and its decoded tokens, which the timed pass then replays.
 BenchResult run_bench(const Model& model, Session& timed, Session* recorder, const BenchOptions& o);

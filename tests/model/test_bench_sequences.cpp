@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../common/cli_run.h"
+#include "../common/json_line.h"
 
 namespace flashmem {
 namespace {
@@ -13,18 +14,13 @@ using test::run_flashmem;
 
 const std::string kModel = std::string(FLASHMEM_TEST_DATA) + "/models/stories260K.gguf";
 
-nlohmann::json last_json_line(const std::string& out) {
-  const size_t start = out.rfind('\n', out.size() >= 2 ? out.size() - 2 : 0);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1));
-}
-
 TEST(BenchSequences, ReportsAggregateDecodeOfAllSequences) {
   for (const std::string policy : {"", " --policy recency:0.5 --page-tokens 16"}) {
     for (const std::string fill : {"prefill", "random"}) {
       const auto r = run_flashmem("bench -m " + kModel + " --sequences 3 --context 60 --gen 4 --repeat 2 -t 2 --json --fill " +
                                   fill + policy);
       ASSERT_EQ(r.exit_code, 0) << r.err;
-      const nlohmann::json j = last_json_line(r.out);
+      const nlohmann::json j = test::last_json_line(r.out);
       EXPECT_EQ(j["sequences"], 3);
       EXPECT_EQ(j["decode_tok_s_rounds"].size(), 2u);
       EXPECT_GT(j["decode_tok_s"].get<double>(), 0);

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "../common/cli_run.h"
+#include "../common/json_line.h"
 #include "../common/xml_check.h"
 #include "eval/results_file.h"
 #include "indexer/indexer_model.h"
@@ -26,13 +27,6 @@ fs::path temp_path(const std::string& what) { return flashmem::test::test_temp_p
 
 RunResult run(const std::string& args) { return flashmem::test::run_flashmem("eval " + args); }
 
-json last_line_json(const std::string& out) {
-  std::string text = out;
-  while (!text.empty() && text.back() == '\n') text.pop_back();
-  const size_t nl = text.rfind('\n');
-  return json::parse(nl == std::string::npos ? text : text.substr(nl + 1));
-}
-
 const std::string kModel = std::string(FLASHMEM_TEST_DATA) + "/models/stories260K.gguf";
 
 TEST(EvalCli, TinyGridWritesReportsAndResumes) {
@@ -43,7 +37,7 @@ TEST(EvalCli, TinyGridWritesReportsAndResumes) {
                            " --budgets 0.25 --samples 2 --seed 3 -t 1 --json --out " + dir.string();
   const RunResult first = run(args);
   ASSERT_EQ(first.exit_code, 0) << first.err;
-  const json j = last_line_json(first.out);
+  const json j = flashmem::test::last_json_line(first.out);
   ASSERT_TRUE(j.is_object());
   ASSERT_EQ(j.size(), 1u);
   const json& cells = j.at("cells");
@@ -95,7 +89,7 @@ TEST(EvalCli, TinyGridWritesReportsAndResumes) {
   const RunResult second = run(args);
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_NE(second.err.find("6 of 6 cells already in"), std::string::npos) << second.err;
-  const json again = last_line_json(second.out);
+  const json again = flashmem::test::last_json_line(second.out);
   ASSERT_EQ(again.at("cells").size(), 6u);
   for (size_t i = 0; i < 6; ++i) {
     EXPECT_TRUE(again["cells"][i].at("resumed").get<bool>());
@@ -145,7 +139,7 @@ TEST(EvalCli, ResumesACellFromItsPartialSamples) {
   const RunResult second = run(args);
   ASSERT_EQ(second.exit_code, 0) << second.err;
   EXPECT_NE(second.err.find("1 of 2 samples already in"), std::string::npos) << second.err;
-  const json cell = last_line_json(second.out).at("cells")[0];
+  const json cell = flashmem::test::last_json_line(second.out).at("cells")[0];
   EXPECT_DOUBLE_EQ(cell.at("accuracy").get<double>(), 0.5);
   EXPECT_EQ(cell.at("n"), 2);
   EXPECT_FALSE(fs::exists(dir / "partial.json"));
@@ -166,7 +160,7 @@ TEST(EvalCli, LsaRunsWithAnIndexerAndRecordsIt) {
                           " --suite niah_single --lengths 384 --policies full,lsa --budgets 0.1,0.25"
                           " --samples 1 -t 1 --json --out " + dir.string());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const json cells = last_line_json(r.out).at("cells");
+  const json cells = flashmem::test::last_json_line(r.out).at("cells");
   ASSERT_EQ(cells.size(), 3u);
   EXPECT_EQ(cells[1].at("policy"), "lsa");
   EXPECT_EQ(cells[1].at("budget"), 0.1);

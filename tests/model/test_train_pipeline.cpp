@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string>
 
+#include "../common/json_line.h"
+
 #include "indexer/indexer_model.h"
 #include "train/dump_format.h"
 
@@ -41,12 +43,6 @@ Result sh(const std::string& args, const fs::path& dir) {
   return r;
 }
 
-nlohmann::json last_json_line(const std::string& out) {
-  const size_t end = out.find_last_not_of('\n');
-  const size_t start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end - start));
-}
-
 class TrainPipeline : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -66,7 +62,7 @@ TEST_F(TrainPipeline, RandomModelEndToEndWithoutBackbone) {
   Result r = sh("dump -m " + model + " --corpus generate:6 --out " + dumps +
                 " --layers 0,1,2 --max-tokens 160 --label-from 32 -t 2 --json", dir_);
   ASSERT_EQ(r.status, 0) << r.err;
-  nlohmann::json j = last_json_line(r.out);
+  nlohmann::json j = test::last_json_line(r.out);
   EXPECT_EQ(j["written"], 6);
   EXPECT_GT(j["tokens_per_second"].get<double>(), 0.0);
   const DumpDocument doc = read_dump(dumps + "/doc-000000.fmdump");
@@ -78,14 +74,14 @@ TEST_F(TrainPipeline, RandomModelEndToEndWithoutBackbone) {
   r = sh("dump -m " + model + " --corpus generate:6 --out " + dumps + " --layers 0,1,2 --max-tokens 160 "
          "--label-from 32 -t 2 --json", dir_);
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(last_json_line(r.out)["skipped"], 6);
+  EXPECT_EQ(test::last_json_line(r.out)["skipped"], 6);
 
   fs::remove(model);  // no backbone from here on
   const std::string indexer = (dir_ / "indexer.gguf").string();
   r = sh("train-indexer --data " + dumps + " --out " + indexer + " --samples 600 --batch 32 --patience 100 --val-fraction 0.34 "
          "--sink-tokens 16 --tail-tokens 32 -t 2 --json", dir_);
   ASSERT_EQ(r.status, 0) << r.err;
-  j = last_json_line(r.out);
+  j = test::last_json_line(r.out);
   EXPECT_EQ(j["samples"], 600);
   EXPECT_GT(j["samples_per_second"].get<double>(), 0.0);
   EXPECT_EQ(j["val_docs"], 2);
@@ -94,7 +90,7 @@ TEST_F(TrainPipeline, RandomModelEndToEndWithoutBackbone) {
 
   r = sh("eval-indexer --indexer " + indexer + " --data " + dumps + " --sink-tokens 16 --tail-tokens 32 --budget 0.2 --json", dir_);
   ASSERT_EQ(r.status, 0) << r.err;
-  j = last_json_line(r.out);
+  j = test::last_json_line(r.out);
   for (const char* key : {"budget", "precision", "recall", "f1", "kept_fraction"}) EXPECT_TRUE(j.contains(key)) << key;
   for (const char* key : {"lsa", "recency", "random"}) {
     const double v = j["recall_at_budget"][key].get<double>();
@@ -132,7 +128,7 @@ TEST_F(TrainPipeline, TeacherForcedJsonlOnQwen2Fixture) {
   Result r = sh("dump -m " + model + " --corpus " + corpus + " --out " + dumps +
                 " --layers 0,2 --max-tokens 128 --label-from 8 -t 2 --json", dir_);
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_EQ(last_json_line(r.out)["written"], 4);
+  EXPECT_EQ(test::last_json_line(r.out)["written"], 4);
   const DumpDocument doc = read_dump(dumps + "/doc-000000.fmdump");
   EXPECT_EQ(doc.meta.min_layers, 3);  // 3 layers in the fixture
   EXPECT_EQ(doc.meta.layers, (std::vector<int32_t>{0, 2}));
@@ -144,7 +140,7 @@ TEST_F(TrainPipeline, TeacherForcedJsonlOnQwen2Fixture) {
   ASSERT_EQ(r.status, 0) << r.err;
   r = sh("eval-indexer --indexer " + indexer + " --data " + dumps + " --sink-tokens 8 --tail-tokens 16 --json", dir_);
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_GT(last_json_line(r.out)["samples"].get<int64_t>(), 0);
+  EXPECT_GT(test::last_json_line(r.out)["samples"].get<int64_t>(), 0);
 
   std::ofstream(dir_ / "bad.jsonl") << "{\"prompt\": 3}\n";
   r = sh("dump -m " + model + " --corpus " + (dir_ / "bad.jsonl").string() + " --out " + dumps + " --layers 0", dir_);

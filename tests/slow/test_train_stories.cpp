@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "../common/json_line.h"
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -24,12 +26,6 @@ std::string run(const std::string& args, int& status) {
   return out;
 }
 
-nlohmann::json last_line(const std::string& out) {
-  const size_t end = out.find_last_not_of('\n');
-  const size_t start = out.rfind('\n', end);
-  return nlohmann::json::parse(out.substr(start == std::string::npos ? 0 : start + 1, end - start));
-}
-
 TEST(TrainStories, TrainedIndexerBeatsRecencyAndRandom) {
   const fs::path dir = fs::temp_directory_path() / ("flashmem_train_stories_" + std::to_string(::getpid()));
   fs::remove_all(dir);
@@ -42,7 +38,7 @@ TEST(TrainStories, TrainedIndexerBeatsRecencyAndRandom) {
   const std::string indexer = (dir / "indexer.gguf").string();
   run("train-indexer --data " + (dir / "train").string() + " --out " + indexer + " --samples 40000 -t 2 --json", status);
   ASSERT_EQ(status, 0);
-  const nlohmann::json j = last_line(run("eval-indexer --indexer " + indexer + " --data " + (dir / "test").string() + " --json", status));
+  const nlohmann::json j = flashmem::test::last_json_line(run("eval-indexer --indexer " + indexer + " --data " + (dir / "test").string() + " --json", status));
   ASSERT_EQ(status, 0);
   const double lsa = j["recall_at_budget"]["lsa"], recency = j["recall_at_budget"]["recency"];
   const double random = j["recall_at_budget"]["random"], oracle = j["recall_at_budget"]["oracle"];

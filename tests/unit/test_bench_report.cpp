@@ -35,6 +35,16 @@ TEST(BenchBytes, Median) {
   EXPECT_DOUBLE_EQ(median({}), 0);
 }
 
+TEST(BenchBytes, Spread) {
+  const Spread s = spread_of({3, 1, 2, 9});
+  EXPECT_DOUBLE_EQ(s.median, 2.5);
+  EXPECT_DOUBLE_EQ(s.min, 1);
+  EXPECT_DOUBLE_EQ(s.max, 9);
+  EXPECT_EQ(s.n, 4);
+  EXPECT_EQ(spread_of({}).n, 0);
+  EXPECT_GE(read_load_average().one_minute, 0.0);
+}
+
 BenchResult sample_result() {
   BenchResult r;
   r.options.context = 100;
@@ -46,7 +56,11 @@ BenchResult sample_result() {
   r.weight_type = "f32";
   r.threads = 2;
   r.prefill_tok_s = 500;
+  r.prefill_spread = {.median = 500, .min = 480, .max = 510, .n = 3};
   r.decode_tok_s = 50;
+  r.decode_spread = {.median = 50, .min = 45.5, .max = 52, .n = 3};
+  r.load_start = {.one_minute = 0.5, .runnable = 2};
+  r.load_end = {.one_minute = 0.75, .runnable = 1};
   r.bytes = {.weights = 2e6, .kv = 5e5};
   r.bandwidth_gbs = 10;
   r.floor_tok_s = 4000;
@@ -64,6 +78,9 @@ TEST(BenchReport, JsonFieldsPlainAndPaged) {
   EXPECT_DOUBLE_EQ(j["decode_ms_weights"].get<double>(), 10.0);  // 0.1 s over 10 tokens
   EXPECT_EQ(j["context"], 100);
   EXPECT_FALSE(j.contains("attn_bytes_per_step"));
+  EXPECT_DOUBLE_EQ(j["decode_spread"]["min"].get<double>(), 45.5);
+  EXPECT_EQ(j["decode_spread"]["n"], 3);
+  EXPECT_DOUBLE_EQ(j["load_avg_end"].get<double>(), 0.75);
   r.kv = LsaStats{};
   r.kv->attn_bytes_per_step = 1234;
   r.kv_policy = "recency";
@@ -78,7 +95,12 @@ TEST(BenchReport, TextLines) {
   const BenchLabels labels{.model = "m.gguf", .kv_type = "f16", .fill = "prefill", .policy = "", .kv_store = "ram"};
   BenchResult r = sample_result();
   std::string text = render_bench_text(r, labels);
-  EXPECT_NE(text.find("prefill:    100 tokens     500.0 tok/s (median of 3)\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("prefill:    100 tokens     500.0 tok/s (median of 3, range 480.0-510.0)\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("decode:      10 tokens      50.0 tok/s (median of 3, range 45.5-52.0)\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("load average: 0.50 at start, 0.75 at end (2 runnable tasks at start)\n"), std::string::npos)
+      << text;
   EXPECT_NE(text.find("bytes per decode token: 2.5 MB (weights 2.0 MB + KV 0.50 MB, kv f16)\n"), std::string::npos)
       << text;
   EXPECT_NE(text.find("decode time split: weights 50% "), std::string::npos) << text;

@@ -15,7 +15,7 @@ namespace {
 struct BenchArgs {
   std::string model, kv_type = "f16";
   int64_t context = 512, gen = 64;
-  int threads = 0, repeat = 3;
+  int threads = 0, repeat = 3, rounds = 1;
   int64_t sequences = 1;
   bool has_sequences = false;  // --sequences given (even 1): the multi-sequence report
   uint64_t seed = 1;
@@ -50,6 +50,7 @@ void run_bench(const BenchArgs& a) {
   o.context = a.context;
   o.gen = a.gen;
   o.repeat = a.repeat;
+  o.rounds = a.rounds;
   o.seed = a.seed;
   bench::validate_bench_options(o);
   auto model = Model::load(a.model);
@@ -57,7 +58,7 @@ void run_bench(const BenchArgs& a) {
   options.kv_type = parse_kv_type(a.kv_type);
   // --context is an explicit depth: beyond the trained context it warns, beyond memory it fails.
   // --sequences N decodes --repeat rounds one after another, each --gen tokens deeper.
-  const int64_t generated = a.has_sequences ? a.gen * a.repeat : a.gen;
+  const int64_t generated = a.has_sequences ? a.gen * a.repeat : a.gen * a.rounds;
   options.n_ctx = cli_context(model->config(), {.prompt_tokens = a.context, .max_new_tokens = generated,
                                                 .n_ctx = a.context + generated, .kv_type = options.kv_type},
                               a.lsa.store);
@@ -67,6 +68,7 @@ void run_bench(const BenchArgs& a) {
   const bench::BenchLabels labels{.model = a.model, .kv_type = a.kv_type, .fill = a.fill,
                                   .policy = a.lsa.policy, .kv_store = a.lsa.store};
   if (a.has_sequences) {
+    if (a.rounds != 1) fail("--rounds is for one sequence; --sequences decodes --repeat rounds after one prefill");
     // Many sequences on one engine (oracle:F needs a recording pass per sequence: not here).
     if (is_oracle(a.lsa)) fail("--sequences does not run oracle:F");
     Engine engine(model, engine_options(a.lsa, a.threads));
@@ -89,7 +91,11 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("--context", a->context, "prompt length in tokens")->capture_default_str();
   cmd->add_option("--gen", a->gen, "decoded tokens")->capture_default_str();
   add_threads_option(cmd, a->threads);
-  cmd->add_option("--repeat", a->repeat, "repeats (the median is reported)")->capture_default_str();
+  cmd->add_option("--repeat", a->repeat, "histories (prefills or fills); the median is reported")
+      ->capture_default_str();
+  cmd->add_option("--rounds", a->rounds,
+                  "decode rounds of --gen steps timed after each history (spread without re-prefilling)")
+      ->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("--seed", a->seed, "seed of the random prompt")->capture_default_str();
   cmd->add_option("--sequences", a->sequences,

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Decode speed at depth (issue 18's table in docs/BENCHMARKS.md): one markdown row per run, each
+# row the median and range of >= 3 timed decode rounds, with the machine's load average beside it.
+#
+#   bench/depth.sh MODEL.gguf INDEXER.gguf [ROWS...]
+#
+# A row is CONTEXT:FILL:POLICY:STORE:KV_TYPE, e.g. 16384:prefill:lsa:disk:f16, where
+#   FILL   prefill (a real prefill of a seeded random prompt) | random (synthetic KV history,
+#          labelled "synthetic" in the table: only where a real prefill is infeasible)
+#   POLICY none (plain contiguous cache) | full | lsa (at --budget 0.1 with INDEXER) | any --policy
+#   STORE  ram | disk (a directory under DISK_DIR) | redis://... (passed through)
+# Without ROWS the default table runs: 4K, 16K and 64K real prefill; 4K and 16K also synthetic
+# (how far the two agree); 128K real prefill; 1M synthetic on disk (lsa only: the full KV of 1M
+# tokens is 12 GB at f16). The 64K+ real prefills take hours on 2 cores: run them on a quiet
+# machine (nothing else running; `chrt -f 1` helps).
+#
+# Repeats: contexts up to 16K prefill REPEAT (3) times and time one decode round each; deeper
+# rows prefill once and time ROUNDS (3) decode rounds after it (the spread then leaves out the
+# prefill's own variation, stated in the table's "runs" column).
+# Environment: BIN (build/bin/flashmem), THREADS (2), GEN (64), REPEAT (3), ROUNDS (3), DISK_DIR.
+set -euo pipefail
+BIN=${BIN:-build/bin/flashmem}
+MODEL=$1
+INDEXER=$2
+shift 2
+THREADS=${THREADS:-2}
+GEN=${GEN:-64}
+REPEAT=${REPEAT:-3}
+ROUNDS=${ROUNDS:-3}
+DISK_DIR=${DISK_DIR:-$(mktemp -d /tmp/flashmem-depth.XXXXXX)}
+# 16K: the deepest context whose real prefill repeats three times within minutes on 2 cores.
+ONE_PREFILL_FROM=${ONE_PREFILL_FROM:-16385}
+ROWS=("$@")
+if [ ${#ROWS[@]} -eq 0 ]; then
+  for ctx in 4096 16384 65536; do
+    for kv in f16 q8_0; do ROWS+=("$ctx:prefill:none:ram:$kv" "$ctx:prefill:full:disk:$kv"); done
+    ROWS+=("$ctx:prefill:lsa:disk:f16" "$ctx:prefill:lsa:ram:f16")
+  done
+  for ctx in 4096 16384; do ROWS+=("$ctx:random:none:ram:f16" "$ctx:random:full:disk:f16" "$ctx:random:lsa:disk:f16"); done
+  ROWS+=("131072:prefill:lsa:disk:f16" "131072:prefill:full:disk:f16" "1048576:random:lsa:disk:f16")
+fi
+
+field() {  # field NAME JSON -> value of a top-level or nested number (first match)
+  { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2- | tr -d '"'
+}
+mb() { [ -n "$1" ] && awk -v x="$1" 'BEGIN{printf "%.1f", x/1e6}' || echo "-"; }
+num() { [ -n "$1" ] && awk -v x="$1" -v f="$2" 'BEGIN{printf f, x}' || echo "-"; }
+
+echo "| context | history | policy | store | kv | decode tok/s (median) | range | runs | floor ratio | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | load start/end |"
+echo "|---:|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"
+for row in "${ROWS[@]}"; do
+  IFS=: read -r ctx fill policy store kv <<<"$row"
+  args=(bench -m "$MODEL" --context "$ctx" --gen "$GEN" -t "$THREADS" --kv-type "$kv" --fill "$fill" --json)
+  if [ "$fill" = prefill ] && [ "$ctx" -ge "$ONE_PREFILL_FROM" ] || [ "$ctx" -ge 1048576 ]; then
+    args+=(--repeat 1 --rounds "$ROUNDS"); runs="1 history x $ROUNDS rounds"
+  else
+    args+=(--repeat "$REPEAT"); runs="$REPEAT histories"
+  fi
+  if [ "$policy" != none ]; then
+    case $store in
+      ram) args+=(--kv-store ram) ;;
+      disk) args+=(--kv-store "disk:$DISK_DIR") ;;
+      *) args+=(--kv-store "$store") ;;
+    esac
+    if [ "$policy" = lsa ]; then args+=(--policy lsa --indexer "$INDEXER" --budget 0.1); else args+=(--policy "$policy"); fi
+  fi
+  if ! j=$("$BIN" "${args[@]}" | tail -1); then
+    echo "| $ctx | $fill | $policy | $store | $kv | failed: ${args[*]} |"
+    continue
+  fi
+  history=$([ "$fill" = random ] && echo "synthetic (--fill random)" || echo "real prefill")
+  dmin=$(grep -o '"decode_spread":{[^}]*}' <<<"$j" | grep -o '"min":[^,}]*' | cut -d: -f2)
+  dmax=$(grep -o '"decode_spread":{[^}]*}' <<<"$j" | grep -o '"max":[^,}]*' | cut -d: -f2)
+  prefill=$(field prefill_tok_s "$j")
+  [ "$fill" = random ] && prefill="-" || prefill=$(num "$prefill" "%.1f")
+  printf "| %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
+    "$ctx" "$history" "$([ "$policy" = lsa ] && echo "lsa 10%" || echo "$policy")" \
+    "$([ "$policy" = none ] && echo "-" || echo "$store")" "$kv" \
+    "$(num "$(field decode_tok_s "$j")" "%.1f")" "$(num "$dmin" "%.1f")" "$(num "$dmax" "%.1f")" "$runs" \
+    "$(num "$(field floor_ratio "$j")" "%.2f")" "$prefill" \
+    "$(mb "$(field resident_kv_bytes_avg "$j")")" "$(mb "$(field full_kv_bytes "$j")")" \
+    "$(mb "$(field rss_peak_bytes "$j")")" "$(num "$(field recall_wait_ms "$j")" "%.1f")" \
+    "$(num "$(field load_avg_start "$j")" "%.2f")" "$(num "$(field load_avg_end "$j")" "%.2f")"
+done
+rm -rf "$DISK_DIR"
