@@ -61,7 +61,8 @@ class ForwardPass {
   std::vector<float> probs_;   // [n, n_heads, keys] one slice's attention probabilities (observer only)
   std::vector<float> partials_;       // [chunks, attention_partial_floats] one run's chunk states
   std::vector<int64_t> chunk_first_;  // [run tokens + 1] each token's first chunk in partials_
-  std::vector<int64_t> range_first_;  // [run tokens + 1] each token's first item of a chunk range
+  // [run items] (token of the run, chunk from the range's first) of attention's chunk-major order
+  std::vector<std::pair<int32_t, int32_t>> run_items_;
   std::vector<KvSpan> rest_spans_;    // a windowed history's last window, then spans(layer)
 };
 

@@ -52,18 +52,18 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     if (observer == nullptr || !observer->wants_attention(pos0 + i)) return nullptr;
     return &probs_[static_cast<size_t>(i * c.n_heads * max_keys)];
   };
-  // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), dealt
-  // round-robin: neighbouring chunks run at the same time, and later tokens' extra chunks
-  // spread over the threads. Tokens go in runs of at most kMaxChunksPerRun chunks, which bounds
-  // the partial states kept (1024 · 12 heads · 66 floats = 3.2 MB for the 125M model). A
-  // windowed history is read again for every run, so its runs are bounded by bytes instead:
-  // 16 MiB of states are runs of about 80 tokens at 16K context for the 125M model, so the
-  // history is read once per 80 tokens that attend it, and stay far below the KV they stream.
-  constexpr int64_t kMaxChunksPerRun = 1024;
-  constexpr int64_t kWindowedRunBytes = int64_t{16} << 20;
-  const int64_t max_run_chunks =
-      windowed > 0 ? std::max<int64_t>(kMaxChunksPerRun, kWindowedRunBytes / (stride * 4))
-                   : kMaxChunksPerRun;
+  // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), in runs of
+  // tokens whose chunk states fit kRunStateBytes, and within a run chunk by chunk: every token of
+  // the run attends chunk c (its 256 K and V rows, 256 KiB for the 125M model, staying in L2)
+  // before any attends chunk c + 1, so a prompt chunk reads the history from memory about once
+  // per run instead of once per token. Items are dealt round-robin, so both threads work on the
+  // same key chunk at a time. The order changes no bit: each item is computed alone and
+  // attend_merge combines a token's chunks in chunk order.
+  // 32 MiB of states: runs of 41 tokens at 64K context for the 125M model (12 heads x 66 floats
+  // per chunk), 10 at 256K, so the history is read about 6x (at 64K) per 256-token prompt chunk
+  // instead of 256x, while the states stay far below the KV they stream.
+  constexpr int64_t kRunStateBytes = int64_t{32} << 20;
+  const int64_t max_run_chunks = std::max<int64_t>(1, kRunStateBytes / (stride * static_cast<int64_t>(sizeof(float))));
   for (int64_t first = 0; first < n;) {
     chunk_first_.clear();  // [tokens of the run + 1] first chunk of each token, then the total
     int64_t last = first, total = 0;
@@ -92,25 +92,25 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
       });
     };
     // Every token's chunks from lo on, read from `from` (first key: key lo * kAttentionChunkKeys),
-    // token by token.
+    // chunk by chunk (see the run comment above).
     auto attend_rest = [&](std::span<const KvSpan> from, int64_t lo) {
-      range_first_.clear();  // [tokens of the run + 1] first item of each token, then the total
-      int64_t items = 0;
-      for (size_t ti = 0; ti + 1 < chunk_first_.size(); ++ti) {
-        range_first_.push_back(items);
-        items += chunk_first_[ti + 1] - chunk_first_[ti] - lo;
-      }
-      range_first_.push_back(items);
+      run_items_.clear();  // (token of the run, chunk - lo) in chunk-major order
+      int64_t max_chunks = 0;
+      for (size_t ti = 0; ti + 1 < chunk_first_.size(); ++ti)
+        max_chunks = std::max(max_chunks, chunk_first_[ti + 1] - chunk_first_[ti] - lo);
+      for (int64_t c = 0; c < max_chunks; ++c)
+        for (size_t ti = 0; ti + 1 < chunk_first_.size(); ++ti)
+          if (c < chunk_first_[ti + 1] - chunk_first_[ti] - lo)
+            run_items_.push_back({static_cast<int32_t>(ti), static_cast<int32_t>(c)});
+      const auto items = static_cast<int64_t>(run_items_.size());
       pool_.run([&](int part) {
         thread_local std::vector<float> scratch;  // per thread
-        size_t ti = 0;                            // token of `item` within the run
         for (int64_t item = part; item < items; item += n_threads) {
-          while (range_first_[ti + 1] <= item) ++ti;
-          const int64_t i = first + static_cast<int64_t>(ti);
-          const int64_t chunk = lo + item - range_first_[ti];
-          attend_chunk(shape, from, pos0 + i, chunk - lo, &q_rows[i * Q],
-                       &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch,
-                       probs_of(i));
+          const auto [ti, c] = run_items_[static_cast<size_t>(item)];
+          const int64_t i = first + ti, chunk = lo + c;
+          attend_chunk(shape, from, pos0 + i, c, &q_rows[i * Q],
+                       &partials_[static_cast<size_t>((chunk_first_[static_cast<size_t>(ti)] + chunk) * stride)],
+                       scratch, probs_of(i));
         }
       });
     };
