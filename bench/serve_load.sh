@@ -68,9 +68,20 @@ row() {  # row NAME SLOTS JSON RSS_MB
     const r = JSON.parse(text), ms = (s) => (s === null ? "-" : (1000 * s).toFixed(1));
     console.log(`| ${name} | ${slots} | ${r.admitted_concurrency} | ${r.tokens_per_s.toFixed(1)} | ` +
       `${ms(r.ttft_p50_s)} / ${ms(r.ttft_p99_s)} | ${ms(r.itl_p50_s)} / ${ms(r.itl_p99_s)} | ` +
-      `${r.rejected_429} | ${r.errors} | ${rss} | ${r.correct}/${r.answers} |`);
+      `${r.rejected_429} | ${r.errors} | ${rss} | ${r.correct}/${r.answers} (by turn: ${r.correct_by_turn.join(", ")}) |`);
     if (r.errors > 0) console.error(name, "errors:", r.error_messages.join(" | "));
   ' "$@"
+}
+
+# measure NAME SLOTS LOG: once the server just started on $PORT is ready, runs the load against
+# it, stops it and prints its row.
+measure() {
+  wait_ready "http://127.0.0.1:$PORT/health" "$3"
+  local result rss
+  result=$(node "$HERE/serve_load.mjs" "http://127.0.0.1:$PORT" "$WORK" "$CLIENTS" "$TURNS" "$GEN")
+  rss=$(peak_rss_mb)
+  stop_server
+  row "$1" "$2" "$result" "$rss"
 }
 
 echo "$CLIENTS conversations of $LENGTH-token $FAMILY prompts + $TURNS follow-up turns, $GEN tokens a turn;"
@@ -85,11 +96,7 @@ PORT=$(free_port)
   --max-sequences "$CLIENTS" --max-queue "$CLIENTS" --state-dir "$WORK/state" -t "$THREADS" --port "$PORT" \
   >"$WORK/flashmem.log" 2>&1 &
 SERVER_PID=$!
-wait_ready "http://127.0.0.1:$PORT/health" "$WORK/flashmem.log"
-result=$(node "$HERE/serve_load.mjs" "http://127.0.0.1:$PORT" "$WORK" "$CLIENTS" "$TURNS" "$GEN")
-rss=$(peak_rss_mb)
-stop_server
-row "flashmem lsa (13.5%, disk tier)" "$CLIENTS" "$result" "$rss"
+measure "flashmem lsa (13.5%, disk tier)" "$CLIENTS" "$WORK/flashmem.log"
 
 [ "${SKIP_LLAMA:-0}" = 1 ] && exit 0
 # llama-server: f16 K and V of every layer per token; as many slots of CTX tokens as KV_MB holds.
@@ -108,8 +115,4 @@ PORT=$(free_port)
 "$LLAMA_SERVER" -m "$MODEL" -c $((SLOTS * CTX)) -np "$SLOTS" -t "$THREADS" -fa on --cache-ram 0 \
   --host 127.0.0.1 --port "$PORT" >"$WORK/llama.log" 2>&1 &
 SERVER_PID=$!
-wait_ready "http://127.0.0.1:$PORT/health" "$WORK/llama.log"
-result=$(node "$HERE/serve_load.mjs" "http://127.0.0.1:$PORT" "$WORK" "$CLIENTS" "$TURNS" "$GEN")
-rss=$(peak_rss_mb)
-stop_server
-row "llama-server (full KV)" "$SLOTS" "$result" "$rss"
+measure "llama-server (full KV)" "$SLOTS" "$WORK/llama.log"

@@ -183,9 +183,10 @@ document.getElementById("prompt").addEventListener("keydown", (e) => {
 });
 refresh();
 setInterval(refresh, 1000);
-// /?message=TEXT[&max_tokens=N][&temperature=T]: fills the form and presses Send once the page
+// /#message=TEXT[&max_tokens=N][&temperature=T]: fills the form and presses Send once the page
 // has loaded (a link that starts a conversation; the headless-browser test drives the page so).
-const query = new URLSearchParams(location.search);
+// A fragment, not a query: it never goes to the server, so a long prompt fits.
+const query = new URLSearchParams(location.hash.slice(1));
 for (const [param, id] of [["max_tokens", "max"], ["temperature", "temperature"]])
   if (query.has(param)) document.getElementById(id).value = query.get(param);
 if (query.has("message")) {

@@ -46,7 +46,10 @@ TEST(ServerOpenAiNpm, OfficialClientTalksToFlashmemServe) {
   const fs::path state = dir / "state";
   const pid_t pid = spawn_flashmem({"serve", "-m", kModels + "needle-lm.gguf", "--port", "0", "-t", "2",
                                     "--api-key", "test-key-1", "--state-dir", state.string(), "--policy", "lsa",
-                                    "--indexer", kModels + "needle-lm-indexer.gguf"},
+                                    // lsa's threshold-only selection: serve's default 13.5% of a 1K
+                                    // prompt's 16 pages is all sink and tail, so the needle's page
+                                    // could not stay and the text would not be run's.
+                                    "--budget", "1", "--indexer", kModels + "needle-lm-indexer.gguf"},
                                    log.string());
   const int port = announced_port(log, 60);
   ASSERT_GT(port, 0) << slurp(log);

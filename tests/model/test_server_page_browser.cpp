@@ -1,10 +1,11 @@
-// The page at / in a real browser: headless Chromium (Debian `chromium`) loads
-// /?message=...&max_tokens=N&temperature=0 from a server in this process (lsa over a disk slow
-// tier at the serving default 13.5% budget), the page sends the message as if typed, streams the
-// answer, and the test reads the DOM after the scripts ran (--dump-dom): the answer must be the
-// API's greedy answer to the same chat, and the conversation's memory figures must be the
-// policy, resident KV below the full history, and the pages recalled. Skipped only when chromium
-// is not installed (`make deps` installs it).
+// The page at / in a real browser: headless Chromium (Debian `chromium`), driven over the
+// DevTools protocol by tests/browser/page_dom.mjs (node built-ins only), loads
+// /#message=...&max_tokens=N&temperature=0 from a server in this process (lsa over a disk slow
+// tier at the serving default 13.5% budget); the page sends the message as if typed and streams
+// the answer, and once its status reads "answered" the test reads the DOM: the answer must be
+// the API's greedy answer to the same chat, and the conversation's memory figures the policy,
+// resident KV below half the full history, and the pages recalled. Skipped only when chromium
+// or node is not installed (`make deps` installs chromium).
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -61,6 +62,7 @@ double mib_figure(const std::string& text) {
 
 TEST(ServerPageBrowser, ChatFromThePageShowsTheAnswerAndTheConversationsMemory) {
   if (!on_path("chromium")) GTEST_SKIP() << "chromium is not installed (Debian package `chromium`; `make deps`)";
+  if (!on_path("node")) GTEST_SKIP() << "node is not installed: it drives the browser (tests/browser/page_dom.mjs)";
   const fs::path dir = fresh_dir("serve_page_browser");
   ServeConfig config;
   config.policy = "lsa";
@@ -81,16 +83,13 @@ TEST(ServerPageBrowser, ChatFromThePageShowsTheAnswerAndTheConversationsMemory) 
   const std::string expected = completion_text(api.json_body());
   ASSERT_FALSE(expected.empty());
 
-  // Virtual time stands still while a fetch is pending, so the answer's stream ends before the
-  // DOM is dumped; the budget lets the page's 1 s refresh of /metrics run a few times.
-  const std::string url = fmt::format("http://127.0.0.1:{}/?message={}&max_tokens={}&temperature=0", port,
+  const std::string url = fmt::format("http://127.0.0.1:{}/#message={}&max_tokens={}&temperature=0", port,
                                       url_encode(message), kMaxTokens);
   const fs::path dom = dir / "dom.html";
-  const std::string command = "timeout 240 chromium --headless --no-sandbox --disable-gpu --no-first-run "
-                              "--user-data-dir=" + (dir / "profile").string() +
-                              " --virtual-time-budget=5000 --dump-dom '" + url + "' > " + dom.string() + " 2> " +
-                              (dir / "chromium.log").string();
-  ASSERT_EQ(std::system(command.c_str()), 0) << slurp(dir / "chromium.log");
+  const std::string command = "node " + (fs::path(FLASHMEM_TEST_DATA) / ".." / "browser" / "page_dom.mjs").string() +
+                              " chromium '" + url + "' " + (dir / "profile").string() + " 240 > " + dom.string() +
+                              " 2> " + (dir / "driver.log").string();
+  ASSERT_EQ(std::system(command.c_str()), 0) << slurp(dir / "driver.log") << slurp(dom);
   const std::string html = slurp(dom);
 
   EXPECT_EQ(text_of_id(html, "status"), "answered") << html;
