@@ -10,7 +10,8 @@
 // Retry-After; any other failure is an error and ends that conversation.
 //
 // Prints one JSON object: wall seconds, completion tokens and tokens/s over all clients, p50 and
-// p99 of time to first token and of the time between streamed chunks, the most requests that
+// p99 of time to first token and of the time between arrivals of text (pieces that come in one
+// network read count as one arrival), the most requests that
 // were streaming at once (admitted concurrency, as the clients see it), 429s, errors (with the
 // first messages) and needle accuracy (turns whose answer holds the task's answer).
 import { readFileSync } from "node:fs";
@@ -51,7 +52,7 @@ async function complete(prompt) {
     let pending = "", text = "", first = 0, last = 0, usageTokens = -1, chunks = 0;
     for await (const bytes of response.body) {
       pending += decoder.decode(bytes, { stream: true });
-      let end;
+      let got = "", end;
       while ((end = pending.indexOf("\n\n")) >= 0) {
         const event = pending.slice(0, end).trim();
         pending = pending.slice(end + 2);
@@ -60,18 +61,20 @@ async function complete(prompt) {
         if (chunk.error) throw new Error(chunk.error.message);
         if (chunk.usage) usageTokens = chunk.usage.completion_tokens;
         const piece = chunk.choices?.[0]?.text ?? "";
-        if (!piece) continue;
-        const t = now();
-        if (first === 0) {
-          first = t;
-          ttfts.push(t - start);
-        } else {
-          gaps.push(t - last);
-        }
-        last = t;
-        ++chunks;
-        text += piece;
+        if (piece) ++chunks;
+        got += piece;
       }
+      // Pieces that arrived in one read are one arrival: their gaps would be read-loop time.
+      if (!got) continue;
+      const t = now();
+      if (first === 0) {
+        first = t;
+        ttfts.push(t - start);
+      } else {
+        gaps.push(t - last);
+      }
+      last = t;
+      text += got;
     }
     tokens += usageTokens >= 0 ? usageTokens : chunks;
     if (first > 0) spans.push([first, last]);
