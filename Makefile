@@ -1,7 +1,8 @@
 # The two commands a new user needs: `make demo` and `make test`. Both install what is missing.
 DEB_PACKAGES := build-essential cmake googletest libgtest-dev libgmock-dev libbenchmark-dev \
                 nlohmann-json3-dev libcli11-dev libfmt-dev libxxhash-dev libicu-dev ccache \
-                libhiredis-dev redis-server libcpp-httplib-dev pkgconf python3-jinja2
+                libhiredis-dev redis-server libcpp-httplib-dev pkgconf python3-jinja2 \
+                curl chromium
 JOBS ?= $(shell nproc)
 BIN := build/bin/flashmem
 

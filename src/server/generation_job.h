@@ -29,9 +29,20 @@ struct JobInput {
   bool full_attention = false;  // the whole KV resident instead of the server's policy
 };
 
+// A request's KV memory when its sequence ended: what the page at / shows per conversation.
+struct JobMemory {
+  std::string policy = "none";     // the sequence's policy spec; "none": the contiguous cache
+  uint64_t kv_reserved_bytes = 0;  // KV cells it reserved against the server's budget
+  uint64_t kv_resident_bytes = 0;  // of which held pages at the end
+  uint64_t kv_history_bytes = 0;   // K+V of every position it held: what full attention keeps
+  uint64_t pages_recalled = 0;     // pages brought back from the slow tier
+  uint64_t recall_bytes = 0;       // their bytes
+};
+
 struct JobUsage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  JobMemory memory;  // set when the job finishes
 };
 
 // The news since the previous wait().

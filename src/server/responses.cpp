@@ -30,6 +30,15 @@ json usage_json(const JobUsage& usage) {
           {"total_tokens", usage.prompt_tokens + usage.completion_tokens}};
 }
 
+json kv_memory_json(const JobMemory& memory) {
+  return {{"policy", memory.policy},
+          {"kv_reserved_bytes", memory.kv_reserved_bytes},
+          {"kv_resident_bytes", memory.kv_resident_bytes},
+          {"kv_history_bytes", memory.kv_history_bytes},
+          {"pages_recalled", memory.pages_recalled},
+          {"recall_bytes", memory.recall_bytes}};
+}
+
 json completion_object(Endpoint endpoint, const ResponseHeader& header, const std::string& text,
                        FinishReason reason, const JobUsage& usage) {
   json out = head(endpoint, header, false);
@@ -41,6 +50,7 @@ json completion_object(Endpoint endpoint, const ResponseHeader& header, const st
   }
   out["choices"] = json::array({choice});
   out["usage"] = usage_json(usage);
+  out["kv_memory"] = kv_memory_json(usage.memory);
   return out;
 }
 

@@ -22,6 +22,9 @@ struct ResponseHeader {
 };
 
 nlohmann::json usage_json(const JobUsage& usage);
+// The "kv_memory" extension field of a finished answer (the non-streamed object, a stream's
+// finish chunk): the request's KV figures (JobMemory).
+nlohmann::json kv_memory_json(const JobMemory& memory);
 
 // The whole answer of a non-streamed request.
 nlohmann::json completion_object(Endpoint endpoint, const ResponseHeader& header, const std::string& text,

@@ -73,6 +73,9 @@ struct Follower {
 void send_error(httplib::Response& res, const ApiError& error) {
   res.status = error.status();
   if (error.status() == 429) res.set_header("Retry-After", std::to_string(kRetryAfterSeconds));
+  // OpenAI's clients retry 5xx answers by default; a request that ran out of the server's time
+  // limit would run out of it again (the header is theirs: openai-node, openai-python).
+  if (error.code() == "request_timeout") res.set_header("x-should-retry", "false");
   res.set_content(dump_json(error.to_json()), kJson);
 }
 
@@ -230,7 +233,9 @@ void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpo
         if (v.error) {
           if (!send(sse_event(v.error->to_json()))) return false;
         } else {
-          if (!send(sse_event(stream_chunk(endpoint, header, "", v.finish_reason, include_usage, false)))) return false;
+          json finish = stream_chunk(endpoint, header, "", v.finish_reason, include_usage, false);
+          finish["kv_memory"] = kv_memory_json(v.usage.memory);
+          if (!send(sse_event(finish))) return false;
           if (include_usage && !send(sse_event(usage_chunk(endpoint, header, v.usage)))) return false;
         }
         if (!send(sse_done())) return false;
@@ -241,11 +246,20 @@ void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpo
 
 void Routes::health(httplib::Response& res) const {
   const SchedulerGauges g = metrics_.gauges();
-  const json body = {{"status", "ok"},
+  json body = {{"status", "ok"},
                      {"model", options_.model_id},
                      {"chat_prompt", chat_prompts_.format()},
                      {"active_sequences", g.active_sequences},
                      {"queue_length", g.queue_length}};
+  json kv = {{"policy", "none"}, {"resident_fraction", 1.0}};  // the contiguous cache holds it all
+  if (const auto& paged = options_.scheduler.sequence.paged) {
+    kv["policy"] = to_string(paged->policy);
+    // < 0: the policy's own (recency:F and random:F their F, window its sink and tail, quest:K K pages)
+    kv["resident_fraction"] = paged->budget > 0 ? json(paged->budget) : json();
+  }
+  kv["budget_bytes"] = engine_.options().kv_budget_bytes;
+  body["kv"] = kv;
+  body["request_timeout_seconds"] = options_.scheduler.request_timeout_seconds;
   res.set_content(dump_json(body), kJson);
 }
 

@@ -18,6 +18,14 @@ ApiError shutting_down() {
 
 }  // namespace
 
+ApiError request_timed_out(double timeout_seconds) {
+  return ApiError(504, "server_error",
+                  fmt::format("the request did not finish within the server's time limit of {} s "
+                              "(--request-timeout); its sequence was freed",
+                              timeout_seconds),
+                  "", "request_timeout");
+}
+
 struct Scheduler::Active {
   Active(std::shared_ptr<GenerationJob> j, std::unique_ptr<Sequence> s, int64_t n_vocab)
       : job(std::move(j)), sequence(std::move(s)), sampler(job->input().sampling),
@@ -46,6 +54,8 @@ Scheduler::Scheduler(Engine& engine, Metrics& metrics, SchedulerOptions options)
     fail("--max-sequences must be in [1, {}], got {}", kMaxSchedulerJobs, options_.max_sequences);
   if (options_.max_queue < 0 || options_.max_queue > kMaxSchedulerJobs)
     fail("--max-queue must be in [0, {}], got {}", kMaxSchedulerJobs, options_.max_queue);
+  if (!(options_.request_timeout_seconds >= 0))
+    fail("--request-timeout must be >= 0 seconds (0: no limit), got {}", options_.request_timeout_seconds);
   // Options no sequence can be made with (lsa without an indexer, an unusable store) fail here,
   // not in every request.
   SequenceOptions probe = options_.sequence;
@@ -112,6 +122,7 @@ void Scheduler::run() {
       if (stopping_) break;
     }
     drop_cancelled();
+    expire_overdue();
     admit();
     publish_gauges();  // before the step: a job's first text never precedes its admission's figures
     if (!active_.empty()) step();
@@ -138,6 +149,22 @@ void Scheduler::drop_cancelled() {
     return true;
   });
   if (dropped > 0) budget_blocked_ = false;  // a new head may fit
+}
+
+void Scheduler::expire_overdue() {
+  const double limit = options_.request_timeout_seconds;
+  if (limit <= 0) return;
+  const double now = now_seconds();
+  auto overdue = [&](const GenerationJob& job) { return now - job.submitted_at() > limit; };
+  for (auto& a : active_)
+    if (!a->done && overdue(*a->job)) fail_job(*a, request_timed_out(limit));
+  std::lock_guard lock(mutex_);
+  const size_t expired = std::erase_if(queue_, [&](const auto& job) {
+    if (!overdue(*job)) return false;
+    job->on_failed(request_timed_out(limit));
+    return true;
+  });
+  if (expired > 0) budget_blocked_ = false;  // a new head may fit
 }
 
 void Scheduler::admit() {
@@ -257,6 +284,7 @@ void Scheduler::retire_finished() {
   std::erase(active_, nullptr);
   budget_blocked_ = false;
   for (auto& a : ended) {
+    a->usage.memory = memory_of(*a);
     metrics_.add_tokens(a->usage.prompt_tokens, a->usage.completion_tokens);
     if (const auto stats = a->sequence->lsa_stats()) {
       retired_recall_bytes_ += stats->recall_bytes_total;
@@ -279,23 +307,35 @@ void Scheduler::retire_finished() {
   idle_.notify_all();
 }
 
+JobMemory Scheduler::memory_of(const Active& a) const {
+  const Sequence& s = *a.sequence;
+  JobMemory m;
+  if (const auto& paged = options_.sequence.paged)  // "full" as sequence_options() makes it
+    m.policy = a.job->input().full_attention ? "full" : to_string(paged->policy);
+  m.kv_reserved_bytes = s.reserved_kv_bytes();
+  m.kv_resident_bytes = s.resident_kv_bytes();
+  m.kv_history_bytes = static_cast<uint64_t>(kv_bytes(engine_.model().config(), s.n_past(), s.kv_type()));
+  if (const auto stats = s.lsa_stats()) {
+    m.pages_recalled = stats->recall_misses;
+    m.recall_bytes = stats->recall_bytes_total;
+  }
+  return m;
+}
+
 void Scheduler::publish_gauges() {
-  const ModelConfig& c = engine_.model().config();
   SchedulerGauges g;
   g.active_sequences = static_cast<int64_t>(active_.size());
   g.recall_bytes_total = retired_recall_bytes_;
   g.recall_misses_total = retired_recall_misses_;
   for (const auto& a : active_) {
-    const Sequence& s = *a->sequence;
-    g.kv_reserved_bytes += s.reserved_kv_bytes();
-    g.kv_resident_bytes += s.resident_kv_bytes();
-    g.kv_history_bytes += static_cast<uint64_t>(kv_bytes(c, s.n_past(), s.kv_type()));
-    if (const PagedKv* paged = s.paged()) {
-      if (paged->kv_store().pages_in_place()) g.slow_tier_ram_bytes += paged->kv_store().bytes_written();
-      const LsaStats stats = paged->stats();
-      g.recall_bytes_total += stats.recall_bytes_total;
-      g.recall_misses_total += stats.recall_misses;
-    }
+    const JobMemory m = memory_of(*a);
+    g.kv_reserved_bytes += m.kv_reserved_bytes;
+    g.kv_resident_bytes += m.kv_resident_bytes;
+    g.kv_history_bytes += m.kv_history_bytes;
+    g.recall_bytes_total += m.recall_bytes;
+    g.recall_misses_total += m.pages_recalled;
+    if (const PagedKv* paged = a->sequence->paged(); paged && paged->kv_store().pages_in_place())
+      g.slow_tier_ram_bytes += paged->kv_store().bytes_written();
   }
   {
     std::lock_guard lock(mutex_);

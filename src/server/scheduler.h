@@ -42,7 +42,14 @@ struct SchedulerOptions {
   // Every job's sequence: the server's policy and KV type; n_ctx becomes the job's
   // prompt + max_tokens.
   SequenceOptions sequence;
+  // A job still queued or running this many seconds after it arrived fails with
+  // request_timed_out() and its sequence is freed (0: no limit).
+  double request_timeout_seconds = 0;
 };
+
+// The error of a job that ran out of SchedulerOptions::request_timeout_seconds: 504, code
+// "request_timeout" (the routes tell OpenAI clients not to retry it: it would time out again).
+ApiError request_timed_out(double timeout_seconds);
 
 class Scheduler {
  public:
@@ -66,6 +73,7 @@ class Scheduler {
   struct Active;
   void run();
   void drop_cancelled();
+  void expire_overdue();  // fails the jobs past request_timeout_seconds
   void admit();
   void step();
   void finish(Active& a, FinishReason reason);
@@ -73,6 +81,7 @@ class Scheduler {
   void retire_finished();
   void publish_gauges();
   SequenceOptions sequence_options(const JobInput& input) const;
+  JobMemory memory_of(const Active& a) const;  // before its sequence is freed
 
   Engine& engine_;
   Metrics& metrics_;

@@ -8,6 +8,13 @@
 
 namespace flashmem::server {
 
+// `flashmem serve --policy lsa` without --budget: the resident fraction of each request's pages
+// (sink and tail included). lsa's own default keeps whatever passes its 0.5 threshold, which
+// sizes every request's resident pool to its whole context, so a server would hold as much KV as
+// full attention; 13.5% is the paper's average physical KV footprint at preserved accuracy
+// (LongBench-v2, LongMemEval, RULER).
+inline constexpr double kServeLsaBudget = 0.135;
+
 struct ServerOptions {
   std::string host = "127.0.0.1";  // loopback unless asked otherwise
   int port = 8080;                 // 0: any free port (port() tells which)

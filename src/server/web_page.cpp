@@ -27,13 +27,25 @@ std::string_view web_page_html() {
     <div>
       <button id="send">Send</button><br>
       <label>max tokens <input id="max" type="number" value="64" min="1" style="width: 5em"></label><br>
-      <label>API key <input id="key" type="password" style="width: 8em"></label>
+      <label>temperature <input id="temperature" type="number" value="1" min="0" step="0.1" style="width: 5em"></label><br>
+      <label>API key <input id="key" type="password" style="width: 8em"></label><br>
+      <span id="status"></span>
     </div>
   </div>
 </div>
 <div id="memory">
   <h3 id="model">flashmem serve</h3>
   <p id="prompts"></p>
+  <h4>This conversation's last answer</h4>
+  <table id="conversation">
+    <tr><td>policy</td><td id="conv-policy">-</td></tr>
+    <tr><td>KV resident at the end</td><td id="conv-resident">-</td></tr>
+    <tr><td>KV history (full attention would keep)</td><td id="conv-history">-</td></tr>
+    <tr><td>resident / history</td><td id="conv-ratio">-</td></tr>
+    <tr><td>KV reserved against the budget</td><td id="conv-reserved">-</td></tr>
+    <tr><td>pages recalled from the slow tier</td><td id="conv-recalled">-</td></tr>
+  </table>
+  <h4>Server, live</h4>
   <table id="figures"></table>
 </div>
 <script>
@@ -65,13 +77,17 @@ async function send() {
   messages.push({ role: "user", content: text });
   line("user", "you: " + text);
   const out = line("assistant", "");
-  const body = { messages, stream: true, max_tokens: Number(document.getElementById("max").value) };
+  const status = document.getElementById("status");
+  status.textContent = "answering...";
+  const body = { messages, stream: true, max_tokens: Number(document.getElementById("max").value),
+                 temperature: Number(document.getElementById("temperature").value) };
   const response = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(body) });
   if (!response.ok) {
     const error = await response.json();
     out.className = "error";
     out.textContent = response.status + ": " + error.error.message;
     messages.pop();
+    status.textContent = "error";
     return;
   }
   const reader = response.body.getReader();
@@ -89,10 +105,23 @@ async function send() {
       const chunk = JSON.parse(event.slice(6));
       if (chunk.error) { out.className = "error"; out.textContent = chunk.error.message; continue; }
       for (const choice of chunk.choices) reply += choice.delta.content ?? "";
+      if (chunk.kv_memory) showConversation(chunk.kv_memory);
       out.textContent = reply;
     }
   }
   messages.push({ role: "assistant", content: reply });
+  status.textContent = out.className === "error" ? "error" : "answered";
+}
+
+// The request's own KV figures, sent with its last chunk (the server's "kv_memory" field).
+function showConversation(m) {
+  const set = (id, text) => { document.getElementById(id).textContent = text; };
+  set("conv-policy", m.policy);
+  set("conv-resident", mb(m.kv_resident_bytes));
+  set("conv-history", mb(m.kv_history_bytes));
+  set("conv-ratio", m.kv_history_bytes > 0 ? (100 * m.kv_resident_bytes / m.kv_history_bytes).toFixed(1) + " %" : "-");
+  set("conv-reserved", mb(m.kv_reserved_bytes));
+  set("conv-recalled", m.pages_recalled + " (" + mb(m.recall_bytes) + ")");
 }
 
 // "name{labels} value" lines of the Prometheus text, unlabelled ones only.
@@ -111,7 +140,9 @@ async function refresh() {
   try {
     const health = await (await fetch("/health")).json();
     document.getElementById("model").textContent = "model: " + health.model;
-    document.getElementById("prompts").textContent = "chat prompts: " + health.chat_prompt;
+    document.getElementById("prompts").textContent = "chat prompts: " + health.chat_prompt +
+      "; KV policy: " + health.kv.policy + (health.kv.resident_fraction !== null ?
+        " (resident fraction " + health.kv.resident_fraction + ")" : "");
     const response = await fetch("/metrics", { headers: headers() });
     if (!response.ok) return;
     const v = parseMetrics(await response.text());
@@ -152,6 +183,16 @@ document.getElementById("prompt").addEventListener("keydown", (e) => {
 });
 refresh();
 setInterval(refresh, 1000);
+// /#message=TEXT[&max_tokens=N][&temperature=T]: fills the form and presses Send once the page
+// has loaded (a link that starts a conversation; the headless-browser test drives the page so).
+// A fragment, not a query: it never goes to the server, so a long prompt fits.
+const query = new URLSearchParams(location.hash.slice(1));
+for (const [param, id] of [["max_tokens", "max"], ["temperature", "temperature"]])
+  if (query.has(param)) document.getElementById(id).value = query.get(param);
+if (query.has("message")) {
+  document.getElementById("prompt").value = query.get("message");
+  document.getElementById("send").click();
+}
 </script>
 </body>
 </html>

@@ -22,6 +22,10 @@ struct ServeArgs {
   // while each added one slows every step a little; four times as many may wait.
   int64_t max_sequences = 4, max_queue = 16;
   double shutdown_grace = 5;  // seconds: long enough for short answers to finish
+  // Seconds a request may take from arrival to its last token: the official OpenAI clients give
+  // up after 10 minutes by default, so work past that is for nobody; a long prefill on a CPU
+  // (16K tokens of an 8B model) stays well inside it.
+  double request_timeout = 600;
   LsaArgs lsa;
   bool has_store = false;  // --kv-store given
 };
@@ -56,13 +60,22 @@ std::string slow_tier(const ServeArgs& a) {
 }
 
 std::string describe_policy(const ServeArgs& a) {
-  return a.lsa.policy.empty() ? "none (contiguous KV cache, whole context resident)" : a.lsa.policy;
+  if (a.lsa.policy.empty()) return "none (contiguous KV cache, whole context resident)";
+  return a.lsa.budget > 0 ? fmt::format("{}, resident fraction {}", a.lsa.policy, a.lsa.budget)
+                          : fmt::format("{} (its own resident fraction)", a.lsa.policy);
+}
+
+// lsa without --budget: the server's memory-honest default (server_options.h).
+void default_serve_budget(LsaArgs& lsa) {
+  if (lsa.policy.empty() || lsa.budget >= 0) return;
+  if (parse_policy_spec(lsa.policy).kind == PolicyKind::kLsa) lsa.budget = server::kServeLsaBudget;
 }
 
 void serve(ServeArgs a) {
   if (is_oracle(a.lsa)) fail("--policy oracle:F needs a recorded first pass of each request; serve does not offer it");
   if (a.kv_budget_mb < 0) fail("--kv-budget-mb must be >= 0, got {}", a.kv_budget_mb);
   a.lsa.store = slow_tier(a);
+  default_serve_budget(a.lsa);
   auto model = Model::load(a.model);
   const DType kv_type = parse_kv_type(a.kv_type);
   const int64_t ctx = a.ctx != 0 ? a.ctx : model->config().context_length;
@@ -78,6 +91,7 @@ void serve(ServeArgs a) {
   o.scheduler.max_sequences = a.max_sequences;
   o.scheduler.max_queue = a.max_queue;
   o.scheduler.sequence = sequence_options(a.lsa, ctx, kv_type);
+  o.scheduler.request_timeout_seconds = a.request_timeout;
   EngineOptions engine_opts = engine_options(a.lsa, a.threads);
   // MiB: the unit of --kv-budget-mb.
   engine_opts.kv_budget_bytes = static_cast<uint64_t>(a.kv_budget_mb) << 20;
@@ -128,8 +142,17 @@ const CommandRegistration kServe("serve", [](CLI::App& app) {
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   cmd->add_option("--shutdown-grace", a->shutdown_grace, "seconds requests may finish after SIGINT/SIGTERM")
       ->capture_default_str();
+  cmd->add_option("--request-timeout", a->request_timeout,
+                  "seconds a request may take from arrival to its last token; past it: HTTP 504 (a stream: an "
+                  "error event) and its sequence freed (0 = no limit; default: the OpenAI clients' own 10 min)")
+      ->capture_default_str();
   add_threads_option(cmd, a->threads);
   add_lsa_options(cmd, a->lsa);
+  cmd->get_option("--budget")->description(
+      fmt::format("resident fraction of each request's pages (sink and tail count); default with --policy lsa: "
+                  "{} (the paper's average footprint; lsa's own threshold-only selection would reserve the "
+                  "whole context)",
+                  server::kServeLsaBudget));
   cmd->get_option("--kv-store")
       ->description("slow tier: ram | disk:DIR (a directory, created if missing; default with a --policy: "
                     "disk:STATE_DIR/kv)")
