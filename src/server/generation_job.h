@@ -32,6 +32,7 @@ struct JobInput {
 struct JobUsage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  int64_t cached_tokens = 0;  // prompt tokens attached from a kept prefix, not prefilled
 };
 
 // The news since the previous wait().
