@@ -29,7 +29,7 @@ constexpr uint64_t kMaxSettingChars = 4096;
 
 std::string encode_sequence_record(const SequenceRecord& r) {
   ByteWriter w;
-  w.put(kMagic);
+  w.put(std::to_array(kMagic));
   w.put(kVersion);
   w.put(r.model_id);
   w.put<uint64_t>(r.settings.size());

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <optional>
 
-#include "common/redis_server.h"
-#include "common/temp_dir.h"
+#include "../common/redis_server.h"
+#include "../common/temp_dir.h"
 #include "flashmem/engine.h"
 #include "flashmem/sequence.h"
 #include "indexer/indexer_model.h"
