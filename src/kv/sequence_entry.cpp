@@ -160,6 +160,21 @@ void remove_entry_record(const StoreSpec& spec, const std::string& id) {
     fail("cannot remove the sequence record '{}': {}", path, std::strerror(errno));
 }
 
+void remove_disk_entry(const StoreSpec& spec, const std::string& id) {
+  if (spec.kind != StoreSpec::Kind::kDisk) fail("only a disk KV tier removes entries by file name");
+  check_sequence_id(id);
+  remove_entry_record(spec, id);
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(entry_dir(spec), ec)) {
+    const std::string name = e.path().filename().string();
+    // ID.GEN.kvpages: a generation is 16 hex digits, so "ID." cannot be the start of another
+    // id's pages unless that id is ID.GEN itself, which the length check excludes.
+    if (name.starts_with(id + ".") && name.ends_with(kPagesSuffix) &&
+        name.size() == id.size() + 1 + 16 + std::strlen(kPagesSuffix))
+      std::filesystem::remove(e.path(), ec);
+  }
+}
+
 std::vector<std::string> list_disk_entries(const StoreSpec& spec) {
   if (spec.kind != StoreSpec::Kind::kDisk) fail("only a disk KV tier lists its persisted sequences");
   std::vector<std::pair<std::filesystem::file_time_type, std::string>> found;

@@ -51,6 +51,9 @@ void write_entry_record(const StoreSpec& spec, const std::string& id, const std:
 std::optional<std::string> read_entry_record(const StoreSpec& spec, const std::string& id);
 // Deletes the record (the entry is then gone even if its pages remain).
 void remove_entry_record(const StoreSpec& spec, const std::string& id);
+// disk: deletes the record and the pages of every generation of `id` (an entry whose record is
+// damaged no longer names its generation). Other tiers: Error.
+void remove_disk_entry(const StoreSpec& spec, const std::string& id);
 
 // disk: the ids that have a record in DIR, oldest record first (by modification time), and the
 // bytes an entry's files take on disk. Other tiers: Error (the server's reuse index lives on

@@ -67,8 +67,9 @@ void PrefixCache::rebuild_index() {
     } catch (const Error& e) {
       std::fprintf(stderr, "flashmem serve: dropping damaged reuse entry %s: %s\n", id.c_str(), e.what());
       try {
-        remove_entry_record(spec, id);
-      } catch (const Error&) {
+        remove_disk_entry(spec, id);
+      } catch (const Error& removal) {
+        std::fprintf(stderr, "flashmem serve: cannot delete it: %s\n", removal.what());
       }
     }
   }

@@ -111,6 +111,8 @@ TEST_F(ServerReuse, DamagedEntriesAreDroppedAndQuotaEvicts) {
     EXPECT_EQ(complete(server->port(), first_ + " more").cached_tokens, 0);
     server->stop();
   }
+  EXPECT_EQ(count_files(dir_ / "kv", ".kvpages"), count_files(dir_ / "kv", ".kvseq"))
+      << "the damaged entry's pages went with its record";
   // A quota smaller than one entry keeps nothing.
   fs::remove_all(dir_ / "kv");
   fs::create_directories(dir_ / "kv");
