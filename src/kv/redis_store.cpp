@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <random>
 
 #include "util/error.h"
+#include "util/random_id.h"
 
 namespace flashmem {
 namespace {
@@ -39,21 +39,13 @@ uint64_t table_hash(const uint8_t* header, const uint8_t* table, int64_t segment
   return h;
 }
 
-std::string random_sequence_id() {
-  std::random_device device;
-  const uint64_t id = (static_cast<uint64_t>(device()) << 32) | device();
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(id));
-  return text;
-}
-
 }  // namespace
 
 RedisStore::RedisStore(const RedisAddress& address, size_t page_bytes, const RedisStoreOptions& options)
     : KvStore(page_bytes, options.segments),
       address_(address),
       options_(options),
-      sequence_(options.sequence.empty() ? random_sequence_id() : options.sequence) {
+      sequence_(options.sequence.empty() ? random_hex64() : options.sequence) {
   for (const char c : sequence_)
     if (c <= ' ' || c == '{' || c == '}' || c > '~')
       fail("a Redis sequence id may hold printable ASCII except spaces and braces, not '{}'", sequence_);

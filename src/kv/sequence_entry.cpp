@@ -8,12 +8,12 @@
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <random>
 
 #include "kv/disk_store.h"
 #include "kv/redis_store.h"
 #include "util/atomic_file.h"
 #include "util/error.h"
+#include "util/random_id.h"
 #include "util/read_file.h"
 
 namespace flashmem {
@@ -71,13 +71,7 @@ void check_sequence_id(const std::string& id) {
          kMaxIdChars, id);
 }
 
-std::string new_entry_generation() {
-  std::random_device device;
-  const uint64_t g = (static_cast<uint64_t>(device()) << 32) | device();
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(g));
-  return text;
-}
+std::string new_entry_generation() { return random_hex64(); }
 
 std::unique_ptr<KvStore> create_entry_pages(const StoreSpec& spec, const std::string& id,
                                             const std::string& generation, size_t page_bytes,

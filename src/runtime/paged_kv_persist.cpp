@@ -118,7 +118,8 @@ void PagedKv::restore(const std::string& id, const SequenceRecord& record) {
   state.expect_end();
   decoding_ = record.decoding;
   decode_steps_ = record.decode_steps;
-  cycles_ = record.cycles;
+  // cycles_ counts this runtime's cycles (accounting): only oracle:F, which is never persisted,
+  // reads the cycle index.
   for (int64_t p : record.selection)
     if (p < 0 || p > pool_->open_page())
       fail("the record of persisted sequence '{}' selects page {} beyond its history", id, p);

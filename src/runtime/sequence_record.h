@@ -26,7 +26,7 @@ struct SequenceRecord {
   bool prompt_open = false;     // a prompt fed in parts was not finished (BatchItem::prompt_continues)
   bool decoding = false;        // the prompt ended: attention reads only resident pages
   int64_t decode_steps = 0;     // decode steps so far (their count modulo tau is the cycle phase)
-  int64_t cycles = 0;
+  int64_t cycles = 0;            // informational: selection cycles before persist (not restored)
   std::vector<int32_t> tokens;       // [n_past] the history's token ids
   std::vector<int64_t> selection;    // the resident pool's selection (ascending)
   std::vector<uint8_t> open_page;    // [page_bytes] the open page's cell ([0] when none is open)
