@@ -115,6 +115,13 @@ class Engine {
 
   KvBudget kv_budget() const;
 
+  // Deletes the sequence persisted under `id` (Sequence::persist) from the slow tier: its record
+  // first (from then on it cannot be attached), then its pages. False when there was none.
+  // Throws Error for a bad id or a tier that fails.
+  bool forget_sequence(const std::string& id);
+  // The model identity a persisted sequence records (model/model_identity.h).
+  uint64_t model_id() const { return model_id_; }
+
   // One or more forward passes over `batch` (each sequence at most once; items with no tokens
   // are refused). Every sequence's tokens are checked (ids in the vocabulary, capacity) before
   // anything runs. Throws Error; a failed pass leaves the n_past of every sequence whose pass
@@ -132,6 +139,7 @@ class Engine {
   void release(Sequence* sequence);
 
   std::shared_ptr<const Model> model_;
+  uint64_t model_id_ = 0;
   EngineOptions options_;
   ThreadPool pool_;
   std::shared_ptr<const IndexerModel> indexer_;

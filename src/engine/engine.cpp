@@ -4,7 +4,10 @@
 #include <limits>
 
 #include "engine/forward_pass.h"
+#include "kv/sequence_entry.h"
 #include "kv/store_spec.h"
+#include "model/model_identity.h"
+#include "runtime/sequence_record.h"
 #include "util/error.h"
 
 namespace flashmem {
@@ -26,6 +29,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
   if (!model_) fail("the engine needs a model");
   if (options_.max_batch < 1) fail("max_batch must be >= 1");
   check_store_reachable(parse_store_spec(options_.kv_store));
+  model_id_ = model_identity(*model_);
   pass_ = std::make_unique<ForwardPass>(*model_, pool_, times_);
 }
 
@@ -52,6 +56,20 @@ KvBudget Engine::kv_budget() const {
     b.resident += sequence->resident_kv_bytes();
   }
   return b;
+}
+
+bool Engine::forget_sequence(const std::string& id) {
+  const StoreSpec spec = parse_store_spec(options_.kv_store);
+  const std::optional<std::string> bytes = read_entry_record(spec, id);
+  if (!bytes) return false;
+  remove_entry_record(spec, id);
+  // The pages a damaged record no longer names stay behind; a readable one names them.
+  try {
+    const SequenceRecord record = decode_sequence_record(*bytes, id);
+    remove_entry_pages(spec, id, record.generation, static_cast<int64_t>(record.page_digests.size()));
+  } catch (const Error&) {
+  }
+  return true;
 }
 
 void Engine::admit(Sequence* sequence, uint64_t reserved_bytes) {

@@ -191,6 +191,7 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
     try {
       s.sequence->kv().end_batch(s.is_prompt_end);
       s.sequence->n_past_ += static_cast<int64_t>(s.tokens.size());
+      s.sequence->tokens_.insert(s.sequence->tokens_.end(), s.tokens.begin(), s.tokens.end());
     } catch (...) {
       if (!first_error) first_error = std::current_exception();
     }

@@ -31,7 +31,7 @@ GenerationStats generate(Engine& engine, Sequence& sequence, Sampler& sampler,
     }
     ++stats.generated_tokens;
     if (request.on_token && !request.on_token(token)) break;
-    if (i + 1 == request.max_tokens) break;  // the last token needs no forward pass
+    if (i + 1 == request.max_tokens && !request.feed_last) break;  // no forward pass needed
     engine.forward(sequence, std::span(&token, 1), logits.data(), false);
   }
   stats.decode_seconds = now_seconds() - t0;

@@ -25,6 +25,10 @@ struct GenerationRequest {
   std::function<bool(int32_t)> is_end;
   // Called with every generated token as soon as it is sampled; return false to stop.
   std::function<bool(int32_t)> on_token;
+  // True: the last sampled token (unless it ended generation) is fed too, so that the sequence's
+  // history holds every emitted token (a conversation persisted to continue later). False: it is
+  // only emitted (one forward pass less).
+  bool feed_last = false;
 };
 
 // Prefills the prompt (appending to what the sequence already holds), then samples up to

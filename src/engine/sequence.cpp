@@ -21,6 +21,8 @@ Sequence::Sequence(Engine& engine, const SequenceOptions& options) : engine_(&en
   const int64_t n_ctx = options.n_ctx > 0 ? options.n_ctx : c.context_length;
   check_kv_type(options.kv_type, c.head_dim);  // before anything is allocated
   if (!options.paged) {
+    if (!options.attach.empty())
+      fail("attaching persisted sequence '{}' needs a paged sequence (a --policy)", options.attach);
     adopt(std::make_unique<ContiguousKv>(c.n_layers, n_ctx, c.kv_dim(), options.kv_type), nullptr);
     return;
   }
@@ -31,6 +33,7 @@ Sequence::Sequence(Engine& engine, const SequenceOptions& options) : engine_(&en
   auto paged = std::make_unique<PagedKv>(engine.model(), n_ctx, options.kv_type, o);
   const PagedKv* view = paged.get();
   adopt(std::move(paged), view);
+  if (!options.attach.empty()) attach(options.attach);
 }
 
 Sequence::Sequence(Engine& engine, std::unique_ptr<PagedKv> paged) : engine_(&engine) {
@@ -70,6 +73,7 @@ uint64_t Sequence::resident_kv_bytes() const {
 void Sequence::reset() {
   n_past_ = 0;
   prompt_open_ = false;
+  tokens_.clear();
   kv_->reset();
 }
 
@@ -77,6 +81,7 @@ void Sequence::fill_synthetic(int64_t n, uint64_t seed) {
   if (n < 0 || n > capacity()) fail("a synthetic history of {} positions does not fit the capacity of {}", n, capacity());
   kv_->fill_synthetic(n, seed);
   n_past_ = n;
+  tokens_.assign(static_cast<size_t>(n), -1);
 }
 
 }  // namespace flashmem

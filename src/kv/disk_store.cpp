@@ -314,6 +314,12 @@ bool DiskStore::has_page(int64_t page) const {
          entries_[page].state == PageState::kPresent;
 }
 
+std::optional<uint64_t> DiskStore::page_digest(int64_t page) const {
+  if (!has_page(page)) return std::nullopt;
+  std::lock_guard lock(mutex_);
+  return entries_[static_cast<size_t>(page)].checksum;
+}
+
 std::vector<int64_t> DiskStore::verify_all() {
   std::vector<int64_t> present;
   {

@@ -79,6 +79,8 @@ class DiskStore final : public KvStore {
   StoreStatus read_page(int64_t page, uint8_t* dst) override;
   StoreStatus read_segment(int64_t page, int64_t segment, uint8_t* dst) override;
   bool has_page(int64_t page) const override;
+  std::optional<uint64_t> page_digest(int64_t page) const override;  // the page's xxh3-64
+  void keep_pages() override { file_.keep(); }  // a created file is no longer removed
 
   // Re-reads every present page and returns those that fail verification (corrupt or unreadable),
   // in page order. Costs one full read of the file.

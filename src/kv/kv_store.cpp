@@ -42,6 +42,11 @@ void KvStore::read_pages(std::span<const int64_t> pages, std::span<uint8_t* cons
   for (size_t i = 0; i < pages.size(); ++i) status[i] = read_page(pages[i], dst[i]);
 }
 
+void KvStore::keep_pages() {
+  fail("the ram KV tier keeps nothing after its sequence: persisting a sequence needs "
+       "--kv-store disk:DIR or redis://");
+}
+
 void KvStore::check_sizes(size_t page_bytes, int64_t segments) {
   if (page_bytes < 1 || page_bytes > PageLayout::kMaxPageBytes)
     fail("KV store page size {} outside [1, {}]", page_bytes, PageLayout::kMaxPageBytes);

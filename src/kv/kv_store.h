@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -82,6 +83,14 @@ class KvStore {
   // (zero-copy mapping into the resident pool), or nullptr when the page is absent or the store
   // cannot hand out pages in place. Thread-safe like read_page.
   virtual const uint8_t* page_in_place(int64_t page) const { return nullptr; }
+
+  // ---- Persistence (kv/sequence_entry.h): a sequence's pages kept after its store object.
+  // The checksum this store verifies `page` against (disk: xxh3-64 of its bytes; Redis: of its
+  // segment table and header), or nullopt when the page is absent or the tier keeps none (ram).
+  virtual std::optional<uint64_t> page_digest(int64_t page) const { return std::nullopt; }
+  // From now on the pages outlive this object (a persisted sequence's). Throws Error for a tier
+  // that cannot keep anything after its owner (ram).
+  virtual void keep_pages();
 
   size_t page_bytes() const { return page_bytes_; }
   int64_t segments() const { return segments_; }

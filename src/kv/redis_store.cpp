@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <random>
 
 #include "util/error.h"
+#include "util/random_id.h"
 
 namespace flashmem {
 namespace {
@@ -39,30 +39,29 @@ uint64_t table_hash(const uint8_t* header, const uint8_t* table, int64_t segment
   return h;
 }
 
-std::string random_sequence_id() {
-  std::random_device device;
-  const uint64_t id = (static_cast<uint64_t>(device()) << 32) | device();
-  char text[17];
-  std::snprintf(text, sizeof(text), "%016llx", static_cast<unsigned long long>(id));
-  return text;
-}
-
 }  // namespace
 
 RedisStore::RedisStore(const RedisAddress& address, size_t page_bytes, const RedisStoreOptions& options)
     : KvStore(page_bytes, options.segments),
       address_(address),
       options_(options),
-      sequence_(options.sequence.empty() ? random_sequence_id() : options.sequence) {
+      sequence_(options.sequence.empty() ? random_hex64() : options.sequence) {
   for (const char c : sequence_)
     if (c <= ' ' || c == '{' || c == '}' || c > '~')
       fail("a Redis sequence id may hold printable ASCII except spaces and braces, not '{}'", sequence_);
+  for (const char c : options.generation)
+    if (c <= ' ' || c == '{' || c == '}' || c > '~')
+      fail("a Redis sequence generation may hold printable ASCII except spaces and braces, not '{}'",
+           options.generation);
+  keep_pages_ = options.keep_pages;
+  states_.assign(options.known_pages.size(), PageState::kPresent);
+  table_hash_ = options.known_pages;
   // The first connection is made here so that a server that is down is a clear error at start.
   idle_.push_back(std::make_unique<RedisConnection>(address_, options_.timeout));
 }
 
 RedisStore::~RedisStore() {
-  if (options_.keep_pages) return;
+  if (keep_pages_) return;
   std::vector<std::string> keys;
   {
     std::lock_guard lock(mutex_);
@@ -81,7 +80,8 @@ RedisStore::~RedisStore() {
 }
 
 std::string RedisStore::key(int64_t page) const {
-  return address_.prefix + ":{" + sequence_ + "}:p:" + std::to_string(page);
+  const std::string generation = options_.generation.empty() ? "" : ":" + options_.generation;
+  return address_.prefix + ":{" + sequence_ + "}" + generation + ":p:" + std::to_string(page);
 }
 
 size_t RedisStore::recall_batch_pages() const {
@@ -117,6 +117,11 @@ uint64_t RedisStore::expected_table_hash(int64_t page) const {
   std::lock_guard lock(mutex_);
   const auto p = static_cast<size_t>(page);
   return p < states_.size() && states_[p] == PageState::kPresent ? table_hash_[p] : 0;
+}
+
+std::optional<uint64_t> RedisStore::page_digest(int64_t page) const {
+  if (!has_page(page)) return std::nullopt;
+  return expected_table_hash(page);
 }
 
 bool RedisStore::has_page(int64_t page) const {

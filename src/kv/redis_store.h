@@ -15,6 +15,7 @@
 // flipped is a miss (absent / corrupt), never data. A connection failure or a timeout is
 // kIoError; the store never throws on a server fault after it was created.
 #pragma once
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -35,6 +36,12 @@ struct RedisStoreOptions {
   std::chrono::milliseconds timeout{2000};
   bool keep_pages = false;  // false: the destructor deletes the sequence's pages from the server
   std::string sequence = {};  // key part naming the sequence; empty: a new random id
+  // Non-empty: a further key part inside the hash tag's sequence (PREFIX:{SEQUENCE}:GEN:p:PAGE),
+  // so that a persisted sequence can be rewritten beside its old pages and switched atomically.
+  std::string generation = {};
+  // A kept sequence reopened: pages [0, n) are taken as present, each verified against its
+  // digest here (page_digest() of the store that wrote it) instead of one computed at write time.
+  std::vector<uint64_t> known_pages = {};
 };
 
 class RedisStore final : public KvStore {
@@ -49,12 +56,14 @@ class RedisStore final : public KvStore {
   void read_pages(std::span<const int64_t> pages, std::span<uint8_t* const> dst,
                   std::span<StoreStatus> status) override;
   bool has_page(int64_t page) const override;
+  std::optional<uint64_t> page_digest(int64_t page) const override;  // the table + header hash
+  void keep_pages() override { keep_pages_ = true; }
   // Pages of up to 4 MiB per pipeline: a loopback round trip (~50 µs) is then a few percent of
   // the transfer, while the first page of a batch waits at most a few milliseconds for the rest.
   size_t recall_batch_pages() const override;
 
   const std::string& sequence() const { return sequence_; }
-  std::string key(int64_t page) const;  // PREFIX:{SEQUENCE}:p:PAGE
+  std::string key(int64_t page) const;  // PREFIX:{SEQUENCE}[:GEN]:p:PAGE
   size_t meta_bytes() const;            // header + segment table in front of the page bytes
 
  private:
@@ -70,6 +79,7 @@ class RedisStore final : public KvStore {
   RedisAddress address_;
   RedisStoreOptions options_;
   std::string sequence_;
+  std::atomic<bool> keep_pages_{false};  // options.keep_pages or keep_pages()
 
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<RedisConnection>> idle_;  // connections not in use

@@ -519,6 +519,11 @@ std::vector<int32_t> ResidentPool::page_table() const {
   return page_table_;
 }
 
+std::vector<int64_t> ResidentPool::selection() const {
+  std::lock_guard lock(mutex_);
+  return selection_;
+}
+
 std::vector<int64_t> ResidentPool::cell_pages() const {
   std::lock_guard lock(mutex_);
   std::vector<int64_t> pages;

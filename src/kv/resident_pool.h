@@ -172,6 +172,8 @@ class ResidentPool {
   // Snapshot of the page table [open_page() + 1] (cell or -1) and of each cell's page [n_cells].
   std::vector<int32_t> page_table() const;
   std::vector<int64_t> cell_pages() const;
+  // The current selection as kept (ascending; pages dropped for want of cells left out).
+  std::vector<int64_t> selection() const;
   // Recounts every table and counter; returns "" when consistent, else the first violation.
   std::string check_invariants() const;
 

@@ -284,23 +284,27 @@ const PageKeyBounds& PagedKv::key_bounds() const { return quest_policy().key_bou
 LsaStats PagedKv::stats() const {
   const PoolStats ps = pool_->stats();
   LsaStats s;
+  // Accounting covers this runtime's own steps (an attached sequence counts from its attach;
+  // decode_steps_ also holds the persisted sequence's, for the cycle phase).
+  const auto decode_steps = static_cast<int64_t>(resident_fraction_steps_.size());
+  const int64_t cycles = cycles_;
   s.full_kv_bytes = 2 * static_cast<uint64_t>(config_.n_layers * pool_->n_tokens()) * layout_.row_bytes();
   // Averaged over the decode steps, as the fraction is (the pool's own average also counts the
   // prompt's commits, while the cache was still growing); without a decode step, the pool's.
   s.resident_kv_bytes_avg = static_cast<uint64_t>(
-      decode_steps_ > 0 ? resident_bytes_sum_ / static_cast<double>(decode_steps_) : ps.avg_resident_bytes);
+      decode_steps > 0 ? resident_bytes_sum_ / static_cast<double>(decode_steps) : ps.avg_resident_bytes);
   s.resident_kv_bytes_peak = ps.peak_resident_bytes;
   s.resident_fraction_avg =
-      decode_steps_ > 0 ? resident_fraction_sum_ / static_cast<double>(decode_steps_) : 1.0;
-  s.attn_bytes_per_step = decode_steps_ > 0 ? attn_bytes_sum_ / static_cast<uint64_t>(decode_steps_) : 0;
+      decode_steps > 0 ? resident_fraction_sum_ / static_cast<double>(decode_steps) : 1.0;
+  s.attn_bytes_per_step = decode_steps > 0 ? attn_bytes_sum_ / static_cast<uint64_t>(decode_steps) : 0;
   s.recall_bytes_total = ps.bytes_recalled + sync_read_bytes_;
   s.recall_misses = ps.recall_misses + sync_reads_;
   s.page_meta_bytes = policy_->meta_bytes();
   s.sync_reads = sync_reads_;
   s.sync_read_bytes = sync_read_bytes_;
-  s.cycles = cycles_;
+  s.cycles = cycles;
   s.fallback_cycles = policy_->fallback_cycles();
-  s.indexer_ms_per_cycle = cycles_ > 0 ? 1e3 * cycle_seconds_ / static_cast<double>(cycles_) : 0;
+  s.indexer_ms_per_cycle = cycles > 0 ? 1e3 * cycle_seconds_ / static_cast<double>(cycles) : 0;
   s.recall_wait_ms = 1e3 * wait_seconds_;
   return s;
 }

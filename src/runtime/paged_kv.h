@@ -41,6 +41,7 @@
 #include "runtime/paged_kv_options.h"
 #include "runtime/policies/page_policy.h"
 #include "runtime/policies/quest_policy.h"
+#include "runtime/sequence_record.h"
 
 namespace flashmem {
 
@@ -63,6 +64,10 @@ struct LsaStats {
                                        // (in recall_bytes_total)
   int64_t fallback_cycles = 0;         // lsa --lsa-fallback on: cycles the safety net widened (in cycles)
 };
+
+// What a persisted sequence of `options` (after fit_to_context) must match on attach: KV type,
+// page geometry, policy options, the lsa indexer (PagedKv::persist_settings).
+PersistSettings persist_settings(const ModelConfig& config, DType type, const PagedKvOptions& options);
 
 class PagedKv final : public KvBackend, private AttentionObserver {
  public:
@@ -115,6 +120,22 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   // store's file is). Replaced by reset().
   const KvStore& kv_store() const { return *store_; }
   const ResidentPool& resident_pool() const { return *pool_; }
+
+  // ---- Persistence (Sequence::persist / SequenceOptions::attach; between batches only).
+  // What an attached record must match: KV type, page geometry, policy options, indexer (and the
+  // capacity once the prompt has ended, checked by restore()).
+  PersistSettings persist_settings() const;
+  // Copies the full pages into a new generation of entry `id` of the slow tier and fills the
+  // runtime's part of `record` (settings, generation, decoding state, selection, open page, page
+  // digests, policy state). Returns the entry's pages, removed with the returned store unless
+  // the caller calls keep_pages() on it (after writing the record). Throws Error: ram tier,
+  // oracle policies, a page the store cannot read.
+  std::unique_ptr<KvStore> save(const std::string& id, SequenceRecord& record);
+  // Takes over a record on a runtime that has committed nothing: its pages are read from entry
+  // `id` (each verified) and written to this runtime's own new store, so the entry is never
+  // written and several sequences may attach it at once. Throws Error when the settings differ,
+  // n_past exceeds the capacity, or a page is missing or damaged.
+  void restore(const std::string& id, const SequenceRecord& record);
 
  private:
   bool wants_attention(int64_t pos) const override { return true; }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <sstream>
 
 #include "indexer/scoring.h"
 #include "util/error.h"
@@ -32,6 +33,10 @@ int64_t tail_pages_for(int64_t recent_pages, int64_t tau, int64_t page_tokens) {
 int64_t budget_pages_for(const PageGeometry& g, double fraction) {
   const auto pages = static_cast<int64_t>(std::floor(fraction * static_cast<double>(g.n_pages)));
   return std::max<int64_t>(pages, static_cast<int64_t>(g.fixed_pages().size()));
+}
+
+void SelectionPolicy::set_state(const std::string& state) {
+  if (!state.empty()) fail("policy {} keeps no state between cycles, but a saved state was given", name());
 }
 
 namespace {
@@ -100,6 +105,16 @@ class RandomPolicy final : public SelectionPolicy {
     std::shuffle(middle.begin(), middle.end(), rng_);
     middle.resize(static_cast<size_t>(middle_allowance(in, fraction_)));
     return merge_sorted(g.fixed_pages(), middle);
+  }
+  std::string state() const override {
+    std::ostringstream out;
+    out << rng_;
+    return out.str();
+  }
+  void set_state(const std::string& state) override {
+    std::istringstream in(state);
+    in >> rng_;
+    if (!in) fail("the saved state of policy {} is damaged", name());
   }
 
  private:

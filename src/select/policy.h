@@ -58,6 +58,11 @@ class SelectionPolicy {
   // middle pages with the highest key bounds (select/quest.h); select() then only decides what
   // the resident pool keeps for the next cycle. 0 for cycle-level policies.
   virtual int64_t pages_per_step() const { return 0; }
+  // The chooser's state between cycles as text ("" for stateless choosers; random:F: its
+  // generator), for a persisted sequence: set_state(state()) on a chooser of the same spec
+  // continues exactly. set_state throws Error on text this chooser did not write.
+  virtual std::string state() const { return {}; }
+  virtual void set_state(const std::string& state);
 };
 
 // The chooser of `spec` (check_policy_spec first: throws Error on lsa options given to another

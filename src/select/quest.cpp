@@ -5,8 +5,15 @@
 #include <numeric>
 
 #include "tensor/box_dot.h"
+#include "util/error.h"
 
 namespace flashmem {
+
+void PageKeyBounds::set_values(std::vector<float> values) {
+  if (values.size() % page_floats() != 0)
+    fail("saved quest key bounds of {} floats are not whole pages of {}", values.size(), page_floats());
+  bounds_ = std::move(values);
+}
 
 void PageKeyBounds::add_key(int64_t page, int64_t layer, const float* k) {
   const size_t need = static_cast<size_t>(page + 1) * page_floats();

@@ -34,6 +34,10 @@ class PageKeyBounds {
   // stay a true bound of the stored keys without outward rounding; the cost is 8 bytes per
   // (layer, kv dim) per page = 1/page_tokens of an f16 page's K+V (1.6% at 64-token pages).
   uint64_t bytes() const { return bounds_.size() * sizeof(float); }
+  // Every bound, [n_pages, n_layers, 2, kv_dim] (a persisted sequence's policy state).
+  const std::vector<float>& values() const { return bounds_; }
+  // Replaces every bound; Error unless the size is whole pages of this shape.
+  void set_values(std::vector<float> values);
 
  private:
   size_t page_floats() const { return 2 * static_cast<size_t>(n_layers_ * kv_dim_); }

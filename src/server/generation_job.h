@@ -43,6 +43,7 @@ struct JobUsage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   JobMemory memory;  // set when the job finishes
+  int64_t cached_tokens = 0;  // prompt tokens attached from a kept prefix, not prefilled
 };
 
 // The news since the previous wait().

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "runtime/limits.h"
+#include "server/prefix_cache.h"
 #include "server/text_stream.h"
 #include "util/timer.h"
 
@@ -37,7 +38,8 @@ struct Scheduler::Active {
   Sampler sampler;
   TextStream text;
   std::vector<float> logits;  // [n_vocab] of the last token fed
-  size_t prompt_fed = 0;      // prompt tokens decoded so far
+  size_t prompt_fed = 0;      // prompt tokens decoded so far (or attached from a kept prefix)
+  int64_t keep_at = 0;        // prompt_fed at which the prefix is kept for reuse (0: never)
   int32_t next_token = 0;     // the token sampled last, fed in the next step
   JobUsage usage;
   double last_token_at = 0;   // now_seconds() of the previous token
@@ -61,6 +63,8 @@ Scheduler::Scheduler(Engine& engine, Metrics& metrics, SchedulerOptions options)
   SequenceOptions probe = options_.sequence;
   probe.n_ctx = 1;
   { const Sequence check(engine_, probe); }
+  if (options_.reuse_quota_bytes > 0 && options_.sequence.paged)
+    prefix_cache_ = std::make_unique<PrefixCache>(engine_, options_.reuse_quota_bytes);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -183,8 +187,15 @@ void Scheduler::admit() {
       if (admitted) ++running_;
     };
     try {
-      auto sequence = std::make_unique<Sequence>(engine_, sequence_options(job->input()));
+      const std::vector<int32_t>& prompt = job->input().prompt;
+      int64_t reused = 0;
+      auto sequence = prefix_cache_ ? prefix_cache_->open_sequence(prompt, sequence_options(job->input()), &reused)
+                                    : std::make_unique<Sequence>(engine_, sequence_options(job->input()));
       active_.push_back(std::make_unique<Active>(job, std::move(sequence), n_vocab));
+      Active& a = *active_.back();
+      a.prompt_fed = static_cast<size_t>(reused);
+      a.usage.cached_tokens = reused;
+      if (prefix_cache_) a.keep_at = prefix_cache_->keep_point(static_cast<int64_t>(prompt.size()), reused);
       pop(true);
       job->on_admitted();
     } catch (const KvBudgetError& e) {
@@ -237,6 +248,7 @@ void Scheduler::step() {
     Active& a = *owners[i];
     if (batch[i].prompt_continues) {
       a.prompt_fed += batch[i].tokens.size();
+      if (static_cast<int64_t>(a.prompt_fed) == a.keep_at) prefix_cache_->keep(*a.sequence, sequence_options(a.job->input()));
       continue;
     }
     a.prompt_fed = a.job->input().prompt.size();

@@ -30,6 +30,8 @@
 
 namespace flashmem::server {
 
+class PrefixCache;
+
 // A 429's Retry-After: the queue moves at decode speed, and a job ending frees a place at once.
 inline constexpr int kRetryAfterSeconds = 1;
 // Most running or waiting jobs of each kind: every one holds an HTTP thread (8 MiB of stack
@@ -45,6 +47,9 @@ struct SchedulerOptions {
   // A job still queued or running this many seconds after it arrived fails with
   // request_timed_out() and its sequence is freed (0: no limit).
   double request_timeout_seconds = 0;
+  // Conversation reuse (server/prefix_cache.h): disk bytes the kept prompt prefixes may take;
+  // 0 = off. Needs a paged sequence and a disk slow tier.
+  uint64_t reuse_quota_bytes = 0;
 };
 
 // The error of a job that ran out of SchedulerOptions::request_timeout_seconds: 504, code
@@ -99,6 +104,7 @@ class Scheduler {
   std::vector<std::unique_ptr<Active>> active_;
   bool budget_blocked_ = false;  // the queue's head did not fit; retried after a sequence ends
   uint64_t retired_recall_bytes_ = 0, retired_recall_misses_ = 0;  // of ended sequences
+  std::unique_ptr<PrefixCache> prefix_cache_;  // null when reuse is off
   std::thread thread_;
 };
 

@@ -42,6 +42,7 @@ struct ServeConfig {
   int64_t ctx = 0;
   int threads = 2;
   double request_timeout = 0;  // seconds; 0: no limit
+  uint64_t reuse_quota_bytes = 0;  // conversation reuse (a policy and kv_dir needed); 0 = off
 };
 
 // A contiguous-cache server that runs at most `max_sequences` requests with `max_queue` waiting.
@@ -66,6 +67,7 @@ inline std::unique_ptr<server::Server> start_server(const ServeConfig& c) {
   o.ctx = c.ctx;
   o.scheduler.max_sequences = c.max_sequences;
   o.scheduler.max_queue = c.max_queue;
+  o.scheduler.reuse_quota_bytes = c.reuse_quota_bytes;
   o.scheduler.sequence.kv_type = DType::F16;
   o.scheduler.request_timeout_seconds = c.request_timeout;
   if (!c.policy.empty()) {

@@ -22,6 +22,7 @@ struct RunArgs {
   bool parse_special = false, stats = false, ids = false;
   bool has_prompt = false, has_file = false;  // -p "" is a valid (BOS-only) prompt
   bool has_ctx = false;                       // -c given (then checked, never "the default")
+  std::string save_seq, resume_seq;           // persisted sequence ids (Sequence::persist)
 };
 
 
@@ -75,14 +76,23 @@ void run(const RunArgs& a) {
   auto model = Model::load(a.model);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   const std::string text = a.has_file ? read_file(a.prompt_file, "prompt file") : a.prompt;
-  const std::vector<int32_t> prompt = tokenizer.encode(text, /*add_special=*/true, a.parse_special);
+  const bool resume = !a.resume_seq.empty(), persisted = resume || !a.save_seq.empty();
+  if (persisted && a.lsa.policy.empty())
+    fail("--save-seq and --resume-seq keep a paged sequence: give a --policy (e.g. full)");
+  if (persisted && is_oracle(a.lsa)) fail("an oracle:F sequence cannot be saved or resumed");
+  // A resumed prompt continues the history: no BOS in the middle of it.
+  const std::vector<int32_t> prompt = tokenizer.encode(text, /*add_special=*/!resume, a.parse_special);
   if (prompt.empty()) fail("the prompt tokenizes to nothing");
 
   SessionOptions options;
   options.kv_type = parse_kv_type(a.kv_type);
   const ContextRequest context{.prompt_tokens = static_cast<int64_t>(prompt.size()),
                                .max_new_tokens = a.n_predict,
-                               .n_ctx = a.has_ctx ? std::optional<int64_t>(a.n_ctx) : std::nullopt,
+                               // A saved sequence is resumed with the same capacity: the
+                               // model's trained context unless -c says otherwise (each time).
+                               .n_ctx = a.has_ctx    ? std::optional<int64_t>(a.n_ctx)
+                                        : persisted ? std::optional<int64_t>(model->config().context_length)
+                                                    : std::nullopt,
                                .kv_type = options.kv_type};
   options.n_ctx = cli_context(model->config(), context, a.lsa.store);
   options.n_threads = a.threads;
@@ -105,10 +115,17 @@ void run(const RunArgs& a) {
     return;
   }
   Engine engine(model, engine_options(a.lsa, a.threads));
-  Sequence sequence(engine, sequence_options(a.lsa, options.n_ctx, options.kv_type));
+  SequenceOptions so = sequence_options(a.lsa, options.n_ctx, options.kv_type);
+  so.attach = a.resume_seq;
+  Sequence sequence(engine, so);
+  if (resume && a.stats)
+    fmt::print(stderr, "resumed sequence '{}': {} tokens of history, none prefilled again\n",
+               a.resume_seq, sequence.n_past());
   Sampler sampler(a.sampling);
+  request.feed_last = !a.save_seq.empty();  // the saved history holds every printed token
   const GenerationStats st = generate(engine, sequence, sampler, request);
   std::fputc('\n', stdout);
+  if (!a.save_seq.empty()) sequence.persist(a.save_seq);
   if (a.stats) {
     print_speed("", st);
     if (const PagedKv* kv = sequence.paged()) {
@@ -137,6 +154,13 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   cmd->add_flag("--ids", a->ids, "print token ids instead of text");
   cmd->add_flag("--stats", a->stats, "print speed and memory to stderr");
   add_lsa_options(cmd, a->lsa);
+  cmd->add_option("--save-seq", a->save_seq,
+                  "after the run, keep the sequence (prompt and output) in the --kv-store tier "
+                  "(disk:DIR or redis://) under this id");
+  cmd->add_option("--resume-seq", a->resume_seq,
+                  "continue the sequence kept under this id: the prompt is appended to its history "
+                  "(no BOS), which is not prefilled again; the same --policy, -c, --kv-type and "
+                  "page options as when it was saved");
   cmd->callback([a, cmd] {
     a->has_prompt = cmd->count("--prompt") > 0;
     a->has_file = cmd->count("--file") > 0;

@@ -26,6 +26,11 @@ struct ServeArgs {
   // up after 10 minutes by default, so work past that is for nobody; a long prefill on a CPU
   // (16K tokens of an 8B model) stays well inside it.
   double request_timeout = 600;
+  // Conversation reuse, MiB of disk for kept prompt prefixes: 2 GiB holds the prefixes of a few
+  // dozen 8K-token conversations of a small model (needle-lm: 8 MiB each in f16) or of about
+  // eight of a 1B-class one (~32 KiB of KV per token), a small share of a typical free disk.
+  int64_t reuse_quota_mb = 2048;
+  bool has_reuse_quota = false;  // --reuse-quota-mb given
   LsaArgs lsa;
   bool has_store = false;  // --kv-store given
 };
@@ -92,6 +97,13 @@ void serve(ServeArgs a) {
   o.scheduler.max_queue = a.max_queue;
   o.scheduler.sequence = sequence_options(a.lsa, ctx, kv_type);
   o.scheduler.request_timeout_seconds = a.request_timeout;
+  // Reuse keeps prefixes of paged sequences in a disk tier: on by default where that holds.
+  const bool reusable = o.scheduler.sequence.paged && a.lsa.store.rfind("disk:", 0) == 0;
+  if (a.reuse_quota_mb < 0) fail("--reuse-quota-mb must be >= 0, got {}", a.reuse_quota_mb);
+  if (a.has_reuse_quota && a.reuse_quota_mb > 0 && !reusable)
+    fail("--reuse-quota-mb keeps prompt prefixes in a disk slow tier: it needs a --policy and a disk: "
+         "--kv-store (the default with a policy)");
+  o.scheduler.reuse_quota_bytes = reusable ? static_cast<uint64_t>(a.reuse_quota_mb) << 20 : 0;
   EngineOptions engine_opts = engine_options(a.lsa, a.threads);
   // MiB: the unit of --kv-budget-mb.
   engine_opts.kv_budget_bytes = static_cast<uint64_t>(a.kv_budget_mb) << 20;
@@ -112,6 +124,10 @@ void serve(ServeArgs a) {
   fmt::print(stderr, "flashmem serve: KV budget {}, at most {} requests running and {} waiting\n",
              a.kv_budget_mb > 0 ? fmt::format("{} MiB", a.kv_budget_mb) : "none", a.max_sequences, a.max_queue);
   fmt::print(stderr, "flashmem serve: chat prompts: {}\n", chat_format);
+  fmt::print(stderr, "flashmem serve: conversation reuse: {}\n",
+             o.scheduler.reuse_quota_bytes > 0 ? fmt::format("prompt prefixes kept in {}, up to {} MiB", a.lsa.store,
+                                                             a.reuse_quota_mb)
+                                               : "off");
   fmt::print(stderr, "flashmem serve: listening on http://{}:{}{}\n", a.host, server.port(),
              a.api_key.empty() ? "" : " (API key required)");
   server.start();
@@ -146,6 +162,10 @@ const CommandRegistration kServe("serve", [](CLI::App& app) {
                   "seconds a request may take from arrival to its last token; past it: HTTP 504 (a stream: an "
                   "error event) and its sequence freed (0 = no limit; default: the OpenAI clients' own 10 min)")
       ->capture_default_str();
+  cmd->add_option("--reuse-quota-mb", a->reuse_quota_mb,
+                  "disk for kept prompt prefixes (conversation reuse), MiB; 0 = off. Needs a --policy "
+                  "and a disk slow tier")
+      ->capture_default_str();
   add_threads_option(cmd, a->threads);
   add_lsa_options(cmd, a->lsa);
   cmd->get_option("--budget")->description(
@@ -159,6 +179,7 @@ const CommandRegistration kServe("serve", [](CLI::App& app) {
       ->default_str("");
   cmd->callback([a, cmd] {
     a->has_store = cmd->count("--kv-store") > 0;
+    a->has_reuse_quota = cmd->count("--reuse-quota-mb") > 0;
     serve(*a);
   });
 });

@@ -160,4 +160,37 @@ void LsaPolicy::fill_synthetic(int64_t n, uint64_t seed) {
   last_pos_ = n - 1;
 }
 
+// Saved chunk keys per target layer: 2^24 chunks (a 1G-token context at 64-token chunks).
+constexpr uint64_t kMaxSavedChunks = uint64_t{1} << 24;
+
+// The chunk keys are the one part of the state the pages cannot give back: they come from
+// hidden states, which the KV does not keep.
+void LsaPolicy::save_state(ByteWriter& out) const {
+  if (!pending_.empty()) fail("internal: lsa state saved inside a batch");
+  PagePolicy::save_state(out);
+  out.put<int64_t>(last_pos_);
+  out.put<int64_t>(fallback_cycles_);
+  for (size_t i = 0; i < hidden_layers_.size(); ++i) {
+    out.put_array(std::span<const float>(chunk_sum_[i]));
+    out.put_array(std::span<const float>(last_hidden_[i]));
+    out.put_array(std::span<const uint8_t>(keys_[i]));
+  }
+}
+
+void LsaPolicy::load_state(ByteReader& in) {
+  PagePolicy::load_state(in);
+  last_pos_ = in.get<int64_t>("lsa last position");
+  fallback_cycles_ = in.get<int64_t>("lsa fallback cycles");
+  const auto dim = static_cast<uint64_t>(dim_);
+  for (size_t i = 0; i < hidden_layers_.size(); ++i) {
+    chunk_sum_[i] = in.get_array<float>("lsa open chunk sum", dim);
+    last_hidden_[i] = in.get_array<float>("lsa last hidden state", dim);
+    keys_[i] = in.get_array<uint8_t>("lsa chunk keys", kMaxSavedChunks * kCompressedKeyBytes);
+    if (chunk_sum_[i].size() != dim || last_hidden_[i].size() != dim ||
+        keys_[i].size() % kCompressedKeyBytes != 0 || keys_[i].size() != keys_[0].size())
+      fail("the saved lsa state does not fit this indexer (width {}, {} target layers)", dim_,
+           hidden_layers_.size());
+  }
+}
+
 }  // namespace flashmem

@@ -41,6 +41,8 @@ class LsaPolicy final : public PagePolicy {
   void fill_synthetic(int64_t n, uint64_t seed) override;
   std::vector<int64_t> select(const SelectionInput& input) override;
   int64_t fallback_cycles() const override { return fallback_cycles_; }
+  void save_state(ByteWriter& out) const override;
+  void load_state(ByteReader& in) override;
 
  private:
   // Computes the keys of pending_ chunks (over pool_) and appends them to keys_.

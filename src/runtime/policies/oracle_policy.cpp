@@ -59,4 +59,16 @@ std::vector<float> OraclePolicy::cycle_scores(const PageGeometry& g, int64_t cyc
   return scores;
 }
 
+namespace {
+
+[[noreturn]] void refuse_trace_state() {
+  fail("a sequence of oracle:F (or one recording an oracle trace) cannot be persisted: its trace "
+       "lives outside the sequence");
+}
+
+}  // namespace
+
+void OracleRecorder::save_state(ByteWriter&) const { refuse_trace_state(); }
+void OraclePolicy::save_state(ByteWriter&) const { refuse_trace_state(); }
+
 }  // namespace flashmem

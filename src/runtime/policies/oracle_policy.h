@@ -21,6 +21,8 @@ class OracleRecorder final : public PagePolicy {
                          const float* probs, int64_t n_heads, int64_t n_keys) override;
   // Clears the trace and stamps it with this sequence's page size and tau.
   void reset() override;
+  // Error: the trace lives outside the sequence.
+  void save_state(ByteWriter& out) const override;
 
  private:
   std::shared_ptr<OracleTrace> trace_;
@@ -36,6 +38,8 @@ class OraclePolicy final : public PagePolicy {
   // The masses of the cycle this selection serves; a cycle the trace never reached (the replay
   // decodes further than the recording did) scores every page 0.
   std::vector<float> cycle_scores(const PageGeometry& g, int64_t cycle) override;
+  // Error: the trace lives outside the sequence.
+  void save_state(ByteWriter& out) const override;
 
  private:
   std::shared_ptr<const OracleTrace> trace_;

@@ -12,6 +12,15 @@ std::vector<int64_t> PagePolicy::choose_step_pages(int64_t layer, const float* q
   fail("policy {} chooses pages per cycle, not per step", chooser_->name());
 }
 
+// The chooser's state is text of a few KiB at most (random:F's generator: 312 words in decimal).
+constexpr uint64_t kMaxChooserStateBytes = 1 << 16;
+
+void PagePolicy::save_state(ByteWriter& out) const { out.put_string(chooser_->state()); }
+
+void PagePolicy::load_state(ByteReader& in) {
+  chooser_->set_state(in.get_string("chooser state", kMaxChooserStateBytes));
+}
+
 std::unique_ptr<PagePolicy> make_page_policy(const PolicyContext& ctx) {
   const PolicySpec& spec = ctx.options.policy;
   std::unique_ptr<SelectionPolicy> chooser = make_policy(spec);

@@ -26,6 +26,7 @@
 #include "runtime/paged_kv_options.h"
 #include "select/policy.h"
 #include "tensor/dtype.h"
+#include "util/byte_codec.h"
 
 namespace flashmem {
 
@@ -96,6 +97,15 @@ class PagePolicy {
   virtual uint64_t meta_bytes() const { return 0; }
   // This policy as quest:K (its key bounds and per-layer choices), or nullptr.
   virtual const QuestPolicy* quest() const { return nullptr; }
+
+  // ---- Persistence (Sequence::persist): the whole state between batches, so that load_state()
+  // on a fresh policy of the same options continues exactly. The base saves the chooser's state
+  // (select/policy.h); policies that observe add theirs (lsa: chunk keys, the open chunk's sum,
+  // the last hidden states; quest: key bounds and the cycle's read counts). Throws Error for a
+  // policy whose state lives outside the sequence (oracle:F and the recorder: the trace), and
+  // load_state for bytes this policy did not save.
+  virtual void save_state(ByteWriter& out) const;
+  virtual void load_state(ByteReader& in);
 
  protected:
   std::vector<int64_t> hidden_layers_;

@@ -44,4 +44,23 @@ void QuestPolicy::reset() {
   layer_pages_.assign(static_cast<size_t>(layout_.n_layers), {});
 }
 
+// Element limits of the saved state: bounds of 2^24 pages (a 1G-token context at 64-token pages),
+// which also bounds the read counts and a layer's chosen pages.
+constexpr uint64_t kMaxSavedPages = uint64_t{1} << 24;
+
+void QuestPolicy::save_state(ByteWriter& out) const {
+  PagePolicy::save_state(out);
+  out.put_array(std::span<const float>(key_bounds_.values()));
+  out.put_array(std::span<const float>(cycle_reads_));
+  for (const std::vector<int64_t>& pages : layer_pages_) out.put_array(std::span<const int64_t>(pages));
+}
+
+void QuestPolicy::load_state(ByteReader& in) {
+  PagePolicy::load_state(in);
+  const uint64_t page_floats = 2 * static_cast<uint64_t>(layout_.n_layers * shape_.n_kv_heads * shape_.head_dim);
+  key_bounds_.set_values(in.get_array<float>("quest key bounds", kMaxSavedPages * page_floats));
+  cycle_reads_ = in.get_array<float>("quest read counts", kMaxSavedPages);
+  for (std::vector<int64_t>& pages : layer_pages_) pages = in.get_array<int64_t>("quest layer pages", kMaxSavedPages);
+}
+
 }  // namespace flashmem

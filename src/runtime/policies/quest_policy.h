@@ -23,6 +23,8 @@ class QuestPolicy final : public PagePolicy {
   void reset() override;
   uint64_t meta_bytes() const override { return key_bounds_.bytes(); }
   const QuestPolicy* quest() const override { return this; }
+  void save_state(ByteWriter& out) const override;
+  void load_state(ByteReader& in) override;
 
   // The per-page key bounds (tests, diagnostics).
   const PageKeyBounds& key_bounds() const { return key_bounds_; }
