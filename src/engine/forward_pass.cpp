@@ -84,7 +84,18 @@ void ForwardPass::resize(int64_t rows) {
     kv_lat_.resize(R * c.kv_dim());
     v_out_.resize(R * c.n_heads * c.mla.v_head_dim);
   }
-  if (c.moe.enabled()) router_.resize(R * c.moe.n_experts);
+  if (c.moe.enabled()) {
+    const int64_t E = c.moe.n_experts, K = c.moe.n_used, Fe = c.moe.expert_ff;
+    router_.resize(R * E);
+    chosen_.resize(R * K);
+    chosen_weight_.resize(R * K);
+    moe_x_.resize(R * c.dim);
+    moe_gate_.resize(R * Fe);
+    moe_up_.resize(R * Fe);
+    moe_y_.resize(R * c.dim);
+    expert_out_.resize(R * K * c.dim);
+    expert_sum_.resize(static_cast<size_t>(c.dim));
+  }
 }
 
 void ForwardPass::rope_angles_at(int64_t pos) {

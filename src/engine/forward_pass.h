@@ -56,6 +56,9 @@ class ForwardPass {
   void latent_output(const LayerWeights& l);
   // proj_ [R, D] = shared experts + weighted routed experts of xn_.
   void moe_ffn(const LayerWeights& l);
+  // chosen_ / chosen_weight_ from router_: softmax or sigmoid gating, top n_used by probability
+  // (+ selection bias), weights normalised and scaled as the config says.
+  void route_experts(const ExpertWeights& e);
 
   const Model& model_;
   ThreadPool& pool_;
@@ -81,9 +84,13 @@ class ForwardPass {
   std::vector<float> kv_lat_;  // [R, kv_lora + rope] latent | k_pe (the KV row)
   std::vector<float> v_out_;   // [R, n_heads * v_head_dim] attention output through W_vb
   std::vector<float> router_;  // [R, n_experts] router logits
-  std::vector<float> expert_gate_, expert_up_;  // [expert_ff] one routed expert's activations
-  std::vector<float> expert_out_;  // [D] one routed expert's output
-  std::vector<float> expert_sum_;  // [D] the weighted sum of a row's routed experts
+  std::vector<int64_t> chosen_;        // [R, n_used] each row's experts, best first
+  std::vector<float> chosen_weight_;   // [R, n_used] their weights (normalised, scaled)
+  std::vector<float> moe_x_;           // [R, D] the rows one expert serves, gathered
+  std::vector<float> moe_gate_, moe_up_;  // [R, expert_ff] their activations
+  std::vector<float> moe_y_;           // [R, D] their expert outputs
+  std::vector<float> expert_out_;      // [R, n_used, D] each row's routed experts' outputs
+  std::vector<float> expert_sum_;      // [D] the weighted sum of a row's routed experts
   std::vector<float> logits_;  // [n_single, n_vocab] the single rows' logits
   std::vector<float> probs_;   // [n, n_heads, keys] one slice's attention probabilities (observer only)
   std::vector<float> partials_;       // [chunks, attention_partial_floats] one run's chunk states

@@ -83,22 +83,55 @@ void ForwardPass::moe_ffn(const LayerWeights& l) {
   const ModelConfig& c = model_.config();
   const MixtureOfExperts& m = c.moe;
   const ExpertWeights& e = l.moe;
-  const int64_t D = c.dim, E = m.n_experts, F = m.expert_ff;
+  const int64_t D = c.dim, E = m.n_experts, F = m.expert_ff, K = m.n_used;
   if (m.n_shared > 0) {
     dense_ffn(e.shared_gate, e.shared_up, e.shared_down, proj_.data());
   } else {
     std::fill_n(proj_.begin(), n_rows_ * D, 0.0f);
   }
   linear(e.router, xn_.data(), router_.data());
-  expert_gate_.resize(static_cast<size_t>(F));
-  expert_up_.resize(static_cast<size_t>(F));
-  expert_out_.resize(static_cast<size_t>(D));
-  expert_sum_.resize(static_cast<size_t>(D));
+  double t0 = now_seconds();
+  route_experts(e);
+  times_.other += now_seconds() - t0;
+  // Each slice's rows that chose expert x go through it together (a prompt chunk: one matmul per
+  // matrix over them; a single row: matvec), exactly as the slice alone would compute them.
+  t0 = now_seconds();
+  std::vector<int64_t> picks;  // (row * K + k) of the slice's rows that chose expert x, in row order
+  for (const PassSlice& s : slices_) {
+    const auto n = static_cast<int64_t>(s.tokens.size());
+    for (int64_t x = 0; x < E; ++x) {
+      picks.clear();
+      for (int64_t row = s.row0; row < s.row0 + n; ++row)
+        for (int64_t k = 0; k < K; ++k)
+          if (chosen_[row * K + k] == x) picks.push_back(row * K + k);
+      if (picks.empty()) continue;
+      const auto rows = static_cast<int64_t>(picks.size());
+      for (int64_t i = 0; i < rows; ++i) std::copy_n(&xn_[picks[i] / K * D], D, &moe_x_[i * D]);
+      const Matrix gate = e.gate.at(x), up = e.up.at(x), down = e.down.at(x);
+      matmul(gate.type, gate.data, moe_x_.data(), moe_gate_.data(), rows, F, D, &pool_);
+      matmul(up.type, up.data, moe_x_.data(), moe_up_.data(), rows, F, D, &pool_);
+      activate_mul(FfnActivation::kSilu, moe_gate_.data(), moe_up_.data(), rows * F);
+      matmul(down.type, down.data, moe_gate_.data(), moe_y_.data(), rows, D, F, &pool_);
+      for (int64_t i = 0; i < rows; ++i) std::copy_n(&moe_y_[i * D], D, &expert_out_[picks[i] * D]);
+    }
+  }
+  times_.matmul += now_seconds() - t0;
+  // llama.cpp's order: the routed experts summed in rank order, then the shared experts added.
+  for (int64_t row = 0; row < n_rows_; ++row) {
+    float* out = &proj_[row * D];
+    std::fill(expert_sum_.begin(), expert_sum_.end(), 0.0f);
+    for (int64_t k = 0; k < K; ++k)
+      axpy_f32(chosen_weight_[row * K + k], &expert_out_[(row * K + k) * D], expert_sum_.data(), D);
+    for (int64_t j = 0; j < D; ++j) out[j] = expert_sum_[j] + out[j];
+  }
+}
+
+void ForwardPass::route_experts(const ExpertWeights& e) {
+  const MixtureOfExperts& m = model_.config().moe;
+  const int64_t E = m.n_experts, K = m.n_used;
   std::vector<float> probs(static_cast<size_t>(E)), selection(static_cast<size_t>(E));  // [E]
   std::vector<int64_t> order(static_cast<size_t>(E));                                   // [E]
-  std::vector<float> weights(static_cast<size_t>(m.n_used));                            // [n_used]
   for (int64_t row = 0; row < n_rows_; ++row) {
-    double t0 = now_seconds();
     const float* logits = &router_[row * E];
     if (m.gating == ExpertGating::kSoftmax) {
       const float max_logit = *std::max_element(logits, logits + E);
@@ -111,31 +144,20 @@ void ForwardPass::moe_ffn(const LayerWeights& l) {
     // The bias (exp_probs_b, DeepSeek-V3) only chooses the experts; their weights stay unbiased.
     for (int64_t i = 0; i < E; ++i) selection[i] = probs[i] + (e.selection_bias ? e.selection_bias[i] : 0.0f);
     std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + m.n_used, order.end(),
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
                       [&](int64_t x, int64_t y) { return selection[x] > selection[y]; });
+    float* weights = &chosen_weight_[row * K];
     float sum = 0.0f;
-    for (int64_t k = 0; k < m.n_used; ++k) sum += weights[k] = probs[order[k]];
+    for (int64_t k = 0; k < K; ++k) {
+      chosen_[row * K + k] = order[k];
+      sum += weights[k] = probs[order[k]];
+    }
     // llama.cpp clamps the sum to the smallest normal f16 before dividing.
     constexpr float kMinWeightSum = 6.103515625e-5f;
-    for (float& wk : weights) {
-      if (m.normalize) wk /= std::max(sum, kMinWeightSum);
-      wk *= m.scale;
+    for (int64_t k = 0; k < K; ++k) {
+      if (m.normalize) weights[k] /= std::max(sum, kMinWeightSum);
+      weights[k] *= m.scale;
     }
-    times_.other += now_seconds() - t0;
-    t0 = now_seconds();
-    const float* x = &xn_[row * D];
-    float* out = &proj_[row * D];
-    std::fill(expert_sum_.begin(), expert_sum_.end(), 0.0f);
-    for (int64_t k = 0; k < m.n_used; ++k) {
-      const Matrix gate = e.gate.at(order[k]), up = e.up.at(order[k]), down = e.down.at(order[k]);
-      matvec(gate.type, gate.data, x, expert_gate_.data(), F, D, &pool_);
-      matvec(up.type, up.data, x, expert_up_.data(), F, D, &pool_);
-      activate_mul(FfnActivation::kSilu, expert_gate_.data(), expert_up_.data(), F);
-      matvec(down.type, down.data, expert_gate_.data(), expert_out_.data(), D, F, &pool_);
-      for (int64_t j = 0; j < D; ++j) expert_sum_[j] += weights[k] * expert_out_[j];
-    }
-    for (int64_t j = 0; j < D; ++j) out[j] = expert_sum_[j] + out[j];  // llama.cpp: moe + shared
-    times_.matmul += now_seconds() - t0;
   }
 }
 

@@ -1,5 +1,7 @@
 #include <fmt/format.h>
 
+#include <utility>
+
 #include "model/random_model_deepseek2.h"
 #include "util/error.h"
 
@@ -46,18 +48,21 @@ void write_deepseek2_model(const RandomModelSpec& s, GgufWriter& w, RandomTensor
   const std::string p = "deepseek2.";
   const int64_t H = s.n_heads, rope = s.rope_dim, qk = d.nope_dim + rope;
   // llama.cpp reads q_lora_rank unless the model has 26/27 layers (its "lite" rule): 0 = attn_q.
-  w.set_u32(p + "attention.q_lora_rank", static_cast<uint32_t>(d.q_lora));
-  w.set_u32(p + "attention.kv_lora_rank", static_cast<uint32_t>(d.kv_lora));
-  w.set_u32(p + "attention.key_length", static_cast<uint32_t>(d.kv_lora + rope));
-  w.set_u32(p + "attention.value_length", static_cast<uint32_t>(d.kv_lora));
-  w.set_u32(p + "attention.key_length_mla", static_cast<uint32_t>(qk));
-  w.set_u32(p + "attention.value_length_mla", static_cast<uint32_t>(d.v_head_dim));
-  w.set_u32(p + "leading_dense_block_count", static_cast<uint32_t>(d.dense_layers));
-  w.set_u32(p + "expert_count", static_cast<uint32_t>(d.experts));
-  w.set_u32(p + "expert_used_count", static_cast<uint32_t>(d.experts_used));
-  w.set_u32(p + "expert_shared_count", static_cast<uint32_t>(d.shared_experts));
-  w.set_u32(p + "expert_feed_forward_length", static_cast<uint32_t>(d.expert_ff));
-  w.set_u32(p + "expert_gating_func", static_cast<uint32_t>(d.gating));
+  const std::pair<const char*, int64_t> counts[] = {
+      {"attention.q_lora_rank", d.q_lora},
+      {"attention.kv_lora_rank", d.kv_lora},
+      {"attention.key_length", d.kv_lora + rope},  // the cache row: latent | k_pe
+      {"attention.value_length", d.kv_lora},       // the value: the latent
+      {"attention.key_length_mla", qk},
+      {"attention.value_length_mla", d.v_head_dim},
+      {"leading_dense_block_count", d.dense_layers},
+      {"expert_count", d.experts},
+      {"expert_used_count", d.experts_used},
+      {"expert_shared_count", d.shared_experts},
+      {"expert_feed_forward_length", d.expert_ff},
+      {"expert_gating_func", d.gating},
+  };
+  for (const auto& [key, value] : counts) w.set_u32(p + key, static_cast<uint32_t>(value));
   w.set_bool(p + "expert_weights_norm", d.norm_weights);
   if (d.weights_scale > 0) w.set_f32(p + "expert_weights_scale", static_cast<float>(d.weights_scale));
   if (d.yarn_factor > 0) {

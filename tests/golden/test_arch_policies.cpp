@@ -109,7 +109,7 @@ TEST_P(ArchPolicyTest, OracleMassesAreProbabilitiesOverEveryKey) {
   }
 }
 
-// deepseek2's pages hold one latent row per position and layer (values_in_keys): every other
+// deepseek2's pages hold one latent row per position and layer (values_in_keys), and every other
 // policy decodes too — the query-dependent one (quest bounds the 80-wide latent rows and scores
 // them with the absorbed queries) and the position-based ones — leaving pages out.
 TEST(ArchPolicyDeepseek2, EveryPolicyDecodesOverLatentPages) {
@@ -133,6 +133,13 @@ TEST(ArchPolicyDeepseek2, EveryPolicyDecodesOverLatentPages) {
     const auto stats = seq.lsa_stats();
     ASSERT_TRUE(stats.has_value()) << policy;
     EXPECT_LT(stats->attn_bytes_per_step, stats->full_kv_bytes) << policy;
+    // One latent row per token and layer, no V block: 3 layers × 80 f16 values = 480 bytes per
+    // token (a llama of this width with 4 × 32-dim K and V heads: 1,536).
+    const ModelConfig& c = model->config();
+    EXPECT_EQ(stats->full_kv_bytes, static_cast<uint64_t>((kPromptTokens + kSteps) * c.n_layers) *
+                                        row_bytes(seq.kv_type(), c.kv_dim()))
+        << policy;
+    EXPECT_EQ(c.n_layers * row_bytes(seq.kv_type(), c.kv_dim()), 480u);
   }
 }
 
