@@ -117,7 +117,7 @@ TEST(ArchPolicyDeepseek2, EveryPolicyDecodesOverLatentPages) {
   const std::vector<int32_t> ids = read_i32_file(kData + "/logits/rand_llama_ids.i32");
   Engine engine(model, {.n_threads = 2, .max_batch = 48});
   const int64_t V = model->config().n_vocab;
-  for (const char* policy : {"quest", "window", "recency", "random"}) {
+  for (const char* policy : {"quest:2", "window", "recency:0.5", "random:0.5"}) {
     PagedKvOptions o;
     o.policy = parse_policy_spec(policy);
     o.page_tokens = 16;
