@@ -9,9 +9,6 @@
 #include "util/timer.h"
 
 namespace flashmem {
-namespace {
-
-}  // namespace
 
 void activate_mul(FfnActivation act, float* gate, const float* up, int64_t n) {
   switch (act) {
