@@ -9,9 +9,7 @@
 #include "util/timer.h"
 
 namespace flashmem {
-namespace {
 
-// gate[i] = act(gate[i]) · up[i] for the arch's activation.
 void activate_mul(FfnActivation act, float* gate, const float* up, int64_t n) {
   switch (act) {
     case FfnActivation::kSilu:
@@ -29,6 +27,8 @@ void activate_mul(FfnActivation act, float* gate, const float* up, int64_t n) {
     }
   }
 }
+
+namespace {
 
 // x[rows, D] += RMSNorm(y) · weight when the arch normalises block outputs (weight != nullptr),
 // else x += y. y is normalised in place.
@@ -53,6 +53,9 @@ ForwardPass::ForwardPass(const Model& model, ThreadPool& pool, ForwardTimes& tim
   rope_freqs_ = rope_frequencies(c.rope_base, c.rope_dim);
   if (const float* factors = model_.weights().rope_freq_factors)
     for (size_t i = 0; i < rope_freqs_.size(); ++i) rope_freqs_[i] /= factors[i];
+  if (c.yarn.enabled())
+    yarn_scale_frequencies(rope_freqs_, c.rope_dim, c.rope_base, c.yarn.factor, c.yarn.orig_ctx,
+                           c.yarn.beta_fast, c.yarn.beta_slow);
   rope_cos_.resize(rope_freqs_.size());
   rope_sin_.resize(rope_freqs_.size());
 }
@@ -66,10 +69,40 @@ void ForwardPass::resize(int64_t rows) {
   q_.resize(R * c.q_dim());
   k_.resize(R * c.kv_dim());
   v_.resize(R * c.kv_dim());
-  attn_.resize(R * c.q_dim());
-  gate_.resize(R * c.ff_dim);
-  up_.resize(R * c.ff_dim);
+  attn_.resize(R * c.attn_out_dim());
+  // The FFN scratch serves the dense layers and the shared experts.
+  const int64_t ff = std::max(c.ff_dim, c.moe.n_shared * c.moe.expert_ff);
+  gate_.resize(R * ff);
+  up_.resize(R * ff);
   proj_.resize(R * c.dim);
+  if (c.mla.enabled()) {
+    q_lat_.resize(R * c.mla.q_lora);
+    q_full_.resize(R * c.n_heads * (c.mla.nope_dim + c.rope_dim));
+    kv_lat_.resize(R * c.kv_dim());
+    v_out_.resize(R * c.n_heads * c.mla.v_head_dim);
+  }
+  if (c.moe.enabled()) {
+    const int64_t E = c.moe.n_experts, K = c.moe.n_used, Fe = c.moe.expert_ff;
+    router_.resize(R * E);
+    chosen_.resize(R * K);
+    chosen_weight_.resize(R * K);
+    moe_x_.resize(R * c.dim);
+    moe_gate_.resize(R * Fe);
+    moe_up_.resize(R * Fe);
+    moe_y_.resize(R * c.dim);
+    expert_out_.resize(R * K * c.dim);
+    expert_sum_.resize(static_cast<size_t>(c.dim));
+  }
+}
+
+void ForwardPass::rope_angles_at(int64_t pos) {
+  rope_angles(rope_freqs_, pos, rope_cos_.data(), rope_sin_.data());
+  const float magnitude = model_.config().yarn.magnitude;
+  if (magnitude == 1.0f) return;
+  for (size_t i = 0; i < rope_cos_.size(); ++i) {
+    rope_cos_[i] *= magnitude;
+    rope_sin_[i] *= magnitude;
+  }
 }
 
 void ForwardPass::linear(const Matrix& m, const float* x, float* y) {
@@ -98,7 +131,7 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
     n_rows_ += n;
   }
   resize(n_rows_);
-  const int64_t D = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ff_dim, hd = c.head_dim;
+  const int64_t D = c.dim, Q = c.q_dim();
   const float eps = static_cast<float>(c.rms_eps);
 
   double t0 = now_seconds();
@@ -129,37 +162,11 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
     t0 = now_seconds();
     for (int64_t i = 0; i < n_rows_; ++i) rms_norm(&x_[i * D], l.attn_norm, &xn_[i * D], D, eps);
     times_.other += now_seconds() - t0;
-    linear(l.wq, xn_.data(), q_.data());
-    linear(l.wk, xn_.data(), k_.data());
-    linear(l.wv, xn_.data(), v_.data());
-    t0 = now_seconds();
-    for (const PassSlice& s : slices) {
-      KvBackend& kv = s.sequence->kv();
-      for (size_t i = 0; i < s.tokens.size(); ++i) {
-        const int64_t row = s.row0 + static_cast<int64_t>(i);
-        const int64_t pos = s.sequence->n_past() + static_cast<int64_t>(i);
-        float* q = &q_[row * Q];
-        float* k = &k_[row * KV];
-        float* v = &v_[row * KV];
-        if (l.bq != nullptr) {
-          for (int64_t j = 0; j < Q; ++j) q[j] += l.bq[j];
-          for (int64_t j = 0; j < KV; ++j) k[j] += l.bk[j];
-          for (int64_t j = 0; j < KV; ++j) v[j] += l.bv[j];
-        }
-        if (l.q_norm != nullptr) {  // per-head RMSNorm of q and k before RoPE (qwen3)
-          for (int64_t h = 0; h < c.n_heads; ++h) rms_norm(q + h * hd, l.q_norm, q + h * hd, hd, eps);
-          for (int64_t h = 0; h < c.n_kv_heads; ++h) rms_norm(k + h * hd, l.k_norm, k + h * hd, hd, eps);
-        }
-        // One position's angles serve every head of q and k (each head's first rope_dim dims).
-        rope_angles(rope_freqs_, pos, rope_cos_.data(), rope_sin_.data());
-        for (int64_t h = 0; h < c.n_heads; ++h)
-          rope_rotate(q + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
-        for (int64_t h = 0; h < c.n_kv_heads; ++h)
-          rope_rotate(k + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
-        kv.store(il, pos, k, v);
-      }
+    if (c.mla.enabled()) {
+      latent_queries_and_keys(l, il);
+    } else {
+      attention_inputs(l, il);
     }
-    times_.other += now_seconds() - t0;
     t0 = now_seconds();
     for (const PassSlice& s : slices) {
       KvBackend& kv = s.sequence->kv();
@@ -168,22 +175,78 @@ void ForwardPass::run(std::span<const PassSlice> slices) {
       attention(s, il);
     }
     times_.attention += now_seconds() - t0;
-    linear(l.wo, attn_.data(), proj_.data());
+    if (c.mla.enabled()) {
+      latent_output(l);
+    } else {
+      linear(l.wo, attn_.data(), proj_.data());
+    }
     add_block_output(x_.data(), proj_.data(), l.attn_post_norm, n_rows_, D, eps);
 
-    // ---- feed-forward block: x += W_down · (act(W_gate·n(x)) ⊙ W_up·n(x))
+    // ---- feed-forward block: x += W_down · (act(W_gate·n(x)) ⊙ W_up·n(x)) (+ routed experts)
     t0 = now_seconds();
     for (int64_t i = 0; i < n_rows_; ++i) rms_norm(&x_[i * D], l.ffn_norm, &xn_[i * D], D, eps);
     times_.other += now_seconds() - t0;
-    linear(l.w_gate, xn_.data(), gate_.data());
-    linear(l.w_up, xn_.data(), up_.data());
-    t0 = now_seconds();
-    activate_mul(c.arch->ffn_activation, gate_.data(), up_.data(), n_rows_ * F);
-    times_.other += now_seconds() - t0;
-    linear(l.w_down, gate_.data(), proj_.data());
+    if (c.moe.is_moe_layer(il)) {
+      moe_ffn(l);
+    } else {
+      dense_ffn(l.w_gate, l.w_up, l.w_down, proj_.data());
+    }
     add_block_output(x_.data(), proj_.data(), l.ffn_post_norm, n_rows_, D, eps);
   }
+  finish_pass(slices);
+}
 
+void ForwardPass::attention_inputs(const LayerWeights& l, int64_t il) {
+  const ModelConfig& c = model_.config();
+  const int64_t Q = c.q_dim(), KV = c.kv_dim(), hd = c.head_dim;
+  const float eps = static_cast<float>(c.rms_eps);
+  linear(l.wq, xn_.data(), q_.data());
+  linear(l.wk, xn_.data(), k_.data());
+  linear(l.wv, xn_.data(), v_.data());
+  const double t0 = now_seconds();
+  for (const PassSlice& s : slices_) {
+    KvBackend& kv = s.sequence->kv();
+    for (size_t i = 0; i < s.tokens.size(); ++i) {
+      const int64_t row = s.row0 + static_cast<int64_t>(i);
+      const int64_t pos = s.sequence->n_past() + static_cast<int64_t>(i);
+      float* q = &q_[row * Q];
+      float* k = &k_[row * KV];
+      float* v = &v_[row * KV];
+      if (l.bq != nullptr) {
+        for (int64_t j = 0; j < Q; ++j) q[j] += l.bq[j];
+        for (int64_t j = 0; j < KV; ++j) k[j] += l.bk[j];
+        for (int64_t j = 0; j < KV; ++j) v[j] += l.bv[j];
+      }
+      if (l.q_norm != nullptr) {  // per-head RMSNorm of q and k before RoPE (qwen3)
+        for (int64_t h = 0; h < c.n_heads; ++h) rms_norm(q + h * hd, l.q_norm, q + h * hd, hd, eps);
+        for (int64_t h = 0; h < c.n_kv_heads; ++h) rms_norm(k + h * hd, l.k_norm, k + h * hd, hd, eps);
+      }
+      // One position's angles serve every head of q and k (each head's first rope_dim dims).
+      rope_angles_at(pos);
+      for (int64_t h = 0; h < c.n_heads; ++h)
+        rope_rotate(q + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
+      for (int64_t h = 0; h < c.n_kv_heads; ++h)
+        rope_rotate(k + h * hd, c.rope_dim, c.arch->rope_style, rope_cos_.data(), rope_sin_.data());
+      kv.store(il, pos, k, v);
+    }
+  }
+  times_.other += now_seconds() - t0;
+}
+
+void ForwardPass::dense_ffn(const Matrix& w_gate, const Matrix& w_up, const Matrix& w_down, float* out) {
+  linear(w_gate, xn_.data(), gate_.data());
+  linear(w_up, xn_.data(), up_.data());
+  const double t0 = now_seconds();
+  activate_mul(model_.config().arch->ffn_activation, gate_.data(), up_.data(), n_rows_ * w_gate.rows);
+  times_.other += now_seconds() - t0;
+  linear(w_down, gate_.data(), out);
+}
+
+void ForwardPass::finish_pass(std::span<const PassSlice> slices) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& w = model_.weights();
+  const int64_t D = c.dim;
+  const float eps = static_cast<float>(c.rms_eps);
   // Every slice's backend ends its batch, even after another one failed (a store write): the
   // first error is rethrown once all are closed, and only slices that ended advance.
   std::exception_ptr first_error;

@@ -16,6 +16,9 @@
 
 namespace flashmem {
 
+// gate[i] = act(gate[i]) · up[i] for the arch's activation, i < n.
+void activate_mul(FfnActivation act, float* gate, const float* up, int64_t n);
+
 // One sequence's rows in a pass.
 struct PassSlice {
   Sequence* sequence = nullptr;
@@ -38,6 +41,24 @@ class ForwardPass {
   // y [rows, m.rows] = x [rows, m.cols] · m^T over the pass's row layout.
   void linear(const Matrix& m, const float* x, float* y);
   void attention(const PassSlice& slice, int64_t layer);
+  // From xn_: q_, and each row's K and V stored in its sequence's KV (biases, q/k norms, RoPE).
+  void attention_inputs(const LayerWeights& l, int64_t layer);
+  // out [R, D] = w_down · (act(w_gate · xn_) ⊙ w_up · xn_), through gate_ and up_.
+  void dense_ffn(const Matrix& w_gate, const Matrix& w_up, const Matrix& w_down, float* out);
+  // After the last layer: end every slice's batch, then the logits the slices asked for.
+  void finish_pass(std::span<const PassSlice> slices);
+  // RoPE angles of `pos` into rope_cos_ / rope_sin_ (YaRN magnitude applied).
+  void rope_angles_at(int64_t pos);
+  // deepseek2 (pass_latent.cpp). Latent attention input: from xn_, absorbed queries into q_
+  // ([R, n_heads * (kv_lora + rope)]) and each row's latent + rope'd k_pe stored in the KV.
+  void latent_queries_and_keys(const LayerWeights& l, int64_t layer);
+  // attn_ [R, n_heads * kv_lora] through W_vb per head and attn_output into proj_ [R, D].
+  void latent_output(const LayerWeights& l);
+  // proj_ [R, D] = shared experts + weighted routed experts of xn_.
+  void moe_ffn(const LayerWeights& l);
+  // chosen_ / chosen_weight_ from router_: softmax or sigmoid gating, top n_used by probability
+  // (+ selection bias), weights normalised and scaled as the config says.
+  void route_experts(const ExpertWeights& e);
 
   const Model& model_;
   ThreadPool& pool_;
@@ -57,6 +78,19 @@ class ForwardPass {
   std::vector<float> gate_;    // [R, F]
   std::vector<float> up_;      // [R, F]
   std::vector<float> proj_;    // [R, D] output of wo / w_down before the residual add
+  // deepseek2 scratch (empty for other archs).
+  std::vector<float> q_lat_;   // [R, q_lora] q_a projection, normed
+  std::vector<float> q_full_;  // [R, n_heads * (nope + rope)] per-head queries before absorption
+  std::vector<float> kv_lat_;  // [R, kv_lora + rope] latent | k_pe (the KV row)
+  std::vector<float> v_out_;   // [R, n_heads * v_head_dim] attention output through W_vb
+  std::vector<float> router_;  // [R, n_experts] router logits
+  std::vector<int64_t> chosen_;        // [R, n_used] each row's experts, best first
+  std::vector<float> chosen_weight_;   // [R, n_used] their weights (normalised, scaled)
+  std::vector<float> moe_x_;           // [R, D] the rows one expert serves, gathered
+  std::vector<float> moe_gate_, moe_up_;  // [R, expert_ff] their activations
+  std::vector<float> moe_y_;           // [R, D] their expert outputs
+  std::vector<float> expert_out_;      // [R, n_used, D] each row's routed experts' outputs
+  std::vector<float> expert_sum_;      // [D] the weighted sum of a row's routed experts
   std::vector<float> logits_;  // [n_single, n_vocab] the single rows' logits
   std::vector<float> probs_;   // [n, n_heads, keys] one slice's attention probabilities (observer only)
   std::vector<float> partials_;       // [chunks, attention_partial_floats] one run's chunk states

@@ -13,17 +13,18 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   KvBackend& kv = slice.sequence->kv();
   const auto n = static_cast<int64_t>(slice.tokens.size());
   const int64_t pos0 = slice.sequence->n_past();
-  // This slice's rows of the pass: q [n, Q], out [n, Q].
-  const float* q_rows = &q_[slice.row0 * c.q_dim()];
-  float* out_rows = &attn_[slice.row0 * c.q_dim()];
-  const int64_t Q = c.q_dim();
+  // This slice's rows of the pass: q [n, Q], out [n, O] (O = n_heads * v_dim).
+  const int64_t Q = c.q_dim(), O = c.attn_out_dim();
+  const float* q_rows = &q_[slice.row0 * Q];
+  float* out_rows = &attn_[slice.row0 * O];
   const AttentionShape shape{c.n_heads,
                              c.n_kv_heads,
                              c.head_dim,
                              kv.type(),
                              static_cast<float>(c.attn_scale),
                              static_cast<float>(c.attn_softcap),
-                             c.layer_window[static_cast<size_t>(layer)]};
+                             c.layer_window[static_cast<size_t>(layer)],
+                             c.v_dim};
   const std::span<const KvSpan> spans = kv.spans(layer);
   const int64_t stride = attention_partial_floats(shape), n_threads = pool_.size();
   // A windowed history (KvBackend::windowed_keys): positions [0, windowed) come window by
@@ -129,7 +130,7 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
       for (int64_t i = first + part; i < last; i += n_threads) {
         const size_t ti = static_cast<size_t>(i - first);
         attend_merge(shape, &partials_[static_cast<size_t>(chunk_first_[ti] * stride)],
-                     chunk_first_[ti + 1] - chunk_first_[ti], &out_rows[i * Q], probs_of(i), keys_of(i));
+                     chunk_first_[ti + 1] - chunk_first_[ti], &out_rows[i * O], probs_of(i), keys_of(i));
       }
     });
     first = last;

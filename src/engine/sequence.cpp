@@ -8,9 +8,10 @@ namespace flashmem {
 
 namespace {
 
-// A contiguous cache's bytes: K and V rows of every layer for the whole capacity.
+// A contiguous cache's bytes: K and V rows (K alone: values_in_keys) of every layer for the
+// whole capacity.
 uint64_t contiguous_bytes(const ModelConfig& c, int64_t capacity, DType type) {
-  return static_cast<uint64_t>(c.n_layers) * 2 * static_cast<uint64_t>(capacity) *
+  return static_cast<uint64_t>(c.n_layers * c.kv_rows()) * static_cast<uint64_t>(capacity) *
          row_bytes(type, c.kv_dim());
 }
 
@@ -23,7 +24,8 @@ Sequence::Sequence(Engine& engine, const SequenceOptions& options) : engine_(&en
   if (!options.paged) {
     if (!options.attach.empty())
       fail("attaching persisted sequence '{}' needs a paged sequence (a --policy)", options.attach);
-    adopt(std::make_unique<ContiguousKv>(c.n_layers, n_ctx, c.kv_dim(), options.kv_type), nullptr);
+    adopt(std::make_unique<ContiguousKv>(c.n_layers, n_ctx, c.kv_dim(), options.kv_type, c.values_in_keys),
+          nullptr);
     return;
   }
   PagedKvOptions o = *options.paged;

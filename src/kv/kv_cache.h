@@ -17,20 +17,24 @@ class KvCache {
   // type: F16 (default, half the bytes of F32), F32 (exact; llama.cpp's reference logits use it)
   // or Q8_0 (32 values share an f16 scale: 34 bytes per 32 values, 0.53 of F16; rounding as
   // llama.cpp's q8_0 cache type).
-  KvCache(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type);
+  // values_in_keys (MLA): no V rows are kept; v_row() is the K row (attention reads its first
+  // values) and store() ignores v.
+  KvCache(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type, bool values_in_keys);
 
   DType type() const { return type_; }
   int64_t capacity() const { return capacity_; }
   int64_t kv_dim() const { return kv_dim_; }
   int64_t n_layers() const { return n_layers_; }
   size_t row_bytes() const { return row_bytes_; }  // bytes of one position's K (or V) row
-  uint64_t total_bytes() const { return static_cast<uint64_t>(keys_.size()) * 2; }
+  uint64_t total_bytes() const { return static_cast<uint64_t>(keys_.size() + values_.size()); }
 
   // Converts and stores k[kv_dim], v[kv_dim] at `pos` of `layer`.
   void store(int64_t layer, int64_t pos, const float* k, const float* v);
   // Row of one position: [kv_dim] in type(); position rows are contiguous ([capacity, kv_dim]).
   const uint8_t* k_row(int64_t layer, int64_t pos) const { return keys_.data() + offset(layer, pos); }
-  const uint8_t* v_row(int64_t layer, int64_t pos) const { return values_.data() + offset(layer, pos); }
+  const uint8_t* v_row(int64_t layer, int64_t pos) const {
+    return (values_in_keys_ ? keys_ : values_).data() + offset(layer, pos);
+  }
 
  private:
   size_t offset(int64_t layer, int64_t pos) const {
@@ -38,9 +42,10 @@ class KvCache {
   }
   DType type_;
   int64_t n_layers_, capacity_, kv_dim_;
+  bool values_in_keys_;
   size_t row_bytes_;
   std::vector<uint8_t> keys_;    // [n_layers, capacity, kv_dim] in type_
-  std::vector<uint8_t> values_;  // [n_layers, capacity, kv_dim] in type_
+  std::vector<uint8_t> values_;  // [n_layers, capacity, kv_dim] in type_ (empty: values_in_keys)
 };
 
 }  // namespace flashmem

@@ -5,7 +5,7 @@
 namespace flashmem {
 
 PageLayout PageLayout::make(int64_t n_layers, int64_t page_tokens, int64_t kv_dim,
-                            int64_t elem_bytes, int64_t block_elems) {
+                            int64_t elem_bytes, int64_t block_elems, bool values_in_keys) {
   if (n_layers < 1 || page_tokens < 1 || kv_dim < 1 || elem_bytes < 1 || block_elems < 1 ||
       kv_dim % block_elems != 0)
     fail("invalid KV page layout: n_layers {}, page_tokens {}, kv_dim {}, {} bytes per {} elements",
@@ -13,13 +13,13 @@ PageLayout PageLayout::make(int64_t n_layers, int64_t page_tokens, int64_t kv_di
   // Checked in steps so that no product can overflow before the comparison.
   const uint64_t limit = kMaxPageBytes;
   uint64_t bytes = static_cast<uint64_t>(elem_bytes);
-  for (int64_t factor : {kv_dim / block_elems, page_tokens, n_layers, int64_t{2}}) {
+  for (int64_t factor : {kv_dim / block_elems, page_tokens, n_layers, int64_t{values_in_keys ? 1 : 2}}) {
     if (static_cast<uint64_t>(factor) > limit || bytes * static_cast<uint64_t>(factor) > limit)
       fail("KV page of {} layers x {} tokens x {} elements ({} bytes per {}) exceeds {} bytes",
            n_layers, page_tokens, kv_dim, elem_bytes, block_elems, limit);
     bytes *= static_cast<uint64_t>(factor);
   }
-  return PageLayout{n_layers, page_tokens, kv_dim, elem_bytes, block_elems};
+  return PageLayout{n_layers, page_tokens, kv_dim, elem_bytes, block_elems, values_in_keys};
 }
 
 AlignedBytes allocate_aligned_bytes(size_t n) noexcept {

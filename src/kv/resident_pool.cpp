@@ -39,7 +39,7 @@ ResidentPool::ResidentPool(KvStore& store, const ResidentPoolConfig& config)
     : store_(store),
       layout_(PageLayout::make(config.layout.n_layers, config.layout.page_tokens,
                                config.layout.kv_dim, config.layout.elem_bytes,
-                               config.layout.block_elems)),
+                               config.layout.block_elems, config.layout.values_in_keys)),
       page_bytes_(layout_.page_bytes()),
       config_(config) {
   if (store.page_bytes() != page_bytes_)
@@ -246,7 +246,7 @@ void ResidentPool::append(int64_t layer, int64_t pos, const uint8_t* k_row, cons
   // The open cell belongs to the decode thread: no lock needed for its bytes.
   const int64_t slot = layout_.slot_of(pos);
   std::memcpy(dst + layout_.k_row(layer, slot), k_row, layout_.row_bytes());
-  std::memcpy(dst + layout_.v_row(layer, slot), v_row, layout_.row_bytes());
+  if (!layout_.values_in_keys) std::memcpy(dst + layout_.v_row(layer, slot), v_row, layout_.row_bytes());
 }
 
 StoreStatus ResidentPool::commit(int64_t n_tokens) {

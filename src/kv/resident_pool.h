@@ -121,7 +121,8 @@ class ResidentPool {
   // The open page's cell [page_bytes] in PageLayout order; rows of positions in the open page are
   // written here. Valid until the commit() that fills the page.
   uint8_t* open_cell();
-  // Copies one position's rows k_row, v_row [row_bytes] of `layer` into the open page. pos must
+  // Copies one position's rows k_row, v_row [row_bytes] of `layer` into the open page (v_row is
+  // not read, and may be nullptr, when the layout has values_in_keys). pos must
   // lie in the open page at or after n_tokens() (committed rows are immutable). Throws Error
   // otherwise.
   void append(int64_t layer, int64_t pos, const uint8_t* k_row, const uint8_t* v_row);

@@ -51,6 +51,9 @@ struct ArchSpec {
   // How llama.cpp's converter writes the arch (make-random-model follows it; the loader accepts
   // both forms for every arch): attn_qkv [Q + 2 KV, D] and ffn_up [2F, D] = gate | up.
   bool fused_projections = false;
+  // DeepSeek-V2/V3 blocks: multi-head latent attention and a mixture-of-experts FFN after the
+  // leading dense layers, their keys read by read_latent_moe_config (model/config_latent.cpp).
+  bool latent_moe = false;
 };
 
 // nullptr when the architecture is not supported.

@@ -5,8 +5,9 @@
 namespace flashmem {
 namespace {
 
-const std::array<const ArchSpec*, 6> kRegistry = {&kLlamaArch, &kMistralArch, &kQwen2Arch,
-                                                  &kQwen3Arch,  &kPhi3Arch,    &kGemma2Arch};
+const std::array<const ArchSpec*, 7> kRegistry = {&kLlamaArch, &kMistralArch, &kQwen2Arch,
+                                                  &kQwen3Arch,  &kPhi3Arch,    &kGemma2Arch,
+                                                  &kDeepseek2Arch};
 
 }  // namespace
 

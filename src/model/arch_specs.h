@@ -10,5 +10,6 @@ extern const ArchSpec kQwen2Arch;
 extern const ArchSpec kQwen3Arch;
 extern const ArchSpec kPhi3Arch;
 extern const ArchSpec kGemma2Arch;
+extern const ArchSpec kDeepseek2Arch;
 
 }  // namespace flashmem

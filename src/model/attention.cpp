@@ -56,7 +56,7 @@ int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos, int64_t mi
 void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spans,
                         int64_t kv_head, int64_t max_pos, const float* q, float* out,
                         std::vector<float>& scores, float* probs) {
-  const int64_t hd = shape.head_dim, group = shape.n_heads / shape.n_kv_heads;
+  const int64_t hd = shape.head_dim, vd = value_dim(shape), group = shape.n_heads / shape.n_kv_heads;
   const DType type = shape.kv_type;
   const size_t head_bytes = row_bytes(type, hd);      // one kv head's slice of a row
   const size_t row = shape.n_kv_heads * head_bytes;   // bytes per position
@@ -103,7 +103,7 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
       for (int64_t i = 0; i < n_keys; ++i) probs[g * n_keys + i] = sg[i] * inv_sum[static_cast<size_t>(g)];
   }
   // Pass 2: out_g = Σ_t p_gt v_t, each V row read once for the whole group.
-  std::fill(out, out + group * hd, 0.0f);
+  std::fill(out, out + group * vd, 0.0f);
   t = 0;
   for (const KvSpan& s : spans) {
     const int64_t n = span_keys(s, min_pos, max_pos);
@@ -116,9 +116,9 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
       for (int64_t g = 0; g < group; ++g) {
         const float p = scores[static_cast<size_t>(g * n_keys + t)] * inv_sum[static_cast<size_t>(g)];
         if (type == DType::F16) {
-          axpy_f16(p, reinterpret_cast<const uint16_t*>(v), out + g * hd, hd);
+          axpy_f16(p, reinterpret_cast<const uint16_t*>(v), out + g * vd, vd);
         } else {
-          axpy_f32(p, vf, out + g * hd, hd);
+          axpy_f32(p, vf, out + g * vd, vd);
         }
       }
     }
@@ -212,14 +212,14 @@ class ScalarChunk {
   ScalarChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
               std::vector<float>& scratch)
       : n_heads_(shape.n_heads), group_(shape.n_heads / shape.n_kv_heads), hd_(shape.head_dim),
-        n_keys_(n_keys), type_(shape.kv_type),
+        vd_(value_dim(shape)), n_keys_(n_keys), type_(shape.kv_type),
         scale_(score_scale(shape)), softcap_(shape.softcap), q_(q), scores_(scores),
         k_wide_(dtype_info(type_).block_elems > 1 ? static_cast<size_t>(hd_) : 0),
         v_wide_(k_wide_.size()) {
-    // acc [n_heads, hd] | max [n_heads] | sum [n_heads]
-    scratch.assign(static_cast<size_t>(n_heads_ * (hd_ + 2)), 0.0f);
+    // acc [n_heads, vd] | max [n_heads] | sum [n_heads]
+    scratch.assign(static_cast<size_t>(n_heads_ * (vd_ + 2)), 0.0f);
     acc_ = scratch.data();
-    max_ = acc_ + n_heads_ * hd_;
+    max_ = acc_ + n_heads_ * vd_;
     sum_ = max_ + n_heads_;
     std::fill(max_, sum_, -INFINITY);
   }
@@ -235,7 +235,7 @@ class ScalarChunk {
       for (int64_t h = 0; h < n_heads_; ++h) {
         const uint8_t* kr = k[j] + static_cast<size_t>(h / group_) * head_bytes;
         const uint8_t* vr = v[j] + static_cast<size_t>(h / group_) * head_bytes;
-        float* acc = acc_ + h * hd_;
+        float* acc = acc_ + h * vd_;
         const float* kf = f32 ? reinterpret_cast<const float*>(kr) : nullptr;
         if (!f16 && !f32) kf = dequantized(type_, kr, k_wide_);
         float s = scale_ * (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q_ + h * hd_, hd_)
@@ -246,35 +246,35 @@ class ScalarChunk {
           const float rescale = std::exp(max_[h] - s);  // 0 on the first key
           max_[h] = s;
           sum_[h] *= rescale;
-          for (int64_t c = 0; c < hd_; ++c) acc[c] *= rescale;
+          for (int64_t c = 0; c < vd_; ++c) acc[c] *= rescale;
         }
         const float p = std::exp(s - max_[h]);
         sum_[h] += p;
         if (f16) {
-          axpy_f16(p, reinterpret_cast<const uint16_t*>(vr), acc, hd_);
+          axpy_f16(p, reinterpret_cast<const uint16_t*>(vr), acc, vd_);
         } else {
-          axpy_f32(p, f32 ? reinterpret_cast<const float*>(vr) : dequantized(type_, vr, v_wide_), acc, hd_);
+          axpy_f32(p, f32 ? reinterpret_cast<const float*>(vr) : dequantized(type_, vr, v_wide_), acc, vd_);
         }
       }
   }
 
   void finish(float* partial) const {
     for (int64_t h = 0; h < n_heads_; ++h) {
-      float* dst = partial + h * (hd_ + 2);
-      std::memcpy(dst, acc_ + h * hd_, static_cast<size_t>(hd_) * sizeof(float));
-      dst[hd_] = max_[h];
-      dst[hd_ + 1] = sum_[h];
+      float* dst = partial + h * (vd_ + 2);
+      std::memcpy(dst, acc_ + h * vd_, static_cast<size_t>(vd_) * sizeof(float));
+      dst[vd_] = max_[h];
+      dst[vd_ + 1] = sum_[h];
     }
   }
 
  private:
-  int64_t n_heads_, group_, hd_, n_keys_;
+  int64_t n_heads_, group_, hd_, vd_, n_keys_;
   DType type_;
   float scale_, softcap_;
   const float* q_;  // [n_heads, hd]
   float* scores_;   // [n_heads, n_keys] or nullptr
   std::vector<float> k_wide_, v_wide_;  // [hd] each: a q8_0 slice dequantized (else empty)
-  float* acc_;      // [n_heads, hd]
+  float* acc_;      // [n_heads, vd]
   float* max_;      // [n_heads]
   float* sum_;      // [n_heads]
 };
@@ -369,17 +369,17 @@ void tile_scores(const Tile& tile, size_t offset, const float* q, int64_t hd, fl
   }
 }
 
-// acc_s[0, hd) = acc_s · rescale_s + Σ_{j < tile.n} p_s[j] v_j for the S heads (acc [S, hd]
+// acc_s[0, vd) = acc_s · rescale_s + Σ_{j < tile.n} p_s[j] v_j for the S heads (acc [S, vd]
 // consecutive, p [S, kTileKeys]): columns in blocks of 8W floats whose S·W accumulators stay in
 // registers across the tile, each V vector converted once for the S heads. Per element the FMAs
 // run in j order.
 template <class Slice, int S, int W>
-void tile_accumulate_block(const Tile& tile, size_t offset, const float* p, int64_t hd, int64_t c,
+void tile_accumulate_block(const Tile& tile, size_t offset, const float* p, int64_t vd, int64_t c,
                            const float (&rescale)[kMaxSet], float* acc) {
   __m256 a[S][W];
   for (int s = 0; s < S; ++s)
     for (int i = 0; i < W; ++i)
-      a[s][i] = _mm256_mul_ps(_mm256_loadu_ps(acc + s * hd + c + 8 * i), _mm256_set1_ps(rescale[s]));
+      a[s][i] = _mm256_mul_ps(_mm256_loadu_ps(acc + s * vd + c + 8 * i), _mm256_set1_ps(rescale[s]));
   for (int j = 0; j < tile.n; ++j) {
     const uint8_t* v = tile.v[j] + offset;
     __m256 vc[W];
@@ -394,17 +394,18 @@ void tile_accumulate_block(const Tile& tile, size_t offset, const float* p, int6
     }
   }
   for (int s = 0; s < S; ++s)
-    for (int i = 0; i < W; ++i) _mm256_storeu_ps(acc + s * hd + c + 8 * i, a[s][i]);
+    for (int i = 0; i < W; ++i) _mm256_storeu_ps(acc + s * vd + c + 8 * i, a[s][i]);
 }
 
+// The first vd values of each V slice (vd a multiple of 8), acc [S, vd].
 template <class Slice, int S>
-void tile_accumulate(const Tile& tile, size_t offset, const float* p, int64_t hd,
+void tile_accumulate(const Tile& tile, size_t offset, const float* p, int64_t vd,
                      const float (&rescale)[kMaxSet], float* acc) {
   // S·W accumulators + W converted V vectors + the broadcast p within 16 registers.
   constexpr int W = S == 3 ? 2 : 4;
   int64_t c = 0;
-  for (; c + 8 * W <= hd; c += 8 * W) tile_accumulate_block<Slice, S, W>(tile, offset, p, hd, c, rescale, acc);
-  for (; c < hd; c += 8) tile_accumulate_block<Slice, S, 1>(tile, offset, p, hd, c, rescale, acc);
+  for (; c + 8 * W <= vd; c += 8 * W) tile_accumulate_block<Slice, S, W>(tile, offset, p, vd, c, rescale, acc);
+  for (; c < vd; c += 8) tile_accumulate_block<Slice, S, 1>(tile, offset, p, vd, c, rescale, acc);
 }
 
 // The chunk's online-softmax state, one tile of up to kTileKeys keys per step (Slice: how the
@@ -419,13 +420,13 @@ class TiledChunk {
   TiledChunk(const AttentionShape& shape, const float* q, float* scores, int64_t n_keys,
              std::vector<float>& scratch)
       : n_kv_heads_(shape.n_kv_heads), group_(shape.n_heads / shape.n_kv_heads),
-        hd_(shape.head_dim), n_keys_(n_keys),
+        hd_(shape.head_dim), vd_(value_dim(shape)), n_keys_(n_keys),
         scale_(score_scale(shape)), softcap_(shape.softcap), q_(q), scores_(scores) {
     const int64_t n_heads = shape.n_heads;
-    // acc [n_heads, hd] | sum [n_heads, 8] | max [n_heads] | s [3, kTileKeys] | p [3, kTileKeys]
-    scratch.assign(static_cast<size_t>(n_heads * (hd_ + 8 + 1) + 2 * kMaxSet * kTileKeys), 0.0f);
+    // acc [n_heads, vd] | sum [n_heads, 8] | max [n_heads] | s [3, kTileKeys] | p [3, kTileKeys]
+    scratch.assign(static_cast<size_t>(n_heads * (vd_ + 8 + 1) + 2 * kMaxSet * kTileKeys), 0.0f);
     acc_ = scratch.data();
-    sum_ = acc_ + n_heads * hd_;
+    sum_ = acc_ + n_heads * vd_;
     max_ = sum_ + n_heads * 8;
     s_ = max_ + n_heads;
     p_ = s_ + kMaxSet * kTileKeys;
@@ -445,10 +446,10 @@ class TiledChunk {
 
   void finish(float* partial) const {
     for (int64_t h = 0; h < n_kv_heads_ * group_; ++h) {
-      float* dst = partial + h * (hd_ + 2);
-      std::memcpy(dst, acc_ + h * hd_, static_cast<size_t>(hd_) * sizeof(float));
-      dst[hd_] = max_[h];
-      dst[hd_ + 1] = simd::hsum256(_mm256_loadu_ps(sum_ + h * 8));
+      float* dst = partial + h * (vd_ + 2);
+      std::memcpy(dst, acc_ + h * vd_, static_cast<size_t>(vd_) * sizeof(float));
+      dst[vd_] = max_[h];
+      dst[vd_ + 1] = simd::hsum256(_mm256_loadu_ps(sum_ + h * 8));
     }
   }
 
@@ -463,7 +464,7 @@ class TiledChunk {
     float rescale[kMaxSet] = {};
     for (int s = 0; s < S; ++s)
       rescale[s] = softmax_step(h0 + s, s_ + s * kTileKeys, p_ + s * kTileKeys, tile.n, tile.t0);
-    tile_accumulate<Slice, S>(tile, offset, p_, hd_, rescale, acc_ + h0 * hd_);
+    tile_accumulate<Slice, S>(tile, offset, p_, vd_, rescale, acc_ + h0 * vd_);
   }
 
   // Head h's online-softmax update for the tile's scores sc[0..nb): p[j] = exp(sc[j] - m_h) (0
@@ -496,11 +497,11 @@ class TiledChunk {
     return rescale;
   }
 
-  int64_t n_kv_heads_, group_, hd_, n_keys_;
+  int64_t n_kv_heads_, group_, hd_, vd_, n_keys_;
   float scale_, softcap_;
   const float* q_;  // [n_heads, hd]
   float* scores_;   // [n_heads, n_keys] or nullptr
-  float* acc_;      // [n_heads, hd] Σ exp(s - max) v
+  float* acc_;      // [n_heads, vd] Σ exp(s - max) v
   float* sum_;      // [n_heads, 8] lane-wise running Σ exp(s - max)
   float* max_;      // [n_heads] running max score
   float* s_;        // [3, kTileKeys] the current head set's scores for the tile
@@ -528,7 +529,7 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, in
   const int64_t t_end = std::min(n_keys, t_begin + kAttentionChunkKeys);
   const size_t row = row_bytes(shape.kv_type, shape.n_kv_heads * shape.head_dim);
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  if (shape.head_dim % 8 == 0) {
+  if (shape.head_dim % 8 == 0 && value_dim(shape) % 8 == 0) {
     switch (shape.kv_type) {
       case DType::F16:
         return run_chunk<TiledChunk<F16Slice>>(shape, spans, max_pos, t_begin, t_end, row, q,
@@ -548,7 +549,7 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, in
 
 void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_chunks, float* out,
                   float* probs, int64_t n_keys) {
-  const int64_t hd = shape.head_dim, stride = attention_partial_floats(shape);
+  const int64_t hd = value_dim(shape), stride = attention_partial_floats(shape);
   for (int64_t h = 0; h < shape.n_heads; ++h) {
     float* o = out + h * hd;
     std::fill(o, o + hd, 0.0f);

@@ -12,7 +12,9 @@
 
 namespace flashmem {
 
-// Positions [pos0, pos0 + n) of one layer: K and V rows of kv_dim elements, contiguous.
+// Positions [pos0, pos0 + n) of one layer: K and V rows of kv_dim elements, contiguous. V rows
+// are laid out as K rows ([n_kv_heads, head_dim] per position; a kv head's value is the first
+// v_dim of its slice); with MLA, v == k: the value is the first v_dim values of the key row.
 struct KvSpan {
   int64_t pos0 = 0;
   int64_t n = 0;
@@ -32,7 +34,15 @@ struct AttentionShape {
   // > 0: a token at max_pos attends only positions max_pos - window + 1 .. max_pos (a sliding
   // window); the keys are then those positions, numbered from 0 in span order.
   int64_t window = 0;
+  // Values per kv head (0: head_dim): the first v_dim values of each head's slice of a V row.
+  // Narrower than head_dim for MLA (deepseek2), whose key row is [latent, rope dims] and whose
+  // value is the latent alone. Outputs and partial states hold v_dim values per query head.
+  int64_t v_dim = 0;
 };
+
+inline int64_t value_dim(const AttentionShape& shape) {
+  return shape.v_dim > 0 ? shape.v_dim : shape.head_dim;
+}
 
 // The first position a token at max_pos attends (0 without a window).
 inline int64_t first_attended_pos(const AttentionShape& shape, int64_t max_pos) {
@@ -56,15 +66,16 @@ inline constexpr int64_t kAttentionChunkKeys = 256;
 inline int64_t attention_chunks(int64_t n_keys) {
   return (n_keys + kAttentionChunkKeys - 1) / kAttentionChunkKeys;
 }
-// Floats of one chunk's state: per query head Σ_t exp(s_t - m) v_t [head_dim], m (the chunk's
+// Floats of one chunk's state: per query head Σ_t exp(s_t - m) v_t [v_dim], m (the chunk's
 // max score) and Σ_t exp(s_t - m).
 inline int64_t attention_partial_floats(const AttentionShape& shape) {
-  return shape.n_heads * (shape.head_dim + 2);
+  return shape.n_heads * (value_dim(shape) + 2);
 }
 
 // Chunk `chunk` of one token's attention, all query heads: q [n_heads, head_dim] (head h uses kv
 // head h / group) attends to the chunk's keys among the positions of `spans` in
-// [first_attended_pos(shape, max_pos), max_pos] (spans in increasing position order). partial: [n_heads, head_dim + 2], see attention_partial_floats.
+// [first_attended_pos(shape, max_pos), max_pos] (spans in increasing position order). partial:
+// [n_heads, v_dim + 2], see attention_partial_floats.
 // scores (nullptr = not wanted): [n_heads, n_keys]; receives the chunk's scaled scores q·k/√d at
 // their key indices (attend_merge turns them into probabilities). scratch: resized as needed.
 // Cost: reads the chunk's K and V rows once, 8 keys per step for all heads, with an online
@@ -73,7 +84,7 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, in
                   int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
                   float* scores = nullptr);
 
-// out [n_heads, head_dim] = the softmax-weighted sum of V over all chunks, from their partial
+// out [n_heads, v_dim] = the softmax-weighted sum of V over all chunks, from their partial
 // states [n_chunks, attention_partial_floats] (combined in chunk order; n_chunks = 0: out = 0).
 // probs (nullptr = not wanted): [n_heads, n_keys] holding every chunk's scores on entry, the
 // softmax probabilities on return; writing them does not change `out`.
@@ -88,7 +99,7 @@ void attend_token(const AttentionShape& shape, std::span<const KvSpan> spans, in
 // The scalar twin (two passes, tests compare against it): for one token, the `group` query heads
 // that share kv head `kv_head` attend to every position of `spans` the shape lets a token at
 // max_pos attend (its window, scale and soft-cap included).
-// q: [group, head_dim] (consecutive heads), out: [group, head_dim] (0 when no position is
+// q: [group, head_dim] (consecutive heads), out: [group, v_dim] (0 when no position is
 // <= max_pos); scores: scratch, resized to [group, n_keys]. probs (nullptr = not wanted): receives
 // the softmax probabilities [group, n_keys]; writing them does not change `out`.
 void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spans,

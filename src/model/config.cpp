@@ -99,7 +99,7 @@ ModelConfig read_model_config(const GgufFile& file) {
   c.head_dim = file.has(p + "attention.key_length")
                    ? get_bounded(file, p + "attention.key_length", 2, kMaxDim)
                    : c.dim / c.n_heads;
-  if (file.has(p + "attention.value_length") &&
+  if (!c.arch->latent_moe && file.has(p + "attention.value_length") &&
       file.get_int(p + "attention.value_length") != c.head_dim)
     fail("{}: attention.value_length = {} differs from key_length = {} (not supported)",
          file.name(), file.get_int(p + "attention.value_length"), c.head_dim);
@@ -119,6 +119,8 @@ ModelConfig read_model_config(const GgufFile& file) {
   if (!(c.rms_eps > 0.0 && c.rms_eps < 1.0))
     fail("{}: attention.layer_norm_rms_epsilon = {} is out of range", file.name(), c.rms_eps);
   read_attention_variants(file, p, c);
+  c.v_dim = c.head_dim;
+  if (c.arch->latent_moe) read_latent_moe_config(file, p, c);
 
   // Vocabulary size: the embedding table is authoritative (the tokenizer may be absent).
   const GgufTensor* embd = file.find_tensor("token_embd.weight");

@@ -36,7 +36,8 @@ class KvBackend {
 
   // A batch of positions [pos0, pos0 + n) begins (decode: n == 1 after the prompt).
   virtual void begin_batch(int64_t pos0, int64_t n) = 0;
-  // Stores one position's K and V ([kv_dim] f32 each, converted to type()) for `layer`.
+  // Stores one position's K and V ([kv_dim] f32 each, converted to type()) for `layer`; v is
+  // not read (may be nullptr) when the model keeps values in the key rows (values_in_keys).
   virtual void store(int64_t layer, int64_t pos, const float* k, const float* v) = 0;
   // Spans (position order) attention of `layer` reads in this batch; valid until end_batch().
   virtual std::span<const KvSpan> spans(int64_t layer) = 0;
@@ -81,8 +82,8 @@ void fill_random_rows(uint8_t* dst, int64_t n_rows, int64_t kv_dim, DType type, 
 // The whole history in one contiguous cache per layer: one span per layer.
 class ContiguousKv final : public KvBackend {
  public:
-  ContiguousKv(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type)
-      : cache_(n_layers, capacity, kv_dim, type) {}
+  ContiguousKv(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type, bool values_in_keys)
+      : cache_(n_layers, capacity, kv_dim, type, values_in_keys) {}
   DType type() const override { return cache_.type(); }
   int64_t capacity() const override { return cache_.capacity(); }
   void begin_batch(int64_t pos0, int64_t n) override { n_visible_ = pos0 + n; }

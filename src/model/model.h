@@ -18,6 +18,42 @@ struct Matrix {
   int64_t cols = 0;
 };
 
+// n matrices [rows, cols] of one type stored one after another (a 3-D GGUF tensor, ne = [cols,
+// rows, n]): MoE experts, MLA's per-head W_kb / W_vb. at(i) is a view, never a copy.
+struct MatrixStack {
+  DType type = DType::F32;
+  const void* data = nullptr;
+  int64_t n = 0;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  Matrix at(int64_t i) const {
+    return Matrix{type, static_cast<const uint8_t*>(data) + row_bytes(type, cols) * rows * i, rows, cols};
+  }
+};
+
+// deepseek2's latent attention (ModelConfig::mla); wq holds attn_q when there is no q_lora.
+struct LatentAttentionWeights {
+  Matrix wq_a;                       // [q_lora, D] (q_lora > 0)
+  const float* q_a_norm = nullptr;   // [q_lora]
+  Matrix wq_b;                       // [n_heads*(nope+rope), q_lora] (q_lora > 0)
+  Matrix wkv_a;                      // [kv_lora + rope, D] attn_kv_a_mqa: latent | k_pe
+  const float* kv_a_norm = nullptr;  // [kv_lora]
+  MatrixStack wk_b;                  // [n_heads, kv_lora, nope] absorbs q_nope into the latent
+  MatrixStack wv_b;                  // [n_heads, v_head_dim, kv_lora] expands the latent output
+};
+
+// A mixture-of-experts FFN layer (ModelConfig::moe).
+struct ExpertWeights {
+  Matrix router;                       // [n_experts, D] ffn_gate_inp
+  const float* selection_bias = nullptr;  // [n_experts] exp_probs_b.bias (selection only) or nullptr
+  MatrixStack gate;                    // [n_experts, expert_ff, D] (a fused ffn_gate_up_exps' gate rows)
+  MatrixStack up;                      // [n_experts, expert_ff, D]
+  MatrixStack down;                    // [n_experts, D, expert_ff]
+  Matrix shared_gate;                  // [n_shared*expert_ff, D] (n_shared > 0)
+  Matrix shared_up;                    // [n_shared*expert_ff, D]
+  Matrix shared_down;                  // [D, n_shared*expert_ff]
+};
+
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [D]
   // Separate attn_{q,k,v} or consecutive row blocks of one fused attn_qkv [Q + 2 KV, D].
@@ -36,6 +72,8 @@ struct LayerWeights {
   Matrix w_gate;                     // [F, D] (rows [0, F) of a fused ffn_up [2F, D])
   Matrix w_up;                       // [F, D] (rows [F, 2F) of a fused ffn_up)
   Matrix w_down;                     // [D, F]
+  LatentAttentionWeights mla;        // latent_moe archs (wq/wk/wv unused but wq without q_lora)
+  ExpertWeights moe;                 // MoE layers (w_gate/w_up/w_down unused there)
 };
 
 struct ModelWeights {
@@ -64,7 +102,10 @@ class Model {
   // (+ one embedding row).
   uint64_t decode_weight_bytes() const;
   // Type of the bulk of the weights (the FFN matrices), for reports.
-  DType main_weight_type() const { return weights_.layers.front().w_up.type; }
+  DType main_weight_type() const {
+    const LayerWeights& l = weights_.layers.back();
+    return config_.moe.is_moe_layer(config_.n_layers - 1) ? l.moe.up.type : l.w_up.type;
+  }
 
  private:
   explicit Model(GgufFile file) : file_(std::move(file)) {}

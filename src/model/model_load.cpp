@@ -4,11 +4,10 @@
 #include <cstdint>
 #include <functional>
 
-#include "model/model.h"
+#include "model/model_bind.h"
 #include "util/error.h"
 
 namespace flashmem {
-namespace {
 
 // Matrix weight types the kernels implement.
 const std::vector<DType> kMatrixTypes = {DType::F32,  DType::F16,  DType::BF16, DType::Q8_0,
@@ -28,11 +27,18 @@ const float* bind_vector(const GgufFile& file, const std::string& name, int64_t 
   return reinterpret_cast<const float*>(t.data);
 }
 
-// Rows [row0, row0 + rows) of m: rows are stored one after another, whatever the type.
 Matrix row_block(const Matrix& m, int64_t row0, int64_t rows) {
   return Matrix{m.type, static_cast<const uint8_t*>(m.data) + row_bytes(m.type, m.cols) * row0,
                 rows, m.cols};
 }
+
+MatrixStack bind_stack(const GgufFile& file, const std::string& name, int64_t n, int64_t rows,
+                       int64_t cols) {
+  const GgufTensor& t = file.tensor(name, {cols, rows, n}, kMatrixTypes);
+  return MatrixStack{t.type, t.data, n, rows, cols};
+}
+
+namespace {
 
 // Q, K and V projections (+ biases): attn_qkv [Q + 2 KV, D] when the file fuses them (phi3, as
 // llama.cpp accepts for any arch), else attn_q / attn_k / attn_v.
@@ -86,6 +92,8 @@ std::shared_ptr<Model> Model::from_gguf(GgufFile file) {
     if (f.find_tensor(factors) != nullptr || f.find_tensor(fmt::format("blk.0.{}", factors)) != nullptr)
       fail("{}: tensor '{}' (LongRoPE frequency factors) is not supported", f.name(), factors);
   // Llama 3.1-style frequency factors: angle_i = pos · f_i / factor_i, one table for all layers.
+  if (c.arch->latent_moe && f.find_tensor("rope_freqs.weight") != nullptr)
+    fail("{}: tensor 'rope_freqs.weight' with deepseek2 (llama.cpp ignores it) is not supported", f.name());
   if (f.find_tensor("rope_freqs.weight") != nullptr) {
     w.rope_freq_factors = bind_vector(f, "rope_freqs.weight", c.rope_dim / 2);
     for (int64_t i = 0; i < c.rope_dim / 2; ++i)
@@ -98,6 +106,10 @@ std::shared_ptr<Model> Model::from_gguf(GgufFile file) {
     LayerWeights& l = w.layers[static_cast<size_t>(i)];
     auto name = [i](const char* suffix) { return fmt::format("blk.{}.{}", i, suffix); };
     l.attn_norm = bind_vector(f, name("attn_norm.weight"), D);
+    if (c.arch->latent_moe) {
+      bind_latent_moe_layer(f, c, i, l);
+      continue;
+    }
     bind_qkv(f, c, l, name);
     if (c.arch->qk_norm) {
       l.q_norm = bind_vector(f, name("attn_q_norm.weight"), c.head_dim);
@@ -109,25 +121,33 @@ std::shared_ptr<Model> Model::from_gguf(GgufFile file) {
       l.attn_post_norm = bind_vector(f, name("post_attention_norm.weight"), D);
       l.ffn_post_norm = bind_vector(f, name("post_ffw_norm.weight"), D);
     }
-    // A file without ffn_gate fuses gate and up in ffn_up [2F, D], gate rows first (phi3).
-    if (f.find_tensor(name("ffn_gate.weight")) != nullptr) {
-      l.w_gate = bind_matrix(f, name("ffn_gate.weight"), F, D);
-      l.w_up = bind_matrix(f, name("ffn_up.weight"), F, D);
-    } else {
-      const Matrix gate_up = bind_matrix(f, name("ffn_up.weight"), 2 * F, D);
-      l.w_gate = row_block(gate_up, 0, F);
-      l.w_up = row_block(gate_up, F, F);
-    }
-    l.w_down = bind_matrix(f, name("ffn_down.weight"), D, F);
+    bind_dense_ffn(f, i, F, D, l);
   }
   return model;
 }
 
+void bind_dense_ffn(const GgufFile& f, int64_t layer, int64_t F, int64_t D, LayerWeights& l) {
+  auto name = [layer](const char* suffix) { return fmt::format("blk.{}.{}", layer, suffix); };
+  // A file without ffn_gate fuses gate and up in ffn_up [2F, D], gate rows first (phi3).
+  if (f.find_tensor(name("ffn_gate.weight")) != nullptr) {
+    l.w_gate = bind_matrix(f, name("ffn_gate.weight"), F, D);
+    l.w_up = bind_matrix(f, name("ffn_up.weight"), F, D);
+  } else {
+    const Matrix gate_up = bind_matrix(f, name("ffn_up.weight"), 2 * F, D);
+    l.w_gate = row_block(gate_up, 0, F);
+    l.w_up = row_block(gate_up, F, F);
+  }
+  l.w_down = bind_matrix(f, name("ffn_down.weight"), D, F);
+}
+
+uint64_t matrix_bytes(const Matrix& m) { return row_bytes(m.type, m.cols) * m.rows; }
+
 uint64_t Model::decode_weight_bytes() const {
-  auto bytes = [](const Matrix& m) { return row_bytes(m.type, m.cols) * m.rows; };
+  const auto bytes = matrix_bytes;
   const ModelConfig& c = config_;
   uint64_t total = 0;
   for (const LayerWeights& l : weights_.layers) {
+    total += latent_moe_decode_bytes(c, l);
     total += bytes(l.wq) + bytes(l.wk) + bytes(l.wv) + bytes(l.wo);
     total += bytes(l.w_gate) + bytes(l.w_up) + bytes(l.w_down);
     total += (l.attn_post_norm != nullptr ? 4 : 2) * c.dim * sizeof(float);

@@ -8,6 +8,8 @@
 
 #include "gguf/gguf.h"
 #include "model/arch.h"
+#include "model/random_generator.h"
+#include "model/random_model_deepseek2.h"
 #include "tensor/kernels.h"
 #include "util/error.h"
 
@@ -47,37 +49,8 @@ void validate(const RandomModelSpec& s) {
     fail("dim and ff must be multiples of {} for {}", block, dtype_info(s.type).name);
   if (s.type == DType::I8 || s.type == DType::I16 || s.type == DType::I32)
     fail("weight type {} is not supported", dtype_info(s.type).name);
+  validate_deepseek2_spec(s);
 }
-
-class Generator {
- public:
-  Generator(GgufWriter& writer, uint64_t seed) : writer_(writer), rng_(seed) {}
-
-  // W [rows, cols] ~ N(0, 1/cols): keeps activations O(1) through the layers.
-  void matrix(const std::string& name, int64_t rows, int64_t cols, DType type) {
-    std::normal_distribution<float> normal(0.0f, 1.0f / std::sqrt(static_cast<float>(cols)));
-    std::vector<float> row(static_cast<size_t>(cols));
-    const size_t rb = row_bytes(type, cols);
-    std::vector<uint8_t> data(rb * rows);  // [rows, cols] in `type`
-    for (int64_t r = 0; r < rows; ++r) {
-      for (float& v : row) v = normal(rng_);
-      quantize_row(type, row.data(), data.data() + rb * r, cols);
-    }
-    writer_.add_tensor(name, type, {cols, rows}, data.data(), data.size());
-  }
-
-  // Norm gains near 1, biases near 0.
-  void vector(const std::string& name, int64_t n, float center, float spread) {
-    std::uniform_real_distribution<float> uniform(center - spread, center + spread);
-    std::vector<float> v(static_cast<size_t>(n));
-    for (float& x : v) x = uniform(rng_);
-    writer_.add_tensor(name, DType::F32, {n}, v.data(), v.size() * sizeof(float));
-  }
-
- private:
-  GgufWriter& writer_;
-  std::mt19937_64 rng_;
-};
 
 // llama.cpp looks up Phi-3's end-of-text token in every file whose general.name contains "phi3"
 // (it sets the token's attributes) and refuses the vocabulary without it: such files get it as
@@ -141,7 +114,13 @@ void write_random_model(const RandomModelSpec& s, const std::string& path) {
   w.set_f32(p + "attention.layer_norm_rms_epsilon", static_cast<float>(arch.default_rms_eps));
   write_vocab(w, s.n_vocab, model_name);
 
-  Generator g(w, s.seed);
+  RandomTensorWriter g(w, s.seed);
+  if (arch.latent_moe) {
+    write_deepseek2_model(s, w, g);
+    write_shared_tail(s, g);
+    w.write(path);
+    return;
+  }
   const int64_t q_dim = s.n_heads * head_dim, kv_dim = s.n_kv_heads * head_dim;
   g.matrix("token_embd.weight", s.n_vocab, s.dim, s.type);
   for (int64_t i = 0; i < s.n_layers; ++i) {
@@ -175,10 +154,15 @@ void write_random_model(const RandomModelSpec& s, const std::string& path) {
     g.matrix(name("ffn_down.weight"), s.dim, s.ff_dim, s.type);
     if (arch.post_norms) g.vector(name("post_ffw_norm.weight"), s.dim, 1.0f, 0.1f);
   }
+  write_shared_tail(s, g);
+  w.write(path);
+}
+
+void write_shared_tail(const RandomModelSpec& s, RandomTensorWriter& g) {
   g.vector("output_norm.weight", s.dim, 1.0f, 0.1f);
   if (!s.tied_output) g.matrix("output.weight", s.n_vocab, s.dim, s.type);
+  const int64_t head_dim = s.head_dim > 0 ? s.head_dim : s.dim / s.n_heads;
   if (s.rope_freq_factors) g.vector("rope_freqs.weight", (s.rope_dim > 0 ? s.rope_dim : head_dim) / 2, 4.5f, 3.5f);
-  w.write(path);
 }
 
 }  // namespace flashmem

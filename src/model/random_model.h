@@ -29,6 +29,26 @@ struct RandomModelSpec {
   // range of the factors in Llama 3.1 files (1 for short wavelengths, 8 for long ones).
   bool rope_freq_factors = false;
   uint64_t seed = 1;
+  // --arch deepseek2 only (refused for other archs): latent attention, experts, YaRN.
+  struct Deepseek2 {
+    int64_t q_lora = 0;          // attention.q_lora_rank (0: attn_q projects directly)
+    int64_t kv_lora = 64;        // attention.kv_lora_rank
+    int64_t nope_dim = 32;       // per-head q/k dims without rope (key_length_mla − rope_dim)
+    int64_t v_head_dim = 32;     // value_length_mla
+    int64_t dense_layers = 1;    // leading_dense_block_count
+    int64_t experts = 8;         // expert_count
+    int64_t experts_used = 2;    // expert_used_count
+    int64_t shared_experts = 1;  // expert_shared_count (>= 1: llama.cpp creates the shexp tensors)
+    int64_t expert_ff = 64;      // expert_feed_forward_length
+    int64_t gating = 1;          // expert_gating_func: 1 softmax, 2 sigmoid
+    bool expert_bias = false;    // exp_probs_b.bias (selection bias, DeepSeek-V3)
+    bool norm_weights = false;   // expert_weights_norm
+    double weights_scale = 0.0;  // expert_weights_scale (0: not written)
+    double yarn_factor = 0.0;    // rope.scaling.type = yarn with this factor (0: no scaling)
+    int64_t yarn_orig_ctx = 0;   // rope.scaling.original_context_length (0: not written)
+    double yarn_mscale_all_dim = 0.0;  // written as yarn_log_multiplier = 0.1 · this (0: not written)
+  };
+  Deepseek2 deepseek2;
 };
 
 // Writes the model atomically to `path`. The vocabulary is SentencePiece-style with byte

@@ -39,7 +39,7 @@ int check_threads(int64_t n) {
 }
 
 double kv_bytes(const ModelConfig& c, int64_t n_ctx, DType kv_type) {
-  return 2.0 * static_cast<double>(c.n_layers) * static_cast<double>(n_ctx) *
+  return static_cast<double>(c.kv_rows() * c.n_layers) * static_cast<double>(n_ctx) *
          static_cast<double>(row_bytes(kv_type, c.kv_dim()));
 }
 

@@ -24,12 +24,14 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
   if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
   check_page_geometry(options);
   layout_ = PageLayout::make(config_.n_layers, options_.page_tokens, config_.kv_dim(),
-                             dtype_info(type).block_bytes, dtype_info(type).block_elems);
+                             dtype_info(type).block_bytes, dtype_info(type).block_elems,
+                             config_.values_in_keys);
   // Prompt windows: whole attention chunks filling prompt_window_bytes of one layer's K and V
   // (at least one chunk); a window that starts and ends inside pages overlaps one page more than
   // it fills.
   const auto window_chunks = static_cast<int64_t>(options.prompt_window_bytes /
-                                                  (2 * layout_.row_bytes()) / kAttentionChunkKeys);
+                                                  (layout_.blocks_per_layer() * layout_.row_bytes()) /
+                                                  kAttentionChunkKeys);
   window_keys_ = std::max<int64_t>(1, window_chunks) * kAttentionChunkKeys;
   window_slots_ = (window_keys_ + options.page_tokens - 1) / options.page_tokens + 1;
   policy_ = make_page_policy(PolicyContext{config_, type_, layout_, options_});
@@ -142,19 +144,20 @@ void PagedKv::begin_batch(int64_t pos0, int64_t n) {
   }
   // The batch's own positions, from staging.
   const size_t block = static_cast<size_t>(n) * layout_.row_bytes();
-  staged_.resize(2 * static_cast<size_t>(config_.n_layers) * block);
+  const size_t blocks = layout_.blocks_per_layer();
+  staged_.resize(blocks * static_cast<size_t>(config_.n_layers) * block);
   for (int64_t l = 0; l < config_.n_layers; ++l) {
-    const uint8_t* k = staged_.data() + 2 * static_cast<size_t>(l) * block;
-    spans_[static_cast<size_t>(l)].push_back({pos0, n, k, k + block});
+    const uint8_t* k = staged_.data() + blocks * static_cast<size_t>(l) * block;
+    spans_[static_cast<size_t>(l)].push_back({pos0, n, k, k + (blocks - 1) * block});
   }
 }
 
 void PagedKv::store(int64_t layer, int64_t pos, const float* k, const float* v) {
   const size_t row = layout_.row_bytes(), block = static_cast<size_t>(n_) * row;
-  uint8_t* kd = staged_.data() + 2 * static_cast<size_t>(layer) * block + (pos - pos0_) * row;
-  uint8_t* vd = kd + block;
+  const size_t blocks = layout_.blocks_per_layer();
+  uint8_t* kd = staged_.data() + blocks * static_cast<size_t>(layer) * block + (pos - pos0_) * row;
   quantize_row(type_, k, kd, config_.kv_dim());
-  quantize_row(type_, v, vd, config_.kv_dim());
+  if (blocks == 2) quantize_row(type_, v, kd + block, config_.kv_dim());
 }
 
 std::span<const KvSpan> PagedKv::spans(int64_t layer) { return spans_[static_cast<size_t>(layer)]; }
@@ -172,7 +175,8 @@ void PagedKv::end_batch(bool is_prompt_end) {
   } else if (was_decoding) {
     uint64_t attended = 0;
     for (const PageView& p : view_.pages())
-      attended += 2 * static_cast<uint64_t>(config_.n_layers * p.n_tokens) * layout_.row_bytes();
+      attended += layout_.blocks_per_layer() * static_cast<uint64_t>(config_.n_layers * p.n_tokens) *
+                  layout_.row_bytes();
     attn_bytes_sum_ += attended;
   }
   view_.release();
@@ -185,8 +189,8 @@ void PagedKv::end_batch(bool is_prompt_end) {
   for (int64_t i = 0; i < n_; ++i) {
     const int64_t pos = pos0_ + i;
     for (int64_t l = 0; l < config_.n_layers; ++l) {
-      const uint8_t* k = staged_.data() + 2 * static_cast<size_t>(l) * block + i * row;
-      pool_->append(l, pos, k, k + block);
+      const uint8_t* k = staged_.data() + layout_.blocks_per_layer() * static_cast<size_t>(l) * block + i * row;
+      pool_->append(l, pos, k, k + (layout_.blocks_per_layer() - 1) * block);
       if (keys) policy_->observe_key(pos, l, k);
     }
     const bool page_full = (pos + 1) % options_.page_tokens == 0;
@@ -234,7 +238,8 @@ void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
   // Full pages go straight to the store through the pool; the rest fills the open page.
   AlignedBytes page = allocate_aligned_bytes(layout_.page_bytes());
   if (!page) fail("out of memory for a synthetic KV page");
-  const int64_t rows_per_page = 2 * config_.n_layers * options_.page_tokens;
+  const auto rows_per_page =
+      static_cast<int64_t>(layout_.blocks_per_layer()) * config_.n_layers * options_.page_tokens;
   const int64_t full_pages = n / options_.page_tokens;
   for (int64_t p = 0; p < full_pages; ++p) {
     fill_random_rows(page.get(), rows_per_page, config_.kv_dim(), type_, seed + static_cast<uint64_t>(p));
@@ -288,7 +293,8 @@ LsaStats PagedKv::stats() const {
   // decode_steps_ also holds the persisted sequence's, for the cycle phase).
   const auto decode_steps = static_cast<int64_t>(resident_fraction_steps_.size());
   const int64_t cycles = cycles_;
-  s.full_kv_bytes = 2 * static_cast<uint64_t>(config_.n_layers * pool_->n_tokens()) * layout_.row_bytes();
+  s.full_kv_bytes = layout_.blocks_per_layer() * static_cast<uint64_t>(config_.n_layers * pool_->n_tokens()) *
+                    layout_.row_bytes();
   // Averaged over the decode steps, as the fraction is (the pool's own average also counts the
   // prompt's commits, while the cache was still growing); without a decode step, the pool's.
   s.resident_kv_bytes_avg = static_cast<uint64_t>(

@@ -180,7 +180,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   std::vector<std::vector<KvSpan>> spans_;     // [n_layers] spans of this batch
   // This batch's own rows, staged until end_batch() hands them to the pool page by page (so a
   // batch may cross page ends and batching stays exactly that of the contiguous cache).
-  std::vector<uint8_t> staged_;                // [n_layers, 2, n, kv_dim] in type_
+  std::vector<uint8_t> staged_;                // [n_layers, 2 (1: values_in_keys), n, kv_dim] in type_
   std::vector<int64_t> selection_;
   std::vector<float> last_page_scores_;        // [n_pages] scores of the last selection
   std::vector<int64_t> last_read_pages_;

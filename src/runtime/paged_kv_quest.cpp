@@ -76,14 +76,14 @@ void PagedKv::observe_queries(int64_t layer, const float* q, int64_t n) {
     const int64_t n_tokens = std::min(options_.page_tokens, pos0_ - layout_.first_pos(p));
     if (n_tokens <= 0) continue;
     const uint8_t* k = quest_layer_data(p, layer);  // [K block][V block] of this layer
-    spans.push_back({layout_.first_pos(p), n_tokens, k, k + layout_.block_bytes()});
+    spans.push_back({layout_.first_pos(p), n_tokens, k, k + layout_.v_offset()});
     tokens += n_tokens;
   }
   spans.push_back(staged);
   // Bytes of this layer: K and V of every token read, plus the bounds scanned (min and max, f32,
   // of every complete middle page).
   const auto candidates = static_cast<uint64_t>(g.n_middle_pages());
-  quest_step_bytes_ += 2 * static_cast<uint64_t>(tokens) * layout_.row_bytes() +
+  quest_step_bytes_ += layout_.blocks_per_layer() * static_cast<uint64_t>(tokens) * layout_.row_bytes() +
                        candidates * 2 * static_cast<uint64_t>(config_.kv_dim()) * sizeof(float);
 }
 

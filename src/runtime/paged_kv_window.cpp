@@ -44,7 +44,7 @@ std::span<const KvSpan> PagedKv::window(int64_t layer, int64_t first) {
     const int64_t lo = std::max(first, layout_.first_pos(p));
     const int64_t hi = std::min(end, layout_.first_pos(p + 1));
     const size_t skip = static_cast<size_t>(lo - layout_.first_pos(p)) * layout_.row_bytes();
-    window_spans_.push_back({lo, hi - lo, k + skip, k + layout_.block_bytes() + skip});
+    window_spans_.push_back({lo, hi - lo, k + skip, k + layout_.v_offset() + skip});
   }
   return window_spans_;
 }

@@ -1,6 +1,8 @@
 #include "tensor/rope.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numbers>
 
 namespace flashmem {
 
@@ -9,6 +11,23 @@ std::vector<double> rope_frequencies(double base, int64_t rope_dim) {
   for (size_t i = 0; i < freqs.size(); ++i)
     freqs[i] = std::pow(base, -2.0 * static_cast<double>(i) / static_cast<double>(rope_dim));
   return freqs;
+}
+
+void yarn_scale_frequencies(std::span<double> freqs, int64_t rope_dim, double base, double factor,
+                            int64_t orig_ctx, double beta_fast, double beta_slow) {
+  const auto corr = [&](double n_rotations) {
+    return static_cast<double>(rope_dim) *
+           std::log(static_cast<double>(orig_ctx) / (n_rotations * 2.0 * std::numbers::pi)) /
+           (2.0 * std::log(base));
+  };
+  const double low = std::max(0.0, std::floor(corr(beta_fast)));
+  const double high = std::min(static_cast<double>(rope_dim - 1), std::ceil(corr(beta_slow)));
+  // 0.001: ggml's guard against a zero-width ramp.
+  const double width = std::max(0.001, high - low);
+  for (size_t i = 0; i < freqs.size(); ++i) {
+    const double mix = 1.0 - std::clamp((static_cast<double>(i) - low) / width, 0.0, 1.0);
+    freqs[i] = freqs[i] * mix + freqs[i] / factor * (1.0 - mix);
+  }
 }
 
 void rope_angles(std::span<const double> freqs, int64_t pos, float* cos, float* sin) {

@@ -21,6 +21,16 @@ enum class RopeStyle {
 // contract: configs validate them).
 std::vector<double> rope_frequencies(double base, int64_t rope_dim);
 
+// YaRN frequency scaling as ggml's rope applies it (llama.cpp's rope_yarn, ext_factor 1): with
+// corr(n) = rope_dim · ln(orig_ctx / (2π n)) / (2 ln base), low = max(0, ⌊corr(beta_fast)⌋) and
+// high = min(rope_dim − 1, ⌈corr(beta_slow)⌉), pair i keeps f_i (extrapolation) for i <= low,
+// becomes f_i / factor (interpolation) for i >= high, and mixes them linearly between:
+// mix_i = 1 − clamp((i − low) / max(0.001, high − low), 0, 1), f'_i = f_i·mix_i + f_i/factor·(1 − mix_i).
+// (The Memory Indexer's YaRN, indexer/rope.h, is the reference checkpoint's variant: high clamped
+// to rope_dim/2 − 1.) freqs [rope_dim / 2] from rope_frequencies(base, rope_dim), scaled in place.
+void yarn_scale_frequencies(std::span<double> freqs, int64_t rope_dim, double base, double factor,
+                            int64_t orig_ctx, double beta_fast, double beta_slow);
+
 // cos[i], sin[i] of pos · freqs[i] for every i < freqs.size() (angle in double, rounded once).
 void rope_angles(std::span<const double> freqs, int64_t pos, float* cos, float* sin);
 

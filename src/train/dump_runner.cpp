@@ -24,7 +24,7 @@ class DumpKv final : public KvBackend, public AttentionObserver {
  public:
   DumpKv(const ModelConfig& c, int64_t capacity, const std::vector<int32_t>& layers,
          const LabelOptions& labels, int64_t label_from, int64_t report_sink, int64_t report_tail)
-      : cache_(c.n_layers, capacity, c.kv_dim(), DType::F16),
+      : cache_(c.n_layers, capacity, c.kv_dim(), DType::F16, c.values_in_keys),
         dim_(c.dim),
         label_from_(label_from),
         report_sink_(report_sink),

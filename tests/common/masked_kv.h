@@ -15,7 +15,7 @@ namespace flashmem {
 class MaskedKv final : public KvBackend {
  public:
   MaskedKv(const ModelConfig& c, int64_t capacity, int64_t page_tokens)
-      : inner_(c.n_layers, capacity, c.kv_dim(), DType::F16), page_tokens_(page_tokens) {}
+      : inner_(c.n_layers, capacity, c.kv_dim(), DType::F16, c.values_in_keys), page_tokens_(page_tokens) {}
   std::vector<int64_t> pages;                    // history pages every layer reads in decode
   std::vector<std::vector<int64_t>> layer_pages;  // [n_layers] per-layer pages; overrides `pages`
   bool decoding = false;                         // prompt batches read everything

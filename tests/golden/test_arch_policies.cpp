@@ -109,9 +109,45 @@ TEST_P(ArchPolicyTest, OracleMassesAreProbabilitiesOverEveryKey) {
   }
 }
 
+// deepseek2's pages hold one latent row per position and layer (values_in_keys), and every other
+// policy decodes too — the query-dependent one (quest bounds the 80-wide latent rows and scores
+// them with the absorbed queries) and the position-based ones — leaving pages out.
+TEST(ArchPolicyDeepseek2, EveryPolicyDecodesOverLatentPages) {
+  const auto model = Model::load(kData + "/models/rand-deepseek2-qlora-f32.gguf");
+  const std::vector<int32_t> ids = read_i32_file(kData + "/logits/rand_llama_ids.i32");
+  Engine engine(model, {.n_threads = 2, .max_batch = 48});
+  const int64_t V = model->config().n_vocab;
+  for (const char* policy : {"quest:2", "window", "recency:0.5", "random:0.5"}) {
+    PagedKvOptions o;
+    o.policy = parse_policy_spec(policy);
+    o.page_tokens = 16;
+    o.tau = 4;
+    Sequence seq(engine, {.n_ctx = 256, .paged = o});
+    std::vector<float> logits(static_cast<size_t>(V));
+    engine.forward(seq, std::span(ids.data(), static_cast<size_t>(kPromptTokens)), logits.data(), false);
+    for (int s = 0; s < kSteps; ++s) {
+      const auto token = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      engine.forward(seq, std::span(&token, 1), logits.data(), false);
+      ASSERT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); })) << policy;
+    }
+    const auto stats = seq.lsa_stats();
+    ASSERT_TRUE(stats.has_value()) << policy;
+    EXPECT_LT(stats->attn_bytes_per_step, stats->full_kv_bytes) << policy;
+    // One latent row per token and layer, no V block: 3 layers × 80 f16 values = 480 bytes per
+    // token (a llama of this width with 4 × 32-dim K and V heads: 1,536).
+    const ModelConfig& c = model->config();
+    EXPECT_EQ(stats->full_kv_bytes, static_cast<uint64_t>((kPromptTokens + kSteps) * c.n_layers) *
+                                        row_bytes(seq.kv_type(), c.kv_dim()))
+        << policy;
+    EXPECT_EQ(c.n_layers * row_bytes(seq.kv_type(), c.kv_dim()), 480u);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, ArchPolicyTest,
                          ::testing::Values("rand-qwen3-f32.gguf", "rand-mistral-f32.gguf",
-                                           "rand-phi3-f32.gguf", "rand-gemma2-f32.gguf"),
+                                           "rand-phi3-f32.gguf", "rand-gemma2-f32.gguf",
+                                           "rand-deepseek2-qlora-f32.gguf",
+                                           "rand-deepseek2-lite-yarn-f32.gguf"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)

@@ -53,6 +53,11 @@ const Case kCases[] = {
     // Llama 3.1-style `rope_freqs.weight` (PROVENANCE.md "RoPE frequency factors"): 1.1e-6
     // measured; ignoring the factors (as the loader did before) is 0.88 off.
     {"rand-llama-ropefreqs-f32.gguf", "rand_llama_ids.i32", "rand-llama-ropefreqs-f32.logits.f32", 1e-4, 1.0, 1e-5},
+    // deepseek2 (PROVENANCE.md "deepseek2"): MLA over the latent cache, MoE with both gating
+    // functions, with and without q_lora and YaRN. Measured: see PROVENANCE.md.
+    {"rand-deepseek2-qlora-f32.gguf", "rand_llama_ids.i32", "rand-deepseek2-qlora-f32.logits.f32", 1e-4, 1.0, 1e-5},
+    {"rand-deepseek2-lite-yarn-f32.gguf", "rand_llama_ids.i32", "rand-deepseek2-lite-yarn-f32.logits.f32", 1e-4, 1.0, 1e-5},
+    {"rand-deepseek2-v3-yarn-f32.gguf", "rand_llama_ids.i32", "rand-deepseek2-v3-yarn-f32.logits.f32", 1e-4, 1.0, 1e-5},
     // Files quantized by llama.cpp's llama-quantize (the mixes users download: each file also
     // holds the K-quants and Q6_K that llama.cpp picks for some matrices). Most positions agree to
     // ~3e-7; a position where an activation code lands on the other side of a rounding tie

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,23 @@ inline std::vector<uint8_t> pattern_bytes(size_t n, uint32_t seed) {
     b = static_cast<uint8_t>(x >> 24);
   }
   return out;
+}
+
+// Copies `src` into a writer, letting `edit_key` change metadata (return false to drop a key) and
+// `edit_tensor` tensors (return false to drop one; it may add its replacement).
+using KeyEdit = std::function<bool(const std::string& key, GgufWriter& w)>;
+using TensorEdit = std::function<bool(const GgufTensor& t, GgufWriter& w)>;
+inline std::vector<uint8_t> rewrite_gguf(const GgufFile& src, const KeyEdit& edit_key,
+                                         const TensorEdit& edit_tensor = nullptr) {
+  GgufWriter w;
+  for (const std::string& key : src.keys())
+    if (!edit_key || edit_key(key, w)) w.set_value(key, *src.find(key));
+  for (const GgufTensor& t : src.tensors()) {
+    if (edit_tensor && !edit_tensor(t, w)) continue;
+    std::vector<int64_t> shape(t.ne, t.ne + t.n_dims);
+    w.add_tensor(t.name, t.type, shape, t.data, t.n_bytes);
+  }
+  return w.to_bytes();
 }
 
 template <typename T>

@@ -68,17 +68,17 @@ std::vector<float> random_query(int64_t n, float scale, uint32_t seed) {
 }
 
 struct Result {
-  std::vector<float> out;    // [n_heads, head_dim]
+  std::vector<float> out;    // [n_heads, v_dim]
   std::vector<float> probs;  // [n_heads, n_keys] (empty when not wanted)
 };
 
 // One token's attention, all heads: attend_token, or attend_kv_head_ref per kv head.
 Result attend(bool ref, const AttentionShape& shape, std::span<const KvSpan> spans,
               int64_t max_pos, const std::vector<float>& q, bool want_probs) {
-  const int64_t group = shape.n_heads / shape.n_kv_heads, hd = shape.head_dim;
+  const int64_t group = shape.n_heads / shape.n_kv_heads, hd = shape.head_dim, vd = value_dim(shape);
   const int64_t n_keys = attended_keys(spans, max_pos, first_attended_pos(shape, max_pos));
   Result r;
-  r.out.resize(static_cast<size_t>(shape.n_heads * hd));
+  r.out.resize(static_cast<size_t>(shape.n_heads * vd));
   if (want_probs) r.probs.resize(static_cast<size_t>(shape.n_heads * n_keys));
   std::vector<float> scratch;
   if (!ref) {
@@ -87,7 +87,7 @@ Result attend(bool ref, const AttentionShape& shape, std::span<const KvSpan> spa
     return r;
   }
   for (int64_t kvh = 0; kvh < shape.n_kv_heads; ++kvh)
-    attend_kv_head_ref(shape, spans, kvh, max_pos, &q[kvh * group * hd], &r.out[kvh * group * hd],
+    attend_kv_head_ref(shape, spans, kvh, max_pos, &q[kvh * group * hd], &r.out[kvh * group * vd],
                        scratch, want_probs ? &r.probs[kvh * group * n_keys] : nullptr);
   return r;
 }
@@ -302,6 +302,63 @@ TEST(Attention, SlidingWindowScaleAndSoftCapMatchADirectComputation) {
                 ASSERT_NEAR(fast.probs[head * n_keys + t], w[static_cast<size_t>(t)] / sum, 1e-6);
             }
           }
+        }
+      }
+    }
+  }
+}
+
+// MLA (deepseek2): one kv head whose row is [latent (v_dim) | rope dims], the value being the
+// row's first v_dim values (spans with v == k, the cache storing each row once). Fast kernel and
+// scalar twin against softmax(scale · q·k) · k[:v_dim] computed in double from the stored values,
+// and bit-identical however the positions are split. head_dim 80 / v_dim 64 takes the tiled
+// kernel (as the random deepseek2 models), 96 / 64 the q8_0 one, 12 / 8 the scalar chunk path.
+TEST(Attention, ValuesNarrowerThanKeysInTheKeyRowsMatchADirectComputation) {
+  struct Narrow {
+    DType type;
+    int64_t hd, vd;
+    double tolerance;  // f32: sums of <= 96 products over 300 keys; f16 / q8_0 add the kernels'
+                       // per-block scaling order (the stored values themselves are exact)
+  };
+  uint32_t seed = 900;
+  for (const Narrow& n : {Narrow{DType::F32, 80, 64, 1e-5}, Narrow{DType::F16, 80, 64, 1e-4},
+                          Narrow{DType::Q8_0, 96, 64, 1e-4}, Narrow{DType::F32, 12, 8, 1e-5},
+                          Narrow{DType::F32, 80, 72, 1e-5}}) {
+    const AttentionShape shape{8, 1, n.hd, n.type, 0.07f, 0.0f, 0, n.vd};
+    const int64_t n_pos = 300;
+    const KvHistory h(shape, n_pos, seed++);
+    std::mt19937 rng(seed++);
+    const std::vector<float> q = random_query(shape.n_heads * n.hd, 4.0f, seed++);
+    // The values are the key rows: v points at k.
+    auto latent_spans = [&](int64_t max_len) {
+      std::vector<KvSpan> spans;
+      cut(h, 0, n_pos, max_len, rng, &spans);
+      for (KvSpan& sp : spans) sp.v = sp.k;
+      return spans;
+    };
+    for (int64_t max_pos : {n_pos - 1, int64_t{37}}) {
+      const std::vector<KvSpan> spans = latent_spans(100), other = latent_spans(7);
+      const Result fast = attend(false, shape, spans, max_pos, q, true);
+      const Result ref = attend(true, shape, spans, max_pos, q, true);
+      ASSERT_EQ(fast.out.size(), static_cast<size_t>(shape.n_heads * n.vd));
+      EXPECT_TRUE(bit_equal(fast.out, attend(false, shape, other, max_pos, q, true).out));
+      for (int64_t head = 0; head < shape.n_heads; ++head) {
+        std::vector<double> w;  // [max_pos + 1] unnormalised probabilities
+        double max_score = -INFINITY;
+        for (int64_t t = 0; t <= max_pos; ++t) {
+          double dot = 0;
+          for (int64_t i = 0; i < n.hd; ++i)
+            dot += static_cast<double>(q[head * n.hd + i]) * h.k_f32[t * n.hd + i];
+          w.push_back(dot * 0.07f);
+          max_score = std::max(max_score, w.back());
+        }
+        double sum = 0;
+        for (double& x : w) sum += (x = std::exp(x - max_score));
+        for (int64_t i = 0; i < n.vd; ++i) {
+          double want = 0;
+          for (int64_t t = 0; t <= max_pos; ++t) want += w[static_cast<size_t>(t)] / sum * h.k_f32[t * n.hd + i];
+          ASSERT_NEAR(fast.out[head * n.vd + i], want, n.tolerance) << dtype_info(n.type).name << " hd " << n.hd;
+          ASSERT_NEAR(ref.out[head * n.vd + i], want, n.tolerance) << dtype_info(n.type).name << " hd " << n.hd;
         }
       }
     }

@@ -180,7 +180,9 @@ TEST_P(EngineBatchTest, PromptsFedInPartsMatchOneCall) {
 INSTANTIATE_TEST_SUITE_P(
     ModelsAndKvTypes, EngineBatchTest,
     ::testing::Values(std::tuple{"stories260K.gguf", DType::F32}, std::tuple{"stories260K.gguf", DType::F16},
-                      std::tuple{"rand-llama-q8_0.gguf", DType::F32}));
+                      std::tuple{"rand-llama-q8_0.gguf", DType::F32},
+                      // MLA latent rows and MoE routed per slice (pass_latent.cpp)
+                      std::tuple{"rand-deepseek2-lite-yarn-f32.gguf", DType::F16}));
 
 class EngineContractTest : public ::testing::Test {
  protected:

@@ -37,6 +37,20 @@ TEST(KvPageLayout, OffsetsFollowLayerKvTokenDimOrder) {
   EXPECT_THROW(PageLayout::make(1 << 20, 1 << 20, 1 << 20, 2), Error);  // > 1 GiB
 }
 
+// MLA pages (values_in_keys): one [page_tokens, kv_dim] block per layer, the V block being the K
+// block. DeepSeek-V3's page: 61 layers × 64 tokens × 576 f16 values = 4.3 MiB, half what a K and
+// V page of that row width would be.
+TEST(KvPageLayout, ValuesInKeysPagesHoldOneBlockPerLayer) {
+  const PageLayout l = PageLayout::make(61, 64, 576, 2, 1, true);
+  EXPECT_EQ(l.page_bytes(), 61u * 64 * 576 * 2);
+  EXPECT_EQ(l.layer_bytes(), 64u * 576 * 2);
+  EXPECT_EQ(l.v(3), l.k(3));
+  EXPECT_EQ(l.v_offset(), 0u);
+  EXPECT_EQ(l.k(1), l.layer_bytes());
+  EXPECT_EQ(l.v_row(60, 63), l.page_bytes() - 1152);
+  EXPECT_EQ(PageLayout::make(61, 64, 576, 2).page_bytes(), 2 * l.page_bytes());
+}
+
 void round_trip(KvStore& store, int n_pages) {
   for (int p = 0; p < n_pages; ++p)
     ASSERT_EQ(store.write_page(p, make_page(kSmall, p).data()), StoreStatus::kOk);

@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "gguf/gguf.h"
+#include "gguf_test_util.h"
 #include "model/model.h"
 #include "model/random_model.h"
 #include "tokenizer/tokenizer.h"
@@ -24,23 +25,9 @@ const std::string kDir = std::string(FLASHMEM_TEST_DATA) + "/../malformed/model"
 // 3 special + 256 byte tokens) so the committed regression files stay ~50 KB each.
 constexpr int kVocab = 259;
 
-// Copies `src` into a writer, letting `edit` change metadata (return false to drop a key) and
-// tensors.
-using KeyEdit = std::function<bool(const std::string& key, GgufWriter& w)>;
-using TensorEdit = std::function<bool(const GgufTensor& t, GgufWriter& w)>;
-
-std::vector<uint8_t> rewrite(const GgufFile& src, const KeyEdit& edit_key,
-                             const TensorEdit& edit_tensor = nullptr) {
-  GgufWriter w;
-  for (const std::string& key : src.keys())
-    if (!edit_key || edit_key(key, w)) w.set_value(key, *src.find(key));
-  for (const GgufTensor& t : src.tensors()) {
-    if (edit_tensor && !edit_tensor(t, w)) continue;
-    std::vector<int64_t> shape(t.ne, t.ne + t.n_dims);
-    w.add_tensor(t.name, t.type, shape, t.data, t.n_bytes);
-  }
-  return w.to_bytes();
-}
+using test::KeyEdit;
+using test::TensorEdit;
+const auto rewrite = test::rewrite_gguf;
 
 struct Case {
   const char* file;

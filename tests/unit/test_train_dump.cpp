@@ -177,7 +177,7 @@ TEST(Labels, TopPAndHeadReduction) {
 // Observer that records layer-0 probabilities of every position.
 class RecordingKv final : public KvBackend, public AttentionObserver {
  public:
-  RecordingKv(const ModelConfig& c, int64_t cap) : kv_(c.n_layers, cap, c.kv_dim(), DType::F16) {}
+  RecordingKv(const ModelConfig& c, int64_t cap) : kv_(c.n_layers, cap, c.kv_dim(), DType::F16, c.values_in_keys) {}
   DType type() const override { return kv_.type(); }
   int64_t capacity() const override { return kv_.capacity(); }
   void begin_batch(int64_t p, int64_t n) override { kv_.begin_batch(p, n); }
