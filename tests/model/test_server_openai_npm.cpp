@@ -49,7 +49,11 @@ TEST(ServerOpenAiNpm, OfficialClientTalksToFlashmemServe) {
                                     // lsa's threshold-only selection: serve's default 13.5% of a 1K
                                     // prompt's 16 pages is all sink and tail, so the needle's page
                                     // could not stay and the text would not be run's.
-                                    "--budget", "1", "--indexer", kModels + "needle-lm-indexer.gguf"},
+                                    "--budget", "1", "--indexer", kModels + "needle-lm-indexer.gguf",
+                                    // No conversation reuse: the streamed chat repeats the first chat's
+                                    // prompt and must report the same usage; reuse has its own tests
+                                    // (test_server_reuse), and the KV dir must end empty.
+                                    "--reuse-quota-mb", "0"},
                                    log.string());
   const int port = announced_port(log, 60);
   ASSERT_GT(port, 0) << slurp(log);

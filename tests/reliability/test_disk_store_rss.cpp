@@ -13,6 +13,7 @@
 #include "runtime/paged_kv.h"
 #include "util/raw_array.h"
 #include "../common/cli_run.h"
+#include "../common/json_line.h"
 
 namespace flashmem {
 namespace {
@@ -110,8 +111,7 @@ TEST(DiskStoreRss, PrefillAndDecodeOf16KTokensStayWithinTheResidentBound) {
       "bench -m " + model.string() + " --context 16384 --gen 64 --repeat 1 --kv-type f32 "
       "--policy window --kv-store disk:" + kv_dir.string() + " -t 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const std::string last_line = r.out.substr(r.out.rfind('{'));
-  const nlohmann::json j = nlohmann::json::parse(last_line);
+  const nlohmann::json j = test::last_json_line(r.out);
   const double weights = static_cast<double>(fs::file_size(model));
   const double full_kv = j.at("full_kv_bytes").get<double>();
   const double mib = 1024.0 * 1024.0;
