@@ -27,7 +27,12 @@ THREADS=${THREADS:-2}
 GEN=${GEN:-64}
 REPEAT=${REPEAT:-3}
 ROUNDS=${ROUNDS:-3}
-DISK_DIR=${DISK_DIR:-$(mktemp -d /tmp/flashmem-depth.XXXXXX)}
+# A DISK_DIR you pass is yours: the store files each run creates there go with the run, and the
+# directory is left as it was; without one, a temporary directory is made and removed.
+if [ -z "${DISK_DIR:-}" ]; then
+  DISK_DIR=$(mktemp -d /tmp/flashmem-depth.XXXXXX)
+  trap 'rm -rf "$DISK_DIR"' EXIT
+fi
 # 16K: the deepest context whose real prefill repeats three times within minutes on 2 cores.
 ONE_PREFILL_FROM=${ONE_PREFILL_FROM:-16385}
 ROWS=("$@")
@@ -82,4 +87,3 @@ for row in "${ROWS[@]}"; do
     "$(mb "$(field rss_peak_bytes "$j")")" "$(num "$(field recall_wait_ms "$j")" "%.1f")" \
     "$(num "$(field load_avg_start "$j")" "%.2f")" "$(num "$(field load_avg_end "$j")" "%.2f")"
 done
-rm -rf "$DISK_DIR"

@@ -22,7 +22,12 @@ THREADS=${THREADS:-2}
 GEN=${GEN:-128}
 REPEAT=${REPEAT:-3}
 KV_TYPE=${KV_TYPE:-f16}  # f16 | f32 | q8_0
-DISK_DIR=${DISK_DIR:-$(mktemp -d /tmp/flashmem-kv.XXXXXX)}
+# A DISK_DIR you pass is yours: the store files each run creates there go with the run, and the
+# directory is left as it was; without one, a temporary directory is made and removed.
+if [ -z "${DISK_DIR:-}" ]; then
+  DISK_DIR=$(mktemp -d /tmp/flashmem-kv.XXXXXX)
+  trap 'rm -rf "$DISK_DIR"' EXIT
+fi
 
 field() {  # field NAME JSON -> value (empty if absent)
   { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2- | tr -d '"'
@@ -65,4 +70,3 @@ for ctx in $CONTEXTS; do
     done
   done
 done
-rm -rf "$DISK_DIR"
