@@ -51,10 +51,12 @@ field() {  # field NAME JSON -> value of a top-level or nested number (first mat
 mb() { [ -n "$1" ] && awk -v x="$1" 'BEGIN{printf "%.1f", x/1e6}' || echo "-"; }
 num() { [ -n "$1" ] && awk -v x="$1" -v f="$2" 'BEGIN{printf f, x}' || echo "-"; }
 
-echo "| context | history | policy | store | kv | decode tok/s (median) | range | runs | floor ratio | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | load start/end |"
-echo "|---:|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"
+echo "| context | history | policy | store | kv | decode tok/s (median) | range | runs | floor ratio | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | recall MB | load start/end |"
+echo "|---:|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for row in "${ROWS[@]}"; do
-  IFS=: read -r ctx fill policy store kv <<<"$row"
+  # STORE may hold colons (redis://HOST:PORT/PREFIX): the first three fields and the last are split off.
+  ctx=${row%%:*}; rest=${row#*:}; fill=${rest%%:*}; rest=${rest#*:}; policy=${rest%%:*}; rest=${rest#*:}
+  kv=${rest##*:}; store=${rest%:*}
   args=(bench -m "$MODEL" --context "$ctx" --gen "$GEN" -t "$THREADS" --kv-type "$kv" --fill "$fill" --json)
   if [ "$fill" = prefill ] && [ "$ctx" -ge "$ONE_PREFILL_FROM" ] || [ "$ctx" -ge 1048576 ]; then
     args+=(--repeat 1 --rounds "$ROUNDS"); runs="1 history x $ROUNDS rounds"
@@ -78,12 +80,12 @@ for row in "${ROWS[@]}"; do
   dmax=$(grep -o '"decode_spread":{[^}]*}' <<<"$j" | grep -o '"max":[^,}]*' | cut -d: -f2)
   prefill=$(field prefill_tok_s "$j")
   [ "$fill" = random ] && prefill="-" || prefill=$(num "$prefill" "%.1f")
-  printf "| %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
+  printf "| %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
     "$ctx" "$history" "$([ "$policy" = lsa ] && echo "lsa 10%" || echo "$policy")" \
     "$([ "$policy" = none ] && echo "-" || echo "$store")" "$kv" \
     "$(num "$(field decode_tok_s "$j")" "%.1f")" "$(num "$dmin" "%.1f")" "$(num "$dmax" "%.1f")" "$runs" \
     "$(num "$(field floor_ratio "$j")" "%.2f")" "$prefill" \
     "$(mb "$(field resident_kv_bytes_avg "$j")")" "$(mb "$(field full_kv_bytes "$j")")" \
-    "$(mb "$(field rss_peak_bytes "$j")")" "$(num "$(field recall_wait_ms "$j")" "%.1f")" \
+    "$(mb "$(field rss_peak_bytes "$j")")" "$(num "$(field recall_wait_ms "$j")" "%.1f")" "$(mb "$(field recall_bytes_total "$j")")" \
     "$(num "$(field load_avg_start "$j")" "%.2f")" "$(num "$(field load_avg_end "$j")" "%.2f")"
 done

@@ -29,9 +29,11 @@ const now = () => performance.now() / 1000;
 const ttfts = [], gaps = [], spans = [], errors = [];
 let tokens = 0, rejected = 0, correct = 0, answered = 0;
 const correctByTurn = new Array(turns + 1).fill(0);  // [turns + 1] right answers per turn
+const ttftsByTurn = Array.from({ length: turns + 1 }, () => []);  // [turns + 1][answers] seconds
+const cachedByTurn = new Array(turns + 1).fill(0);  // [turns + 1] prompt tokens the server reused
 
 // One streamed completion; resolves to its text. Records its latencies and [first, end] span.
-async function complete(prompt) {
+async function complete(prompt, turn) {
   for (;;) {
     const start = now();
     const response = await fetch(baseUrl + "/v1/completions", {
@@ -59,7 +61,10 @@ async function complete(prompt) {
         if (!event.startsWith("data: ") || event === "data: [DONE]") continue;
         const chunk = JSON.parse(event.slice(6));
         if (chunk.error) throw new Error(chunk.error.message);
-        if (chunk.usage) usageTokens = chunk.usage.completion_tokens;
+        if (chunk.usage) {
+          usageTokens = chunk.usage.completion_tokens;
+          cachedByTurn[turn] += chunk.usage.prompt_tokens_details?.cached_tokens ?? 0;
+        }
         const piece = chunk.choices?.[0]?.text ?? "";
         if (piece) ++chunks;
         got += piece;
@@ -70,6 +75,7 @@ async function complete(prompt) {
       if (first === 0) {
         first = t;
         ttfts.push(t - start);
+        ttftsByTurn[turn].push(t - start);
       } else {
         gaps.push(t - last);
       }
@@ -88,7 +94,7 @@ async function conversation(i) {
   let prompt = task.prompt;
   try {
     for (let turn = 0; turn <= turns; ++turn) {
-      const answer = await complete(prompt);
+      const answer = await complete(prompt, turn);
       ++answered;
       if (task.answers.every((a) => answer.includes(a))) {
         ++correct;
@@ -128,4 +134,6 @@ console.log(JSON.stringify({
   rejected_429: rejected, errors: errors.length, error_messages: errors.slice(0, 3),
   answers: answered, correct, accuracy: answered > 0 ? correct / answered : null,
   correct_by_turn: correctByTurn,
+  ttft_p50_by_turn_s: ttftsByTurn.map((t) => percentile(t, 50)),
+  cached_tokens_by_turn: cachedByTurn,
 }));

@@ -19,7 +19,8 @@
 # is its slots only.
 # Environment: LENGTH (7680: needle-lm's context is 8192; use 8192-16384 with a model that has
 # it), TURNS (2), GEN (16), FAMILY (niah_single), THREADS (2), BIN (build/bin/flashmem),
-# SKIP_LLAMA (1: flashmem only), KEEP (1: keep the work directory).
+# FULL (1: also flashmem --policy full under the same budget; 0: skip), SKIP_LLAMA (1: no
+# llama-server), KEEP (1: keep the work directory).
 set -euo pipefail
 BIN=${BIN:-build/bin/flashmem}
 MODEL=${1:?usage: serve_load.sh MODEL INDEXER LLAMA_SERVER [CLIENTS] [KV_MB]}
@@ -68,7 +69,8 @@ row() {  # row NAME SLOTS JSON RSS_MB
     const r = JSON.parse(text), ms = (s) => (s === null ? "-" : (1000 * s).toFixed(1));
     console.log(`| ${name} | ${slots} | ${r.admitted_concurrency} | ${r.tokens_per_s.toFixed(1)} | ` +
       `${ms(r.ttft_p50_s)} / ${ms(r.ttft_p99_s)} | ${ms(r.itl_p50_s)} / ${ms(r.itl_p99_s)} | ` +
-      `${r.rejected_429} | ${r.errors} | ${rss} | ${r.correct}/${r.answers} (by turn: ${r.correct_by_turn.join(", ")}) |`);
+      `${r.rejected_429} | ${r.errors} | ${rss} | ${r.correct}/${r.answers} (by turn: ${r.correct_by_turn.join(", ")}) | ` +
+      `${r.ttft_p50_by_turn_s.map(ms).join(" / ")} | ${r.cached_tokens_by_turn.join(" / ")} |`);
     if (r.errors > 0) console.error(name, "errors:", r.error_messages.join(" | "));
   ' "$@"
 }
@@ -87,8 +89,8 @@ measure() {
 echo "$CLIENTS conversations of $LENGTH-token $FAMILY prompts + $TURNS follow-up turns, $GEN tokens a turn;"
 echo "KV memory $KV_MB MiB each; context per conversation $CTX tokens"
 echo
-echo "| server | sequences/slots | admitted concurrency | tokens/s | TTFT p50 / p99 ms | inter-token p50 / p99 ms | 429s | errors | peak RSS MiB | needle answers |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| server | sequences/slots | admitted concurrency | tokens/s | TTFT p50 / p99 ms | inter-token p50 / p99 ms | 429s | errors | peak RSS MiB | needle answers | TTFT p50 ms by turn | reused prompt tokens by turn |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"
 
 # flashmem: every client may be admitted; the budget decides how many run.
 PORT=$(free_port)
@@ -97,6 +99,17 @@ PORT=$(free_port)
   >"$WORK/flashmem.log" 2>&1 &
 SERVER_PID=$!
 measure "flashmem lsa (13.5%, disk tier)" "$CLIENTS" "$WORK/flashmem.log"
+
+# flashmem with full attention under the same budget: the accuracy reference served by the same
+# engine, and the concurrency its whole-KV admission allows.
+if [ "${FULL:-1}" = 1 ]; then
+  PORT=$(free_port)
+  "$BIN" serve -m "$MODEL" --policy full --kv-budget-mb "$KV_MB" --ctx "$CTX" \
+    --max-sequences "$CLIENTS" --max-queue "$CLIENTS" --state-dir "$WORK/state-full" -t "$THREADS" --port "$PORT" \
+    >"$WORK/flashmem-full.log" 2>&1 &
+  SERVER_PID=$!
+  measure "flashmem full (disk tier)" "$CLIENTS" "$WORK/flashmem-full.log"
+fi
 
 [ "${SKIP_LLAMA:-0}" = 1 ] && exit 0
 # llama-server: f16 K and V of every layer per token; as many slots of CTX tokens as KV_MB holds.
@@ -108,11 +121,17 @@ EMBD=$(meta embedding_length)
 BYTES_PER_TOKEN=$((2 * LAYERS * KV_HEADS * (EMBD / HEADS) * 2))  # K and V, f16
 SLOTS=$(((KV_MB << 20) / (BYTES_PER_TOKEN * CTX)))
 if [ "$SLOTS" -lt 1 ]; then
-  echo "| llama-server | 0 | 0 | - | - | - | - | - | - | $KV_MB MiB holds no $CTX-token slot |"
+  echo "| llama-server | 0 | 0 | - | - | - | - | - | - | $KV_MB MiB holds no $CTX-token slot | - | - |"
   exit 0
 fi
+# llama-server caps a slot at the model's trained context; flashmem serves past it (RoPE beyond
+# its training, as the answers column shows), so both get the same context through an override.
+ARCH=$("$BIN" inspect "$MODEL" | awk '$1 == "general.architecture" { gsub("\"", "", $3); print $3; exit }')
+TRAINED=$(meta context_length)
+LLAMA_EXTRA=()
+[ "$CTX" -gt "$TRAINED" ] && LLAMA_EXTRA=(--override-kv "$ARCH.context_length=int:$CTX")
 PORT=$(free_port)
 "$LLAMA_SERVER" -m "$MODEL" -c $((SLOTS * CTX)) -np "$SLOTS" -t "$THREADS" -fa on --cache-ram 0 \
-  --host 127.0.0.1 --port "$PORT" >"$WORK/llama.log" 2>&1 &
+  "${LLAMA_EXTRA[@]}" --host 127.0.0.1 --port "$PORT" >"$WORK/llama.log" 2>&1 &
 SERVER_PID=$!
 measure "llama-server (full KV)" "$SLOTS" "$WORK/llama.log"
