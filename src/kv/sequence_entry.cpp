@@ -187,6 +187,13 @@ std::vector<std::string> list_disk_entries(const StoreSpec& spec) {
   return ids;
 }
 
+void touch_disk_entry(const StoreSpec& spec, const std::string& id) {
+  if (spec.kind != StoreSpec::Kind::kDisk) fail("only a disk KV tier orders its entries by file time");
+  check_sequence_id(id);
+  std::error_code ec;  // best effort, as documented
+  std::filesystem::last_write_time(record_path(spec, id), std::filesystem::file_time_type::clock::now(), ec);
+}
+
 uint64_t disk_entry_bytes(const StoreSpec& spec, const std::string& id, const std::string& generation) {
   uint64_t bytes = 0;
   for (const std::string& path : {record_path(spec, id), pages_path(spec, id, generation)}) {

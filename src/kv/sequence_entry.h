@@ -59,6 +59,10 @@ void remove_disk_entry(const StoreSpec& spec, const std::string& id);
 // bytes an entry's files take on disk. Other tiers: Error (the server's reuse index lives on
 // disk only).
 std::vector<std::string> list_disk_entries(const StoreSpec& spec);
+// disk: marks the entry as used now (its record's modification time), so that the order
+// list_disk_entries gives after a restart is the order of last use. Best effort: a record that
+// vanished or a read-only directory leaves the order as it was.
+void touch_disk_entry(const StoreSpec& spec, const std::string& id);
 uint64_t disk_entry_bytes(const StoreSpec& spec, const std::string& id, const std::string& generation);
 
 }  // namespace flashmem

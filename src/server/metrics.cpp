@@ -59,6 +59,11 @@ void Metrics::count_rejected() {
   ++rejected_;
 }
 
+void Metrics::count_timed_out() {
+  std::lock_guard lock(mutex_);
+  ++timed_out_;
+}
+
 void Metrics::add_tokens(int64_t prompt_tokens, int64_t completion_tokens) {
   std::lock_guard lock(mutex_);
   prompt_tokens_ += static_cast<uint64_t>(prompt_tokens);
@@ -92,6 +97,9 @@ std::string Metrics::render(const MemoryFacts& facts) const {
   for (const auto& [key, count] : requests_)
     out += fmt::format("flashmem_requests_total{{route=\"{}\",status=\"{}\"}} {}\n", key.first, key.second, count);
   single(out, "flashmem_requests_rejected_total", "counter", "requests refused with 429 (queue full)", rejected_);
+  single(out, "flashmem_requests_timed_out_total", "counter",
+         "requests failed by --request-timeout (a streamed one ends with an error event after status 200)",
+         timed_out_);
   single(out, "flashmem_prompt_tokens_total", "counter", "prompt tokens of finished requests", prompt_tokens_);
   single(out, "flashmem_completion_tokens_total", "counter", "tokens generated", completion_tokens_);
   const SchedulerGauges& g = gauges_;

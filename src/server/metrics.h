@@ -54,6 +54,7 @@ class Metrics {
   Metrics();
   void count_request(const std::string& route, int status);
   void count_rejected();  // a request refused with 429 (queue full)
+  void count_timed_out();  // a request failed by --request-timeout (streamed or not)
   void add_tokens(int64_t prompt_tokens, int64_t completion_tokens);
   void observe_time_to_first_token(double seconds);
   void observe_inter_token(double seconds);
@@ -66,6 +67,7 @@ class Metrics {
   mutable std::mutex mutex_;  // guards everything below
   std::map<std::pair<std::string, int>, uint64_t> requests_;  // (route, status) -> count
   uint64_t rejected_ = 0;
+  uint64_t timed_out_ = 0;
   uint64_t prompt_tokens_ = 0, completion_tokens_ = 0;
   Histogram ttft_, inter_token_;
   SchedulerGauges gauges_;

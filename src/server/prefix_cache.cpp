@@ -85,6 +85,7 @@ std::optional<PrefixHit> PrefixCache::find(std::span<const int32_t> prompt, cons
     const auto it = entries_.find(id);
     if (it == entries_.end()) continue;
     it->second.last_use = ++clock_;
+    touch_disk_entry(parse_store_spec(engine_.options().kv_store), id);  // LRU order across restarts
     return PrefixHit{id, length};
   }
   return std::nullopt;

@@ -160,12 +160,16 @@ void Scheduler::expire_overdue() {
   if (limit <= 0) return;
   const double now = now_seconds();
   auto overdue = [&](const GenerationJob& job) { return now - job.submitted_at() > limit; };
-  for (auto& a : active_)
-    if (!a->done && overdue(*a->job)) fail_job(*a, request_timed_out(limit));
+  for (auto& a : active_) {
+    if (a->done || !overdue(*a->job)) continue;
+    fail_job(*a, request_timed_out(limit));
+    metrics_.count_timed_out();
+  }
   std::lock_guard lock(mutex_);
   const size_t expired = std::erase_if(queue_, [&](const auto& job) {
     if (!overdue(*job)) return false;
     job->on_failed(request_timed_out(limit));
+    metrics_.count_timed_out();
     return true;
   });
   if (expired > 0) budget_blocked_ = false;  // a new head may fit

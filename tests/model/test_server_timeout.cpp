@@ -61,6 +61,9 @@ TEST(ServerTimeout, ARequestPastTheLimitEndsWithAnErrorAndFreesItsSequence) {
   EXPECT_TRUE(eventually([&] { return get(port, "/health").json_body()["active_sequences"] == 0; }));
   EXPECT_TRUE(names_in(kv).empty());
   EXPECT_EQ(get(port, "/health").json_body()["request_timeout_seconds"], config.request_timeout);
+  // Both count in /metrics (the streamed one answered 200, so only this counter shows it).
+  EXPECT_NE(get(port, "/metrics").body.find("flashmem_requests_timed_out_total 2\n"), std::string::npos)
+      << get(port, "/metrics").body;
   const HttpReply small = post(port, "/v1/completions",
                                {{"prompt", "The river runs"}, {"max_tokens", 2}, {"temperature", 0}});
   EXPECT_EQ(small.status, 200) << small.body;
