@@ -11,6 +11,7 @@
 #include "tensor/block_quants.h"
 #include "tensor/kernels.h"
 #include "tensor/kernels_internal.h"
+#include "tensor/kquant_kernels.h"
 
 #include "tensor/simd.h"
 
@@ -255,6 +256,12 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
             int64_t cols, ThreadPool* pool) {
   const bool quantized = detail::activation_format(type) != detail::ActivationFormat::kFloat;
   if (quantized && detail::matmul_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
+#if defined(FLASHMEM_KQUANT_SIMD)
+  // K-quants: matvec_batch's integer tile kernel (each super-block unpacked once per 8 tokens),
+  // which also gives every token matvec's bits.
+  if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K)
+    return matvec_batch(type, w, x, y, n_tokens, rows, cols, pool);
+#endif
   // Q4_1/Q5_1 take their mins through llama.cpp's fp16 activation block sums (block_quants.h); a
   // GEMM on dequantized weights sums the activations exactly instead, and since the min term
   // largely cancels the code term, that 2^-11 difference moved logits by 2e-2 against llama.cpp.
