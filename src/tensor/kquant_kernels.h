@@ -25,6 +25,10 @@ namespace flashmem::detail {
 void kquant_matvec_rows(DType type, const uint8_t* w, size_t stride, const ActivationQ8K& x, float* y,
                         int64_t begin, int64_t end);
 
+// x[n] -> out exactly as quantize_activation_q8k (block_quants.h) does, with AVX2 (n a multiple
+// of 256; NaN inputs aside, which the reference turns into code 0 and this into -128).
+void quantize_kquant_activation(const float* x, int64_t n, ActivationQ8K* out);
+
 // Up to kKTileTokens tokens' Q8_K activations interleaved per super-block, so one pointer reaches
 // every token's codes and sums at fixed offsets.
 constexpr int kKTileTokens = 8;  // the 8 f32 lanes of a ymm register, one per token

@@ -2,9 +2,10 @@
 // a contiguous range of W rows; per panel of kPanelRows rows it converts the weights once to f32
 // in k-major order ([cols, kPanelRows]) and reuses that panel for every token, so the weight type
 // only matters to the packing step. Q8_0/Q4_0 weights go to the integer GEMM (matmul_int8.cpp
-// with AVX-512 VNNI, matmul_int8_avx2.cpp with AVX2) when the build has one; other quantized
-// types (and Q8_0/Q4_0 without one) come here, with the activations first rounded through the
-// format matvec quantizes them to (Q8_0 or Q8_K), so both paths see the same inputs.
+// with AVX-512 VNNI, matmul_int8_avx2.cpp with AVX2) when the build has one, and the K-quants
+// to matvec_batch's integer tile kernel (kquant_kernels.cpp) when the build has AVX2; other
+// quantized types (and those without such a build) come here, with the activations first rounded
+// through the format matvec quantizes them to (Q8_0 or Q8_K), so both paths see the same inputs.
 #include <algorithm>
 #include <vector>
 

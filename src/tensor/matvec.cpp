@@ -402,16 +402,17 @@ void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, i
   const size_t stride = row_bytes(type, cols);
   if (detail::is_block_quant(type)) {
     thread_local detail::QuantizedActivation block_activation_storage;
-    detail::quantize_activation(type, x, cols, &block_activation_storage);
     const detail::QuantizedActivation& xa = block_activation_storage;
 #if defined(FLASHMEM_KQUANT_SIMD)
     if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K) {
+      detail::quantize_kquant_activation(x, cols, &block_activation_storage.q8k);
       run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
         detail::kquant_matvec_rows(type, base, stride, xa.q8k, y, begin, end);
       });
       return;
     }
 #endif
+    detail::quantize_activation(type, x, cols, &block_activation_storage);
     // One row per dot product: each type's unpacking already keeps the registers busy.
     run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) y[r] = detail::dot_block_quant(type, base + r * stride, xa, cols);

@@ -15,6 +15,7 @@
 #include "tensor/block_quants.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
+#include "tensor/kquant_kernels.h"
 
 namespace flashmem {
 namespace {
@@ -346,6 +347,33 @@ TEST(BlockQuants, GroupedKernelsMatchTwinAndEachOtherForAnyRowAndTokenCount) {
       }
     }
   }
+}
+
+// The AVX2 Q8_K quantizer the K-quant kernels use gives the reference's codes, scales and sums
+// bit for bit: random rows, an all-zero block, a block whose largest magnitude occurs first
+// negative then positive (the first decides d's sign), and one where it is positive first.
+TEST(BlockQuants, FastQ8KQuantizerIsTheReference) {
+#if defined(FLASHMEM_KQUANT_SIMD)
+  const int64_t n = 6 * kQKBlock;
+  std::vector<float> x = random_floats(n, 53);  // [n]
+  std::fill(x.begin() + kQKBlock, x.begin() + 2 * kQKBlock, 0.0f);
+  x[2 * kQKBlock + 17] = -3.0f;
+  x[2 * kQKBlock + 200] = 3.0f;
+  x[3 * kQKBlock + 5] = 2.5f;
+  x[3 * kQKBlock + 6] = -2.5f;
+  x[4 * kQKBlock + 255] = 7.0f;  // the last element
+  detail::ActivationQ8K fast, ref;
+  detail::quantize_kquant_activation(x.data(), n, &fast);
+  detail::quantize_activation_q8k(x.data(), n, &ref);
+  EXPECT_EQ(fast.n_blocks, ref.n_blocks);
+  EXPECT_EQ(fast.qs, ref.qs);
+  EXPECT_EQ(fast.d, ref.d);
+  EXPECT_EQ(fast.bsums, ref.bsums);
+  EXPECT_GT(ref.d[2], 0.0f);  // d = max/-127: the cases above are the ones meant
+  EXPECT_LT(ref.d[3], 0.0f);
+#else
+  GTEST_SKIP() << "no AVX2 kernels in this build";
+#endif
 }
 
 }  // namespace
