@@ -154,16 +154,7 @@ void tile_row(const typename T::Block* row, const KQuantTile& tile, float* y, in
 
 template <typename T>
 void tile_row(const typename T::Block* row, const KQuantTile& tile, float* y, int64_t ldy) {
-  switch (tile.n_tokens) {
-    case 1: return tile_row<T, 1>(row, tile, y, ldy);
-    case 2: return tile_row<T, 2>(row, tile, y, ldy);
-    case 3: return tile_row<T, 3>(row, tile, y, ldy);
-    case 4: return tile_row<T, 4>(row, tile, y, ldy);
-    case 5: return tile_row<T, 5>(row, tile, y, ldy);
-    case 6: return tile_row<T, 6>(row, tile, y, ldy);
-    case 7: return tile_row<T, 7>(row, tile, y, ldy);
-    default: return tile_row<T, 8>(row, tile, y, ldy);
-  }
+  with_tile_tokens(tile.n_tokens, [&]<int NT>() { tile_row<T, NT>(row, tile, y, ldy); });
 }
 
 }  // namespace
@@ -182,11 +173,8 @@ void kquant_matvec_rows(DType type, const uint8_t* w, size_t stride, const Activ
 }
 
 void quantize_kquant_activation(const float* x, int64_t n, ActivationQ8K* out) {
-  const int64_t n_blocks = n / kQKBlock;
-  out->n_blocks = n_blocks;
-  out->qs.resize(static_cast<size_t>(n));
-  out->d.resize(static_cast<size_t>(n_blocks));
-  out->bsums.resize(static_cast<size_t>(n / 16));
+  out->resize(n);
+  const int64_t n_blocks = out->n_blocks;
   const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));  // clears the sign bit
   for (int64_t b = 0; b < n_blocks; ++b) {
     const float* xb = x + b * kQKBlock;

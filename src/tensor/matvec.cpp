@@ -189,16 +189,7 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
 
 template <typename Weights>
 void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_t y_stride) {
-  switch (tile.n_tokens) {
-    case 1: return dot_row_tile<Weights, 1>(w, tile, y, y_stride);
-    case 2: return dot_row_tile<Weights, 2>(w, tile, y, y_stride);
-    case 3: return dot_row_tile<Weights, 3>(w, tile, y, y_stride);
-    case 4: return dot_row_tile<Weights, 4>(w, tile, y, y_stride);
-    case 5: return dot_row_tile<Weights, 5>(w, tile, y, y_stride);
-    case 6: return dot_row_tile<Weights, 6>(w, tile, y, y_stride);
-    case 7: return dot_row_tile<Weights, 7>(w, tile, y, y_stride);
-    default: return dot_row_tile<Weights, 8>(w, tile, y, y_stride);
-  }
+  detail::with_tile_tokens(tile.n_tokens, [&]<int NT>() { dot_row_tile<Weights, NT>(w, tile, y, y_stride); });
 }
 
 // Rows [begin, end) of W against every tile: row by row, so each row is streamed from memory
