@@ -175,6 +175,22 @@ void matmul_shapes(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 
+// The K-quants (issue 16): one thread and hot weights isolate the kernel's compute per
+// super-block (the CPU-time proxy used while the machine is shared); the model's shapes.
+void kquant_matvec_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"rows", "cols", "threads", "hot"});
+  for (auto [rows, cols] : {std::pair{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}}) b->Args({rows, cols, 1, 1});
+  b->Args({2048, 768, 2, 0});
+  b->UseRealTime();
+}
+void kquant_matmul_shapes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"tokens", "rows", "cols", "threads"});
+  for (auto [rows, cols] : {std::pair{768, 768}, {2048, 768}, {768, 2048}}) b->Args({512, rows, cols, 1});
+  b->Args({64, 32000, 768, 1});  // 64 tokens: the output matrix is only run for a few positions
+  b->Args({512, 2048, 768, 2});
+  b->UseRealTime();
+}
+
 BENCHMARK_CAPTURE(bench_matvec, q8_0, DType::Q8_0)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, f16, DType::F16)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, q4_0, DType::Q4_0)->Apply(matvec_shapes);
@@ -189,6 +205,21 @@ BENCHMARK_CAPTURE(bench_matmul, f32, DType::F32)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bench_matmul, f16, DType::F16)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bench_matmul, q8_0, DType::Q8_0)->Apply(matmul_shapes);
 BENCHMARK_CAPTURE(bench_matmul, q4_0, DType::Q4_0)->Apply(matmul_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q2_k, DType::Q2_K)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q3_k, DType::Q3_K)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q4_k, DType::Q4_K)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q5_k, DType::Q5_K)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q6_k, DType::Q6_K)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matmul, q2_k, DType::Q2_K)->Apply(kquant_matmul_shapes);
+BENCHMARK_CAPTURE(bench_matmul, q3_k, DType::Q3_K)->Apply(kquant_matmul_shapes);
+BENCHMARK_CAPTURE(bench_matmul, q4_k, DType::Q4_K)->Apply(kquant_matmul_shapes);
+BENCHMARK_CAPTURE(bench_matmul, q5_k, DType::Q5_K)->Apply(kquant_matmul_shapes);
+BENCHMARK_CAPTURE(bench_matmul, q6_k, DType::Q6_K)->Apply(kquant_matmul_shapes);
+BENCHMARK_CAPTURE(bench_decode_pass, q4_k, DType::Q4_K)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(bench_decode_pass, q6_k, DType::Q6_K)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+BENCHMARK_CAPTURE(bench_decode_batch, q4_k, DType::Q4_K)
+    ->ArgNames({"sequences", "threads"})->Args({1, 2})->Args({4, 2})->Args({8, 2})->UseRealTime();
+BENCHMARK_CAPTURE(bench_prefill_pass, q4_k, DType::Q4_K)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 
 }  // namespace
 }  // namespace flashmem

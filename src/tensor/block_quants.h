@@ -29,6 +29,8 @@ struct ActivationQ8K {
   std::vector<float> d;        // [n_blocks] f32 scales
   std::vector<int16_t> bsums;  // [n_blocks, 16] sums of each 16 consecutive codes
   int64_t n_blocks = 0;
+  // Sizes the arrays for n elements (a multiple of 256); no allocation when reused.
+  void resize(int64_t n);
 };
 // x[n] -> out (n a multiple of 256); resizes out's arrays as needed.
 void quantize_activation_q8k(const float* x, int64_t n, ActivationQ8K* out);

@@ -80,12 +80,16 @@ bool is_block_quant(DType type) {
   return activation_format(type) != ActivationFormat::kFloat && type != DType::Q8_0 && type != DType::Q4_0;
 }
 
+void ActivationQ8K::resize(int64_t n) {
+  n_blocks = n / kQKBlock;
+  qs.resize(static_cast<size_t>(n));
+  d.resize(static_cast<size_t>(n_blocks));
+  bsums.resize(static_cast<size_t>(n / 16));
+}
+
 void quantize_activation_q8k(const float* x, int64_t n, ActivationQ8K* out) {
-  const int64_t n_blocks = n / kQKBlock;
-  out->n_blocks = n_blocks;
-  out->qs.resize(static_cast<size_t>(n));
-  out->d.resize(static_cast<size_t>(n_blocks));
-  out->bsums.resize(static_cast<size_t>(n / 16));
+  out->resize(n);
+  const int64_t n_blocks = out->n_blocks;
   for (int64_t b = 0; b < n_blocks; ++b) {
     const float* xb = x + b * kQKBlock;
     int8_t* qs = out->qs.data() + b * kQKBlock;

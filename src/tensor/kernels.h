@@ -72,7 +72,8 @@ void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n
 // Few tokens go through matvec per token; larger batches use a packed GEMM: for Q8_0/Q4_0 integer
 // block sums like matvec (AVX-512 VNNI and AVX2 builds) or f32 products of the same
 // Q8_0-rounded activations (other builds), so results agree with matvec to f32 summation-order
-// rounding, not bit for bit.
+// rounding, not bit for bit. K-quants (Q2_K..Q6_K) on AVX2 builds are matvec_batch, bit for bit
+// matvec per token.
 void matmul(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
             int64_t cols, ThreadPool* pool);
 void matmul_ref(DType type, const void* w, const float* x, float* y, int64_t n_tokens,

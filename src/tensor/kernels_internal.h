@@ -22,6 +22,22 @@ struct ActivationQ8 {
 // x[n] -> out (n a multiple of 32); resizes out's arrays as needed (no allocation when reused).
 void quantize_activation_q8(const float* x, int64_t n, ActivationQ8* out);
 
+// Calls f.template operator()<N>() with N = n for n in [1, 8] (8 for larger n): a tile's token
+// count as a template argument, for the batched kernels whose tiles hold up to 8 tokens.
+template <typename F>
+inline void with_tile_tokens(int n, F&& f) {
+  switch (n) {
+    case 1: return f.template operator()<1>();
+    case 2: return f.template operator()<2>();
+    case 3: return f.template operator()<3>();
+    case 4: return f.template operator()<4>();
+    case 5: return f.template operator()<5>();
+    case 6: return f.template operator()<6>();
+    case 7: return f.template operator()<7>();
+    default: return f.template operator()<8>();
+  }
+}
+
 // Which integer GEMM the build has: dpbusd (matmul_int8.cpp) or maddubs (matmul_int8_avx2.cpp).
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
 #define FLASHMEM_INT8_GEMM_VNNI 1

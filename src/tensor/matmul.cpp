@@ -2,15 +2,17 @@
 // a contiguous range of W rows; per panel of kPanelRows rows it converts the weights once to f32
 // in k-major order ([cols, kPanelRows]) and reuses that panel for every token, so the weight type
 // only matters to the packing step. Q8_0/Q4_0 weights go to the integer GEMM (matmul_int8.cpp
-// with AVX-512 VNNI, matmul_int8_avx2.cpp with AVX2) when the build has one; other quantized
-// types (and Q8_0/Q4_0 without one) come here, with the activations first rounded through the
-// format matvec quantizes them to (Q8_0 or Q8_K), so both paths see the same inputs.
+// with AVX-512 VNNI, matmul_int8_avx2.cpp with AVX2) when the build has one, and the K-quants
+// to matvec_batch's integer tile kernel (kquant_kernels.cpp) when the build has AVX2; other
+// quantized types (and those without such a build) come here, with the activations first rounded
+// through the format matvec quantizes them to (Q8_0 or Q8_K), so both paths see the same inputs.
 #include <algorithm>
 #include <vector>
 
 #include "tensor/block_quants.h"
 #include "tensor/kernels.h"
 #include "tensor/kernels_internal.h"
+#include "tensor/kquant_kernels.h"
 
 #include "tensor/simd.h"
 
@@ -255,6 +257,12 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
             int64_t cols, ThreadPool* pool) {
   const bool quantized = detail::activation_format(type) != detail::ActivationFormat::kFloat;
   if (quantized && detail::matmul_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
+#if defined(FLASHMEM_KQUANT_SIMD)
+  // K-quants: matvec_batch's integer tile kernel (each super-block unpacked once per 8 tokens),
+  // which also gives every token matvec's bits.
+  if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K)
+    return matvec_batch(type, w, x, y, n_tokens, rows, cols, pool);
+#endif
   // Q4_1/Q5_1 take their mins through llama.cpp's fp16 activation block sums (block_quants.h); a
   // GEMM on dequantized weights sums the activations exactly instead, and since the min term
   // largely cancels the code term, that 2^-11 difference moved logits by 2e-2 against llama.cpp.

@@ -8,6 +8,7 @@
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "tensor/kernels_internal.h"
+#include "tensor/kquant_kernels.h"
 
 #include "tensor/simd.h"
 
@@ -27,17 +28,8 @@ constexpr size_t kMinParallelBytes = 32 * 1024;
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #define FLASHMEM_MATVEC_SIMD 1
 
-// Rows are contiguous, so prefetching every weight address plus a fixed distance covers the
-// whole matrix ahead of use. 8 KiB ahead (about 0.4 µs of streaming at 20 GB/s, enough to
-// cover DRAM latency) measured best on the 125M shapes (4 KiB: -30%, 16 KiB: no gain); into L2
-// because an L1 target thrashed the 32 KiB L1 and halved the rate.
-constexpr int64_t kPrefetchBytes = 8192;
-
-inline void prefetch_ahead(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p) + kPrefetchBytes, _MM_HINT_T1);
-}
-
 using simd::hsum256;
+using simd::prefetch_ahead;
 
 inline __m256i load_q4_nibbles(const BlockQ4_0& b) {
   const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
@@ -197,16 +189,7 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
 
 template <typename Weights>
 void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_t y_stride) {
-  switch (tile.n_tokens) {
-    case 1: return dot_row_tile<Weights, 1>(w, tile, y, y_stride);
-    case 2: return dot_row_tile<Weights, 2>(w, tile, y, y_stride);
-    case 3: return dot_row_tile<Weights, 3>(w, tile, y, y_stride);
-    case 4: return dot_row_tile<Weights, 4>(w, tile, y, y_stride);
-    case 5: return dot_row_tile<Weights, 5>(w, tile, y, y_stride);
-    case 6: return dot_row_tile<Weights, 6>(w, tile, y, y_stride);
-    case 7: return dot_row_tile<Weights, 7>(w, tile, y, y_stride);
-    default: return dot_row_tile<Weights, 8>(w, tile, y, y_stride);
-  }
+  detail::with_tile_tokens(tile.n_tokens, [&]<int NT>() { dot_row_tile<Weights, NT>(w, tile, y, y_stride); });
 }
 
 // Rows [begin, end) of W against every tile: row by row, so each row is streamed from memory
@@ -409,10 +392,19 @@ void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, i
   const auto* base = static_cast<const uint8_t*>(w);
   const size_t stride = row_bytes(type, cols);
   if (detail::is_block_quant(type)) {
-    // One row per dot product: each type's unpacking already keeps the registers busy.
     thread_local detail::QuantizedActivation block_activation_storage;
-    detail::quantize_activation(type, x, cols, &block_activation_storage);
     const detail::QuantizedActivation& xa = block_activation_storage;
+#if defined(FLASHMEM_KQUANT_SIMD)
+    if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K) {
+      detail::quantize_kquant_activation(x, cols, &block_activation_storage.q8k);
+      run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
+        detail::kquant_matvec_rows(type, base, stride, xa.q8k, y, begin, end);
+      });
+      return;
+    }
+#endif
+    detail::quantize_activation(type, x, cols, &block_activation_storage);
+    // One row per dot product: each type's unpacking already keeps the registers busy.
     run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) y[r] = detail::dot_block_quant(type, base + r * stride, xa, cols);
     });
@@ -431,6 +423,20 @@ void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, i
 void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n_tokens,
                   int64_t rows, int64_t cols, ThreadPool* pool) {
   if (n_tokens == 1) return matvec(type, w, x, y, rows, cols, pool);
+  const auto* base = static_cast<const uint8_t*>(w);
+  const size_t stride = row_bytes(type, cols);
+#if defined(FLASHMEM_KQUANT_SIMD)
+  if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K) {
+    // Tiles of 8 tokens: each weight super-block unpacked once per tile (kquant_kernels.h).
+    thread_local std::vector<detail::KQuantTile> tile_storage;  // [ceil(n_tokens / 8)] (see matvec)
+    detail::quantize_kquant_tiles(x, n_tokens, cols, &tile_storage, pool);
+    const std::vector<detail::KQuantTile>& tiles = tile_storage;
+    run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
+      detail::kquant_tile_rows(type, base, stride, tiles, y, rows, begin, end);
+    });
+    return;
+  }
+#endif
   // Weight rows per block: the block is streamed from memory for the first token and re-read
   // from cache for the others. 16 rows of a 2048-column Q8_0 matrix are 35 KiB, within L2 on
   // any x86 core (and 128 KiB at f32), while a thread's row range still spans many blocks.
@@ -452,8 +458,6 @@ void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n
   }
   const std::vector<ActivationQ8>& xq = activation_storage;
   const std::vector<detail::QuantizedActivation>& xa = block_activation_storage;
-  const auto* base = static_cast<const uint8_t*>(w);
-  const size_t stride = row_bytes(type, cols);
 #if defined(FLASHMEM_MATVEC_SIMD)
   if (type == DType::Q8_0 || type == DType::Q4_0) {
     thread_local std::vector<ActivationTile> tile_storage;  // [ceil(n_tokens / 8)] (see matvec)

@@ -9,11 +9,13 @@
 #include <cstddef>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "tensor/block_quants.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
+#include "tensor/kquant_kernels.h"
 
 namespace flashmem {
 namespace {
@@ -301,6 +303,77 @@ TEST(BlockQuants, MatmulAgreesWithMatvecPerToken) {
       }
     }
   }
+}
+
+// The K-quant kernels put 8 rows (matvec) or 8 tokens (matvec_batch, matmul) in the vector lanes:
+// row and token counts around those groups, against the scalar twin, and the three paths
+// against each other bit for bit (each token of a batch or prefill gets matvec's result).
+TEST(BlockQuants, GroupedKernelsMatchTwinAndEachOtherForAnyRowAndTokenCount) {
+  const int64_t cols = 512;
+  ThreadPool two(2);
+  for (const DType type : kBlockTypes) {
+    const bool k_quant = detail::activation_format(type) == detail::ActivationFormat::kQ8_K;
+    for (const int64_t rows : {int64_t{1}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{23}}) {
+      const std::vector<uint8_t> w = random_blocks(type, rows, cols, 41 + static_cast<uint32_t>(rows));
+      for (const int64_t n_tokens : {int64_t{2}, int64_t{7}, int64_t{8}, int64_t{9}, int64_t{17}}) {
+        const std::vector<float> x = random_floats(n_tokens * cols, 43 + static_cast<uint32_t>(n_tokens));  // [n_tokens, cols]
+        std::vector<float> batched(static_cast<size_t>(n_tokens * rows));  // [n_tokens, rows]
+        std::vector<float> product(static_cast<size_t>(n_tokens * rows));  // [n_tokens, rows]
+        matvec_batch(type, w.data(), x.data(), batched.data(), n_tokens, rows, cols, &two);
+        matmul(type, w.data(), x.data(), product.data(), n_tokens, rows, cols, nullptr);
+        std::vector<float> single(static_cast<size_t>(rows)), twin(static_cast<size_t>(rows));  // [rows]
+        std::vector<float> row(static_cast<size_t>(cols));                                       // [cols]
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          matvec(type, w.data(), x.data() + t * cols, single.data(), rows, cols, nullptr);
+          matvec_ref(type, w.data(), x.data() + t * cols, twin.data(), rows, cols);
+          const std::vector<float> xr = rounded_activation(type, x.data() + t * cols, cols);
+          for (int64_t r = 0; r < rows; ++r) {
+            const auto where = [&] {
+              return std::string(dtype_info(type).name) + " rows " + std::to_string(rows) + " tokens " +
+                     std::to_string(n_tokens) + " token " + std::to_string(t) + " row " + std::to_string(r);
+            };
+            ASSERT_EQ(batched[t * rows + r], single[r]) << where();
+            if (k_quant) {
+              ASSERT_EQ(product[t * rows + r], single[r]) << where();
+            }
+            dequantize_row_ref(type, w.data() + r * row_bytes(type, cols), row.data(), cols);
+            double abs_sum = 0;
+            for (int64_t i = 0; i < cols; ++i) abs_sum += std::fabs(static_cast<double>(row[i]) * xr[i]);
+            // As MatvecMatchesScalarTwinAndDequantizedDot: one rounding per block term may differ.
+            const double blocks = static_cast<double>(cols / dtype_info(type).block_elems);
+            EXPECT_NEAR(single[r], twin[r], 4.0 * blocks * kUnitRoundoff * abs_sum) << where();
+          }
+        }
+      }
+    }
+  }
+}
+
+// The AVX2 Q8_K quantizer the K-quant kernels use gives the reference's codes, scales and sums
+// bit for bit: random rows, an all-zero block, a block whose largest magnitude occurs first
+// negative then positive (the first decides d's sign), and one where it is positive first.
+TEST(BlockQuants, FastQ8KQuantizerIsTheReference) {
+#if defined(FLASHMEM_KQUANT_SIMD)
+  const int64_t n = 6 * kQKBlock;
+  std::vector<float> x = random_floats(n, 53);  // [n]
+  std::fill(x.begin() + kQKBlock, x.begin() + 2 * kQKBlock, 0.0f);
+  x[2 * kQKBlock + 17] = -3.0f;
+  x[2 * kQKBlock + 200] = 3.0f;
+  x[3 * kQKBlock + 5] = 2.5f;
+  x[3 * kQKBlock + 6] = -2.5f;
+  x[4 * kQKBlock + 255] = 7.0f;  // the last element
+  detail::ActivationQ8K fast, ref;
+  detail::quantize_kquant_activation(x.data(), n, &fast);
+  detail::quantize_activation_q8k(x.data(), n, &ref);
+  EXPECT_EQ(fast.n_blocks, ref.n_blocks);
+  EXPECT_EQ(fast.qs, ref.qs);
+  EXPECT_EQ(fast.d, ref.d);
+  EXPECT_EQ(fast.bsums, ref.bsums);
+  EXPECT_GT(ref.d[2], 0.0f);  // d = max/-127: the cases above are the ones meant
+  EXPECT_LT(ref.d[3], 0.0f);
+#else
+  GTEST_SKIP() << "no AVX2 kernels in this build";
+#endif
 }
 
 }  // namespace

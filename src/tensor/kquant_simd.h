@@ -1,0 +1,170 @@
+// AVX2 unpacking of the K-quant super-blocks (Q2_K .. Q6_K, layouts in dtype.h) into one common
+// form, shared by their dot products (kquant_kernels.cpp) and dequantization
+// (block_quants_simd.cpp):
+//   w_i = d · sc_g · (u_i - kOffset) - dmin · m_g      (g = i / 16, u_i an unsigned code < 64)
+// Per type T: T::chunk<K>(block) gives the codes u of elements 32K..32K+31 as bytes (K < 8, a
+// compile-time constant so every shift is an immediate), T::scales(block, &sc, &m) the 16 sc_g
+// and 16 m_g as int16 lanes (m only when kMins), T::d / T::dmin the fp16 super-block scales.
+// Internal to tensor/; included only where the build has AVX2 + FMA + F16C.
+#pragma once
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <utility>
+
+#include "tensor/block_quants.h"
+#include "tensor/dtype.h"
+#include "tensor/simd.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+
+namespace flashmem::detail::kquant {
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Bit `from` of every byte of v moved to bit `to`, every other bit cleared (16-bit shifts; the
+// mask drops what crossed in from the neighbouring byte).
+template <int From, int To>
+inline __m256i move_bit(__m256i v) {
+  const __m256i mask = _mm256_set1_epi8(static_cast<char>(1 << To));
+  if constexpr (From > To) return _mm256_and_si256(_mm256_srli_epi16(v, From - To), mask);
+  if constexpr (From < To) return _mm256_and_si256(_mm256_slli_epi16(v, To - From), mask);
+  return _mm256_and_si256(v, mask);
+}
+
+// Bits shift..shift+width-1 of every byte of v, as bytes.
+template <int Shift, int Mask>
+inline __m256i byte_field(__m256i v) {
+  const __m256i mask = _mm256_set1_epi8(static_cast<char>(Mask));
+  if constexpr (Shift == 0) return _mm256_and_si256(v, mask);
+  return _mm256_and_si256(_mm256_srli_epi16(v, Shift), mask);
+}
+
+// 8 bytes (one per 32-element sub-block) as 16 int16 lanes, each repeated for the two groups of
+// 16 of its sub-block.
+inline __m256i sub_block_bytes_to_groups(uint64_t bytes) {
+  const __m128i v = _mm_cvtsi64_si128(static_cast<long long>(bytes));
+  return _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(v, v));
+}
+
+// Q2_K: 2-bit codes, 4-bit scale and min per 16 elements.
+struct Q2K {
+  using Block = BlockQ2_K;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMins = true;
+  template <int K>
+  static __m256i chunk(const Block& b) {
+    return byte_field<2 * (K % 4), 3>(load256(b.qs + 32 * (K / 4)));
+  }
+  static void scales(const Block& b, __m256i* sc, __m256i* m) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales));
+    const __m128i low = _mm_set1_epi8(0x0f);
+    *sc = _mm256_cvtepu8_epi16(_mm_and_si128(bytes, low));
+    *m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(bytes, 4), low));
+  }
+  static uint16_t dmin(const Block& b) { return b.dmin; }
+};
+
+// Q3_K: 2 low bits + a high bit (u = low + 4·h in [0, 7], value u - 4), 6-bit signed scales.
+struct Q3K {
+  using Block = BlockQ3_K;
+  static constexpr int kOffset = 4;
+  static constexpr bool kMins = false;
+  template <int K>
+  static __m256i chunk(const Block& b) {
+    return _mm256_or_si256(byte_field<2 * (K % 4), 3>(load256(b.qs + 32 * (K / 4))), move_bit<K, 2>(load256(b.hmask)));
+  }
+  static void scales(const Block& b, __m256i* sc, __m256i* /*m*/) {
+    alignas(32) int16_t s[16];  // [group]
+    for (int g = 0; g < 16; ++g) s[g] = static_cast<int16_t>(q3_scale(b, g));
+    *sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(s));
+  }
+  static uint16_t dmin(const Block& /*b*/) { return 0; }
+};
+
+// Q4_K and Q5_K: the 12 packed bytes of 8 6-bit (scale, min) pairs (layout in dtype.h), unpacked
+// on 32-bit words: bytes 0-3 hold sc 0-3 and the top bits of sc 4-7, bytes 4-7 m 0-3 and the top
+// bits of m 4-7, bytes 8-11 the low nibbles of sc 4-7 and m 4-7.
+inline void k4_scales(const uint8_t* packed, __m256i* sc, __m256i* m) {
+  uint32_t w[3];
+  std::memcpy(w, packed, sizeof(w));
+  const uint32_t low6 = 0x3f3f3f3f, top2 = 0xc0c0c0c0, nibble = 0x0f0f0f0f;
+  const uint32_t sc_high = (w[2] & nibble) | ((w[0] & top2) >> 2);
+  const uint32_t m_high = ((w[2] >> 4) & nibble) | ((w[1] & top2) >> 2);
+  *sc = sub_block_bytes_to_groups(static_cast<uint64_t>(w[0] & low6) | static_cast<uint64_t>(sc_high) << 32);
+  *m = sub_block_bytes_to_groups(static_cast<uint64_t>(w[1] & low6) | static_cast<uint64_t>(m_high) << 32);
+}
+
+struct Q4K {
+  using Block = BlockQ4_K;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMins = true;
+  template <int K>
+  static __m256i chunk(const Block& b) {
+    return byte_field<4 * (K % 2), 0x0f>(load256(b.qs + 32 * (K / 2)));
+  }
+  static void scales(const Block& b, __m256i* sc, __m256i* m) { k4_scales(b.scales, sc, m); }
+  static uint16_t dmin(const Block& b) { return b.dmin; }
+};
+
+struct Q5K {
+  using Block = BlockQ5_K;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMins = true;
+  template <int K>
+  static __m256i chunk(const Block& b) {
+    return _mm256_or_si256(byte_field<4 * (K % 2), 0x0f>(load256(b.qs + 32 * (K / 2))), move_bit<K, 4>(load256(b.qh)));
+  }
+  static void scales(const Block& b, __m256i* sc, __m256i* m) { k4_scales(b.scales, sc, m); }
+  static uint16_t dmin(const Block& b) { return b.dmin; }
+};
+
+// Q6_K: 4 low bits + 2 high bits (u in [0, 63], value u - 32), int8 scales.
+struct Q6K {
+  using Block = BlockQ6_K;
+  static constexpr int kOffset = 32;
+  static constexpr bool kMins = false;
+  template <int K>
+  static __m256i chunk(const Block& b) {
+    constexpr int h = K / 4, k = K % 4;
+    const __m256i low = byte_field<(k < 2 ? 0 : 4), 0x0f>(load256(b.ql + 64 * h + 32 * (k & 1)));
+    const __m256i qh = load256(b.qh + 32 * h);
+    // bits 2k, 2k+1 of qh to bits 4, 5
+    const __m256i mask = _mm256_set1_epi8(0x30);
+    __m256i high;
+    if constexpr (2 * k > 4) {
+      high = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * k - 4), mask);
+    } else {
+      high = _mm256_and_si256(_mm256_slli_epi16(qh, 4 - 2 * k), mask);
+    }
+    return _mm256_or_si256(low, high);
+  }
+  static void scales(const Block& b, __m256i* sc, __m256i* /*m*/) {
+    *sc = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+  }
+  static uint16_t dmin(const Block& /*b*/) { return 0; }
+};
+
+// Calls f(std::integral_constant<int, K>{}) for K = 0..7, so each chunk index is a constant.
+template <typename F>
+inline void for_each_chunk(F&& f) {
+  [&]<int... K>(std::integer_sequence<int, K...>) {
+    (f(std::integral_constant<int, K>{}), ...);
+  }(std::make_integer_sequence<int, kQKBlock / 32>{});
+}
+
+// Calls f.template operator()<T>() with the traits of `type` (a K-quant).
+template <typename F>
+inline auto with_traits(DType type, F&& f) {
+  switch (type) {
+    case DType::Q2_K: return f.template operator()<Q2K>();
+    case DType::Q3_K: return f.template operator()<Q3K>();
+    case DType::Q4_K: return f.template operator()<Q4K>();
+    case DType::Q5_K: return f.template operator()<Q5K>();
+    default: return f.template operator()<Q6K>();
+  }
+}
+
+}  // namespace flashmem::detail::kquant
+
+#endif
