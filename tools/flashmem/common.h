@@ -106,8 +106,7 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
   cmd->add_option("--indexer", a.indexer, "Memory Indexer .gguf (policy lsa)");
   cmd->add_option("--kv-store", a.store,
                   "slow tier: ram | disk:PATH (a directory, or a file name that does not exist yet) | "
-                  "redis://HOST:PORT[/PREFIX][?ttl=SECONDS] | unix:///PATH.sock[?prefix=PREFIX][&ttl=SECONDS] "
-                  "(ttl: keys expire SECONDS after their last write or read)")
+                  "redis://HOST:PORT[/PREFIX] | unix:///PATH.sock[?prefix=PREFIX]")
       ->capture_default_str();
   cmd->add_option("--page-tokens", a.page_tokens, "tokens per KV page")->capture_default_str();
   cmd->add_option("--sink-pages", a.sink_pages, "always-resident first pages")->capture_default_str();

@@ -124,7 +124,10 @@ class ServeRoles : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (redis_server_binary().empty()) return;
-    dir_ = new fs::path(fresh_dir("serve_roles"));
+    // Not fresh_dir(): it names the directory after the running test, and none runs yet.
+    dir_ = new fs::path(fs::temp_directory_path() / ("flashmem_serve_roles_" + std::to_string(::getpid())));
+    fs::remove_all(*dir_);
+    fs::create_directories(*dir_);
     redis_ = new RedisServer();
     store_ = redis_->url("flashmem-roles") + "?ttl=" + std::to_string(kTtl);
     pair_ = new RolePair(*dir_, store_);
