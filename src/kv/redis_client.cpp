@@ -3,6 +3,7 @@
 #include <hiredis/hiredis.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <charconv>
 
 #include "util/error.h"
@@ -12,7 +13,9 @@ namespace {
 
 constexpr std::string_view kTcpScheme = "redis://";
 constexpr std::string_view kUnixScheme = "unix://";
-constexpr std::string_view kPrefixQuery = "?prefix=";
+// The longest ?ttl=: Redis's EX takes up to 2^63 ms; a year is far beyond any sequence's life
+// and keeps the seconds-to-milliseconds arithmetic of the server far from overflow.
+constexpr int64_t kMaxTtlSeconds = int64_t{365} * 24 * 3600;
 
 timeval to_timeval(std::chrono::milliseconds ms) {
   return {.tv_sec = static_cast<time_t>(ms.count() / 1000),
@@ -27,9 +30,35 @@ void check_prefix(const std::string& prefix, const std::string& spec) {
 }
 
 [[noreturn]] void bad_address(const std::string& spec) {
-  fail("--kv-store '{}' is not a Redis address: use redis://HOST:PORT[/PREFIX] or "
-       "unix:///PATH.sock[?prefix=PREFIX]",
+  fail("--kv-store '{}' is not a Redis address: use redis://HOST:PORT[/PREFIX][?ttl=SECONDS] or "
+       "unix:///PATH.sock[?prefix=PREFIX][&ttl=SECONDS]",
        spec);
+}
+
+// Applies the query `query` (after '?': NAME=VALUE pairs joined by '&') to `a`; `allow_prefix`:
+// whether prefix= is a parameter (unix sockets; TCP addresses carry it in the path).
+void apply_query(const std::string& query, bool allow_prefix, const std::string& spec, RedisAddress& a) {
+  size_t begin = 0;
+  while (begin <= query.size()) {
+    const size_t end = std::min(query.find('&', begin), query.size());
+    const std::string pair = query.substr(begin, end - begin);
+    const size_t eq = pair.find('=');
+    const std::string name = pair.substr(0, eq), value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+    if (name == "prefix" && allow_prefix) {
+      a.prefix = value;
+      check_prefix(a.prefix, spec);
+    } else if (name == "ttl") {
+      int64_t seconds = 0;
+      const auto [last, ec] = std::from_chars(value.data(), value.data() + value.size(), seconds);
+      if (ec != std::errc() || last != value.data() + value.size() || seconds < 1 || seconds > kMaxTtlSeconds)
+        fail("--kv-store '{}': ttl must be a whole number of seconds in [1, {}]", spec, kMaxTtlSeconds);
+      a.ttl_seconds = seconds;
+    } else {
+      fail("--kv-store '{}': unknown parameter '{}' (accepted: {}ttl=SECONDS)", spec, name,
+           allow_prefix ? "prefix=PREFIX, " : "");
+    }
+    begin = end + 1;
+  }
 }
 
 RedisReply convert(const redisReply* r) {
@@ -63,10 +92,9 @@ RedisAddress parse_redis_address(const std::string& spec) {
   RedisAddress a;
   if (spec.starts_with(kUnixScheme)) {
     std::string rest = spec.substr(kUnixScheme.size());
-    if (const size_t q = rest.find(kPrefixQuery); q != std::string::npos) {
-      a.prefix = rest.substr(q + kPrefixQuery.size());
+    if (const size_t q = rest.find('?'); q != std::string::npos) {
+      apply_query(rest.substr(q + 1), true, spec, a);
       rest.resize(q);
-      check_prefix(a.prefix, spec);
     }
     if (rest.size() < 2 || rest[0] != '/') bad_address(spec);
     a.unix_path = rest;
@@ -74,6 +102,10 @@ RedisAddress parse_redis_address(const std::string& spec) {
   }
   if (!spec.starts_with(kTcpScheme)) bad_address(spec);
   std::string rest = spec.substr(kTcpScheme.size());
+  if (const size_t q = rest.find('?'); q != std::string::npos) {
+    apply_query(rest.substr(q + 1), false, spec, a);
+    rest.resize(q);
+  }
   if (const size_t slash = rest.find('/'); slash != std::string::npos) {
     a.prefix = rest.substr(slash + 1);
     rest.resize(slash);
@@ -91,6 +123,16 @@ RedisAddress parse_redis_address(const std::string& spec) {
     a.port = value;
   }
   return a;
+}
+
+RedisCommand redis_set(const RedisAddress& a, std::string_view key, std::string_view value, const std::string& ttl) {
+  if (a.ttl_seconds > 0) return {"SET", key, value, "EX", ttl};
+  return {"SET", key, value};
+}
+
+RedisCommand redis_get(const RedisAddress& a, std::string_view key, const std::string& ttl) {
+  if (a.ttl_seconds > 0) return {"GETEX", key, "EX", ttl};
+  return {"GET", key};
 }
 
 RedisConnection::RedisConnection(RedisAddress address, std::chrono::milliseconds timeout)

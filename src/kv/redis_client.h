@@ -18,13 +18,19 @@ struct redisContext;
 
 namespace flashmem {
 
-// Where the store lives: `redis://HOST:PORT[/PREFIX]` or `unix:///PATH.sock[?prefix=PREFIX]`.
+// Where the store lives: `redis://HOST:PORT[/PREFIX][?ttl=SECONDS]` or
+// `unix:///PATH.sock[?prefix=PREFIX][&ttl=SECONDS]` (query parameters in any order).
 struct RedisAddress {
   std::string host;       // empty for a unix socket
   int port = 6379;        // Redis's registered port
   std::string unix_path;  // empty for TCP
   std::string prefix = "flashmem";  // first part of every key
+  // > 0: every key written (pages, sequence records) expires this many seconds after it was last
+  // written or read, so the pages of a process that died without deleting them go away by
+  // themselves; 0: keys stay until deleted.
+  int64_t ttl_seconds = 0;
   std::string describe() const;     // "127.0.0.1:6379" or "unix:/run/redis.sock"
+  std::string ttl_text() const { return std::to_string(ttl_seconds); }  // for the commands below
 };
 
 // True when `spec` names a Redis store (starts with redis:// or unix://).
@@ -42,6 +48,12 @@ struct RedisReply {
 
 // Arguments of one command, binary-safe ("SET", key, value).
 using RedisCommand = std::vector<std::string_view>;
+
+// The commands that write and read one key under `a`'s ttl: SET key value [EX ttl], and GET key
+// or, with a ttl, GETEX key EX ttl (a read refreshes the key's life). `ttl` is a.ttl_text(),
+// kept alive by the caller as long as the command.
+RedisCommand redis_set(const RedisAddress& a, std::string_view key, std::string_view value, const std::string& ttl);
+RedisCommand redis_get(const RedisAddress& a, std::string_view key, const std::string& ttl);
 
 class RedisConnection {
  public:

@@ -161,7 +161,8 @@ StoreStatus RedisStore::write_page(int64_t page, const uint8_t* bytes) {
   StoreStatus failure = StoreStatus::kIoError;
   if (connection != nullptr) {
     const std::string k = key(page);
-    const RedisCommand set = {"SET", k, value};
+    const std::string ttl = address_.ttl_text();
+    const RedisCommand set = redis_set(address_, k, value, ttl);
     std::vector<RedisReply> replies;
     ok = connection->pipeline(std::span(&set, 1), &replies) && replies[0].kind == RedisReply::Kind::kStatus;
     // An error reply leaves the connection usable; OOM is Redis's maxmemory with noeviction.
@@ -227,7 +228,8 @@ void RedisStore::read_pages(std::span<const int64_t> pages, std::span<uint8_t* c
   }
   if (keys.empty()) return;
   std::vector<RedisCommand> commands;
-  for (const std::string& k : keys) commands.push_back({"GET", k});
+  const std::string ttl = address_.ttl_text();
+  for (const std::string& k : keys) commands.push_back(redis_get(address_, k, ttl));
   std::string error;
   std::unique_ptr<RedisConnection> connection = acquire(&error);
   std::vector<RedisReply> replies;
@@ -257,7 +259,9 @@ StoreStatus RedisStore::read_segment(int64_t page, int64_t segment, uint8_t* dst
   const size_t begin = meta_bytes() + static_cast<size_t>(segment) * segment_bytes();
   const std::string first = std::to_string(begin);
   const std::string last = std::to_string(begin + segment_bytes() - 1);
-  const RedisCommand commands[] = {{"GETRANGE", k, "0", meta_end}, {"GETRANGE", k, first, last}};
+  const std::string ttl = address_.ttl_text();
+  std::vector<RedisCommand> commands = {{"GETRANGE", k, "0", meta_end}, {"GETRANGE", k, first, last}};
+  if (address_.ttl_seconds > 0) commands.push_back({"EXPIRE", k, ttl});  // a read refreshes the page's life
   std::string error;
   std::unique_ptr<RedisConnection> connection = acquire(&error);
   if (connection == nullptr) return StoreStatus::kIoError;

@@ -123,7 +123,8 @@ void write_entry_record(const StoreSpec& spec, const std::string& id, const std:
   check_sequence_id(id);
   if (spec.kind == StoreSpec::Kind::kRedis) {
     const std::string key = record_key(spec, id);
-    redis_call(spec, {"SET", key, bytes});
+    const std::string ttl = spec.redis.ttl_text();
+    redis_call(spec, redis_set(spec.redis, key, bytes, ttl));
     return;
   }
   write_file_atomic(record_path(spec, id), bytes);
@@ -133,7 +134,8 @@ std::optional<std::string> read_entry_record(const StoreSpec& spec, const std::s
   check_sequence_id(id);
   if (spec.kind == StoreSpec::Kind::kRedis) {
     const std::string key = record_key(spec, id);
-    RedisReply reply = redis_call(spec, {"GET", key});
+    const std::string ttl = spec.redis.ttl_text();
+    RedisReply reply = redis_call(spec, redis_get(spec.redis, key, ttl));
     if (reply.kind == RedisReply::Kind::kNil) return std::nullopt;
     return std::move(reply.str);
   }

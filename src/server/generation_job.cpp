@@ -6,7 +6,8 @@ namespace flashmem::server {
 
 const char* to_string(FinishReason reason) { return reason == FinishReason::kStop ? "stop" : "length"; }
 
-GenerationJob::GenerationJob(JobInput input) : input_(std::move(input)), submitted_at_(now_seconds()) {}
+GenerationJob::GenerationJob(JobInput input)
+    : input_(std::move(input)), submitted_at_(input_.arrived_at > 0 ? input_.arrived_at : now_seconds()) {}
 
 JobUpdate GenerationJob::wait(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);

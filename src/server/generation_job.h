@@ -27,6 +27,17 @@ struct JobInput {
   SamplerOptions sampling;
   std::vector<std::string> stop;
   bool full_attention = false;  // the whole KV resident instead of the server's policy
+  // --role prefill (server/role.h): prefill the whole prompt, persist the sequence under this id
+  // and end without generating.
+  std::string persist_id = {};
+  // --role decode: the prompt's first attach_tokens tokens are the entry a prefill server
+  // persisted under attach_id; the scheduler attaches it (and deletes the entry) instead of
+  // prefilling them.
+  std::string attach_id = {};
+  int64_t attach_tokens = 0;
+  double prefill_seconds = 0;  // the prefill server's time for them
+  double handed_off_at = 0;    // now_seconds() when its answer arrived
+  double arrived_at = 0;       // now_seconds() when the request arrived; 0: the job's creation
 };
 
 // A request's KV memory when its sequence ended: what the page at / shows per conversation.
@@ -39,11 +50,19 @@ struct JobMemory {
   uint64_t recall_bytes = 0;       // their bytes
 };
 
+// How a handed-off request's prompt was prefilled (--role decode).
+struct JobHandoff {
+  int64_t prefilled_tokens = 0;  // prompt tokens the prefill server prefilled (0: not handed off)
+  double prefill_seconds = 0;    // its time for them
+  double handoff_seconds = 0;    // from its answer's arrival to this server's first token
+};
+
 struct JobUsage {
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
   JobMemory memory;  // set when the job finishes
   int64_t cached_tokens = 0;  // prompt tokens attached from a kept prefix, not prefilled
+  JobHandoff handoff;
 };
 
 // The news since the previous wait().
@@ -60,7 +79,7 @@ class GenerationJob {
  public:
   explicit GenerationJob(JobInput input);
   const JobInput& input() const { return input_; }
-  double submitted_at() const { return submitted_at_; }  // now_seconds() at creation
+  double submitted_at() const { return submitted_at_; }  // input().arrived_at, else now_seconds() at creation
 
   // HTTP side. Waits up to `timeout` for news; returns at once when there is some.
   JobUpdate wait(std::chrono::milliseconds timeout);

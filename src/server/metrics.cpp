@@ -15,6 +15,11 @@ const std::vector<double> kTtftBounds = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 const std::vector<double> kInterTokenBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                0.1,   0.25,   0.5,   1,    2.5};
 
+// Hand-off (--role decode): attaching a persisted sequence copies its pages (a few ms for a
+// small model's short prompt, seconds for a long context of a large one over a network) before
+// the first token.
+const std::vector<double> kHandoffBounds = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+
 void header(std::string& out, const std::string& name, const char* type, const std::string& help) {
   out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
 }
@@ -47,7 +52,7 @@ void Histogram::render(std::string& out, const std::string& name, const std::str
                      name, count_);
 }
 
-Metrics::Metrics() : ttft_(kTtftBounds), inter_token_(kInterTokenBounds) {}
+Metrics::Metrics() : ttft_(kTtftBounds), inter_token_(kInterTokenBounds), handoff_(kHandoffBounds) {}
 
 void Metrics::count_request(const std::string& route, int status) {
   std::lock_guard lock(mutex_);
@@ -78,6 +83,11 @@ void Metrics::observe_time_to_first_token(double seconds) {
 void Metrics::observe_inter_token(double seconds) {
   std::lock_guard lock(mutex_);
   inter_token_.observe(seconds);
+}
+
+void Metrics::observe_handoff(double seconds) {
+  std::lock_guard lock(mutex_);
+  handoff_.observe(seconds);
 }
 
 void Metrics::set_gauges(const SchedulerGauges& gauges) {
@@ -123,6 +133,8 @@ std::string Metrics::render(const MemoryFacts& facts) const {
          g.recall_misses_total);
   ttft_.render(out, "flashmem_time_to_first_token_seconds", "from a request's arrival to its first token");
   inter_token_.render(out, "flashmem_inter_token_seconds", "between consecutive tokens of a request");
+  handoff_.render(out, "flashmem_handoff_seconds",
+                  "--role decode: from the prefill server's answer to the request's first token");
   return out;
 }
 

@@ -58,6 +58,7 @@ class Metrics {
   void add_tokens(int64_t prompt_tokens, int64_t completion_tokens);
   void observe_time_to_first_token(double seconds);
   void observe_inter_token(double seconds);
+  void observe_handoff(double seconds);  // --role decode (server/role.h)
   void set_gauges(const SchedulerGauges& gauges);
   SchedulerGauges gauges() const;
 
@@ -69,7 +70,7 @@ class Metrics {
   uint64_t rejected_ = 0;
   uint64_t timed_out_ = 0;
   uint64_t prompt_tokens_ = 0, completion_tokens_ = 0;
-  Histogram ttft_, inter_token_;
+  Histogram ttft_, inter_token_, handoff_;
   SchedulerGauges gauges_;
 };
 

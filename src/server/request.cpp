@@ -91,16 +91,6 @@ GenerationParams parse_params(const json& body, uint64_t default_seed, const cha
   return p;
 }
 
-std::vector<int32_t> parse_token_ids(const json& array) {
-  std::vector<int32_t> ids;
-  for (const json& t : array) {
-    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > std::numeric_limits<int32_t>::max())
-      fail_request("prompt", "a token-id prompt must hold non-negative 32-bit integers");
-    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
-  }
-  return ids;
-}
-
 std::variant<std::string, std::vector<int32_t>> parse_prompt(const json& body) {
   const json* f = find_field(body, "prompt");
   if (f == nullptr) fail_request("prompt", "'prompt' is required");
@@ -129,6 +119,16 @@ std::string message_content(const json& message) {
 }
 
 }  // namespace
+
+std::vector<int32_t> parse_token_ids(const json& array) {
+  std::vector<int32_t> ids;
+  for (const json& t : array) {
+    if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() > std::numeric_limits<int32_t>::max())
+      fail_request("prompt", "a token-id prompt must hold non-negative 32-bit integers");
+    ids.push_back(static_cast<int32_t>(t.get<int64_t>()));
+  }
+  return ids;
+}
 
 json parse_json_body(std::string_view body) {
   json value = json::parse(body, nullptr, /*allow_exceptions=*/false);

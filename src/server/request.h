@@ -46,6 +46,9 @@ inline constexpr size_t kMaxStops = 4;
 // The body as a JSON object; 400 on malformed JSON or another JSON type.
 nlohmann::json parse_json_body(std::string_view body);
 
+// A token-id prompt (a JSON array of non-negative 32-bit integers); 400 about "prompt" otherwise.
+std::vector<int32_t> parse_token_ids(const nlohmann::json& array);
+
 // `default_seed` seeds sampling when the request has no seed.
 CompletionRequest parse_completion_request(const nlohmann::json& body, uint64_t default_seed);
 ChatRequest parse_chat_request(const nlohmann::json& body, uint64_t default_seed);

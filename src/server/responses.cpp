@@ -25,10 +25,18 @@ json reason_json(std::optional<FinishReason> reason) {
 }  // namespace
 
 json usage_json(const JobUsage& usage) {
-  return {{"prompt_tokens", usage.prompt_tokens},
-          {"completion_tokens", usage.completion_tokens},
-          {"total_tokens", usage.prompt_tokens + usage.completion_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens}}}};
+  json out = {{"prompt_tokens", usage.prompt_tokens},
+              {"completion_tokens", usage.completion_tokens},
+              {"total_tokens", usage.prompt_tokens + usage.completion_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", usage.cached_tokens}}}};
+  if (usage.handoff.prefilled_tokens > 0) out["handoff"] = handoff_json(usage.handoff);
+  return out;
+}
+
+json handoff_json(const JobHandoff& handoff) {
+  return {{"prefilled_tokens", handoff.prefilled_tokens},
+          {"prefill_seconds", handoff.prefill_seconds},
+          {"handoff_seconds", handoff.handoff_seconds}};
 }
 
 json kv_memory_json(const JobMemory& memory) {

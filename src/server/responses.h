@@ -21,7 +21,11 @@ struct ResponseHeader {
   std::string model;
 };
 
+// With the "handoff" extension field (handoff_json) when a prefill server prefilled the prompt.
 nlohmann::json usage_json(const JobUsage& usage);
+// --role decode: how much of the prompt the prefill server prefilled, its time, and the hand-off
+// time (its answer -> this server's first token).
+nlohmann::json handoff_json(const JobHandoff& handoff);
 // The "kv_memory" extension field of a finished answer (the non-streamed object, a stream's
 // finish chunk): the request's KV figures (JobMemory).
 nlohmann::json kv_memory_json(const JobMemory& memory);

@@ -6,10 +6,12 @@
 
 #include "server/auth.h"
 #include "server/chat_prompt.h"
+#include "server/handoff.h"
 #include "server/peer_probe.h"
 #include "server/sse.h"
 #include "server/web_page.h"
 #include "util/process_memory.h"
+#include "util/timer.h"
 
 namespace flashmem::server {
 
@@ -29,7 +31,8 @@ bool is_public(const std::string& path) { return path == "/health" || path == "/
 // A metrics label for a path: the routes we serve, "other" for the rest (so that probes of
 // random paths cannot grow the label set without bound).
 std::string route_label(const std::string& path) {
-  for (const char* route : {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/"})
+  for (const char* route :
+       {"/v1/completions", "/v1/chat/completions", "/v1/models", "/health", "/metrics", "/", kPrefillRoute})
     if (path == route) return route;
   return "other";
 }
@@ -84,6 +87,9 @@ Routes::Routes(Engine& engine, Scheduler& scheduler, Metrics& metrics, const Ser
       chat_prompts_(engine), started_(static_cast<int64_t>(std::time(nullptr))),
       seeds_(std::random_device{}()) {
   if (options_.ctx < 1) fail("the server's context must be resolved before the routes are made");
+  if (options_.role == ServerRole::kDecode)
+    prefill_client_ = std::make_unique<const PrefillClient>(parse_prefill_url(options_.prefill_url), options_.api_key,
+                                                            engine_.model_id(), engine_.options().max_batch);
 }
 
 void Routes::install(httplib::Server& http) {
@@ -103,6 +109,8 @@ void Routes::install(httplib::Server& http) {
   http.Get("/v1/models", guarded([this](const auto&, auto& res) {
     res.set_content(dump_json(models_list(options_.model_id, started_, chat_prompts_.format())), kJson);
   }));
+  if (options_.role == ServerRole::kPrefill)
+    http.Post(kPrefillRoute, guarded([this](const auto& req, auto& res) { prefill(req, res); }));
   http.Get("/health", guarded([this](const auto&, auto& res) { health(res); }));
   http.Get("/metrics", guarded([this](const auto&, auto& res) { metrics(res); }));
   http.Get("/", guarded([](const auto&, auto& res) {
@@ -182,6 +190,12 @@ JobInput Routes::job_input(std::vector<int32_t> prompt, const GenerationParams& 
 }
 
 void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint) {
+  const double arrived = now_seconds();
+  if (options_.role == ServerRole::kPrefill)
+    throw ApiError(400, "invalid_request_error",
+                   "this is a prefill server (--role prefill): it prefills prompts for decode servers "
+                   "(POST /internal/prefill); send generation requests to a decode server",
+                   "", "wrong_role");
   const json body = parse_json_body(req.body);
   GenerationParams params;
   std::vector<int32_t> prompt;
@@ -195,8 +209,22 @@ void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpo
     prompt = chat_prompts_.render(r.messages);
   }
   const char* prompt_param = endpoint == Endpoint::kChat ? "messages" : "prompt";
-  auto job = std::make_shared<GenerationJob>(job_input(std::move(prompt), params, prompt_param));
-  scheduler_.submit(job);
+  JobInput input = job_input(std::move(prompt), params, prompt_param);
+  input.arrived_at = arrived;
+  if (prefill_client_) {
+    const double limit = options_.scheduler.request_timeout_seconds;
+    // The call may use what is left of the request's time limit (a little was spent parsing).
+    prefill_client_->hand_off(input, limit > 0 ? std::max(limit - (now_seconds() - arrived), 1e-3) : 0);
+  }
+  auto job = std::make_shared<GenerationJob>(std::move(input));
+  try {
+    scheduler_.submit(job);
+  } catch (const ApiError&) {
+    // Refused (busy, stopping): its handed-off entry would wait in the store for nobody. Deleting
+    // it touches the slow tier only, not the engine's decode state.
+    if (!job->input().attach_id.empty()) engine_.forget_sequence(job->input().attach_id);
+    throw;
+  }
   auto follower = std::make_shared<Follower>(
       Follower{scheduler_, job, PeerProbe(req.remote_addr, req.remote_port, req.local_port), ""});
   JobUpdate u;
@@ -235,6 +263,7 @@ void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpo
         } else {
           json finish = stream_chunk(endpoint, header, "", v.finish_reason, include_usage, false);
           finish["kv_memory"] = kv_memory_json(v.usage.memory);
+          if (v.usage.handoff.prefilled_tokens > 0) finish["handoff"] = handoff_json(v.usage.handoff);
           if (!send(sse_event(finish))) return false;
           if (include_usage && !send(sse_event(usage_chunk(endpoint, header, v.usage)))) return false;
         }
@@ -242,6 +271,37 @@ void Routes::generate(const httplib::Request& req, httplib::Response& res, Endpo
         sink.done();
         return true;
       });
+}
+
+void Routes::prefill(const httplib::Request& req, httplib::Response& res) {
+  const double arrived = now_seconds();
+  const PrefillCall call = parse_prefill_call(parse_json_body(req.body));
+  if (call.model_id != engine_.model_id())
+    throw ApiError(409, "invalid_request_error",
+                   fmt::format("this prefill server serves '{}' (model id {}); the request is for model id {}",
+                               options_.model_id, model_id_text(engine_.model_id()), model_id_text(call.model_id)),
+                   "model_id", "model_mismatch");
+  GenerationParams params;
+  params.max_tokens = call.n_ctx - static_cast<int64_t>(call.prompt.size());
+  params.full_attention = call.full_attention;
+  JobInput input = job_input(call.prompt, params, "prompt");
+  input.arrived_at = arrived;
+  // 128 random bits: unique across the prefill servers sharing one store.
+  input.persist_id = fmt::format("hof-{:016x}{:016x}", next_seed(), next_seed());
+  const std::string id = input.persist_id;
+  auto job = std::make_shared<GenerationJob>(std::move(input));
+  scheduler_.submit(job);
+  Follower follower{scheduler_, job, PeerProbe(req.remote_addr, req.remote_port, req.local_port), ""};
+  JobUpdate u;
+  do {
+    if (!follower.next(u)) return;  // the decode server left (an entry it persisted expires with the tier's ttl)
+  } while (!u.finished);
+  if (u.error) throw *u.error;
+  const PrefillAnswer answer{.sequence = id,
+                             .n_tokens = static_cast<int64_t>(call.prompt.size()),
+                             .model_id = engine_.model_id(),
+                             .prefill_seconds = now_seconds() - arrived};
+  res.set_content(dump_json(to_json(answer)), kJson);
 }
 
 void Routes::health(httplib::Response& res) const {
@@ -260,6 +320,9 @@ void Routes::health(httplib::Response& res) const {
   kv["budget_bytes"] = engine_.options().kv_budget_bytes;
   body["kv"] = kv;
   body["request_timeout_seconds"] = options_.scheduler.request_timeout_seconds;
+  body["role"] = to_string(options_.role);
+  body["model_identity"] = model_id_text(engine_.model_id());  // what a hand-off checks (server/handoff.h)
+  if (prefill_client_) body["prefill_url"] = prefill_client_->url().text();
   res.set_content(dump_json(body), kJson);
 }
 

@@ -8,6 +8,7 @@
 // and cancels the job when the client leaves, queued or running.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <random>
 #include <string>
@@ -19,6 +20,7 @@
 #include "server/chat_prompt.h"
 #include "server/generation_job.h"
 #include "server/metrics.h"
+#include "server/prefill_client.h"
 #include "server/request.h"
 #include "server/responses.h"
 #include "server/scheduler.h"
@@ -35,6 +37,8 @@ class Routes {
 
  private:
   void generate(const httplib::Request& req, httplib::Response& res, Endpoint endpoint);
+  // POST /internal/prefill of --role prefill (server/handoff.h).
+  void prefill(const httplib::Request& req, httplib::Response& res);
   // The job of a parsed request; `prompt_param` names the field the prompt came from.
   JobInput job_input(std::vector<int32_t> prompt, const GenerationParams& params, const char* prompt_param) const;
   std::vector<int32_t> completion_prompt(const CompletionRequest& request) const;
@@ -48,6 +52,7 @@ class Routes {
   Metrics& metrics_;
   const ServerOptions& options_;
   const ChatPrompts chat_prompts_;
+  std::unique_ptr<const PrefillClient> prefill_client_;  // --role decode
   const int64_t started_;  // Unix seconds
   std::mutex mutex_;       // guards the two below
   std::mt19937_64 seeds_;  // seeds of requests without one

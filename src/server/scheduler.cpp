@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <optional>
 
 #include "runtime/limits.h"
@@ -139,7 +140,10 @@ void Scheduler::run() {
     std::lock_guard lock(mutex_);
     queued.swap(queue_);
   }
-  for (const auto& job : queued) job->on_failed(shutting_down());
+  for (const auto& job : queued) {
+    forget_handed_off(job->input());
+    job->on_failed(shutting_down());
+  }
   publish_gauges();
 }
 
@@ -147,8 +151,9 @@ void Scheduler::drop_cancelled() {
   for (auto& a : active_)
     if (a->job->cancelled() && !a->done) finish(*a, FinishReason::kStop);
   std::lock_guard lock(mutex_);
-  const size_t dropped = std::erase_if(queue_, [](const auto& job) {
+  const size_t dropped = std::erase_if(queue_, [&](const auto& job) {
     if (!job->cancelled()) return false;
+    forget_handed_off(job->input());
     job->on_finished(FinishReason::kStop, {});
     return true;
   });
@@ -168,6 +173,7 @@ void Scheduler::expire_overdue() {
   std::lock_guard lock(mutex_);
   const size_t expired = std::erase_if(queue_, [&](const auto& job) {
     if (!overdue(*job)) return false;
+    forget_handed_off(job->input());
     job->on_failed(request_timed_out(limit));
     metrics_.count_timed_out();
     return true;
@@ -193,12 +199,20 @@ void Scheduler::admit() {
     try {
       const std::vector<int32_t>& prompt = job->input().prompt;
       int64_t reused = 0;
-      auto sequence = prefix_cache_ ? prefix_cache_->open_sequence(prompt, sequence_options(job->input()), &reused)
-                                    : std::make_unique<Sequence>(engine_, sequence_options(job->input()));
+      std::unique_ptr<Sequence> sequence;
+      if (!job->input().attach_id.empty()) {
+        sequence = attach_handed_off(job->input());
+      } else if (prefix_cache_) {
+        sequence = prefix_cache_->open_sequence(prompt, sequence_options(job->input()), &reused);
+      } else {
+        sequence = std::make_unique<Sequence>(engine_, sequence_options(job->input()));
+      }
       active_.push_back(std::make_unique<Active>(job, std::move(sequence), n_vocab));
       Active& a = *active_.back();
-      a.prompt_fed = static_cast<size_t>(reused);
+      a.prompt_fed = static_cast<size_t>(reused + job->input().attach_tokens);
       a.usage.cached_tokens = reused;
+      a.usage.handoff.prefilled_tokens = job->input().attach_tokens;
+      a.usage.handoff.prefill_seconds = job->input().prefill_seconds;
       if (prefix_cache_) a.keep_at = prefix_cache_->keep_point(static_cast<int64_t>(prompt.size()), reused);
       pop(true);
       job->on_admitted();
@@ -208,9 +222,13 @@ void Scheduler::admit() {
         break;
       }
       pop(false);
+      forget_handed_off(job->input());
       job->on_failed(ApiError(400, "invalid_request_error",
                               fmt::format("the request cannot fit the server's KV budget: {}", e.what()),
                               "max_tokens", "kv_budget_exceeded"));
+    } catch (const ApiError& e) {
+      pop(false);
+      job->on_failed(e);
     } catch (const std::exception& e) {
       pop(false);
       job->on_failed(ApiError(500, "server_error", e.what()));
@@ -232,7 +250,8 @@ void Scheduler::step() {
       if (prompt_rows > 0 && prompt_rows + n > max_batch) continue;  // its part waits a step
       prompt_rows += n;
       item.tokens = std::span<const int32_t>(prompt).subspan(a->prompt_fed, n);
-      item.prompt_continues = a->prompt_fed + n < prompt.size();
+      // A prefill server's job ends with its prompt open: the decode server feeds the last part.
+      item.prompt_continues = a->prompt_fed + n < prompt.size() || !a->job->input().persist_id.empty();
       if (item.prompt_continues) item.logits = nullptr;
     }
     batch.push_back(item);
@@ -253,10 +272,15 @@ void Scheduler::step() {
     if (batch[i].prompt_continues) {
       a.prompt_fed += batch[i].tokens.size();
       if (static_cast<int64_t>(a.prompt_fed) == a.keep_at) prefix_cache_->keep(*a.sequence, sequence_options(a.job->input()));
+      if (a.prompt_fed == a.job->input().prompt.size()) persist_prefilled(a);
       continue;
     }
     a.prompt_fed = a.job->input().prompt.size();
     const int32_t token = a.sampler.sample(a.logits);
+    if (a.usage.completion_tokens == 0 && a.usage.handoff.prefilled_tokens > 0) {
+      a.usage.handoff.handoff_seconds = now - a.job->input().handed_off_at;
+      metrics_.observe_handoff(a.usage.handoff.handoff_seconds);
+    }
     if (tokenizer.is_eog(token)) {
       finish(a, FinishReason::kStop);
       continue;
@@ -280,6 +304,57 @@ void Scheduler::step() {
       a.next_token = token;
     }
   }
+}
+
+std::unique_ptr<Sequence> Scheduler::attach_handed_off(const JobInput& input) {
+  SequenceOptions options = sequence_options(input);
+  options.attach = input.attach_id;
+  std::unique_ptr<Sequence> sequence;
+  try {
+    sequence = std::make_unique<Sequence>(engine_, options);
+  } catch (const KvBudgetError&) {
+    throw;  // the entry waits in the store until the budget admits the job
+  } catch (const Error& e) {
+    forget_handed_off(input);
+    throw ApiError(502, "server_error",
+                   fmt::format("the sequence the prefill server persisted as '{}' cannot be attached: {}",
+                               input.attach_id, e.what()),
+                   "", "handoff_failed");
+  }
+  forget_handed_off(input);  // attaching copied its pages into the sequence's own store
+  const std::vector<int32_t>& held = sequence->tokens();
+  const auto n = static_cast<size_t>(input.attach_tokens);
+  if (held.size() != n || !std::equal(held.begin(), held.end(), input.prompt.begin()))
+    throw ApiError(502, "server_error",
+                   fmt::format("the sequence the prefill server persisted as '{}' holds other tokens than "
+                               "this request's prompt",
+                               input.attach_id),
+                   "", "handoff_failed");
+  return sequence;
+}
+
+void Scheduler::forget_handed_off(const JobInput& input) {
+  if (input.attach_id.empty()) return;
+  try {
+    engine_.forget_sequence(input.attach_id);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "flashmem serve: cannot delete the handed-off sequence %s: %s\n", input.attach_id.c_str(),
+                 e.what());
+  }
+}
+
+void Scheduler::persist_prefilled(Active& a) {
+  const std::string& id = a.job->input().persist_id;
+  if (id.empty()) return;
+  try {
+    a.sequence->persist(id);
+  } catch (const Error& e) {
+    fail_job(a, ApiError(503, "server_error",
+                         fmt::format("the prefilled sequence cannot be persisted in the slow tier: {}", e.what()),
+                         "", "persist_failed"));
+    return;
+  }
+  finish(a, FinishReason::kStop);
 }
 
 void Scheduler::finish(Active& a, FinishReason reason) {

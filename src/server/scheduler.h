@@ -86,6 +86,12 @@ class Scheduler {
   void retire_finished();
   void publish_gauges();
   SequenceOptions sequence_options(const JobInput& input) const;
+  // --role decode: the job's sequence attached to the entry its prefill server persisted (then
+  // deleted). KvBudgetError propagates (the job waits); anything else is a 502 "handoff_failed".
+  std::unique_ptr<Sequence> attach_handed_off(const JobInput& input);
+  void forget_handed_off(const JobInput& input);  // deletes its entry, if any (errors reported)
+  // --role prefill: persists a job's sequence once its whole prompt is in, and ends the job.
+  void persist_prefilled(Active& a);
   JobMemory memory_of(const Active& a) const;  // before its sequence is freed
 
   Engine& engine_;

@@ -16,6 +16,8 @@ Server::Server(std::unique_ptr<Engine> engine, ServerOptions options)
   if (options_.ctx < 0) fail("--ctx must be >= 1, got {}", options_.ctx);
   if (options_.ctx == 0) options_.ctx = c.context_length;
   if (options_.port < 0 || options_.port > 65535) fail("--port must be in [0, 65535], got {}", options_.port);
+  check_role(options_.role, options_.scheduler.sequence, parse_store_spec(engine_->options().kv_store),
+             options_.prefill_url);
   scheduler_ = std::make_unique<Scheduler>(*engine_, metrics_, options_.scheduler);
   routes_ = std::make_unique<Routes>(*engine_, *scheduler_, metrics_, options_);
   routes_->install(http_);

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string>
 
+#include "server/role.h"
 #include "server/scheduler.h"
 
 namespace flashmem::server {
@@ -27,6 +28,8 @@ struct ServerOptions {
   // before it is read into memory.
   size_t max_body_bytes = size_t{16} << 20;
   SchedulerOptions scheduler;
+  ServerRole role = ServerRole::kBoth;  // server/role.h
+  std::string prefill_url;              // --role decode: the prefill server, http://HOST:PORT
 };
 
 }  // namespace flashmem::server

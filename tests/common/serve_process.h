@@ -7,8 +7,10 @@
 #include <regex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cli_run.h"
+#include "spawn.h"
 
 namespace flashmem::test {
 
@@ -36,5 +38,37 @@ inline int announced_port(const std::filesystem::path& log, double seconds) {
   }
   return -1;
 }
+
+// `flashmem serve ARGS --port 0` as a child process, its log in `log`: port() is the port it
+// announced (-1 when it did not start within `seconds`). The destructor stops it (SIGTERM, then
+// SIGKILL after its grace) and reaps it, so no server outlives its test.
+class ServeChild {
+ public:
+  ServeChild(std::vector<std::string> args, const std::filesystem::path& log, double seconds = 60) : log_(log) {
+    args.insert(args.begin(), "serve");
+    args.insert(args.end(), {"--port", "0", "--shutdown-grace", "0"});
+    pid_ = spawn_flashmem(args, log.string());
+    port_ = announced_port(log, seconds);
+  }
+  ~ServeChild() { stop(); }
+  ServeChild(const ServeChild&) = delete;
+  ServeChild& operator=(const ServeChild&) = delete;
+
+  int port() const { return port_; }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  std::string log() const { return slurp(log_); }
+  // Stops the server: SIGKILL (`crash`) or SIGTERM. Idempotent.
+  void stop(bool crash = false) {
+    if (pid_ <= 0) return;
+    ::kill(pid_, crash ? SIGKILL : SIGTERM);
+    wait_exit(pid_);
+    pid_ = -1;
+  }
+
+ private:
+  std::filesystem::path log_;
+  pid_t pid_ = -1;
+  int port_ = -1;
+};
 
 }  // namespace flashmem::test

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <numeric>
+#include <thread>
 #include <vector>
 
 #include "kv/recall_worker.h"
@@ -190,6 +191,46 @@ TEST(RedisStore, RecallWorkerReadsBatchesInOrder) {
   for (int64_t p = 0; p < kPages; ++p) EXPECT_EQ(cells[p], page_bytes(p)) << p;
 }
 
+// ?ttl=: pages expire when nobody touches them (a process that died leaves nothing for good), and
+// a read gives a page its whole ttl again.
+TEST(RedisStore, TtlExpiresUntouchedPagesAndReadsRefreshIt) {
+  FLASHMEM_SKIP_WITHOUT_REDIS();
+  RedisAddress a = shared_redis_server().address("flashmem-ttl");
+  a.ttl_seconds = 100;
+  RedisStore store(a, kPageBytes, {.segments = kSegments});
+  ASSERT_EQ(StoreStatus::kOk, store.write_page(0, page_bytes(0).data()));
+  ASSERT_EQ(StoreStatus::kOk, store.write_page(1, page_bytes(1).data()));
+  const RedisReply written = command(a, {"PTTL", store.key(0)});
+  EXPECT_GT(written.integer, 90'000);  // set by the write (ms), minus this test's few ms
+  EXPECT_LE(written.integer, 100'000);
+  // Shorten both to 5 s behind the store's back, then touch page 0 (a recall) and one segment of
+  // page 1: both get their 100 s back.
+  command(a, {"PEXPIRE", store.key(0), "5000"});
+  command(a, {"PEXPIRE", store.key(1), "5000"});
+  std::vector<uint8_t> dst(kPageBytes), segment(store.segment_bytes());
+  ASSERT_EQ(StoreStatus::kOk, store.read_page(0, dst.data()));
+  ASSERT_EQ(StoreStatus::kOk, store.read_segment(1, 1, segment.data()));
+  EXPECT_GT(command(a, {"PTTL", store.key(0)}).integer, 90'000);
+  EXPECT_GT(command(a, {"PTTL", store.key(1)}).integer, 90'000);
+
+  // A page nobody touches goes: 1 s of life, then a miss (never data).
+  RedisAddress brief = a;
+  brief.ttl_seconds = 1;
+  RedisStore short_lived(brief, kPageBytes);
+  ASSERT_EQ(StoreStatus::kOk, short_lived.write_page(0, page_bytes(0).data()));
+  EXPECT_EQ(1, command(a, {"EXISTS", short_lived.key(0)}).integer);
+  // Redis expires a key at most 1 s late when it is looked up (lazy expiry on access is exact);
+  // 2.5 s leaves room for a paused machine.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(0, command(a, {"EXISTS", short_lived.key(0)}).integer);
+  EXPECT_EQ(StoreStatus::kAbsent, short_lived.read_page(0, dst.data()));
+
+  // Without a ttl keys stay.
+  RedisStore lasting(shared_redis_server().address("flashmem-ttl"), kPageBytes);
+  ASSERT_EQ(StoreStatus::kOk, lasting.write_page(0, page_bytes(0).data()));
+  EXPECT_EQ(-1, command(a, {"PTTL", lasting.key(0)}).integer);  // -1: no expiry
+}
+
 TEST(StoreSpec, ParsesEveryFormAndNamesThemOnError) {
   EXPECT_EQ(StoreSpec::Kind::kRam, parse_store_spec("ram").kind);
   const StoreSpec disk = parse_store_spec("disk:/tmp/x");
@@ -205,6 +246,25 @@ TEST(StoreSpec, ParsesEveryFormAndNamesThemOnError) {
   const StoreSpec sock = parse_store_spec("unix:///run/redis/redis.sock?prefix=p1");
   EXPECT_EQ("/run/redis/redis.sock", sock.redis.unix_path);
   EXPECT_EQ("p1", sock.redis.prefix);
+  EXPECT_EQ(0, sock.redis.ttl_seconds);
+  const StoreSpec tcp_ttl = parse_store_spec("redis://10.0.0.5:7000/tenant-a?ttl=3600");
+  EXPECT_EQ("tenant-a", tcp_ttl.redis.prefix);
+  EXPECT_EQ(3600, tcp_ttl.redis.ttl_seconds);
+  EXPECT_EQ(60, parse_store_spec("redis://localhost?ttl=60").redis.ttl_seconds);
+  const StoreSpec sock_ttl = parse_store_spec("unix:///run/r.sock?ttl=5&prefix=p2");
+  EXPECT_EQ("p2", sock_ttl.redis.prefix);
+  EXPECT_EQ(5, sock_ttl.redis.ttl_seconds);
+  EXPECT_EQ("/run/r.sock", sock_ttl.redis.unix_path);
+  for (const char* bad : {"redis://h:1/p?ttl=0", "redis://h:1/p?ttl=-5", "redis://h:1/p?ttl=1x", "redis://h:1/p?ttl=",
+                          "redis://h:1/p?ttl=99999999999", "redis://h:1/p?prefix=q", "redis://h:1/p?tll=5",
+                          "unix:///r.sock?ttl=5&x=1"}) {
+    try {
+      parse_store_spec(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(bad), std::string::npos) << e.what();
+    }
+  }
   for (const char* bad : {"", "disk:", "redis://", "redis://host:0", "redis://host:99999", "redis://host:12x",
                           "redis://host:1/", "redis://host:1/a b", "redis://host/{tag}", "unix://", "unix://rel.sock",
                           "s3://bucket", "RAM"}) {

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "kv/store_spec.h"
 #include "common.h"
 #include "server/chat_prompt.h"
 #include "server/server.h"
@@ -33,6 +34,7 @@ struct ServeArgs {
   bool has_reuse_quota = false;  // --reuse-quota-mb given
   LsaArgs lsa;
   bool has_store = false;  // --kv-store given
+  std::string role = "both", prefill_url;  // server/role.h
 };
 
 // $XDG_STATE_HOME/flashmem, else ~/.local/state/flashmem (the XDG base directory default).
@@ -76,6 +78,17 @@ void default_serve_budget(LsaArgs& lsa) {
   if (parse_policy_spec(lsa.policy).kind == PolicyKind::kLsa) lsa.budget = server::kServeLsaBudget;
 }
 
+// A Redis tier's ?ttl= shorter than a request may run would let a running request's untouched
+// pages expire under it (a read refreshes a page; pages lsa does not select are not read).
+void check_store_ttl(const ServeArgs& a) {
+  const StoreSpec spec = parse_store_spec(a.lsa.store);
+  if (spec.kind != StoreSpec::Kind::kRedis || spec.redis.ttl_seconds == 0) return;
+  if (a.request_timeout == 0 || static_cast<double>(spec.redis.ttl_seconds) <= a.request_timeout)
+    fail("--kv-store ttl={} s must exceed --request-timeout ({} s{}): a running request's pages that are "
+         "not recalled for that long would expire",
+         spec.redis.ttl_seconds, a.request_timeout, a.request_timeout == 0 ? ", no limit" : "");
+}
+
 void serve(ServeArgs a) {
   if (is_oracle(a.lsa)) fail("--policy oracle:F needs a recorded first pass of each request; serve does not offer it");
   if (a.kv_budget_mb < 0) fail("--kv-budget-mb must be >= 0, got {}", a.kv_budget_mb);
@@ -97,12 +110,17 @@ void serve(ServeArgs a) {
   o.scheduler.max_queue = a.max_queue;
   o.scheduler.sequence = sequence_options(a.lsa, ctx, kv_type);
   o.scheduler.request_timeout_seconds = a.request_timeout;
-  // Reuse keeps prefixes of paged sequences in a disk tier: on by default where that holds.
-  const bool reusable = o.scheduler.sequence.paged && a.lsa.store.rfind("disk:", 0) == 0;
+  o.role = server::parse_server_role(a.role);
+  o.prefill_url = a.prefill_url;
+  check_store_ttl(a);
+  // Reuse keeps prefixes of paged sequences in a disk tier: on by default where that holds. A
+  // decode server prefills only prompts' last parts: the prefill servers keep the prefixes.
+  const bool reusable = o.scheduler.sequence.paged && a.lsa.store.rfind("disk:", 0) == 0 &&
+                        o.role != server::ServerRole::kDecode;
   if (a.reuse_quota_mb < 0) fail("--reuse-quota-mb must be >= 0, got {}", a.reuse_quota_mb);
   if (a.has_reuse_quota && a.reuse_quota_mb > 0 && !reusable)
     fail("--reuse-quota-mb keeps prompt prefixes in a disk slow tier: it needs a --policy and a disk: "
-         "--kv-store (the default with a policy)");
+         "--kv-store (the default with a policy), on a server that prefills (--role both or prefill)");
   o.scheduler.reuse_quota_bytes = reusable ? static_cast<uint64_t>(a.reuse_quota_mb) << 20 : 0;
   EngineOptions engine_opts = engine_options(a.lsa, a.threads);
   // MiB: the unit of --kv-budget-mb.
@@ -128,6 +146,10 @@ void serve(ServeArgs a) {
              o.scheduler.reuse_quota_bytes > 0 ? fmt::format("prompt prefixes kept in {}, up to {} MiB", a.lsa.store,
                                                              a.reuse_quota_mb)
                                                : "off");
+  fmt::print(stderr, "flashmem serve: role {}{}\n", a.role,
+             o.role == server::ServerRole::kDecode ? ", prompts prefilled by " + a.prefill_url
+             : o.role == server::ServerRole::kPrefill ? ", sequences handed over in " + a.lsa.store
+                                                      : "");
   fmt::print(stderr, "flashmem serve: listening on http://{}:{}{}\n", a.host, server.port(),
              a.api_key.empty() ? "" : " (API key required)");
   server.start();
@@ -166,6 +188,11 @@ const CommandRegistration kServe("serve", [](CLI::App& app) {
                   "disk for kept prompt prefixes (conversation reuse), MiB; 0 = off. Needs a --policy "
                   "and a disk slow tier")
       ->capture_default_str();
+  cmd->add_option("--role", a->role,
+                  "both: prefill and decode here | prefill: prefill prompts for decode servers and hand "
+                  "them over in the shared --kv-store | decode: send prompts to --prefill-url and decode")
+      ->capture_default_str();
+  cmd->add_option("--prefill-url", a->prefill_url, "--role decode: the prefill server, http://HOST:PORT");
   add_threads_option(cmd, a->threads);
   add_lsa_options(cmd, a->lsa);
   cmd->get_option("--budget")->description(
@@ -175,7 +202,8 @@ const CommandRegistration kServe("serve", [](CLI::App& app) {
                   server::kServeLsaBudget));
   cmd->get_option("--kv-store")
       ->description("slow tier: ram | disk:DIR (a directory, created if missing; default with a --policy: "
-                    "disk:STATE_DIR/kv)")
+                    "disk:STATE_DIR/kv) | redis://HOST:PORT[/PREFIX][?ttl=SECONDS] | "
+                    "unix:///PATH.sock[?prefix=PREFIX][&ttl=SECONDS]")
       ->default_str("");
   cmd->callback([a, cmd] {
     a->has_store = cmd->count("--kv-store") > 0;
