@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Many long conversations at once in a fixed KV memory: `flashmem serve` (lsa over a disk slow
-# tier, --kv-budget-mb KV_MB) against llama.cpp's llama-server given the same RAM for KV (as many
-# -np slots of one conversation's context as KV_MB holds, f16 KV as flashmem's).
+# tier, --kv-budget-mb KV_MB), then `flashmem serve --policy full` under the same budget (the
+# accuracy reference), then llama.cpp's llama-server given the same RAM for KV (as many -np slots
+# of one conversation's context as KV_MB holds, f16 KV as flashmem's).
 #
 #   bench/serve_load.sh MODEL.gguf INDEXER.gguf LLAMA_SERVER [CLIENTS] [KV_MB]
 #   e.g. bench/serve_load.sh models/needle-lm.gguf models/needle-lm-indexer.gguf \
@@ -12,13 +13,14 @@
 # whole conversation so far as the prompt; greedy, streamed, GEN tokens a turn. Per server the
 # script prints: admitted concurrency (most requests streaming at once), aggregate completion
 # tokens/s, p50/p99 time to first token and between tokens, 429s, other errors (should be 0),
-# the server's peak RSS (VmHWM) and needle accuracy (answers holding the task's answer).
+# the server's peak RSS (VmHWM), needle accuracy (answers holding the task's answer), and per
+# turn the median TTFT and the prompt tokens the server reused (usage cached_tokens).
 #
 # llama.cpp is not part of this project: bring your own llama-server (any build from late 2025
 # on: `-fa on`, `--cache-ram`). Its prompt cache in RAM is turned off (--cache-ram 0) so its KV
 # is its slots only.
-# Environment: LENGTH (7680: needle-lm's context is 8192; use 8192-16384 with a model that has
-# it), TURNS (2), GEN (16), FAMILY (niah_single), THREADS (2), BIN (build/bin/flashmem),
+# Environment: LENGTH (7680: needle-lm's trained context is 8192; past it both engines apply RoPE
+# beyond training, llama-server through --override-kv), TURNS (2), GEN (16), FAMILY (niah_single), THREADS (2), BIN (build/bin/flashmem),
 # FULL (1: also flashmem --policy full under the same budget; 0: skip), SKIP_LLAMA (1: no
 # llama-server), KEEP (1: keep the work directory).
 set -euo pipefail
