@@ -125,10 +125,16 @@ Plan plan_niah(const TaskSpec& spec, int n_needles, Rng& rng) {
   const bool one_key = spec.family == TaskFamily::kNiahMultivalue;
   const std::vector<std::string> keys = random_keys(rng, one_key ? 1 : n_needles);
   const std::vector<std::string> values = random_values(rng, spec.value, n_needles);
+  std::vector<double> depths(static_cast<size_t>(n_needles));  // [n_needles] in [0, 1)
+  for (double& d : depths) d = rng.uniform();
+  // A multi-value answer lists the values in the order the text holds them (as vt lists its
+  // chain): the only order a reader can reproduce. Unsorted, the training target would name the
+  // values in an order the prompt does not reveal, which a model can only guess.
+  if (one_key) std::sort(depths.begin(), depths.end());
   for (int i = 0; i < n_needles; ++i)
     p.needles.push_back({fmt::format("One of the special magic {} for {} is: {}.", plural,
                                      keys[one_key ? 0 : i], values[i]),
-                         rng.uniform()});
+                         depths[static_cast<size_t>(i)]});
   auto single_question = [&](int i) {
     return Question{fmt::format("Question: What is the special magic {} for {}? Answer: The "
                                 "special magic {} for {} is:",

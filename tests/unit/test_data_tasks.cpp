@@ -152,6 +152,28 @@ TEST(EvalTasks, TrainingFormMarksEveryAnswer) {
   EXPECT_EQ(s.answer_spans.back().end, static_cast<int64_t>(s.tokens.size()));
 }
 
+// Answers that list several values name them in the order the text holds them, so a model
+// can learn to produce them (a list in an order the prompt does not reveal can only be guessed).
+TEST(EvalTasks, MultiValueAnswersFollowTheTextOrder) {
+  for (const TaskFamily family : {TaskFamily::kNiahMultivalue, TaskFamily::kVt}) {
+    for (uint64_t seed = 0; seed < 40; ++seed) {
+      TaskSpec spec;
+      spec.family = family;
+      spec.length = seed % 2 ? 300 : 1500;  // short: needles often share a filler slot
+      const TaskSample s = generate_task(spec, seed, word_tokenizer());
+      ASSERT_GE(s.answers.size(), 2u);
+      size_t last = 0;
+      for (const std::string& a : s.answers) {
+        const std::string needle = family == TaskFamily::kVt ? "VAR " + a + " =" : "is: " + a + ".";
+        const size_t at = s.prompt.find(needle);
+        ASSERT_NE(at, std::string::npos) << needle;
+        EXPECT_GT(at, last) << family_name(family) << " seed " << seed << ": " << a << " out of order";
+        last = at;
+      }
+    }
+  }
+}
+
 TEST(EvalTasks, FweAnswersAreTheThreeMostFrequentWords) {
   TaskSpec spec;
   spec.family = TaskFamily::kFwe;
