@@ -119,6 +119,9 @@ class Engine {
   // first (from then on it cannot be attached), then its pages. False when there was none.
   // Throws Error for a bad id or a tier that fails.
   bool forget_sequence(const std::string& id);
+  // True when the slow tier holds a record persisted under `id` (readable or not: attaching a
+  // damaged one is an Error). Throws Error for a bad id or a tier that fails.
+  bool has_sequence(const std::string& id) const;
   // The model identity a persisted sequence records (model/model_identity.h).
   uint64_t model_id() const { return model_id_; }
 

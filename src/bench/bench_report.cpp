@@ -26,6 +26,11 @@ std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
   } else {
     out += fmt::format("prefill: {:>6} tokens  {:8.1f} tok/s ({})\n", o.context, r.prefill_tok_s,
                        spread_text(r.prefill_spread));
+    if (!o.checkpoint.empty())
+      out += fmt::format("checkpoint '{}': resumed at {} tokens, rate over the {} prefilled here; {} written "
+                         "({:.1f} s, not in the rate)\n",
+                         o.checkpoint, r.prefill_resumed_from, o.context - r.prefill_resumed_from,
+                         r.checkpoints_written, r.checkpoint_seconds);
   }
   out += fmt::format("decode:  {:>6} tokens  {:8.1f} tok/s ({})\n", o.gen, r.decode_tok_s,
                      spread_text(r.decode_spread));
@@ -99,7 +104,13 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
       {"kv_store", labels.kv_store},
       {"rss_peak_bytes", r.rss_peak_bytes},
       {"rss_peak_prefill_bytes", r.rss_peak_prefill_bytes},
+      {"decoded_digest", fmt::format("xxh3:{:016x}", r.decoded_digest)},
   };
+  if (!o.checkpoint.empty())
+    j.update({{"checkpoint", o.checkpoint},
+              {"prefill_resumed_from", r.prefill_resumed_from},
+              {"checkpoints_written", r.checkpoints_written},
+              {"checkpoint_seconds", r.checkpoint_seconds}});
   if (r.kv) {
     const LsaStats& kv = *r.kv;
     j.update({

@@ -5,6 +5,8 @@
 #include <random>
 #include <span>
 
+#include <xxhash.h>
+
 #include "model/model.h"
 #include "model/sampler.h"
 #include "util/bandwidth.h"
@@ -17,6 +19,10 @@ namespace flashmem::bench {
 void validate_bench_options(const BenchOptions& o) {
   if (o.context < 1 || o.gen < 1 || o.repeat < 1 || o.rounds < 1)
     fail("--context, --gen, --repeat and --rounds must be >= 1");
+  if (o.checkpoint.empty()) return;
+  if (o.checkpoint_every < 1) fail("--checkpoint-every must be >= 1");
+  if (o.synthetic) fail("--checkpoint resumes a prefill: not with --fill random");
+  if (o.repeat != 1) fail("--checkpoint resumes one prefill: use --repeat 1 (and --rounds for a spread)");
 }
 
 Spread spread_of(std::vector<double> v) {
@@ -49,13 +55,23 @@ namespace {
 // at depths where attention makes prefill slow, at no measurable cost per call.
 constexpr int64_t kPrefillPartChunks = 8;
 
-// Prefills `prompt` into `s` (which must be empty) in parts, updating a progress line on a
-// terminal; logits [n_vocab] of the last token.
-void prefill_in_parts(Session& s, std::span<const int32_t> prompt, float* logits) {
+// The prefill's checkpoints (BenchOptions::checkpoint) and what they cost.
+struct PrefillCheckpoints {
+  const std::string& id;
+  int64_t every = 0;
+  int written = 0;
+  double seconds = 0;
+};
+
+// Prefills the rest of `prompt` into `s` (which holds its first n_past tokens: none, or what a
+// checkpoint held) in parts, updating a progress line on a terminal, persisting at checkpoints
+// (`checkpoints` null: none); logits [n_vocab] of the last token.
+void prefill_in_parts(Session& s, std::span<const int32_t> prompt, float* logits, PrefillCheckpoints* checkpoints) {
   const int64_t part = kPrefillPartChunks * s.engine().options().max_batch;
   const auto n = static_cast<int64_t>(prompt.size());
-  ProgressLine progress("prefill", n, "tok");
-  for (int64_t done = 0; done < n; done += part) {
+  const int64_t start = s.n_past();
+  ProgressLine progress("prefill", n - start, "tok");
+  for (int64_t done = start; done < n;) {
     const int64_t m = std::min(part, n - done);
     BatchItem item;
     item.sequence = &s.sequence();
@@ -63,9 +79,33 @@ void prefill_in_parts(Session& s, std::span<const int32_t> prompt, float* logits
     item.logits = done + m == n ? logits : nullptr;
     item.prompt_continues = done + m < n;
     s.engine().decode(std::span(&item, 1));
-    progress.update(done + m);
+    const bool crossed = checkpoints != nullptr && (done + m) / checkpoints->every > done / checkpoints->every;
+    done += m;
+    if (crossed && done < n) {
+      const double t0 = now_seconds();
+      s.sequence().persist(checkpoints->id);
+      checkpoints->seconds += now_seconds() - t0;
+      ++checkpoints->written;
+    }
+    progress.update(done - start);
   }
   progress.finish();
+}
+
+// Resumes the prefill of `prompt` from the checkpoint `id` when the slow tier holds one: Error
+// when it holds another prompt (or was persisted with other settings: Sequence's attach says
+// which) or a finished one.
+void resume_from_checkpoint(Session& s, std::span<const int32_t> prompt, const std::string& id) {
+  if (!s.engine().has_sequence(id)) return;
+  s.attach(id);
+  const Sequence& q = s.sequence();
+  const auto n = static_cast<int64_t>(prompt.size());
+  if (!q.prompt_open() || q.n_past() >= n)
+    fail("checkpoint '{}' holds a finished history of {} tokens, not an open prefill of this {}-token "
+         "prompt: use another --checkpoint id", id, q.n_past(), n);
+  if (!std::equal(q.tokens().begin(), q.tokens().end(), prompt.begin()))
+    fail("checkpoint '{}' holds another prompt ({} tokens that differ from this --seed and --context): "
+         "use another --checkpoint id", id, q.n_past());
 }
 
 }  // namespace
@@ -99,6 +139,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
 
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));  // [n_vocab]
   std::vector<double> prefill_rates, decode_rates;
+  std::vector<int32_t> timed_tokens;  // [rounds * gen] the ids the timed sequence decoded
   r.load_start = read_load_average();
   // One sequence: history (prefill or synthetic), then `rounds` rounds of `gen` decode steps,
   // greedy or replaying `forced`; the decoded tokens go to `decoded`. The timed session's rates
@@ -107,6 +148,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
                           std::vector<int32_t>* decoded) {
     const bool is_timed = &s == &timed;
     s.reset();
+    const bool checkpointed = is_timed && !o.checkpoint.empty();
     int32_t token = prompt.back();
     if (o.synthetic) {
       // The history holds seeded random K/V (and indexer keys): decode cost at depth without
@@ -114,12 +156,22 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
       s.fill_synthetic(o.context - 1, o.seed + static_cast<uint64_t>(repeat));
       s.forward(std::span(&token, 1), logits.data(), false);
     } else {
+      PrefillCheckpoints checkpoints{.id = o.checkpoint, .every = o.checkpoint_every};
+      if (checkpointed) {
+        resume_from_checkpoint(s, prompt, o.checkpoint);
+        r.prefill_resumed_from = s.n_past();
+      }
+      const int64_t start = s.n_past();
       const double t0 = now_seconds();
-      prefill_in_parts(s, prompt, logits.data());
-      if (is_timed) prefill_rates.push_back(static_cast<double>(o.context) / (now_seconds() - t0));
+      prefill_in_parts(s, prompt, logits.data(), checkpointed ? &checkpoints : nullptr);
+      const double seconds = now_seconds() - t0 - checkpoints.seconds;
+      r.checkpoints_written = checkpoints.written;
+      r.checkpoint_seconds = checkpoints.seconds;
+      if (is_timed) prefill_rates.push_back(static_cast<double>(o.context - start) / seconds);
       if (is_timed && r.rss_peak_prefill_bytes == 0) r.rss_peak_prefill_bytes = peak_rss_bytes();
     }
     token = argmax(logits);
+    if (is_timed) timed_tokens.clear();
     size_t step = 0;  // index into `forced`
     for (int round = 0; round < o.rounds; ++round) {
       s.reset_times();
@@ -127,6 +179,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
       for (int64_t i = 0; i < o.gen; ++i, ++step) {
         if (forced != nullptr) token = (*forced)[step];
         if (decoded != nullptr) decoded->push_back(token);
+        if (is_timed) timed_tokens.push_back(token);
         const int32_t in[1] = {token};
         s.forward(in, logits.data(), false);
         token = argmax(logits);
@@ -141,6 +194,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
     run_sequence(timed, rep, recorder != nullptr ? &recorded : nullptr, nullptr);
   }
   r.load_end = read_load_average();
+  r.decoded_digest = XXH3_64bits(timed_tokens.data(), timed_tokens.size() * sizeof(int32_t));
   r.prefill_spread = spread_of(prefill_rates);
   r.prefill_tok_s = r.prefill_spread.median;
   r.decode_spread = spread_of(decode_rates);

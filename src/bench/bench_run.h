@@ -41,9 +41,20 @@ struct BenchOptions {
                           // one prefill takes an hour, rounds give the spread without repeats
   uint64_t seed = 1;      // the random prompt; repeat r of a synthetic fill uses seed + r
   bool synthetic = false; // history of seeded random K/V (Session::fill_synthetic), no prefill
+  // Non-empty: the prefill persists its sequence under this id in the slow tier (Sequence::
+  // persist) at the first part boundary past every `checkpoint_every` prompt tokens, never after
+  // the last part, and a run that finds the id resumes its prefill there: a 128K-token prefill
+  // is hours on 2 cores. The entry stays after the run (a re-run prefills only the rest). Needs
+  // one repeat, no synthetic fill, no oracle replay, and a paged session on a disk or Redis store.
+  std::string checkpoint;
+  // 8192 tokens: each checkpoint copies the whole history once (12 KB per token for the 125M
+  // model, so ~13 GB over a 128K prefill, minutes against hours), and an interruption loses at
+  // most 8K tokens (~15 minutes at 128K depth on 2 cores).
+  int64_t checkpoint_every = 8192;
 };
 
-// Throws Error when context, gen, repeat or rounds is < 1.
+// Throws Error when context, gen, repeat, rounds or checkpoint_every is < 1, or a checkpoint is
+// asked of a synthetic fill or several repeats.
 void validate_bench_options(const BenchOptions& o);
 
 struct BenchResult {
@@ -69,6 +80,10 @@ struct BenchResult {
   std::optional<LsaStats> kv;      // the paged runtime's accounting (none for a plain session)
   std::string kv_policy;           // its policy's name ("" for a plain session)
   bool oracle_replay = false;      // decode replayed a recorder's tokens (oracle:F)
+  int64_t prefill_resumed_from = 0;  // prompt tokens the checkpoint held when the prefill began
+  int checkpoints_written = 0;     // Sequence::persist calls during the prefill
+  double checkpoint_seconds = 0;   // their time, not counted in prefill_tok_s
+  uint64_t decoded_digest = 0;     // xxh3 of the token ids the timed sequence's last repeat decoded
 };
 
 // Runs `repeat` sequences in `timed`: the history (prefill of the random prompt, fed in parts

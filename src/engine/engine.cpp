@@ -58,6 +58,10 @@ KvBudget Engine::kv_budget() const {
   return b;
 }
 
+bool Engine::has_sequence(const std::string& id) const {
+  return read_entry_record(parse_store_spec(options_.kv_store), id).has_value();
+}
+
 bool Engine::forget_sequence(const std::string& id) {
   const StoreSpec spec = parse_store_spec(options_.kv_store);
   const std::optional<std::string> bytes = read_entry_record(spec, id);

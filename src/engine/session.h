@@ -4,7 +4,9 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <string>
 
 #include "flashmem/engine.h"
 #include "flashmem/sequence.h"
@@ -59,10 +61,15 @@ class Session {
   void fill_synthetic(int64_t n, uint64_t seed) { sequence_->fill_synthetic(n, seed); }
   // Forgets the sequence.
   void reset() { sequence_->reset(); }
+  // Replaces the sequence with the one persisted under `id` in the engine's slow tier
+  // (Sequence::persist, SequenceOptions::attach). Only for a session built with PagedKvOptions;
+  // Error when there is no such entry or it was persisted with other settings.
+  void attach(const std::string& id);
 
  private:
   Engine engine_;
   std::unique_ptr<Sequence> sequence_;
+  std::optional<SequenceOptions> paged_options_;  // what attach() rebuilds the sequence with
 };
 
 }  // namespace flashmem

@@ -21,6 +21,8 @@ struct BenchArgs {
   uint64_t seed = 1;
   bool json = false;
   std::string fill = "prefill";
+  std::string checkpoint;
+  int64_t checkpoint_every = bench::BenchOptions{}.checkpoint_every;
   LsaArgs lsa;
 };
 
@@ -52,6 +54,14 @@ void run_bench(const BenchArgs& a) {
   o.repeat = a.repeat;
   o.rounds = a.rounds;
   o.seed = a.seed;
+  if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
+  o.synthetic = a.fill == "random";
+  o.checkpoint = a.checkpoint;
+  o.checkpoint_every = a.checkpoint_every;
+  if (!a.checkpoint.empty() && (a.has_sequences || is_oracle(a.lsa)))
+    fail("--checkpoint resumes one sequence's prefill: not with --sequences or oracle:F");
+  if (!a.checkpoint.empty() && a.lsa.policy.empty())
+    fail("--checkpoint keeps the prefill in the slow tier: it needs a --policy and --kv-store disk:DIR or redis://");
   bench::validate_bench_options(o);
   auto model = Model::load(a.model);
   SessionOptions options;
@@ -63,8 +73,6 @@ void run_bench(const BenchArgs& a) {
                                                 .n_ctx = a.context + generated, .kv_type = options.kv_type},
                               a.lsa.store);
   options.n_threads = a.threads;
-  if (a.fill != "prefill" && a.fill != "random") fail("--fill must be prefill or random");
-  o.synthetic = a.fill == "random";
   const bench::BenchLabels labels{.model = a.model, .kv_type = a.kv_type, .fill = a.fill,
                                   .policy = a.lsa.policy, .kv_store = a.lsa.store};
   if (a.has_sequences) {
@@ -107,6 +115,11 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{4096}));
   cmd->add_flag("--json", a->json, "print one JSON object on the last line");
   cmd->add_option("--fill", a->fill, "prefill: run the prompt | random: synthetic KV history")
+      ->capture_default_str();
+  cmd->add_option("--checkpoint", a->checkpoint,
+                  "persist the prefill under this id in the --kv-store every --checkpoint-every tokens; "
+                  "a run that finds the id resumes its prefill there");
+  cmd->add_option("--checkpoint-every", a->checkpoint_every, "prompt tokens between checkpoints")
       ->capture_default_str();
   add_lsa_options(cmd, a->lsa);
   cmd->callback([a, cmd] {
