@@ -134,6 +134,7 @@ struct ChunkRows {
   const uint8_t* v[kAttentionChunkKeys];
   int64_t n = 0;
   int64_t t0 = 0;
+  size_t row_bytes = 0;  // of one K (or V) row
 };
 
 // The rows of keys [t_begin, t_end) among the positions of `spans` in [min_pos, max_pos]. Cost:
@@ -142,6 +143,7 @@ void gather_rows(std::span<const KvSpan> spans, int64_t min_pos, int64_t max_pos
                  int64_t t_end, size_t row_bytes, ChunkRows& rows) {
   rows.n = 0;
   rows.t0 = t_begin;
+  rows.row_bytes = row_bytes;
   int64_t t = 0;  // key index of the current span's first attended position
   for (const KvSpan& s : spans) {
     if (t >= t_end) break;
@@ -262,10 +264,11 @@ inline __m128 sum_lanes_4(const __m256 (&a)[4]) {
 // 4 keys per step with all S heads; key j's slice starts `offset` bytes into its row.
 // out [S, kAttentionChunkKeys] (head s's scores at out + s · kAttentionChunkKeys); lanes from nb
 // up to the next multiple of 4 repeat the last key's score.
-template <class Slice, int S>
+template <class Slice, int S, class Step>
 void block_scores(const uint8_t* const* k_rows, int64_t nb, size_t offset, const float* q,
-                  int64_t hd, float scale, float* out) {
+                  int64_t hd, float scale, float* out, Step&& step) {
   for (int64_t j0 = 0; j0 < nb; j0 += 4) {
+    step();
     const uint8_t* k[4];
     for (int j = 0; j < 4; ++j) k[j] = k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset;
     // Block by block (one block for plain types): raw dot products in 12 accumulators, reduced to
@@ -342,6 +345,23 @@ void block_accumulate(const uint8_t* const* v_rows, int64_t nb, size_t offset, c
   for (; c < vd; c += 8) block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, p, c, acc, acc_stride);
 }
 
+// Whole rows rows[0, n) fetched a few per step() over `steps` calls, so that their lines arrive
+// while the work the steps are part of runs.
+class RowPrefetcher {
+ public:
+  RowPrefetcher(const uint8_t* const* rows, int64_t n, size_t row_bytes, int64_t steps)
+      : rows_(rows), n_(n), row_bytes_(row_bytes), per_step_(steps > 0 ? (n + steps - 1) / steps : n) {}
+  void step() {
+    for (int64_t i = 0; i < per_step_ && next_ < n_; ++i) prefetch_head(rows_[next_++], row_bytes_);
+  }
+
+ private:
+  const uint8_t* const* rows_;
+  int64_t n_;
+  size_t row_bytes_;
+  int64_t per_step_, next_ = 0;
+};
+
 // Largest of x[0, n) (n >= 1).
 float max_of(const float* x, int64_t n) {
   __m256 m = _mm256_set1_ps(-INFINITY);
@@ -388,11 +408,22 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
     acc[vd + 1] = 0.0f;
   }
   if (n == 0) return;
+  const int64_t group = shape.n_heads / shape.n_kv_heads;
+  const int64_t n_sets = shape.n_kv_heads * ((group + kMaxSet - 1) / kMaxSet);
   for (int64_t b = 0; b < n; b += kBlockKeys) {
     const int64_t nb = std::min(kBlockKeys, n - b);
+    // While pass 1 reads this block's K rows, the next block's K rows and this block's V rows
+    // (read by pass 2, from L2) are fetched, spread over the block's steps of 4 keys.
+    const int64_t steps = n_sets * ((nb + 3) / 4);
+    RowPrefetcher next_k(rows.k + b + nb, std::min(kBlockKeys, n - b - nb), rows.row_bytes, steps);
+    RowPrefetcher this_v(rows.v + b, nb, rows.row_bytes, steps);
+    auto step = [&] {
+      next_k.step();
+      this_v.step();
+    };
     for_each_head_set(shape, [&]<int S>(int64_t h0, int64_t kvh) {
       block_scores<Slice, S>(rows.k + b, nb, kvh * slice_bytes, q + h0 * hd, hd, scale,
-                             s + h0 * kAttentionChunkKeys + b);
+                             s + h0 * kAttentionChunkKeys + b, step);
     });
   }
   for (int64_t h = 0; h < shape.n_heads; ++h) {
