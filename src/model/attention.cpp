@@ -206,38 +206,42 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
 // How the kernel reads one kv head's slice of a K or V row in the cache type: value c of the
-// slice is load8(slice, c)[0] · scale(slice, c), lanes c .. c + 7 (c a multiple of 8) at once;
-// values in one block of kBlock share the scale (plain types: 1 for the whole slice), so callers
-// hoist it out of the block. bytes(hd) = the slice's size.
+// slice is stored at values(slice, c), whose 8 values c .. c + 7 (c a multiple of 8) load8 turns
+// into f32 lanes, to be multiplied by scale(slice, c). Values in one block of kBlock share the
+// scale (plain types: 1 for the whole slice) and lie kValueBytes apart, so callers find a block's
+// values and scale once and step through it by address. bytes(hd) = the slice's size.
 struct F16Slice {
   static constexpr int64_t kBlock = 1 << 30;
   static constexpr bool kScaled = false;
-  static __m256 load8(const uint8_t* slice, int64_t c) {
-    return simd::load_f16x8(reinterpret_cast<const uint16_t*>(slice) + c);
-  }
+  static constexpr int64_t kValueBytes = 2;
+  static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
+  static __m256 load8(const uint8_t* p) { return simd::load_f16x8(reinterpret_cast<const uint16_t*>(p)); }
   static float scale(const uint8_t*, int64_t) { return 1.0f; }
-  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd) * 2; }
+  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
 };
 struct F32Slice {
   static constexpr int64_t kBlock = 1 << 30;
   static constexpr bool kScaled = false;
-  static __m256 load8(const uint8_t* slice, int64_t c) {
-    return _mm256_loadu_ps(reinterpret_cast<const float*>(slice) + c);
-  }
+  static constexpr int64_t kValueBytes = 4;
+  static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
+  static __m256 load8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
   static float scale(const uint8_t*, int64_t) { return 1.0f; }
-  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd) * 4; }
+  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
 };
 // q8_0: blocks of 32 int8 values q sharing an f16 scale d, value = d · q (the slice starts on a
 // block: head_dim is a multiple of 32, see check_kv_type).
 struct Q8Slice {
   static constexpr int64_t kBlock = kQ8Block;
   static constexpr bool kScaled = true;
+  static constexpr int64_t kValueBytes = 1;
   static const BlockQ8_0* block(const uint8_t* slice, int64_t c) {
     return reinterpret_cast<const BlockQ8_0*>(slice) + c / kQ8Block;
   }
-  static __m256 load8(const uint8_t* slice, int64_t c) {
-    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block(slice, c)->qs + c % kQ8Block));
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+  static const uint8_t* values(const uint8_t* slice, int64_t c) {
+    return reinterpret_cast<const uint8_t*>(block(slice, c)->qs + c % kQ8Block);
+  }
+  static __m256 load8(const uint8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
   static float scale(const uint8_t* slice, int64_t c) { return _cvtsh_ss(block(slice, c)->d); }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd / kQ8Block) * sizeof(BlockQ8_0); }
@@ -280,11 +284,13 @@ void block_scores(const uint8_t* const* k_rows, int64_t nb, size_t offset, const
       __m256 acc[S][4];
       for (auto& row : acc)
         for (__m256& a : row) a = _mm256_setzero_ps();
+      const uint8_t* kb[4];  // the block's values of the 4 keys
+      for (int j = 0; j < 4; ++j) kb[j] = Slice::values(k[j], cb);
       for (int64_t c = cb; c < std::min(hd, cb + Slice::kBlock); c += 8) {
         __m256 qc[S];
         for (int s = 0; s < S; ++s) qc[s] = _mm256_loadu_ps(q + s * hd + c);
         for (int j = 0; j < 4; ++j) {
-          const __m256 kc = Slice::load8(k[j], c);
+          const __m256 kc = Slice::load8(kb[j] + (c - cb) * Slice::kValueBytes);
           for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, qc[s], acc[s][j]);
         }
       }
@@ -316,6 +322,7 @@ void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offs
     const uint8_t* v = v_rows[j] + offset;
     // The 8W columns lie in one scale block (8W divides 32), so v's scale joins p_j.
     const float d = Slice::scale(v, c);
+    const uint8_t* vc0 = Slice::values(v, c);
     __m256 pj[S];
 #pragma GCC unroll 4
     for (int s = 0; s < S; ++s)
@@ -323,7 +330,7 @@ void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offs
                              : _mm256_broadcast_ss(p + s * kAttentionChunkKeys + j);
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) {
-      const __m256 vc = Slice::load8(v, c + 8 * i);
+      const __m256 vc = Slice::load8(vc0 + 8 * i * Slice::kValueBytes);
 #pragma GCC unroll 4
       for (int s = 0; s < S; ++s) a[s][i] = _mm256_fmadd_ps(pj[s], vc, a[s][i]);
     }
