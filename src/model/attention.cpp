@@ -127,35 +127,41 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
 
 namespace {
 
+// Keys per block of the tiled kernel's two passes over a chunk (see tiled_chunk). A block's K (or
+// V) rows, 16 KiB at kv_dim 256 in f16, stay in L1 while every kv head's slice of them is read.
+constexpr int64_t kBlockKeys = 32;
+
 // The K and V rows of one chunk's keys t0 .. t0 + n - 1 (n <= kAttentionChunkKeys), gathered
 // across spans once per chunk: k[j], v[j] = the start of key t0 + j's whole rows (all kv heads).
+// next_k: the first K rows of the chunk the calling thread attends next (n_next of them; fetched
+// while this chunk's last pass runs, since the hardware prefetchers do not follow the jump).
 struct ChunkRows {
   const uint8_t* k[kAttentionChunkKeys];
   const uint8_t* v[kAttentionChunkKeys];
-  int64_t n = 0;
+  const uint8_t* next_k[kBlockKeys];
+  int64_t n = 0, n_next = 0;
   int64_t t0 = 0;
   size_t row_bytes = 0;  // of one K (or V) row
 };
 
-// The rows of keys [t_begin, t_end) among the positions of `spans` in [min_pos, max_pos]. Cost:
-// O(spans before t_end + keys).
-void gather_rows(std::span<const KvSpan> spans, int64_t min_pos, int64_t max_pos, int64_t t_begin,
-                 int64_t t_end, size_t row_bytes, ChunkRows& rows) {
-  rows.n = 0;
-  rows.t0 = t_begin;
-  rows.row_bytes = row_bytes;
+// k[i], v[i] (v: nullptr = not wanted) = the rows of keys t_begin + i in [t_begin, t_end) among
+// the positions of `spans` in [min_pos, max_pos]; returns their count. Cost: O(spans before
+// t_end + keys).
+int64_t gather_rows(std::span<const KvSpan> spans, int64_t min_pos, int64_t max_pos, int64_t t_begin,
+                    int64_t t_end, size_t row_bytes, const uint8_t** k, const uint8_t** v) {
+  int64_t count = 0;
   int64_t t = 0;  // key index of the current span's first attended position
   for (const KvSpan& s : spans) {
     if (t >= t_end) break;
     const int64_t n = span_keys(s, min_pos, max_pos), skip = span_skip(s, min_pos);
-    for (int64_t i = std::max(t_begin, t); i < std::min(t_end, t + n); ++i) {
+    for (int64_t i = std::max(t_begin, t); i < std::min(t_end, t + n); ++i, ++count) {
       const size_t at = static_cast<size_t>(skip + i - t) * row_bytes;
-      rows.k[rows.n] = s.k + at;
-      rows.v[rows.n] = s.v + at;
-      ++rows.n;
+      k[count] = s.k + at;
+      if (v != nullptr) v[count] = s.v + at;
     }
     t += n;
   }
+  return count;
 }
 
 // The chunk's online-softmax state, one key at a time: builds without AVX2 and head_dim % 8 != 0.
@@ -246,10 +252,6 @@ struct Q8Slice {
   static float scale(const uint8_t* slice, int64_t c) { return _cvtsh_ss(block(slice, c)->d); }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd / kQ8Block) * sizeof(BlockQ8_0); }
 };
-
-// Keys per block of the kernel's two passes over a chunk (see tiled_chunk). A block's K (or V)
-// rows, 16 KiB at kv_dim 256 in f16, stay in L1 while every kv head's slice of them is read.
-constexpr int64_t kBlockKeys = 32;
 
 // Query heads of one kv group that the kernel carries through a block together. Every K and V
 // vector is converted from the cache type once per such set and never stored: 3 heads × 4 keys
@@ -441,9 +443,11 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
     acc[vd] = max_of(sh, n);
     acc[vd + 1] = exp_shift_sum(sh, n, acc[vd]);
   }
+  RowPrefetcher next_k(rows.next_k, rows.n_next, rows.row_bytes, n_sets * ((n + kBlockKeys - 1) / kBlockKeys));
   for (int64_t b = 0; b < n; b += kBlockKeys) {
     const int64_t nb = std::min(kBlockKeys, n - b);
     for_each_head_set(shape, [&]<int S>(int64_t h0, int64_t kvh) {
+      next_k.step();
       block_accumulate<Slice, S>(rows.v + b, nb, kvh * slice_bytes, s + h0 * kAttentionChunkKeys + b,
                                  vd, partial + h0 * stride, stride);
     });
@@ -456,14 +460,20 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
 
 void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
                   int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
-                  float* scores) {
+                  float* scores, int64_t next_chunk) {
   const int64_t min_pos = first_attended_pos(shape, max_pos);
   const int64_t n_keys = attended_keys(spans, max_pos, min_pos);
   const int64_t t_begin = chunk * kAttentionChunkKeys;
   const int64_t t_end = std::min(n_keys, t_begin + kAttentionChunkKeys);
   ChunkRows rows;
-  gather_rows(spans, min_pos, max_pos, t_begin, t_end,
-              row_bytes(shape.kv_type, shape.n_kv_heads * shape.head_dim), rows);
+  rows.t0 = t_begin;
+  rows.row_bytes = row_bytes(shape.kv_type, shape.n_kv_heads * shape.head_dim);
+  rows.n = gather_rows(spans, min_pos, max_pos, t_begin, t_end, rows.row_bytes, rows.k, rows.v);
+  if (next_chunk >= 0) {
+    const int64_t next = next_chunk * kAttentionChunkKeys;
+    rows.n_next = gather_rows(spans, min_pos, max_pos, next, std::min(n_keys, next + kBlockKeys),
+                              rows.row_bytes, rows.next_k, nullptr);
+  }
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   if (shape.head_dim % 8 == 0 && value_dim(shape) % 8 == 0) {
     switch (shape.kv_type) {
@@ -508,7 +518,8 @@ void attend_token(const AttentionShape& shape, std::span<const KvSpan> spans, in
   const int64_t stride = attention_partial_floats(shape);
   std::vector<float> partials(static_cast<size_t>(n_chunks * stride));  // [n_chunks, stride]
   for (int64_t c = 0; c < n_chunks; ++c)
-    attend_chunk(shape, spans, max_pos, c, q, &partials[static_cast<size_t>(c * stride)], scratch, probs);
+    attend_chunk(shape, spans, max_pos, c, q, &partials[static_cast<size_t>(c * stride)], scratch, probs,
+                 c + 1 < n_chunks ? c + 1 : -1);
   attend_merge(shape, partials.data(), n_chunks, out, probs, n_keys);
 }
 
