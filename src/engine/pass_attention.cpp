@@ -109,9 +109,12 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
         for (int64_t item = part; item < items; item += n_threads) {
           const auto [ti, c] = run_items_[static_cast<size_t>(item)];
           const int64_t i = first + ti, chunk = lo + c;
+          // This thread's next chunk, when it is another one (decode: c + n_threads), has its
+          // first rows prefetched.
+          const int64_t next = item + n_threads < items ? run_items_[static_cast<size_t>(item + n_threads)].second : c;
           attend_chunk(shape, from, pos0 + i, c, &q_rows[i * Q],
                        &partials_[static_cast<size_t>((chunk_first_[static_cast<size_t>(ti)] + chunk) * stride)],
-                       scratch, probs_of(i));
+                       scratch, probs_of(i), next != c ? next : -1);
         }
       });
     };

@@ -57,7 +57,7 @@ int64_t attended_keys(std::span<const KvSpan> spans, int64_t max_pos, int64_t mi
 // chunk shorter). A chunk is a work item for one thread: it reads every kv head's slice of its
 // positions, i.e. whole K and V rows front to back (reading one kv head's slice per pass strides
 // over the rows and measured 3-4x slower), and leaves a softmax state that attend_merge combines
-// with the others in chunk order. Chunks and the kernel's 8-key blocks are cut at multiples of
+// with the others in chunk order. Chunks and the kernel's 32-key blocks are cut at multiples of
 // the key index, never at span boundaries, so the arithmetic per (head, key) depends only on the
 // keys and their order: splitting the positions into spans, or the chunks among threads, changes
 // no bit of the result. 256 keys keep both threads busy from 512 keys of context on while a
@@ -78,11 +78,13 @@ inline int64_t attention_partial_floats(const AttentionShape& shape) {
 // [n_heads, v_dim + 2], see attention_partial_floats.
 // scores (nullptr = not wanted): [n_heads, n_keys]; receives the chunk's scaled scores q·k/√d at
 // their key indices (attend_merge turns them into probabilities). scratch: resized as needed.
-// Cost: reads the chunk's K and V rows once, 8 keys per step for all heads, with an online
-// softmax; O(n_heads · head_dim) scratch.
+// next_chunk (-1 = none): the chunk the calling thread attends next (same spans); the first rows
+// of its K are fetched into cache while this chunk finishes. A hint only: no result depends on it.
+// Cost: reads the chunk's K rows, then its V rows, once each, all heads per block of keys;
+// O(n_heads · kAttentionChunkKeys) scratch.
 void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
                   int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
-                  float* scores = nullptr);
+                  float* scores = nullptr, int64_t next_chunk = -1);
 
 // out [n_heads, v_dim] = the softmax-weighted sum of V over all chunks, from their partial
 // states [n_chunks, attention_partial_floats] (combined in chunk order; n_chunks = 0: out = 0).

@@ -1,4 +1,4 @@
-// Decode attention: the chunked one-pass kernel (all heads, 8 keys per step, online softmax)
+// Decode attention: the chunked kernel (all heads, two passes per 256-key chunk in 32-key blocks)
 // against its two-pass per-kv-head scalar twin on random K/V, and the invariant paged KV relies
 // on: how the positions are split into spans, or the chunks among threads, never changes a bit of
 // the result.
@@ -206,7 +206,8 @@ TEST(Attention, SpanSplitAndChunkOrderDoNotChangeAnyBit) {
       EXPECT_TRUE(bit_equal(got.out, want.out)) << name(c) << " max_len " << max_len;
       EXPECT_TRUE(bit_equal(got.probs, want.probs)) << name(c) << " max_len " << max_len;
     }
-    // Chunks computed last to first, each with its own scratch, as threads would.
+    // Chunks computed last to first, each with its own scratch, as threads would, each naming the
+    // one before it as the next (a prefetch hint: attend_token names the one after).
     const int64_t n_chunks = attention_chunks(c.n_pos);
     const int64_t stride = attention_partial_floats(shape);
     std::vector<float> partials(static_cast<size_t>(n_chunks * stride));  // [n_chunks, stride]
@@ -216,7 +217,7 @@ TEST(Attention, SpanSplitAndChunkOrderDoNotChangeAnyBit) {
     for (int64_t chunk = n_chunks - 1; chunk >= 0; --chunk) {
       std::vector<float> scratch;
       attend_chunk(shape, one, max_pos, chunk, q.data(), &partials[chunk * stride], scratch,
-                   reversed.probs.data());
+                   reversed.probs.data(), chunk - 1);
     }
     attend_merge(shape, partials.data(), n_chunks, reversed.out.data(), reversed.probs.data(), c.n_pos);
     EXPECT_TRUE(bit_equal(reversed.out, want.out)) << name(c);
