@@ -51,7 +51,7 @@ template <typename T, int NT>
   const __m256i groups_high = _mm256_permute2x128_si256(sc, sc, 0x11);
 #pragma GCC unroll 8
   for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
-  kquant::for_each_chunk([&](auto chunk) {
+  kquant::for_each_chunk([&](auto chunk) FLASHMEM_KQUANT_INLINE {
     constexpr int K = decltype(chunk)::value;
     const __m256i u = T::template chunk<K>(blk);
     const __m256i s = chunk_scales<K>(groups_low, groups_high);
