@@ -78,10 +78,18 @@ struct Q3K {
   static __m256i chunk(const Block& b) {
     return _mm256_or_si256(byte_field<2 * (K % 4), 3>(load256(b.qs + 32 * (K / 4))), move_bit<K, 2>(load256(b.hmask)));
   }
+  // q3_scale (block_quants.h) for all 16 groups on 32-bit words: word w of bytes 0-7 holds the
+  // low nibbles of groups 4w..4w+3 (w < 2) or, in its high nibbles, of groups 8 + 4(w - 2)..;
+  // bits 2v, 2v+1 of bytes 8-11 are the top bits of groups 4v..4v+3.
   static void scales(const Block& b, __m256i* sc, __m256i* /*m*/) {
-    alignas(32) int16_t s[16];  // [group]
-    for (int g = 0; g < 16; ++g) s[g] = static_cast<int16_t>(q3_scale(b, g));
-    *sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(s));
+    uint32_t w[3];
+    std::memcpy(w, b.scales, sizeof(w));
+    const uint32_t nibble = 0x0f0f0f0f, two = 0x03030303;
+    const __m128i bytes = _mm_setr_epi32(static_cast<int>((w[0] & nibble) | (w[2] & two) << 4),
+                                         static_cast<int>((w[1] & nibble) | (w[2] >> 2 & two) << 4),
+                                         static_cast<int>((w[0] >> 4 & nibble) | (w[2] >> 4 & two) << 4),
+                                         static_cast<int>((w[1] >> 4 & nibble) | (w[2] >> 6 & two) << 4));
+    *sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(bytes), _mm256_set1_epi16(32));  // stored with +32
   }
   static uint16_t dmin(const Block& /*b*/) { return 0; }
 };
