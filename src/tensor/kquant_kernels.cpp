@@ -22,6 +22,7 @@ namespace flashmem::detail {
 namespace {
 
 using kquant::load256;
+using kquant::transpose_sum;
 
 // Rows of W processed per pass over the tiles: 16 rows of the widest row we use (2048 columns
 // of Q6_K, 1.7 KiB each) stay in L2 while the tiles stream past, and each tile's activations
@@ -74,14 +75,6 @@ template <typename T, int NT>
     }
     if constexpr (T::kMins) msum[t] = _mm256_madd_epi16(m, bs);
   }
-}
-
-// Lane j of the result is the sum of the 8 lanes of v[j]: hadd pairs the vectors within each
-// 128-bit half, twice, and the two halves are then added.
-inline __m256i transpose_sum(const __m256i* v) {
-  const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-  const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-  return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
 }
 
 // acc + dx·(d·isum - dmin·msum) per lane: the one f32 sequence every path uses.

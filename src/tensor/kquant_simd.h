@@ -26,6 +26,14 @@ namespace flashmem::detail::kquant {
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
+// Lane j of the result is the sum of the 8 int32 lanes of v[j]: hadd pairs the vectors within
+// each 128-bit half, twice, and the two halves are then added.
+inline __m256i transpose_sum(const __m256i* v) {
+  const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
 // Bit `from` of every byte of v moved to bit `to`, every other bit cleared (16-bit shifts; the
 // mask drops what crossed in from the neighbouring byte).
 template <int From, int To>
