@@ -7,7 +7,6 @@
 // block's integer sum is exactly the reference's, and the f32 arithmetic on it is the same up to
 // one fused multiply-add. The K-quants' dot products are kquant_kernels.cpp's, their unpacking
 // kquant_simd.h's.
-#include <algorithm>
 #include <cstring>
 
 #include "tensor/block_quants.h"
@@ -119,22 +118,14 @@ void q8_0_family_rows8(const typename T::Block* const* rows, const ActivationQ8&
                              _mm256_set1_ps(a.s[static_cast<size_t>(b)]), term);
     acc = _mm256_add_ps(acc, term);
   }
-  if (n_valid == 8) {
-    _mm256_storeu_ps(y, acc);
-  } else {
-    _mm256_maskstore_ps(y, simd::lane_mask(n_valid), acc);
-  }
+  kquant::store_lanes(y, acc, n_valid);
 }
 
 template <typename T>
 void q8_0_family_rows(const uint8_t* w, size_t stride, const ActivationQ8& a, float* y, int64_t begin, int64_t end) {
-  using Block = typename T::Block;
-  for (int64_t r = begin; r < end; r += 8) {
-    const int n_valid = static_cast<int>(std::min<int64_t>(8, end - r));
-    const Block* rows[8];  // missing rows repeat the last one; their lanes are not stored
-    for (int i = 0; i < 8; ++i) rows[i] = reinterpret_cast<const Block*>(w + (r + std::min(i, n_valid - 1)) * stride);
+  kquant::for_each_row_group<typename T::Block>(w, stride, begin, end, [&](const auto* rows, int64_t r, int n_valid) {
     q8_0_family_rows8<T>(rows, a, y + r, n_valid);
-  }
+  });
 }
 
 // dst[16] = scale · (v - offset) + bias for 16 signed bytes v.

@@ -115,11 +115,7 @@ void matvec_rows8(const typename T::Block* const* rows, const ActivationQ8K& x, 
     if constexpr (T::kMins) msums = transpose_sum(msum);
     acc = accumulate<T::kMins>(acc, _mm256_set1_ps(x.d[static_cast<size_t>(b)]), dv, dminv, transpose_sum(isum), msums);
   }
-  if (n_valid == 8) {
-    _mm256_storeu_ps(y, acc);
-  } else {
-    _mm256_maskstore_ps(y, simd::lane_mask(n_valid), acc);
-  }
+  kquant::store_lanes(y, acc, n_valid);
 }
 
 // One row against the NT tokens of a tile (lanes = tokens; lanes past NT see zero sums and a
@@ -155,13 +151,9 @@ void tile_row(const typename T::Block* row, const KQuantTile& tile, float* y, in
 void kquant_matvec_rows(DType type, const uint8_t* w, size_t stride, const ActivationQ8K& x, float* y,
                         int64_t begin, int64_t end) {
   kquant::with_traits(type, [&]<typename T>() {
-    using Block = typename T::Block;
-    for (int64_t r = begin; r < end; r += 8) {
-      const int n_valid = static_cast<int>(std::min<int64_t>(8, end - r));
-      const Block* rows[8];  // missing rows repeat the last one; their lanes are not stored
-      for (int i = 0; i < 8; ++i) rows[i] = reinterpret_cast<const Block*>(w + (r + std::min(i, n_valid - 1)) * stride);
+    kquant::for_each_row_group<typename T::Block>(w, stride, begin, end, [&](const auto* rows, int64_t r, int n_valid) {
       matvec_rows8<T>(rows, x, y + r, n_valid);
-    }
+    });
   });
 }
 

@@ -5,7 +5,8 @@
 // Per type T: T::chunk<K>(block) gives the codes u of elements 32K..32K+31 as bytes (K < 8, a
 // compile-time constant so every shift is an immediate), T::scales(block, &sc, &m) the 16 sc_g
 // and 16 m_g as int16 lanes (m only when kMins), T::d / T::dmin the fp16 super-block scales.
-// Internal to tensor/; included only where the build has AVX2 + FMA + F16C.
+// Also the row grouping both matvec kernels share (8 rows in the f32 lanes). Internal to
+// tensor/; included only where the build has AVX2 + FMA + F16C.
 #pragma once
 #include <bit>
 #include <cstdint>
@@ -32,6 +33,29 @@ inline __m256i transpose_sum(const __m256i* v) {
   const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
   const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
   return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+// Calls rows8(rows, r, n_valid) for each group of 8 rows r.. of [begin, end) of W (rows `stride`
+// bytes apart): rows[i] is row r + i, rows past the range repeat the last one, and only the
+// first n_valid lanes of such a group are to be stored (store_lanes).
+template <typename Block, typename F>
+[[gnu::always_inline]] inline void for_each_row_group(const uint8_t* w, size_t stride, int64_t begin, int64_t end,
+                                                      F&& rows8) {
+  for (int64_t r = begin; r < end; r += 8) {
+    const int n_valid = static_cast<int>(end - r < 8 ? end - r : 8);
+    const Block* rows[8];  // [lane]
+    for (int i = 0; i < 8; ++i) rows[i] = reinterpret_cast<const Block*>(w + (r + (i < n_valid ? i : n_valid - 1)) * stride);
+    rows8(rows, r, n_valid);
+  }
+}
+
+// The first n (<= 8) lanes of v to y.
+inline void store_lanes(float* y, __m256 v, int n) {
+  if (n == 8) {
+    _mm256_storeu_ps(y, v);
+  } else {
+    _mm256_maskstore_ps(y, simd::lane_mask(n), v);
+  }
 }
 
 // Bit `from` of every byte of v moved to bit `to`, every other bit cleared (16-bit shifts; the
