@@ -175,12 +175,13 @@ void matmul_shapes(benchmark::internal::Benchmark* b) {
   b->UseRealTime();
 }
 
-// The K-quants (issue 16): one thread and hot weights isolate the kernel's compute per
-// super-block (the CPU-time proxy used while the machine is shared); the model's shapes.
+// The K-quants and the other 32-element block types (issue 16): one thread and hot weights
+// isolate the kernel's compute per block; the model's shapes; and 2048 x 768 from memory on one
+// and two threads, the rows comparable with q8_0's.
 void kquant_matvec_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"rows", "cols", "threads", "hot"});
   for (auto [rows, cols] : {std::pair{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}}) b->Args({rows, cols, 1, 1});
-  b->Args({2048, 768, 2, 0});
+  for (int threads : {1, 2}) b->Args({2048, 768, threads, 0});
   b->UseRealTime();
 }
 void kquant_matmul_shapes(benchmark::internal::Benchmark* b) {
@@ -210,6 +211,10 @@ BENCHMARK_CAPTURE(bench_matvec, q3_k, DType::Q3_K)->Apply(kquant_matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, q4_k, DType::Q4_K)->Apply(kquant_matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, q5_k, DType::Q5_K)->Apply(kquant_matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, q6_k, DType::Q6_K)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q4_1, DType::Q4_1)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q5_0, DType::Q5_0)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, q5_1, DType::Q5_1)->Apply(kquant_matvec_shapes);
+BENCHMARK_CAPTURE(bench_matvec, iq4_nl, DType::IQ4_NL)->Apply(kquant_matvec_shapes);
 BENCHMARK_CAPTURE(bench_matmul, q2_k, DType::Q2_K)->Apply(kquant_matmul_shapes);
 BENCHMARK_CAPTURE(bench_matmul, q3_k, DType::Q3_K)->Apply(kquant_matmul_shapes);
 BENCHMARK_CAPTURE(bench_matmul, q4_k, DType::Q4_K)->Apply(kquant_matmul_shapes);

@@ -73,9 +73,13 @@ float dot_block_quant_ref(DType type, const void* row, const QuantizedActivation
 
 // Fast paths (block_quants_simd.cpp; the reference where the build has no AVX2). dot: the same
 // integer sums per block as the reference and the same f32 operations on them, equal up to where
-// the compiler fuses a multiply-add (one rounding per block). dequantize: the same values up to
-// such a fused multiply-add (1 ulp).
+// a multiply-add is fused (one rounding per block). dequantize: the same values up to such a
+// fused multiply-add (1 ulp).
 void dequantize_block_quant(DType type, const void* src, float* dst, int64_t n);
-float dot_block_quant(DType type, const void* row, const QuantizedActivation& x, int64_t cols);
+// y[r] = dot of row r of W (rows `stride` bytes apart, `cols` long) with x, for r in
+// [begin, end). Each row's result is the same whatever range it falls in (rows share the vector
+// lanes but not their arithmetic), so callers may split and group rows freely.
+void dot_block_quant_rows(DType type, const uint8_t* w, size_t stride, const QuantizedActivation& x,
+                          int64_t cols, float* y, int64_t begin, int64_t end);
 
 }  // namespace flashmem::detail

@@ -2,8 +2,11 @@
 // run the same code). The 32-element types: weights unpacked to unsigned byte codes, multiplied
 // with the int8 activations by maddubs (u8 × s8 -> int16 pairs) and summed with madd; signed
 // codes are handled as unsigned code + offset, the offset taken back through the activation
-// sums. Every block's integer sum is exactly the reference's, and the f32 arithmetic on it is the
-// same. The K-quants' dot products are kquant_kernels.cpp's, their unpacking kquant_simd.h's.
+// sums. Rows are taken 8 at a time, one per f32 lane (as the K-quant matvec does), so the
+// horizontal sums are shared by 8 rows and the per-block f32 step is one vector sequence. Every
+// block's integer sum is exactly the reference's, and the f32 arithmetic on it is the same up to
+// one fused multiply-add. The K-quants' dot products are kquant_kernels.cpp's, their unpacking
+// kquant_simd.h's.
 #include <cstring>
 
 #include "tensor/block_quants.h"
@@ -17,14 +20,15 @@ namespace {
 
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
 
+using kquant::load256;
+using kquant::transpose_sum;
+
 inline int32_t hsum_i32(__m256i v) {
   __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));  // swap 64-bit halves
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));  // swap 32-bit neighbours
   return _mm_cvtsi128_si32(s);
 }
-
-using kquant::load256;
 
 // 32 nibbles of a 32-element block: elements 0-15 are the low nibbles of qs, 16-31 the high.
 inline __m256i block_nibbles(const uint8_t* qs) {
@@ -44,54 +48,84 @@ inline __m256i fifth_bits(const uint8_t* qh) {
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
 }
 
-// Σ u·x over a block of unsigned codes u < 32 (maddubs' pair sums stay below 2·31·128 < 2^15).
-inline int32_t block_sum_u8(__m256i u, const int8_t* x) {
-  return hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(u, load256(x)), _mm256_set1_epi16(1)));
-}
-
-int32_t activation_sum(const ActivationQ8& a, int64_t b) {
-  return hsum_i32(load256(a.lane_sums.data() + b * 8));
-}
-
-float dot_q8_0_family(DType type, const void* row, const ActivationQ8& a, int64_t cols) {
-  float sum = 0.0f;
-  for (int64_t b = 0; b < cols / kQ4Block; ++b) {
-    const int8_t* xq = a.qs.data() + b * kQ8Block;
-    switch (type) {
-      case DType::Q4_1: {
-        const auto& blk = static_cast<const BlockQ4_1*>(row)[b];
-        const int32_t isum = block_sum_u8(block_nibbles(blk.qs), xq);
-        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum) + fp16_to_f32(blk.m) * a.s[b];
-        break;
-      }
-      case DType::Q5_1: {
-        const auto& blk = static_cast<const BlockQ5_1*>(row)[b];
-        const int32_t isum = block_sum_u8(_mm256_or_si256(block_nibbles(blk.qs), fifth_bits(blk.qh)), xq);
-        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum) + fp16_to_f32(blk.m) * a.s[b];
-        break;
-      }
-      case DType::Q5_0: {
-        const auto& blk = static_cast<const BlockQ5_0*>(row)[b];
-        // Codes are value + 16: subtract 16·Σx.
-        const int32_t isum = block_sum_u8(_mm256_or_si256(block_nibbles(blk.qs), fifth_bits(blk.qh)), xq) -
-                             16 * activation_sum(a, b);
-        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum);
-        break;
-      }
-      case DType::IQ4_NL: {
-        const auto& blk = static_cast<const BlockIQ4_NL*>(row)[b];
-        const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
-        const __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(table, table), block_nibbles(blk.qs));
-        // |w| · (x with w's sign): pair sums stay below 2·127·127 < 2^15 (no codebook entry is 0).
-        const __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(load256(xq), w));
-        const int32_t isum = hsum_i32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
-        sum += fp16_to_f32(blk.d) * a.d[b] * static_cast<float>(isum);
-        break;
-      }
-      default: break;
-    }
+// The 32-element types against a Q8_0 activation block x: T::pairs(block, x) gives the 16 int16
+// sums of adjacent code·x products (maddubs, u8 × s8; codes < 32 keep them below 2·31·128 <
+// 2^15), whose total is Σ code·x; the code offset (kOffset) comes back through the activation
+// sum, the min (kMin: w = d·code + m) through llama.cpp's fp16 block sum s.
+struct Q41 {
+  using Block = BlockQ4_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true;
+  static __m256i pairs(const Block& b, const int8_t* x) { return _mm256_maddubs_epi16(block_nibbles(b.qs), load256(x)); }
+};
+struct Q51 {
+  using Block = BlockQ5_1;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = true;
+  static __m256i pairs(const Block& b, const int8_t* x) {
+    return _mm256_maddubs_epi16(_mm256_or_si256(block_nibbles(b.qs), fifth_bits(b.qh)), load256(x));
   }
-  return sum;
+};
+struct Q50 {
+  using Block = BlockQ5_0;
+  static constexpr int kOffset = 16;  // codes are value + 16
+  static constexpr bool kMin = false;
+  static __m256i pairs(const Block& b, const int8_t* x) {
+    return _mm256_maddubs_epi16(_mm256_or_si256(block_nibbles(b.qs), fifth_bits(b.qh)), load256(x));
+  }
+};
+struct IQ4NL {
+  using Block = BlockIQ4_NL;
+  static constexpr int kOffset = 0;
+  static constexpr bool kMin = false;
+  // Codebook values w (signed): |w| · (x with w's sign), pair sums below 2·127·127 < 2^15 (no
+  // codebook entry is 0).
+  static __m256i pairs(const Block& b, const int8_t* x) {
+    const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4nlValues));
+    const __m256i w = _mm256_shuffle_epi8(_mm256_set_m128i(table, table), block_nibbles(b.qs));
+    return _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(load256(x), w));
+  }
+};
+
+// 8 rows (lanes) against one activation; rows[i] may repeat a row, only the first n_valid
+// outputs are written. Per block and lane the reference's f32 steps: sum += (d·dx)·isum (+ m·s).
+template <typename T>
+void q8_0_family_rows8(const typename T::Block* const* rows, const ActivationQ8& a, float* y, int n_valid) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < a.n_blocks; ++b) {
+    const int8_t* xq = a.qs.data() + b * kQ8Block;
+    __m256i isum[8];                     // [row] 8 partial sums each
+    alignas(16) uint16_t d[8], m[8];     // [row] fp16 scales and mins
+#pragma GCC unroll 8
+    for (int r = 0; r < 8; ++r) {
+      const auto& blk = rows[r][b];
+      simd::prefetch_ahead(&blk);
+      isum[r] = _mm256_madd_epi16(T::pairs(blk, xq), ones);
+      d[r] = blk.d;
+      if constexpr (T::kMin) m[r] = blk.m;
+    }
+    __m256i sums = transpose_sum(isum);
+    if constexpr (T::kOffset != 0) {
+      const int32_t x_sum = hsum_i32(load256(a.lane_sums.data() + b * 8));
+      sums = _mm256_sub_epi32(sums, _mm256_set1_epi32(T::kOffset * x_sum));
+    }
+    const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d))),
+                                       _mm256_set1_ps(a.d[static_cast<size_t>(b)]));
+    __m256 term = _mm256_mul_ps(scale, _mm256_cvtepi32_ps(sums));
+    if constexpr (T::kMin)
+      term = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m))),
+                             _mm256_set1_ps(a.s[static_cast<size_t>(b)]), term);
+    acc = _mm256_add_ps(acc, term);
+  }
+  kquant::store_lanes(y, acc, n_valid);
+}
+
+template <typename T>
+void q8_0_family_rows(const uint8_t* w, size_t stride, const ActivationQ8& a, float* y, int64_t begin, int64_t end) {
+  kquant::for_each_row_group<typename T::Block>(w, stride, begin, end, [&](const auto* rows, int64_t r, int n_valid) {
+    q8_0_family_rows8<T>(rows, a, y + r, n_valid);
+  });
 }
 
 // dst[16] = scale · (v - offset) + bias for 16 signed bytes v.
@@ -181,14 +215,19 @@ void dequantize_block_quant(DType type, const void* src, float* dst, int64_t n) 
 #endif
 }
 
-float dot_block_quant(DType type, const void* row, const QuantizedActivation& x, int64_t cols) {
+void dot_block_quant_rows(DType type, const uint8_t* w, size_t stride, const QuantizedActivation& x,
+                          int64_t cols, float* y, int64_t begin, int64_t end) {
 #if defined(__AVX2__) && defined(__F16C__) && defined(__FMA__)
-  if (activation_format(type) == ActivationFormat::kQ8_0) return dot_q8_0_family(type, row, x.q8, cols);
-  float y;
-  kquant_matvec_rows(type, static_cast<const uint8_t*>(row), 0, x.q8k, &y, 0, 1);
-  return y;
+  (void)cols;  // the activation's block count gives the row length
+  switch (type) {
+    case DType::Q4_1: return q8_0_family_rows<Q41>(w, stride, x.q8, y, begin, end);
+    case DType::Q5_0: return q8_0_family_rows<Q50>(w, stride, x.q8, y, begin, end);
+    case DType::Q5_1: return q8_0_family_rows<Q51>(w, stride, x.q8, y, begin, end);
+    case DType::IQ4_NL: return q8_0_family_rows<IQ4NL>(w, stride, x.q8, y, begin, end);
+    default: return kquant_matvec_rows(type, w, stride, x.q8k, y, begin, end);
+  }
 #else
-  return dot_block_quant_ref(type, row, x, cols);
+  for (int64_t r = begin; r < end; ++r) y[r] = dot_block_quant_ref(type, w + r * stride, x, cols);
 #endif
 }
 

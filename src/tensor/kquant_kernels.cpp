@@ -22,6 +22,7 @@ namespace flashmem::detail {
 namespace {
 
 using kquant::load256;
+using kquant::transpose_sum;
 
 // Rows of W processed per pass over the tiles: 16 rows of the widest row we use (2048 columns
 // of Q6_K, 1.7 KiB each) stay in L2 while the tiles stream past, and each tile's activations
@@ -51,7 +52,7 @@ template <typename T, int NT>
   const __m256i groups_high = _mm256_permute2x128_si256(sc, sc, 0x11);
 #pragma GCC unroll 8
   for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
-  kquant::for_each_chunk([&](auto chunk) {
+  kquant::for_each_chunk([&](auto chunk) FLASHMEM_KQUANT_INLINE {
     constexpr int K = decltype(chunk)::value;
     const __m256i u = T::template chunk<K>(blk);
     const __m256i s = chunk_scales<K>(groups_low, groups_high);
@@ -74,14 +75,6 @@ template <typename T, int NT>
     }
     if constexpr (T::kMins) msum[t] = _mm256_madd_epi16(m, bs);
   }
-}
-
-// Lane j of the result is the sum of the 8 lanes of v[j]: hadd pairs the vectors within each
-// 128-bit half, twice, and the two halves are then added.
-inline __m256i transpose_sum(const __m256i* v) {
-  const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
-  const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
-  return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
 }
 
 // acc + dx·(d·isum - dmin·msum) per lane: the one f32 sequence every path uses.
@@ -122,11 +115,7 @@ void matvec_rows8(const typename T::Block* const* rows, const ActivationQ8K& x, 
     if constexpr (T::kMins) msums = transpose_sum(msum);
     acc = accumulate<T::kMins>(acc, _mm256_set1_ps(x.d[static_cast<size_t>(b)]), dv, dminv, transpose_sum(isum), msums);
   }
-  if (n_valid == 8) {
-    _mm256_storeu_ps(y, acc);
-  } else {
-    _mm256_maskstore_ps(y, simd::lane_mask(n_valid), acc);
-  }
+  kquant::store_lanes(y, acc, n_valid);
 }
 
 // One row against the NT tokens of a tile (lanes = tokens; lanes past NT see zero sums and a
@@ -162,13 +151,9 @@ void tile_row(const typename T::Block* row, const KQuantTile& tile, float* y, in
 void kquant_matvec_rows(DType type, const uint8_t* w, size_t stride, const ActivationQ8K& x, float* y,
                         int64_t begin, int64_t end) {
   kquant::with_traits(type, [&]<typename T>() {
-    using Block = typename T::Block;
-    for (int64_t r = begin; r < end; r += 8) {
-      const int n_valid = static_cast<int>(std::min<int64_t>(8, end - r));
-      const Block* rows[8];  // missing rows repeat the last one; their lanes are not stored
-      for (int i = 0; i < 8; ++i) rows[i] = reinterpret_cast<const Block*>(w + (r + std::min(i, n_valid - 1)) * stride);
+    kquant::for_each_row_group<typename T::Block>(w, stride, begin, end, [&](const auto* rows, int64_t r, int n_valid) {
       matvec_rows8<T>(rows, x, y + r, n_valid);
-    }
+    });
   });
 }
 

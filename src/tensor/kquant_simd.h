@@ -5,7 +5,8 @@
 // Per type T: T::chunk<K>(block) gives the codes u of elements 32K..32K+31 as bytes (K < 8, a
 // compile-time constant so every shift is an immediate), T::scales(block, &sc, &m) the 16 sc_g
 // and 16 m_g as int16 lanes (m only when kMins), T::d / T::dmin the fp16 super-block scales.
-// Internal to tensor/; included only where the build has AVX2 + FMA + F16C.
+// Also the row grouping both matvec kernels share (8 rows in the f32 lanes). Internal to
+// tensor/; included only where the build has AVX2 + FMA + F16C.
 #pragma once
 #include <bit>
 #include <cstdint>
@@ -20,7 +21,42 @@
 
 namespace flashmem::detail::kquant {
 
+// On a lambda, after its parameter list (GCC takes the GNU spelling there; the standard
+// attribute would apply to the lambda's type and be ignored).
+#define FLASHMEM_KQUANT_INLINE __attribute__((always_inline))
+
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// Lane j of the result is the sum of the 8 int32 lanes of v[j]: hadd pairs the vectors within
+// each 128-bit half, twice, and the two halves are then added.
+inline __m256i transpose_sum(const __m256i* v) {
+  const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+  const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+  return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+// Calls rows8(rows, r, n_valid) for each group of 8 rows r.. of [begin, end) of W (rows `stride`
+// bytes apart): rows[i] is row r + i, rows past the range repeat the last one, and only the
+// first n_valid lanes of such a group are to be stored (store_lanes).
+template <typename Block, typename F>
+[[gnu::always_inline]] inline void for_each_row_group(const uint8_t* w, size_t stride, int64_t begin, int64_t end,
+                                                      F&& rows8) {
+  for (int64_t r = begin; r < end; r += 8) {
+    const int n_valid = static_cast<int>(end - r < 8 ? end - r : 8);
+    const Block* rows[8];  // [lane]
+    for (int i = 0; i < 8; ++i) rows[i] = reinterpret_cast<const Block*>(w + (r + (i < n_valid ? i : n_valid - 1)) * stride);
+    rows8(rows, r, n_valid);
+  }
+}
+
+// The first n (<= 8) lanes of v to y.
+inline void store_lanes(float* y, __m256 v, int n) {
+  if (n == 8) {
+    _mm256_storeu_ps(y, v);
+  } else {
+    _mm256_maskstore_ps(y, simd::lane_mask(n), v);
+  }
+}
 
 // Bit `from` of every byte of v moved to bit `to`, every other bit cleared (16-bit shifts; the
 // mask drops what crossed in from the neighbouring byte).
@@ -74,10 +110,18 @@ struct Q3K {
   static __m256i chunk(const Block& b) {
     return _mm256_or_si256(byte_field<2 * (K % 4), 3>(load256(b.qs + 32 * (K / 4))), move_bit<K, 2>(load256(b.hmask)));
   }
+  // q3_scale (block_quants.h) for all 16 groups on 32-bit words: word w of bytes 0-7 holds the
+  // low nibbles of groups 4w..4w+3 (w < 2) or, in its high nibbles, of groups 8 + 4(w - 2)..;
+  // bits 2v, 2v+1 of bytes 8-11 are the top bits of groups 4v..4v+3.
   static void scales(const Block& b, __m256i* sc, __m256i* /*m*/) {
-    alignas(32) int16_t s[16];  // [group]
-    for (int g = 0; g < 16; ++g) s[g] = static_cast<int16_t>(q3_scale(b, g));
-    *sc = _mm256_load_si256(reinterpret_cast<const __m256i*>(s));
+    uint32_t w[3];
+    std::memcpy(w, b.scales, sizeof(w));
+    const uint32_t nibble = 0x0f0f0f0f, two = 0x03030303;
+    const __m128i bytes = _mm_setr_epi32(static_cast<int>((w[0] & nibble) | (w[2] & two) << 4),
+                                         static_cast<int>((w[1] & nibble) | (w[2] >> 2 & two) << 4),
+                                         static_cast<int>((w[0] >> 4 & nibble) | (w[2] >> 4 & two) << 4),
+                                         static_cast<int>((w[1] >> 4 & nibble) | (w[2] >> 6 & two) << 4));
+    *sc = _mm256_sub_epi16(_mm256_cvtepu8_epi16(bytes), _mm256_set1_epi16(32));  // stored with +32
   }
   static uint16_t dmin(const Block& /*b*/) { return 0; }
 };
@@ -146,9 +190,12 @@ struct Q6K {
 };
 
 // Calls f(std::integral_constant<int, K>{}) for K = 0..7, so each chunk index is a constant.
+// Always inlined, and so must f be (FLASHMEM_KQUANT_INLINE on the lambda): GCC otherwise leaves
+// the loop out of line for some callers, where every chunk reaches its operands through the
+// captured references and carries its running sums through memory (measured 2.5x slower).
 template <typename F>
-inline void for_each_chunk(F&& f) {
-  [&]<int... K>(std::integer_sequence<int, K...>) {
+[[gnu::always_inline]] inline void for_each_chunk(F&& f) {
+  [&]<int... K>(std::integer_sequence<int, K...>) FLASHMEM_KQUANT_INLINE {
     (f(std::integral_constant<int, K>{}), ...);
   }(std::make_integer_sequence<int, kQKBlock / 32>{});
 }

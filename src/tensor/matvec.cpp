@@ -404,9 +404,8 @@ void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, i
     }
 #endif
     detail::quantize_activation(type, x, cols, &block_activation_storage);
-    // One row per dot product: each type's unpacking already keeps the registers busy.
     run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) y[r] = detail::dot_block_quant(type, base + r * stride, xa, cols);
+      detail::dot_block_quant_rows(type, base, stride, xa, cols, y, begin, end);
     });
     return;
   }
@@ -478,15 +477,14 @@ void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n
     return;
   }
 #endif
-  // Each row's arithmetic is matvec's: matvec_range and dot_block_quant compute every row alone,
+  // Each row's arithmetic is matvec's: matvec_range and dot_block_quant_rows compute every row alone,
   // whatever range or group it falls in.
   run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r += kBlockRows) {
       const int64_t stop = std::min(end, r + kBlockRows);
       for (int64_t t = 0; t < n_tokens; ++t) {
         if (block_quant) {
-          for (int64_t row = r; row < stop; ++row)
-            y[t * rows + row] = detail::dot_block_quant(type, base + row * stride, xa[static_cast<size_t>(t)], cols);
+          detail::dot_block_quant_rows(type, base, stride, xa[static_cast<size_t>(t)], cols, y + t * rows, r, stop);
         } else {
           matvec_range(type, base, stride, x + t * cols, xq[static_cast<size_t>(t)], y + t * rows, cols, r, stop);
         }

@@ -263,6 +263,37 @@ TEST(BlockQuants, MatvecThreadCountsAgreeExactly) {
   }
 }
 
+// The row kernels put 8 rows in the vector lanes: any row range gives each row the bits it gets
+// in the whole matrix (a lane never mixes with its neighbours, whatever rows fill the group),
+// and nothing outside the range is written.
+TEST(BlockQuants, RowKernelGivesEachRowTheSameBitsInAnyRange) {
+  const int64_t rows = 21, cols = 512;
+  const std::vector<float> x = random_floats(cols, 61);
+  for (const DType type : kBlockTypes) {
+    const std::vector<uint8_t> w = random_blocks(type, rows, cols, 67);
+    const size_t stride = row_bytes(type, cols);
+    detail::QuantizedActivation xa;
+    detail::quantize_activation(type, x.data(), cols, &xa);
+    std::vector<float> whole(static_cast<size_t>(rows));  // [rows]
+    detail::dot_block_quant_rows(type, w.data(), stride, xa, cols, whole.data(), 0, rows);
+    for (const int64_t begin : {int64_t{0}, int64_t{1}, int64_t{5}, int64_t{13}}) {
+      for (const int64_t end : {begin + 1, begin + 3, begin + 8, rows}) {
+        std::vector<float> part(static_cast<size_t>(rows), NAN);  // [rows]
+        detail::dot_block_quant_rows(type, w.data(), stride, xa, cols, part.data(), begin, end);
+        for (int64_t r = 0; r < rows; ++r) {
+          const std::string where = std::string(dtype_info(type).name) + " rows [" + std::to_string(begin) + ", " +
+                                    std::to_string(end) + ") row " + std::to_string(r);
+          if (r >= begin && r < end) {
+            ASSERT_EQ(part[r], whole[r]) << where;
+          } else {
+            ASSERT_TRUE(std::isnan(part[r])) << where;
+          }
+        }
+      }
+    }
+  }
+}
+
 // Batched decode (one token of several sequences): every token's row is matvec's, bit for bit.
 TEST(BlockQuants, MatvecBatchRowsAreMatvecs) {
   const int64_t rows = 45, cols = 512, n_tokens = 3;
