@@ -150,6 +150,11 @@ void dot_rows_quantized(const uint8_t* w, size_t stride, const ActivationQ8& xq,
 
 // Up to this many tokens share one pass over a weight row: NT accumulators plus the prepared
 // block, an activation vector and temporaries fill the 16 ymm registers of AVX2 without spills.
+// Bit-identity with matvec fixes the per-token work: 8 exact int32 lanes of 4 products each,
+// one conversion, one FMA. On AVX2 the lanes cost 3 instructions whatever the formulation
+// (sign + maddubs + madd; or two madds of pre-widened int16 and an add; no unsigned offset fits
+// maddubs' int16 pairs: 2·255·128 > 2^15), and measured alike on Zen 3, as did 16-token tiles
+// and 2-row × 4-token register tiles (2026-12-02, one thread, hot weights, shared machine).
 constexpr int kMaxTileTokens = 8;
 
 // The activations of a tile of up to kMaxTileTokens tokens, interleaved by block so that one
