@@ -198,8 +198,11 @@ BENCHMARK_CAPTURE(bench_matvec, q4_0, DType::Q4_0)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_matvec, f32, DType::F32)->Apply(matvec_shapes);
 BENCHMARK_CAPTURE(bench_decode_pass, q8_0, DType::Q8_0)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(bench_decode_pass, f16, DType::F16)->ArgName("threads")->Arg(1)->Arg(2)->UseRealTime();
+// threads:1 rows: the kernel's arithmetic per extra token on one core (the signal on a shared
+// machine, under chrt -f 1; see docs/BENCHMARKS.md).
 BENCHMARK_CAPTURE(bench_decode_batch, q8_0, DType::Q8_0)
-    ->ArgNames({"sequences", "threads"})->Args({1, 2})->Args({4, 2})->Args({8, 2})->Args({16, 2})->UseRealTime();
+    ->ArgNames({"sequences", "threads"})->Args({1, 2})->Args({4, 2})->Args({8, 2})->Args({16, 2})
+    ->Args({1, 1})->Args({8, 1})->UseRealTime();
 BENCHMARK_CAPTURE(bench_prefill_pass, q8_0, DType::Q8_0)->ArgName("threads")->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(bench_prefill_pass, f16, DType::F16)->ArgName("threads")->Arg(2)->UseRealTime();
 BENCHMARK_CAPTURE(bench_matmul, f32, DType::F32)->Apply(matmul_shapes);

@@ -37,15 +37,26 @@ inline __m256i load_q4_nibbles(const BlockQ4_0& b) {
   return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
 }
 
-// Block dot products: Weights::dot(Weights::prepare(block), x, lane_sums) returns 8 int32 lanes,
+// -2^shift · lane_sums: what an offset of 2^shift added to every weight adds to each lane of a
+// block dot product (Σ over the lane's 4 products of 2^shift · q_x), to be cancelled.
+template <int Shift>
+inline __m256i offset_correction(__m256i lane_sums) {
+  return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, Shift));
+}
+
+// Block dot products: Weights::dot(Weights::prepare(block), x, correction) returns 8 int32 lanes,
 // lane l holding the exact Σ q_w·q_x over elements 4l..4l+3 of the block. prepare() is the part
-// that depends on the weights only, so a batch of tokens does it once per block.
+// that depends on the weights only, so a batch of tokens does it once per block; `correction`
+// (offset_correction of the activation's lane sums by kOffsetShift, zero when kOffsetShift is 0)
+// depends on the activation only, so a batch computes it once per token and block.
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 // dpbusd multiplies unsigned by signed bytes. The weights are made unsigned by an offset
-// (q + 128 for Q8_0, the raw nibble q + 8 for Q4_0); starting each lane at -offset·Σx (from the
-// activation's lane sums) cancels what the offset adds.
+// (q + 128 for Q8_0, the raw nibble q + 8 for Q4_0); starting each lane at the correction
+// -offset·Σx cancels what the offset adds. No product or 4-product lane sum overflows int32
+// (|Σ| <= 4·255·128), and dpbusd does not saturate, so the lane sums are exact.
 struct Q8Weights {
   using Block = BlockQ8_0;
+  static constexpr int kOffsetShift = 7;  // offset 128 = 2^7 maps q ∈ [-128, 127] to [0, 255]
   struct Prepared {
     __m256i u;  // q + 128 as unsigned bytes
   };
@@ -53,19 +64,18 @@ struct Q8Weights {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
     return {_mm256_xor_si256(q, _mm256_set1_epi8(static_cast<char>(0x80)))};
   }
-  static __m256i dot(const Prepared& p, __m256i x, __m256i lane_sums) {
-    const __m256i correction = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, 7));
+  static __m256i dot(const Prepared& p, __m256i x, __m256i correction) {
     return _mm256_dpbusd_epi32(correction, p.u, x);
   }
 };
 struct Q4Weights {
   using Block = BlockQ4_0;
+  static constexpr int kOffsetShift = 3;  // the raw nibble is q + 8, 8 = 2^3
   struct Prepared {
     __m256i u;  // the raw nibbles q + 8
   };
   static Prepared prepare(const Block& b) { return {load_q4_nibbles(b)}; }
-  static __m256i dot(const Prepared& p, __m256i x, __m256i lane_sums) {
-    const __m256i correction = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(lane_sums, 3));
+  static __m256i dot(const Prepared& p, __m256i x, __m256i correction) {
     return _mm256_dpbusd_epi32(correction, p.u, x);
   }
 };
@@ -74,6 +84,7 @@ struct Q4Weights {
 // sums stay below 2·128·127 < 2^15; Q4_0 nibbles are already unsigned (pairs ≤ 2·15·127).
 struct Q8Weights {
   using Block = BlockQ8_0;
+  static constexpr int kOffsetShift = 0;  // no offset: the sign trick keeps the weights signed
   struct Prepared {
     __m256i q;    // the signed weights
     __m256i abs;  // |q|
@@ -82,24 +93,35 @@ struct Q8Weights {
     const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs));
     return {q, _mm256_sign_epi8(q, q)};
   }
-  static __m256i dot(const Prepared& p, __m256i x, __m256i /*lane_sums*/) {
+  static __m256i dot(const Prepared& p, __m256i x, __m256i /*correction: zero*/) {
     const __m256i pairs = _mm256_maddubs_epi16(p.abs, _mm256_sign_epi8(x, p.q));
     return _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
   }
 };
 struct Q4Weights {
   using Block = BlockQ4_0;
+  static constexpr int kOffsetShift = 3;  // the raw nibble is q + 8, 8 = 2^3
   struct Prepared {
     __m256i u;  // the raw nibbles q + 8
   };
   static Prepared prepare(const Block& b) { return {load_q4_nibbles(b)}; }
-  static __m256i dot(const Prepared& p, __m256i x, __m256i lane_sums) {
+  static __m256i dot(const Prepared& p, __m256i x, __m256i correction) {
     const __m256i pairs = _mm256_maddubs_epi16(p.u, x);
-    const __m256i sums = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
-    return _mm256_sub_epi32(sums, _mm256_slli_epi32(lane_sums, 3));
+    return _mm256_add_epi32(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)), correction);
   }
 };
 #endif
+
+// The correction Weights::dot needs for a block whose 8 activation lane sums are at lane_sums.
+template <typename Weights>
+inline __m256i block_correction(const int32_t* lane_sums) {
+  if constexpr (Weights::kOffsetShift == 0) {
+    return _mm256_setzero_si256();
+  } else {
+    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lane_sums));
+    return offset_correction<Weights::kOffsetShift>(sums);
+  }
+}
 
 // Σ_b d_w·d_x·Σ q_w·q_x for NR consecutive rows, one 32-element block per step.
 template <typename Weights, int NR>
@@ -113,12 +135,12 @@ void dot_rows_quantized(const uint8_t* w, size_t stride, const ActivationQ8& xq,
   }
   for (int64_t b = 0; b < xq.n_blocks; ++b) {
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.qs.data() + b * kQ8Block));
-    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.lane_sums.data() + b * 8));
+    const __m256i correction = block_correction<Weights>(xq.lane_sums.data() + b * 8);
     const float dx = xq.d[b];
 #pragma GCC unroll 4
     for (int r = 0; r < NR; ++r) {
       prefetch_ahead(&rows[r][b]);
-      const __m256i dot = Weights::dot(Weights::prepare(rows[r][b]), x, sums);
+      const __m256i dot = Weights::dot(Weights::prepare(rows[r][b]), x, correction);
       const __m256 scale = _mm256_set1_ps(_cvtsh_ss(rows[r][b].d) * dx);
       acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), scale, acc[r]);
     }
@@ -128,30 +150,42 @@ void dot_rows_quantized(const uint8_t* w, size_t stride, const ActivationQ8& xq,
 
 // Up to this many tokens share one pass over a weight row: NT accumulators plus the prepared
 // block, an activation vector and temporaries fill the 16 ymm registers of AVX2 without spills.
+// Bit-identity with matvec fixes the per-token work: 8 exact int32 lanes of 4 products each,
+// one conversion, one FMA. On AVX2 the lanes cost 3 instructions whatever the formulation
+// (sign + maddubs + madd; or two madds of pre-widened int16 and an add; no unsigned offset fits
+// maddubs' int16 pairs: 2·255·128 > 2^15), and measured alike on Zen 3, as did 16-token tiles
+// and 2-row × 4-token register tiles (2026-12-02, one thread, hot weights, shared machine).
 constexpr int kMaxTileTokens = 8;
 
 // The activations of a tile of up to kMaxTileTokens tokens, interleaved by block so that one
-// pointer (advancing by a block per step) reaches every token's vectors at fixed offsets.
+// pointer (advancing by a block per step) reaches every token's vectors at fixed offsets. The
+// per-token part of each block dot product that does not depend on the weights (the offset
+// correction) is computed here, once, instead of once per weight row.
 struct ActivationTile {
-  std::vector<int8_t> qs;          // [n_blocks, NT, 32]
-  std::vector<int32_t> lane_sums;  // [n_blocks, NT, 8]
-  std::vector<float> d;            // [n_blocks, kMaxTileTokens] block scales; unused tokens 0
+  std::vector<int8_t> qs;            // [n_blocks, NT, 32]
+  std::vector<int32_t> corrections;  // [n_blocks, NT, 8] block_correction per token and block;
+                                     // empty when the weights need none (kOffsetShift == 0)
+  std::vector<float> d;              // [n_blocks, kMaxTileTokens] block scales; unused tokens 0
   int64_t n_blocks = 0;
-  int n_tokens = 0;                // NT
+  int n_tokens = 0;                  // NT
 };
 
+template <typename Weights>
 void pack_tile(const ActivationQ8* const* xq, int n_tokens, ActivationTile* tile) {
+  constexpr bool kCorrected = Weights::kOffsetShift != 0;
   const int64_t n_blocks = xq[0]->n_blocks;
   tile->n_blocks = n_blocks;
   tile->n_tokens = n_tokens;
   tile->qs.resize(static_cast<size_t>(n_blocks * n_tokens * kQ8Block));
-  tile->lane_sums.resize(static_cast<size_t>(n_blocks * n_tokens * 8));
+  tile->corrections.resize(kCorrected ? static_cast<size_t>(n_blocks * n_tokens * 8) : 0);
   tile->d.assign(static_cast<size_t>(n_blocks * kMaxTileTokens), 0.0f);
   for (int64_t b = 0; b < n_blocks; ++b) {
     for (int t = 0; t < n_tokens; ++t) {
       const ActivationQ8& a = *xq[t];
       std::copy_n(a.qs.data() + b * kQ8Block, kQ8Block, tile->qs.data() + (b * n_tokens + t) * kQ8Block);
-      std::copy_n(a.lane_sums.data() + b * 8, 8, tile->lane_sums.data() + (b * n_tokens + t) * 8);
+      if constexpr (kCorrected)
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(tile->corrections.data() + (b * n_tokens + t) * 8),
+                            block_correction<Weights>(a.lane_sums.data() + b * 8));
       tile->d[static_cast<size_t>(b * kMaxTileTokens + t)] = a.d[static_cast<size_t>(b)];
     }
   }
@@ -161,17 +195,20 @@ void pack_tile(const ActivationQ8* const* xq, int n_tokens, ActivationTile* tile
 // token's arithmetic is dot_rows_quantized's exactly (the same exact integer lane sums, the same
 // rounded scale d_w·d_x, the same FMA per block in block order, the same final reduction), so
 // every result is bit-identical to matvec; the weight load, its unpacking, its scale conversion
-// and the scale products (one vector multiply for all tokens) are shared.
+// and the scale products (one vector multiply for all tokens) are shared, and the activation's
+// correction comes precomputed from the tile. Per token and block what remains is the exact
+// integer dot (AVX2: sign, maddubs, madd; VNNI: one dpbusd), its conversion and one FMA.
 template <typename Weights, int NT>
 void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_t y_stride) {
   using Block = typename Weights::Block;
+  constexpr bool kCorrected = Weights::kOffsetShift != 0;
   const Block* row = reinterpret_cast<const Block*>(w);
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const int8_t* x = tile.qs.data();
-  const int32_t* sums = tile.lane_sums.data();
+  const int32_t* corrections = tile.corrections.data();
   const float* dx = tile.d.data();
-  for (int64_t b = 0; b < tile.n_blocks; ++b, x += NT * kQ8Block, sums += NT * 8, dx += kMaxTileTokens) {
+  for (int64_t b = 0; b < tile.n_blocks; ++b, x += NT * kQ8Block, dx += kMaxTileTokens) {
     prefetch_ahead(&row[b]);
     const typename Weights::Prepared prepared = Weights::prepare(row[b]);
     alignas(32) float scale[kMaxTileTokens];  // [token] d_w·d_x
@@ -179,10 +216,12 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + t * kQ8Block));
-      const __m256i sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums + t * 8));
-      const __m256i dot = Weights::dot(prepared, xv, sv);
+      const __m256i cv = kCorrected ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corrections + t * 8))
+                                    : _mm256_setzero_si256();
+      const __m256i dot = Weights::dot(prepared, xv, cv);
       acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_broadcast_ss(scale + t), acc[t]);
     }
+    if constexpr (kCorrected) corrections += NT * 8;
   }
   for (int t = 0; t < NT; ++t) y[t * y_stride] = hsum256(acc[t]);
 }
@@ -466,7 +505,11 @@ void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n
     for (int64_t t = 0; t < n_tokens; ++t) tokens[static_cast<size_t>(t)] = &xq[static_cast<size_t>(t)];
     for (size_t i = 0; i < tiles.size(); ++i) {
       const int64_t t0 = static_cast<int64_t>(i) * kMaxTileTokens;
-      pack_tile(tokens.data() + t0, static_cast<int>(std::min<int64_t>(kMaxTileTokens, n_tokens - t0)), &tiles[i]);
+      const int tile_tokens = static_cast<int>(std::min<int64_t>(kMaxTileTokens, n_tokens - t0));
+      if (type == DType::Q8_0)
+        pack_tile<Q8Weights>(tokens.data() + t0, tile_tokens, &tiles[i]);
+      else
+        pack_tile<Q4Weights>(tokens.data() + t0, tile_tokens, &tiles[i]);
     }
     run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
       if (type == DType::Q8_0)

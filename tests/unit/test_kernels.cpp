@@ -422,6 +422,55 @@ TEST(MatvecBatch, EveryRowIsBitIdenticalToMatvec) {
   }
 }
 
+// Weight matrix [rows, cols] of Q8_0 or Q4_0 with random codes over the format's whole range
+// (Q8_0 includes -128, which no quantizer writes but a file may hold: |w| = 128 is the edge of
+// the sign trick's int16 bound and of the dpbusd offset) and random fp16 scales in [2^-10, 2^-6).
+std::vector<uint8_t> random_block_codes(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> w(row_bytes(type, cols) * static_cast<size_t>(rows));  // [rows, row_bytes]
+  for (uint8_t& byte : w) byte = static_cast<uint8_t>(rng());
+  const size_t block_bytes = type == DType::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ4_0);
+  for (size_t offset = 0; offset < w.size(); offset += block_bytes) {
+    const uint16_t d = f32_to_fp16(0x1p-10f * (1.0f + static_cast<float>(rng() % 15)));
+    std::memcpy(w.data() + offset, &d, sizeof d);  // d is the first field of both block types
+  }
+  return w;
+}
+
+// The batched Q8_0/Q4_0 tile kernel against its twins: each token's row bit-identical to matvec
+// (the same integer lane sums and f32 operations in the same order) and within the summation-order
+// bound of the scalar reference, for row counts around the 4-row group and 8-token tiles, every
+// token count up to two tiles and one more, and odd block counts.
+TEST(MatvecBatch, BlockTilesMatchMatvecAndReference) {
+  for (DType type : {DType::Q8_0, DType::Q4_0}) {
+    for (int64_t cols : {32, 96, 224, 800}) {  // 1, 3, 7 and 25 blocks
+      for (int64_t rows : {1, 7, 8, 9, 23}) {
+        const uint32_t seed = static_cast<uint32_t>(cols * 100 + rows);
+        const std::vector<uint8_t> w = random_block_codes(type, rows, cols, seed);
+        for (int64_t n = 1; n <= 17; ++n) {
+          const std::vector<float> x = random_floats(n * cols, seed + static_cast<uint32_t>(n), 4.0f);  // [n, cols]
+          std::vector<float> batched(static_cast<size_t>(n * rows));  // [n, rows]
+          matvec_batch(type, w.data(), x.data(), batched.data(), n, rows, cols, nullptr);
+          for (int64_t t = 0; t < n; ++t) {
+            const float* xt = x.data() + t * cols;
+            std::vector<float> alone(static_cast<size_t>(rows)), ref(static_cast<size_t>(rows));  // [rows]
+            matvec(type, w.data(), xt, alone.data(), rows, cols, nullptr);
+            matvec_ref(type, w.data(), xt, ref.data(), rows, cols);
+            const std::vector<double> abs_sums = abs_dot_sums(type, w.data(), xt, rows, cols);
+            for (int64_t r = 0; r < rows; ++r) {
+              const float got = batched[static_cast<size_t>(t * rows + r)];
+              ASSERT_EQ(bits_of(alone[r]), bits_of(got))
+                  << dtype_info(type).name << " cols " << cols << " rows " << rows << " tokens " << n << " t " << t << " r " << r;
+              ASSERT_NEAR(got, ref[r], product_tolerance(type, cols, abs_sums[r]))
+                  << dtype_info(type).name << " cols " << cols << " rows " << rows << " tokens " << n << " t " << t << " r " << r;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(Matmul, MatchesReferenceAllTypes) {
   for (DType type : kAllTypes) {
     for (int64_t cols : test_cols(type)) {
