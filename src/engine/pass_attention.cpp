@@ -1,6 +1,7 @@
-// Attention of one slice's rows over its sequence's KV spans (ForwardPass::attention): work
-// items are (token, key chunk) over the engine's pool; see model/attention.h for the chunking
-// that keeps every layout of spans bit-identical.
+// Attention of one slice's rows over its sequence's KV spans (ForwardPass::attention): a prompt
+// slice as (tile of tokens, kv head) items of the tiled prefill kernel (model/attention_prefill.h),
+// a decode token (or probabilities wanted, or a windowed history) as (token, key chunk) items;
+// see model/attention.h for the chunking that keeps every layout of spans bit-identical.
 #include <algorithm>
 
 #include "engine/forward_pass.h"
@@ -53,6 +54,24 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     if (observer == nullptr || !observer->wants_attention(pos0 + i)) return nullptr;
     return &probs_[static_cast<size_t>(i * c.n_heads * max_keys)];
   };
+  // A prompt slice (several tokens) goes through the tiled prefill kernel
+  // (model/attention_prefill.h): each K and V row is read and converted once per tile of tokens
+  // instead of once per token. Steps of keys in order, items dealt round-robin within a step;
+  // an item's arithmetic does not depend on the thread that runs it. Probabilities for an
+  // observer and a history streamed window by window stay on the per-token chunks below.
+  if (n > 1 && observer == nullptr && windowed == 0) {
+    prefill_.plan(shape, spans, pos0, n, q_rows);
+    const int64_t items = prefill_.n_items();
+    for (int64_t step = 0; step < prefill_.n_steps(); ++step)
+      pool_.run([&](int part) {
+        thread_local std::vector<float> scratch;  // per thread
+        for (int64_t item = part; item < items; item += n_threads) prefill_.attend(item, step, scratch);
+      });
+    pool_.run([&](int part) {
+      for (int64_t item = part; item < items; item += n_threads) prefill_.finish(item, out_rows);
+    });
+    return;
+  }
   // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), in runs of
   // tokens whose chunk states fit kRunStateBytes, and within a run chunk by chunk: every token of
   // the run attends chunk c (its 256 K and V rows, 256 KiB for the 125M model, staying in L2)
