@@ -91,7 +91,7 @@ void bench_prefill(benchmark::State& state, bool tiled) {
   std::vector<float> partials;  // [n, chunks of the last token, stride]
   for (auto _ : state) {
     if (tiled) {
-      prefill.plan(shape, std::span(&span, 1), offset, n, q.data());
+      prefill.plan(shape, std::span(&span, 1), 0, offset, n, q.data());
       for (int64_t step = 0; step < prefill.n_steps(); ++step)
         for (int64_t item = 0; item < prefill.n_items(); ++item) prefill.attend(item, step, scratch);
       for (int64_t item = 0; item < prefill.n_items(); ++item) prefill.finish(item, out.data());

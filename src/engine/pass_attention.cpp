@@ -39,6 +39,14 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   if (windowed > 0 && (window <= 0 || window % kAttentionChunkKeys != 0))
     fail("KV windows of {} positions are not whole attention chunks of {}", window, kAttentionChunkKeys);
   const int64_t last_window = windowed > 0 ? (windowed - 1) / window * window : 0;  // its first key
+  // The last window's spans followed by `spans` (just `spans` without a windowed history).
+  auto rest_spans = [&]() -> std::span<const KvSpan> {
+    if (windowed == 0) return spans;
+    const std::span<const KvSpan> tail = kv.window(layer, last_window);
+    rest_spans_.assign(tail.begin(), tail.end());
+    rest_spans_.insert(rest_spans_.end(), spans.begin(), spans.end());
+    return rest_spans_;
+  };
   // Keys token i attends (its sliding window's, if any), and all the keys of its spans.
   auto keys_of = [&](int64_t i) {
     return windowed + attended_keys(spans, pos0 + i, first_attended_pos(shape, pos0 + i));
@@ -56,17 +64,25 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   };
   // A prompt slice (several tokens) goes through the tiled prefill kernel
   // (model/attention_prefill.h): each K and V row is read and converted once per tile of tokens
-  // instead of once per token. Steps of keys in order, items dealt round-robin within a step;
-  // an item's arithmetic does not depend on the thread that runs it. Probabilities for an
-  // observer and a history streamed window by window stay on the per-token chunks below.
-  if (n > 1 && observer == nullptr && windowed == 0) {
-    prefill_.plan(shape, spans, pos0, n, q_rows);
+  // instead of once per token. Steps of keys in order (a windowed history's windows first, each
+  // whole steps), items dealt round-robin within a step; an item's arithmetic does not depend on
+  // the thread that runs it. Probabilities for an observer stay on the per-token chunks below.
+  if (n > 1 && observer == nullptr) {
+    prefill_.plan(shape, spans, windowed, pos0, n, q_rows);
     const int64_t items = prefill_.n_items();
-    for (int64_t step = 0; step < prefill_.n_steps(); ++step)
-      pool_.run([&](int part) {
-        thread_local std::vector<float> scratch;  // per thread
-        for (int64_t item = part; item < items; item += n_threads) prefill_.attend(item, step, scratch);
-      });
+    auto run_steps = [&](int64_t first_step, int64_t end_step) {
+      for (int64_t step = first_step; step < end_step; ++step)
+        pool_.run([&](int part) {
+          thread_local std::vector<float> scratch;  // per thread
+          for (int64_t item = part; item < items; item += n_threads) prefill_.attend(item, step, scratch);
+        });
+    };
+    for (int64_t key = 0; key < last_window; key += window) {
+      prefill_.use_keys(kv.window(layer, key), key);
+      run_steps(key / kPrefillStepKeys, (key + window) / kPrefillStepKeys);
+    }
+    prefill_.use_keys(rest_spans(), last_window);
+    run_steps(last_window / kPrefillStepKeys, prefill_.n_steps());
     pool_.run([&](int part) {
       for (int64_t item = part; item < items; item += n_threads) prefill_.finish(item, out_rows);
     });
@@ -137,14 +153,7 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     for (int64_t key = 0; key < last_window; key += window)
       attend_window(kv.window(layer, key), key / kAttentionChunkKeys,
                     (key + window) / kAttentionChunkKeys);
-    std::span<const KvSpan> rest = spans;
-    if (windowed > 0) {
-      const std::span<const KvSpan> tail = kv.window(layer, last_window);
-      rest_spans_.assign(tail.begin(), tail.end());
-      rest_spans_.insert(rest_spans_.end(), spans.begin(), spans.end());
-      rest = rest_spans_;
-    }
-    attend_rest(rest, last_window / kAttentionChunkKeys);
+    attend_rest(rest_spans(), last_window / kAttentionChunkKeys);
     pool_.run([&](int part) {
       for (int64_t i = first + part; i < last; i += n_threads) {
         const size_t ti = static_cast<size_t>(i - first);

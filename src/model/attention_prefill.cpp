@@ -158,24 +158,23 @@ void for_vector_groups(int64_t n_vecs, F&& f) {
 
 }  // namespace
 
-void PrefillAttention::plan(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t pos0,
-                            int64_t n, const float* q) {
+void PrefillAttention::plan(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t windowed,
+                            int64_t pos0, int64_t n, const float* q) {
   if (shape.n_kv_heads <= 0 || shape.n_heads % shape.n_kv_heads != 0)
     fail("prefill attention: {} query heads cannot share {} kv heads", shape.n_heads, shape.n_kv_heads);
   if (shape.kv_type == DType::Q8_0 && shape.head_dim % kQ8Block != 0)
     fail("prefill attention: a q8_0 KV head of {} values is not whole blocks of {}", shape.head_dim, kQ8Block);
   if (pos0 < 0 || pos0 + n > std::numeric_limits<int32_t>::max())
     fail("prefill attention: positions {} .. {} exceed the kernel's int32 lanes", pos0, pos0 + n - 1);
+  if (windowed > 0 && shape.window > 0) fail("prefill attention: a sliding window over a windowed history");
   shape_ = shape;
-  spans_.assign(spans.begin(), spans.end());
-  span_first_key_.assign(1, 0);
-  for (const KvSpan& s : spans_) span_first_key_.push_back(span_first_key_.back() + s.n);
+  use_keys(spans, windowed);
   group_ = shape.n_heads / shape.n_kv_heads;
   hd_ = shape.head_dim;
   vd_ = value_dim(shape);
   scale_ = shape.scale > 0 ? shape.scale : 1.0f / std::sqrt(static_cast<float>(hd_));
   n_tokens_ = n;
-  n_keys_ = n > 0 ? attended_keys(spans, pos0 + n - 1) : 0;
+  n_keys_ = n > 0 ? windowed + attended_keys(spans, pos0 + n - 1) : 0;
   tile_tokens_ = std::max<int64_t>(1, kTileRows / group_);
   rows_ = round_up(tile_tokens_ * group_, kLanes);
   n_tiles_ = (n + tile_tokens_ - 1) / tile_tokens_;
@@ -193,8 +192,8 @@ void PrefillAttention::plan(const AttentionShape& shape, std::span<const KvSpan>
     const int64_t first = tile * tile_tokens_, last = std::min(n, first + tile_tokens_);
     // Positions before the tile's first attended one, and up to its last token.
     const int64_t min_pos = first_attended_pos(shape, pos0 + first);
-    const int64_t key_lo = min_pos > 0 ? attended_keys(spans, min_pos - 1) : 0;
-    const int64_t key_hi = attended_keys(spans, pos0 + last - 1);
+    const int64_t key_lo = min_pos > 0 ? windowed + attended_keys(spans, min_pos - 1) : 0;
+    const int64_t key_hi = windowed + attended_keys(spans, pos0 + last - 1);
     for (int64_t kvh = 0; kvh < shape.n_kv_heads; ++kvh) {
       const int64_t item = tile * shape.n_kv_heads + kvh;
       key_lo_[static_cast<size_t>(item)] = key_lo;
@@ -210,6 +209,12 @@ void PrefillAttention::plan(const AttentionShape& shape, std::span<const KvSpan>
         }
     }
   }
+}
+
+void PrefillAttention::use_keys(std::span<const KvSpan> spans, int64_t first_key) {
+  spans_.assign(spans.begin(), spans.end());
+  span_first_key_.assign(1, first_key);
+  for (const KvSpan& s : spans_) span_first_key_.push_back(span_first_key_.back() + s.n);
 }
 
 int64_t PrefillAttention::span_of_key(int64_t t) const {
@@ -259,6 +264,9 @@ void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float
   const int64_t t_begin = std::max(step * kPrefillStepKeys, key_lo_[it] / kPrefillBlockKeys * kPrefillBlockKeys);
   const int64_t t_end = std::min((step + 1) * kPrefillStepKeys, key_hi_[it]);
   if (t_begin >= t_end) return;
+  if (t_begin < span_first_key_.front() || t_end > span_first_key_.back())
+    fail("prefill attention: keys {} .. {} are not among the current keys {} .. {}", t_begin, t_end - 1,
+         span_first_key_.front(), span_first_key_.back() - 1);
   const int64_t rows = rows_, n_vecs = rows_ / kLanes, kvh = item % shape_.n_kv_heads;
   // kf [32, hd] | vf [32, vd] | s [32, rows] (scores, then exp(s - max)) | rescale [rows] | wide [hd]
   scratch.resize(static_cast<size_t>(kPrefillBlockKeys * (hd_ + vd_ + rows) + rows + hd_));
@@ -274,6 +282,11 @@ void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float
   float* sum = &sum_[it * static_cast<size_t>(rows)];
   const int32_t* lo = &lo_[it * static_cast<size_t>(rows)];
   const int32_t* hi = &hi_[it * static_cast<size_t>(rows)];
+  // The positions every one of the item's tokens attends: from its last token's first to its
+  // first token's last (padding rows do not count: their results are never read).
+  const int64_t tile = item / shape_.n_kv_heads;
+  const int32_t lo_max = lo[(std::min(n_tokens_, (tile + 1) * tile_tokens_) - 1 - tile * tile_tokens_) * group_];
+  const int32_t hi_min = hi[0];
   const V minus_inf = L::set1(-INFINITY), zero = L::set1(0.0f), one = L::set1(1.0f);
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kPrefillBlockKeys) {
     const int64_t nb = std::min(kPrefillBlockKeys, t_end - t0), kb = round_up(nb, kBlockKeys);
@@ -284,13 +297,19 @@ void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float
     if (shape_.softcap > 0)
       for (int64_t i = 0; i < kb * rows; ++i) s[i] = shape_.softcap * std::tanh(s[i] / shape_.softcap);
     // Online softmax per row: scores of keys a row does not attend become -inf and their
-    // weights 0; a row whose max rises rescales its sum and accumulator by exp(old - new).
+    // weights 0; a row whose max rises rescales its sum and accumulator by exp(old - new). When
+    // every row of the item attends every key of the block (all but the blocks at the diagonal
+    // and the window's edge) the masks are skipped: they would select every score and weight.
+    const bool all_attended = nb == kb && pos[0] >= lo_max && pos[nb - 1] <= hi_min;
     for (int64_t v = 0; v < n_vecs; ++v) {
       const int64_t lane0 = v * kLanes;
       V block_max = minus_inf;
       for (int64_t j = 0; j < kb; ++j) {
-        const V sj = L::select(L::excluded(pos[j], lo + lane0, hi + lane0), minus_inf, L::load(s + j * rows + lane0));
-        L::store(s + j * rows + lane0, sj);
+        V sj = L::load(s + j * rows + lane0);
+        if (!all_attended) {
+          sj = L::select(L::excluded(pos[j], lo + lane0, hi + lane0), minus_inf, sj);
+          L::store(s + j * rows + lane0, sj);
+        }
         block_max = L::max(block_max, sj);
       }
       const V old_max = L::load(max + lane0);
@@ -300,7 +319,8 @@ void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float
       V total = L::mul(L::load(sum + lane0), r);
       for (int64_t j = 0; j < kb; ++j) {
         const V sj = L::load(s + j * rows + lane0);
-        const V p = L::select(L::gt(sj, minus_inf), L::exp(L::sub(sj, new_max)), zero);
+        V p = L::exp(L::sub(sj, new_max));
+        if (!all_attended) p = L::select(L::gt(sj, minus_inf), p, zero);
         L::store(s + j * rows + lane0, p);
         total = L::add(total, p);
       }

@@ -28,9 +28,10 @@ namespace flashmem {
 inline constexpr int64_t kPrefillBlockKeys = 32;
 // Keys per pass step: every item attends these keys before any attends the next ones, so the
 // step's K and V rows (256 KiB for the 125M model at f16, 256 keys) are read from memory about
-// once per step and served from L2 to the other tiles. The same size as kAttentionChunkKeys, for
-// the same cache reason.
-inline constexpr int64_t kPrefillStepKeys = 256;
+// once per step and served from L2 to the other tiles. kAttentionChunkKeys, for the same cache
+// reason and because windows of a streamed history are whole chunks.
+inline constexpr int64_t kPrefillStepKeys = kAttentionChunkKeys;
+static_assert(kPrefillStepKeys % kPrefillBlockKeys == 0, "steps are whole blocks");
 
 // One prompt slice's attention, planned once per (slice, layer) and run as work items over key
 // steps: for step in [0, n_steps()), every item's attend(item, step) (any thread, any order
@@ -38,14 +39,20 @@ inline constexpr int64_t kPrefillStepKeys = 256;
 // attend and finish of different items may run concurrently, of one item never.
 class PrefillAttention {
  public:
-  // Plans n tokens at positions pos0 .. pos0 + n - 1 whose queries are q [n, n_heads, head_dim],
-  // over `spans` (in increasing position order, holding each token's own position). A token at
-  // position p attends the positions of spans in [first_attended_pos(shape, p), p]. Keeps
-  // pointers to q and to the spans' K and V until the last finish(). Throws Error on a shape the
-  // kernel cannot run (n_heads not a multiple of n_kv_heads, a q8_0 head_dim that is not whole
-  // blocks, positions beyond int32).
-  void plan(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t pos0, int64_t n,
-            const float* q);
+  // Plans n tokens at positions pos0 .. pos0 + n - 1 whose queries are q [n, n_heads, head_dim].
+  // Their keys: first `windowed` keys at positions 0 .. windowed - 1 (a history streamed window by
+  // window, see KvBackend::windowed_keys; every token attends all of them, so no sliding window
+  // then), then the positions of `spans` (in increasing position order, holding each token's own
+  // position). A token at position p attends the keys at positions in
+  // [first_attended_pos(shape, p), p]. The spans are the current keys (see use_keys). Keeps
+  // pointers to q and to the current spans' K and V until the last finish(). Throws Error on a
+  // shape the kernel cannot run (n_heads not a multiple of n_kv_heads, a q8_0 head_dim that is not
+  // whole blocks, positions beyond int32, a sliding window over a windowed history).
+  void plan(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t windowed, int64_t pos0,
+            int64_t n, const float* q);
+  // The keys attend() reads from now on: the positions of `spans`, whose first is key first_key
+  // (a multiple of kPrefillStepKeys). attend(item, step) needs the step's keys among them.
+  void use_keys(std::span<const KvSpan> spans, int64_t first_key);
 
   int64_t n_items() const { return n_tiles_ * shape_.n_kv_heads; }
   // Steps of kPrefillStepKeys keys up to the last key any token attends.
@@ -73,7 +80,7 @@ class PrefillAttention {
 
   AttentionShape shape_;
   std::vector<KvSpan> spans_;
-  std::vector<int64_t> span_first_key_;  // [spans + 1] key index of each span's first position, then n_keys
+  std::vector<int64_t> span_first_key_;  // [spans + 1] key index of each current span's first position, then their end
   int64_t group_ = 0, hd_ = 0, vd_ = 0, n_keys_ = 0, n_tokens_ = 0;
   int64_t tile_tokens_ = 0, n_tiles_ = 0, rows_ = 0;  // rows_: lanes per item, a multiple of 8
   float scale_ = 0.0f;

@@ -81,7 +81,7 @@ struct History {
 std::vector<float> prefill(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t pos0,
                            int64_t n, const float* q, bool ref, bool reverse) {
   PrefillAttention attention;
-  attention.plan(shape, spans, pos0, n, q);
+  attention.plan(shape, spans, 0, pos0, n, q);
   std::vector<float> out(static_cast<size_t>(n * shape.n_heads * value_dim(shape)), NAN);
   std::vector<float> scratch;
   const int64_t items = attention.n_items();
@@ -206,12 +206,65 @@ TEST(AttentionPrefill, SpansSlicesAndItemOrderDoNotChangeAnyBit) {
   }
 }
 
+// A history streamed window by window (KvBackend::windowed_keys, the disk and Redis tiers'
+// prompts): positions [0, windowed) come as windows of window_keys positions, the last one
+// together with the spans after it. The same bits as reading every position through one list of
+// spans; a sliding window over such a history is an error.
+TEST(AttentionPrefill, WindowedHistoryGivesTheSameBits) {
+  std::mt19937 rng(13);
+  constexpr int64_t kWindowKeys = 2 * kPrefillStepKeys;  // whole steps, as KV windows are
+  for (const Shape& s : shapes()) {
+    const int64_t pos0 = 1100, n = 37, windowed = 1040;
+    const History h(s, pos0 + n, false, 0, rng);
+    std::vector<float> q(static_cast<size_t>(n * s.n_heads * s.head_dim));  // [n, n_heads, hd]
+    std::uniform_real_distribution<float> qdist(-4.0f, 4.0f);
+    for (float& x : q) x = qdist(rng);
+    const std::vector<KvSpan> all = h.spans(pos0 + n - 1, 50, rng);
+    // The spans of positions [first, last) and of [windowed, pos0 + n).
+    auto between = [&](int64_t first, int64_t last) {
+      std::vector<KvSpan> out;
+      for (const KvSpan& span : all) {
+        const int64_t a = std::max(first, span.pos0), b = std::min(last, span.pos0 + span.n);
+        if (a < b) out.push_back({a, b - a, span.k + (a - span.pos0) * h.row, span.v + (a - span.pos0) * h.row});
+      }
+      return out;
+    };
+    const std::vector<KvSpan> after = between(windowed, pos0 + n);
+    PrefillAttention attention;
+    if (s.window > 0) {
+      EXPECT_THROW(attention.plan(h.shape, after, windowed, pos0, n, q.data()), Error) << name(s);
+      continue;
+    }
+    const std::vector<float> want = prefill(h.shape, all, pos0, n, q.data(), false, false);
+    attention.plan(h.shape, after, windowed, pos0, n, q.data());
+    std::vector<float> scratch, got(want.size(), NAN);
+    auto run_steps = [&](int64_t first, int64_t end) {
+      for (int64_t step = first; step < end; ++step)
+        for (int64_t item = 0; item < attention.n_items(); ++item) attention.attend(item, step, scratch);
+    };
+    const int64_t last_window = (windowed - 1) / kWindowKeys * kWindowKeys;
+    std::vector<std::vector<KvSpan>> windows;  // kept alive until finish
+    for (int64_t key = 0; key < last_window; key += kWindowKeys) {
+      windows.push_back(between(key, key + kWindowKeys));
+      attention.use_keys(windows.back(), key);
+      run_steps(key / kPrefillStepKeys, (key + kWindowKeys) / kPrefillStepKeys);
+    }
+    const std::vector<KvSpan> rest = between(last_window, pos0 + n);
+    attention.use_keys(rest, last_window);
+    // A step whose keys are not among the current ones is refused, not read out of bounds.
+    EXPECT_THROW(attention.attend(0, 0, scratch), Error) << name(s);
+    run_steps(last_window / kPrefillStepKeys, attention.n_steps());
+    for (int64_t item = 0; item < attention.n_items(); ++item) attention.finish(item, got.data());
+    EXPECT_EQ(0, std::memcmp(want.data(), got.data(), want.size() * sizeof(float))) << name(s);
+  }
+}
+
 TEST(AttentionPrefill, ShapesTheKernelCannotRunAreErrors) {
   PrefillAttention attention;
   const float q[64] = {};
-  EXPECT_THROW(attention.plan(AttentionShape{6, 4, 8, DType::F16}, {}, 0, 1, q), Error);
-  EXPECT_THROW(attention.plan(AttentionShape{2, 1, 48, DType::Q8_0}, {}, 0, 1, q), Error);
-  EXPECT_THROW(attention.plan(AttentionShape{2, 1, 8, DType::F16}, {}, int64_t{1} << 31, 1, q), Error);
+  EXPECT_THROW(attention.plan(AttentionShape{6, 4, 8, DType::F16}, {}, 0, 0, 1, q), Error);
+  EXPECT_THROW(attention.plan(AttentionShape{2, 1, 48, DType::Q8_0}, {}, 0, 0, 1, q), Error);
+  EXPECT_THROW(attention.plan(AttentionShape{2, 1, 8, DType::F16}, {}, 0, int64_t{1} << 31, 1, q), Error);
 }
 
 }  // namespace
