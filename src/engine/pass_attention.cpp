@@ -66,8 +66,9 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   // (model/attention_prefill.h): each K and V row is read and converted once per tile of tokens
   // instead of once per token. Steps of keys in order (a windowed history's windows first, each
   // whole steps), items dealt round-robin within a step; an item's arithmetic does not depend on
-  // the thread that runs it. Probabilities for an observer stay on the per-token chunks below.
-  if (n > 1 && observer == nullptr) {
+  // the thread that runs it. With an observer the per-token chunks below also run, for the
+  // probabilities only: the outputs stay the tiled kernel's, so observing changes no logit.
+  auto attend_tiled = [&] {
     prefill_.plan(shape, spans, windowed, pos0, n, q_rows);
     const int64_t items = prefill_.n_items();
     auto run_steps = [&](int64_t first_step, int64_t end_step) {
@@ -86,8 +87,9 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     pool_.run([&](int part) {
       for (int64_t item = part; item < items; item += n_threads) prefill_.finish(item, out_rows);
     });
-    return;
-  }
+  };
+  const bool tiled = n > 1;
+  if (tiled && observer == nullptr) return attend_tiled();
   // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), in runs of
   // tokens whose chunk states fit kRunStateBytes, and within a run chunk by chunk: every token of
   // the run attends chunk c (its 256 K and V rows, 256 KiB for the 125M model, staying in L2)
@@ -164,6 +166,7 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     first = last;
   }
   if (observer == nullptr) return;
+  if (tiled) attend_tiled();
   for (int64_t i = 0; i < n; ++i)
     if (float* probs = probs_of(i); probs != nullptr) {
       // A sliding window attended the last keys_of(i) keys: the observer sees every key of the
