@@ -6,12 +6,18 @@
 // Arguments: context, hot (1: the same 2 layers' KV every iteration, cache-resident up to a few
 // thousand positions; 0: cycles through >= 128 MiB of layers so every iteration reads from DRAM).
 // bytes_per_second = K+V bytes read.
+// Prefill: a prompt slice of n queries at positions offset .. offset + n - 1 (causal), one layer,
+// one thread: the per-token kernel in the engine's chunk-major order (every token attends chunk
+// c, then c + 1, then each token's chunks are merged) against the tiled prefill kernel.
+//   bench_attention --benchmark_filter=Attention/prefill --benchmark_repetitions=3
+// Arguments: n, offset. items_per_second = query tokens.
 #include <benchmark/benchmark.h>
 
 #include <random>
 #include <vector>
 
 #include "model/attention.h"
+#include "model/attention_prefill.h"
 #include "tensor/kernels.h"
 
 namespace flashmem {
@@ -65,6 +71,55 @@ void attention_args(benchmark::internal::Benchmark* b) {
   }
 }
 
+void bench_prefill(benchmark::State& state, bool tiled) {
+  const int64_t n = state.range(0), offset = state.range(1), ctx = offset + n;
+  const AttentionShape shape{kHeads, kKvHeads, kHeadDim, DType::F16};
+  const size_t row_size = row_bytes(DType::F16, kKvHeads * kHeadDim);  // one position's K (or V)
+  std::vector<uint8_t> k(static_cast<size_t>(ctx) * row_size), v(k.size());  // [ctx, 4 * 64] f16
+  std::mt19937 rng(1);
+  std::vector<float> values(static_cast<size_t>(ctx * kKvHeads * kHeadDim));  // [ctx, 4 * 64]
+  for (uint8_t* dst : {k.data(), v.data()}) {
+    for (float& f : values) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
+    quantize_row(DType::F16, values.data(), dst, static_cast<int64_t>(values.size()));
+  }
+  std::vector<float> q(static_cast<size_t>(n * kHeads * kHeadDim)), out(q.size());  // [n, 12, 64]
+  for (float& f : q) f = static_cast<float>(rng() >> 8) * 0x1p-23f - 1.0f;
+  const KvSpan span{0, ctx, k.data(), v.data()};
+  std::vector<float> scratch;
+  PrefillAttention prefill;
+  const int64_t stride = attention_partial_floats(shape);
+  std::vector<float> partials;  // [n, chunks of the last token, stride]
+  for (auto _ : state) {
+    if (tiled) {
+      prefill.plan(shape, std::span(&span, 1), 0, offset, n, q.data());
+      for (int64_t step = 0; step < prefill.n_steps(); ++step)
+        for (int64_t item = 0; item < prefill.n_items(); ++item) prefill.attend(item, step, scratch);
+      for (int64_t item = 0; item < prefill.n_items(); ++item) prefill.finish(item, out.data());
+    } else {
+      const int64_t max_chunks = attention_chunks(ctx);
+      partials.resize(static_cast<size_t>(n * max_chunks * stride));
+      for (int64_t c = 0; c < max_chunks; ++c)
+        for (int64_t i = 0; i < n; ++i)
+          if (c < attention_chunks(offset + i + 1))
+            attend_chunk(shape, std::span(&span, 1), offset + i, c, &q[static_cast<size_t>(i * kHeads * kHeadDim)],
+                         &partials[static_cast<size_t>((i * max_chunks + c) * stride)], scratch);
+      for (int64_t i = 0; i < n; ++i)
+        attend_merge(shape, &partials[static_cast<size_t>(i * max_chunks * stride)],
+                     attention_chunks(offset + i + 1), &out[static_cast<size_t>(i * kHeads * kHeadDim)]);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+
+void prefill_args(benchmark::internal::Benchmark* b) {
+  b->Args({128, 4096});
+  b->Args({512, 16384});
+  b->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK_CAPTURE(bench_prefill, chunks, false)->Name("Attention/prefill_chunks")->Apply(prefill_args);
+BENCHMARK_CAPTURE(bench_prefill, tiled, true)->Name("Attention/prefill_tiled")->Apply(prefill_args);
 BENCHMARK_CAPTURE(bench_attention, chunked, true, DType::F16)->Name("Attention/chunked")->Apply(attention_args);
 BENCHMARK_CAPTURE(bench_attention, chunked_q8, true, DType::Q8_0)->Name("Attention/chunked_q8_0")->Apply(attention_args);
 BENCHMARK_CAPTURE(bench_attention, ref, false, DType::F16)->Name("Attention/ref")->Apply(attention_args);

@@ -11,6 +11,7 @@
 
 #include "flashmem/engine.h"
 #include "model/attention.h"
+#include "model/attention_prefill.h"
 #include "model/model.h"
 #include "util/thread_pool.h"
 
@@ -98,6 +99,7 @@ class ForwardPass {
   // [run items] (token of the run, chunk from the range's first) of attention's chunk-major order
   std::vector<std::pair<int32_t, int32_t>> run_items_;
   std::vector<KvSpan> rest_spans_;    // a windowed history's last window, then spans(layer)
+  PrefillAttention prefill_;          // a prompt slice's tiled attention (states of its tiles)
 };
 
 }  // namespace flashmem

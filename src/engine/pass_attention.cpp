@@ -1,6 +1,7 @@
-// Attention of one slice's rows over its sequence's KV spans (ForwardPass::attention): work
-// items are (token, key chunk) over the engine's pool; see model/attention.h for the chunking
-// that keeps every layout of spans bit-identical.
+// Attention of one slice's rows over its sequence's KV spans (ForwardPass::attention): a prompt
+// slice as (tile of tokens, kv head) items of the tiled prefill kernel (model/attention_prefill.h),
+// a decode token (or probabilities wanted, or a windowed history) as (token, key chunk) items;
+// see model/attention.h for the chunking that keeps every layout of spans bit-identical.
 #include <algorithm>
 
 #include "engine/forward_pass.h"
@@ -38,6 +39,14 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   if (windowed > 0 && (window <= 0 || window % kAttentionChunkKeys != 0))
     fail("KV windows of {} positions are not whole attention chunks of {}", window, kAttentionChunkKeys);
   const int64_t last_window = windowed > 0 ? (windowed - 1) / window * window : 0;  // its first key
+  // The last window's spans followed by `spans` (just `spans` without a windowed history).
+  auto rest_spans = [&]() -> std::span<const KvSpan> {
+    if (windowed == 0) return spans;
+    const std::span<const KvSpan> tail = kv.window(layer, last_window);
+    rest_spans_.assign(tail.begin(), tail.end());
+    rest_spans_.insert(rest_spans_.end(), spans.begin(), spans.end());
+    return rest_spans_;
+  };
   // Keys token i attends (its sliding window's, if any), and all the keys of its spans.
   auto keys_of = [&](int64_t i) {
     return windowed + attended_keys(spans, pos0 + i, first_attended_pos(shape, pos0 + i));
@@ -53,6 +62,34 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     if (observer == nullptr || !observer->wants_attention(pos0 + i)) return nullptr;
     return &probs_[static_cast<size_t>(i * c.n_heads * max_keys)];
   };
+  // A prompt slice (several tokens) goes through the tiled prefill kernel
+  // (model/attention_prefill.h): each K and V row is read and converted once per tile of tokens
+  // instead of once per token. Steps of keys in order (a windowed history's windows first, each
+  // whole steps), items dealt round-robin within a step; an item's arithmetic does not depend on
+  // the thread that runs it. With an observer the per-token chunks below also run, for the
+  // probabilities only: the outputs stay the tiled kernel's, so observing changes no logit.
+  auto attend_tiled = [&] {
+    prefill_.plan(shape, spans, windowed, pos0, n, q_rows);
+    const int64_t items = prefill_.n_items();
+    auto run_steps = [&](int64_t first_step, int64_t end_step) {
+      for (int64_t step = first_step; step < end_step; ++step)
+        pool_.run([&](int part) {
+          thread_local std::vector<float> scratch;  // per thread
+          for (int64_t item = part; item < items; item += n_threads) prefill_.attend(item, step, scratch);
+        });
+    };
+    for (int64_t key = 0; key < last_window; key += window) {
+      prefill_.use_keys(kv.window(layer, key), key);
+      run_steps(key / kPrefillStepKeys, (key + window) / kPrefillStepKeys);
+    }
+    prefill_.use_keys(rest_spans(), last_window);
+    run_steps(last_window / kPrefillStepKeys, prefill_.n_steps());
+    pool_.run([&](int part) {
+      for (int64_t item = part; item < items; item += n_threads) prefill_.finish(item, out_rows);
+    });
+  };
+  const bool tiled = n > 1;
+  if (tiled && observer == nullptr) return attend_tiled();
   // Work items are (token, key chunk), all heads each (see kAttentionChunkKeys), in runs of
   // tokens whose chunk states fit kRunStateBytes, and within a run chunk by chunk: every token of
   // the run attends chunk c (its 256 K and V rows, 256 KiB for the 125M model, staying in L2)
@@ -121,14 +158,7 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     for (int64_t key = 0; key < last_window; key += window)
       attend_window(kv.window(layer, key), key / kAttentionChunkKeys,
                     (key + window) / kAttentionChunkKeys);
-    std::span<const KvSpan> rest = spans;
-    if (windowed > 0) {
-      const std::span<const KvSpan> tail = kv.window(layer, last_window);
-      rest_spans_.assign(tail.begin(), tail.end());
-      rest_spans_.insert(rest_spans_.end(), spans.begin(), spans.end());
-      rest = rest_spans_;
-    }
-    attend_rest(rest, last_window / kAttentionChunkKeys);
+    attend_rest(rest_spans(), last_window / kAttentionChunkKeys);
     pool_.run([&](int part) {
       for (int64_t i = first + part; i < last; i += n_threads) {
         const size_t ti = static_cast<size_t>(i - first);
@@ -139,6 +169,7 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     first = last;
   }
   if (observer == nullptr) return;
+  if (tiled) attend_tiled();
   for (int64_t i = 0; i < n; ++i)
     if (float* probs = probs_of(i); probs != nullptr) {
       // A sliding window attended the last keys_of(i) keys: the observer sees every key of the
