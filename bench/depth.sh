@@ -17,7 +17,15 @@
 # Repeats: contexts up to 16K prefill REPEAT (3) times and time one decode round each; deeper
 # rows prefill once and time ROUNDS (3) decode rounds after it (the spread then leaves out the
 # prefill's own variation, stated in the table's "runs" column).
-# Environment: BIN (build/bin/flashmem), THREADS (2), GEN (64), REPEAT (3), ROUNDS (3), DISK_DIR.
+# Resuming: with a DISK_DIR you pass, every deep real-prefill row on a slow tier (a policy, store
+# disk or redis://) checkpoints its prefill (`bench --checkpoint depth-CONTEXT-POLICY-KV`) every
+# CHECKPOINT_EVERY tokens, so re-running the script after an interruption resumes each such
+# prefill where it stopped; the prefill column then gives the rate over the tokens prefilled in
+# this run and says from where ("from 63488"). Re-running a finished row re-prefills only its last
+# part (bench never checkpoints after the last part) and times the decode again.
+# Environment: BIN (build/bin/flashmem), THREADS (2), GEN (64), REPEAT (3), ROUNDS (3), DISK_DIR,
+# CHECKPOINT_EVERY (2048: one part of the prefill, i.e. at most 2048 tokens are lost to an
+# interruption, and a re-run of a finished row prefills at most that many again).
 set -euo pipefail
 BIN=${BIN:-build/bin/flashmem}
 MODEL=$1
@@ -29,7 +37,10 @@ REPEAT=${REPEAT:-3}
 ROUNDS=${ROUNDS:-3}
 # A DISK_DIR you pass is yours: the store files each run creates there go with the run, and the
 # directory is left as it was; without one, a temporary directory is made and removed.
+RESUMABLE=1
+CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-2048}
 if [ -z "${DISK_DIR:-}" ]; then
+  RESUMABLE=0
   DISK_DIR=$(mktemp -d /tmp/flashmem-depth.XXXXXX)
   trap 'rm -rf "$DISK_DIR"' EXIT
 fi
@@ -70,6 +81,9 @@ for row in "${ROWS[@]}"; do
       *) args+=(--kv-store "$store") ;;
     esac
     if [ "$policy" = lsa ]; then args+=(--policy lsa --indexer "$INDEXER" --budget 0.1); else args+=(--policy "$policy"); fi
+    if [ "$RESUMABLE" = 1 ] && [ "$fill" = prefill ] && [ "$store" != ram ] && [ "$ctx" -ge "$ONE_PREFILL_FROM" ]; then
+      args+=(--checkpoint "depth-$ctx-$policy-$kv" --checkpoint-every "$CHECKPOINT_EVERY")
+    fi
   fi
   if ! j=$("$BIN" "${args[@]}" | tail -1); then
     echo "| $ctx | $fill | $policy | $store | $kv | failed: ${args[*]} |"
@@ -80,6 +94,8 @@ for row in "${ROWS[@]}"; do
   dmax=$(grep -o '"decode_spread":{[^}]*}' <<<"$j" | grep -o '"max":[^,}]*' | cut -d: -f2)
   prefill=$(field prefill_tok_s "$j")
   [ "$fill" = random ] && prefill="-" || prefill=$(num "$prefill" "%.1f")
+  resumed=$(field prefill_resumed_from "$j")
+  if [ -n "$resumed" ] && [ "$resumed" != 0 ]; then prefill="$prefill (from $resumed)"; fi
   printf "| %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
     "$ctx" "$history" "$([ "$policy" = lsa ] && echo "lsa 10%" || echo "$policy")" \
     "$([ "$policy" = none ] && echo "-" || echo "$store")" "$kv" \
