@@ -241,16 +241,15 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
 
 // How the kernel reads one kv head's slice of a K or V row in the cache type: value c of the
 // slice is stored at values(slice, c), whose 8 values c .. c + 7 (c a multiple of 8) load8 turns
-// into f32 lanes, to be multiplied by scale(slice, c). Values in one 32-value block share the
-// scale (plain types: 1 for the whole slice) and lie kValueBytes apart, so callers find a block's
-// values and scale once and step through it by address. bytes(hd) = the slice's size. A q8_0
-// slice's scores take block_scores_q8 (integer dot products), plain types' block_scores.
+// into f32 lanes; kScaled: to be multiplied by the scale of their 32-value block (q8_0). Values
+// lie kValueBytes apart within a block, so callers find a block's values once and step through it
+// by address. bytes(hd) = the slice's size. A q8_0 slice's scores take block_scores_q8 (integer
+// dot products), plain types' block_scores.
 struct F16Slice {
   static constexpr bool kScaled = false;
   static constexpr int64_t kValueBytes = 2;
   static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
   static __m256 load8(const uint8_t* p) { return simd::load_f16x8(reinterpret_cast<const uint16_t*>(p)); }
-  static float scale(const uint8_t*, int64_t) { return 1.0f; }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
 };
 struct F32Slice {
@@ -258,7 +257,6 @@ struct F32Slice {
   static constexpr int64_t kValueBytes = 4;
   static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
   static __m256 load8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
-  static float scale(const uint8_t*, int64_t) { return 1.0f; }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
 };
 // q8_0: blocks of 32 int8 values q sharing an f16 scale d, value = d · q (the slice starts on a
@@ -275,7 +273,6 @@ struct Q8Slice {
   static __m256 load8(const uint8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
-  static float scale(const uint8_t* slice, int64_t c) { return _cvtsh_ss(block(slice, c)->d); }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd / kQ8Block) * sizeof(BlockQ8_0); }
 };
 
@@ -368,32 +365,28 @@ void block_scores_q8(const uint8_t* const* k_rows, int64_t nb, size_t offset, co
   }
 }
 
-// acc_s[c, c + 8W) += Σ_{j < nb} p_s[j] v_j[c, c + 8W) for the S heads (acc_s at acc + s ·
-// acc_stride, p_s at p + s · kAttentionChunkKeys), the S·W accumulators in registers across the
-// block, each V vector converted once for the S heads. Per element the FMAs run in j order.
+// acc_s[c, c + 8W) += Σ_{j < nb} w_s[j] v_j[c, c + 8W) for the S heads (acc_s at acc + s ·
+// acc_stride, w_s at w + s · w_stride: the weights p_sj, times v_j's scale for a q8_0 cache), the
+// S·W accumulators in registers across the block, each V vector converted once for the S heads.
+// Per element the FMAs run in j order.
 template <class Slice, int S, int W>
-void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p,
-                           int64_t c, float* acc, int64_t acc_stride) {
+void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* w,
+                           int64_t w_stride, int64_t c, float* acc, int64_t acc_stride) {
   __m256 a[S][W];
 #pragma GCC unroll 4
   for (int s = 0; s < S; ++s)
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) a[s][i] = _mm256_loadu_ps(acc + s * acc_stride + c + 8 * i);
   for (int64_t j = 0; j < nb; ++j) {
-    const uint8_t* v = v_rows[j] + offset;
-    // The 8W columns lie in one scale block (8W divides 32), so v's scale joins p_j.
-    const float d = Slice::scale(v, c);
-    const uint8_t* vc0 = Slice::values(v, c);
-    __m256 pj[S];
+    const uint8_t* vc0 = Slice::values(v_rows[j] + offset, c);
+    __m256 wj[S];
 #pragma GCC unroll 4
-    for (int s = 0; s < S; ++s)
-      pj[s] = Slice::kScaled ? _mm256_set1_ps(p[s * kAttentionChunkKeys + j] * d)
-                             : _mm256_broadcast_ss(p + s * kAttentionChunkKeys + j);
+    for (int s = 0; s < S; ++s) wj[s] = _mm256_broadcast_ss(w + s * w_stride + j);
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) {
       const __m256 vc = Slice::load8(vc0 + 8 * i * Slice::kValueBytes);
 #pragma GCC unroll 4
-      for (int s = 0; s < S; ++s) a[s][i] = _mm256_fmadd_ps(pj[s], vc, a[s][i]);
+      for (int s = 0; s < S; ++s) a[s][i] = _mm256_fmadd_ps(wj[s], vc, a[s][i]);
     }
   }
 #pragma GCC unroll 4
@@ -402,15 +395,45 @@ void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offs
     for (int i = 0; i < W; ++i) _mm256_storeu_ps(acc + s * acc_stride + c + 8 * i, a[s][i]);
 }
 
+// w [S, kBlockKeys] = p_sj · d_j for the nb (<= kBlockKeys) keys of a q8_0 cache, d_j the scale of
+// v_j's 32-value block holding column c: the scale joins the weight once per key and block, 8 keys
+// per multiply, instead of once per key in the accumulation loop. p_s at p + s ·
+// kAttentionChunkKeys (read up to the next multiple of 8 keys, within the chunk's row); lanes
+// from nb on are not used.
+template <int S>
+void scaled_weights(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p, int64_t c,
+                    float* w) {
+  alignas(16) uint16_t d[kBlockKeys] = {};  // [kBlockKeys] the keys' f16 block scales
+  for (int64_t j = 0; j < nb; ++j) d[j] = Q8Slice::block(v_rows[j] + offset, c)->d;
+  for (int64_t j0 = 0; j0 < nb; j0 += 8) {
+    const __m256 d8 = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d + j0)));
+    for (int s = 0; s < S; ++s)
+      _mm256_storeu_ps(w + s * kBlockKeys + j0, _mm256_mul_ps(_mm256_loadu_ps(p + s * kAttentionChunkKeys + j0), d8));
+  }
+}
+
 // The first vd values of each V slice (vd a multiple of 8): 32 columns per step (one q8_0
 // block), then 8.
 template <class Slice, int S>
 void block_accumulate(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p,
                       int64_t vd, float* acc, int64_t acc_stride) {
   constexpr int W = 4;  // S·W accumulators + S weights + the V vector within 16 registers
-  int64_t c = 0;
-  for (; c + 8 * W <= vd; c += 8 * W) block_accumulate_cols<Slice, S, W>(v_rows, nb, offset, p, c, acc, acc_stride);
-  for (; c < vd; c += 8) block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, p, c, acc, acc_stride);
+  alignas(32) float scaled[S * kBlockKeys];  // [S, kBlockKeys] p · d for one q8_0 block of columns
+  for (int64_t c = 0; c < vd; c += 8 * W) {
+    const float* w = p;
+    int64_t w_stride = kAttentionChunkKeys;
+    if constexpr (Slice::kScaled) {
+      scaled_weights<S>(v_rows, nb, offset, p, c, scaled);
+      w = scaled;
+      w_stride = kBlockKeys;
+    }
+    if (c + 8 * W <= vd) {
+      block_accumulate_cols<Slice, S, W>(v_rows, nb, offset, w, w_stride, c, acc, acc_stride);
+    } else {
+      for (int64_t c8 = c; c8 < vd; c8 += 8)
+        block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, w, w_stride, c8, acc, acc_stride);
+    }
+  }
 }
 
 // Whole rows rows[0, n) fetched a few per step() over `steps` calls, so that their lines arrive
