@@ -87,7 +87,8 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
   const float scale = score_scale(shape);
   std::vector<float> wide(static_cast<size_t>(hd));   // [hd] a q8_0 V slice dequantized
   // [group, hd / 32] the query heads in q8_0 (for a q8_0 cache, else empty)
-  const std::vector<BlockQ8_0> q8 = type == DType::Q8_0 ? quantized_query(q, group * hd) : std::vector<BlockQ8_0>{};
+  const std::vector<BlockQ8_0> q8 =
+      type == DType::Q8_0 ? quantized_query(q, group * hd) : std::vector<BlockQ8_0>{};
 
   const int64_t min_pos = first_attended_pos(shape, max_pos);
   const int64_t n_keys = attended_keys(spans, max_pos, min_pos);
@@ -107,7 +108,8 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
         dot_f16_f32_heads(reinterpret_cast<const uint16_t*>(k), q, group, hd, dots.data());
       } else if (type == DType::Q8_0) {
         for (int64_t g = 0; g < group; ++g)
-          dots[static_cast<size_t>(g)] = dot_q8_0(reinterpret_cast<const BlockQ8_0*>(k), &q8[g * hd / kQ8Block], hd / kQ8Block);
+          dots[static_cast<size_t>(g)] =
+              dot_q8_0(reinterpret_cast<const BlockQ8_0*>(k), &q8[g * hd / kQ8Block], hd / kQ8Block);
       } else {
         for (int64_t g = 0; g < group; ++g)
           dots[static_cast<size_t>(g)] = dot_f32(reinterpret_cast<const float*>(k), q + g * hd, hd);
@@ -204,7 +206,8 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
   const float scale = score_scale(shape);
   // [hd]: a q8_0 V slice dequantized; [n_heads, hd / 32]: the query heads in q8_0 (else empty)
   std::vector<float> v_wide(f16 || f32 ? 0 : static_cast<size_t>(hd));
-  const std::vector<BlockQ8_0> q8 = f16 || f32 ? std::vector<BlockQ8_0>{} : quantized_query(q, shape.n_heads * hd);
+  const std::vector<BlockQ8_0> q8 =
+      f16 || f32 ? std::vector<BlockQ8_0>{} : quantized_query(q, shape.n_heads * hd);
   for (int64_t h = 0; h < shape.n_heads; ++h) {
     float* acc = partial + h * (vd + 2);  // [vd] then max, sum
     float &max_score = acc[vd], &sum = acc[vd + 1];
@@ -217,7 +220,8 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
       const uint8_t* vr = rows.v[j] + offset;
       float s = scale * (f16   ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q + h * hd, hd)
                          : f32 ? dot_f32(reinterpret_cast<const float*>(kr), q + h * hd, hd)
-                               : dot_q8_0(reinterpret_cast<const BlockQ8_0*>(kr), &q8[h * hd / kQ8Block], hd / kQ8Block));
+                               : dot_q8_0(reinterpret_cast<const BlockQ8_0*>(kr), &q8[h * hd / kQ8Block],
+                                          hd / kQ8Block));
       if (shape.softcap > 0) soft_cap(&s, 1, shape.softcap);
       if (scores != nullptr) scores[h * n_keys + rows.t0 + j] = s;
       if (s > max_score) {
@@ -331,17 +335,19 @@ inline __m256i block_dot_i8(__m256i k, __m256i k_abs, __m256i q) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(k_abs, _mm256_sign_epi8(q, k)), _mm256_set1_epi16(1));
 }
 
-// block_scores for a q8_0 cache: the S heads' query in q8_0, q [S, n_blocks] (quantized_query),
+// block_scores for a q8_0 cache: the S heads' query in q8_0, q [S, n_blocks] (quantized_query)
+// with its scales as f32 in q_d [S, n_blocks],
 // meets the keys' codes in integer dot products; per block the 4 keys' int32 sums become f32
 // (exactly) and join the running scores with one fused multiply-add by d_k · d_q: dot_q8_0's
 // arithmetic, bit for bit.
 template <int S, class Step>
 void block_scores_q8(const uint8_t* const* k_rows, int64_t nb, size_t offset, const BlockQ8_0* q,
-                     int64_t n_blocks, float scale, float* out, Step&& step) {
+                     const float* q_d, int64_t n_blocks, float scale, float* out, Step&& step) {
   for (int64_t j0 = 0; j0 < nb; j0 += 4) {
     step();
     const BlockQ8_0* k[4];
-    for (int j = 0; j < 4; ++j) k[j] = reinterpret_cast<const BlockQ8_0*>(k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset);
+    for (int j = 0; j < 4; ++j)
+      k[j] = reinterpret_cast<const BlockQ8_0*>(k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset);
     __m128 sc[S];
     for (__m128& x : sc) x = _mm_setzero_ps();
     for (int64_t b = 0; b < n_blocks; ++b) {
@@ -349,14 +355,16 @@ void block_scores_q8(const uint8_t* const* k_rows, int64_t nb, size_t offset, co
       for (int j = 0; j < 4; ++j) {
         const __m256i kc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k[j][b].qs));
         const __m256i k_abs = _mm256_sign_epi8(kc, kc);
-        for (int s = 0; s < S; ++s)
-          dot[s][j] = block_dot_i8(kc, k_abs, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[s * n_blocks + b].qs)));
+        for (int s = 0; s < S; ++s) {
+          const __m256i qc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[s * n_blocks + b].qs));
+          dot[s][j] = block_dot_i8(kc, k_abs, qc);
+        }
       }
-      const __m128 d_k = _mm_cvtph_ps(_mm_setr_epi16(static_cast<int16_t>(k[0][b].d), static_cast<int16_t>(k[1][b].d),
-                                                     static_cast<int16_t>(k[2][b].d), static_cast<int16_t>(k[3][b].d),
-                                                     0, 0, 0, 0));
+      const __m128 d_k = _mm_cvtph_ps(_mm_setr_epi16(
+          static_cast<int16_t>(k[0][b].d), static_cast<int16_t>(k[1][b].d), static_cast<int16_t>(k[2][b].d),
+          static_cast<int16_t>(k[3][b].d), 0, 0, 0, 0));
       for (int s = 0; s < S; ++s) {
-        const __m128 d = _mm_mul_ps(d_k, _mm_set1_ps(_cvtsh_ss(q[s * n_blocks + b].d)));
+        const __m128 d = _mm_mul_ps(d_k, _mm_set1_ps(q_d[s * n_blocks + b]));
         sc[s] = _mm_fmadd_ps(_mm_cvtepi32_ps(sum_lanes_4_i32(dot[s])), d, sc[s]);
       }
     }
@@ -408,7 +416,8 @@ void scaled_weights(const uint8_t* const* v_rows, int64_t nb, size_t offset, con
   for (int64_t j0 = 0; j0 < nb; j0 += 8) {
     const __m256 d8 = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d + j0)));
     for (int s = 0; s < S; ++s)
-      _mm256_storeu_ps(w + s * kBlockKeys + j0, _mm256_mul_ps(_mm256_loadu_ps(p + s * kAttentionChunkKeys + j0), d8));
+      _mm256_storeu_ps(w + s * kBlockKeys + j0,
+                       _mm256_mul_ps(_mm256_loadu_ps(p + s * kAttentionChunkKeys + j0), d8));
   }
 }
 
@@ -500,7 +509,10 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
   }
   if (n == 0) return;
   // [n_heads, hd / 32] the query in q8_0 for a q8_0 cache (Q8Slice, the only scaled type), else empty
-  const std::vector<BlockQ8_0> q8 = Slice::kScaled ? quantized_query(q, shape.n_heads * hd) : std::vector<BlockQ8_0>{};
+  const std::vector<BlockQ8_0> q8 =
+      Slice::kScaled ? quantized_query(q, shape.n_heads * hd) : std::vector<BlockQ8_0>{};
+  std::vector<float> q8_d(q8.size());  // [n_heads, hd / 32] their scales as f32
+  for (size_t i = 0; i < q8.size(); ++i) q8_d[i] = fp16_to_f32(q8[i].d);
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const int64_t n_sets = shape.n_kv_heads * ((group + kMaxSet - 1) / kMaxSet);
   for (int64_t b = 0; b < n; b += kBlockKeys) {
@@ -516,7 +528,8 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
     };
     for_each_head_set(shape, [&]<int S>(int64_t h0, int64_t kvh) {
       if constexpr (Slice::kScaled) {
-        block_scores_q8<S>(rows.k + b, nb, kvh * slice_bytes, &q8[h0 * hd / kQ8Block], hd / kQ8Block,
+        const int64_t n_blocks = hd / kQ8Block;
+        block_scores_q8<S>(rows.k + b, nb, kvh * slice_bytes, &q8[h0 * n_blocks], &q8_d[h0 * n_blocks], n_blocks,
                            scale, s + h0 * kAttentionChunkKeys + b, step);
       } else {
         block_scores<Slice, S>(rows.k + b, nb, kvh * slice_bytes, q + h0 * hd, hd, scale,

@@ -289,7 +289,8 @@ TEST(Attention, Q8ScoresAreIntegerBlockDotsOnAnyThreadSplit) {
         const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
         for (int64_t head = 0; head < shape.n_heads; ++head)
           for (int64_t t = 0; t < n_pos; ++t) {
-            const auto* k = reinterpret_cast<const BlockQ8_0*>(h.k.data() + t * h.row_bytes) + (head / group) * n_blocks;
+            const auto* k =  // [n_blocks] key t's slice for this head
+                reinterpret_cast<const BlockQ8_0*>(h.k.data() + t * h.row_bytes) + (head / group) * n_blocks;
             const BlockQ8_0* qh = &q8[head * n_blocks];
             float dot = 0.0f;
             for (int64_t b = 0; b < n_blocks; ++b) {
