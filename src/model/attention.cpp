@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "tensor/simd.h"
 
@@ -26,6 +27,28 @@ void prefetch_head(const uint8_t* p, size_t bytes) {
 const float* dequantized(DType type, const uint8_t* slice, std::vector<float>& wide) {
   dequantize_row(type, slice, wide.data(), static_cast<int64_t>(wide.size()));
   return wide.data();
+}
+
+// q8_0 keys meet the query quantized to q8_0 (as llama.cpp's CPU flash attention converts Q to
+// its q8_0 cache's dot type): integer dot products per 32-value block instead of converting every
+// key value to f32. out: [n / 32] the blocks of q [n] (n a multiple of 32), by quantize_row.
+std::vector<BlockQ8_0> quantized_query(const float* q, int64_t n) {
+  std::vector<BlockQ8_0> out(static_cast<size_t>(n / kQ8Block));
+  quantize_row(DType::Q8_0, q, out.data(), n);
+  return out;
+}
+
+// The q8_0 score arithmetic every path shares: Σ_b (Σ_i k_bi q_bi) · (d_k,b · d_q,b), the integer
+// block sums exact (|Σ| <= 32 · 128 · 127 < 2^24, so also exact as f32), the product of the
+// scales rounded to f32, and one fused multiply-add per block in block order.
+float dot_q8_0(const BlockQ8_0* k, const BlockQ8_0* q, int64_t n_blocks) {
+  float sum = 0.0f;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    int32_t dot = 0;
+    for (int i = 0; i < kQ8Block; ++i) dot += int32_t{k[b].qs[i]} * int32_t{q[b].qs[i]};
+    sum = std::fma(static_cast<float>(dot), fp16_to_f32(k[b].d) * fp16_to_f32(q[b].d), sum);
+  }
+  return sum;
 }
 
 // Rows of `s` before position min_pos (skipped), and its positions in [min_pos, max_pos].
@@ -62,7 +85,10 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
   const size_t row = shape.n_kv_heads * head_bytes;   // bytes per position
   const size_t head_offset = static_cast<size_t>(kv_head) * head_bytes;
   const float scale = score_scale(shape);
-  std::vector<float> wide(static_cast<size_t>(hd));   // [hd] a q8_0 slice dequantized
+  std::vector<float> wide(static_cast<size_t>(hd));   // [hd] a q8_0 V slice dequantized
+  // [group, hd / 32] the query heads in q8_0 (for a q8_0 cache, else empty)
+  const std::vector<BlockQ8_0> q8 =
+      type == DType::Q8_0 ? quantized_query(q, group * hd) : std::vector<BlockQ8_0>{};
 
   const int64_t min_pos = first_attended_pos(shape, max_pos);
   const int64_t n_keys = attended_keys(spans, max_pos, min_pos);
@@ -80,10 +106,13 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
       if (j + kPrefetchRows < n) prefetch_head(k + kPrefetchRows * row, head_bytes);
       if (type == DType::F16) {
         dot_f16_f32_heads(reinterpret_cast<const uint16_t*>(k), q, group, hd, dots.data());
+      } else if (type == DType::Q8_0) {
+        for (int64_t g = 0; g < group; ++g)
+          dots[static_cast<size_t>(g)] =
+              dot_q8_0(reinterpret_cast<const BlockQ8_0*>(k), &q8[g * hd / kQ8Block], hd / kQ8Block);
       } else {
-        const float* kf = reinterpret_cast<const float*>(k);
-        if (type != DType::F32) kf = dequantized(type, k, wide);
-        for (int64_t g = 0; g < group; ++g) dots[static_cast<size_t>(g)] = dot_f32(kf, q + g * hd, hd);
+        for (int64_t g = 0; g < group; ++g)
+          dots[static_cast<size_t>(g)] = dot_f32(reinterpret_cast<const float*>(k), q + g * hd, hd);
       }
       for (int64_t g = 0; g < group; ++g) {
         float& score = scores[static_cast<size_t>(g * n_keys + t)];
@@ -175,8 +204,10 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
   const bool f16 = type == DType::F16, f32 = type == DType::F32;
   const size_t head_bytes = row_bytes(type, hd);
   const float scale = score_scale(shape);
-  // [hd] each: a q8_0 slice dequantized (else empty)
-  std::vector<float> k_wide(f16 || f32 ? 0 : static_cast<size_t>(hd)), v_wide(k_wide.size());
+  // [hd]: a q8_0 V slice dequantized; [n_heads, hd / 32]: the query heads in q8_0 (else empty)
+  std::vector<float> v_wide(f16 || f32 ? 0 : static_cast<size_t>(hd));
+  const std::vector<BlockQ8_0> q8 =
+      f16 || f32 ? std::vector<BlockQ8_0>{} : quantized_query(q, shape.n_heads * hd);
   for (int64_t h = 0; h < shape.n_heads; ++h) {
     float* acc = partial + h * (vd + 2);  // [vd] then max, sum
     float &max_score = acc[vd], &sum = acc[vd + 1];
@@ -187,9 +218,10 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
     for (int64_t j = 0; j < rows.n; ++j) {
       const uint8_t* kr = rows.k[j] + offset;
       const uint8_t* vr = rows.v[j] + offset;
-      float s = scale * (f16 ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q + h * hd, hd)
-                             : dot_f32(f32 ? reinterpret_cast<const float*>(kr) : dequantized(type, kr, k_wide),
-                                       q + h * hd, hd));
+      float s = scale * (f16   ? dot_f16_f32(reinterpret_cast<const uint16_t*>(kr), q + h * hd, hd)
+                         : f32 ? dot_f32(reinterpret_cast<const float*>(kr), q + h * hd, hd)
+                               : dot_q8_0(reinterpret_cast<const BlockQ8_0*>(kr), &q8[h * hd / kQ8Block],
+                                          hd / kQ8Block));
       if (shape.softcap > 0) soft_cap(&s, 1, shape.softcap);
       if (scores != nullptr) scores[h * n_keys + rows.t0 + j] = s;
       if (s > max_score) {
@@ -213,31 +245,27 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
 
 // How the kernel reads one kv head's slice of a K or V row in the cache type: value c of the
 // slice is stored at values(slice, c), whose 8 values c .. c + 7 (c a multiple of 8) load8 turns
-// into f32 lanes, to be multiplied by scale(slice, c). Values in one block of kBlock share the
-// scale (plain types: 1 for the whole slice) and lie kValueBytes apart, so callers find a block's
-// values and scale once and step through it by address. bytes(hd) = the slice's size.
+// into f32 lanes; kScaled: to be multiplied by the scale of their 32-value block (q8_0). Values
+// lie kValueBytes apart within a block, so callers find a block's values once and step through it
+// by address. bytes(hd) = the slice's size. A q8_0 slice's scores take block_scores_q8 (integer
+// dot products), plain types' block_scores.
 struct F16Slice {
-  static constexpr int64_t kBlock = 1 << 30;
   static constexpr bool kScaled = false;
   static constexpr int64_t kValueBytes = 2;
   static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
   static __m256 load8(const uint8_t* p) { return simd::load_f16x8(reinterpret_cast<const uint16_t*>(p)); }
-  static float scale(const uint8_t*, int64_t) { return 1.0f; }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
 };
 struct F32Slice {
-  static constexpr int64_t kBlock = 1 << 30;
   static constexpr bool kScaled = false;
   static constexpr int64_t kValueBytes = 4;
   static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
   static __m256 load8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
-  static float scale(const uint8_t*, int64_t) { return 1.0f; }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
 };
 // q8_0: blocks of 32 int8 values q sharing an f16 scale d, value = d · q (the slice starts on a
 // block: head_dim is a multiple of 32, see check_kv_type).
 struct Q8Slice {
-  static constexpr int64_t kBlock = kQ8Block;
   static constexpr bool kScaled = true;
   static constexpr int64_t kValueBytes = 1;
   static const BlockQ8_0* block(const uint8_t* slice, int64_t c) {
@@ -249,7 +277,6 @@ struct Q8Slice {
   static __m256 load8(const uint8_t* p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
-  static float scale(const uint8_t* slice, int64_t c) { return _cvtsh_ss(block(slice, c)->d); }
   static size_t bytes(int64_t hd) { return static_cast<size_t>(hd / kQ8Block) * sizeof(BlockQ8_0); }
 };
 
@@ -266,7 +293,8 @@ inline __m128 sum_lanes_4(const __m256 (&a)[4]) {
   return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
 }
 
-// Scaled scores q_s · k_j · scale of the S heads q [S, hd] for the nb keys whose rows are k_rows,
+// Scaled scores q_s · k_j · scale of the S heads q [S, hd] for the nb keys whose rows are k_rows
+// (an f16 or f32 cache; block_scores_q8 serves q8_0),
 // 4 keys per step with all S heads; key j's slice starts `offset` bytes into its row.
 // out [S, kAttentionChunkKeys] (head s's scores at out + s · kAttentionChunkKeys); lanes from nb
 // up to the next multiple of 4 repeat the last key's score.
@@ -277,31 +305,67 @@ void block_scores(const uint8_t* const* k_rows, int64_t nb, size_t offset, const
     step();
     const uint8_t* k[4];
     for (int j = 0; j < 4; ++j) k[j] = k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset;
-    // Block by block (one block for plain types): raw dot products in 12 accumulators, reduced to
-    // 4 lanes per head and multiplied by the 4 keys' scales, so the scale costs one multiply per
-    // block and head instead of one per 8 values.
+    // Raw dot products in 12 accumulators, reduced to 4 lanes per head.
+    __m256 acc[S][4];
+    for (auto& row : acc)
+      for (__m256& a : row) a = _mm256_setzero_ps();
+    for (int64_t c = 0; c < hd; c += 8) {
+      __m256 qc[S];
+      for (int s = 0; s < S; ++s) qc[s] = _mm256_loadu_ps(q + s * hd + c);
+      for (int j = 0; j < 4; ++j) {
+        const __m256 kc = Slice::load8(Slice::values(k[j], c));
+        for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, qc[s], acc[s][j]);
+      }
+    }
+    for (int s = 0; s < S; ++s)
+      _mm_storeu_ps(out + s * kAttentionChunkKeys + j0, _mm_mul_ps(sum_lanes_4(acc[s]), _mm_set1_ps(scale)));
+  }
+}
+
+// Lanes 0-3 = the sums of the 8 int32 lanes of a[0..3] (exact: integer adds).
+inline __m128i sum_lanes_4_i32(const __m256i (&a)[4]) {
+  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
+  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// 8 int32 lanes summing to Σ_i k_i q_i over one block's 32 codes. maddubs multiplies unsigned by
+// signed bytes, so |k| meets q carrying k's sign; |k| <= 128 and |q| <= 127 (quantize_row's codes)
+// keep each pair of products within int16 (<= 32512), and madd adds the pairs into int32.
+inline __m256i block_dot_i8(__m256i k, __m256i k_abs, __m256i q) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(k_abs, _mm256_sign_epi8(q, k)), _mm256_set1_epi16(1));
+}
+
+// block_scores for a q8_0 cache: the S heads' query in q8_0, q [S, n_blocks] (quantized_query)
+// with its scales as f32 in q_d [S, n_blocks],
+// meets the keys' codes in integer dot products; per block the 4 keys' int32 sums become f32
+// (exactly) and join the running scores with one fused multiply-add by d_k · d_q: dot_q8_0's
+// arithmetic, bit for bit.
+template <int S, class Step>
+void block_scores_q8(const uint8_t* const* k_rows, int64_t nb, size_t offset, const BlockQ8_0* q,
+                     const float* q_d, int64_t n_blocks, float scale, float* out, Step&& step) {
+  for (int64_t j0 = 0; j0 < nb; j0 += 4) {
+    step();
+    const BlockQ8_0* k[4];
+    for (int j = 0; j < 4; ++j)
+      k[j] = reinterpret_cast<const BlockQ8_0*>(k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset);
     __m128 sc[S];
     for (__m128& x : sc) x = _mm_setzero_ps();
-    for (int64_t cb = 0; cb < hd; cb += std::min<int64_t>(Slice::kBlock, hd)) {
-      __m256 acc[S][4];
-      for (auto& row : acc)
-        for (__m256& a : row) a = _mm256_setzero_ps();
-      const uint8_t* kb[4];  // the block's values of the 4 keys
-      for (int j = 0; j < 4; ++j) kb[j] = Slice::values(k[j], cb);
-      for (int64_t c = cb; c < std::min(hd, cb + Slice::kBlock); c += 8) {
-        __m256 qc[S];
-        for (int s = 0; s < S; ++s) qc[s] = _mm256_loadu_ps(q + s * hd + c);
-        for (int j = 0; j < 4; ++j) {
-          const __m256 kc = Slice::load8(kb[j] + (c - cb) * Slice::kValueBytes);
-          for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, qc[s], acc[s][j]);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      __m256i dot[S][4];
+      for (int j = 0; j < 4; ++j) {
+        const __m256i kc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k[j][b].qs));
+        const __m256i k_abs = _mm256_sign_epi8(kc, kc);
+        for (int s = 0; s < S; ++s) {
+          const __m256i qc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[s * n_blocks + b].qs));
+          dot[s][j] = block_dot_i8(kc, k_abs, qc);
         }
       }
-      if constexpr (Slice::kScaled) {
-        const __m128 d = _mm_setr_ps(Slice::scale(k[0], cb), Slice::scale(k[1], cb),
-                                     Slice::scale(k[2], cb), Slice::scale(k[3], cb));
-        for (int s = 0; s < S; ++s) sc[s] = _mm_fmadd_ps(sum_lanes_4(acc[s]), d, sc[s]);
-      } else {
-        for (int s = 0; s < S; ++s) sc[s] = sum_lanes_4(acc[s]);
+      const __m128 d_k = _mm_cvtph_ps(_mm_setr_epi16(
+          static_cast<int16_t>(k[0][b].d), static_cast<int16_t>(k[1][b].d), static_cast<int16_t>(k[2][b].d),
+          static_cast<int16_t>(k[3][b].d), 0, 0, 0, 0));
+      for (int s = 0; s < S; ++s) {
+        const __m128 d = _mm_mul_ps(d_k, _mm_set1_ps(q_d[s * n_blocks + b]));
+        sc[s] = _mm_fmadd_ps(_mm_cvtepi32_ps(sum_lanes_4_i32(dot[s])), d, sc[s]);
       }
     }
     for (int s = 0; s < S; ++s)
@@ -309,32 +373,28 @@ void block_scores(const uint8_t* const* k_rows, int64_t nb, size_t offset, const
   }
 }
 
-// acc_s[c, c + 8W) += Σ_{j < nb} p_s[j] v_j[c, c + 8W) for the S heads (acc_s at acc + s ·
-// acc_stride, p_s at p + s · kAttentionChunkKeys), the S·W accumulators in registers across the
-// block, each V vector converted once for the S heads. Per element the FMAs run in j order.
+// acc_s[c, c + 8W) += Σ_{j < nb} w_s[j] v_j[c, c + 8W) for the S heads (acc_s at acc + s ·
+// acc_stride, w_s at w + s · w_stride: the weights p_sj, times v_j's scale for a q8_0 cache), the
+// S·W accumulators in registers across the block, each V vector converted once for the S heads.
+// Per element the FMAs run in j order.
 template <class Slice, int S, int W>
-void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p,
-                           int64_t c, float* acc, int64_t acc_stride) {
+void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* w,
+                           int64_t w_stride, int64_t c, float* acc, int64_t acc_stride) {
   __m256 a[S][W];
 #pragma GCC unroll 4
   for (int s = 0; s < S; ++s)
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) a[s][i] = _mm256_loadu_ps(acc + s * acc_stride + c + 8 * i);
   for (int64_t j = 0; j < nb; ++j) {
-    const uint8_t* v = v_rows[j] + offset;
-    // The 8W columns lie in one scale block (8W divides 32), so v's scale joins p_j.
-    const float d = Slice::scale(v, c);
-    const uint8_t* vc0 = Slice::values(v, c);
-    __m256 pj[S];
+    const uint8_t* vc0 = Slice::values(v_rows[j] + offset, c);
+    __m256 wj[S];
 #pragma GCC unroll 4
-    for (int s = 0; s < S; ++s)
-      pj[s] = Slice::kScaled ? _mm256_set1_ps(p[s * kAttentionChunkKeys + j] * d)
-                             : _mm256_broadcast_ss(p + s * kAttentionChunkKeys + j);
+    for (int s = 0; s < S; ++s) wj[s] = _mm256_broadcast_ss(w + s * w_stride + j);
 #pragma GCC unroll 4
     for (int i = 0; i < W; ++i) {
       const __m256 vc = Slice::load8(vc0 + 8 * i * Slice::kValueBytes);
 #pragma GCC unroll 4
-      for (int s = 0; s < S; ++s) a[s][i] = _mm256_fmadd_ps(pj[s], vc, a[s][i]);
+      for (int s = 0; s < S; ++s) a[s][i] = _mm256_fmadd_ps(wj[s], vc, a[s][i]);
     }
   }
 #pragma GCC unroll 4
@@ -343,15 +403,46 @@ void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offs
     for (int i = 0; i < W; ++i) _mm256_storeu_ps(acc + s * acc_stride + c + 8 * i, a[s][i]);
 }
 
+// w [S, kBlockKeys] = p_sj · d_j for the nb (<= kBlockKeys) keys of a q8_0 cache, d_j the scale of
+// v_j's 32-value block holding column c: the scale joins the weight once per key and block, 8 keys
+// per multiply, instead of once per key in the accumulation loop. p_s at p + s ·
+// kAttentionChunkKeys (read up to the next multiple of 8 keys, within the chunk's row); lanes
+// from nb on are not used.
+template <int S>
+void scaled_weights(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p, int64_t c,
+                    float* w) {
+  alignas(16) uint16_t d[kBlockKeys] = {};  // [kBlockKeys] the keys' f16 block scales
+  for (int64_t j = 0; j < nb; ++j) d[j] = Q8Slice::block(v_rows[j] + offset, c)->d;
+  for (int64_t j0 = 0; j0 < nb; j0 += 8) {
+    const __m256 d8 = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d + j0)));
+    for (int s = 0; s < S; ++s)
+      _mm256_storeu_ps(w + s * kBlockKeys + j0,
+                       _mm256_mul_ps(_mm256_loadu_ps(p + s * kAttentionChunkKeys + j0), d8));
+  }
+}
+
 // The first vd values of each V slice (vd a multiple of 8): 32 columns per step (one q8_0
 // block), then 8.
 template <class Slice, int S>
 void block_accumulate(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p,
                       int64_t vd, float* acc, int64_t acc_stride) {
   constexpr int W = 4;  // S·W accumulators + S weights + the V vector within 16 registers
-  int64_t c = 0;
-  for (; c + 8 * W <= vd; c += 8 * W) block_accumulate_cols<Slice, S, W>(v_rows, nb, offset, p, c, acc, acc_stride);
-  for (; c < vd; c += 8) block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, p, c, acc, acc_stride);
+  alignas(32) float scaled[S * kBlockKeys];  // [S, kBlockKeys] p · d for one q8_0 block of columns
+  for (int64_t c = 0; c < vd; c += 8 * W) {
+    const float* w = p;
+    int64_t w_stride = kAttentionChunkKeys;
+    if constexpr (Slice::kScaled) {
+      scaled_weights<S>(v_rows, nb, offset, p, c, scaled);
+      w = scaled;
+      w_stride = kBlockKeys;
+    }
+    if (c + 8 * W <= vd) {
+      block_accumulate_cols<Slice, S, W>(v_rows, nb, offset, w, w_stride, c, acc, acc_stride);
+    } else {
+      for (int64_t c8 = c; c8 < vd; c8 += 8)
+        block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, w, w_stride, c8, acc, acc_stride);
+    }
+  }
 }
 
 // Whole rows rows[0, n) fetched a few per step() over `steps` calls, so that their lines arrive
@@ -417,6 +508,11 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
     acc[vd + 1] = 0.0f;
   }
   if (n == 0) return;
+  // [n_heads, hd / 32] the query in q8_0 for a q8_0 cache (Q8Slice, the only scaled type), else empty
+  const std::vector<BlockQ8_0> q8 =
+      Slice::kScaled ? quantized_query(q, shape.n_heads * hd) : std::vector<BlockQ8_0>{};
+  std::vector<float> q8_d(q8.size());  // [n_heads, hd / 32] their scales as f32
+  for (size_t i = 0; i < q8.size(); ++i) q8_d[i] = fp16_to_f32(q8[i].d);
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   const int64_t n_sets = shape.n_kv_heads * ((group + kMaxSet - 1) / kMaxSet);
   for (int64_t b = 0; b < n; b += kBlockKeys) {
@@ -431,8 +527,14 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
       this_v.step();
     };
     for_each_head_set(shape, [&]<int S>(int64_t h0, int64_t kvh) {
-      block_scores<Slice, S>(rows.k + b, nb, kvh * slice_bytes, q + h0 * hd, hd, scale,
-                             s + h0 * kAttentionChunkKeys + b, step);
+      if constexpr (Slice::kScaled) {
+        const int64_t n_blocks = hd / kQ8Block;
+        block_scores_q8<S>(rows.k + b, nb, kvh * slice_bytes, &q8[h0 * n_blocks], &q8_d[h0 * n_blocks], n_blocks,
+                           scale, s + h0 * kAttentionChunkKeys + b, step);
+      } else {
+        block_scores<Slice, S>(rows.k + b, nb, kvh * slice_bytes, q + h0 * hd, hd, scale,
+                               s + h0 * kAttentionChunkKeys + b, step);
+      }
     });
   }
   for (int64_t h = 0; h < shape.n_heads; ++h) {

@@ -26,7 +26,10 @@ struct AttentionShape {
   int64_t n_heads = 0;
   int64_t n_kv_heads = 0;
   int64_t head_dim = 0;
-  DType kv_type = DType::F16;  // F16, F32 or Q8_0 (then head_dim % 32 == 0: see check_kv_type)
+  // F16, F32 or Q8_0 (then head_dim % 32 == 0: see check_kv_type). A q8_0 cache meets the query
+  // quantized to q8_0 per 32 values (quantize_row), as llama.cpp's CPU flash attention does: a
+  // score is Σ over blocks of the exact integer dot product of the codes times d_k · d_q.
+  DType kv_type = DType::F16;
   // Score of a key: s = (q · k) · scale (0: 1/√head_dim), then cap · tanh(s / cap) when
   // softcap > 0 (Gemma 2's attention logit soft-capping).
   float scale = 0.0f;

@@ -8,8 +8,10 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <thread>
 
 #include "model/attention.h"
+#include "tensor/convert.h"
 #include "tensor/kernels.h"
 
 namespace flashmem {
@@ -90,6 +92,17 @@ Result attend(bool ref, const AttentionShape& shape, std::span<const KvSpan> spa
     attend_kv_head_ref(shape, spans, kvh, max_pos, &q[kvh * group * hd], &r.out[kvh * group * vd],
                        scratch, want_probs ? &r.probs[kvh * group * n_keys] : nullptr);
   return r;
+}
+
+// The query as the kernels use it: for a q8_0 cache quantized to q8_0 (the keys meet it in integer
+// dot products), else unchanged.
+std::vector<float> query_seen(const AttentionShape& shape, const std::vector<float>& q) {
+  if (shape.kv_type != DType::Q8_0) return q;
+  std::vector<BlockQ8_0> blocks(q.size() / kQ8Block);  // [n_heads, head_dim / 32]
+  std::vector<float> seen(q.size());                   // [n_heads, head_dim]
+  quantize_row(DType::Q8_0, q.data(), blocks.data(), static_cast<int64_t>(q.size()));
+  dequantize_row(DType::Q8_0, blocks.data(), seen.data(), static_cast<int64_t>(q.size()));
+  return seen;
 }
 
 bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
@@ -241,6 +254,65 @@ TEST(Attention, SpanSplitAndChunkOrderDoNotChangeAnyBit) {
   }
 }
 
+// A q8_0 cache: every score is the integer dot product of the keys' codes with the query's q8_0
+// codes per 32-value block, Σ_b fma(Σ_i k_bi q_bi, d_k,b · d_q,b) in block order, times the
+// scale, bit for bit (computed here from the blocks), whatever the key count (non-multiples of
+// 32 and 256), span cuts and the split of chunks between 2 threads; the output equals the
+// 1-thread attend_token bit for bit, and the scalar twin within the rounding bound above.
+TEST(Attention, Q8ScoresAreIntegerBlockDotsOnAnyThreadSplit) {
+  uint32_t seed = 1300;
+  for (int64_t hd : {32, 64, 96})
+    for (int64_t group : {1, 3, 4})
+      for (int64_t n_pos : {1, 31, 33, 255, 257, 700, 1029}) {
+        const AttentionShape shape{group * 2, 2, hd, DType::Q8_0};
+        const KvHistory h(shape, n_pos, seed++);
+        std::mt19937 rng(seed++);
+        std::vector<KvSpan> spans;
+        cut(h, 0, n_pos, 13, rng, &spans);
+        const std::vector<float> q = random_query(shape.n_heads * hd, 4.0f, seed++);
+        const int64_t n_blocks = hd / kQ8Block;
+        std::vector<BlockQ8_0> q8(static_cast<size_t>(shape.n_heads * n_blocks));  // [n_heads, n_blocks]
+        quantize_row(DType::Q8_0, q.data(), q8.data(), shape.n_heads * hd);
+        // Chunks alternate between two threads, each with its own scratch.
+        const int64_t n_chunks = attention_chunks(n_pos), stride = attention_partial_floats(shape);
+        std::vector<float> partials(static_cast<size_t>(n_chunks * stride));   // [n_chunks, stride]
+        std::vector<float> scores(static_cast<size_t>(shape.n_heads * n_pos));  // [n_heads, n_pos]
+        auto run = [&](int64_t first) {
+          std::vector<float> scratch;
+          for (int64_t c = first; c < n_chunks; c += 2)
+            attend_chunk(shape, spans, n_pos - 1, c, q.data(), &partials[c * stride], scratch, scores.data(),
+                         c + 2 < n_chunks ? c + 2 : -1);
+        };
+        std::thread other(run, 1);
+        run(0);
+        other.join();
+        const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+        for (int64_t head = 0; head < shape.n_heads; ++head)
+          for (int64_t t = 0; t < n_pos; ++t) {
+            const auto* k =  // [n_blocks] key t's slice for this head
+                reinterpret_cast<const BlockQ8_0*>(h.k.data() + t * h.row_bytes) + (head / group) * n_blocks;
+            const BlockQ8_0* qh = &q8[head * n_blocks];
+            float dot = 0.0f;
+            for (int64_t b = 0; b < n_blocks; ++b) {
+              int32_t sum = 0;
+              for (int i = 0; i < kQ8Block; ++i) sum += int32_t{k[b].qs[i]} * int32_t{qh[b].qs[i]};
+              dot = std::fma(static_cast<float>(sum), fp16_to_f32(k[b].d) * fp16_to_f32(qh[b].d), dot);
+            }
+            const float got = scores[head * n_pos + t], want = dot * scale;
+            ASSERT_EQ(std::memcmp(&got, &want, sizeof(float)), 0)
+                << "hd " << hd << " group " << group << " n_pos " << n_pos << " head " << head << " key " << t
+                << ": " << got << " vs " << want;
+          }
+        std::vector<float> out(static_cast<size_t>(shape.n_heads * hd));  // [n_heads, hd]
+        attend_merge(shape, partials.data(), n_chunks, out.data());
+        EXPECT_TRUE(bit_equal(out, attend(false, shape, spans, n_pos - 1, q, false).out)) << n_pos;
+        // Twin: the same scores, so only the softmax and Σ p·v orders differ (see the bound above).
+        const std::vector<float> ref = attend(true, shape, spans, n_pos - 1, q, false).out;
+        for (size_t i = 0; i < out.size(); ++i)
+          ASSERT_NEAR(out[i], ref[i], 1e-6 + 3.0 * (n_pos + 8) * kUnitRoundoff) << "n_pos " << n_pos << " at " << i;
+      }
+}
+
 // No key at or before max_pos: the output is zero (as the reference leaves it).
 TEST(Attention, NoKeysGivesZeros) {
   const AttentionShape shape{4, 2, 64, DType::F16};
@@ -330,6 +402,7 @@ TEST(Attention, ValuesNarrowerThanKeysInTheKeyRowsMatchADirectComputation) {
     const KvHistory h(shape, n_pos, seed++);
     std::mt19937 rng(seed++);
     const std::vector<float> q = random_query(shape.n_heads * n.hd, 4.0f, seed++);
+    const std::vector<float> q_seen = query_seen(shape, q);
     // The values are the key rows: v points at k.
     auto latent_spans = [&](int64_t max_len) {
       std::vector<KvSpan> spans;
@@ -349,7 +422,7 @@ TEST(Attention, ValuesNarrowerThanKeysInTheKeyRowsMatchADirectComputation) {
         for (int64_t t = 0; t <= max_pos; ++t) {
           double dot = 0;
           for (int64_t i = 0; i < n.hd; ++i)
-            dot += static_cast<double>(q[head * n.hd + i]) * h.k_f32[t * n.hd + i];
+            dot += static_cast<double>(q_seen[head * n.hd + i]) * h.k_f32[t * n.hd + i];
           w.push_back(dot * 0.07f);
           max_score = std::max(max_score, w.back());
         }

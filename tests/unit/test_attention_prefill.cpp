@@ -125,6 +125,8 @@ std::string name(const Shape& s) {
 // soft-cap's tanh); probabilities by p·(2δs + ε_exp) relative, ε_exp = 1e-6 for the exp
 // polynomial and the online rescales; the value sums, in other orders and normalised after
 // rather than before, by 3·(n_keys + 8)·u·Σ p|v|. So |Δout| <= vmax·(2δs + ε_exp + 3(n_keys + 8)u).
+// On a q8_0 cache the twin (as the decode kernel) meets the keys with the query quantized to q8_0,
+// q', while prefill keeps the f32 query: δs gains scale·Σ|k|·|q - q'|.
 TEST(AttentionPrefill, MatchesReferenceOnRandomInputs) {
   std::mt19937 rng(7);
   double worst_ratio = 0;
@@ -148,15 +150,25 @@ TEST(AttentionPrefill, MatchesReferenceOnRandomInputs) {
           for (int64_t kvh = 0; kvh < s.n_kv_heads; ++kvh) {
             const float* qg = &q[static_cast<size_t>((i * s.n_heads + kvh * group) * hd)];
             attend_kv_head_ref(h.shape, spans, kvh, max_pos, qg, want.data(), scores);
+            std::vector<float> q_seen(qg, qg + group * hd);  // [group, hd] the query the twin meets keys with
+            if (s.type == DType::Q8_0) {
+              std::vector<BlockQ8_0> blocks(q_seen.size() / kQ8Block);  // [group, hd / 32]
+              quantize_row(DType::Q8_0, qg, blocks.data(), group * hd);
+              dequantize_row(DType::Q8_0, blocks.data(), q_seen.data(), group * hd);
+            }
             for (int64_t g = 0; g < group; ++g) {
               double ds = 0, vmax = 0;
               for (int64_t p : h.kept) {
                 if (p < min_pos || p > max_pos) continue;
                 const size_t base = static_cast<size_t>((p * s.n_kv_heads + kvh) * hd);
-                double abs_dot = 0;
-                for (int64_t d = 0; d < hd; ++d) abs_dot += std::fabs(qg[g * hd + d] * h.kf[base + d]);
+                double abs_dot = 0, q_error = 0;
+                for (int64_t d = 0; d < hd; ++d) {
+                  abs_dot += std::fabs(qg[g * hd + d] * h.kf[base + d]);
+                  q_error += std::fabs((static_cast<double>(qg[g * hd + d]) - q_seen[g * hd + d]) * h.kf[base + d]);
+                }
                 for (int64_t d = 0; d < vd; ++d) vmax = std::max(vmax, std::fabs(static_cast<double>(h.vf[base + d])));
-                ds = std::max(ds, 2.0 * hd * kUnitRoundoff * abs_dot * scale + 4 * kUnitRoundoff * s.softcap);
+                ds = std::max(ds, 2.0 * hd * kUnitRoundoff * abs_dot * scale + 4 * kUnitRoundoff * s.softcap +
+                                      q_error * scale);
               }
               const double bound = vmax * (2 * ds + 1e-6 + 3.0 * (n_keys + 8) * kUnitRoundoff);
               for (int64_t c = 0; c < vd; ++c) {
