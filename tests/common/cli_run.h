@@ -47,6 +47,8 @@ struct RunOptions {
   // fails instead of hanging.
   int timeout_seconds = 0;
   // > 0: address-space limit (ulimit -v) in MiB, so a test of a runaway allocation fails fast.
+  // Under AddressSanitizer, whose shadow memory alone reserves terabytes of address space, the
+  // same cap is ASan's own resident-memory limit (hard_rss_limit_mb) instead.
   int memory_limit_mb = 0;
   // > 0: file-size limit in bytes (prlimit --fsize) with SIGXFSZ ignored, so writes past it fail
   // with EFBIG like writes to a full disk, instead of killing the process.
@@ -65,8 +67,14 @@ inline RunResult run_flashmem(const std::string& args, const RunOptions& options
     command = "timeout -k 2 " + std::to_string(options.timeout_seconds) + " " + command;
   if (options.file_size_limit_bytes > 0)
     command = "trap '' XFSZ; prlimit --fsize=" + std::to_string(options.file_size_limit_bytes) + " " + command;
-  if (options.memory_limit_mb > 0)
+  if (options.memory_limit_mb > 0) {
+#if defined(__SANITIZE_ADDRESS__)
+    command = "ASAN_OPTIONS=\"${ASAN_OPTIONS:+$ASAN_OPTIONS:}hard_rss_limit_mb=" +
+              std::to_string(options.memory_limit_mb) + "\" " + command;
+#else
     command = "ulimit -v " + std::to_string(options.memory_limit_mb * 1024) + "; " + command;
+#endif
+  }
   const int status = std::system(command.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;

@@ -439,7 +439,8 @@ TEST(ServerMetrics, PrometheusTextParsesAndCounts) {
 // A request that no empty server's KV budget could hold is refused; smaller ones wait for room
 // and all finish.
 TEST(ServerLimits, KvBudgetAdmitsWhatFitsAndRefusesWhatNeverCan) {
-  const ModelConfig& c = Model::load(kNeedleModel)->config();
+  const std::shared_ptr<const Model> model = Model::load(kNeedleModel);
+  const ModelConfig& c = model->config();
   // Contiguous caches reserve their whole capacity: a budget of 1.5 requests of 1000 tokens.
   const auto one = static_cast<uint64_t>(2 * c.n_layers * 1000 * c.kv_dim() * 2);
   ServeConfig config;
