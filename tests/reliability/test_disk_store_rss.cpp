@@ -96,6 +96,11 @@ TEST(DiskStorePrompt, WindowedPromptIsBitIdenticalToContiguousCache) {
 // libraries, threads, scratch, the attention window and run states). Before the fix every
 // prompt page was held in RAM until prefill ended: peak RSS above weights + the full KV.
 TEST(DiskStoreRss, PrefillAndDecodeOf16KTokensStayWithinTheResidentBound) {
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan's shadow memory and its quarantine of freed blocks count in RSS (150 MiB here against an
+  // 83 MiB bound), and the 16K prefill takes minutes under it: the bound is a release-build fact.
+  GTEST_SKIP() << "peak RSS is not the engine's under AddressSanitizer";
+#endif
   const TempDir dir("bench");
   const fs::path model = dir.path / "kv-heavy.gguf";
   const fs::path kv_dir = dir.path / "kv";
