@@ -35,8 +35,11 @@ THREADS=${THREADS:-2}
 GEN=${GEN:-64}
 REPEAT=${REPEAT:-3}
 ROUNDS=${ROUNDS:-3}
-# A DISK_DIR you pass is yours: the store files each run creates there go with the run, and the
-# directory is left as it was; without one, a temporary directory is made and removed.
+# A DISK_DIR you pass is yours: the store files each run creates there go with the run, and only
+# the deep rows' checkpoint entries (depth-*) stay, to be resumed; without one, a temporary
+# directory is made and removed. A checkpoint does not record the build that wrote it: after
+# changing the binary, delete the depth-* entries (or pass a new DISK_DIR), or a resumed row's
+# history is computed partly by each build.
 RESUMABLE=1
 CHECKPOINT_EVERY=${CHECKPOINT_EVERY:-2048}
 if [ -z "${DISK_DIR:-}" ]; then
