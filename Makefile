@@ -6,7 +6,7 @@ DEB_PACKAGES := build-essential cmake googletest libgtest-dev libgmock-dev libbe
 JOBS ?= $(shell nproc)
 BIN := build/bin/flashmem
 
-.PHONY: deps npm-fixtures build test test-asan test-tsan demo bench fuzz clean
+.PHONY: deps npm-fixtures build test test-avx2 test-asan test-tsan demo bench fuzz clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
@@ -35,6 +35,16 @@ npm-fixtures:
 
 test: build npm-fixtures
 	cd build && ctest --output-on-failure -j $(JOBS)
+
+# On an AVX-512 machine `make test` runs the AVX-512 kernels; this runs the AVX2 ones (the paths of
+# AVX2-only machines) against their scalar twins, and the engine against llama.cpp's logits, from
+# a second build for x86-64-v3 (AVX2, FMA, F16C) in build-avx2.
+AVX2_TESTS := test_kernels test_block_quants test_attention test_attention_prefill test_indexer_scoring \
+              test_rope test_logits
+test-avx2: deps
+	cmake --preset avx2 >/dev/null
+	cmake --build build-avx2 -j $(JOBS) --target $(AVX2_TESTS)
+	@for t in $(AVX2_TESTS); do echo "== $$t (AVX2 build)"; build-avx2/bin/$$t --gtest_brief=1 || exit 1; done
 
 test-asan: deps npm-fixtures
 	cmake --preset asan >/dev/null
