@@ -65,8 +65,8 @@ field() {  # field NAME JSON -> value of a top-level or nested number (first mat
 mb() { [ -n "$1" ] && awk -v x="$1" 'BEGIN{printf "%.1f", x/1e6}' || echo "-"; }
 num() { [ -n "$1" ] && awk -v x="$1" -v f="$2" 'BEGIN{printf f, x}' || echo "-"; }
 
-echo "| context | history | policy | store | kv | decode tok/s (median) | range | runs | floor ratio | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | recall MB | load start/end |"
-echo "|---:|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "| context | history | policy | store | kv | kernels | decode tok/s (median) | range | runs | floor ratio | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | recall MB | load start/end |"
+echo "|---:|---|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
 for row in "${ROWS[@]}"; do
   # STORE may hold colons (redis://HOST:PORT/PREFIX): the first three fields and the last are split off.
   ctx=${row%%:*}; rest=${row#*:}; fill=${rest%%:*}; rest=${rest#*:}; policy=${rest%%:*}; rest=${rest#*:}
@@ -89,7 +89,7 @@ for row in "${ROWS[@]}"; do
     fi
   fi
   if ! j=$("$BIN" "${args[@]}" | tail -1); then
-    echo "| $ctx | $fill | $policy | $store | $kv | failed: ${args[*]} |"
+    echo "| $ctx | $fill | $policy | $store | $kv | - | failed: ${args[*]} |"
     continue
   fi
   history=$([ "$fill" = random ] && echo "synthetic (--fill random)" || echo "real prefill")
@@ -99,9 +99,9 @@ for row in "${ROWS[@]}"; do
   [ "$fill" = random ] && prefill="-" || prefill=$(num "$prefill" "%.1f")
   resumed=$(field prefill_resumed_from "$j")
   if [ -n "$resumed" ] && [ "$resumed" != 0 ]; then prefill="$prefill (from $resumed)"; fi
-  printf "| %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
+  printf "| %s | %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
     "$ctx" "$history" "$([ "$policy" = lsa ] && echo "lsa 10%" || echo "$policy")" \
-    "$([ "$policy" = none ] && echo "-" || echo "$store")" "$kv" \
+    "$([ "$policy" = none ] && echo "-" || echo "$store")" "$kv" "$(field kernels "$j")" \
     "$(num "$(field decode_tok_s "$j")" "%.1f")" "$(num "$dmin" "%.1f")" "$(num "$dmax" "%.1f")" "$runs" \
     "$(num "$(field floor_ratio "$j")" "%.2f")" "$prefill" \
     "$(mb "$(field resident_kv_bytes_avg "$j")")" "$(mb "$(field full_kv_bytes "$j")")" \

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "tensor/kernels.h"
+
 namespace flashmem::bench {
 namespace {
 
@@ -19,8 +21,8 @@ nlohmann::json spread_json(const Spread& s) {
 
 std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
   const BenchOptions& o = r.options;
-  std::string out = fmt::format("model: {} ({}, {} layers, dim {}, {} weights), threads {}\n", labels.model,
-                                r.arch, r.n_layers, r.dim, r.weight_type, r.threads);
+  std::string out = fmt::format("model: {} ({}, {} layers, dim {}, {} weights), threads {}, kernels {}\n",
+                                labels.model, r.arch, r.n_layers, r.dim, r.weight_type, r.threads, kernel_isa());
   if (o.synthetic) {
     out += fmt::format("context: {:>6} tokens of synthetic KV (--fill random; prefill not measured)\n", o.context);
   } else {
@@ -76,6 +78,7 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
   nlohmann::json j = {
       {"model", labels.model},
       {"threads", r.threads},
+      {"kernels", kernel_isa()},
       {"context", o.context},
       {"gen", o.gen},
       {"repeat", o.repeat},

@@ -16,6 +16,11 @@
 
 namespace flashmem {
 
+// The instruction set this build's fast kernels were compiled for (-march), as benchmarks report
+// it: "avx512-vnni" (AVX-512 F/BW/VL with VNNI integer dots), "avx512", "avx2" (with FMA and F16C)
+// or "scalar" (the _ref twins).
+const char* kernel_isa();
+
 // ---- rows ------------------------------------------------------------------------------------
 // dst[n] = src row of `type` converted to f32.
 void dequantize_row(DType type, const void* src, float* dst, int64_t n);
