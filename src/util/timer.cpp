@@ -11,20 +11,20 @@ ProgressLine::ProgressLine(std::string label, int64_t total, std::string unit, b
     : label_(std::move(label)),
       unit_(std::move(unit)),
       total_(total),
-      enabled_(force || ::isatty(STDERR_FILENO) != 0),
+      in_place_(force || ::isatty(STDERR_FILENO) != 0),
       start_(now_seconds()) {}
 
 void ProgressLine::update(int64_t done, const std::string& extra) {
   last_done_ = done;
-  if (!enabled_) return;
-  double t = now_seconds();
-  if (t - last_print_ < 0.25) return;
+  const double t = now_seconds();
+  if (t - (in_place_ || logged_ ? last_print_ : start_) < (in_place_ ? 0.25 : kLogSeconds)) return;
   last_print_ = t;
+  logged_ = !in_place_;
   print(done, extra, false);
 }
 
 void ProgressLine::finish(const std::string& extra) {
-  if (!enabled_) return;
+  if (!in_place_ && !logged_) return;
   print(last_done_, extra, true);
 }
 
@@ -36,11 +36,14 @@ void ProgressLine::print(int64_t done, const std::string& extra, bool final_line
     auto s = static_cast<int64_t>(static_cast<double>(total_ - done) / rate);
     eta = fmt::format("{:02}:{:02}", s / 60, s % 60);
   }
-  std::string line = fmt::format("\r{} {}/{} {} | {:.1f} {}/s | {} {}", label_, done, total_, unit_,
+  std::string line = fmt::format("{} {}/{} {} | {:.1f} {}/s | {} {}", label_, done, total_, unit_,
                                  rate, unit_, final_line ? "elapsed" : "ETA",
                                  final_line ? fmt::format("{:.1f}s", elapsed) : eta);
   if (!extra.empty()) line += " | " + extra;
-  std::fprintf(stderr, "%s\033[K%s", line.c_str(), final_line ? "\n" : "");
+  if (in_place_)
+    std::fprintf(stderr, "\r%s\033[K%s", line.c_str(), final_line ? "\n" : "");
+  else
+    std::fprintf(stderr, "%s\n", line.c_str());
   std::fflush(stderr);
 }
 
