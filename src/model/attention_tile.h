@@ -4,6 +4,7 @@
 // drives whichever the build has (FLASHMEM_ATTENTION_AVX512 picks the AVX-512 one). Internal to
 // src/model: only attention.cpp includes it.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "model/attention.h"
@@ -101,6 +102,24 @@ void scaled_weights(const uint8_t* const* v_rows, int64_t nb, size_t offset, con
     for (int s = 0; s < S; ++s)
       _mm256_storeu_ps(w + s * kBlockKeys + j0,
                        _mm256_mul_ps(_mm256_loadu_ps(p + s * kAttentionChunkKeys + j0), d8));
+  }
+}
+
+// Calls cols(c, n, w, w_stride) for the first vd values of the V slices in steps of n = kStep
+// columns (the last step shorter) with the S heads' weights for them, head s's at w + s ·
+// w_stride: p itself, or for a q8_0 cache p · d of the step's one block (kStep = 32).
+template <class Slice, int S, int64_t kStep, class Cols>
+void for_each_column_step(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p, int64_t vd,
+                          Cols&& cols) {
+  static_assert(!Slice::kScaled || kStep == kQ8Block);
+  alignas(32) float scaled[S * kBlockKeys];  // [S, kBlockKeys] p · d for one q8_0 block of columns
+  for (int64_t c = 0; c < vd; c += kStep) {
+    if constexpr (Slice::kScaled) {
+      scaled_weights<S>(v_rows, nb, offset, p, c, scaled);
+      cols(c, std::min(kStep, vd - c), scaled, kBlockKeys);
+    } else {
+      cols(c, std::min(kStep, vd - c), p, kAttentionChunkKeys);
+    }
   }
 }
 

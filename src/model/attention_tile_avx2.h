@@ -146,22 +146,15 @@ template <class Slice, int S>
 void block_accumulate(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p,
                       int64_t vd, float* acc, int64_t acc_stride) {
   constexpr int W = 4;  // S·W accumulators + S weights + the V vector within 16 registers
-  alignas(32) float scaled[S * kBlockKeys];  // [S, kBlockKeys] p · d for one q8_0 block of columns
-  for (int64_t c = 0; c < vd; c += 8 * W) {
-    const float* w = p;
-    int64_t w_stride = kAttentionChunkKeys;
-    if constexpr (Slice::kScaled) {
-      attention_tile::scaled_weights<S>(v_rows, nb, offset, p, c, scaled);
-      w = scaled;
-      w_stride = kBlockKeys;
-    }
-    if (c + 8 * W <= vd) {
-      block_accumulate_cols<Slice, S, W>(v_rows, nb, offset, w, w_stride, c, acc, acc_stride);
-    } else {
-      for (int64_t c8 = c; c8 < vd; c8 += 8)
-        block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, w, w_stride, c8, acc, acc_stride);
-    }
-  }
+  attention_tile::for_each_column_step<Slice, S, 8 * W>(
+      v_rows, nb, offset, p, vd, [&](int64_t c, int64_t n, const float* w, int64_t w_stride) {
+        if (n == 8 * W) {
+          block_accumulate_cols<Slice, S, W>(v_rows, nb, offset, w, w_stride, c, acc, acc_stride);
+          return;
+        }
+        for (int64_t c8 = c; c8 < c + n; c8 += 8)
+          block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, w, w_stride, c8, acc, acc_stride);
+      });
 }
 
 }  // namespace flashmem::attention_tile_avx2

@@ -200,32 +200,25 @@ void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offs
 }
 
 // The first vd values of each V slice (vd a multiple of 8): 64 columns per step (W = 4, see
-// kMaxSet), for q8_0 32 (one block, whose scale joins the weights first); a step's last 16 or
-// fewer columns in one vector, masked when they are 8.
+// kMaxSet), for q8_0 32 (one block, whose scale joins the weights first); a short last step in
+// single vectors, the last one masked when it holds 8 values.
 template <class Slice, int S>
 void block_accumulate(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p, int64_t vd,
                       float* acc, int64_t acc_stride) {
   constexpr int64_t kStep = Slice::kScaled ? kQ8Block : 64;
-  alignas(64) float scaled[S * kBlockKeys];  // [S, kBlockKeys] p · d for one q8_0 block of columns
-  for (int64_t c = 0; c < vd; c += kStep) {
-    const float* w = p;
-    int64_t w_stride = kAttentionChunkKeys;
-    if constexpr (Slice::kScaled) {
-      attention_tile::scaled_weights<S>(v_rows, nb, offset, p, c, scaled);
-      w = scaled;
-      w_stride = kBlockKeys;
-    }
-    if (c + kStep <= vd) {
-      block_accumulate_cols<Slice, S, kStep / 16, false>(v_rows, nb, offset, w, w_stride, c, acc, acc_stride, 0);
-      continue;
-    }
-    int64_t c16 = c;
-    for (; c16 + 16 <= vd; c16 += 16)
-      block_accumulate_cols<Slice, S, 1, false>(v_rows, nb, offset, w, w_stride, c16, acc, acc_stride, 0);
-    if (c16 < vd)
-      block_accumulate_cols<Slice, S, 1, true>(v_rows, nb, offset, w, w_stride, c16, acc, acc_stride,
-                                               lanes_from(vd - c16));
-  }
+  attention_tile::for_each_column_step<Slice, S, kStep>(
+      v_rows, nb, offset, p, vd, [&](int64_t c, int64_t n, const float* w, int64_t w_stride) {
+        if (n == kStep) {
+          block_accumulate_cols<Slice, S, kStep / 16, false>(v_rows, nb, offset, w, w_stride, c, acc, acc_stride, 0);
+          return;
+        }
+        int64_t c16 = c;
+        for (; c16 + 16 <= c + n; c16 += 16)
+          block_accumulate_cols<Slice, S, 1, false>(v_rows, nb, offset, w, w_stride, c16, acc, acc_stride, 0);
+        if (c16 < c + n)
+          block_accumulate_cols<Slice, S, 1, true>(v_rows, nb, offset, w, w_stride, c16, acc, acc_stride,
+                                                   lanes_from(c + n - c16));
+      });
 }
 
 }  // namespace flashmem::attention_tile_avx512
