@@ -5,6 +5,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "model/attention_tile.h"
 
@@ -62,12 +63,13 @@ inline __m512 sum_lanes_16(const __m512 (&v)[16]) {
   return sum_chunk_lanes(x, AddF32{});
 }
 
-// out + s · kAttentionChunkKeys [0, 4) = lanes 4s .. 4s + 3 of r, for the S heads s (one masked
-// store each: the lanes land at their head's row).
+// out + s · kAttentionChunkKeys [0, 4) = lanes 4s .. 4s + 3 of r (128-bit chunk s), for the S
+// heads s.
 template <int S>
 inline void store_head_lanes(__m512 r, float* out) {
-  for (int s = 0; s < S; ++s)
-    _mm512_mask_storeu_ps(out + s * (kAttentionChunkKeys - 4), static_cast<__mmask16>(0xFu << (4 * s)), r);
+  [&]<int... s>(std::integer_sequence<int, s...>) {
+    (_mm_storeu_ps(out + s * kAttentionChunkKeys, _mm512_extractf32x4_ps(r, s)), ...);
+  }(std::make_integer_sequence<int, S>{});
 }
 
 // acc[4s + j] += q_s[c, c + 16) · k_j[c, c + 16) lane by lane for the S heads and 4 keys; kTail:
