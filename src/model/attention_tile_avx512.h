@@ -14,13 +14,21 @@ namespace flashmem::attention_tile_avx512 {
 
 using attention_tile::kBlockKeys;
 
-// Query heads of one kv group that the kernel carries through a block together, and the keys per
-// step: 4 heads × 4 keys = 16 score accumulators, which one transposing reduction
-// (sum_lanes_16) turns into one vector of 16 scores; with 4 query vectors and the converted K
-// vector that is 21 of the 32 registers. In pass 2, 4 heads × 64 columns = 16 accumulators + 4
-// broadcast weights + the V vector. (More keys per step would spill, or pay a second reduction.)
+// Query heads of one kv group that the kernel carries through a block together: 4 heads × 4 keys
+// = 16 score accumulators, which one transposing reduction (sum_lanes_16) turns into one vector
+// of 16 scores; with 4 query vectors and the converted K vector that is 21 of the 32 registers.
+// In pass 2, 4 heads × 64 columns = 16 accumulators + 4 broadcast weights + the V vector. (More
+// keys per step would spill, or pay a second reduction.)
 constexpr int kMaxSet = 4;
+// Keys per step() call, by which the driver paces its prefetches.
 constexpr int64_t kKeysPerStep = 4;
+// Keys whose scores block_scores computes in one step for a set of S heads: as many as fill the
+// 16 accumulators of one reduction (16, 8 or 4 for 1, 2 or 4 heads; 4 for 3 heads, 12 of 16).
+// A power of two, so steps tile the 32-key block. Against 4 keys for every set: attend_token over
+// 1024 cache-resident f16 keys (4 kv heads, hd 64) 34.8-36.0 -> 31.1-32.9 µs for group 2, no
+// change beyond noise for group 1 (~30 µs; its V pass dominates).
+template <int S>
+constexpr int kScoreKeys = S == 3 ? 4 : 16 / S;
 
 // Lanes 0 .. n - 1 set (all 16 from n = 16 on): the tail of a slice that is not a whole number of
 // vectors.
@@ -63,49 +71,58 @@ inline __m512 sum_lanes_16(const __m512 (&v)[16]) {
   return sum_chunk_lanes(x, AddF32{});
 }
 
-// out + s · kAttentionChunkKeys [0, 4) = lanes 4s .. 4s + 3 of r (128-bit chunk s), for the S
-// heads s.
-template <int S>
+// out + s · kAttentionChunkKeys [0, J) = lanes Js .. Js + J - 1 of r, for the S heads s (S·J <= 16).
+template <int S, int J>
 inline void store_head_lanes(__m512 r, float* out) {
-  [&]<int... s>(std::integer_sequence<int, s...>) {
-    (_mm_storeu_ps(out + s * kAttentionChunkKeys, _mm512_extractf32x4_ps(r, s)), ...);
-  }(std::make_integer_sequence<int, S>{});
+  static_assert(J == 4 || (J == 8 && S <= 2) || (J == 16 && S == 1));
+  if constexpr (J == 16) {
+    _mm512_storeu_ps(out, r);
+  } else if constexpr (J == 8) {
+    _mm256_storeu_ps(out, _mm512_castps512_ps256(r));
+    if constexpr (S == 2)
+      _mm256_storeu_ps(out + kAttentionChunkKeys, _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(r), 1)));
+  } else {
+    [&]<int... s>(std::integer_sequence<int, s...>) {
+      (_mm_storeu_ps(out + s * kAttentionChunkKeys, _mm512_extractf32x4_ps(r, s)), ...);
+    }(std::make_integer_sequence<int, S>{});
+  }
 }
 
-// acc[4s + j] += q_s[c, c + 16) · k_j[c, c + 16) lane by lane for the S heads and 4 keys; kTail:
+// acc[Js + j] += q_s[c, c + 16) · k_j[c, c + 16) lane by lane for the S heads and J keys; kTail:
 // only the lanes of `tail` (the slice's last values), the others read as 0.
-template <class Slice, int S, bool kTail>
-inline void score_columns(const uint8_t* const (&k)[4], const float* q, int64_t hd, int64_t c, __mmask16 tail,
+template <class Slice, int S, int J, bool kTail>
+inline void score_columns(const uint8_t* const (&k)[J], const float* q, int64_t hd, int64_t c, __mmask16 tail,
                           __m512 (&acc)[16]) {
   __m512 qc[S];
   for (int s = 0; s < S; ++s)
     qc[s] = kTail ? _mm512_maskz_loadu_ps(tail, q + s * hd + c) : _mm512_loadu_ps(q + s * hd + c);
-  for (int j = 0; j < 4; ++j) {
+  for (int j = 0; j < J; ++j) {
     const uint8_t* p = Slice::values(k[j], c);
     const __m512 kc = kTail ? Slice::load16(p, tail) : Slice::load16(p);
-    for (int s = 0; s < S; ++s) acc[4 * s + j] = _mm512_fmadd_ps(kc, qc[s], acc[4 * s + j]);
+    for (int s = 0; s < S; ++s) acc[J * s + j] = _mm512_fmadd_ps(kc, qc[s], acc[J * s + j]);
   }
 }
 
 // Scaled scores q_s · k_j · scale of the S heads q [S, hd] for the nb keys whose rows are k_rows
-// (an f16 or f32 cache; block_scores_q8 serves q8_0), 4 keys per step with all S heads; key j's
-// slice starts `offset` bytes into its row. out [S, kAttentionChunkKeys] (head s's scores at out
-// + s · kAttentionChunkKeys); lanes from nb up to the next multiple of 4 repeat the last key's
-// score.
+// (an f16 or f32 cache; block_scores_q8 serves q8_0), kScoreKeys<S> keys per step with all S
+// heads; key j's slice starts `offset` bytes into its row. out [S, kAttentionChunkKeys] (head s's
+// scores at out + s · kAttentionChunkKeys); lanes from nb up to the next multiple of
+// kScoreKeys<S> (<= kBlockKeys) repeat the last key's score.
 template <class Slice, int S, class Step>
 void block_scores(const uint8_t* const* k_rows, int64_t nb, size_t offset, const float* q, int64_t hd,
                   float scale, float* out, Step&& step) {
   const int64_t whole = hd / 16 * 16;  // columns in whole vectors; hd - whole (8) in a masked one
   const __mmask16 tail = lanes_from(hd - whole);
-  for (int64_t j0 = 0; j0 < nb; j0 += kKeysPerStep) {
-    step();
-    const uint8_t* k[4];
-    for (int j = 0; j < 4; ++j) k[j] = k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset;
-    __m512 acc[16];  // [head s, key j] at 4s + j; heads from S on stay 0
+  constexpr int J = kScoreKeys<S>;
+  for (int64_t j0 = 0; j0 < nb; j0 += J) {
+    for (int i = 0; i < J / kKeysPerStep; ++i) step();
+    const uint8_t* k[J];
+    for (int j = 0; j < J; ++j) k[j] = k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset;
+    __m512 acc[16];  // [head s, key j] at Js + j; lanes from S·J on stay 0
     for (__m512& a : acc) a = _mm512_setzero_ps();
-    for (int64_t c = 0; c < whole; c += 16) score_columns<Slice, S, false>(k, q, hd, c, tail, acc);
-    if (whole < hd) score_columns<Slice, S, true>(k, q, hd, whole, tail, acc);
-    store_head_lanes<S>(_mm512_mul_ps(sum_lanes_16(acc), _mm512_set1_ps(scale)), out + j0);
+    for (int64_t c = 0; c < whole; c += 16) score_columns<Slice, S, J, false>(k, q, hd, c, tail, acc);
+    if (whole < hd) score_columns<Slice, S, J, true>(k, q, hd, whole, tail, acc);
+    store_head_lanes<S, J>(_mm512_mul_ps(sum_lanes_16(acc), _mm512_set1_ps(scale)), out + j0);
   }
 }
 
@@ -161,7 +178,7 @@ void block_scores_q8(const uint8_t* const* k_rows, int64_t nb, size_t offset, co
       const __m512 d_q = _mm512_broadcast_f32x4(_mm_maskz_loadu_ps(heads, q_d + b * q_d_stride));
       sc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), _mm512_mul_ps(d_k, d_q), sc);
     }
-    store_head_lanes<S>(_mm512_mul_ps(_mm512_permutexvar_ps(head_major, sc), _mm512_set1_ps(scale)), out + j0);
+    store_head_lanes<S, 4>(_mm512_mul_ps(_mm512_permutexvar_ps(head_major, sc), _mm512_set1_ps(scale)), out + j0);
   }
 }
 
