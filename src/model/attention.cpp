@@ -4,6 +4,9 @@
 #include <cmath>
 #include <cstring>
 
+#include "model/attention_tile.h"
+#include "model/attention_tile_avx2.h"
+#include "model/attention_tile_avx512.h"
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "tensor/simd.h"
@@ -156,9 +159,7 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
 
 namespace {
 
-// Keys per block of the tiled kernel's two passes over a chunk (see tiled_chunk). A block's K (or
-// V) rows, 16 KiB at kv_dim 256 in f16, stay in L1 while every kv head's slice of them is read.
-constexpr int64_t kBlockKeys = 32;
+using attention_tile::kBlockKeys;
 
 // The K and V rows of one chunk's keys t0 .. t0 + n - 1 (n <= kAttentionChunkKeys), gathered
 // across spans once per chunk: k[j], v[j] = the start of key t0 + j's whole rows (all kv heads).
@@ -243,207 +244,16 @@ void scalar_chunk(const AttentionShape& shape, const ChunkRows& rows, const floa
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 
-// How the kernel reads one kv head's slice of a K or V row in the cache type: value c of the
-// slice is stored at values(slice, c), whose 8 values c .. c + 7 (c a multiple of 8) load8 turns
-// into f32 lanes; kScaled: to be multiplied by the scale of their 32-value block (q8_0). Values
-// lie kValueBytes apart within a block, so callers find a block's values once and step through it
-// by address. bytes(hd) = the slice's size. A q8_0 slice's scores take block_scores_q8 (integer
-// dot products), plain types' block_scores.
-struct F16Slice {
-  static constexpr bool kScaled = false;
-  static constexpr int64_t kValueBytes = 2;
-  static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
-  static __m256 load8(const uint8_t* p) { return simd::load_f16x8(reinterpret_cast<const uint16_t*>(p)); }
-  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
-};
-struct F32Slice {
-  static constexpr bool kScaled = false;
-  static constexpr int64_t kValueBytes = 4;
-  static const uint8_t* values(const uint8_t* slice, int64_t c) { return slice + c * kValueBytes; }
-  static __m256 load8(const uint8_t* p) { return _mm256_loadu_ps(reinterpret_cast<const float*>(p)); }
-  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd * kValueBytes); }
-};
-// q8_0: blocks of 32 int8 values q sharing an f16 scale d, value = d · q (the slice starts on a
-// block: head_dim is a multiple of 32, see check_kv_type).
-struct Q8Slice {
-  static constexpr bool kScaled = true;
-  static constexpr int64_t kValueBytes = 1;
-  static const BlockQ8_0* block(const uint8_t* slice, int64_t c) {
-    return reinterpret_cast<const BlockQ8_0*>(slice) + c / kQ8Block;
-  }
-  static const uint8_t* values(const uint8_t* slice, int64_t c) {
-    return reinterpret_cast<const uint8_t*>(block(slice, c)->qs + c % kQ8Block);
-  }
-  static __m256 load8(const uint8_t* p) {
-    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
-  }
-  static size_t bytes(int64_t hd) { return static_cast<size_t>(hd / kQ8Block) * sizeof(BlockQ8_0); }
-};
-
-// Query heads of one kv group that the kernel carries through a block together. Every K and V
-// vector is converted from the cache type once per such set and never stored: 3 heads × 4 keys
-// = 12 score accumulators + 3 query vectors + the converted K vector, and 3 heads × 32 columns =
-// 12 output accumulators + 3 broadcast weights + the converted V vector, fill the 16 ymm
-// registers.
-constexpr int kMaxSet = 3;
-
-// Lanes 0-3 = the sums of the 8 lanes of a[0..3].
-inline __m128 sum_lanes_4(const __m256 (&a)[4]) {
-  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a[0], a[1]), _mm256_hadd_ps(a[2], a[3]));
-  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-}
-
-// Scaled scores q_s · k_j · scale of the S heads q [S, hd] for the nb keys whose rows are k_rows
-// (an f16 or f32 cache; block_scores_q8 serves q8_0),
-// 4 keys per step with all S heads; key j's slice starts `offset` bytes into its row.
-// out [S, kAttentionChunkKeys] (head s's scores at out + s · kAttentionChunkKeys); lanes from nb
-// up to the next multiple of 4 repeat the last key's score.
-template <class Slice, int S, class Step>
-void block_scores(const uint8_t* const* k_rows, int64_t nb, size_t offset, const float* q,
-                  int64_t hd, float scale, float* out, Step&& step) {
-  for (int64_t j0 = 0; j0 < nb; j0 += 4) {
-    step();
-    const uint8_t* k[4];
-    for (int j = 0; j < 4; ++j) k[j] = k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset;
-    // Raw dot products in 12 accumulators, reduced to 4 lanes per head.
-    __m256 acc[S][4];
-    for (auto& row : acc)
-      for (__m256& a : row) a = _mm256_setzero_ps();
-    for (int64_t c = 0; c < hd; c += 8) {
-      __m256 qc[S];
-      for (int s = 0; s < S; ++s) qc[s] = _mm256_loadu_ps(q + s * hd + c);
-      for (int j = 0; j < 4; ++j) {
-        const __m256 kc = Slice::load8(Slice::values(k[j], c));
-        for (int s = 0; s < S; ++s) acc[s][j] = _mm256_fmadd_ps(kc, qc[s], acc[s][j]);
-      }
-    }
-    for (int s = 0; s < S; ++s)
-      _mm_storeu_ps(out + s * kAttentionChunkKeys + j0, _mm_mul_ps(sum_lanes_4(acc[s]), _mm_set1_ps(scale)));
-  }
-}
-
-// Lanes 0-3 = the sums of the 8 int32 lanes of a[0..3] (exact: integer adds).
-inline __m128i sum_lanes_4_i32(const __m256i (&a)[4]) {
-  const __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(a[0], a[1]), _mm256_hadd_epi32(a[2], a[3]));
-  return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-}
-
-// 8 int32 lanes summing to Σ_i k_i q_i over one block's 32 codes. maddubs multiplies unsigned by
-// signed bytes, so |k| meets q carrying k's sign; |k| <= 128 and |q| <= 127 (quantize_row's codes)
-// keep each pair of products within int16 (<= 32512), and madd adds the pairs into int32.
-inline __m256i block_dot_i8(__m256i k, __m256i k_abs, __m256i q) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(k_abs, _mm256_sign_epi8(q, k)), _mm256_set1_epi16(1));
-}
-
-// block_scores for a q8_0 cache: the S heads' query in q8_0, q [S, n_blocks] (quantized_query)
-// with its scales as f32 in q_d [S, n_blocks],
-// meets the keys' codes in integer dot products; per block the 4 keys' int32 sums become f32
-// (exactly) and join the running scores with one fused multiply-add by d_k · d_q: dot_q8_0's
-// arithmetic, bit for bit.
-template <int S, class Step>
-void block_scores_q8(const uint8_t* const* k_rows, int64_t nb, size_t offset, const BlockQ8_0* q,
-                     const float* q_d, int64_t n_blocks, float scale, float* out, Step&& step) {
-  for (int64_t j0 = 0; j0 < nb; j0 += 4) {
-    step();
-    const BlockQ8_0* k[4];
-    for (int j = 0; j < 4; ++j)
-      k[j] = reinterpret_cast<const BlockQ8_0*>(k_rows[std::min<int64_t>(j0 + j, nb - 1)] + offset);
-    __m128 sc[S];
-    for (__m128& x : sc) x = _mm_setzero_ps();
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      __m256i dot[S][4];
-      for (int j = 0; j < 4; ++j) {
-        const __m256i kc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k[j][b].qs));
-        const __m256i k_abs = _mm256_sign_epi8(kc, kc);
-        for (int s = 0; s < S; ++s) {
-          const __m256i qc = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q[s * n_blocks + b].qs));
-          dot[s][j] = block_dot_i8(kc, k_abs, qc);
-        }
-      }
-      const __m128 d_k = _mm_cvtph_ps(_mm_setr_epi16(
-          static_cast<int16_t>(k[0][b].d), static_cast<int16_t>(k[1][b].d), static_cast<int16_t>(k[2][b].d),
-          static_cast<int16_t>(k[3][b].d), 0, 0, 0, 0));
-      for (int s = 0; s < S; ++s) {
-        const __m128 d = _mm_mul_ps(d_k, _mm_set1_ps(q_d[s * n_blocks + b]));
-        sc[s] = _mm_fmadd_ps(_mm_cvtepi32_ps(sum_lanes_4_i32(dot[s])), d, sc[s]);
-      }
-    }
-    for (int s = 0; s < S; ++s)
-      _mm_storeu_ps(out + s * kAttentionChunkKeys + j0, _mm_mul_ps(sc[s], _mm_set1_ps(scale)));
-  }
-}
-
-// acc_s[c, c + 8W) += Σ_{j < nb} w_s[j] v_j[c, c + 8W) for the S heads (acc_s at acc + s ·
-// acc_stride, w_s at w + s · w_stride: the weights p_sj, times v_j's scale for a q8_0 cache), the
-// S·W accumulators in registers across the block, each V vector converted once for the S heads.
-// Per element the FMAs run in j order.
-template <class Slice, int S, int W>
-void block_accumulate_cols(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* w,
-                           int64_t w_stride, int64_t c, float* acc, int64_t acc_stride) {
-  __m256 a[S][W];
-#pragma GCC unroll 4
-  for (int s = 0; s < S; ++s)
-#pragma GCC unroll 4
-    for (int i = 0; i < W; ++i) a[s][i] = _mm256_loadu_ps(acc + s * acc_stride + c + 8 * i);
-  for (int64_t j = 0; j < nb; ++j) {
-    const uint8_t* vc0 = Slice::values(v_rows[j] + offset, c);
-    __m256 wj[S];
-#pragma GCC unroll 4
-    for (int s = 0; s < S; ++s) wj[s] = _mm256_broadcast_ss(w + s * w_stride + j);
-#pragma GCC unroll 4
-    for (int i = 0; i < W; ++i) {
-      const __m256 vc = Slice::load8(vc0 + 8 * i * Slice::kValueBytes);
-#pragma GCC unroll 4
-      for (int s = 0; s < S; ++s) a[s][i] = _mm256_fmadd_ps(wj[s], vc, a[s][i]);
-    }
-  }
-#pragma GCC unroll 4
-  for (int s = 0; s < S; ++s)
-#pragma GCC unroll 4
-    for (int i = 0; i < W; ++i) _mm256_storeu_ps(acc + s * acc_stride + c + 8 * i, a[s][i]);
-}
-
-// w [S, kBlockKeys] = p_sj · d_j for the nb (<= kBlockKeys) keys of a q8_0 cache, d_j the scale of
-// v_j's 32-value block holding column c: the scale joins the weight once per key and block, 8 keys
-// per multiply, instead of once per key in the accumulation loop. p_s at p + s ·
-// kAttentionChunkKeys (read up to the next multiple of 8 keys, within the chunk's row); lanes
-// from nb on are not used.
-template <int S>
-void scaled_weights(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p, int64_t c,
-                    float* w) {
-  alignas(16) uint16_t d[kBlockKeys] = {};  // [kBlockKeys] the keys' f16 block scales
-  for (int64_t j = 0; j < nb; ++j) d[j] = Q8Slice::block(v_rows[j] + offset, c)->d;
-  for (int64_t j0 = 0; j0 < nb; j0 += 8) {
-    const __m256 d8 = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d + j0)));
-    for (int s = 0; s < S; ++s)
-      _mm256_storeu_ps(w + s * kBlockKeys + j0,
-                       _mm256_mul_ps(_mm256_loadu_ps(p + s * kAttentionChunkKeys + j0), d8));
-  }
-}
-
-// The first vd values of each V slice (vd a multiple of 8): 32 columns per step (one q8_0
-// block), then 8.
-template <class Slice, int S>
-void block_accumulate(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p,
-                      int64_t vd, float* acc, int64_t acc_stride) {
-  constexpr int W = 4;  // S·W accumulators + S weights + the V vector within 16 registers
-  alignas(32) float scaled[S * kBlockKeys];  // [S, kBlockKeys] p · d for one q8_0 block of columns
-  for (int64_t c = 0; c < vd; c += 8 * W) {
-    const float* w = p;
-    int64_t w_stride = kAttentionChunkKeys;
-    if constexpr (Slice::kScaled) {
-      scaled_weights<S>(v_rows, nb, offset, p, c, scaled);
-      w = scaled;
-      w_stride = kBlockKeys;
-    }
-    if (c + 8 * W <= vd) {
-      block_accumulate_cols<Slice, S, W>(v_rows, nb, offset, w, w_stride, c, acc, acc_stride);
-    } else {
-      for (int64_t c8 = c; c8 < vd; c8 += 8)
-        block_accumulate_cols<Slice, S, 1>(v_rows, nb, offset, w, w_stride, c8, acc, acc_stride);
-    }
-  }
-}
+// The block kernels (block_scores, block_scores_q8, block_accumulate, kMaxSet, kKeysPerStep) of
+// the widest vectors the build has.
+#if defined(FLASHMEM_ATTENTION_AVX512)
+namespace tile = attention_tile_avx512;
+#else
+namespace tile = attention_tile_avx2;
+#endif
+using attention_tile::F16Slice;
+using attention_tile::F32Slice;
+using attention_tile::Q8Slice;
 
 // Whole rows rows[0, n) fetched a few per step() over `steps` calls, so that their lines arrive
 // while the work the steps are part of runs.
@@ -472,17 +282,19 @@ float max_of(const float* x, int64_t n) {
   return simd::hmax256(m);
 }
 
-// Calls f.template operator()<S>(h0, kv_head) for every set of up to kMaxSet consecutive query
-// heads h0 .. h0 + S - 1 of one kv head, kv head by kv head.
+// Calls f.template operator()<S>(h0, kv_head) for every set of up to tile::kMaxSet (3 or 4)
+// consecutive query heads h0 .. h0 + S - 1 of one kv head, kv head by kv head.
 template <class F>
 void for_each_head_set(const AttentionShape& shape, F&& f) {
+  static_assert(tile::kMaxSet == 3 || tile::kMaxSet == 4);
   const int64_t group = shape.n_heads / shape.n_kv_heads;
   for (int64_t kvh = 0; kvh < shape.n_kv_heads; ++kvh)
-    for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += kMaxSet) {
-      switch (std::min<int64_t>(kMaxSet, (kvh + 1) * group - h0)) {
+    for (int64_t h0 = kvh * group; h0 < (kvh + 1) * group; h0 += tile::kMaxSet) {
+      switch (std::min<int64_t>(tile::kMaxSet, (kvh + 1) * group - h0)) {
         case 1: f.template operator()<1>(h0, kvh); break;
         case 2: f.template operator()<2>(h0, kvh); break;
-        default: f.template operator()<3>(h0, kvh); break;
+        case 3: f.template operator()<3>(h0, kvh); break;
+        default: f.template operator()<tile::kMaxSet>(h0, kvh); break;
       }
     }
 }
@@ -511,15 +323,19 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
   // [n_heads, hd / 32] the query in q8_0 for a q8_0 cache (Q8Slice, the only scaled type), else empty
   const std::vector<BlockQ8_0> q8 =
       Slice::kScaled ? quantized_query(q, shape.n_heads * hd) : std::vector<BlockQ8_0>{};
-  std::vector<float> q8_d(q8.size());  // [n_heads, hd / 32] their scales as f32
-  for (size_t i = 0; i < q8.size(); ++i) q8_d[i] = fp16_to_f32(q8[i].d);
+  const int64_t n_blocks = Slice::kScaled ? hd / kQ8Block : 0;
+  std::vector<float> q8_d(q8.size());  // [hd / 32, n_heads] their scales as f32, block-major
+  for (int64_t h = 0; h < shape.n_heads; ++h)
+    for (int64_t i = 0; i < n_blocks; ++i) q8_d[i * shape.n_heads + h] = fp16_to_f32(q8[h * n_blocks + i].d);
   const int64_t group = shape.n_heads / shape.n_kv_heads;
-  const int64_t n_sets = shape.n_kv_heads * ((group + kMaxSet - 1) / kMaxSet);
+  const int64_t n_sets = shape.n_kv_heads * ((group + tile::kMaxSet - 1) / tile::kMaxSet);
   for (int64_t b = 0; b < n; b += kBlockKeys) {
     const int64_t nb = std::min(kBlockKeys, n - b);
     // While pass 1 reads this block's K rows, the next block's K rows and this block's V rows
-    // (read by pass 2, from L2) are fetched, spread over the block's steps of 4 keys.
-    const int64_t steps = n_sets * ((nb + 3) / 4);
+    // (read by pass 2, from L2) are fetched, spread over the block's steps. On the AVX-512 (Zen 4)
+    // machine, leaving these and pass 2's fetches out made bench_attention's cold 16K rows 1.9x
+    // (f16) and 2.6x (q8_0) slower, and its cache-resident 1024-key rows ~10% faster.
+    const int64_t steps = n_sets * ((nb + tile::kKeysPerStep - 1) / tile::kKeysPerStep);
     RowPrefetcher next_k(rows.k + b + nb, std::min(kBlockKeys, n - b - nb), rows.row_bytes, steps);
     RowPrefetcher this_v(rows.v + b, nb, rows.row_bytes, steps);
     auto step = [&] {
@@ -528,12 +344,11 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
     };
     for_each_head_set(shape, [&]<int S>(int64_t h0, int64_t kvh) {
       if constexpr (Slice::kScaled) {
-        const int64_t n_blocks = hd / kQ8Block;
-        block_scores_q8<S>(rows.k + b, nb, kvh * slice_bytes, &q8[h0 * n_blocks], &q8_d[h0 * n_blocks], n_blocks,
-                           scale, s + h0 * kAttentionChunkKeys + b, step);
+        tile::block_scores_q8<S>(rows.k + b, nb, kvh * slice_bytes, &q8[h0 * n_blocks], &q8_d[h0], shape.n_heads,
+                                 n_blocks, scale, s + h0 * kAttentionChunkKeys + b, step);
       } else {
-        block_scores<Slice, S>(rows.k + b, nb, kvh * slice_bytes, q + h0 * hd, hd, scale,
-                               s + h0 * kAttentionChunkKeys + b, step);
+        tile::block_scores<Slice, S>(rows.k + b, nb, kvh * slice_bytes, q + h0 * hd, hd, scale,
+                                     s + h0 * kAttentionChunkKeys + b, step);
       }
     });
   }
@@ -550,8 +365,8 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
     const int64_t nb = std::min(kBlockKeys, n - b);
     for_each_head_set(shape, [&]<int S>(int64_t h0, int64_t kvh) {
       next_k.step();
-      block_accumulate<Slice, S>(rows.v + b, nb, kvh * slice_bytes, s + h0 * kAttentionChunkKeys + b,
-                                 vd, partial + h0 * stride, stride);
+      tile::block_accumulate<Slice, S>(rows.v + b, nb, kvh * slice_bytes, s + h0 * kAttentionChunkKeys + b,
+                                       vd, partial + h0 * stride, stride);
     });
   }
 }

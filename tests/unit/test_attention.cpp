@@ -115,14 +115,22 @@ struct Case {
 };
 
 // n_pos 300, 1029, 2100: several chunks (kAttentionChunkKeys = 256) with a short last one.
+// Head dims and groups cover both vector widths' remainders: the AVX2 kernel takes 8 values per
+// vector, 32 columns per V step and sets of up to 3 heads; the AVX-512 one 16 values (hd 8 and 24
+// end in a masked vector), 64 columns per V step (hd 80, 96: one or two single vectors after it;
+// q8_0: one 32-column block per step) and sets of up to 4 heads (groups 5-8: a set of 4, then of
+// 1-4). hd 12: the scalar chunk path.
 std::vector<Case> cases() {
   std::vector<Case> all;
   for (DType type : {DType::F16, DType::F32, DType::Q8_0})
-    for (int64_t hd : {64, 128, 8, 24, 12})  // 24: 8-lane path under AVX-512; 12: scalar chunk path
+    for (int64_t hd : {64, 128, 8, 24, 12, 80, 96})
       for (int64_t n_kv_heads : {1, 2})
-        for (int64_t group : {1, 2, 3, 4, 8})
+        for (int64_t group : {1, 2, 3, 4, 5, 6, 7, 8})
           for (int64_t n_pos : {1, 5, 8, 9, 23, 64, 300, 1029, 2100}) {
             if (n_pos == 2100 && (hd != 64 || group == 8)) continue;  // keep the test quick
+            // hd 80, 96 and groups 5-7 add remainders, not lengths: a few of them suffice
+            const bool remainder_case = hd == 80 || hd == 96 || (group >= 5 && group <= 7);
+            if (remainder_case && n_pos != 9 && n_pos != 300) continue;
             if (type == DType::Q8_0 && hd % kQ8Block != 0) continue;  // q8_0 slices are whole blocks
             all.push_back({type, hd, n_kv_heads, group, n_pos});
           }
@@ -262,7 +270,7 @@ TEST(Attention, SpanSplitAndChunkOrderDoNotChangeAnyBit) {
 TEST(Attention, Q8ScoresAreIntegerBlockDotsOnAnyThreadSplit) {
   uint32_t seed = 1300;
   for (int64_t hd : {32, 64, 96})
-    for (int64_t group : {1, 3, 4})
+    for (int64_t group : {1, 3, 4, 6})
       for (int64_t n_pos : {1, 31, 33, 255, 257, 700, 1029}) {
         const AttentionShape shape{group * 2, 2, hd, DType::Q8_0};
         const KvHistory h(shape, n_pos, seed++);
