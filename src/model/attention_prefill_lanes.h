@@ -29,8 +29,9 @@ struct Avx2Geometry {
 struct Avx512Geometry {
   static constexpr int64_t kLanes = 16;  // f32 lanes of a 512-bit register
   // 3 row vectors × 8 keys (or 8 value columns) = 24 accumulators, plus 3 row loads and 1
-  // broadcast: 28 of the 32 zmm registers, the rest for the compiler's constants and addresses.
-  // 48 rows are whole tiles at groups 1, 2, 3, 4, 6 and 8 (16 tokens of the 125M model's 3 heads),
+  // broadcast: 28 of the 32 zmm registers, the rest for the compiler's constants and addresses
+  // (GCC 12 still keeps one row load on the stack in the score loop; 4 keys, which do not spill,
+  // measured 1.4x slower on bench_attention's Attention/prefill_tiled/512/16384). 48 rows are whole tiles at groups 1, 2, 3, 4, 6 and 8 (16 tokens of the 125M model's 3 heads),
   // and each K/V block gathered serves twice AVX2's rows. 4 vectors × 6 keys fit too, but 6 keys
   // do not divide a 32-key block and 64 rows pad groups 3 and 6. 8 value columns divide the usual
   // value widths (64, 128).
