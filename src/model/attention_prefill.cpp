@@ -4,106 +4,29 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <utility>
 
+#include "model/attention_prefill_lanes.h"
 #include "tensor/kernels.h"
-#include "tensor/simd.h"
 #include "util/error.h"
 
 namespace flashmem {
 namespace {
 
-// Rows (lanes) per vector, on both paths: 8 f32 lanes of a 256-bit register. (An AVX-512 build
-// also runs the AVX2 path; the lane count only sets how rows are padded.)
-constexpr int64_t kLanes = 8;
-// Rows a tile aims for: 3 vectors, the most whose 4-key score block and 4-column value block
-// (12 accumulators) plus 3 row loads and 1 broadcast fit the 16 ymm registers; at 3 query heads
-// per kv head (the 125M model) a tile is 8 tokens.
-constexpr int64_t kTileRows = 3 * kLanes;
-// Keys (scores) and value columns per register block.
-constexpr int kBlockKeys = 4;
-constexpr int kBlockCols = 4;
-constexpr int kMaxVecs = 3;
+using prefill::NativeLanes;
+using prefill::TwinLanes;
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// Scalar lanes: the twin the tests compare against and the path of builds without AVX2. The
-// same operations as Avx2Lanes lane by lane (fused multiply-adds included); only exp differs.
-struct ScalarLanes {
-  struct V {
-    float x[kLanes];
-  };
-  using M = V;  // a lane is selected where x != 0
-  static V load(const float* p) {
-    V v;
-    std::memcpy(v.x, p, sizeof v.x);
-    return v;
-  }
-  static void store(float* p, const V& v) { std::memcpy(p, v.x, sizeof v.x); }
-  static V set1(float f) {
-    V v;
-    std::fill(v.x, v.x + kLanes, f);
-    return v;
-  }
-  template <class F>
-  static V map(const V& a, const V& b, F f) {
-    V v;
-    for (int64_t i = 0; i < kLanes; ++i) v.x[i] = f(a.x[i], b.x[i]);
-    return v;
-  }
-  static V fma(const V& a, const V& b, const V& c) {
-    V v;
-    for (int64_t i = 0; i < kLanes; ++i) v.x[i] = std::fma(a.x[i], b.x[i], c.x[i]);
-    return v;
-  }
-  static V mul(const V& a, const V& b) { return map(a, b, [](float x, float y) { return x * y; }); }
-  static V add(const V& a, const V& b) { return map(a, b, [](float x, float y) { return x + y; }); }
-  static V sub(const V& a, const V& b) { return map(a, b, [](float x, float y) { return x - y; }); }
-  static V max(const V& a, const V& b) { return map(a, b, [](float x, float y) { return x > y ? x : y; }); }
-  static M gt(const V& a, const V& b) { return map(a, b, [](float x, float y) { return x > y ? 1.0f : 0.0f; }); }
-  static V exp(const V& a) { return map(a, a, [](float x, float) { return std::exp(x); }); }
-  // Lanes whose row does not attend position pos (lo[i] > pos or pos > hi[i]).
-  static M excluded(int32_t pos, const int32_t* lo, const int32_t* hi) {
-    V v;
-    for (int64_t i = 0; i < kLanes; ++i) v.x[i] = lo[i] > pos || pos > hi[i] ? 1.0f : 0.0f;
-    return v;
-  }
-  static V select(const M& m, const V& if_set, const V& if_clear) {
-    V v;
-    for (int64_t i = 0; i < kLanes; ++i) v.x[i] = m.x[i] != 0 ? if_set.x[i] : if_clear.x[i];
-    return v;
-  }
-};
-
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-struct Avx2Lanes {
-  using V = __m256;
-  using M = __m256;  // all-ones lanes selected
-  static V load(const float* p) { return _mm256_loadu_ps(p); }
-  static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
-  static V set1(float f) { return _mm256_set1_ps(f); }
-  static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-  static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
-  static V add(V a, V b) { return _mm256_add_ps(a, b); }
-  static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
-  static V max(V a, V b) { return _mm256_max_ps(a, b); }  // b where a is not greater, as ScalarLanes
-  static M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
-  static V exp(V a) { return simd::exp256(a); }
-  static M excluded(int32_t pos, const int32_t* lo, const int32_t* hi) {
-    const __m256i p = _mm256_set1_epi32(pos);
-    const __m256i l = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lo));
-    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hi));
-    return _mm256_castsi256_ps(_mm256_or_si256(_mm256_cmpgt_epi32(l, p), _mm256_cmpgt_epi32(p, h)));
-  }
-  static V select(M m, V if_set, V if_clear) { return _mm256_blendv_ps(if_clear, if_set, m); }
-};
-#endif
-
 // s [kb, rows], row vectors v0 .. v0 + NV - 1: s[j, r] = (Σ_d kf[j, d] · qt[d, r]) · scale, one
-// fused multiply-add per d in ascending order. kf [kb, hd], qt [hd, rows]; kb a multiple of 4.
+// fused multiply-add per d in ascending order. kf [kb, hd], qt [hd, rows]; kb a multiple of
+// L::kBlockKeys.
 template <class L, int NV>
 void block_scores(const float* kf, const float* qt, int64_t hd, int64_t rows, int64_t v0, int64_t kb,
                   float scale, float* s) {
   using V = typename L::V;
+  constexpr int64_t kLanes = L::kLanes;
+  constexpr int kBlockKeys = L::kBlockKeys;
   for (int64_t j0 = 0; j0 < kb; j0 += kBlockKeys) {
     V acc[kBlockKeys][NV];
     for (auto& row : acc)
@@ -128,6 +51,7 @@ template <class L, int NC, int NV>
 void block_values(const float* p, const float* vf, int64_t vd, int64_t rows, int64_t v0, int64_t c0,
                   int64_t kb, const float* rescale, float* ot) {
   using V = typename L::V;
+  constexpr int64_t kLanes = L::kLanes;
   V acc[NC][NV];
   for (int c = 0; c < NC; ++c)
     for (int i = 0; i < NV; ++i)
@@ -144,15 +68,15 @@ void block_values(const float* p, const float* vf, int64_t vd, int64_t rows, int
     for (int i = 0; i < NV; ++i) L::store(ot + (c0 + c) * rows + (v0 + i) * kLanes, acc[c][i]);
 }
 
-// Calls f.template operator()<NV>(v0) for the row vectors [0, n_vecs) in groups of up to kMaxVecs.
-template <class F>
+// Calls f.template operator()<NV>(v0) for the row vectors [0, n_vecs) in groups of up to
+// kMaxVecs (NV = kMaxVecs but for the last group).
+template <int kMaxVecs, class F>
 void for_vector_groups(int64_t n_vecs, F&& f) {
   for (int64_t v0 = 0; v0 < n_vecs; v0 += kMaxVecs) {
-    switch (std::min<int64_t>(kMaxVecs, n_vecs - v0)) {
-      case 1: f.template operator()<1>(v0); break;
-      case 2: f.template operator()<2>(v0); break;
-      default: f.template operator()<3>(v0); break;
-    }
+    const int64_t nv = std::min<int64_t>(kMaxVecs, n_vecs - v0);
+    [&]<int... I>(std::integer_sequence<int, I...>) {
+      ((nv == I + 1 ? f.template operator()<I + 1>(v0) : void()), ...);
+    }(std::make_integer_sequence<int, kMaxVecs>{});
   }
 }
 
@@ -175,8 +99,9 @@ void PrefillAttention::plan(const AttentionShape& shape, std::span<const KvSpan>
   scale_ = shape.scale > 0 ? shape.scale : 1.0f / std::sqrt(static_cast<float>(hd_));
   n_tokens_ = n;
   n_keys_ = n > 0 ? windowed + attended_keys(spans, pos0 + n - 1) : 0;
-  tile_tokens_ = std::max<int64_t>(1, kTileRows / group_);
-  rows_ = round_up(tile_tokens_ * group_, kLanes);
+  // A tile: as many whole tokens as fill the native path's kMaxVecs row vectors (at least one).
+  tile_tokens_ = std::max<int64_t>(1, NativeLanes::kMaxVecs * NativeLanes::kLanes / group_);
+  rows_ = round_up(tile_tokens_ * group_, NativeLanes::kLanes);
   n_tiles_ = (n + tile_tokens_ - 1) / tile_tokens_;
   const int64_t items = n_items();
   qt_.assign(static_cast<size_t>(items * hd_ * rows_), 0.0f);
@@ -223,8 +148,8 @@ int64_t PrefillAttention::span_of_key(int64_t t) const {
   return static_cast<int64_t>(it - span_first_key_.begin()) - 1;
 }
 
-void PrefillAttention::gather(int64_t t0, int64_t nb, int64_t kvh, float* kf, float* vf, float* wide,
-                              int32_t* pos) const {
+void PrefillAttention::gather(int64_t t0, int64_t nb, int64_t kb, int64_t kvh, float* kf, float* vf,
+                              float* wide, int32_t* pos) const {
   const DType type = shape_.kv_type;
   const size_t head_bytes = row_bytes(type, hd_);                      // one kv head's slice
   const size_t row = static_cast<size_t>(shape_.n_kv_heads) * head_bytes;  // one position
@@ -250,7 +175,6 @@ void PrefillAttention::gather(int64_t t0, int64_t nb, int64_t kvh, float* kf, fl
       dequantize_row(type, v, vf + i * vd_, vd_);
     }
   }
-  const int64_t kb = round_up(nb, kBlockKeys);
   std::fill(kf + nb * hd_, kf + kb * hd_, 0.0f);
   std::fill(vf + nb * vd_, vf + kb * vd_, 0.0f);
   std::fill(pos + nb, pos + kb, -1);
@@ -259,6 +183,7 @@ void PrefillAttention::gather(int64_t t0, int64_t nb, int64_t kvh, float* kf, fl
 template <class L>
 void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float>& scratch) {
   using V = typename L::V;
+  constexpr int64_t kLanes = L::kLanes;
   const auto it = static_cast<size_t>(item);
   // The step's keys the item's rows may attend, from a block boundary.
   const int64_t t_begin = std::max(step * kPrefillStepKeys, key_lo_[it] / kPrefillBlockKeys * kPrefillBlockKeys);
@@ -289,9 +214,9 @@ void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float
   const int32_t hi_min = hi[0];
   const V minus_inf = L::set1(-INFINITY), zero = L::set1(0.0f), one = L::set1(1.0f);
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kPrefillBlockKeys) {
-    const int64_t nb = std::min(kPrefillBlockKeys, t_end - t0), kb = round_up(nb, kBlockKeys);
-    gather(t0, nb, kvh, kf, vf, wide, pos);
-    for_vector_groups(n_vecs, [&]<int NV>(int64_t v0) {
+    const int64_t nb = std::min(kPrefillBlockKeys, t_end - t0), kb = round_up(nb, L::kBlockKeys);
+    gather(t0, nb, kb, kvh, kf, vf, wide, pos);
+    for_vector_groups<L::kMaxVecs>(n_vecs, [&]<int NV>(int64_t v0) {
       block_scores<L, NV>(kf, qt, hd_, rows, v0, kb, scale_, s);
     });
     if (shape_.softcap > 0)
@@ -328,14 +253,14 @@ void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float
       L::store(sum + lane0, total);
       L::store(rescale + lane0, r);
     }
-    for (int64_t c0 = 0; c0 < vd_; c0 += kBlockCols) {
-      if (c0 + kBlockCols <= vd_) {
-        for_vector_groups(n_vecs, [&]<int NV>(int64_t v0) {
-          block_values<L, kBlockCols, NV>(s, vf, vd_, rows, v0, c0, kb, rescale, ot);
+    for (int64_t c0 = 0; c0 < vd_; c0 += L::kBlockCols) {
+      if (c0 + L::kBlockCols <= vd_) {
+        for_vector_groups<L::kMaxVecs>(n_vecs, [&]<int NV>(int64_t v0) {
+          block_values<L, L::kBlockCols, NV>(s, vf, vd_, rows, v0, c0, kb, rescale, ot);
         });
       } else {
         for (int64_t c = c0; c < vd_; ++c)
-          for_vector_groups(n_vecs, [&]<int NV>(int64_t v0) {
+          for_vector_groups<L::kMaxVecs>(n_vecs, [&]<int NV>(int64_t v0) {
             block_values<L, 1, NV>(s, vf, vd_, rows, v0, c, kb, rescale, ot);
           });
       }
@@ -344,15 +269,11 @@ void PrefillAttention::attend_with(int64_t item, int64_t step, std::vector<float
 }
 
 void PrefillAttention::attend(int64_t item, int64_t step, std::vector<float>& scratch) {
-#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
-  attend_with<Avx2Lanes>(item, step, scratch);
-#else
-  attend_with<ScalarLanes>(item, step, scratch);
-#endif
+  attend_with<NativeLanes>(item, step, scratch);
 }
 
 void PrefillAttention::attend_ref(int64_t item, int64_t step, std::vector<float>& scratch) {
-  attend_with<ScalarLanes>(item, step, scratch);
+  attend_with<TwinLanes>(item, step, scratch);
 }
 
 void PrefillAttention::finish(int64_t item, float* out) const {

@@ -23,8 +23,8 @@
 namespace flashmem {
 
 // Keys per block: a block's K and V slices of one kv head as f32 (2 × 32 × head_dim floats,
-// 16 KiB at head_dim 64) and its scores for a tile ([32, 24] floats, 3 KiB) stay in L1 next to
-// the tile's state.
+// 16 KiB at head_dim 64) and its scores for a tile ([32, rows] floats, 6 KiB at AVX-512's 48
+// rows) stay in L1 next to the tile's state.
 inline constexpr int64_t kPrefillBlockKeys = 32;
 // Keys per pass step: every item attends these keys before any attends the next ones, so the
 // step's K and V rows (256 KiB for the 125M model at f16, 256 keys) are read from memory about
@@ -59,10 +59,11 @@ class PrefillAttention {
   int64_t n_steps() const { return (n_keys_ + kPrefillStepKeys - 1) / kPrefillStepKeys; }
 
   // Item `item`'s rows attend the keys of step `step` that they attend (none: no work). scratch:
-  // per thread, resized as needed. Uses the AVX2 path where the build has one, else attend_ref's.
+  // per thread, resized as needed. Runs the build's widest path: AVX-512 (16 rows per vector)
+  // where it has AVX-512 F/BW/VL/DQ, else AVX2 (8), else attend_ref's scalar lanes.
   void attend(int64_t item, int64_t step, std::vector<float>& scratch);
-  // The same algorithm with scalar lanes (std::exp instead of the vector exp): the twin tests
-  // compare against, and the path of builds without AVX2.
+  // The same algorithm with scalar lanes of attend's geometry (std::exp instead of the vector
+  // exp): the twin tests compare against, and the path of builds without AVX2.
   void attend_ref(int64_t item, int64_t step, std::vector<float>& scratch);
 
   // Writes item `item`'s rows of out [n, n_heads, v_dim]: each row's Σ p v over every key it
@@ -73,16 +74,17 @@ class PrefillAttention {
   template <class Lanes>
   void attend_with(int64_t item, int64_t step, std::vector<float>& scratch);
   // Gathers keys [t0, t0 + nb) of kv head kvh as f32: kf [kb, head_dim], vf [kb, v_dim] and
-  // pos [kb] (kb = nb rounded up to 4; the padding keys are 0 at position -1, which no row
-  // attends). wide: [head_dim] scratch.
-  void gather(int64_t t0, int64_t nb, int64_t kvh, float* kf, float* vf, float* wide, int32_t* pos) const;
+  // pos [kb] (kb >= nb: the lane path's whole register blocks; the padding keys are 0 at
+  // position -1, which no row attends). wide: [head_dim] scratch.
+  void gather(int64_t t0, int64_t nb, int64_t kb, int64_t kvh, float* kf, float* vf, float* wide,
+              int32_t* pos) const;
   int64_t span_of_key(int64_t t) const;
 
   AttentionShape shape_;
   std::vector<KvSpan> spans_;
   std::vector<int64_t> span_first_key_;  // [spans + 1] key index of each current span's first position, then their end
   int64_t group_ = 0, hd_ = 0, vd_ = 0, n_keys_ = 0, n_tokens_ = 0;
-  int64_t tile_tokens_ = 0, n_tiles_ = 0, rows_ = 0;  // rows_: lanes per item, a multiple of 8
+  int64_t tile_tokens_ = 0, n_tiles_ = 0, rows_ = 0;  // rows_: lanes per item, whole vectors
   float scale_ = 0.0f;
   // Per item (tile-major, kv head minor), rows r = token of the tile * group + query head of the
   // group; padding rows attend nothing.

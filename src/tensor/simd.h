@@ -1,4 +1,4 @@
-// <immintrin.h> for the kernel files, plus the few AVX2 helpers several of them share. GCC 12's
+// <immintrin.h> for the kernel files, plus the few AVX2 and AVX-512 helpers several of them share. GCC 12's
 // AVX-512 intrinsics initialise their "undefined" operands from themselves and trip
 // -Wuninitialized at every inlined call (GCC bug 105593, fixed in 12.3/13); the warnings point
 // into the system header, so they are silenced only there.
@@ -89,8 +89,8 @@ inline void transpose_8x8(__m256 (&v)[8]) {
   }
 }
 
-// exp(x) per lane (softmax, attention): the range reduction and polynomial of softmax.cpp's
-// AVX-512 path (see there). AVX2 has no scalef, so 2^k is built in the exponent field; k reaches -150 for results in the subnormal range,
+// exp(x) per lane (softmax, attention): the range reduction and polynomial of exp512 below.
+// AVX2 has no scalef, so 2^k is built in the exponent field; k reaches -150 for results in the subnormal range,
 // below the smallest normal power 2^-126, so 2^k is applied as 2^(k/2) · 2^(k - k/2): both
 // factors are normal, the first product is exact and only the second rounds, once, as scalef
 // would. x is clamped to [-104, 89] first so k stays in [-150, 129] (the clamp does not change
@@ -121,6 +121,34 @@ inline __m256 exp256(__m256 x) {
   const __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
   return _mm256_blendv_ps(_mm256_and_ps(e, keep), x, nan);
 }
+
+#if defined(__AVX512F__)
+// exp(x) per lane, within 1e-6 relative of std::exp (test_kernels' ExpShiftSum checks both
+// exps against it, subnormal results and the ends of the range included). exp(x) = 2^k · e^r
+// with k = round(x·log2 e), r = x − k·ln2 split in two constants (Cody–Waite, Cephes' values) so
+// r is exact to ~1 ulp; e^r by its Taylor polynomial to degree 6, whose truncation error on
+// |r| <= ln2/2 is < 2e-8 relative; scalef applies 2^k with one rounding, subnormal results
+// included. x is capped at 89 (above 88.8 the result is +inf either way) so +inf does not meet
+// inf − inf in r; min returns its second operand, x, for NaN lanes, which stay NaN.
+inline __m512 exp512(__m512 x) {
+  const __m512 xc = _mm512_min_ps(_mm512_set1_ps(89.0f), x);
+  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(xc, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), xc);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.0f / 720);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  // Below -103.9 the true result is under half the smallest subnormal: exactly 0, as std::exp
+  // rounds it (-inf included; NaN lanes compare "not less" and stay NaN).
+  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-103.9f), _CMP_NLT_UQ);
+  return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, k));
+}
+#endif
 
 }  // namespace flashmem::simd
 #endif

@@ -17,43 +17,18 @@ float exp_shift_sum_ref(float* x, int64_t n, float shift) {
 }
 
 #if defined(__AVX512F__)
-namespace {
-
-// exp(x) = 2^k · e^r with k = round(x·log2 e), r = x − k·ln2 split in two constants (Cody–Waite,
-// Cephes' values) so r is exact to ~1 ulp; e^r by its Taylor polynomial to degree 6, whose
-// truncation error on |r| <= ln2/2 is < 2e-8 relative; scalef applies 2^k.
-inline __m512 exp_ps(__m512 x) {
-  const __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.0f / 720);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  // Below -103.9 the true result is under half the smallest subnormal: exactly 0, as std::exp
-  // rounds it (NaN lanes compare "not less" and stay NaN).
-  const __mmask16 keep = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-103.9f), _CMP_NLT_UQ);
-  return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, k));
-}
-
-}  // namespace
-
 float exp_shift_sum(float* x, int64_t n, float shift) {
   const __m512 s = _mm512_set1_ps(shift);
   __m512 acc = _mm512_setzero_ps();
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
+    const __m512 e = simd::exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), s));
     _mm512_storeu_ps(x + i, e);
     acc = _mm512_add_ps(acc, e);
   }
   if (i < n) {
     const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
-    const __m512 e = exp_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
+    const __m512 e = simd::exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), s));
     _mm512_mask_storeu_ps(x + i, m, e);
     acc = _mm512_mask_add_ps(acc, m, acc, e);
   }

@@ -110,6 +110,13 @@ std::vector<Shape> shapes() {
   }
   all.push_back({6, 2, 20, 0, DType::F16, 0, 0.0f, false});  // head_dim not a multiple of 8
   all.push_back({6, 3, 24, 18, DType::F32, 5, 0.0f, false}); // v_dim not a multiple of 4
+  // Tiles at 16 lanes (48 rows): group 1 with a window shorter than the tile's 48 tokens, groups
+  // 6 and 7 (8 and 6 tokens; 42 rows pad the third vector), and a group of 64 (1 token, 4
+  // vectors: register blocks of 3 and 1).
+  all.push_back({4, 4, 32, 0, DType::F16, 40, 0.0f, false});
+  all.push_back({12, 2, 64, 0, DType::Q8_0, 21, 0.0f, false});
+  all.push_back({14, 2, 32, 0, DType::F16, 0, 0.0f, false});
+  all.push_back({64, 1, 32, 20, DType::F32, 50, 0.0f, false});
   return all;
 }
 
@@ -123,7 +130,8 @@ std::string name(const Shape& s) {
 // Both against attend_kv_head_ref, per output element, first order in u (as test_attention's
 // bound): scores summed in other orders move by δs <= 2·hd·u·Σ|q k|·scale (+ 4u·cap through the
 // soft-cap's tanh); probabilities by p·(2δs + ε_exp) relative, ε_exp = 1e-6 for the exp
-// polynomial and the online rescales; the value sums, in other orders and normalised after
+// polynomial (AVX2's exp256 and AVX-512's exp512 are within 1e-6 relative of std::exp, checked by
+// test_kernels' ExpShiftSum) and the online rescales; the value sums, in other orders and normalised after
 // rather than before, by 3·(n_keys + 8)·u·Σ p|v|. So |Δout| <= vmax·(2δs + ε_exp + 3(n_keys + 8)u).
 // On a q8_0 cache the twin (as the decode kernel) meets the keys with the query quantized to q8_0,
 // q', while prefill keeps the f32 query: δs gains scale·Σ|k|·|q - q'|.

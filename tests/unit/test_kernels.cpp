@@ -554,13 +554,15 @@ TEST(ExpShiftSum, MatchesStdExp) {
 
 // The ends of the range: results in the f32 subnormal range (where 2^k itself is not a normal
 // number) keep the relative bound down to a rounding of the last subnormal step; past 88.72 the
-// result overflows to +inf; NaN stays NaN.
+// result overflows to +inf (+inf itself included); -inf gives 0; NaN stays NaN.
 TEST(ExpShiftSum, SubnormalOverflowAndNaN) {
   std::vector<float> x;
   for (float v = -103.8f; v < -80.0f; v += 0.37f) x.push_back(v);
   x.push_back(88.0f);
   x.push_back(89.0f);
   x.push_back(1000.0f);
+  x.push_back(INFINITY);
+  x.push_back(-INFINITY);
   std::vector<float> fast = x, ref = x;
   exp_shift_sum(fast.data(), static_cast<int64_t>(x.size()), 0.0f);
   exp_shift_sum_ref(ref.data(), static_cast<int64_t>(x.size()), 0.0f);
