@@ -12,12 +12,15 @@ ProgressLine::ProgressLine(std::string label, int64_t total, std::string unit, b
       unit_(std::move(unit)),
       total_(total),
       in_place_(force || ::isatty(STDERR_FILENO) != 0),
-      start_(now_seconds()) {}
+      start_(now_seconds()) {
+  // A terminal shows the first line at once; a log's first line comes one interval after the start.
+  last_print_ = in_place_ ? 0.0 : start_;
+}
 
 void ProgressLine::update(int64_t done, const std::string& extra) {
   last_done_ = done;
   const double t = now_seconds();
-  if (t - (in_place_ || logged_ ? last_print_ : start_) < (in_place_ ? 0.25 : kLogSeconds)) return;
+  if (t - last_print_ < (in_place_ ? 0.25 : kLogSeconds)) return;
   last_print_ = t;
   logged_ = !in_place_;
   print(done, extra, false);
