@@ -7,12 +7,21 @@
 # A row is CONTEXT:FILL:POLICY:STORE:KV_TYPE, e.g. 16384:prefill:lsa:disk:f16, where
 #   FILL   prefill (a real prefill of a seeded random prompt) | random (synthetic KV history,
 #          labelled "synthetic" in the table: only where a real prefill is infeasible)
-#   POLICY none (plain contiguous cache) | full | lsa (at --budget 0.1 with INDEXER) | any --policy
+#   POLICY none (plain contiguous cache) | full | lsa (at --budget 0.1 with INDEXER) | lsa@T (at
+#          --budget-tokens T: a fixed resident size) | any --policy
 #   STORE  ram | disk (a directory under DISK_DIR) | redis://... (passed through)
-# Without ROWS the default table runs: 4K, 16K and 64K real prefill; 4K and 16K also synthetic
-# (how far the two agree); 128K real prefill; 1M synthetic on disk (lsa only: the full KV of 1M
-# tokens is 12 GB at f16). The 64K+ real prefills take hours on 2 cores: run them on a quiet
-# machine (nothing else running; `chrt -f 1` helps).
+# Without ROWS the default table runs: 4K, 16K real prefill (plain, `full` on disk, f16 and q8_0
+# KV; `lsa` 10% on disk and RAM; `lsa` at a fixed 4096 tokens on disk), 4K and 16K also synthetic
+# (how far the two agree); 64K real prefill (plain f16 and q8_0, lsa 10% on disk) and synthetic
+# (plain, lsa 10%, lsa 4096 tokens); 128K real prefill (lsa 10% on disk) and synthetic (lsa at 4096
+# tokens); 1M synthetic on disk (lsa only: the full KV of 1M tokens is 12 GB at f16). The 64K+ real
+# prefills take up to an hour on 2 cores: run them on a quiet machine (nothing else running;
+# `chrt -f 1` helps), or prefill them beforehand with a DISK_DIR (see Resuming).
+#
+# The floor ratio: every bench run probes the memory bus (best of 8 passes), and the bus of a
+# shared machine moves with its neighbours. The table prints once all rows ran, every floor ratio
+# against the best probe of the whole run (the machine's bandwidth; the line above the table
+# gives it with the range of the rows' probes), so that rows are comparable with each other.
 #
 # Repeats: contexts up to 16K prefill REPEAT (3) times and time one decode round each; deeper
 # rows prefill once and time ROUNDS (3) decode rounds after it (the spread then leaves out the
@@ -51,13 +60,18 @@ fi
 ONE_PREFILL_FROM=${ONE_PREFILL_FROM:-16385}
 ROWS=("$@")
 if [ ${#ROWS[@]} -eq 0 ]; then
-  for ctx in 4096 16384 65536; do
+  for ctx in 4096 16384; do
     for kv in f16 q8_0; do ROWS+=("$ctx:prefill:none:ram:$kv" "$ctx:prefill:full:disk:$kv"); done
-    ROWS+=("$ctx:prefill:lsa:disk:f16" "$ctx:prefill:lsa:ram:f16")
+    ROWS+=("$ctx:prefill:lsa:disk:f16" "$ctx:prefill:lsa:ram:f16" "$ctx:prefill:lsa@4096:disk:f16")
+    ROWS+=("$ctx:random:none:ram:f16" "$ctx:random:none:ram:q8_0" "$ctx:random:lsa:disk:f16")
   done
-  for ctx in 4096 16384; do ROWS+=("$ctx:random:none:ram:f16" "$ctx:random:full:disk:f16" "$ctx:random:lsa:disk:f16"); done
-  ROWS+=("131072:prefill:lsa:disk:f16" "131072:prefill:full:disk:f16" "1048576:random:lsa:disk:f16")
+  ROWS+=("65536:prefill:none:ram:f16" "65536:prefill:none:ram:q8_0" "65536:prefill:lsa:disk:f16")
+  ROWS+=("65536:random:none:ram:f16" "65536:random:lsa:disk:f16" "65536:random:lsa@4096:disk:f16")
+  ROWS+=("131072:prefill:lsa:disk:f16" "131072:random:lsa@4096:disk:f16")
+  ROWS+=("1048576:random:lsa:disk:f16" "1048576:random:lsa@4096:disk:f16")
 fi
+# JSON_OUT (optional): a file that receives every row's `bench --json` line, for the record.
+JSON_OUT=${JSON_OUT:-}
 
 field() {  # field NAME JSON -> value of a top-level or nested number (first match)
   { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2- | tr -d '"'
@@ -65,8 +79,7 @@ field() {  # field NAME JSON -> value of a top-level or nested number (first mat
 mb() { [ -n "$1" ] && awk -v x="$1" 'BEGIN{printf "%.1f", x/1e6}' || echo "-"; }
 num() { [ -n "$1" ] && awk -v x="$1" -v f="$2" 'BEGIN{printf f, x}' || echo "-"; }
 
-echo "| context | history | policy | store | kv | kernels | decode tok/s (median) | range | runs | floor ratio | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | recall MB | load start/end |"
-echo "|---:|---|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+declare -a JSONS LABELS
 for row in "${ROWS[@]}"; do
   # STORE may hold colons (redis://HOST:PORT/PREFIX): the first three fields and the last are split off.
   ctx=${row%%:*}; rest=${row#*:}; fill=${rest%%:*}; rest=${rest#*:}; policy=${rest%%:*}; rest=${rest#*:}
@@ -77,33 +90,65 @@ for row in "${ROWS[@]}"; do
   else
     args+=(--repeat "$REPEAT"); runs="$REPEAT histories"
   fi
+  label=$policy
   if [ "$policy" != none ]; then
     case $store in
       ram) args+=(--kv-store ram) ;;
       disk) args+=(--kv-store "disk:$DISK_DIR") ;;
       *) args+=(--kv-store "$store") ;;
     esac
-    if [ "$policy" = lsa ]; then args+=(--policy lsa --indexer "$INDEXER" --budget 0.1); else args+=(--policy "$policy"); fi
+    case $policy in
+      lsa) args+=(--policy lsa --indexer "$INDEXER" --budget 0.1); label="lsa 10%" ;;
+      lsa@*) args+=(--policy lsa --indexer "$INDEXER" --budget-tokens "${policy#lsa@}"); label="lsa ${policy#lsa@} tok" ;;
+      *) args+=(--policy "$policy") ;;
+    esac
     if [ "$RESUMABLE" = 1 ] && [ "$fill" = prefill ] && [ "$store" != ram ] && [ "$ctx" -ge "$ONE_PREFILL_FROM" ]; then
-      args+=(--checkpoint "depth-$ctx-$policy-$kv" --checkpoint-every "$CHECKPOINT_EVERY")
+      args+=(--checkpoint "depth-$ctx-${policy//@/-}-$kv" --checkpoint-every "$CHECKPOINT_EVERY")
     fi
   fi
+  echo "depth.sh: $(date -u +%H:%M:%S) $row" >&2
   if ! j=$("$BIN" "${args[@]}" | tail -1); then
-    echo "| $ctx | $fill | $policy | $store | $kv | - | failed: ${args[*]} |"
+    j="failed: ${args[*]}"
+  elif [ -n "$JSON_OUT" ]; then
+    echo "$j" >>"$JSON_OUT"
+  fi
+  JSONS+=("$j")
+  LABELS+=("$ctx|$fill|$label|$([ "$policy" = none ] && echo "-" || echo "$store")|$kv|$runs")
+done
+
+# The machine's bandwidth: the best probe of the run.
+best_bw=0; worst_bw=
+for j in "${JSONS[@]}"; do
+  bw=$(field bandwidth_gbs "$j"); [ -n "$bw" ] || continue
+  best_bw=$(awk -v a="$best_bw" -v b="$bw" 'BEGIN{print (b > a ? b : a)}')
+  worst_bw=$(awk -v a="${worst_bw:-$bw}" -v b="$bw" 'BEGIN{print (b < a ? b : a)}')
+done
+echo "Floor ratios against the best bandwidth probe of this run: $(num "$best_bw" "%.1f") GB/s (the rows' own probes ranged $(num "${worst_bw:-0}" "%.1f")-$(num "$best_bw" "%.1f") GB/s)."
+echo
+echo "| context | history | policy | store | kv | kernels | decode tok/s (median) | range | runs | floor ratio | probe GB/s | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | recall MB | load start/end |"
+echo "|---:|---|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+for i in "${!JSONS[@]}"; do
+  j=${JSONS[$i]}
+  IFS='|' read -r ctx fill label store kv runs <<<"${LABELS[$i]}"
+  if [[ $j == failed:* ]]; then
+    echo "| $ctx | $fill | $label | $store | $kv | - | $j |"
     continue
   fi
   history=$([ "$fill" = random ] && echo "synthetic (--fill random)" || echo "real prefill")
   dmin=$(grep -o '"decode_spread":{[^}]*}' <<<"$j" | grep -o '"min":[^,}]*' | cut -d: -f2)
   dmax=$(grep -o '"decode_spread":{[^}]*}' <<<"$j" | grep -o '"max":[^,}]*' | cut -d: -f2)
+  decode=$(field decode_tok_s "$j")
+  # floor ratio = floor tok/s / decode tok/s, the floor = best bandwidth / bytes per token.
+  ratio=$(awk -v bw="$best_bw" -v b="$(field bytes_per_token "$j")" -v d="$decode" \
+    'BEGIN{ if (b > 0 && d > 0) printf "%.2f", bw * 1e9 / b / d; else printf "-" }')
   prefill=$(field prefill_tok_s "$j")
   [ "$fill" = random ] && prefill="-" || prefill=$(num "$prefill" "%.1f")
   resumed=$(field prefill_resumed_from "$j")
   if [ -n "$resumed" ] && [ "$resumed" != 0 ]; then prefill="$prefill (from $resumed)"; fi
-  printf "| %s | %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
-    "$ctx" "$history" "$([ "$policy" = lsa ] && echo "lsa 10%" || echo "$policy")" \
-    "$([ "$policy" = none ] && echo "-" || echo "$store")" "$kv" "$(field kernels "$j")" \
-    "$(num "$(field decode_tok_s "$j")" "%.1f")" "$(num "$dmin" "%.1f")" "$(num "$dmax" "%.1f")" "$runs" \
-    "$(num "$(field floor_ratio "$j")" "%.2f")" "$prefill" \
+  printf "| %s | %s | %s | %s | %s | %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s/%s |\n" \
+    "$ctx" "$history" "$label" "$store" "$kv" "$(field kernels "$j")" \
+    "$(num "$decode" "%.1f")" "$(num "$dmin" "%.1f")" "$(num "$dmax" "%.1f")" "$runs" \
+    "$ratio" "$(num "$(field bandwidth_gbs "$j")" "%.1f")" "$prefill" \
     "$(mb "$(field resident_kv_bytes_avg "$j")")" "$(mb "$(field full_kv_bytes "$j")")" \
     "$(mb "$(field rss_peak_bytes "$j")")" "$(num "$(field recall_wait_ms "$j")" "%.1f")" "$(mb "$(field recall_bytes_total "$j")")" \
     "$(num "$(field load_avg_start "$j")" "%.2f")" "$(num "$(field load_avg_end "$j")" "%.2f")"

@@ -130,12 +130,16 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
   r.weight_type = dtype_info(model.main_weight_type()).name;
   r.oracle_replay = recorder != nullptr;
 
-  // The prompt: seeded random ids above the special tokens (content does not change the cost).
-  std::mt19937_64 rng(o.seed);
-  std::uniform_int_distribution<int32_t> pick(std::min<int32_t>(3, c.n_vocab - 1),
-                                              static_cast<int32_t>(c.n_vocab - 1));
+  // The prompt of each repeat: seeded random ids above the special tokens, seed + repeat, so that
+  // every repeat prefills its own history (as --fill random fills its own); repeat 0 (the only one
+  // a checkpoint allows) keeps --seed itself.
   std::vector<int32_t> prompt(static_cast<size_t>(o.context));  // [context]
-  for (int32_t& t : prompt) t = pick(rng);
+  auto make_prompt = [&](int repeat) {
+    std::mt19937_64 rng(o.seed + static_cast<uint64_t>(repeat));
+    std::uniform_int_distribution<int32_t> pick(std::min<int32_t>(3, c.n_vocab - 1),
+                                                static_cast<int32_t>(c.n_vocab - 1));
+    for (int32_t& t : prompt) t = pick(rng);
+  };
 
   std::vector<float> logits(static_cast<size_t>(c.n_vocab));  // [n_vocab]
   std::vector<double> prefill_rates, decode_rates;
@@ -189,6 +193,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
     if (is_timed) r.decode_times = s.times();
   };
   for (int rep = 0; rep < o.repeat; ++rep) {
+    make_prompt(rep);
     std::vector<int32_t> recorded;  // [rounds * gen] the recorder's tokens
     if (recorder != nullptr) run_sequence(*recorder, rep, nullptr, &recorded);
     run_sequence(timed, rep, recorder != nullptr ? &recorded : nullptr, nullptr);
@@ -213,7 +218,10 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
   // Peak RSS of the model and its KV, read before the bandwidth probe's buffer joins it.
   r.rss_peak_bytes = peak_rss_bytes();
   r.threads = timed.pool().size();
-  r.bandwidth_gbs = measure_read_bandwidth_gbs(timed.pool());
+  const BandwidthReading probe = measure_read_bandwidth(timed.pool());
+  r.bandwidth_gbs = probe.best_gbs;
+  r.bandwidth_worst_gbs = probe.worst_gbs;
+  r.bandwidth_passes = probe.passes;
   r.floor_tok_s = bandwidth_floor_tok_s(r.bandwidth_gbs, r.bytes.total());
   r.floor_ratio = r.floor_tok_s / r.decode_tok_s;
   // Read rate of each part: its bytes per token over its time per token. Against bandwidth_gbs

@@ -69,7 +69,9 @@ struct BenchResult {
   Spread decode_spread;            // over repeat x rounds timed decode rounds
   LoadAverage load_start, load_end;  // the machine's load when the run started and ended
   DecodeBytes bytes;               // per decode token
-  double bandwidth_gbs = 0;        // measured read bandwidth
+  double bandwidth_gbs = 0;        // measured read bandwidth: the best of the probe's passes
+  double bandwidth_worst_gbs = 0;  // the worst pass (how far the memory bus moved meanwhile)
+  int bandwidth_passes = 0;
   double floor_tok_s = 0;          // bandwidth_floor_tok_s(bandwidth, bytes)
   double floor_ratio = 0;          // floor / decode: decode time per token over the floor's
   ForwardTimes decode_times;       // of the last repeat's decode steps, seconds

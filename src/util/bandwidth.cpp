@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -15,40 +15,37 @@
 namespace flashmem {
 namespace {
 
-// Sums 64-bit words so the compiler cannot drop the loads; several accumulators keep enough
-// loads in flight to saturate the memory system.
+// Sums 64-bit words so the compiler cannot drop the loads; eight accumulators keep enough loads in
+// flight to saturate the memory system. n is a multiple of 32 (the caller's split).
 uint64_t read_range(const uint64_t* p, size_t n) {
-#if defined(__AVX512F__)
-  __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-  size_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    a0 = _mm512_add_epi64(a0, _mm512_load_si512(p + i));
-    a1 = _mm512_add_epi64(a1, _mm512_load_si512(p + i + 8));
-    a2 = _mm512_add_epi64(a2, _mm512_load_si512(p + i + 16));
-    a3 = _mm512_add_epi64(a3, _mm512_load_si512(p + i + 24));
-  }
-  uint64_t s = _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_add_epi64(a0, a1), _mm512_add_epi64(a2, a3)));
-  for (; i < n; ++i) s += p[i];
-  return s;
+#if defined(__AVX2__)
+  __m256i a[8];
+  for (__m256i& x : a) x = _mm256_setzero_si256();
+  for (size_t i = 0; i < n; i += 32)
+    for (int k = 0; k < 8; ++k)
+      a[k] = _mm256_add_epi64(a[k], _mm256_load_si256(reinterpret_cast<const __m256i*>(p + i + 4 * k)));
+  for (int k = 1; k < 8; ++k) a[0] = _mm256_add_epi64(a[0], a[k]);
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), a[0]);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 #else
   uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  size_t i = 0;
-  for (; i + 4 <= n; i += 4) {
+  for (size_t i = 0; i < n; i += 4) {
     s0 += p[i];
     s1 += p[i + 1];
     s2 += p[i + 2];
     s3 += p[i + 3];
   }
-  for (; i < n; ++i) s0 += p[i];
   return s0 + s1 + s2 + s3;
 #endif
 }
 
 }  // namespace
 
-double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes, int repeats) {
-  const size_t n = bytes / sizeof(uint64_t);
-  // 64-byte aligned so every AVX-512 load is a full cache line.
+BandwidthReading measure_read_bandwidth(ThreadPool& pool, size_t bytes, int passes) {
+  // 32 words (256 bytes) per thread slice: whole iterations of read_range's loop.
+  const size_t n = bytes / sizeof(uint64_t) / 32 * 32;
+  // 64-byte aligned so every load stays within one cache line.
   std::unique_ptr<uint64_t[], decltype(&std::free)> buf(
       static_cast<uint64_t*>(std::aligned_alloc(64, n * sizeof(uint64_t))), &std::free);
   // Touch every page in parallel (first-touch placement) with non-zero data.
@@ -56,20 +53,26 @@ double measure_read_bandwidth_gbs(ThreadPool& pool, size_t bytes, int repeats) {
     for (int64_t i = b; i < e; ++i) buf[static_cast<size_t>(i)] = static_cast<uint64_t>(i) * 2654435761u;
   });
   std::vector<uint64_t> sink(static_cast<size_t>(pool.size()));
-  double best = 0;
-  for (int r = 0; r < repeats; ++r) {
+  const auto threads = static_cast<size_t>(pool.size());
+  BandwidthReading r;
+  // Pass 0 is the warm-up (page tables, TLB, frequency); the timed passes follow it.
+  for (int pass = 0; pass <= passes; ++pass) {
     const double t0 = now_seconds();
     pool.run([&](int t) {
-      const size_t b = n * t / pool.size() / 8 * 8, e = n * (t + 1) / pool.size() / 8 * 8;
-      sink[static_cast<size_t>(t)] += read_range(buf.get() + b, e - b);
+      const auto i = static_cast<size_t>(t);
+      const size_t b = n * i / threads / 32 * 32, e = n * (i + 1) / threads / 32 * 32;
+      sink[i] += read_range(buf.get() + b, e - b);
     });
-    const double dt = now_seconds() - t0;
-    best = std::max(best, static_cast<double>(n * sizeof(uint64_t)) / dt / 1e9);
+    const double gbs = static_cast<double>(n * sizeof(uint64_t)) / (now_seconds() - t0) / 1e9;
+    if (pass == 0) continue;
+    r.best_gbs = std::max(r.best_gbs, gbs);
+    r.worst_gbs = r.passes == 0 ? gbs : std::min(r.worst_gbs, gbs);
+    ++r.passes;
   }
   volatile uint64_t keep = 0;
   for (uint64_t s : sink) keep = keep + s;
   (void)keep;
-  return best;
+  return r;
 }
 
 }  // namespace flashmem

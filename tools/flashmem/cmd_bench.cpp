@@ -105,7 +105,7 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
                   "decode rounds of --gen steps timed after each history (spread without re-prefilling)")
       ->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "seed of the random prompt")->capture_default_str();
+  cmd->add_option("--seed", a->seed, "seed of the random prompt (repeat i prefills the prompt of seed + i)")->capture_default_str();
   cmd->add_option("--sequences", a->sequences,
                   "sequences decoded together in one batch per step (aggregate throughput; "
                   "--repeat rounds of --gen steps after one prefill)")
