@@ -37,6 +37,7 @@ OracleGeneration generate_with_oracle(std::shared_ptr<const Model> model,
   PagedKvOptions full = options;
   full.policy = PolicySpec{.kind = PolicyKind::kFull};
   full.budget = -1;  // pass 1 keeps everything resident
+  full.budget_tokens = 0;
   auto recorder = make_paged_session(model, session, full, out.trace);
   Sampler full_sampler(sampling);
   GenerationRequest pass1 = request;

@@ -22,6 +22,9 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
   if (options.page_tokens < 1 || options.sink_pages < 0 || options.recent_pages < 0 || options.tau < 1)
     fail("page tokens and tau must be >= 1, sink and recent pages >= 0");
   if (!(options.budget <= 1.0)) fail("--budget must be a fraction in (0, 1], got {}", options.budget);
+  if (options.budget_tokens < 0) fail("--budget-tokens must be >= 1, got {}", options.budget_tokens);
+  if (options.budget_tokens > 0 && options.budget > 0)
+    fail("--budget and --budget-tokens both cap the resident KV: give one of them");
   check_page_geometry(options);
   layout_ = PageLayout::make(config_.n_layers, options_.page_tokens, config_.kv_dim(),
                              dtype_info(type).block_bytes, dtype_info(type).block_elems,
@@ -36,6 +39,9 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
   window_slots_ = (window_keys_ + options.page_tokens - 1) / options.page_tokens + 1;
   policy_ = make_page_policy(PolicyContext{config_, type_, layout_, options_});
   budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
+  // Whole pages, rounded up: N tokens never get fewer than N positions of room. The fitted
+  // page_tokens, as the pool's pages are.
+  budget_token_pages_ = (options_.budget_tokens + options_.page_tokens - 1) / options_.page_tokens;
   reset();
 }
 
@@ -57,6 +63,13 @@ int64_t PagedKv::tail_pages() const {
   return tail_pages_for(options_.recent_pages, options_.tau, options_.page_tokens);
 }
 
+int64_t PagedKv::budget_pages(int64_t n_pages) const {
+  const PageGeometry g{n_pages, options_.sink_pages, tail_pages()};
+  if (budget_token_pages_ > 0) return budget_pages_capped(g, budget_token_pages_);
+  if (options_.budget > 0) return budget_pages_for(g, options_.budget);
+  return -1;
+}
+
 void PagedKv::reset() {
   step_views_.clear();  // as in ~PagedKv: leases first, then the pool, then its store
   window_views_.clear();
@@ -70,11 +83,14 @@ void PagedKv::reset() {
   const int64_t capacity_pages = (capacity_ + options_.page_tokens - 1) / options_.page_tokens;
   // Cells: the budget's share of the largest context, plus the open page; never fewer than
   // the pool's minimum (sink + tail + open page).
-  // quest without --budget: the K pages a layer reads per step besides sink and tail.
-  const auto budget_cells =
-      policy_->pages_per_step() > 0 && options_.budget <= 0
-          ? options_.sink_pages + tail_pages() + policy_->pages_per_step()
-          : static_cast<int64_t>(std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
+  const int64_t budget_cells = [&]() -> int64_t {
+    // --budget-tokens: its pages, at most the context's; the same for any longer context.
+    if (budget_token_pages_ > 0) return std::min(capacity_pages, budget_token_pages_);
+    // quest without a budget: the K pages a layer reads per step besides sink and tail.
+    if (policy_->pages_per_step() > 0 && options_.budget <= 0)
+      return options_.sink_pages + tail_pages() + policy_->pages_per_step();
+    return static_cast<int64_t>(std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
+  }();
   const int64_t cells = std::max(budget_cells + 1, options_.sink_pages + tail_pages() + 1);
   ResidentPoolConfig pc;
   pc.layout = layout_;
@@ -223,7 +239,7 @@ void PagedKv::run_cycle() {
   const double t0 = now_seconds();
   SelectionInput input;
   input.geometry = PageGeometry{pool_->open_page() + 1, options_.sink_pages, tail_pages()};
-  if (options_.budget > 0) input.budget_pages = budget_pages_for(input.geometry, options_.budget);
+  input.budget_pages = budget_pages(input.geometry.n_pages);
   input.page_scores = policy_->cycle_scores(input.geometry, cycles_);
   selection_ = policy_->select(input);
   last_page_scores_ = std::move(input.page_scores);

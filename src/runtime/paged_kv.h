@@ -21,7 +21,12 @@
 // recalled bytes count every layer read. At each cycle boundary the pool's selection becomes
 // the pages read most often in the ending cycle (up to K, or the --budget cap), recalled in the
 // background like any other selection; the pool holds its cell budget (sink + tail + open page
-// + K, or --budget) and the LRU keeps recently dropped pages.
+// + K, or the --budget / --budget-tokens cap) and the LRU keeps recently dropped pages.
+//
+// Budget: --budget F caps the resident pages at F of the context's pages, --budget-tokens N at
+// ceil(N / page_tokens) pages whatever the context (a fixed memory per sequence); either counts
+// sink and tail and never goes below sink + tail + the open page. The pool's cells are that cap
+// for the largest context plus the open page.
 //
 // The policy is an object (runtime/policies/page_policy.h): PagedKv forwards to it what it
 // declares it observes (hidden states, K rows, queries, attention) and asks it for pages.
@@ -143,6 +148,9 @@ class PagedKv final : public KvBackend, private AttentionObserver {
                          int64_t n_keys) override;
   void run_cycle();
   int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
+  // The --budget / --budget-tokens cap in pages for `n_pages` pages of context; -1 when neither
+  // is set (the policy's own). At least the fixed pages (sink + tail + open page).
+  int64_t budget_pages(int64_t n_pages) const;
   [[noreturn]] void fail_store_write(StoreStatus status) const;  // Error naming the store's path
   const QuestPolicy& quest_policy() const;  // quest(), or Error
   void begin_quest_step();
@@ -164,6 +172,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   std::unique_ptr<ResidentPool> pool_;
   std::unique_ptr<PagePolicy> policy_;
   double budget_fraction_ = 1.0;
+  int64_t budget_token_pages_ = 0;  // ceil(budget_tokens / page_tokens); 0: no token budget
 
   // Batch state.
   int64_t pos0_ = 0, n_ = 0;

@@ -16,6 +16,10 @@ namespace flashmem {
 struct PagedKvOptions {
   PolicySpec policy;            // see select/policy_spec.h (parse_policy_spec)
   double budget = -1;           // resident fraction cap (sink and tail count); < 0: policy's own
+  // Resident cap in tokens (sink and tail count), rounded up to whole pages: a fixed size that
+  // does not grow with the context; 0: none. Not together with budget > 0. Like the fraction, it
+  // never goes below sink + tail + the open page.
+  int64_t budget_tokens = 0;
   // page_tokens, sink_pages, recent_pages and tau beyond the context are cut to it
   // (fit_to_context in runtime/limits.h): same behaviour, memory bounded by the context.
   int64_t page_tokens = kDefaultPageTokens;

@@ -28,6 +28,9 @@ PersistSettings persist_settings(const ModelConfig& config, DType type, const Pa
       {"lsa_page_score", p.lsa_page_score == LsaPageScore::kCount ? "count" : "max"},
       {"lsa_fallback", p.lsa_fallback == LsaFallback::kOn ? "on" : "off"},
   };
+  // Only when set: records written before --budget-tokens existed lack the key and still attach
+  // to runs without it, while check_persist_settings refuses any other combination.
+  if (options.budget_tokens > 0) s.emplace_back("budget_tokens", fmt::format("{}", options.budget_tokens));
   // Only lsa reads the indexer; other policies ignore whichever one the engine holds.
   const bool lsa = p.kind == PolicyKind::kLsa && options.indexer != nullptr;
   s.emplace_back("indexer", lsa ? fmt::format("{:016x}", options.indexer->checksum()) : "none");

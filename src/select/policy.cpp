@@ -35,6 +35,10 @@ int64_t budget_pages_for(const PageGeometry& g, double fraction) {
   return std::max<int64_t>(pages, static_cast<int64_t>(g.fixed_pages().size()));
 }
 
+int64_t budget_pages_capped(const PageGeometry& g, int64_t cap_pages) {
+  return std::max(std::min(g.n_pages, cap_pages), static_cast<int64_t>(g.fixed_pages().size()));
+}
+
 void SelectionPolicy::set_state(const std::string& state) {
   if (!state.empty()) fail("policy {} keeps no state between cycles, but a saved state was given", name());
 }

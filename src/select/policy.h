@@ -50,7 +50,7 @@ class SelectionPolicy {
   // fixed pages. A policy never returns more than budget_pages pages when a cap is set.
   virtual std::vector<int64_t> select(const SelectionInput& input) = 0;
   // Fraction of the context the policy is configured to keep (1 for full); used to derive
-  // budget_pages when no explicit --budget is given.
+  // budget_pages when neither --budget nor --budget-tokens is given.
   virtual double default_fraction() const { return 1.0; }
   // True when the policy needs page_scores (the runtime then computes them).
   virtual bool needs_scores() const { return false; }
@@ -69,8 +69,8 @@ class SelectionPolicy {
 // policy). Choosers only choose; what a policy observes and scores is runtime/policies/.
 std::unique_ptr<SelectionPolicy> make_policy(const PolicySpec& spec);
 
-// The top-scored middle pages up to the budget (--budget when set, else `fraction` of the
-// context), whatever their score; ties broken by the newer page. The chooser of oracle:F, and of
+// The top-scored middle pages up to the budget (--budget or --budget-tokens when set, else
+// `fraction` of the context), whatever their score; ties broken by the newer page. The chooser of oracle:F, and of
 // lsa's fallback cycles.
 std::unique_ptr<SelectionPolicy> make_top_scored_policy(std::string name, double fraction);
 
@@ -88,5 +88,8 @@ inline std::unique_ptr<SelectionPolicy> make_policy(const std::string& spec, uin
 // Budget in pages for a fraction of the context (sink and tail count against it), at least the
 // fixed pages.
 int64_t budget_pages_for(const PageGeometry& geometry, double fraction);
+// Budget in pages for a fixed cap of `cap_pages` pages (--budget-tokens): min(n_pages, cap_pages),
+// at least the fixed pages.
+int64_t budget_pages_capped(const PageGeometry& geometry, int64_t cap_pages);
 
 }  // namespace flashmem

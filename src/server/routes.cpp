@@ -316,6 +316,8 @@ void Routes::health(httplib::Response& res) const {
     kv["policy"] = to_string(paged->policy);
     // < 0: the policy's own (recency:F and random:F their F, window its sink and tail, quest:K K pages)
     kv["resident_fraction"] = paged->budget > 0 ? json(paged->budget) : json();
+    // --budget-tokens: the fixed resident cap of every request (null: none)
+    kv["budget_tokens"] = paged->budget_tokens > 0 ? json(paged->budget_tokens) : json();
   }
   kv["budget_bytes"] = engine_.options().kv_budget_bytes;
   body["kv"] = kv;

@@ -111,7 +111,9 @@ SequenceOptions Scheduler::sequence_options(const JobInput& input) const {
   o.n_ctx = static_cast<int64_t>(input.prompt.size()) + input.max_tokens;
   if (input.full_attention && o.paged) {
     o.paged->policy = parse_policy_spec("full");
-    o.paged->budget = -1;  // full keeps every page: the server's --budget is for its policy
+    // full keeps every page: the server's --budget / --budget-tokens is for its policy
+    o.paged->budget = -1;
+    o.paged->budget_tokens = 0;
   }
   return o;
 }

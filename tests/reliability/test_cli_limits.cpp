@@ -140,5 +140,19 @@ TEST_F(CliLimitsTest, LsaTopkZeroIsRefusedLikeNegative) {
   expect_error(run_flashmem("run -m " + kModel + " -p hello -n 3 --policy lsa --lsa-topk -1"), "--lsa-topk must be >= 1");
 }
 
+TEST_F(CliLimitsTest, BudgetTokensIsCheckedWhileParsing) {
+  const std::string run = "run -m " + kModel + " -p hello -n 3 ";
+  expect_error(run_flashmem(run + "--policy recency:0.5 --budget-tokens 0"), "--budget-tokens must be >= 1");
+  expect_error(run_flashmem(run + "--policy recency:0.5 --budget-tokens -64"), "--budget-tokens must be >= 1");
+  expect_error(run_flashmem(run + "--policy recency:0.5 --budget-tokens many"), "--budget-tokens");
+  expect_error(run_flashmem(run + "--policy recency:0.5 --budget-tokens 1.5"), "--budget-tokens");
+  expect_error(run_flashmem(run + "--policy recency:0.5 --budget 0.1 --budget-tokens 256"),
+               "--budget and --budget-tokens both cap the resident KV");
+  expect_error(run_flashmem(run + "--budget-tokens 256"), "need a --policy");
+  // Below sink + tail + open page it runs at that minimum, as a too-small --budget does.
+  const RunResult ok = run_flashmem(run + "--policy recency:0.5 --budget-tokens 1 --page-tokens 16");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
 }  // namespace
 }  // namespace flashmem

@@ -254,5 +254,24 @@ TEST_F(EngineContractTest, PagedSequencesReserveTheirResidentPoolOnly) {
   EXPECT_EQ(engine.kv_budget().reserved, plain.reserved_kv_bytes() + paged.reserved_kv_bytes());
 }
 
+// --budget-tokens: every sequence reserves the same bytes whatever its context (what the
+// server's admission counts), where a fraction reserves more for a longer context.
+TEST_F(EngineContractTest, TokenBudgetReservesTheSameAtAnyContext) {
+  Engine engine(model_, {.n_threads = 1});
+  PagedKvOptions o;
+  o.policy = parse_policy_spec("recency:0.25");
+  o.page_tokens = 16;
+  o.budget_tokens = 160;  // 10 pages, beyond the pool's sink + tail + open minimum
+  Sequence short_ctx(engine, {.n_ctx = 256, .paged = o});
+  Sequence long_ctx(engine, {.n_ctx = 2048, .paged = o});
+  EXPECT_EQ(short_ctx.reserved_kv_bytes(), long_ctx.reserved_kv_bytes());
+  EXPECT_EQ(long_ctx.paged()->resident_pool().n_cells(), 11);  // 10 pages + the open page
+  o.budget_tokens = 0;
+  o.budget = 0.25;
+  Sequence short_frac(engine, {.n_ctx = 256, .paged = o});
+  Sequence long_frac(engine, {.n_ctx = 2048, .paged = o});
+  EXPECT_GT(long_frac.reserved_kv_bytes(), 2 * short_frac.reserved_kv_bytes());  // 33 cells vs 7
+}
+
 }  // namespace
 }  // namespace flashmem

@@ -210,5 +210,82 @@ TEST(PagedKvOptions, BadOptionsRejected) {
   EXPECT_THROW(make("full", "ram", -1, 0), Error);
 }
 
+// --budget-tokens: the pool's cells and the per-cycle selection are a fixed number of pages,
+// whatever the context.
+class PagedKvBudgetTokensTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<Model> model_ = test::load_stories260k();
+  std::vector<int32_t> ids_ = test::stories_tokens();
+
+  // Page 16, sink 1, recent 1, tau 16: tail = max(1, ceil(16 / 16) + 1) = 2 pages, so the
+  // pool's minimum is sink + tail + open page = 4 cells.
+  static PagedKvOptions options(const std::string& policy, double budget, int64_t budget_tokens) {
+    PagedKvOptions o;
+    o.policy = parse_policy_spec(policy);
+    o.policy.seed = 3;
+    o.budget = budget;
+    o.budget_tokens = budget_tokens;
+    o.page_tokens = 16;
+    o.sink_pages = 1;
+    o.recent_pages = 1;
+    o.tau = 16;
+    return o;
+  }
+  int64_t cells(int64_t capacity, const PagedKvOptions& o) const {
+    return PagedKv(*model_, capacity, DType::F16, o).resident_pool().n_cells();
+  }
+};
+
+TEST_F(PagedKvBudgetTokensTest, CellsAreTheCapWhateverTheContext) {
+  // 100 tokens round up to ceil(100 / 16) = 7 pages, plus the open page.
+  for (int64_t capacity : {512, 2048})
+    EXPECT_EQ(cells(capacity, options("random:0.5", -1, 100)), 8) << capacity;
+  // A fraction grows with the context (the contrast the flag exists for): ceil(0.25 * 32) + 1
+  // and ceil(0.25 * 128) + 1.
+  EXPECT_EQ(cells(512, options("random:0.5", 0.25, 0)), 9);
+  EXPECT_EQ(cells(2048, options("random:0.5", 0.25, 0)), 33);
+  // Exactly one page's tokens is one page; one token more is two.
+  EXPECT_EQ(cells(2048, options("random:0.5", -1, 96)), 7);
+  EXPECT_EQ(cells(2048, options("random:0.5", -1, 97)), 8);
+  // Below sink + tail + open page: that minimum, as for a too-small fraction.
+  EXPECT_EQ(cells(2048, options("random:0.5", -1, 1)), 4);
+  EXPECT_EQ(cells(2048, options("random:0.5", 0.001, 0)), 4);
+  // A cap beyond the context is the context: 48 positions are 3 pages, plus the open page.
+  EXPECT_EQ(cells(48, options("random:0.5", -1, 100000)), 4);
+  EXPECT_EQ(cells(48, options("random:0.5", 1.0, 0)), 4);
+  // quest:K keeps the cap too (without one it sizes its cells from K).
+  EXPECT_EQ(cells(2048, options("quest:2", -1, 100)), 8);
+}
+
+TEST_F(PagedKvBudgetTokensTest, SelectionNeverExceedsTheCap) {
+  const SessionOptions so = test::stories_session_options();
+  // random:0.5 alone would keep about half of the ~20 pages: the 7-page cap binds.
+  for (const char* policy : {"random:0.5", "recency:0.9"}) {
+    Session s(model_, so, std::make_unique<PagedKv>(*model_, so.n_ctx, so.kv_type, options(policy, -1, 100)));
+    const auto& kv = dynamic_cast<const PagedKv&>(s.kv());
+    s.forward(std::span(ids_.data(), 300), nullptr, false);
+    int64_t cycles_seen = 0, last_cycles = -1;
+    for (int step = 0; step < 80; ++step) {
+      const int32_t t = ids_[300 + static_cast<size_t>(step)];
+      s.forward(std::span(&t, 1), nullptr, false);
+      const int64_t cycles = kv.stats().cycles;
+      if (cycles == last_cycles) continue;
+      last_cycles = cycles;
+      ++cycles_seen;
+      EXPECT_EQ(kv.selection().size(), 7u) << policy << " step " << step;
+      // The pool holds the cap plus the open page, at the 512-token context as at any other.
+      const PoolStats ps = kv.resident_pool().stats();
+      EXPECT_EQ(ps.n_cells, 8) << policy;
+      EXPECT_LE(ps.peak_resident_bytes, ps.budget_bytes) << policy;
+    }
+    EXPECT_GE(cycles_seen, 4) << policy;  // 80 steps at tau 16: five cycles
+  }
+}
+
+TEST_F(PagedKvBudgetTokensTest, BadBudgetsRejected) {
+  EXPECT_THROW(cells(512, options("random:0.5", 0.25, 100)), Error);  // both
+  EXPECT_THROW(cells(512, options("random:0.5", -1, -5)), Error);
+}
+
 }  // namespace
 }  // namespace flashmem

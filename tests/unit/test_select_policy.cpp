@@ -20,6 +20,15 @@ bool contains_all(const std::vector<int64_t>& set, const std::vector<int64_t>& s
   return std::includes(set.begin(), set.end(), sub.begin(), sub.end());
 }
 
+// --budget-tokens' cap in pages: min(n_pages, cap), at least the 4 fixed pages (sink 1, tail 2,
+// open page), whatever the context.
+TEST(PageGeometry, CappedBudgetIsFixedAndNeverBelowTheFixedPages) {
+  for (int64_t n_pages : {20, 200, 2000}) EXPECT_EQ(budget_pages_capped({n_pages, 1, 2}, 7), 7) << n_pages;
+  EXPECT_EQ(budget_pages_capped({20, 1, 2}, 2), 4);   // below the fixed pages: the fixed pages
+  EXPECT_EQ(budget_pages_capped({20, 1, 2}, 50), 20);  // beyond the context: the context
+  EXPECT_EQ(budget_pages_capped({3, 1, 2}, 1), 3);    // every page is fixed
+}
+
 TEST(PageGeometry, FixedPagesAreSinkTailAndOpenPage) {
   const PageGeometry g{10, 1, 2};
   EXPECT_EQ(g.fixed_pages(), (std::vector<int64_t>{0, 7, 8, 9}));

@@ -231,6 +231,44 @@ TEST_F(SequencePersistFaultTest, OtherSettingsAreRefused) {
   expect_attach_error("s", "tau=4; this sequence has tau=8", options("s", 8));
 }
 
+// --budget-tokens is a setting only when given: records without it (all records written before
+// the flag existed) attach to runs without it, and every other combination is refused.
+TEST_F(SequencePersistFaultTest, BudgetTokensMustMatch) {
+  auto with_budget = [&](const std::string& attach, double budget, int64_t budget_tokens) {
+    SequenceOptions o = options(attach);
+    o.paged->policy = parse_policy_spec("recency:0.5");
+    o.paged->budget = budget;
+    o.paged->budget_tokens = budget_tokens;
+    return o;
+  };
+  auto persist_with = [&](const std::string& id, double budget, int64_t budget_tokens) {
+    Engine engine(model_, eo_);
+    Sequence seq(engine, with_budget("", budget, budget_tokens));
+    engine.forward(seq, std::span(ids_.data(), 100), nullptr, false);
+    seq.persist(id);
+  };
+  const PersistSettings plain = persist_settings(model_->config(), DType::F32, *with_budget("", -1, 0).paged);
+  for (const auto& [name, value] : plain) EXPECT_NE(name, "budget_tokens") << "written only when set";
+
+  persist_with("old", -1, 0);  // the settings of a record from before the flag
+  {
+    Engine engine(model_, eo_);
+    Sequence seq(engine, with_budget("old", -1, 0));
+    EXPECT_EQ(seq.n_past(), 100);
+  }
+  expect_attach_error("old", "has no setting budget_tokens", with_budget("old", -1, 64));
+
+  persist_with("tok", -1, 64);
+  {
+    Engine engine(model_, eo_);
+    Sequence seq(engine, with_budget("tok", -1, 64));
+    EXPECT_EQ(seq.n_past(), 100);
+  }
+  expect_attach_error("tok", "budget_tokens=64; this sequence has budget_tokens=128", with_budget("tok", -1, 128));
+  expect_attach_error("tok", "budget=-1; this sequence has budget=0.5", with_budget("tok", 0.5, 0));
+  expect_attach_error("tok", "settings, this sequence", with_budget("tok", -1, 0));
+}
+
 TEST_F(SequencePersistFaultTest, DamagedRecordsAreRefused) {
   persist("s");
   const std::filesystem::path record = file_with(".kvseq");

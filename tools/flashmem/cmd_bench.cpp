@@ -41,6 +41,7 @@ BenchSessions make_bench_sessions(const std::shared_ptr<Model>& model, const Ses
     LsaArgs full = lsa;
     full.policy = "full";
     full.budget = -1;
+    full.budget_tokens = 0;
     s.recorder = make_session(model, options, full, trace);
   }
   s.timed = make_session(model, options, lsa, trace);

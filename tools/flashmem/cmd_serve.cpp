@@ -68,13 +68,15 @@ std::string slow_tier(const ServeArgs& a) {
 
 std::string describe_policy(const ServeArgs& a) {
   if (a.lsa.policy.empty()) return "none (contiguous KV cache, whole context resident)";
+  if (a.lsa.budget_tokens > 0)
+    return fmt::format("{}, resident cap {} tokens per request", a.lsa.policy, a.lsa.budget_tokens);
   return a.lsa.budget > 0 ? fmt::format("{}, resident fraction {}", a.lsa.policy, a.lsa.budget)
                           : fmt::format("{} (its own resident fraction)", a.lsa.policy);
 }
 
-// lsa without --budget: the server's memory-honest default (server_options.h).
+// lsa without --budget or --budget-tokens: the server's memory-honest default (server_options.h).
 void default_serve_budget(LsaArgs& lsa) {
-  if (lsa.policy.empty() || lsa.budget >= 0) return;
+  if (lsa.policy.empty() || lsa.budget >= 0 || lsa.budget_tokens > 0) return;
   if (parse_policy_spec(lsa.policy).kind == PolicyKind::kLsa) lsa.budget = server::kServeLsaBudget;
 }
 

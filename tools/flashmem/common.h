@@ -93,6 +93,7 @@ inline DType parse_kv_type(const std::string& s) {
 struct LsaArgs {
   std::string policy, indexer, store = "ram", lsa_page_score = "max", lsa_fallback = "off";
   double budget = -1;
+  int64_t budget_tokens = 0;  // 0: not given
   int64_t page_tokens = kDefaultPageTokens, sink_pages = kDefaultSinkPages,
           recent_pages = kDefaultRecentPages, tau = kDefaultTau, lsa_topk = 0;
   uint64_t seed = 0;
@@ -103,6 +104,15 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
                   "KV selection: full | window | recency:F | random:F | quest:K | oracle:F | lsa "
                   "(default: none, plain contiguous cache)");
   cmd->add_option("--budget", a.budget, "resident fraction of the context's pages (sink and tail count)");
+  // Given, N must be >= 1 (0 would be no cap at all: leave the flag out for that).
+  cmd->add_option_function<int64_t>(
+      "--budget-tokens",
+      [&a](int64_t n) {
+        if (n < 1) fail("--budget-tokens must be >= 1 (leave it out for no token cap), got {}", n);
+        a.budget_tokens = n;
+      },
+      "resident cap in tokens, the same at any context (sink and tail count; rounded up to whole "
+      "pages, never below sink + tail + open page); not with --budget");
   cmd->add_option("--indexer", a.indexer, "Memory Indexer .gguf (policy lsa)");
   cmd->add_option("--kv-store", a.store,
                   "slow tier: ram | disk:PATH (a directory, or a file name that does not exist yet) | "
@@ -138,6 +148,7 @@ inline PagedKvOptions paged_options(const LsaArgs& a) {
   o.policy.lsa_page_score = parse_lsa_page_score(a.lsa_page_score);
   o.policy.lsa_fallback = parse_lsa_fallback(a.lsa_fallback);
   o.budget = a.budget;
+  o.budget_tokens = a.budget_tokens;
   o.page_tokens = a.page_tokens;
   o.sink_pages = a.sink_pages;
   o.recent_pages = a.recent_pages;
@@ -155,15 +166,18 @@ inline bool is_oracle(const LsaArgs& a) {
 
 // Without --policy (the plain cache): throws Error when any other LSA flag was given.
 inline void check_no_lsa_flags(const LsaArgs& a) {
-  if (!a.indexer.empty() || a.budget >= 0 || a.store != "ram" || a.lsa_topk != 0 ||
+  if (!a.indexer.empty() || a.budget >= 0 || a.budget_tokens != 0 || a.store != "ram" || a.lsa_topk != 0 ||
       a.lsa_page_score != "max" || a.lsa_fallback != "off")
-    fail("--indexer, --budget, --kv-store, --lsa-topk, --lsa-page-score and --lsa-fallback need a --policy");
+    fail("--indexer, --budget, --budget-tokens, --kv-store, --lsa-topk, --lsa-page-score and --lsa-fallback "
+         "need a --policy");
 }
 
 // Checks what PagedKv cannot see (it takes budget < 0 as "the policy's own").
 inline void check_lsa_args(const LsaArgs& a) {
   if (a.budget != -1 && !(a.budget > 0 && a.budget <= 1))
     fail("--budget must be a fraction in (0, 1], got {}", a.budget);
+  if (a.budget != -1 && a.budget_tokens != 0)
+    fail("--budget and --budget-tokens both cap the resident KV: give one of them");
 }
 
 // The engine's side of the LSA flags: the slow tier and the indexer shared by its sequences.

@@ -11,8 +11,9 @@
 // Safety net (PolicySpec::lsa_fallback on): in a cycle where the indexer is unsure, i.e. no
 // middle page passes the threshold or the middle pages' scores are flat (spread below
 // kLsaFlatSpread), the threshold's choice is widened to the best-scored middle pages up to the
-// budget (--budget, else kLsaFallbackFraction of the context) for that cycle only: a superset of
-// what the threshold kept, ranked by the same scores. fallback_cycles() counts those cycles.
+// budget (--budget or --budget-tokens, else kLsaFallbackFraction of the context) for that cycle
+// only: a superset of what the threshold kept, ranked by the same scores. fallback_cycles()
+// counts those cycles.
 #pragma once
 #include <vector>
 

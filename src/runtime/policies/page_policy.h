@@ -49,7 +49,7 @@ class PagePolicy {
   PagePolicy& operator=(const PagePolicy&) = delete;
 
   const SelectionPolicy& chooser() const { return *chooser_; }
-  // The policy's own resident fraction (used when no --budget is given).
+  // The policy's own resident fraction (used when neither --budget nor --budget-tokens is given).
   double default_fraction() const { return chooser_->default_fraction(); }
   // > 0: every decode step, each layer reads only this many middle pages (choose_step_pages).
   int64_t pages_per_step() const { return chooser_->pages_per_step(); }
