@@ -92,9 +92,10 @@ void PagedKv::reset() {
   // Lookahead recall (--lsa-prefetch) only: spare cells to recall the next cycle's pages into
   // while the current selection stays pinned. Consecutive selections overlap (the query moves by
   // tau tokens), so the next cycle's new pages are usually well under half the selected ones:
-  // half of them keeps the pool within 1.5x the budget (15% of the full KV at a 10% budget).
+  // half of them (rounded down) keeps the pool within 1.5x the budget (15% of the full KV at a
+  // 10% budget).
   const int64_t selected_cells = std::max<int64_t>(0, cells - 1 - options_.sink_pages - tail_pages());
-  const int64_t prefetch_cells = prefetch_lead_ > 0 ? (selected_cells + 1) / 2 : 0;
+  const int64_t prefetch_cells = prefetch_lead_ > 0 ? selected_cells / 2 : 0;
   ResidentPoolConfig pc;
   pc.layout = layout_;
   pc.prefetch_cells = prefetch_cells;

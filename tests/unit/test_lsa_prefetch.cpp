@@ -115,7 +115,7 @@ TEST_F(LsaPrefetchTest, BoundaryInstallsTheSelectionChosenKStepsBeforeWithItsPag
   EXPECT_EQ(kv.resident_pool().check_invariants(), "");
   // The spare cells: half the budget's selected cells (ceil(0.15 * 128) + 1 = 21 cells, of which
   // sink 1, tail 5 (ceil((16 + 4) / 4) - 1 = 4 < 16 / 4 + 1) and the open page are not selected).
-  EXPECT_EQ(ps.n_cells, 21 + (21 - 1 - 5 - 1 + 1) / 2);
+  EXPECT_EQ(ps.n_cells, 21 + (21 - 1 - 5 - 1) / 2);
 }
 
 TEST_F(LsaPrefetchTest, PersistSettingsNameTheLeadOnlyWhenOn) {
