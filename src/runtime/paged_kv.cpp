@@ -280,16 +280,9 @@ void PagedKv::prefetch_next_cycle() {
   const double t0 = now_seconds();
   choose_selection(next_selection_, next_page_scores_);
   next_ready_ = true;
-  // Best-scored pages first (ties: the newer page, as the scored choosers rank): if the spare
-  // cells run out, the pages left to the boundary's recall are the least likely to matter.
-  std::vector<int64_t> order = next_selection_;
-  const std::vector<float>& score = next_page_scores_;
-  if (score.size() == static_cast<size_t>(pool_->open_page() + 1))
-    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-      const float sa = score[static_cast<size_t>(a)], sb = score[static_cast<size_t>(b)];
-      return sa > sb || (sa == sb && a > b);
-    });
-  pool_->prefetch(order);
+  // In page order, as set_selection will get them: every page of the selection is read from the
+  // boundary on, so no order makes a step wait less.
+  pool_->prefetch(next_selection_);
   cycle_seconds_ += now_seconds() - t0;
 }
 
