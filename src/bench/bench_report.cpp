@@ -62,6 +62,10 @@ std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
       out += fmt::format("quest: key bounds {:.2f} MB resident, {} pages read synchronously (in misses), "
                          "{:.1f} MB of their layers (in recalled)\n",
                          kv.page_meta_bytes / 1e6, kv.sync_reads, kv.sync_read_bytes / 1e6);
+    out += fmt::format("recall wait: first decode step {:.1f} ms, steady state {:.1f} ms; prefetched {} "
+                       "pages, {} left to the boundary\n",
+                       kv.recall_wait_first_ms, kv.recall_wait_ms - kv.recall_wait_first_ms,
+                       kv.prefetched, kv.prefetch_dropped);
     if (kv.fallback_cycles > 0)
       out += fmt::format("lsa fallback: widened {} of {} cycles\n", kv.fallback_cycles, kv.cycles);
     if (r.oracle_replay) out += "oracle: masses from an untimed full-attention pass before each repeat\n";
@@ -128,6 +132,9 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
         {"recall_misses", kv.recall_misses},
         {"indexer_ms_per_cycle", kv.indexer_ms_per_cycle},
         {"recall_wait_ms", kv.recall_wait_ms},
+        {"recall_wait_first_ms", kv.recall_wait_first_ms},
+        {"prefetched", kv.prefetched},
+        {"prefetch_dropped", kv.prefetch_dropped},
         {"cycles", kv.cycles},
         {"page_meta_bytes", kv.page_meta_bytes},
         {"sync_reads", kv.sync_reads},

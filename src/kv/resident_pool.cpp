@@ -50,11 +50,13 @@ ResidentPool::ResidentPool(KvStore& store, const ResidentPoolConfig& config)
   // Cell indices are int32 (the page table is int32 to halve its size); far above real budgets.
   const uint64_t cells = std::min<uint64_t>(config.budget_bytes / page_bytes_,
                                             std::numeric_limits<int32_t>::max());
-  const int64_t min_cells = config.sink_pages + config.recent_pages + 1;
+  if (config.prefetch_cells < 0) fail("negative prefetch cell count ({})", config.prefetch_cells);
+  const int64_t min_cells = config.sink_pages + config.recent_pages + 1 + config.prefetch_cells;
   if (static_cast<int64_t>(cells) < min_cells)
     fail("KV budget of {} bytes holds {} pages of {} bytes; at least {} are needed (sink {} + "
-         "recent {} + open page)",
-         config.budget_bytes, cells, page_bytes_, min_cells, config.sink_pages, config.recent_pages);
+         "recent {} + open page + prefetch {})",
+         config.budget_bytes, cells, page_bytes_, min_cells, config.sink_pages, config.recent_pages,
+         config.prefetch_cells);
   n_cells_ = static_cast<int64_t>(cells);
   if (config.zero_copy) {
     if (!store.pages_in_place()) fail("zero-copy KV residency needs a store that holds its pages in place (ram)");
@@ -148,7 +150,7 @@ void ResidentPool::release_cell(int32_t cell) {
 // the recency tail: it counts as unpinned unless it is a sink or selected page.
 // The scan is O(n_cells) per call: a budget holds at most a few thousand pages and a cycle
 // boundary recalls at most that many, far cheaper than the copies themselves.
-int32_t ResidentPool::find_cell(int64_t leaving) {
+int32_t ResidentPool::find_cell(int64_t leaving, const std::vector<uint8_t>* keep) {
   if (!free_cells_.empty()) {
     const int32_t cell = free_cells_.back();
     free_cells_.pop_back();
@@ -159,12 +161,33 @@ int32_t ResidentPool::find_cell(int64_t leaving) {
     const Cell& c = cells_[i];
     if (c.page < 0 || c.state != CellState::kReady || c.leases > 0 || c.unsaved) continue;
     if (pinned_unless_leaving(c.page, leaving)) continue;
+    if (keep != nullptr && (*keep)[static_cast<size_t>(c.page)]) continue;
     if (victim < 0 || c.last_use < cells_[victim].last_use) victim = static_cast<int32_t>(i);
   }
   if (victim < 0) return -1;
   release_cell(victim);
   stats_.evictions += 1;
   return find_cell(leaving);  // now on the free list
+}
+
+bool ResidentPool::schedule_recall(int32_t cell, int64_t page) {
+  if (mirror_) {
+    const uint8_t* mapped = mirror_->page_in_place(page);
+    if (mapped == nullptr) {  // the store never got this page: a miss, like a failed copy
+      free_cells_.push_back(cell);
+      misses_[page] = StoreStatus::kAbsent;
+      stats_.recall_misses += 1;
+      return false;
+    }
+    assign(cell, page, CellState::kReady, const_cast<uint8_t*>(mapped));
+    stats_.recalls += 1;
+    stats_.bytes_recalled += page_bytes_;
+    return true;
+  }
+  assign(cell, page, CellState::kPending, own_slot(cell));
+  const RecallJob job{page, cell, cells_[cell].generation, cells_[cell].data};
+  worker_->submit({&job, 1});  // lock order: pool mutex -> worker mutex, never reversed
+  return true;
 }
 
 bool ResidentPool::pinned_unless_leaving(int64_t page, int64_t leaving) const {
@@ -341,7 +364,8 @@ SelectionResult ResidentPool::set_selection(std::span<const int64_t> pages) {
   result.requested = static_cast<int64_t>(wanted.size());
   // Selected pages count against capacity even while they sit in the tail, because they stay
   // pinned after leaving it: sink + tail + open + selection then always fits the cells.
-  const int64_t capacity = n_cells_ - config_.sink_pages - config_.recent_pages - 1;
+  const int64_t capacity =
+      n_cells_ - config_.prefetch_cells - config_.sink_pages - config_.recent_pages - 1;
   if (static_cast<int64_t>(wanted.size()) > capacity) {
     result.dropped += static_cast<int64_t>(wanted.size()) - capacity;
     wanted.resize(static_cast<size_t>(capacity));
@@ -377,22 +401,7 @@ SelectionResult ResidentPool::set_selection(std::span<const int64_t> pages) {
     }
     kept.push_back(p);
     result.recalls_scheduled += 1;
-    if (mirror_) {
-      const uint8_t* mapped = mirror_->page_in_place(p);
-      if (mapped == nullptr) {  // the store never got this page: a miss, like a failed copy
-        free_cells_.push_back(cell);
-        misses_[p] = StoreStatus::kAbsent;
-        stats_.recall_misses += 1;
-        continue;
-      }
-      assign(cell, p, CellState::kReady, const_cast<uint8_t*>(mapped));
-      stats_.recalls += 1;
-      stats_.bytes_recalled += page_bytes_;
-    } else {
-      assign(cell, p, CellState::kPending, own_slot(cell));
-      const RecallJob job{p, cell, cells_[cell].generation, cells_[cell].data};
-      worker_->submit({&job, 1});  // lock order: pool mutex -> worker mutex, never reversed
-    }
+    schedule_recall(cell, p);
   }
   std::sort(kept.begin(), kept.end());
   selection_ = std::move(kept);
@@ -400,6 +409,41 @@ SelectionResult ResidentPool::set_selection(std::span<const int64_t> pages) {
   --updating_;
   changed_.notify_all();
   return result;
+}
+
+int64_t ResidentPool::prefetch(std::span<const int64_t> pages) {
+  std::lock_guard serial(selection_mutex_);  // one selection change at a time
+  std::lock_guard lock(mutex_);
+  std::vector<uint8_t> wanted(static_cast<size_t>(open_page_) + 1, 0);  // [open_page + 1]
+  std::vector<int64_t> missing;  // priority order, neither resident nor being recalled
+  for (int64_t p : pages) {
+    if (p < 0 || p > open_page_)
+      fail("KV prefetch names page {}, outside [0, {}] (the open page)", p, open_page_);
+    if (wanted[p]) continue;
+    wanted[p] = 1;
+    if (p < config_.sink_pages || p == open_page_) continue;
+    if (page_table_[p] >= 0) {
+      // Already cached: keep it warm against the commits until the selection pins it.
+      cells_[page_table_[p]].last_use = clock_;
+      continue;
+    }
+    missing.push_back(p);
+  }
+  int64_t scheduled = 0;
+  for (size_t i = 0; i < missing.size(); ++i) {
+    // Never a cell of a page asked for here: a later page must not push out an earlier one.
+    const int32_t cell = find_cell(-1, &wanted);
+    if (cell < 0) {
+      stats_.prefetch_dropped += missing.size() - i;
+      break;
+    }
+    misses_.erase(missing[i]);
+    if (!schedule_recall(cell, missing[i])) continue;
+    scheduled += 1;
+    stats_.prefetched += 1;
+  }
+  changed_.notify_all();
+  return scheduled;
 }
 
 void ResidentPool::on_recall_done(const RecallJob& job, StoreStatus status) {

@@ -5,10 +5,11 @@
 // Pinned pages (never evicted): the sink (first sink_pages pages), the recency tail (the last
 // recent_pages full pages), the open page being written, and the current selection. Attention
 // reads exactly the pinned pages (resident_pages()); other resident pages are a cache that makes
-// re-selection free.
+// re-selection free. prefetch() fills that cache ahead of a selection (lookahead recall): its
+// pages are recalled into unpinned cells and become pinned only when a set_selection names them.
 //
 // Threads: one *decode* thread writes (open_cell/append/commit/ingest_page). set_selection,
-// resident_pages, acquire, wait_resident and stats may be called from any thread. Cells are only
+// prefetch, resident_pages, acquire, wait_resident and stats may be called from any thread. Cells are only
 // reused when no recall copy is running into them and no ResidentView holds them, and a page is
 // readable only after the copy for its current cell generation has completed, so no reader ever
 // sees another page's (stale) bytes.
@@ -38,6 +39,9 @@ struct ResidentPoolConfig {
   // Stores with pages_in_place() (RamStore) only: recalled pages are mapped to the mirror's bytes instead of copied; only the
   // open page owns memory. Accounting (resident bytes, bytes recalled) is identical to copying.
   bool zero_copy = false;
+  // Cells of the budget kept out of the selection's capacity, so that prefetch() always finds
+  // unpinned cells (PagedKv sizes it with --lsa-prefetch; 0 otherwise).
+  int64_t prefetch_cells = 0;
 };
 
 // Counters since construction. Bytes are page counts times page_bytes.
@@ -53,6 +57,8 @@ struct PoolStats {
   uint64_t recalls_cancelled = 0;    // queued recalls dropped because the page left the selection
   uint64_t evictions = 0;            // resident pages whose cell was given to another page
   uint64_t selection_dropped = 0;    // selected pages left out because no cell could hold them
+  uint64_t prefetched = 0;           // recalls prefetch() scheduled (or mapped, zero-copy)
+  uint64_t prefetch_dropped = 0;     // pages prefetch() left out because no unpinned cell was free
   uint64_t bytes_written = 0;        // write-through of full pages to the store
   uint64_t write_failures = 0;       // write-throughs the store refused (page kept resident)
   uint64_t stale_reports = 0;        // recall reports for a reassigned cell (must stay 0)
@@ -105,7 +111,8 @@ class ResidentPool {
  public:
   // `store` (the caller's, must outlive the pool) receives every full page. Throws Error if the
   // layout's page_bytes differs from the store's, if zero_copy is set and the store cannot
-  // hand out pages in place (KvStore::pages_in_place), or if the budget holds fewer cells than sink_pages + recent_pages + 1.
+  // hand out pages in place (KvStore::pages_in_place), or if the budget holds fewer cells than
+  // sink_pages + recent_pages + 1 + prefetch_cells.
   ResidentPool(KvStore& store, const ResidentPoolConfig& config);
   // Stops the recall worker (waits for a running copy), then frees the cells.
   ~ResidentPool();
@@ -147,10 +154,19 @@ class ResidentPool {
   // selected tail pages stay pinned after leaving the tail).
   // Pins them, cancels queued recalls of pages no longer pinned, and queues recall of the
   // non-resident ones (in the given order) on the recall worker. Pages beyond capacity
-  // (n_cells - sink_pages - recent_pages - 1 selected pages) or without an evictable cell are
-  // dropped and counted. Returns without waiting for the copies. Throws Error for a page < 0 or
+  // (n_cells - prefetch_cells - sink_pages - recent_pages - 1 selected pages) or without an
+  // evictable cell are dropped and counted. Prefetched pages (ready or still being recalled) are
+  // found resident like any other; queued prefetches of pages left unselected are cancelled. Returns without waiting for the copies. Throws Error for a page < 0 or
   // > open_page().
   SelectionResult set_selection(std::span<const int64_t> pages);
+  // Starts recalling `pages` (priority = given order, duplicates ignored) in the background
+  // without changing what is pinned or read: each page that is not resident nor being recalled
+  // gets a free cell, else the least recently used cell that is neither pinned, leased, being
+  // recalled, unsaved nor holding a page of `pages`. Stops at the first page without such a cell
+  // (never waits); that page and the non-resident ones after it count in prefetch_dropped. Sink
+  // pages and the open page are skipped (always resident). Returns the recalls scheduled. Throws
+  // Error for a page < 0 or > open_page().
+  int64_t prefetch(std::span<const int64_t> pages);
 
   // ---- reading ----
   // Blocks until `page` is readable if it is being recalled. kOk: resident; otherwise the miss
@@ -194,7 +210,11 @@ class ResidentPool {
   bool is_pinned(int64_t page) const;  // all private helpers: mutex_ held
   std::vector<int64_t> pinned_pages() const;
   bool pinned_unless_leaving(int64_t page, int64_t leaving) const;
-  int32_t find_cell(int64_t leaving);
+  // keep (nullptr or [open_page + 1]): pages whose cells must not be evicted either.
+  int32_t find_cell(int64_t leaving, const std::vector<uint8_t>* keep = nullptr);
+  // Gives `cell` to `page` and starts its recall (queued copy, or a mapping in zero-copy mode);
+  // false if zero-copy finds no such page (a miss: the cell goes back to the free list).
+  bool schedule_recall(int32_t cell, int64_t page);
   bool cell_may_free(int64_t leaving, bool count_leases) const;
   int32_t take_cell_for_selection(std::unique_lock<std::mutex>& lock);
   void assign(int32_t cell, int64_t page, CellState state, uint8_t* data);

@@ -38,6 +38,13 @@ PagedKv::PagedKv(const Model& model, int64_t capacity, DType type, const PagedKv
   window_keys_ = std::max<int64_t>(1, window_chunks) * kAttentionChunkKeys;
   window_slots_ = (window_keys_ + options.page_tokens - 1) / options.page_tokens + 1;
   policy_ = make_page_policy(PolicyContext{config_, type_, layout_, options_});
+  const int64_t lead = options.policy.lsa_prefetch;
+  if (lead >= options.tau)
+    fail("--lsa-prefetch {} must be below tau {} (the selection is computed inside the cycle before)",
+         lead, options.tau);
+  // A context shorter than tau cut tau to it (fit_to_context): its cycle never ends, so there
+  // is nothing to prefetch.
+  prefetch_lead_ = lead < options_.tau ? lead : 0;
   budget_fraction_ = options.budget > 0 ? options.budget : policy_->default_fraction();
   // Whole pages, rounded up: N tokens never get fewer than N positions of room. The fitted
   // page_tokens, as the pool's pages are.
@@ -60,7 +67,13 @@ void PagedKv::fail_store_write(StoreStatus status) const {
 }
 
 int64_t PagedKv::tail_pages() const {
-  return tail_pages_for(options_.recent_pages, options_.tau, options_.page_tokens);
+  const int64_t tail = tail_pages_for(options_.recent_pages, options_.tau, options_.page_tokens);
+  if (prefetch_lead_ == 0) return tail;
+  // Lookahead: a selection names pages up to its own open page (pinned with it) and is read
+  // until tau + lead steps later; of the at most ceil((tau + lead) / page_tokens) pages opened
+  // in between, all but the current open page must be in the pinned tail.
+  const int64_t opened = (options_.tau + prefetch_lead_ + options_.page_tokens - 1) / options_.page_tokens;
+  return std::max(tail, opened - 1);
 }
 
 int64_t PagedKv::budget_pages(int64_t n_pages) const {
@@ -92,9 +105,17 @@ void PagedKv::reset() {
     return static_cast<int64_t>(std::ceil(budget_fraction_ * static_cast<double>(capacity_pages)));
   }();
   const int64_t cells = std::max(budget_cells + 1, options_.sink_pages + tail_pages() + 1);
+  // Lookahead recall (--lsa-prefetch) only: spare cells to recall the next cycle's pages into
+  // while the current selection stays pinned. Consecutive selections overlap (the query moves by
+  // tau tokens), so the next cycle's new pages are usually well under half the selected ones:
+  // half of them (rounded down) keeps the pool within 1.5x the budget (15% of the full KV at a
+  // 10% budget).
+  const int64_t selected_cells = std::max<int64_t>(0, cells - 1 - options_.sink_pages - tail_pages());
+  const int64_t prefetch_cells = prefetch_lead_ > 0 ? selected_cells / 2 : 0;
   ResidentPoolConfig pc;
   pc.layout = layout_;
-  pc.budget_bytes = static_cast<uint64_t>(cells) * layout_.page_bytes();
+  pc.prefetch_cells = prefetch_cells;
+  pc.budget_bytes = static_cast<uint64_t>(cells + prefetch_cells) * layout_.page_bytes();
   pc.sink_pages = options_.sink_pages;
   pc.recent_pages = tail_pages();
   // The ram store is the RAM mirror itself: resident pages are views of its bytes instead of
@@ -106,10 +127,13 @@ void PagedKv::reset() {
   window_spans_.clear();
   selection_.clear();
   last_page_scores_.clear();
+  next_ready_ = false;
+  next_selection_.clear();
+  next_page_scores_.clear();
   decoding_ = false;
   decode_steps_ = 0;
   cycles_ = 0;
-  cycle_seconds_ = wait_seconds_ = resident_fraction_sum_ = resident_bytes_sum_ = 0;
+  cycle_seconds_ = wait_seconds_ = first_wait_seconds_ = resident_fraction_sum_ = resident_bytes_sum_ = 0;
   attn_bytes_sum_ = 0;
   resident_fraction_steps_.clear();
   sync_reads_ = sync_read_bytes_ = 0;
@@ -130,7 +154,11 @@ void PagedKv::begin_batch(int64_t pos0, int64_t n) {
   if (decoding_) {
     const double t0 = now_seconds();
     view_ = pool_->resident_pages(pos0);
-    wait_seconds_ += now_seconds() - t0;
+    const double waited = now_seconds() - t0;
+    wait_seconds_ += waited;
+    // This runtime's first decode step: the recall of the prompt's selection, which no decode
+    // step could hide.
+    if (resident_fraction_steps_.empty()) first_wait_seconds_ += waited;
     if (!view_.missed().empty())
       fail("KV page {} could not be recalled from the store (corrupt or I/O error)",
            view_.missed().front());
@@ -227,7 +255,11 @@ void PagedKv::end_batch(bool is_prompt_end) {
     resident_fraction_sum_ += fraction;
     resident_bytes_sum_ += static_cast<double>(resident);
     resident_fraction_steps_.push_back(static_cast<float>(fraction));
-    if (decode_steps_ % options_.tau == 0) run_cycle();
+    const int64_t phase = decode_steps_ % options_.tau;
+    if (phase == 0)
+      run_cycle();
+    else if (prefetch_lead_ > 0 && phase == options_.tau - prefetch_lead_)
+      prefetch_next_cycle();
   }
   if (is_prompt_end && !decoding_) {
     decoding_ = true;
@@ -235,17 +267,39 @@ void PagedKv::end_batch(bool is_prompt_end) {
   }
 }
 
-void PagedKv::run_cycle() {
-  const double t0 = now_seconds();
+void PagedKv::choose_selection(std::vector<int64_t>& pages, std::vector<float>& scores) {
   SelectionInput input;
   input.geometry = PageGeometry{pool_->open_page() + 1, options_.sink_pages, tail_pages()};
   input.budget_pages = budget_pages(input.geometry.n_pages);
   input.page_scores = policy_->cycle_scores(input.geometry, cycles_);
-  selection_ = policy_->select(input);
-  last_page_scores_ = std::move(input.page_scores);
+  pages = policy_->select(input);
+  scores = std::move(input.page_scores);
+}
+
+void PagedKv::run_cycle() {
+  const double t0 = now_seconds();
+  if (next_ready_) {  // chosen prefetch_lead_ steps ago by prefetch_next_cycle()
+    selection_ = std::move(next_selection_);
+    last_page_scores_ = std::move(next_page_scores_);
+    next_selection_.clear();  // moved-from: empty for next_selection()
+    next_page_scores_.clear();
+    next_ready_ = false;
+  } else {
+    choose_selection(selection_, last_page_scores_);
+  }
   pool_->set_selection(selection_);
   cycle_seconds_ += now_seconds() - t0;
   ++cycles_;
+}
+
+void PagedKv::prefetch_next_cycle() {
+  const double t0 = now_seconds();
+  choose_selection(next_selection_, next_page_scores_);
+  next_ready_ = true;
+  // In page order, as set_selection will get them: every page of the selection is read from the
+  // boundary on, so no order makes a step wait less.
+  pool_->prefetch(next_selection_);
+  cycle_seconds_ += now_seconds() - t0;
 }
 
 void PagedKv::fill_synthetic(int64_t n, uint64_t seed) {
@@ -328,6 +382,9 @@ LsaStats PagedKv::stats() const {
   s.fallback_cycles = policy_->fallback_cycles();
   s.indexer_ms_per_cycle = cycles > 0 ? 1e3 * cycle_seconds_ / static_cast<double>(cycles) : 0;
   s.recall_wait_ms = 1e3 * wait_seconds_;
+  s.recall_wait_first_ms = 1e3 * first_wait_seconds_;
+  s.prefetched = ps.prefetched;
+  s.prefetch_dropped = ps.prefetch_dropped;
   return s;
 }
 

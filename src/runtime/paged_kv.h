@@ -12,6 +12,16 @@
 // page); a new selection is recalled by the pool's background worker while decoding continues,
 // and a step waits only for pages that are not there yet.
 //
+// Lookahead recall (lsa --lsa-prefetch K, 0 < K < tau): K decode steps before each boundary the
+// policy chooses the next cycle's selection from what it has observed then (lsa: the latest
+// hidden state and the chunk keys completed so far), and the pool prefetches its non-resident
+// pages into spare cells (half the budget's selected pages more) while attention keeps reading
+// the current selection; the boundary installs that selection, whose pages are then resident
+// or in flight. The recency tail grows if needed to cover the tau + K steps a selection is read
+// for. The cycle right after the prompt is chosen at once, as without K. Persisting a sequence
+// inside those K steps drops the pending selection (the boundary chooses afresh, in the saving
+// runtime too, so both continue alike). K = 0 is the plain path, bit for bit.
+//
 // quest:K maps onto the two tiers like this: every decode step, each layer reads the sink, the
 // recency tail and its own top-K middle pages by key bounds (select/quest.h). A chosen page is
 // read from its pool cell when resident (pinned or still cached by the LRU), else synchronously
@@ -62,6 +72,10 @@ struct LsaStats {
   int64_t cycles = 0;
   double indexer_ms_per_cycle = 0;     // selection time per cycle (scoring incl. for lsa)
   double recall_wait_ms = 0;           // time decode waited for resident pages
+  double recall_wait_first_ms = 0;     // of which in the first decode step (the prompt's selection,
+                                       // which no decode can hide): the rest is the steady state
+  uint64_t prefetched = 0;             // --lsa-prefetch: recalls started ahead of their cycle
+  uint64_t prefetch_dropped = 0;       // --lsa-prefetch: pages left to the boundary (no spare cell)
   uint64_t page_meta_bytes = 0;        // quest: per-page key min/max held (always resident)
   uint64_t sync_reads = 0;             // quest: pages read from the store inside a step, once per
                                        // step and page (in recall_misses)
@@ -110,6 +124,9 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   // The policy as quest:K, or nullptr for any other policy.
   const QuestPolicy* quest() const { return policy_->quest(); }
   const std::vector<int64_t>& selection() const { return selection_; }
+  // --lsa-prefetch: the selection chosen ahead of the next boundary, which installs it; empty
+  // when none is pending.
+  const std::vector<int64_t>& next_selection() const { return next_selection_; }
   // The page scores the last cycle's selection used ([n_pages]; empty for unscored policies):
   // lsa page scores, oracle masses, quest read counts.
   const std::vector<float>& last_page_scores() const { return last_page_scores_; }
@@ -147,6 +164,10 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   void observe_attention(int64_t layer, int64_t pos, const float* probs, int64_t n_heads,
                          int64_t n_keys) override;
   void run_cycle();
+  // The policy's selection for cycle cycles_ from what it has observed so far; scores [n_pages].
+  void choose_selection(std::vector<int64_t>& pages, std::vector<float>& scores);
+  // --lsa-prefetch: chooses the next cycle's selection now and starts recalling it.
+  void prefetch_next_cycle();
   int64_t tail_pages() const;  // effective recency tail: recent_pages, or more to cover tau
   // The --budget / --budget-tokens cap in pages for `n_pages` pages of context; -1 when neither
   // is set (the policy's own). At least the fixed pages (sink + tail + open page).
@@ -173,6 +194,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   std::unique_ptr<PagePolicy> policy_;
   double budget_fraction_ = 1.0;
   int64_t budget_token_pages_ = 0;  // ceil(budget_tokens / page_tokens); 0: no token budget
+  int64_t prefetch_lead_ = 0;  // --lsa-prefetch K (0: off, or tau cut below K by the context)
 
   // Batch state.
   int64_t pos0_ = 0, n_ = 0;
@@ -192,6 +214,10 @@ class PagedKv final : public KvBackend, private AttentionObserver {
   std::vector<uint8_t> staged_;                // [n_layers, 2 (1: values_in_keys), n, kv_dim] in type_
   std::vector<int64_t> selection_;
   std::vector<float> last_page_scores_;        // [n_pages] scores of the last selection
+  // --lsa-prefetch: the next cycle's selection, chosen prefetch_lead_ steps before its boundary.
+  bool next_ready_ = false;
+  std::vector<int64_t> next_selection_;
+  std::vector<float> next_page_scores_;        // [n_pages then]
   std::vector<int64_t> last_read_pages_;
 
   // Per-step reads (quest:K): the policy chooses the pages, PagedKv reads them.
@@ -210,7 +236,7 @@ class PagedKv final : public KvBackend, private AttentionObserver {
 
   // Accounting.
   int64_t cycles_ = 0;
-  double cycle_seconds_ = 0, wait_seconds_ = 0;
+  double cycle_seconds_ = 0, wait_seconds_ = 0, first_wait_seconds_ = 0;
   double resident_fraction_sum_ = 0;
   double resident_bytes_sum_ = 0;  // pool bytes holding pages, summed over decode steps
   std::vector<float> resident_fraction_steps_;  // [decode steps]

@@ -31,6 +31,8 @@ PersistSettings persist_settings(const ModelConfig& config, DType type, const Pa
   // Only when set: records written before --budget-tokens existed lack the key and still attach
   // to runs without it, while check_persist_settings refuses any other combination.
   if (options.budget_tokens > 0) s.emplace_back("budget_tokens", fmt::format("{}", options.budget_tokens));
+  // Only with lookahead: records written before --lsa-prefetch existed attach to K = 0 runs.
+  if (p.lsa_prefetch > 0) s.emplace_back("lsa_prefetch", fmt::format("{}", p.lsa_prefetch));
   // Only lsa reads the indexer; other policies ignore whichever one the engine holds.
   const bool lsa = p.kind == PolicyKind::kLsa && options.indexer != nullptr;
   s.emplace_back("indexer", lsa ? fmt::format("{:016x}", options.indexer->checksum()) : "none");
@@ -71,6 +73,11 @@ std::unique_ptr<KvStore> PagedKv::save(const std::string& id, SequenceRecord& re
     const uint8_t* cell = pool_->open_cell();
     record.open_page.assign(cell, cell + layout_.page_bytes());
   }
+  // A selection chosen ahead of its boundary (--lsa-prefetch) is not part of the record: it is
+  // dropped here too, so this runtime and one attaching the record both choose at the boundary.
+  next_ready_ = false;
+  next_selection_.clear();
+  next_page_scores_.clear();
   record.decoding = decoding_;
   record.decode_steps = decode_steps_;
   record.cycles = cycles_;

@@ -103,6 +103,9 @@ void check_policy_spec(const PolicySpec& spec) {
     fail("--lsa-page-score applies to policy lsa only, not '{}'", to_string(spec));
   if (spec.lsa_fallback != LsaFallback::kOff && spec.kind != PolicyKind::kLsa)
     fail("--lsa-fallback applies to policy lsa only, not '{}'", to_string(spec));
+  if (spec.lsa_prefetch < 0) fail("--lsa-prefetch must be >= 0 decode steps, got {}", spec.lsa_prefetch);
+  if (spec.lsa_prefetch > 0 && spec.kind != PolicyKind::kLsa)
+    fail("--lsa-prefetch applies to policy lsa only, not '{}'", to_string(spec));
   if (spec.lsa_fallback != LsaFallback::kOff && spec.lsa_topk > 0)
     fail("--lsa-fallback needs the threshold mode: --lsa-topk keeps its K pages whatever the scores");
 }

@@ -24,6 +24,10 @@ struct PolicySpec {
   int64_t lsa_topk = 0;         // lsa: > 0 keeps the K best pages, ignoring the threshold
   LsaPageScore lsa_page_score = LsaPageScore::kMax;
   LsaFallback lsa_fallback = LsaFallback::kOff;
+  // lsa: > 0 computes each cycle's selection this many decode steps before its boundary and
+  // recalls its pages in the background meanwhile (runtime/paged_kv.h "Lookahead recall");
+  // 0 = at the boundary. Must be < tau (checked by PagedKv, which knows tau).
+  int64_t lsa_prefetch = 0;
 };
 
 // "full", "window", "recency:F", "random:F", "quest:K", "oracle:F" or "lsa" (F in (0, 1], K an
@@ -39,7 +43,7 @@ LsaPageScore parse_lsa_page_score(const std::string& name);
 // "off" | "on"; throws Error ("--lsa-fallback must be off or on, not 'x'") otherwise.
 LsaFallback parse_lsa_fallback(const std::string& name);
 
-// Throws Error on lsa options given to another policy, a negative lsa_topk, or the fallback with
+// Throws Error on lsa options given to another policy, a negative lsa_topk or lsa_prefetch, or the fallback with
 // top-k (which ignores the threshold, so there is nothing to fall back from).
 void check_policy_spec(const PolicySpec& spec);
 

@@ -100,11 +100,24 @@ TEST(BenchReport, JsonFieldsPlainAndPaged) {
   EXPECT_EQ(j["bandwidth_passes"], 8);
   r.kv = LsaStats{};
   r.kv->attn_bytes_per_step = 1234;
+  r.kv->recall_wait_ms = 7.5;
+  r.kv->recall_wait_first_ms = 2.5;
+  r.kv->prefetched = 12;
+  r.kv->prefetch_dropped = 3;
   r.kv_policy = "recency";
   j = bench_to_json(r, {.model = "m.gguf", .kv_type = "f16", .fill = "random", .policy = "recency:0.1",
                         .kv_store = "ram"});
   EXPECT_EQ(j["policy"], "recency:0.1");
   EXPECT_EQ(j["attn_bytes_per_step"], 1234);
+  EXPECT_DOUBLE_EQ(j["recall_wait_first_ms"].get<double>(), 2.5);
+  EXPECT_EQ(j["prefetched"], 12);
+  EXPECT_EQ(j["prefetch_dropped"], 3);
+  const std::string text = render_bench_text(r, {.model = "m.gguf", .kv_type = "f16", .fill = "random",
+                                                 .policy = "recency:0.1", .kv_store = "ram"});
+  EXPECT_NE(text.find("recall wait: first decode step 2.5 ms, steady state 5.0 ms; prefetched 12 pages, "
+                      "3 left to the boundary\n"),
+            std::string::npos)
+      << text;
   EXPECT_EQ(j["fill"], "random");
 }
 

@@ -50,12 +50,15 @@ class SequencePersistTest : public ::testing::TestWithParam<std::tuple<std::stri
 
   SequenceOptions options(const std::string& attach = "") const {
     PagedKvOptions o;
-    o.policy = parse_policy_spec(policy());
+    // "lsa-prefetch": lsa with lookahead recall, its selection chosen one step before each boundary.
+    const bool prefetch = policy() == "lsa-prefetch";
+    o.policy = parse_policy_spec(prefetch ? "lsa" : policy());
+    o.policy.lsa_prefetch = prefetch ? 1 : 0;
     o.page_tokens = 16;
     o.tau = 4;  // several cycles within the test's steps
     o.sink_pages = 1;
     o.recent_pages = 1;
-    if (policy() == "lsa") {
+    if (o.policy.kind == PolicyKind::kLsa) {
       o.indexer = random_indexer(model_->config().dim);
       o.budget = 0.3;  // the selection leaves pages out, so a wrong restore would show
     }
@@ -164,14 +167,36 @@ TEST_P(SequencePersistTest, PromptPersistedBetweenPartsEqualsOneCall) {
   }
 }
 
+// Persisted between a lookahead selection and its boundary (--lsa-prefetch): the pending
+// selection is dropped in the saving runtime too, so it and an attached copy continue alike.
+TEST_P(SequencePersistTest, PersistedInsideALookaheadContinuesAlikeInBothRuntimes) {
+  if (policy() != "lsa-prefetch") GTEST_SKIP() << "lookahead only";
+  const EngineOptions eo{.n_threads = 2, .max_batch = 48, .kv_store = store_};
+  std::vector<Logits> kept;
+  Engine engine(model_, eo);
+  {
+    Sequence seq(engine, options());
+    // 11 decode steps: tau 4, so step 11 chose the selection of the boundary at step 12.
+    decode(engine, seq, feed(engine, seq, ids(0, 150)), 11);
+    seq.persist("mid");
+    kept = decode(engine, seq, feed(engine, seq, ids(150, 30)), 9);
+  }
+  Sequence seq(engine, options("mid"));
+  const std::vector<Logits> attached = decode(engine, seq, feed(engine, seq, ids(150, 30)), 9);
+  ASSERT_EQ(attached.size(), kept.size());
+  for (size_t i = 0; i < kept.size(); ++i)
+    ASSERT_EQ(0, std::memcmp(attached[i].data(), kept[i].data(), kept[i].size() * sizeof(float))) << "step " << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(
     TiersAndPolicies, SequencePersistTest,
     ::testing::Combine(::testing::Values("disk", "redis"),
-                       ::testing::Values("full", "lsa", "quest:2", "random:0.5", "recency:0.5")),
+                       ::testing::Values("full", "lsa", "lsa-prefetch", "quest:2", "random:0.5",
+                                         "recency:0.5")),
     [](const auto& info) {
       std::string name = std::get<0>(info.param) + "_" + std::get<1>(info.param);
       for (char& c : name)
-        if (c == ':' || c == '.') c = '_';
+        if (c == ':' || c == '.' || c == '-') c = '_';
       return name;
     });
 

@@ -95,7 +95,7 @@ struct LsaArgs {
   double budget = -1;
   int64_t budget_tokens = 0;  // 0: not given
   int64_t page_tokens = kDefaultPageTokens, sink_pages = kDefaultSinkPages,
-          recent_pages = kDefaultRecentPages, tau = kDefaultTau, lsa_topk = 0;
+          recent_pages = kDefaultRecentPages, tau = kDefaultTau, lsa_topk = 0, lsa_prefetch = 0;
   uint64_t seed = 0;
 };
 
@@ -138,6 +138,11 @@ inline void add_lsa_options(CLI::App* cmd, LsaArgs& a) {
                   "lsa safety net: off | on (when no page passes 0.5 or the scores are flat, keep the "
                   "best-scored pages up to the budget for that cycle)")
       ->capture_default_str();
+  cmd->add_option("--lsa-prefetch", a.lsa_prefetch,
+                  "lsa lookahead recall: choose each cycle's pages K decode steps before its boundary "
+                  "and recall them meanwhile (K < tau; 0 = off, the default, as in docs/RESULTS.md's "
+                  "accuracy evaluation; costs up to half the budget's selected pages in spare cells)")
+      ->capture_default_str();
 }
 
 inline PagedKvOptions paged_options(const LsaArgs& a) {
@@ -147,6 +152,7 @@ inline PagedKvOptions paged_options(const LsaArgs& a) {
   o.policy.lsa_topk = a.lsa_topk;
   o.policy.lsa_page_score = parse_lsa_page_score(a.lsa_page_score);
   o.policy.lsa_fallback = parse_lsa_fallback(a.lsa_fallback);
+  o.policy.lsa_prefetch = a.lsa_prefetch;
   o.budget = a.budget;
   o.budget_tokens = a.budget_tokens;
   o.page_tokens = a.page_tokens;
@@ -167,9 +173,9 @@ inline bool is_oracle(const LsaArgs& a) {
 // Without --policy (the plain cache): throws Error when any other LSA flag was given.
 inline void check_no_lsa_flags(const LsaArgs& a) {
   if (!a.indexer.empty() || a.budget >= 0 || a.budget_tokens != 0 || a.store != "ram" || a.lsa_topk != 0 ||
-      a.lsa_page_score != "max" || a.lsa_fallback != "off")
-    fail("--indexer, --budget, --budget-tokens, --kv-store, --lsa-topk, --lsa-page-score and --lsa-fallback "
-         "need a --policy");
+      a.lsa_page_score != "max" || a.lsa_fallback != "off" || a.lsa_prefetch != 0)
+    fail("--indexer, --budget, --budget-tokens, --kv-store, --lsa-topk, --lsa-page-score, --lsa-fallback and "
+         "--lsa-prefetch need a --policy");
 }
 
 // Checks what PagedKv cannot see (it takes budget < 0 as "the policy's own").
