@@ -8,15 +8,20 @@
 #   FILL   prefill (a real prefill of a seeded random prompt) | random (synthetic KV history,
 #          labelled "synthetic" in the table: only where a real prefill is infeasible)
 #   POLICY none (plain contiguous cache) | full | lsa (at --budget 0.1 with INDEXER) | lsa@T (at
-#          --budget-tokens T: a fixed resident size) | any --policy
+#          --budget-tokens T: a fixed resident size) | either lsa with /pK (--lsa-prefetch K:
+#          the next cycle's pages recalled K steps ahead), e.g. lsa@4096/p8 | any --policy
 #   STORE  ram | disk (a directory under DISK_DIR) | redis://... (passed through)
-# Without ROWS the default table runs: 4K, 16K real prefill (plain, `full` on disk, f16 and q8_0
-# KV; `lsa` 10% on disk and RAM; `lsa` at a fixed 4096 tokens on disk), 4K and 16K also synthetic
-# (how far the two agree); 64K real prefill (plain f16 and q8_0, lsa 10% on disk) and synthetic
-# (plain, lsa 10%, lsa 4096 tokens); 128K real prefill (lsa 10% on disk) and synthetic (lsa at 4096
-# tokens); 1M synthetic on disk (lsa only: the full KV of 1M tokens is 12 GB at f16). The 64K+ real
-# prefills take up to an hour on 2 cores: run them on a quiet machine (nothing else running;
-# `chrt -f 1` helps), or prefill them beforehand with a DISK_DIR (see Resuming).
+# Without ROWS the default table runs (~1 hour on 2 cores once the deep rows' prefills are
+# checkpointed; see Resuming):
+#   4K, 16K real prefill: plain, `full` on disk (f16 and q8_0 KV), `lsa` 10% on disk and RAM, `lsa`
+#     at a fixed 4096 tokens with lookahead recall (lsa@4096/p8) on disk; also synthetic (plain f16
+#     and q8_0, lsa 10% on disk) to show how far the two histories agree;
+#   64K real prefill (plain f16 and q8_0, lsa 10% on disk) and synthetic (plain f16, lsa 10% with
+#     and without lookahead, lsa@4096/p8);
+#   128K real prefill (lsa 10% on disk) and synthetic (lsa@4096/p8);
+#   1M synthetic on disk (lsa 10% and lsa@4096/p8: the full KV of 1M tokens is 12 GB at f16).
+# Real prefills from 64K on take up to an hour on 2 cores: run them on a quiet machine (nothing
+# else running; `chrt -f 1` helps), or prefill them beforehand with a DISK_DIR (see Resuming).
 #
 # The floor ratio: every bench run probes the memory bus (best of 8 passes), and the bus of a
 # shared machine moves with its neighbours. The table prints once all rows ran, every floor ratio
@@ -62,13 +67,14 @@ ROWS=("$@")
 if [ ${#ROWS[@]} -eq 0 ]; then
   for ctx in 4096 16384; do
     for kv in f16 q8_0; do ROWS+=("$ctx:prefill:none:ram:$kv" "$ctx:prefill:full:disk:$kv"); done
-    ROWS+=("$ctx:prefill:lsa:disk:f16" "$ctx:prefill:lsa:ram:f16" "$ctx:prefill:lsa@4096:disk:f16")
+    ROWS+=("$ctx:prefill:lsa:disk:f16" "$ctx:prefill:lsa:ram:f16" "$ctx:prefill:lsa@4096/p8:disk:f16")
     ROWS+=("$ctx:random:none:ram:f16" "$ctx:random:none:ram:q8_0" "$ctx:random:lsa:disk:f16")
   done
   ROWS+=("65536:prefill:none:ram:f16" "65536:prefill:none:ram:q8_0" "65536:prefill:lsa:disk:f16")
-  ROWS+=("65536:random:none:ram:f16" "65536:random:lsa:disk:f16" "65536:random:lsa@4096:disk:f16")
-  ROWS+=("131072:prefill:lsa:disk:f16" "131072:random:lsa@4096:disk:f16")
-  ROWS+=("1048576:random:lsa:disk:f16" "1048576:random:lsa@4096:disk:f16")
+  ROWS+=("65536:random:none:ram:f16" "65536:random:lsa:disk:f16" "65536:random:lsa/p8:disk:f16")
+  ROWS+=("65536:random:lsa@4096/p8:disk:f16")
+  ROWS+=("131072:prefill:lsa:disk:f16" "131072:random:lsa@4096/p8:disk:f16")
+  ROWS+=("1048576:random:lsa:disk:f16" "1048576:random:lsa@4096/p8:disk:f16")
 fi
 # JSON_OUT (optional): a file that receives every row's `bench --json` line, for the record.
 JSON_OUT=${JSON_OUT:-}
@@ -77,6 +83,11 @@ field() {  # field NAME JSON -> value of a top-level or nested number (first mat
   { grep -o "\"$1\":[^,}]*" <<<"$2" || true; } | head -1 | cut -d: -f2- | tr -d '"'
 }
 mb() { [ -n "$1" ] && awk -v x="$1" 'BEGIN{printf "%.1f", x/1e6}' || echo "-"; }
+# "total (first step)" recall wait, "-" without a paged runtime.
+wait_text() {
+  local w f; w=$(field recall_wait_ms "$1"); f=$(field recall_wait_first_ms "$1")
+  [ -n "$w" ] && echo "$(num "$w" "%.1f") ($(num "$f" "%.1f"))" || echo "-"
+}
 num() { [ -n "$1" ] && awk -v x="$1" -v f="$2" 'BEGIN{printf f, x}' || echo "-"; }
 
 declare -a JSONS LABELS
@@ -97,13 +108,17 @@ for row in "${ROWS[@]}"; do
       disk) args+=(--kv-store "disk:$DISK_DIR") ;;
       *) args+=(--kv-store "$store") ;;
     esac
-    case $policy in
+    base=${policy%%/p*}
+    case $base in
       lsa) args+=(--policy lsa --indexer "$INDEXER" --budget 0.1); label="lsa 10%" ;;
-      lsa@*) args+=(--policy lsa --indexer "$INDEXER" --budget-tokens "${policy#lsa@}"); label="lsa ${policy#lsa@} tok" ;;
+      lsa@*) args+=(--policy lsa --indexer "$INDEXER" --budget-tokens "${base#lsa@}"); label="lsa ${base#lsa@} tok" ;;
       *) args+=(--policy "$policy") ;;
     esac
+    if [ "$base" != "$policy" ]; then
+      args+=(--lsa-prefetch "${policy##*/p}"); label="$label, prefetch ${policy##*/p}"
+    fi
     if [ "$RESUMABLE" = 1 ] && [ "$fill" = prefill ] && [ "$store" != ram ] && [ "$ctx" -ge "$ONE_PREFILL_FROM" ]; then
-      args+=(--checkpoint "depth-$ctx-${policy//@/-}-$kv" --checkpoint-every "$CHECKPOINT_EVERY")
+      args+=(--checkpoint "depth-$ctx-$(tr '@/' '--' <<<"$policy")-$kv" --checkpoint-every "$CHECKPOINT_EVERY")
     fi
   fi
   echo "depth.sh: $(date -u +%H:%M:%S) $row" >&2
@@ -125,7 +140,7 @@ for j in "${JSONS[@]}"; do
 done
 echo "Floor ratios against the best bandwidth probe of this run: $(num "$best_bw" "%.1f") GB/s (the rows' own probes ranged $(num "${worst_bw:-0}" "%.1f")-$(num "$best_bw" "%.1f") GB/s)."
 echo
-echo "| context | history | policy | store | kv | kernels | decode tok/s (median) | range | runs | floor ratio | probe GB/s | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms | recall MB | load start/end |"
+echo "| context | history | policy | store | kv | kernels | decode tok/s (median) | range | runs | floor ratio | probe GB/s | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms (of it, first step) | recall MB | load start/end |"
 echo "|---:|---|---|---|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 for i in "${!JSONS[@]}"; do
   j=${JSONS[$i]}
@@ -150,6 +165,6 @@ for i in "${!JSONS[@]}"; do
     "$(num "$decode" "%.1f")" "$(num "$dmin" "%.1f")" "$(num "$dmax" "%.1f")" "$runs" \
     "$ratio" "$(num "$(field bandwidth_gbs "$j")" "%.1f")" "$prefill" \
     "$(mb "$(field resident_kv_bytes_avg "$j")")" "$(mb "$(field full_kv_bytes "$j")")" \
-    "$(mb "$(field rss_peak_bytes "$j")")" "$(num "$(field recall_wait_ms "$j")" "%.1f")" "$(mb "$(field recall_bytes_total "$j")")" \
+    "$(mb "$(field rss_peak_bytes "$j")")" "$(wait_text "$j")" "$(mb "$(field recall_bytes_total "$j")")" \
     "$(num "$(field load_avg_start "$j")" "%.2f")" "$(num "$(field load_avg_end "$j")" "%.2f")"
 done
