@@ -169,8 +169,9 @@ TEST_P(SequencePersistTest, PromptPersistedBetweenPartsEqualsOneCall) {
 
 // Persisted between a lookahead selection and its boundary (--lsa-prefetch): the pending
 // selection is dropped in the saving runtime too, so it and an attached copy continue alike.
-TEST_P(SequencePersistTest, PersistedInsideALookaheadContinuesAlikeInBothRuntimes) {
-  if (policy() != "lsa-prefetch") GTEST_SKIP() << "lookahead only";
+class SequencePersistLookaheadTest : public SequencePersistTest {};
+
+TEST_P(SequencePersistLookaheadTest, PersistedInsideALookaheadContinuesAlikeInBothRuntimes) {
   const EngineOptions eo{.n_threads = 2, .max_batch = 48, .kv_store = store_};
   std::vector<Logits> kept;
   Engine engine(model_, eo);
@@ -199,6 +200,11 @@ INSTANTIATE_TEST_SUITE_P(
         if (c == ':' || c == '.' || c == '-') c = '_';
       return name;
     });
+
+// Lookahead only: the other policies have no selection pending between cycles.
+INSTANTIATE_TEST_SUITE_P(Tiers, SequencePersistLookaheadTest,
+                         ::testing::Combine(::testing::Values("disk", "redis"), ::testing::Values("lsa-prefetch")),
+                         [](const auto& info) { return std::get<0>(info.param) + "_lsa_prefetch"; });
 
 // ---- Faults: each a clear Error, never a sequence built on wrong pages.
 
