@@ -13,9 +13,10 @@
 #   STORE  ram | disk (a directory under DISK_DIR) | redis://... (passed through)
 # Without ROWS the default table runs (~1 hour on 2 cores once the deep rows' prefills are
 # checkpointed; see Resuming):
-#   4K, 16K real prefill: plain, `full` on disk (f16 and q8_0 KV), `lsa` 10% on disk and RAM, `lsa`
-#     at a fixed 4096 tokens with lookahead recall (lsa@4096/p8) on disk; also synthetic (plain f16
-#     and q8_0, lsa 10% on disk) to show how far the two histories agree;
+#   4K and 16K real prefill: plain (f16 and q8_0 KV), `full` on disk (f16; 4K also q8_0), `lsa` 10%
+#     on disk (4K also on RAM), `lsa` at a fixed 4096 tokens with lookahead recall (lsa@4096/p8) on
+#     disk; also synthetic (plain, lsa 10% on disk; 16K plain also q8_0) to show how far the two
+#     histories agree;
 #   64K real prefill (plain f16 and q8_0, lsa 10% on disk) and synthetic (plain f16, lsa 10% with
 #     and without lookahead, lsa@4096/p8);
 #   128K real prefill (lsa 10% on disk) and synthetic (lsa@4096/p8);
@@ -65,11 +66,12 @@ fi
 ONE_PREFILL_FROM=${ONE_PREFILL_FROM:-16385}
 ROWS=("$@")
 if [ ${#ROWS[@]} -eq 0 ]; then
-  for ctx in 4096 16384; do
-    for kv in f16 q8_0; do ROWS+=("$ctx:prefill:none:ram:$kv" "$ctx:prefill:full:disk:$kv"); done
-    ROWS+=("$ctx:prefill:lsa:disk:f16" "$ctx:prefill:lsa:ram:f16" "$ctx:prefill:lsa@4096/p8:disk:f16")
-    ROWS+=("$ctx:random:none:ram:f16" "$ctx:random:none:ram:q8_0" "$ctx:random:lsa:disk:f16")
-  done
+  ROWS+=("4096:prefill:none:ram:f16" "4096:prefill:none:ram:q8_0" "4096:prefill:full:disk:f16" "4096:prefill:full:disk:q8_0")
+  ROWS+=("4096:prefill:lsa:disk:f16" "4096:prefill:lsa:ram:f16" "4096:prefill:lsa@4096/p8:disk:f16")
+  ROWS+=("4096:random:none:ram:f16" "4096:random:lsa:disk:f16")
+  ROWS+=("16384:prefill:none:ram:f16" "16384:prefill:none:ram:q8_0" "16384:prefill:full:disk:f16")
+  ROWS+=("16384:prefill:lsa:disk:f16" "16384:prefill:lsa@4096/p8:disk:f16")
+  ROWS+=("16384:random:none:ram:f16" "16384:random:none:ram:q8_0" "16384:random:lsa:disk:f16")
   ROWS+=("65536:prefill:none:ram:f16" "65536:prefill:none:ram:q8_0" "65536:prefill:lsa:disk:f16")
   ROWS+=("65536:random:none:ram:f16" "65536:random:lsa:disk:f16" "65536:random:lsa/p8:disk:f16")
   ROWS+=("65536:random:lsa@4096/p8:disk:f16")
