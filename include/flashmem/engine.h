@@ -44,6 +44,8 @@ struct EngineOptions {
   std::string kv_store = "ram";
   // Bytes of resident KV cells all live sequences may reserve together; 0 = no limit.
   uint64_t kv_budget_bytes = 0;
+  // How Engine::load brings the weights into memory (model/model.h).
+  WeightMemory weight_memory = WeightMemory::kMap;
 };
 
 // Wall time spent in each part of the forward pass (seconds, accumulated over passes).

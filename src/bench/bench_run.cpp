@@ -11,6 +11,7 @@
 #include "model/sampler.h"
 #include "util/bandwidth.h"
 #include "util/error.h"
+#include "util/huge_pages.h"
 #include "util/process_memory.h"
 #include "util/timer.h"
 
@@ -128,6 +129,9 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
   r.n_layers = c.n_layers;
   r.dim = c.dim;
   r.weight_type = dtype_info(model.main_weight_type()).name;
+  r.weights_copied = model.file().memory() == FileMemory::kHugePages;
+  r.weights_file_bytes = model.file().file_size();
+  r.thp_mode = thp_mode_name(transparent_huge_pages());
   r.oracle_replay = recorder != nullptr;
 
   // The prompt of each repeat: seeded random ids above the special tokens, seed + repeat, so that
@@ -217,6 +221,8 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
                                 : full_attention_kv_bytes(c, timed.kv().type(), o.context, o.gen * o.rounds);
   // Peak RSS of the model and its KV, read before the bandwidth probe's buffer joins it.
   r.rss_peak_bytes = peak_rss_bytes();
+  // The mapping is whole 2 MiB pages: its last one extends past the file.
+  r.weights_huge_page_bytes = static_cast<double>(std::min<uint64_t>(model.weights_on_huge_pages(), r.weights_file_bytes));
   r.threads = timed.pool().size();
   const BandwidthReading probe = measure_read_bandwidth(timed.pool());
   r.bandwidth_gbs = probe.best_gbs;

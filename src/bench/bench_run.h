@@ -62,6 +62,10 @@ struct BenchResult {
   std::string arch;                // the model's architecture name
   int64_t n_layers = 0, dim = 0;
   std::string weight_type;         // name of the model's main weight type
+  bool weights_copied = false;     // the weights were read onto huge pages (else mapped from the file)
+  uint64_t weights_file_bytes = 0;  // the model file's size
+  double weights_huge_page_bytes = 0;  // of their memory on 2 MiB pages, read before the timed decode
+  std::string thp_mode;            // the kernel's transparent-huge-page mode (util/huge_pages.h)
   int threads = 0;                 // the session's pool
   double prefill_tok_s = 0;        // median; 0 with a synthetic fill (not measured)
   Spread prefill_spread;           // over the repeats (empty with a synthetic fill)

@@ -34,7 +34,7 @@ Engine::Engine(std::shared_ptr<const Model> model, const EngineOptions& options)
 }
 
 std::unique_ptr<Engine> Engine::load(const std::string& model_path, const EngineOptions& options) {
-  return std::make_unique<Engine>(Model::load(model_path), options);
+  return std::make_unique<Engine>(Model::load(model_path, options.weight_memory), options);
 }
 
 Engine::~Engine() = default;

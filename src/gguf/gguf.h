@@ -65,8 +65,9 @@ struct GgufTensor {
 
 class GgufFile {
  public:
-  // Maps and parses a file. Throws Error (message names the file and the bad field).
-  static GgufFile open(const std::string& path);
+  // Maps (or with FileMemory::kHugePages reads, util/mapped_file.h) and parses a file. Throws
+  // Error (message names the file and the bad field).
+  static GgufFile open(const std::string& path, FileMemory memory = FileMemory::kMap);
   // Parses a caller-owned buffer (fuzzing, tests); the buffer must outlive the GgufFile.
   static GgufFile parse(const uint8_t* data, size_t size, std::string name = "<memory>");
 
@@ -75,6 +76,8 @@ class GgufFile {
   const std::string& name() const { return name_; }
   size_t file_size() const { return size_; }
   const uint8_t* file_data() const { return data_; }
+  // How the file reached memory (kMap also for parse()d buffers).
+  FileMemory memory() const { return map_ ? map_->memory() : FileMemory::kMap; }
   uint64_t data_offset() const { return data_offset_; }
 
   // ---- metadata ----

@@ -407,8 +407,8 @@ void GgufFile::parse_header(bool build) {
   }
 }
 
-GgufFile GgufFile::open(const std::string& path) {
-  auto map = std::make_shared<MappedFile>(path);
+GgufFile GgufFile::open(const std::string& path, FileMemory memory) {
+  auto map = std::make_shared<MappedFile>(path, memory);
   GgufFile file;
   file.map_ = map;
   file.data_ = map->data();

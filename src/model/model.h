@@ -1,7 +1,9 @@
-// A loaded model: validated config + weight views into the mapped GGUF file (no copies).
+// A loaded model: validated config + weight views into the GGUF file in memory (mapped, or read
+// once onto huge pages: WeightMemory).
 #pragma once
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gguf/gguf.h"
@@ -87,10 +89,20 @@ struct ModelWeights {
   const float* rope_freq_factors = nullptr;
 };
 
+// How Model::load brings the weights into memory (util/mapped_file.h's FileMemory): kMap maps
+// the file (the default, as llama.cpp does); kHugePages reads it once onto 2 MiB pages, which
+// needs the file's size in available memory. Not the default: on the 2-core VM where it was
+// measured it decoded faster at 1K context and slower at 16K (docs/BENCHMARKS.md, tenth session).
+enum class WeightMemory { kMap, kHugePages };
+// "map" | "huge" (the CLI's --weights-memory); throws Error naming the flag's values.
+WeightMemory parse_weight_memory(std::string_view text);
+
 class Model {
  public:
   // Opens, validates and binds a GGUF model. Throws Error on anything malformed.
-  static std::shared_ptr<Model> load(const std::string& path);
+  // kHugePages throws Error when the file does not fit in the machine's available memory with
+  // 512 MiB to spare (a copy that large would end in an out-of-memory kill, not an error).
+  static std::shared_ptr<Model> load(const std::string& path, WeightMemory memory = WeightMemory::kMap);
   // Binds an already parsed file (the fuzzer and tests use this); `file` must stay alive as
   // long as the Model (it is moved in).
   static std::shared_ptr<Model> from_gguf(GgufFile file);
@@ -98,6 +110,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const GgufFile& file() const { return file_; }
+  // Bytes of the weights' memory on huge pages now (0 for the map: page-cache pages are 4 KiB).
+  uint64_t weights_on_huge_pages() const;
   // Bytes of weights one decode step reads: every layer matrix + output matrix + norms
   // (+ one embedding row).
   uint64_t decode_weight_bytes() const;

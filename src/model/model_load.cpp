@@ -69,10 +69,6 @@ void bind_qkv(const GgufFile& f, const ModelConfig& c, LayerWeights& l,
 
 }  // namespace
 
-std::shared_ptr<Model> Model::load(const std::string& path) {
-  return from_gguf(GgufFile::open(path));
-}
-
 std::shared_ptr<Model> Model::from_gguf(GgufFile file) {
   std::shared_ptr<Model> model(new Model(std::move(file)));
   const GgufFile& f = model->file_;

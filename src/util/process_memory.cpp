@@ -19,4 +19,15 @@ double proc_status_bytes(const char* key) {
   return kb * 1024;
 }
 
+uint64_t system_available_bytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (f == nullptr) return 0;
+  char line[256];  // "MemAvailable:   12345678 kB"
+  unsigned long long kb = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1) break;
+  std::fclose(f);
+  return static_cast<uint64_t>(kb) * 1024;
+}
+
 }  // namespace flashmem

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -152,6 +153,23 @@ TEST_F(CliLimitsTest, BudgetTokensIsCheckedWhileParsing) {
   // Below sink + tail + open page it runs at that minimum, as a too-small --budget does.
   const RunResult ok = run_flashmem(run + "--policy recency:0.5 --budget-tokens 1 --page-tokens 16");
   EXPECT_EQ(ok.exit_code, 0) << ok.err;
+}
+
+TEST_F(CliLimitsTest, WeightsMemoryValuesAndWhatDoesNotFit) {
+  const std::string run = "run -m " + kModel + " -p 'Once upon a time' -n 12 -t 1 ";
+  expect_error(run_flashmem(run + "--weights-memory bogus"), "--weights-memory: 'bogus' is not one of map, huge");
+  const RunResult mapped = run_flashmem(run + "--weights-memory map");
+  const RunResult copied = run_flashmem(run + "--weights-memory huge");
+  ASSERT_EQ(mapped.exit_code, 0) << mapped.err;
+  ASSERT_EQ(copied.exit_code, 0) << copied.err;
+  EXPECT_EQ(mapped.out, copied.out);
+  // A (sparse) 1 TiB file: refused by its size before a byte is read or reserved, naming the way out.
+  const std::string big = (dir_ / "big.gguf").string();
+  std::ofstream(big).close();
+  std::filesystem::resize_file(big, uint64_t{1} << 40);
+  const RunResult r = run_flashmem("run -m " + big + " -p hello -n 1 --weights-memory huge", within(30));
+  expect_error(r, "do not fit in the");
+  EXPECT_NE(r.err.find("use --weights-memory map"), std::string::npos) << r.err;
 }
 
 }  // namespace

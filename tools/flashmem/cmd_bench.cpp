@@ -13,6 +13,7 @@ namespace flashmem::cli {
 namespace {
 
 struct BenchArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, kv_type = "f16";
   int64_t context = 512, gen = 64;
   int threads = 0, repeat = 3, rounds = 1;
@@ -64,7 +65,7 @@ void run_bench(const BenchArgs& a) {
   if (!a.checkpoint.empty() && a.lsa.policy.empty())
     fail("--checkpoint keeps the prefill in the slow tier: it needs a --policy and --kv-store disk:DIR or redis://");
   bench::validate_bench_options(o);
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   SessionOptions options;
   options.kv_type = parse_kv_type(a.kv_type);
   // --context is an explicit depth: beyond the trained context it warns, beyond memory it fails.
@@ -100,6 +101,7 @@ const CommandRegistration kBench("bench", [](CLI::App& app) {
   cmd->add_option("--context", a->context, "prompt length in tokens")->capture_default_str();
   cmd->add_option("--gen", a->gen, "decoded tokens")->capture_default_str();
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   cmd->add_option("--repeat", a->repeat, "histories (prefills or fills); the median is reported")
       ->capture_default_str();
   cmd->add_option("--rounds", a->rounds,

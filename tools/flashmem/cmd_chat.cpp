@@ -26,6 +26,7 @@ namespace {
 constexpr int64_t kDefaultChatContext = 4096;
 
 struct ChatArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, system, kv_type = "f16";
   // Per reply: a reply longer than 512 tokens is usually a model that missed its end of turn.
   int64_t n_predict = 512, n_ctx = 0;
@@ -39,7 +40,7 @@ void run_chat(const ChatArgs& a) {
   validate_sampler_options(a.sampling);
   if (a.n_predict < 1) fail("-n must be >= 1");
   if (is_oracle(a.lsa)) fail("chat does not support --policy oracle:F (it needs a recording pass per turn)");
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   const DType kv_type = parse_kv_type(a.kv_type);
   const int64_t trained = model->config().context_length;
   const ContextRequest context{
@@ -107,6 +108,7 @@ const CommandRegistration kChat("chat", [](CLI::App& app) {
   add_sampler_options(cmd, a->sampling);
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   cmd->add_flag("--verbose", a->verbose, "print each turn's reused, prefilled and generated tokens to stderr");
   add_lsa_options(cmd, a->lsa);
   cmd->callback([a, cmd] {

@@ -14,6 +14,7 @@ namespace flashmem::cli {
 namespace {
 
 struct DumpArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, corpus, out, layers, mode = "teacher", head_reduce = "mean";
   DumpOptions options;
   bool json = false;
@@ -30,7 +31,7 @@ void run(DumpArgs& a) {
   a.options.labels.reduce = parse_head_reduce(a.head_reduce);
   const bool generated_corpus = a.corpus.rfind("generate:", 0) == 0;
   a.options.generate = a.mode == "generate" || generated_corpus;
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   if (a.options.max_tokens == 0) a.options.max_tokens = model->config().context_length;
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   CorpusOptions co;
@@ -90,6 +91,7 @@ const CommandRegistration kDump("dump", [](CLI::App& app) {
   cmd->add_option("--seed", o.sampling.seed, "generate mode and tasks: corpus: seed (document i uses seed + i)")->capture_default_str();
   cmd->add_option("--batch", o.batch, "tokens per forward batch")->capture_default_str();
   add_threads_option(cmd, o.n_threads);
+  add_weights_memory_option(cmd, a->weights);
   cmd->add_flag("--progress", o.progress, "print the progress line even when stderr is not a terminal");
   cmd->add_flag("--json", a->json, "print a JSON summary as the last line");
   o.sampling.temperature = 1.0f;  // sampled continuations: greedy text of a tiny model loops

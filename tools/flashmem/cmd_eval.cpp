@@ -16,6 +16,7 @@ namespace flashmem::cli {
 namespace {
 
 struct EvalArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, indexer, out = "eval-out", value = "number", filler = "noise", kv_type = "f16";
   std::vector<std::string> suite = {"niah_single"};
   std::vector<std::string> policies = {"full", "window", "recency", "random", "quest", "oracle"};
@@ -70,7 +71,7 @@ void run_eval(EvalArgs a) {
 
   eval::GridDir dir = eval::open_grid_dir(a.out);
 
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   // Every (family, length) must fit its task's fixed text: fail now, not hours into the run.
   eval::check_grid_fits(model->config(), tokenizer, o, kv_type);
@@ -117,6 +118,7 @@ const CommandRegistration kEval("eval", [](CLI::App& app) {
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   cmd->add_option("--out", a->out, "output directory (results.json, results.md, *.svg)")->capture_default_str();
   cmd->add_flag("--json", a->json, "print the cells as one JSON object on the last line of stdout");
   cmd->add_flag("--progress", a->progress, "print the progress line even when stderr is not a terminal");

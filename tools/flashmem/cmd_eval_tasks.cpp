@@ -16,6 +16,7 @@ namespace flashmem::cli {
 namespace {
 
 struct EvalTasksArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, value = "number", filler = "noise", kv_type = "f16";
   std::vector<std::string> families = {"niah_single", "niah_multikey"};
   std::vector<int64_t> lengths = {1024, 2048};
@@ -41,7 +42,7 @@ void run_eval_tasks(const EvalTasksArgs& a) {
   o.seed = a.seed;
   o.value = data::parse_value_kind(a.value);
   o.filler = data::parse_filler_kind(a.filler);
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   SessionOptions so;
   so.kv_type = parse_kv_type(a.kv_type);
@@ -95,6 +96,7 @@ const CommandRegistration kEvalTasks("eval-tasks", [](CLI::App& app) {
   cmd->add_option("--filler", a->filler, "haystack: noise | words")->capture_default_str();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   cmd->add_flag("--json", a->json, "print one JSON object");
   cmd->add_flag("--verbose", a->verbose, "print every sample's expected answers and output to stderr");
   add_lsa_options(cmd, a->lsa);

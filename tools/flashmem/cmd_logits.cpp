@@ -11,6 +11,7 @@ namespace flashmem::cli {
 namespace {
 
 struct LogitsArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, tokens, out, kv_type = "f16";
   int threads = 0;
   LsaArgs lsa;
@@ -24,9 +25,10 @@ const CommandRegistration kLogits("logits", [](CLI::App& app) {
   cmd->add_option("--out", a->out, "output logits, raw float32")->required();
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   add_lsa_options(cmd, a->lsa);
   cmd->callback([a] {
-    auto model = Model::load(a->model);
+    auto model = Model::load(a->model, a->weights);
     const std::vector<int32_t> ids = read_i32_file(a->tokens);
     if (ids.empty()) fail("'{}' holds no tokens", a->tokens);
     SessionOptions options;

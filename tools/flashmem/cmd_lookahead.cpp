@@ -21,6 +21,7 @@ namespace flashmem::cli {
 namespace {
 
 struct LookaheadArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, indexer, svg;
   int64_t length = 2048, samples = 10;
   int needles = 8;  // keys in the haystack, all asked: ~8 x 35 decode steps
@@ -36,7 +37,7 @@ void run_lookahead(const LookaheadArgs& a) {
   if (!(a.budget > 0 && a.budget <= 1)) fail("--budget must be in (0, 1], got {}", a.budget);
   if (a.samples < 1 || a.samples > 100000) fail("--samples must be in [1, 100000]");
   if (a.needles < 2 || a.needles > 64) fail("--needles must be in [2, 64]");
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   PagedKvOptions base;
   base.budget = a.budget;
@@ -121,6 +122,7 @@ const CommandRegistration kLookahead("lookahead", [](CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--svg", a->svg, "write the plot here");
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   cmd->callback([a] { run_lookahead(*a); });
 });
 

@@ -14,6 +14,7 @@ namespace flashmem::cli {
 namespace {
 
 struct RunArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, prompt, prompt_file, kv_type = "f16";
   int64_t n_predict = 128, n_ctx = 0;  // n_ctx: -c, read only when has_ctx
   int threads = 0;
@@ -73,7 +74,7 @@ void run(const RunArgs& a) {
   if (a.has_prompt == a.has_file) fail("give exactly one of -p PROMPT or -f FILE");
   validate_sampler_options(a.sampling);
   if (a.n_predict < 0) fail("-n must be >= 0");
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   const Tokenizer tokenizer = Tokenizer::from_gguf(model->file());
   const std::string text = a.has_file ? read_file(a.prompt_file, "prompt file") : a.prompt;
   const bool resume = !a.resume_seq.empty(), persisted = resume || !a.save_seq.empty();
@@ -150,6 +151,7 @@ const CommandRegistration kRun("run", [](CLI::App& app) {
   add_sampler_options(cmd, a->sampling);
   cmd->add_option("--kv-type", a->kv_type, "KV cache type: f16 | f32 | q8_0")->capture_default_str();
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   cmd->add_flag("--parse-special", a->parse_special, "recognise special-token text in the prompt");
   cmd->add_flag("--ids", a->ids, "print token ids instead of text");
   cmd->add_flag("--stats", a->stats, "print speed and memory to stderr");

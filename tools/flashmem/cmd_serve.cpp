@@ -16,6 +16,7 @@ namespace flashmem::cli {
 namespace {
 
 struct ServeArgs {
+  WeightMemory weights = WeightMemory::kMap;  // --weights-memory
   std::string model, host = "127.0.0.1", api_key, state_dir, kv_type = "f16";
   int port = 8080, threads = 0;  // 8080: the port OpenAI-compatible local servers commonly use
   int64_t ctx = 0, kv_budget_mb = 0;
@@ -96,7 +97,7 @@ void serve(ServeArgs a) {
   if (a.kv_budget_mb < 0) fail("--kv-budget-mb must be >= 0, got {}", a.kv_budget_mb);
   a.lsa.store = slow_tier(a);
   default_serve_budget(a.lsa);
-  auto model = Model::load(a.model);
+  auto model = Model::load(a.model, a.weights);
   const DType kv_type = parse_kv_type(a.kv_type);
   const int64_t ctx = a.ctx != 0 ? a.ctx : model->config().context_length;
   // The context's checks and warning (beyond the trained context; KV in RAM beyond the machine's).
@@ -196,6 +197,7 @@ const CommandRegistration kServe("serve", [](CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--prefill-url", a->prefill_url, "--role decode: the prefill server, http://HOST:PORT");
   add_threads_option(cmd, a->threads);
+  add_weights_memory_option(cmd, a->weights);
   add_lsa_options(cmd, a->lsa);
   cmd->get_option("--budget")->description(
       fmt::format("resident fraction of each request's pages (sink and tail count); default with --policy lsa: "

@@ -50,6 +50,18 @@ inline CLI::Option* add_threads_option(CLI::App* cmd, int& threads) {
       "threads (default: all cores; at most 4 x the hardware threads)");
 }
 
+// --weights-memory map|huge: how the model's weights reach memory (model/model.h's
+// WeightMemory); any other value is refused while parsing.
+inline CLI::Option* add_weights_memory_option(CLI::App* cmd, WeightMemory& memory) {
+  return cmd
+      ->add_option_function<std::string>(
+          "--weights-memory", [&memory](const std::string& text) { memory = parse_weight_memory(text); },
+          "weights in memory: map (mmap the file: page cache shared with other processes, read lazily) | "
+          "huge (read once into private memory on 2 MiB pages where the kernel grants them; needs the "
+          "file's size free)")
+      ->default_str("map");
+}
+
 // --temp, --top-k, --top-p, --min-p, --seed (model/sampler.h), shared by run and chat.
 inline void add_sampler_options(CLI::App* cmd, SamplerOptions& s) {
   cmd->add_option("--temp", s.temperature, "temperature (0 = greedy)")->capture_default_str();
