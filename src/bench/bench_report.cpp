@@ -19,6 +19,12 @@ nlohmann::json spread_json(const Spread& s) {
 
 }  // namespace
 
+nlohmann::json kv_settings_json(const BenchLabels& labels) {
+  return {{"budget", labels.budget < 0 ? nlohmann::json() : nlohmann::json(labels.budget)},
+          {"budget_tokens", labels.budget_tokens == 0 ? nlohmann::json() : nlohmann::json(labels.budget_tokens)},
+          {"lsa_prefetch", labels.lsa_prefetch}};
+}
+
 std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
   const BenchOptions& o = r.options;
   std::string out = fmt::format("model: {} ({}, {} layers, dim {}, {} weights), threads {}, kernels {}\n",
@@ -124,6 +130,7 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
       {"rss_peak_prefill_bytes", r.rss_peak_prefill_bytes},
       {"decoded_digest", fmt::format("xxh3:{:016x}", r.decoded_digest)},
   };
+  if (!labels.policy.empty()) j.update(kv_settings_json(labels));
   if (!o.checkpoint.empty())
     j.update({{"checkpoint", o.checkpoint},
               {"prefill_resumed_from", r.prefill_resumed_from},

@@ -15,7 +15,15 @@ struct BenchLabels {
   std::string fill;      // prefill | random
   std::string policy;    // the --policy; "" = none (plain contiguous cache)
   std::string kv_store;  // ram | disk:PATH
+  // The paged runtime's caps and lookahead as given (the runtime's defaults when left out).
+  double budget = -1;         // --budget; < 0: not given
+  int64_t budget_tokens = 0;  // --budget-tokens; 0: not given
+  int64_t lsa_prefetch = 0;   // --lsa-prefetch; 0: off
 };
+
+// The settings of `labels` that shape a paged row beyond its policy, for the JSON reports:
+// budget (null when not given), budget_tokens (null when not given), lsa_prefetch.
+nlohmann::json kv_settings_json(const BenchLabels& labels);
 
 // The text report (several lines, each ending in '\n').
 std::string render_bench_text(const BenchResult& r, const BenchLabels& labels);

@@ -97,7 +97,7 @@ std::string render_sequences_text(const SequencesBenchResult& r, const BenchLabe
 
 nlohmann::json sequences_to_json(const SequencesBenchResult& r, const BenchLabels& labels) {
   const BenchOptions& o = r.options;
-  return {{"model", labels.model},
+  nlohmann::json j = {{"model", labels.model},
           {"sequences", r.sequences},
           {"threads", r.threads},
           {"context", o.context},
@@ -113,6 +113,8 @@ nlohmann::json sequences_to_json(const SequencesBenchResult& r, const BenchLabel
           {"decode_tok_s_per_sequence", r.decode_tok_s_per_sequence},
           {"kv_reserved_bytes", r.kv_reserved_bytes},
           {"rss_peak_bytes", r.rss_peak_bytes}};
+  if (!labels.policy.empty()) j.update(kv_settings_json(labels));
+  return j;
 }
 
 }  // namespace flashmem::bench

@@ -34,10 +34,7 @@ OracleGeneration generate_with_oracle(std::shared_ptr<const Model> model,
   OracleGeneration out;
   out.trace = std::make_shared<OracleTrace>();
 
-  PagedKvOptions full = options;
-  full.policy = PolicySpec{.kind = PolicyKind::kFull};
-  full.budget = -1;  // pass 1 keeps everything resident
-  full.budget_tokens = 0;
+  const PagedKvOptions full = full_attention_options(options);  // pass 1 keeps everything resident
   auto recorder = make_paged_session(model, session, full, out.trace);
   Sampler full_sampler(sampling);
   GenerationRequest pass1 = request;

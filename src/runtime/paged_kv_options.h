@@ -39,4 +39,15 @@ struct PagedKvOptions {
   ThreadPool* pool = nullptr;
 };
 
+// `o` as full attention over the same tiers and page geometry: policy full, every page resident.
+// The caps and the policy's own options (lsa's lookahead among them) belong to `o`'s policy and
+// are dropped with it. The one place that knows which fields those are: the server's
+// per-request full attention, the oracle's recording pass and bench's recorder all use it.
+inline PagedKvOptions full_attention_options(PagedKvOptions o) {
+  o.policy = PolicySpec{.kind = PolicyKind::kFull};
+  o.budget = -1;
+  o.budget_tokens = 0;
+  return o;
+}
+
 }  // namespace flashmem

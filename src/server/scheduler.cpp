@@ -109,12 +109,8 @@ void Scheduler::stop(double grace_seconds) {
 SequenceOptions Scheduler::sequence_options(const JobInput& input) const {
   SequenceOptions o = options_.sequence;
   o.n_ctx = static_cast<int64_t>(input.prompt.size()) + input.max_tokens;
-  if (input.full_attention && o.paged) {
-    o.paged->policy = parse_policy_spec("full");
-    // full keeps every page: the server's --budget / --budget-tokens is for its policy
-    o.paged->budget = -1;
-    o.paged->budget_tokens = 0;
-  }
+  // full keeps every page: the server's --budget / --budget-tokens is for its policy
+  if (input.full_attention && o.paged) o.paged = full_attention_options(*o.paged);
   return o;
 }
 

@@ -98,6 +98,8 @@ TEST(BenchReport, JsonFieldsPlainAndPaged) {
   EXPECT_DOUBLE_EQ(j["load_avg_end"].get<double>(), 0.75);
   EXPECT_DOUBLE_EQ(j["bandwidth_worst_gbs"].get<double>(), 7.5);
   EXPECT_EQ(j["bandwidth_passes"], 8);
+  EXPECT_FALSE(j.contains("budget"));  // a plain cache has no caps to report
+  EXPECT_EQ(j["weights_memory"], "map");
   r.kv = LsaStats{};
   r.kv->attn_bytes_per_step = 1234;
   r.kv->recall_wait_ms = 7.5;
@@ -112,6 +114,17 @@ TEST(BenchReport, JsonFieldsPlainAndPaged) {
   EXPECT_DOUBLE_EQ(j["recall_wait_first_ms"].get<double>(), 2.5);
   EXPECT_EQ(j["prefetched"], 12);
   EXPECT_EQ(j["prefetch_dropped"], 3);
+  EXPECT_TRUE(j["budget"].is_null());  // not given
+  EXPECT_TRUE(j["budget_tokens"].is_null());
+  EXPECT_EQ(j["lsa_prefetch"], 0);
+  j = bench_to_json(r, {.model = "m.gguf", .kv_type = "f16", .fill = "random", .policy = "lsa",
+                        .kv_store = "ram", .budget = 0.1, .budget_tokens = 0, .lsa_prefetch = 8});
+  EXPECT_DOUBLE_EQ(j["budget"].get<double>(), 0.1);
+  EXPECT_EQ(j["lsa_prefetch"], 8);
+  j = bench_to_json(r, {.model = "m.gguf", .kv_type = "f16", .fill = "random", .policy = "lsa",
+                        .kv_store = "ram", .budget_tokens = 4096});
+  EXPECT_TRUE(j["budget"].is_null());
+  EXPECT_EQ(j["budget_tokens"], 4096);
   const std::string text = render_bench_text(r, {.model = "m.gguf", .kv_type = "f16", .fill = "random",
                                                  .policy = "recency:0.1", .kv_store = "ram"});
   EXPECT_NE(text.find("recall wait: first decode step 2.5 ms, steady state 5.0 ms; prefetched 12 pages, "
@@ -138,6 +151,15 @@ TEST(BenchReport, TextLines) {
             std::string::npos)
       << text;
   EXPECT_EQ(text.find("kv policy"), std::string::npos);
+  EXPECT_NE(text.find("weights memory: mapped from the file (4 KiB page-cache pages; THP "), std::string::npos) << text;
+  r.weights_copied = true;
+  r.weights_file_bytes = 3000000;
+  r.weights_huge_page_bytes = 2097152;
+  r.thp_mode = "madvise";
+  text = render_bench_text(r, labels);
+  EXPECT_NE(text.find("weights memory: read onto huge pages, 2.1 of 3.0 MB file on 2 MiB pages (THP madvise)\n"),
+            std::string::npos)
+      << text;
   r.options.synthetic = true;
   r.kv = LsaStats{};
   r.kv_policy = "oracle";

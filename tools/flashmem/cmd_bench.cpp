@@ -39,11 +39,8 @@ BenchSessions make_bench_sessions(const std::shared_ptr<Model>& model, const Ses
   std::shared_ptr<OracleTrace> trace;
   if (is_oracle(lsa)) {
     trace = std::make_shared<OracleTrace>();
-    LsaArgs full = lsa;
-    full.policy = "full";
-    full.budget = -1;
-    full.budget_tokens = 0;
-    s.recorder = make_session(model, options, full, trace);
+    const SequenceOptions so = sequence_options(lsa, options.n_ctx, options.kv_type);
+    s.recorder = make_paged_session(model, options, full_attention_options(*so.paged), trace);
   }
   s.timed = make_session(model, options, lsa, trace);
   return s;
@@ -76,7 +73,8 @@ void run_bench(const BenchArgs& a) {
                               a.lsa.store);
   options.n_threads = a.threads;
   const bench::BenchLabels labels{.model = a.model, .kv_type = a.kv_type, .fill = a.fill,
-                                  .policy = a.lsa.policy, .kv_store = a.lsa.store};
+                                  .policy = a.lsa.policy, .kv_store = a.lsa.store, .budget = a.lsa.budget,
+                                  .budget_tokens = a.lsa.budget_tokens, .lsa_prefetch = a.lsa.lsa_prefetch};
   if (a.has_sequences) {
     if (a.rounds != 1) fail("--rounds is for one sequence; --sequences decodes --repeat rounds after one prefill");
     // Many sequences on one engine (oracle:F needs a recording pass per sequence: not here).
