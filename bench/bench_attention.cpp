@@ -1,6 +1,6 @@
 // Decode attention of one token over a contiguous KV history, the 125M benchmark model's shape
 // (12 query heads, 4 kv heads, head_dim 64), all heads of one layer per iteration, one thread:
-// the chunked kernel (attend_token) on an f16 and a q8_0 cache, against the two-pass scalar twin
+// the chunked kernel (attend_token) on an f16, a q8_0 and an f32 cache, against the two-pass scalar twin
 // run per kv head (f16).
 //   bench_attention --benchmark_filter=Attention/chunked/16384 --benchmark_repetitions=3
 // Arguments: context, hot (1: the same 2 layers' KV every iteration, cache-resident up to a few
@@ -122,6 +122,8 @@ BENCHMARK_CAPTURE(bench_prefill, chunks, false)->Name("Attention/prefill_chunks"
 BENCHMARK_CAPTURE(bench_prefill, tiled, true)->Name("Attention/prefill_tiled")->Apply(prefill_args);
 BENCHMARK_CAPTURE(bench_attention, chunked, true, DType::F16)->Name("Attention/chunked")->Apply(attention_args);
 BENCHMARK_CAPTURE(bench_attention, chunked_q8, true, DType::Q8_0)->Name("Attention/chunked_q8_0")->Apply(attention_args);
+// f32: twice the bytes of f16, no conversion: how much of the f16 rate the f16 -> f32 conversion costs.
+BENCHMARK_CAPTURE(bench_attention, chunked_f32, true, DType::F32)->Name("Attention/chunked_f32")->Apply(attention_args);
 BENCHMARK_CAPTURE(bench_attention, ref, false, DType::F16)->Name("Attention/ref")->Apply(attention_args);
 
 }  // namespace

@@ -38,7 +38,10 @@
 # prefill where it stopped; the prefill column then gives the rate over the tokens prefilled in
 # this run and says from where ("from 63488"). Re-running a finished row re-prefills only its last
 # part (bench never checkpoints after the last part) and times the decode again.
-# Environment: BIN (build/bin/flashmem), THREADS (2), GEN (64), REPEAT (3), ROUNDS (3), DISK_DIR,
+# Reference row: REFERENCE (default 4096:random:none:ram:f16, ~10 s; empty = none) runs before
+# the first row and after the last; the line above the table gives both decode rates: how far the
+# host's own speed moved during the run, which no row can show.
+# Environment: BIN (build/bin/flashmem), THREADS (2), GEN (64), REPEAT (3), ROUNDS (3), REFERENCE, DISK_DIR,
 # CHECKPOINT_EVERY (2048: one part of the prefill, i.e. at most 2048 tokens are lost to an
 # interruption, and a re-run of a finished row prefills at most that many again).
 set -euo pipefail
@@ -92,8 +95,9 @@ wait_text() {
 }
 num() { [ -n "$1" ] && awk -v x="$1" -v f="$2" 'BEGIN{printf f, x}' || echo "-"; }
 
-declare -a JSONS LABELS
-for row in "${ROWS[@]}"; do
+# run_row ROW: runs one row; sets J (its JSON line, or "failed: ARGS") and LABEL (its table cells).
+run_row() {
+  local row=$1 ctx fill rest policy kv store args runs label base
   # STORE may hold colons (redis://HOST:PORT/PREFIX): the first three fields and the last are split off.
   ctx=${row%%:*}; rest=${row#*:}; fill=${rest%%:*}; rest=${rest#*:}; policy=${rest%%:*}; rest=${rest#*:}
   kv=${rest##*:}; store=${rest%:*}
@@ -124,14 +128,27 @@ for row in "${ROWS[@]}"; do
     fi
   fi
   echo "depth.sh: $(date -u +%H:%M:%S) $row" >&2
-  if ! j=$("$BIN" "${args[@]}" | tail -1); then
-    j="failed: ${args[*]}"
+  if ! J=$("$BIN" "${args[@]}" | tail -1); then
+    J="failed: ${args[*]}"
   elif [ -n "$JSON_OUT" ]; then
-    echo "$j" >>"$JSON_OUT"
+    echo "$J" >>"$JSON_OUT"
   fi
-  JSONS+=("$j")
-  LABELS+=("$ctx|$fill|$label|$([ "$policy" = none ] && echo "-" || echo "$store")|$kv|$runs")
+  LABEL="$ctx|$fill|$label|$([ "$policy" = none ] && echo "-" || echo "$store")|$kv|$runs"
+}
+
+# REFERENCE: a row run before the first row and again after the last, so that the table says how
+# far the host's own speed moved during the run (a shared host moved 1.3-1.8x within an hour,
+# invisible from inside the VM: no steal time, only our own load). Empty: no reference row.
+REFERENCE=${REFERENCE-4096:random:none:ram:f16}
+declare -a JSONS LABELS
+REF_START= REF_END=
+if [ -n "$REFERENCE" ]; then run_row "$REFERENCE"; REF_START=$J; fi
+for row in "${ROWS[@]}"; do
+  run_row "$row"
+  JSONS+=("$J")
+  LABELS+=("$LABEL")
 done
+if [ -n "$REFERENCE" ]; then run_row "$REFERENCE"; REF_END=$J; fi
 
 # The machine's bandwidth: the best probe of the run.
 best_bw=0; worst_bw=
@@ -140,6 +157,10 @@ for j in "${JSONS[@]}"; do
   best_bw=$(awk -v a="$best_bw" -v b="$bw" 'BEGIN{print (b > a ? b : a)}')
   worst_bw=$(awk -v a="${worst_bw:-$bw}" -v b="$bw" 'BEGIN{print (b < a ? b : a)}')
 done
+if [ -n "$REFERENCE" ]; then
+  ref_a=$(field decode_tok_s "$REF_START"); ref_b=$(field decode_tok_s "$REF_END")
+  echo "Reference row $REFERENCE (the host's speed over the run): decode $(num "$ref_a" "%.1f") tok/s before the first row, $(num "$ref_b" "%.1f") after the last ($(awk -v a="$ref_a" -v b="$ref_b" 'BEGIN{ if (a > 0 && b > 0) printf "end/start %.2f", b / a; else printf "a reference run failed" }'))."
+fi
 echo "Floor ratios against the best bandwidth probe of this run: $(num "$best_bw" "%.1f") GB/s (the rows' own probes ranged $(num "${worst_bw:-0}" "%.1f")-$(num "$best_bw" "%.1f") GB/s)."
 echo
 echo "| context | history | policy | store | kv | kernels | decode tok/s (median) | range | runs | floor ratio | probe GB/s | prefill tok/s | resident MB | full KV MB | peak RSS MB | recall wait ms (of it, first step) | recall MB | load start/end |"

@@ -1,6 +1,7 @@
 #include "engine/forward_pass.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 #include "tensor/kernels.h"
@@ -118,6 +119,23 @@ void ForwardPass::linear(const Matrix& m, const float* x, float* y) {
   times_.matmul += now_seconds() - t0;
 }
 
+void ForwardPass::linear_many(std::initializer_list<std::pair<const Matrix*, float*>> outputs, const float* x) {
+  const Matrix& first = *outputs.begin()->first;
+  constexpr size_t kMaxFused = 3;  // a layer's Q, K and V
+  bool fused = n_rows_ == 1 && n_single_ == 1 && outputs.size() <= kMaxFused;
+  for (const auto& [m, y] : outputs) fused = fused && m->type == first.type && m->cols == first.cols;
+  if (!fused) {
+    for (const auto& [m, y] : outputs) linear(*m, x, y);
+    return;
+  }
+  const double t0 = now_seconds();
+  std::array<MatvecTarget, kMaxFused> targets{};
+  size_t n = 0;
+  for (const auto& [m, y] : outputs) targets[n++] = {m->data, y, m->rows};
+  matvec_many(first.type, std::span(targets.data(), n), x, first.cols, &pool_);
+  times_.matmul += now_seconds() - t0;
+}
+
 void ForwardPass::run(std::span<const PassSlice> slices) {
   const ModelConfig& c = model_.config();
   const ModelWeights& w = model_.weights();
@@ -200,9 +218,7 @@ void ForwardPass::attention_inputs(const LayerWeights& l, int64_t il) {
   const ModelConfig& c = model_.config();
   const int64_t Q = c.q_dim(), KV = c.kv_dim(), hd = c.head_dim;
   const float eps = static_cast<float>(c.rms_eps);
-  linear(l.wq, xn_.data(), q_.data());
-  linear(l.wk, xn_.data(), k_.data());
-  linear(l.wv, xn_.data(), v_.data());
+  linear_many({{&l.wq, q_.data()}, {&l.wk, k_.data()}, {&l.wv, v_.data()}}, xn_.data());
   const double t0 = now_seconds();
   for (const PassSlice& s : slices_) {
     KvBackend& kv = s.sequence->kv();
@@ -234,8 +250,7 @@ void ForwardPass::attention_inputs(const LayerWeights& l, int64_t il) {
 }
 
 void ForwardPass::dense_ffn(const Matrix& w_gate, const Matrix& w_up, const Matrix& w_down, float* out) {
-  linear(w_gate, xn_.data(), gate_.data());
-  linear(w_up, xn_.data(), up_.data());
+  linear_many({{&w_gate, gate_.data()}, {&w_up, up_.data()}}, xn_.data());
   const double t0 = now_seconds();
   activate_mul(model_.config().arch->ffn_activation, gate_.data(), up_.data(), n_rows_ * w_gate.rows);
   times_.other += now_seconds() - t0;

@@ -6,7 +6,9 @@
 // sequence's KV spans.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "flashmem/engine.h"
@@ -41,6 +43,10 @@ class ForwardPass {
   void resize(int64_t rows);
   // y [rows, m.rows] = x [rows, m.cols] · m^T over the pass's row layout.
   void linear(const Matrix& m, const float* x, float* y);
+  // linear(m_i, x, y_i) for each pair of `outputs`: when the pass is one single-token row (one
+  // sequence decoding) and the matrices share a type and column count, one matvec_many dispatch
+  // for all of them (bit-identical to separate ones), else one linear each.
+  void linear_many(std::initializer_list<std::pair<const Matrix*, float*>> outputs, const float* x);
   void attention(const PassSlice& slice, int64_t layer);
   // From xn_: q_, and each row's K and V stored in its sequence's KV (biases, q/k norms, RoPE).
   void attention_inputs(const LayerWeights& l, int64_t layer);

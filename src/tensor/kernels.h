@@ -10,6 +10,7 @@
 // f32.
 #pragma once
 #include <cstdint>
+#include <span>
 
 #include "tensor/dtype.h"
 #include "util/thread_pool.h"
@@ -65,6 +66,18 @@ float exp_shift_sum_ref(float* x, int64_t n, float shift);
 void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,
             ThreadPool* pool);
 void matvec_ref(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols);
+// One matrix of matvec_many: y[rows] = W[rows, cols] · x.
+struct MatvecTarget {
+  const void* w;
+  float* y;
+  int64_t rows;
+};
+// matvec of several matrices of one type and column count with the same x (a layer's Q, K and V,
+// or its gate and up), in one dispatch of the pool: their rows are split across the threads as
+// one concatenated range, so the threads meet once instead of once per matrix. Every y row is
+// bit-identical to matvec's.
+void matvec_many(DType type, std::span<const MatvecTarget> targets, const float* x, int64_t cols,
+                 ThreadPool* pool);
 
 // Y[n_tokens, rows] = X[n_tokens, cols] · W[rows, cols]^T for batched decode (one token of each of
 // several sequences): each row of Y is bit-identical to matvec of that row of X, while each

@@ -2,6 +2,7 @@
 // per weight matrix per token, so the kernels stream W once at memory bandwidth: several rows are
 // processed together so each activation load from L1 feeds several weight rows.
 #include <algorithm>
+#include <span>
 #include <vector>
 
 #include "tensor/block_quants.h"
@@ -426,25 +427,38 @@ void run_rows(ThreadPool* pool, int64_t rows, size_t stride, const Work& work) {
 
 }  // namespace
 
-void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,
-            ThreadPool* pool) {
-  const auto* base = static_cast<const uint8_t*>(w);
+void matvec_many(DType type, std::span<const MatvecTarget> targets, const float* x, int64_t cols,
+                 ThreadPool* pool) {
   const size_t stride = row_bytes(type, cols);
+  int64_t total = 0;
+  for (const MatvecTarget& t : targets) total += t.rows;
+  // Runs rows(w, y, begin, end) over the targets' rows as one range [0, total) of concatenated
+  // rows, split across the pool's threads in one dispatch.
+  auto over_targets = [&](const auto& rows) {
+    run_rows(pool, total, stride, [&](int64_t begin, int64_t end) {
+      int64_t row0 = 0;  // the first row of target t in the concatenation
+      for (const MatvecTarget& t : targets) {
+        const int64_t b = std::max(begin, row0) - row0, e = std::min(end, row0 + t.rows) - row0;
+        if (b < e) rows(static_cast<const uint8_t*>(t.w), t.y, b, e);
+        row0 += t.rows;
+      }
+    });
+  };
   if (detail::is_block_quant(type)) {
     thread_local detail::QuantizedActivation block_activation_storage;
     const detail::QuantizedActivation& xa = block_activation_storage;
 #if defined(FLASHMEM_KQUANT_SIMD)
     if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K) {
       detail::quantize_kquant_activation(x, cols, &block_activation_storage.q8k);
-      run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
-        detail::kquant_matvec_rows(type, base, stride, xa.q8k, y, begin, end);
+      over_targets([&](const uint8_t* w, float* y, int64_t begin, int64_t end) {
+        detail::kquant_matvec_rows(type, w, stride, xa.q8k, y, begin, end);
       });
       return;
     }
 #endif
     detail::quantize_activation(type, x, cols, &block_activation_storage);
-    run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
-      detail::dot_block_quant_rows(type, base, stride, xa, cols, y, begin, end);
+    over_targets([&](const uint8_t* w, float* y, int64_t begin, int64_t end) {
+      detail::dot_block_quant_rows(type, w, stride, xa, cols, y, begin, end);
     });
     return;
   }
@@ -453,9 +467,15 @@ void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, i
   thread_local ActivationQ8 activation_storage;
   const ActivationQ8& xq = activation_storage;
   if (type == DType::Q8_0 || type == DType::Q4_0) detail::quantize_activation_q8(x, cols, &activation_storage);
-  run_rows(pool, rows, stride, [&](int64_t begin, int64_t end) {
-    matvec_range(type, base, stride, x, xq, y, cols, begin, end);
+  over_targets([&](const uint8_t* w, float* y, int64_t begin, int64_t end) {
+    matvec_range(type, w, stride, x, xq, y, cols, begin, end);
   });
+}
+
+void matvec(DType type, const void* w, const float* x, float* y, int64_t rows, int64_t cols,
+            ThreadPool* pool) {
+  const MatvecTarget target{w, y, rows};
+  matvec_many(type, std::span(&target, 1), x, cols, pool);
 }
 
 void matvec_batch(DType type, const void* w, const float* x, float* y, int64_t n_tokens,

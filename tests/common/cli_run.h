@@ -57,12 +57,13 @@ struct RunOptions {
   std::string stdout_path = {};
 };
 
-// `flashmem ARGS` through the shell (ARGS may hold quotes and redirections of its own).
-inline RunResult run_flashmem(const std::string& args, const RunOptions& options = {}) {
+// A shell command line (it may hold quotes and redirections of its own), its stdout and stderr
+// captured.
+inline RunResult run_shell(const std::string& command_line, const RunOptions& options = {}) {
   const std::filesystem::path out = test_temp_path("flashmem_cli", "out");
   const std::filesystem::path err = test_temp_path("flashmem_cli", "err");
-  std::string command = std::string(FLASHMEM_BIN) + " " + args + " >" +
-                        (options.stdout_path.empty() ? out.string() : options.stdout_path) + " 2>" + err.string();
+  std::string command = command_line + " >" + (options.stdout_path.empty() ? out.string() : options.stdout_path) +
+                        " 2>" + err.string();
   if (options.timeout_seconds > 0)
     command = "timeout -k 2 " + std::to_string(options.timeout_seconds) + " " + command;
   if (options.file_size_limit_bytes > 0)
@@ -83,6 +84,11 @@ inline RunResult run_flashmem(const std::string& args, const RunOptions& options
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   return r;
+}
+
+// `flashmem ARGS` through the shell (ARGS may hold quotes and redirections of its own).
+inline RunResult run_flashmem(const std::string& args, const RunOptions& options = {}) {
+  return run_shell(std::string(FLASHMEM_BIN) + " " + args, options);
 }
 
 // One row of `flashmem eval-tasks`' table ("family length samples score solved"), read from its

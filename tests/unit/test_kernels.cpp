@@ -398,6 +398,33 @@ TEST(Matvec, OneAndTwoThreadsAgreeExactly) {
   }
 }
 
+// One dispatch for several matrices (a layer's Q, K, V): each matrix's y is matvec's, bit for
+// bit, whether the thread ranges split a matrix or cross from one into the next (row counts not
+// multiples of the 4-row group), on one, two and three threads.
+TEST(MatvecMany, EveryMatrixIsBitIdenticalToMatvec) {
+  ThreadPool three(3);
+  for (DType type : kAllTypes) {
+    const int64_t cols = is_quantized(type) ? 768 : 769;
+    const std::vector<int64_t> rows = {67, 5, 130, 1};
+    std::vector<std::vector<uint8_t>> w;  // per matrix [rows_i, row_bytes]
+    for (size_t i = 0; i < rows.size(); ++i) w.push_back(random_weights(type, rows[i], cols, 50 + static_cast<uint32_t>(i)));
+    const std::vector<float> x = random_floats(cols, 49);
+    for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two_threads(), &three}) {
+      std::vector<std::vector<float>> y;  // per matrix [rows_i]
+      std::vector<MatvecTarget> targets;
+      for (size_t i = 0; i < rows.size(); ++i) y.emplace_back(static_cast<size_t>(rows[i]), -1.0f);
+      for (size_t i = 0; i < rows.size(); ++i) targets.push_back({w[i].data(), y[i].data(), rows[i]});
+      matvec_many(type, targets, x.data(), cols, pool);
+      for (size_t i = 0; i < rows.size(); ++i) {
+        std::vector<float> alone(static_cast<size_t>(rows[i]));  // [rows_i]
+        matvec(type, w[i].data(), x.data(), alone.data(), rows[i], cols, nullptr);
+        ASSERT_EQ(0, std::memcmp(alone.data(), y[i].data(), alone.size() * sizeof(float)))
+            << dtype_info(type).name << " matrix " << i << " threads " << (pool ? pool->size() : 1);
+      }
+    }
+  }
+}
+
 // Batched decode: every token's row of matvec_batch is matvec's, bit for bit, whatever the
 // token count, row count (odd, below and above a row block) or thread count.
 TEST(MatvecBatch, EveryRowIsBitIdenticalToMatvec) {
