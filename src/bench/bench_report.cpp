@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "model/model.h"
 #include "tensor/kernels.h"
 
 namespace flashmem::bench {
@@ -46,12 +47,9 @@ std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
                      r.load_start.one_minute, r.load_end.one_minute, r.load_start.runnable);
   out += fmt::format("bytes per decode token: {:.1f} MB (weights {:.1f} MB + KV {:.2f} MB, kv {})\n",
                      r.bytes.total() / 1e6, r.bytes.weights / 1e6, r.bytes.kv / 1e6, labels.kv_type);
-  if (r.weights_copied) {
-    out += fmt::format("weights memory: read onto huge pages, {:.1f} of {:.1f} MB file on 2 MiB pages (THP {})\n",
-                       r.weights_huge_page_bytes / 1e6, static_cast<double>(r.weights_file_bytes) / 1e6, r.thp_mode);
-  } else {
-    out += fmt::format("weights memory: mapped from the file (4 KiB page-cache pages; THP {})\n", r.thp_mode);
-  }
+  out += fmt::format("weights memory: {}\n",
+                     weight_memory_text(r.weights_copied, r.weights_huge_page_bytes,
+                                        static_cast<double>(r.weights_file_bytes), r.thp_mode));
   out += fmt::format("memory read bandwidth: {:.1f} GB/s (best of {} passes, worst {:.1f}) -> floor {:.1f} tok/s\n",
                      r.bandwidth_gbs, r.bandwidth_passes, r.bandwidth_worst_gbs, r.floor_tok_s);
   out += fmt::format("floor ratio: {:.2f} (decode time per token / bandwidth floor)\n", r.floor_ratio);

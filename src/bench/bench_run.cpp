@@ -221,8 +221,7 @@ BenchResult run_bench(const Model& model, Session& timed, Session* recorder, con
                                 : full_attention_kv_bytes(c, timed.kv().type(), o.context, o.gen * o.rounds);
   // Peak RSS of the model and its KV, read before the bandwidth probe's buffer joins it.
   r.rss_peak_bytes = peak_rss_bytes();
-  // The mapping is whole 2 MiB pages: its last one extends past the file.
-  r.weights_huge_page_bytes = static_cast<double>(std::min<uint64_t>(model.weights_on_huge_pages(), r.weights_file_bytes));
+  r.weights_huge_page_bytes = static_cast<double>(model.weights_on_huge_pages());
   r.threads = timed.pool().size();
   const BandwidthReading probe = measure_read_bandwidth(timed.pool());
   r.bandwidth_gbs = probe.best_gbs;

@@ -96,6 +96,10 @@ struct ModelWeights {
 enum class WeightMemory { kMap, kHugePages };
 // "map" | "huge" (the CLI's --weights-memory); throws Error naming the flag's values.
 WeightMemory parse_weight_memory(std::string_view text);
+// How the weights sit in memory, for reports (bench, serve): "mapped from the file (4 KiB
+// page-cache pages; THP madvise)" or "read onto huge pages, 104.9 of 133.4 MB file on 2 MiB pages
+// (THP madvise)".
+std::string weight_memory_text(bool copied, double huge_page_bytes, double file_bytes, std::string_view thp_mode);
 
 class Model {
  public:
@@ -110,7 +114,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   const ModelWeights& weights() const { return weights_; }
   const GgufFile& file() const { return file_; }
-  // Bytes of the weights' memory on huge pages now (0 for the map: page-cache pages are 4 KiB).
+  // Bytes of the file's copy on huge pages now, at most the file's size (0 for the map:
+  // page-cache pages are 4 KiB).
   uint64_t weights_on_huge_pages() const;
   // Bytes of weights one decode step reads: every layer matrix + output matrix + norms
   // (+ one embedding row).

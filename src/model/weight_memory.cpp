@@ -1,6 +1,9 @@
 // Model::load's choice of how the weights reach memory (model.h's WeightMemory).
 #include <sys/stat.h>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <string>
 
 #include "model/model.h"
@@ -23,6 +26,12 @@ WeightMemory parse_weight_memory(std::string_view text) {
   fail("--weights-memory: '{}' is not one of map, huge", text);
 }
 
+std::string weight_memory_text(bool copied, double huge_page_bytes, double file_bytes, std::string_view thp_mode) {
+  if (!copied) return fmt::format("mapped from the file (4 KiB page-cache pages; THP {})", thp_mode);
+  return fmt::format("read onto huge pages, {:.1f} of {:.1f} MB file on 2 MiB pages (THP {})", huge_page_bytes / 1e6,
+                     file_bytes / 1e6, thp_mode);
+}
+
 std::shared_ptr<Model> Model::load(const std::string& path, WeightMemory memory) {
   if (memory == WeightMemory::kMap) return from_gguf(GgufFile::open(path, FileMemory::kMap));
   struct stat st{};
@@ -38,7 +47,8 @@ std::shared_ptr<Model> Model::load(const std::string& path, WeightMemory memory)
 
 uint64_t Model::weights_on_huge_pages() const {
   if (file_.memory() != FileMemory::kHugePages) return 0;
-  return huge_page_bytes(file_.file_data());
+  // The copy is whole 2 MiB pages: its last one extends past the file's bytes.
+  return std::min<uint64_t>(huge_page_bytes(file_.file_data()), file_.file_size());
 }
 
 }  // namespace flashmem

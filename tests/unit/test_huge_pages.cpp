@@ -141,6 +141,12 @@ TEST(WeightMemory, ParsesTheFlagsValues) {
   }
 }
 
+TEST(WeightMemory, ReportText) {
+  EXPECT_EQ(weight_memory_text(false, 0, 133.4e6, "madvise"), "mapped from the file (4 KiB page-cache pages; THP madvise)");
+  EXPECT_EQ(weight_memory_text(true, 104.9e6, 133.4e6, "always"),
+            "read onto huge pages, 104.9 of 133.4 MB file on 2 MiB pages (THP always)");
+}
+
 // The same bytes in other memory: every logit of a prompt and greedy decode steps is equal.
 TEST(WeightMemory, HugePagesDecodeBitIdenticalToTheMap) {
   const std::string path = kData + "/models/rand-llama-q8_0.gguf";
@@ -149,6 +155,7 @@ TEST(WeightMemory, HugePagesDecodeBitIdenticalToTheMap) {
   EXPECT_EQ(mapped->file().memory(), FileMemory::kMap);
   EXPECT_EQ(copied->file().memory(), FileMemory::kHugePages);
   EXPECT_EQ(mapped->weights_on_huge_pages(), 0u);
+  EXPECT_LE(copied->weights_on_huge_pages(), copied->file().file_size());
   EXPECT_NE(mapped->file().file_data(), copied->file().file_data());
   auto trace = [](const std::shared_ptr<Model>& model) {
     Engine engine(model, EngineOptions{.n_threads = 2});

@@ -11,6 +11,7 @@
 #include "common.h"
 #include "server/chat_prompt.h"
 #include "server/server.h"
+#include "util/huge_pages.h"
 
 namespace flashmem::cli {
 namespace {
@@ -142,6 +143,10 @@ void serve(ServeArgs a) {
   server::Server server(std::move(engine), o);
   fmt::print(stderr, "flashmem serve: model {} ({} layers, context {}), policy {}, KV {} in slow tier {}\n",
              o.model_id, model->config().n_layers, ctx, describe_policy(a), a.kv_type, a.lsa.store);
+  fmt::print(stderr, "flashmem serve: weights {}\n",
+             weight_memory_text(model->file().memory() == FileMemory::kHugePages,
+                                static_cast<double>(model->weights_on_huge_pages()),
+                                static_cast<double>(model->file().file_size()), thp_mode_name(transparent_huge_pages())));
   fmt::print(stderr, "flashmem serve: KV budget {}, at most {} requests running and {} waiting\n",
              a.kv_budget_mb > 0 ? fmt::format("{} MiB", a.kv_budget_mb) : "none", a.max_sequences, a.max_queue);
   fmt::print(stderr, "flashmem serve: chat prompts: {}\n", chat_format);
