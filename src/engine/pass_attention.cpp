@@ -8,6 +8,24 @@
 #include "util/error.h"
 
 namespace flashmem {
+namespace {
+
+// The items [0, items) thread `part` of n_threads runs: begin, begin + step, ... < end.
+struct ItemShare {
+  int64_t begin, end, step;
+};
+// A decode step (one token) gives each thread one contiguous run of key chunks, so it streams its
+// share of the history front to back and the hardware prefetcher follows one stream. Dealt
+// round-robin, each thread jumped over the other's 256 KiB chunk at every chunk: at 16K context
+// the decode step's attention read ~20-30 GB/s on 2 threads where two single-thread kernels at
+// once read 40 (docs/BENCHMARKS.md, eleventh session, has the A/B). Several tokens stay
+// round-robin, so both threads work on the chunk every token of the run reads while it is cached.
+ItemShare share_items(int64_t items, int part, int64_t n_threads, bool one_token) {
+  if (!one_token) return {part, items, n_threads};
+  return {items * part / n_threads, items * (part + 1) / n_threads, 1};
+}
+
+}  // namespace
 
 void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   const ModelConfig& c = model_.config();
@@ -95,7 +113,8 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
   // the run attends chunk c (its 256 K and V rows, 256 KiB for the 125M model, staying in L2)
   // before any attends chunk c + 1, so a prompt chunk reads the history from memory about once
   // per run instead of once per token. Items are dealt round-robin, so both threads work on the
-  // same key chunk at a time. The order changes no bit: each item is computed alone and
+  // same key chunk at a time; a run of one token (decode) is split into contiguous halves
+  // instead (share_items). The order changes no bit: each item is computed alone and
   // attend_merge combines a token's chunks in chunk order.
   // 32 MiB of states: runs of 41 tokens at 64K context for the 125M model (12 heads x 66 floats
   // per chunk), 10 at 256K, so the history is read about 6x (at 64K) per 256-token prompt chunk
@@ -122,7 +141,8 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
       const int64_t tokens = last - first, items = tokens * (hi - lo);
       pool_.run([&](int part) {
         thread_local std::vector<float> scratch;  // per thread
-        for (int64_t item = part; item < items; item += n_threads) {
+        const ItemShare share = share_items(items, part, n_threads, tokens == 1);
+        for (int64_t item = share.begin; item < share.end; item += share.step) {
           const int64_t ti = item % tokens, chunk = lo + item / tokens, i = first + ti;
           attend_chunk(shape, from, pos0 + i, chunk - lo, &q_rows[i * Q],
                        &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch);
@@ -143,12 +163,13 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
       const auto items = static_cast<int64_t>(run_items_.size());
       pool_.run([&](int part) {
         thread_local std::vector<float> scratch;  // per thread
-        for (int64_t item = part; item < items; item += n_threads) {
+        const ItemShare share = share_items(items, part, n_threads, last - first == 1);
+        for (int64_t item = share.begin; item < share.end; item += share.step) {
           const auto [ti, c] = run_items_[static_cast<size_t>(item)];
           const int64_t i = first + ti, chunk = lo + c;
-          // This thread's next chunk, when it is another one (decode: c + n_threads), has its
-          // first rows prefetched.
-          const int64_t next = item + n_threads < items ? run_items_[static_cast<size_t>(item + n_threads)].second : c;
+          // This thread's next chunk, when it is another one, has its first rows prefetched.
+          const int64_t after = item + share.step;
+          const int64_t next = after < share.end ? run_items_[static_cast<size_t>(after)].second : c;
           attend_chunk(shape, from, pos0 + i, c, &q_rows[i * Q],
                        &partials_[static_cast<size_t>((chunk_first_[static_cast<size_t>(ti)] + chunk) * stride)],
                        scratch, probs_of(i), next != c ? next : -1);
