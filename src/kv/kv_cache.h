@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "tensor/dtype.h"
+#include "util/huge_pages.h"
 
 namespace flashmem {
 
@@ -26,15 +27,13 @@ class KvCache {
   int64_t kv_dim() const { return kv_dim_; }
   int64_t n_layers() const { return n_layers_; }
   size_t row_bytes() const { return row_bytes_; }  // bytes of one position's K (or V) row
-  uint64_t total_bytes() const { return static_cast<uint64_t>(keys_.size() + values_.size()); }
+  uint64_t total_bytes() const { return static_cast<uint64_t>(layer_bytes_) * (values_in_keys_ ? 1 : 2); }
 
   // Converts and stores k[kv_dim], v[kv_dim] at `pos` of `layer`.
   void store(int64_t layer, int64_t pos, const float* k, const float* v);
   // Row of one position: [kv_dim] in type(); position rows are contiguous ([capacity, kv_dim]).
-  const uint8_t* k_row(int64_t layer, int64_t pos) const { return keys_.data() + offset(layer, pos); }
-  const uint8_t* v_row(int64_t layer, int64_t pos) const {
-    return (values_in_keys_ ? keys_ : values_).data() + offset(layer, pos);
-  }
+  const uint8_t* k_row(int64_t layer, int64_t pos) const { return keys_ + offset(layer, pos); }
+  const uint8_t* v_row(int64_t layer, int64_t pos) const { return values_ + offset(layer, pos); }
 
  private:
   size_t offset(int64_t layer, int64_t pos) const {
@@ -44,8 +43,14 @@ class KvCache {
   int64_t n_layers_, capacity_, kv_dim_;
   bool values_in_keys_;
   size_t row_bytes_;
-  std::vector<uint8_t> keys_;    // [n_layers, capacity, kv_dim] in type_
-  std::vector<uint8_t> values_;  // [n_layers, capacity, kv_dim] in type_ (empty: values_in_keys)
+  size_t layer_bytes_;  // bytes of all K rows (and of all V rows): n_layers * capacity * row_bytes
+  // K then V, [2, n_layers, capacity, kv_dim] in type_ (just K with values_in_keys), zeroed: on
+  // 2 MiB pages from 32 MiB on (large_, touched as rows are stored, see kv_cache.cpp), else in
+  // small_.
+  std::vector<uint8_t> small_;
+  HugePageBuffer large_;
+  uint8_t* keys_ = nullptr;    // [n_layers, capacity, kv_dim]
+  uint8_t* values_ = nullptr;  // [n_layers, capacity, kv_dim]; keys_ with values_in_keys
 };
 
 }  // namespace flashmem
