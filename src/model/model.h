@@ -92,7 +92,8 @@ struct ModelWeights {
 // How Model::load brings the weights into memory (util/mapped_file.h's FileMemory): kMap maps
 // the file (the default, as llama.cpp does); kHugePages reads it once onto 2 MiB pages, which
 // needs the file's size in available memory. Not the default: on the 2-core VM where it was
-// measured it decoded faster at 1K context and slower at 16K (docs/BENCHMARKS.md, tenth session).
+// measured it decoded faster at 1K context, and at 16K slower in one session and faster in the
+// next (docs/BENCHMARKS.md, tenth and eleventh sessions).
 enum class WeightMemory { kMap, kHugePages };
 // "map" | "huge" (the CLI's --weights-memory); throws Error naming the flag's values.
 WeightMemory parse_weight_memory(std::string_view text);

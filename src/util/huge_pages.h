@@ -1,8 +1,10 @@
 // Memory on 2 MiB pages where the kernel allows it (Linux transparent huge pages, THP). A buffer
 // streamed once per decode step and larger than the TLB's reach (a few thousand entries: ~12 MiB
 // on 4 KiB pages) costs a page walk every 4 KiB, and the hardware prefetchers stop at every
-// 4 KiB page boundary; on 2 MiB pages neither happens. The weights read this way decoded
-// 1.07-1.59x faster at 1K context on the 125M Q8_0 bench model (docs/BENCHMARKS.md, tenth session).
+// 4 KiB page boundary; on 2 MiB pages neither happens. Measured on the 125M Q8_0 bench model
+// (docs/BENCHMARKS.md, tenth and eleventh sessions): the KV cache on huge pages (kv/kv_cache.cpp)
+// made 16K decode 1.15x faster; the weights (--weights-memory huge) 1.06-1.16x at 1K context,
+// and at 16K slower in one session, faster in the other.
 #pragma once
 #include <cstddef>
 #include <cstdint>
