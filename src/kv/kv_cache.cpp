@@ -5,13 +5,11 @@
 
 namespace flashmem {
 
-// A cache of at least this many bytes goes on 2 MiB pages (HugePageBuffer): decode attention
+// A cache of kHugeKvMinBytes or more goes on 2 MiB pages (HugePageBuffer): decode attention
 // streams all of it every step, and on 4 KiB pages that is a TLB miss and a stalled hardware
 // prefetcher every 4 KiB. On the 2-core Zen 5 VM (docs/BENCHMARKS.md, eleventh session, 6 A/B
 // pairs at 16K) the attention part of a decode step took 0.825x the time (0.705-0.896) and
-// decode ran 1.147x faster (1.101-1.247); 64K 1.127x, 4K (51 MB) unchanged. From 32 MiB on, the
-// rounding to whole 2 MiB pages adds at most 6%; smaller caches stay in a vector.
-constexpr size_t kHugeKvBytes = size_t{32} << 20;
+// decode ran 1.147x faster (1.101-1.247); 64K 1.127x, 4K (51 MB) unchanged.
 
 KvCache::KvCache(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type, bool values_in_keys)
     : type_(type), n_layers_(n_layers), capacity_(capacity), kv_dim_(kv_dim),
@@ -21,7 +19,7 @@ KvCache::KvCache(int64_t n_layers, int64_t capacity, int64_t kv_dim, DType type,
   row_bytes_ = flashmem::row_bytes(type, kv_dim);
   layer_bytes_ = static_cast<size_t>(n_layers) * capacity * row_bytes_;
   const size_t total = total_bytes();
-  if (total >= kHugeKvBytes) {
+  if (total >= kHugeKvMinBytes) {
     large_ = HugePageBuffer(total);
     keys_ = large_.data();
   } else {

@@ -1,6 +1,7 @@
 #include "kv/page_layout.h"
 
 #include "util/error.h"
+#include "util/huge_pages.h"
 
 namespace flashmem {
 
@@ -23,6 +24,16 @@ PageLayout PageLayout::make(int64_t n_layers, int64_t page_tokens, int64_t kv_di
 }
 
 AlignedBytes allocate_aligned_bytes(size_t n) noexcept {
+  if (n >= kHugeKvMinBytes) {
+    // The resident pool's arena and the disk window buffer go on 2 MiB pages, as the contiguous
+    // cache does (kv/kv_cache.cpp): decode attention streams them every step. 6 A/B pairs each
+    // (docs/BENCHMARKS.md, twelfth session): `--policy full --kv-store disk` at 16K decoded
+    // 1.35x faster (attention 0.71x the time), `lsa` 10% on disk at 64K 1.04x.
+    const size_t rounded = (n + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
+    auto* p = static_cast<uint8_t*>(std::aligned_alloc(kHugePageBytes, rounded));
+    if (p != nullptr) advise_huge_pages(p, rounded);
+    return AlignedBytes(p);
+  }
   constexpr size_t kAlign = 64;
   const size_t rounded = (n + kAlign - 1) / kAlign * kAlign;
   return AlignedBytes(static_cast<uint8_t*>(std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded)));

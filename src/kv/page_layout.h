@@ -60,7 +60,9 @@ struct AlignedFree {
   void operator()(uint8_t* p) const { std::free(p); }
 };
 using AlignedBytes = std::unique_ptr<uint8_t[], AlignedFree>;
-// Allocates n bytes (rounded up to 64); returns nullptr if the allocation fails.
+// Allocates n bytes (rounded up to 64); returns nullptr if the allocation fails. From
+// kHugeKvMinBytes on (util/huge_pages.h) the bytes start on a 2 MiB boundary, are rounded up to
+// whole 2 MiB pages and asked onto huge pages (a hint the kernel may decline).
 AlignedBytes allocate_aligned_bytes(size_t n) noexcept;
 
 }  // namespace flashmem

@@ -51,9 +51,11 @@ HugePageBuffer::HugePageBuffer(size_t bytes) {
   if (end > aligned_end) ::munmap(reinterpret_cast<void*>(aligned_end), end - aligned_end);
   data_ = reinterpret_cast<uint8_t*>(aligned);
   size_ = size;
-  // Advice only: a kernel without THP refuses it (EINVAL), and the 4 KiB pages still work.
-  ::madvise(data_, size_, MADV_HUGEPAGE);
+  advise_huge_pages(data_, size_);
 }
+
+// Advice only: a kernel without THP refuses it (EINVAL), and the 4 KiB pages still work.
+void advise_huge_pages(void* p, size_t bytes) noexcept { ::madvise(p, bytes, MADV_HUGEPAGE); }
 
 HugePageBuffer::~HugePageBuffer() { release(); }
 

@@ -14,6 +14,14 @@ namespace flashmem {
 
 // 2 MiB, the x86-64 huge page (a PMD entry).
 inline constexpr size_t kHugePageBytes = size_t{2} << 20;
+// KV buffers of at least this many bytes go on huge pages (the contiguous cache, the resident
+// pool's arena, the disk window buffer): rounding up to whole 2 MiB pages then adds at most 6%,
+// and below it a 4 KiB-page buffer is mostly within the TLB's reach anyway.
+inline constexpr size_t kHugeKvMinBytes = size_t{32} << 20;
+
+// Asks the kernel to back [p, p + bytes) with huge pages (madvise MADV_HUGEPAGE); p should start
+// on a 2 MiB boundary. A hint: when the kernel declines, the memory stays on 4 KiB pages.
+void advise_huge_pages(void* p, size_t bytes) noexcept;
 
 // The kernel's THP mode (/sys/kernel/mm/transparent_hugepage/enabled): always (every large
 // anonymous mapping), madvise (mappings that ask with MADV_HUGEPAGE, as HugePageBuffer does),
