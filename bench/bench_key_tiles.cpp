@@ -14,7 +14,10 @@
 // within 1e-5 of the largest score: the sums run in another order) and fails otherwise.
 //   bench_key_tiles --benchmark_repetitions=3
 // Arguments: keys, hot (1: the same keys every iteration, cache-resident; 0: cycles through
-// >= 128 MiB of copies so that every iteration reads from DRAM). bytes_per_second = K bytes read.
+// >= 128 MiB of copies so that every iteration reads from DRAM), threads (each scores one
+// contiguous half of the keys, as decode's threads do). bytes_per_second = K bytes read.
+// The score pass alone: thirteenth session's engine trial (docs/BENCHMARKS.md) found the whole
+// decode kernel on tiles no faster, once the f16 sums keep the row kernel's order.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -25,6 +28,7 @@
 #include "model/attention_tile_avx512.h"  // the engine's block kernels (internal to src/model)
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
+#include "util/thread_pool.h"
 
 #if defined(FLASHMEM_ATTENTION_AVX512)
 namespace flashmem {
@@ -109,15 +113,20 @@ struct KeyData {
 };
 
 constexpr float kScale = 0.125f;  // 1 / sqrt(head_dim)
+// Key tiles fetched ahead: from DRAM with 2 threads (thirteenth session) 1 tile ahead read 29-39
+// GB/s, 2 tiles 49-60, 8 tiles 43-52.
+constexpr int64_t kTilesAhead = 2;
 
-// scores [12][keys] from copy c's rows with the engine's block kernels.
-void row_scores(KeyData& k, int64_t c, std::vector<const uint8_t*>& ptrs, float* scores) {
-  for (int64_t j = 0; j < k.keys; ++j) ptrs[j] = &k.rows[c * k.copy_bytes + j * k.row_size];
+// scores [12][keys] of keys [j_begin, j_end) (multiples of 32) from copy c's rows with the
+// engine's block kernels.
+void row_scores(KeyData& k, int64_t c, std::vector<const uint8_t*>& ptrs, float* scores, int64_t j_begin,
+                int64_t j_end) {
+  for (int64_t j = j_begin; j < j_end; ++j) ptrs[j] = &k.rows[c * k.copy_bytes + j * k.row_size];
   const size_t slice = k.row_size / kKvHeads;
-  for (int64_t b = 0; b < k.keys; b += attention_tile::kBlockKeys) {
+  for (int64_t b = j_begin; b < j_end; b += attention_tile::kBlockKeys) {
     // The next block's rows fetched ahead, as tiled_chunk's RowPrefetcher does (spread over the
     // block's steps there, all at once here): without it the row layout reads DRAM at half speed.
-    if (b + attention_tile::kBlockKeys < k.keys) {
+    if (b + attention_tile::kBlockKeys < j_end) {
       const uint8_t* next = ptrs[b + attention_tile::kBlockKeys];
       for (size_t at = 0; at < attention_tile::kBlockKeys * k.row_size; at += 64)
         _mm_prefetch(reinterpret_cast<const char*>(next + at), _MM_HINT_T0);
@@ -140,12 +149,19 @@ void row_scores(KeyData& k, int64_t c, std::vector<const uint8_t*>& ptrs, float*
   }
 }
 
-// scores [12][keys] from copy c's tiles.
-void tile_scores(KeyData& k, int64_t c, float* scores) {
+// scores [12][keys] of keys [j_begin, j_end) (multiples of 16) from copy c's tiles.
+void tile_scores(KeyData& k, int64_t c, float* scores, int64_t j_begin, int64_t j_end) {
   const __m512 scale = _mm512_set1_ps(kScale);
-  for (int64_t t = 0; t < k.keys / kTileKeys; ++t)
+  const size_t tile_bytes = k.tile_bytes();
+  for (int64_t t = j_begin / kTileKeys; t < j_end / kTileKeys; ++t)
     for (int64_t h = 0; h < kKvHeads; ++h) {
       const uint8_t* tp = k.tile(c, t, h);
+      // Hardware prefetchers alone leave the tiles at 25 (q8_0) to 35 (f16) GB/s from DRAM with
+      // both threads: each kv head's tile is fetched kTilesAhead tiles ahead (the tiles of one
+      // key range are [kv head][tile], so that is kTilesAhead * kKvHeads tiles on).
+      if (t + kTilesAhead < j_end / kTileKeys)
+        for (size_t at = 0; at < tile_bytes; at += 64)
+          _mm_prefetch(reinterpret_cast<const char*>(tp) + kTilesAhead * kKvHeads * tile_bytes + at, _MM_HINT_T0);
       __m512 sc[kGroup];
       if (k.type == DType::F16) {
         const float* q = &k.q[h * kGroup * kHeadDim];
@@ -187,10 +203,12 @@ void tile_scores(KeyData& k, int64_t c, float* scores) {
 
 void bench_key_scores(benchmark::State& state, DType type, bool tiles) {
   KeyData k(type, state.range(0), state.range(1) == 1);
+  // Threads split the keys into contiguous halves (multiples of 32), as decode's chunks do.
+  ThreadPool pool(static_cast<int>(state.range(2)));
   std::vector<const uint8_t*> ptrs(k.keys);
   std::vector<float> want(kHeads * k.keys), got(want.size());  // [12][keys]
-  row_scores(k, 0, ptrs, want.data());
-  tile_scores(k, 0, got.data());
+  row_scores(k, 0, ptrs, want.data(), 0, k.keys);
+  tile_scores(k, 0, got.data(), 0, k.keys);
   float largest = 0, worst = 0;
   for (size_t i = 0; i < want.size(); ++i) {
     largest = std::max(largest, std::fabs(want[i]));
@@ -202,12 +220,16 @@ void bench_key_scores(benchmark::State& state, DType type, bool tiles) {
     return;
   }
   int64_t c = 0;
+  const int parts = pool.size();
   for (auto _ : state) {
-    if (tiles) {
-      tile_scores(k, c, got.data());
-    } else {
-      row_scores(k, c, ptrs, got.data());
-    }
+    pool.run([&](int part) {
+      const int64_t j_begin = k.keys * part / parts / 32 * 32, j_end = k.keys * (part + 1) / parts / 32 * 32;
+      if (tiles) {
+        tile_scores(k, c, got.data(), j_begin, j_end);
+      } else {
+        row_scores(k, c, ptrs, got.data(), j_begin, j_end);
+      }
+    });
     benchmark::DoNotOptimize(got.data());
     c = (c + 1) % k.copies;
   }
@@ -215,7 +237,8 @@ void bench_key_scores(benchmark::State& state, DType type, bool tiles) {
 }
 
 void key_args(benchmark::internal::Benchmark* b) {
-  b->Args({1024, 1})->Args({16384, 0});
+  b->ArgNames({"keys", "hot", "threads"});
+  b->Args({1024, 1, 1})->Args({16384, 0, 1})->Args({2048, 1, 2})->Args({16384, 0, 2})->UseRealTime();
 }
 
 BENCHMARK_CAPTURE(bench_key_scores, rows_f16, DType::F16, false)->Name("KeyScores/rows_f16")->Apply(key_args);
