@@ -40,7 +40,9 @@ TEST_P(KvCacheTest, RowsReadBackAndUnwrittenRowsAreZero) {
   EXPECT_EQ(cache.total_bytes(), static_cast<uint64_t>(2 * kLayers * capacity * kKvDim * 4));
   const bool large = cache.total_bytes() >= (uint64_t{32} << 20);
   EXPECT_EQ(large, capacity == 8000);
-  if (large) EXPECT_EQ(reinterpret_cast<uintptr_t>(cache.k_row(0, 0)) % kHugePageBytes, 0u);
+  if (large) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(cache.k_row(0, 0)) % kHugePageBytes, 0u);
+  }
   for (const int64_t layer : {int64_t{0}, kLayers - 1})
     for (const int64_t pos : {int64_t{0}, capacity / 2, capacity - 1})
       cache.store(layer, pos, row_of(layer, pos, 0).data(), row_of(layer, pos, 1).data());
