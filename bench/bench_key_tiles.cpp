@@ -16,8 +16,8 @@
 // Arguments: keys, hot (1: the same keys every iteration, cache-resident; 0: cycles through
 // >= 128 MiB of copies so that every iteration reads from DRAM), threads (each scores one
 // contiguous half of the keys, as decode's threads do). bytes_per_second = K bytes read.
-// The score pass alone: thirteenth session's engine trial (docs/BENCHMARKS.md) found the whole
-// decode kernel on tiles no faster, once the f16 sums keep the row kernel's order.
+// The score pass alone: the thirteenth session's trial of tiles in the engine (branch key-tiles,
+// docs/BENCHMARKS.md) found the whole decode kernel no faster there.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -156,9 +156,9 @@ void tile_scores(KeyData& k, int64_t c, float* scores, int64_t j_begin, int64_t 
   for (int64_t t = j_begin / kTileKeys; t < j_end / kTileKeys; ++t)
     for (int64_t h = 0; h < kKvHeads; ++h) {
       const uint8_t* tp = k.tile(c, t, h);
-      // Hardware prefetchers alone leave the tiles at 25 (q8_0) to 35 (f16) GB/s from DRAM with
-      // both threads: each kv head's tile is fetched kTilesAhead tiles ahead (the tiles of one
-      // key range are [kv head][tile], so that is kTilesAhead * kKvHeads tiles on).
+      // Hardware prefetchers alone leave the tiles at 25 (q8_0) to 38 (f16) GB/s from DRAM with
+      // both threads: each kv head's tile is fetched kTilesAhead 16-key ranges ahead (tiles lie
+      // [16-key range][kv head], so that is kTilesAhead * kKvHeads tiles on).
       if (t + kTilesAhead < j_end / kTileKeys)
         for (size_t at = 0; at < tile_bytes; at += 64)
           _mm_prefetch(reinterpret_cast<const char*>(tp) + kTilesAhead * kKvHeads * tile_bytes + at, _MM_HINT_T0);
