@@ -203,7 +203,7 @@ void tile_scores(KeyData& k, int64_t c, float* scores, int64_t j_begin, int64_t 
 
 void bench_key_scores(benchmark::State& state, DType type, bool tiles) {
   KeyData k(type, state.range(0), state.range(1) == 1);
-  // Threads split the keys into contiguous halves (multiples of 32), as decode's chunks do.
+  // Threads split the keys into contiguous halves (whole 32-key blocks), as decode's chunks do.
   ThreadPool pool(static_cast<int>(state.range(2)));
   std::vector<const uint8_t*> ptrs(k.keys);
   std::vector<float> want(kHeads * k.keys), got(want.size());  // [12][keys]
@@ -220,10 +220,8 @@ void bench_key_scores(benchmark::State& state, DType type, bool tiles) {
     return;
   }
   int64_t c = 0;
-  const int parts = pool.size();
   for (auto _ : state) {
-    pool.run([&](int part) {
-      const int64_t j_begin = k.keys * part / parts / 32 * 32, j_end = k.keys * (part + 1) / parts / 32 * 32;
+    pool.parallel_for(k.keys, attention_tile::kBlockKeys, [&](int64_t j_begin, int64_t j_end) {
       if (tiles) {
         tile_scores(k, c, got.data(), j_begin, j_end);
       } else {
