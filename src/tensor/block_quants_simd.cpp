@@ -96,25 +96,23 @@ void q8_0_family_rows8(const typename T::Block* const* rows, const ActivationQ8&
   for (int64_t b = 0; b < a.n_blocks; ++b) {
     const int8_t* xq = a.qs.data() + b * kQ8Block;
     __m256i isum[8];                     // [row] 8 partial sums each
-    alignas(16) uint16_t d[8], m[8];     // [row] fp16 scales and mins
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) {
       const auto& blk = rows[r][b];
       simd::prefetch_ahead(&blk);
       isum[r] = _mm256_madd_epi16(T::pairs(blk, xq), ones);
-      d[r] = blk.d;
-      if constexpr (T::kMin) m[r] = blk.m;
     }
     __m256i sums = transpose_sum(isum);
     if constexpr (T::kOffset != 0) {
       const int32_t x_sum = hsum_i32(load256(a.lane_sums.data() + b * 8));
       sums = _mm256_sub_epi32(sums, _mm256_set1_epi32(T::kOffset * x_sum));
     }
-    const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d))),
+    // [row] the f16 scales (and mins) as f32
+    const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(simd::u16_lanes<8>([&](int r) { return rows[r][b].d; })),
                                        _mm256_set1_ps(a.d[static_cast<size_t>(b)]));
     __m256 term = _mm256_mul_ps(scale, _mm256_cvtepi32_ps(sums));
     if constexpr (T::kMin)
-      term = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(m))),
+      term = _mm256_fmadd_ps(_mm256_cvtph_ps(simd::u16_lanes<8>([&](int r) { return rows[r][b].m; })),
                              _mm256_set1_ps(a.s[static_cast<size_t>(b)]), term);
     acc = _mm256_add_ps(acc, term);
   }

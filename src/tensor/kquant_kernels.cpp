@@ -59,7 +59,11 @@ template <typename T, int NT>
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) {
       const __m256i pairs = _mm256_maddubs_epi16(u, load256(x + t * kQKBlock + 32 * K));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+      isum[t] = _mm256_dpwssd_epi32(isum[t], pairs, s);  // the madd and the add in one (exact, not saturating)
+#else
       isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(pairs, s));
+#endif
       // Keeps the running sum in a register: without it GCC reassociates the 8 chunk terms of
       // each token into a tree, computes all NT·8 products first and spills them to the stack
       // (measured 1.5x slower).
@@ -100,17 +104,15 @@ void matvec_rows8(const typename T::Block* const* rows, const ActivationQ8K& x, 
     const int8_t* xq = x.qs.data() + b * kQKBlock;
     const int16_t* bsums = x.bsums.data() + b * 16;
     __m256i isum[8], msum[8];
-    alignas(16) uint16_t d[8], dmin[8];  // [row] fp16 scales
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) {
       const auto& blk = rows[r][b];
       prefetch_block(blk);
       superblock_sums<T, 1>(blk, xq, bsums, isum + r, msum + r);
-      d[r] = blk.d;
-      dmin[r] = T::dmin(blk);
     }
-    const __m256 dv = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d)));
-    const __m256 dminv = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(dmin)));
+    // [row] the f16 scales and mins as f32
+    const __m256 dv = _mm256_cvtph_ps(simd::u16_lanes<8>([&](int r) { return rows[r][b].d; }));
+    const __m256 dminv = _mm256_cvtph_ps(simd::u16_lanes<8>([&](int r) { return T::dmin(rows[r][b]); }));
     __m256i msums = _mm256_setzero_si256();
     if constexpr (T::kMins) msums = transpose_sum(msum);
     acc = accumulate<T::kMins>(acc, _mm256_set1_ps(x.d[static_cast<size_t>(b)]), dv, dminv, transpose_sum(isum), msums);

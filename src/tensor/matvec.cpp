@@ -3,7 +3,6 @@
 // processed together so each activation load from L1 feeds several weight rows.
 #include <algorithm>
 #include <span>
-#include <utility>
 #include <vector>
 
 #include "tensor/block_quants.h"
@@ -132,9 +131,7 @@ inline __m256i block_correction(const int32_t* lane_sums) {
 // Every lane's arithmetic is the 256-bit loop's (the same exact int32 lane sum, the same scale
 // d_w·d_x rounded to f32, one FMA per block in block order, the same final reduction of 8 lanes),
 // so each row's result is bit-identical to it, and to dot_row_tile's (matvec_batch). The NR
-// rows' scales come from one conversion and one multiply per block (built in registers: stored
-// to memory as 16-bit values and reloaded as a vector, the store-forwarding stall took the rate
-// to a third). One thread, weights cache-resident (bench_kernels Matvec q8_0 2048x768 hot),
+// rows' scales come from one conversion and one multiply per block (simd::u16_lanes). One thread, weights cache-resident (bench_kernels Matvec q8_0 2048x768 hot),
 // alternated with the 256-bit loop on the Zen 5 VM: 40.4-43.9 against 32.7-38.3 GB/s; from DRAM
 // the rate is unchanged within the host's noise.
 template <typename Weights, int NR>
@@ -149,10 +146,7 @@ void dot_row_pairs_quantized(const uint8_t* w, size_t stride, const ActivationQ8
     const __m512i x = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.qs.data() + b * kQ8Block)));
     const __m512i correction = _mm512_broadcast_i64x4(block_correction<Weights>(xq.lane_sums.data() + b * 8));
     // [NR] the rows' scales d_w · d_x (the f16 d_w widened exactly, one rounded product each)
-    __m128i dw = _mm_cvtsi32_si128(rows[0][b].d);
-    [&]<int... r>(std::integer_sequence<int, r...>) {
-      ((dw = _mm_insert_epi16(dw, rows[r + 1][b].d, r + 1)), ...);
-    }(std::make_integer_sequence<int, NR - 1>{});
+    const __m128i dw = simd::u16_lanes<NR>([&](int r) { return rows[r][b].d; });
     const __m256 scales = _mm256_mul_ps(_mm256_cvtph_ps(dw), _mm256_set1_ps(xq.d[b]));
 #pragma GCC unroll 4
     for (int p = 0; p < NR / 2; ++p) {
