@@ -81,6 +81,49 @@ template <typename T, int NT>
   }
 }
 
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define FLASHMEM_KQUANT_ROW_PAIRS 1
+// superblock_sums<T, 1> for two rows' super-blocks a and b against one token, side by side in
+// 512-bit vectors (a in the low half, b in the high): one maddubs and one dpwssd serve both rows'
+// chunk. Every int32 lane is summed as superblock_sums sums it (exact integer arithmetic), so
+// isum[0], isum[1] (and msum) are identical to its results for a and b.
+template <typename T>
+[[gnu::always_inline]] inline void superblock_sums_pair(const typename T::Block& a, const typename T::Block& b,
+                                                        const int8_t* x, const int16_t* bsums, __m256i* isum,
+                                                        __m256i* msum) {
+  __m256i sc[2], m[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+  T::scales(a, &sc[0], &m[0]);
+  T::scales(b, &sc[1], &m[1]);
+  // 128-bit lanes [a groups 0-7, a groups 0-7, b groups 0-7, b groups 0-7], likewise groups 8-15
+  const __m512i groups_low = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(sc[0], sc[0], 0x00)),
+                                                _mm256_permute2x128_si256(sc[1], sc[1], 0x00), 1);
+  const __m512i groups_high = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_permute2x128_si256(sc[0], sc[0], 0x11)),
+                                                 _mm256_permute2x128_si256(sc[1], sc[1], 0x11), 1);
+  __m512i sum = _mm512_setzero_si512();
+  kquant::for_each_chunk([&](auto chunk) FLASHMEM_KQUANT_INLINE {
+    constexpr int K = decltype(chunk)::value;
+    constexpr int j = K % 4;  // as chunk_scales
+    const __m512i control = _mm512_broadcast_i64x4(
+        _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * j + 3) << 8 | (4 * j + 2))),
+                         _mm_set1_epi16(static_cast<int16_t>((4 * j + 1) << 8 | (4 * j)))));
+    const __m512i s = _mm512_shuffle_epi8(K < 4 ? groups_low : groups_high, control);
+    const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(T::template chunk<K>(a)), T::template chunk<K>(b), 1);
+    const __m512i xv = _mm512_broadcast_i64x4(load256(x + 32 * K));
+    sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(u, xv), s);
+    __asm__("" : "+v"(sum));  // as in superblock_sums: the running sum stays in a register
+  });
+  const __m256i bs = load256(bsums);
+  for (int r = 0; r < 2; ++r) {
+    isum[r] = r == 0 ? _mm512_castsi512_si256(sum) : _mm512_extracti64x4_epi64(sum, 1);
+    if constexpr (T::kOffset != 0) {
+      constexpr int shift = std::countr_zero(static_cast<unsigned>(T::kOffset));
+      isum[r] = _mm256_sub_epi32(isum[r], _mm256_slli_epi32(_mm256_madd_epi16(sc[r], bs), shift));
+    }
+    if constexpr (T::kMins) msum[r] = _mm256_madd_epi16(m[r], bs);
+  }
+}
+#endif
+
 // acc + dx·(d·isum - dmin·msum) per lane: the one f32 sequence every path uses.
 template <bool kMins>
 inline __m256 accumulate(__m256 acc, __m256 dx, __m256 d, __m256 dmin, __m256i isum, __m256i msum) {
@@ -104,12 +147,21 @@ void matvec_rows8(const typename T::Block* const* rows, const ActivationQ8K& x, 
     const int8_t* xq = x.qs.data() + b * kQKBlock;
     const int16_t* bsums = x.bsums.data() + b * 16;
     __m256i isum[8], msum[8];
+#if defined(FLASHMEM_KQUANT_ROW_PAIRS)
+#pragma GCC unroll 4
+    for (int r = 0; r < 8; r += 2) {
+      prefetch_block(rows[r][b]);
+      prefetch_block(rows[r + 1][b]);
+      superblock_sums_pair<T>(rows[r][b], rows[r + 1][b], xq, bsums, isum + r, msum + r);
+    }
+#else
 #pragma GCC unroll 8
     for (int r = 0; r < 8; ++r) {
       const auto& blk = rows[r][b];
       prefetch_block(blk);
       superblock_sums<T, 1>(blk, xq, bsums, isum + r, msum + r);
     }
+#endif
     // [row] the f16 scales and mins as f32
     const __m256 dv = _mm256_cvtph_ps(simd::u16_lanes<8>([&](int r) { return rows[r][b].d; }));
     const __m256 dminv = _mm256_cvtph_ps(simd::u16_lanes<8>([&](int r) { return T::dmin(rows[r][b]); }));
