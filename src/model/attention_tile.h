@@ -95,10 +95,10 @@ struct Q8Slice {
 template <int S>
 void scaled_weights(const uint8_t* const* v_rows, int64_t nb, size_t offset, const float* p, int64_t c,
                     float* w) {
-  alignas(16) uint16_t d[kBlockKeys] = {};  // [kBlockKeys] the keys' f16 block scales
-  for (int64_t j = 0; j < nb; ++j) d[j] = Q8Slice::block(v_rows[j] + offset, c)->d;
   for (int64_t j0 = 0; j0 < nb; j0 += 8) {
-    const __m256 d8 = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(d + j0)));
+    // [8] the f16 block scales of keys j0 .. j0 + 7 (past nb: the last key's, unused), as f32
+    const __m256 d8 = _mm256_cvtph_ps(simd::u16_lanes<8>(
+        [&](int i) { return Q8Slice::block(v_rows[std::min<int64_t>(j0 + i, nb - 1)] + offset, c)->d; }));
     for (int s = 0; s < S; ++s)
       _mm256_storeu_ps(w + s * kBlockKeys + j0,
                        _mm256_mul_ps(_mm256_loadu_ps(p + s * kAttentionChunkKeys + j0), d8));
