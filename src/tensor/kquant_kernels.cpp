@@ -1,6 +1,7 @@
-// K-quant dot products on AVX2 (AVX-512 builds run the same ymm code). Per super-block and
-// token: 8 chunks of 32 unsigned codes × int8 activations by maddubs (u8 × s8 -> int16 pairs;
-// codes < 64 keep every pair below 2·63·128 < 2^15), weighted by their group scales with madd
+// K-quant dot products on AVX2 (AVX-512 builds run the same integer arithmetic, with madd + add
+// fused into dpwssd and matvec's rows two to a 512-bit vector: superblock_sums_pair). Per
+// super-block and token: 8 chunks of 32 unsigned codes × int8 activations by maddubs (u8 × s8 ->
+// int16 pairs; codes < 64 keep every pair below 2·63·128 < 2^15), weighted by their group scales with madd
 // (int16 × int16 -> int32; the scale vector of chunk K is [sc_2K × 8 | sc_2K+1 × 8], one byte
 // shuffle of the unpacked scales). The code offset of Q3_K/Q6_K comes back through the activation
 // sums (Σ sc·(u - o)·x = Σ sc·u·x - o·Σ_g sc_g·bsum_g, one more madd), and so do the mins

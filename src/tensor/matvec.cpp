@@ -131,9 +131,10 @@ inline __m256i block_correction(const int32_t* lane_sums) {
 // Every lane's arithmetic is the 256-bit loop's (the same exact int32 lane sum, the same scale
 // d_w·d_x rounded to f32, one FMA per block in block order, the same final reduction of 8 lanes),
 // so each row's result is bit-identical to it, and to dot_row_tile's (matvec_batch). The NR
-// rows' scales come from one conversion and one multiply per block (simd::u16_lanes). One thread, weights cache-resident (bench_kernels Matvec q8_0 2048x768 hot),
-// alternated with the 256-bit loop on the Zen 5 VM: 40.4-43.9 against 32.7-38.3 GB/s; from DRAM
-// the rate is unchanged within the host's noise.
+// rows' scales come from one conversion and one multiply per block (simd::u16_lanes). Weights
+// cache-resident, one thread (bench_kernels, Zen 5 VM, alternated with the 256-bit loop): q8_0
+// 42.4-46.0 against 35.3-39.4 GB/s; streamed from DRAM the rate is unchanged within the host's
+// noise (docs/BENCHMARKS.md, fourteenth session).
 template <typename Weights, int NR>
 void dot_row_pairs_quantized(const uint8_t* w, size_t stride, const ActivationQ8& xq, float* y) {
   static_assert(NR % 2 == 0 && NR <= 8);  // the scales of all NR rows fill one 8-lane vector
@@ -143,7 +144,8 @@ void dot_row_pairs_quantized(const uint8_t* w, size_t stride, const ActivationQ8
   for (int r = 0; r < NR; ++r) rows[r] = reinterpret_cast<const Block*>(w + r * stride);
   for (__m512& a : acc) a = _mm512_setzero_ps();
   for (int64_t b = 0; b < xq.n_blocks; ++b) {
-    const __m512i x = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.qs.data() + b * kQ8Block)));
+    const __m512i x =  // the block's 32 activation codes in both halves
+        _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq.qs.data() + b * kQ8Block)));
     const __m512i correction = _mm512_broadcast_i64x4(block_correction<Weights>(xq.lane_sums.data() + b * 8));
     // [NR] the rows' scales d_w · d_x (the f16 d_w widened exactly, one rounded product each)
     const __m128i dw = simd::u16_lanes<NR>([&](int r) { return rows[r][b].d; });
