@@ -25,6 +25,10 @@ namespace {
 using kquant::load256;
 using kquant::transpose_sum;
 
+#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define FLASHMEM_KQUANT_ZMM 1  // 512-bit maddubs and dpwssd: two rows or two tokens per vector
+#endif
+
 // Rows of W processed per pass over the tiles: 16 rows of the widest row we use (2048 columns
 // of Q6_K, 1.7 KiB each) stay in L2 while the tiles stream past, and each tile's activations
 // (8 × 2048 bytes) are read from L1 by the 16 rows in turn.
@@ -41,9 +45,12 @@ inline __m256i chunk_scales(__m256i groups_low, __m256i groups_high) {
   return _mm256_shuffle_epi8(K < 4 ? groups_low : groups_high, control);
 }
 
-// For NT tokens (x [NT, 256] codes, bsums [NT, 16]) against one super-block: isum[t] with 8 int32
-// lanes summing to Σ sc·(u - offset)·x, and (when T::kMins) msum[t] summing to Σ m_g·bsum_g.
-// Always inlined: GCC otherwise calls it for some types and passes every vector through memory.
+// For NT tokens (x [8 chunks, NT, 32] codes, bsums [NT, 16]) against one super-block: isum[t]
+// with 8 int32 lanes summing to Σ sc·(u - offset)·x, and (when T::kMins) msum[t] summing to
+// Σ m_g·bsum_g. With AVX-512 BW + VNNI two tokens share a 512-bit vector (the row's codes and
+// scales in both halves, tokens t and t + 1's codes side by side in x): one maddubs and one dpwssd
+// per chunk for both, each lane summed as the 256-bit form sums it. Always inlined: GCC otherwise
+// calls it for some types and passes every vector through memory.
 template <typename T, int NT>
 [[gnu::always_inline]] inline void superblock_sums(const typename T::Block& blk, const int8_t* x, const int16_t* bsums, __m256i* isum,
                             __m256i* msum) {
@@ -51,15 +58,35 @@ template <typename T, int NT>
   T::scales(blk, &sc, &m);
   const __m256i groups_low = _mm256_permute2x128_si256(sc, sc, 0x00);
   const __m256i groups_high = _mm256_permute2x128_si256(sc, sc, 0x11);
+#if defined(FLASHMEM_KQUANT_ZMM)
+  constexpr int kPairs = NT / 2;  // tokens 2p, 2p + 1 in pair[p]; an odd last token in isum
+#else
+  constexpr int kPairs = 0;
+#endif
+  [[maybe_unused]] __m512i pair[kPairs > 0 ? kPairs : 1];
+#if defined(FLASHMEM_KQUANT_ZMM)
+  for (int p = 0; p < kPairs; ++p) pair[p] = _mm512_setzero_si512();
+#endif
 #pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
+  for (int t = 2 * kPairs; t < NT; ++t) isum[t] = _mm256_setzero_si256();
   kquant::for_each_chunk([&](auto chunk) FLASHMEM_KQUANT_INLINE {
     constexpr int K = decltype(chunk)::value;
     const __m256i u = T::template chunk<K>(blk);
     const __m256i s = chunk_scales<K>(groups_low, groups_high);
+    const int8_t* xk = x + 32 * NT * K;  // [NT, 32] the chunk's codes of every token
+#if defined(FLASHMEM_KQUANT_ZMM)
+    if constexpr (kPairs > 0) {
+      const __m512i u2 = _mm512_broadcast_i64x4(u), s2 = _mm512_broadcast_i64x4(s);
+#pragma GCC unroll 4
+      for (int p = 0; p < kPairs; ++p) {
+        pair[p] = _mm512_dpwssd_epi32(pair[p], _mm512_maddubs_epi16(u2, _mm512_loadu_si512(xk + 64 * p)), s2);
+        __asm__("" : "+v"(pair[p]));  // as below
+      }
+    }
+#endif
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
-      const __m256i pairs = _mm256_maddubs_epi16(u, load256(x + t * kQKBlock + 32 * K));
+    for (int t = 2 * kPairs; t < NT; ++t) {
+      const __m256i pairs = _mm256_maddubs_epi16(u, load256(xk + 32 * t));
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
       isum[t] = _mm256_dpwssd_epi32(isum[t], pairs, s);  // the madd and the add in one (exact, not saturating)
 #else
@@ -71,6 +98,12 @@ template <typename T, int NT>
       __asm__("" : "+x"(isum[t]));
     }
   });
+#if defined(FLASHMEM_KQUANT_ZMM)
+  for (int p = 0; p < kPairs; ++p) {
+    isum[2 * p] = _mm512_castsi512_si256(pair[p]);
+    isum[2 * p + 1] = _mm512_extracti64x4_epi64(pair[p], 1);
+  }
+#endif
 #pragma GCC unroll 8
   for (int t = 0; t < NT; ++t) {
     const __m256i bs = load256(bsums + 16 * t);
@@ -82,7 +115,7 @@ template <typename T, int NT>
   }
 }
 
-#if defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#if defined(FLASHMEM_KQUANT_ZMM)
 #define FLASHMEM_KQUANT_ROW_PAIRS 1
 // superblock_sums<T, 1> for two rows' super-blocks a and b against one token, side by side in
 // 512-bit vectors (a in the low half, b in the high): one maddubs and one dpwssd serve both rows'
@@ -284,7 +317,8 @@ void quantize_kquant_tiles(const float* x, int64_t n_tokens, int64_t cols, std::
       for (int t = 0; t < n; ++t) {
         quantize_kquant_activation(x + (i * kKTileTokens + t) * cols, cols, &token);
         for (int64_t b = 0; b < n_blocks; ++b) {
-          std::memcpy(tile.qs.data() + (b * n + t) * kQKBlock, token.qs.data() + b * kQKBlock, kQKBlock);
+          for (int k = 0; k < kQKBlock / 32; ++k)  // chunk k of token t at [b, k, t]
+            std::memcpy(tile.qs.data() + ((b * kQKBlock / 32 + k) * n + t) * 32, token.qs.data() + b * kQKBlock + 32 * k, 32);
           std::memcpy(tile.bsums.data() + (b * n + t) * 16, token.bsums.data() + b * 16, 16 * sizeof(int16_t));
           tile.d[static_cast<size_t>(b * kKTileTokens + t)] = token.d[static_cast<size_t>(b)];
         }

@@ -33,7 +33,7 @@ void quantize_kquant_activation(const float* x, int64_t n, ActivationQ8K* out);
 // every token's codes and sums at fixed offsets.
 constexpr int kKTileTokens = 8;  // the 8 f32 lanes of a ymm register, one per token
 struct KQuantTile {
-  std::vector<int8_t> qs;      // [n_blocks, n_tokens, 256] codes
+  std::vector<int8_t> qs;      // [n_blocks, 8 chunks, n_tokens, 32] codes: a chunk's tokens side by side
   std::vector<int16_t> bsums;  // [n_blocks, n_tokens, 16] sums of each 16 codes
   std::vector<float> d;        // [n_blocks, kKTileTokens] scales; tokens past n_tokens 0
   int64_t n_blocks = 0;
