@@ -256,18 +256,46 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
   using Block = typename Weights::Block;
   constexpr bool kCorrected = Weights::kOffsetShift != 0;
   const Block* row = reinterpret_cast<const Block*>(w);
-  __m256 acc[NT];
+  __m256 acc[NT];  // [token]
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const int8_t* x = tile.qs.data();
   const int32_t* corrections = tile.corrections.data();
   const float* dx = tile.d.data();
+#if defined(FLASHMEM_MATVEC_ROW_PAIRS)
+  // Tokens 2p and 2p + 1 share a 512-bit vector (their codes and corrections lie side by side in
+  // the tile): one dpbusd, conversion and FMA for both, each lane's arithmetic as below; an odd
+  // last token takes the 256-bit form.
+  constexpr int kPairs = NT / 2;
+  __m512 acc2[kPairs > 0 ? kPairs : 1];  // [pair] lanes 0-7 token 2p, 8-15 token 2p + 1
+  for (__m512& a : acc2) a = _mm512_setzero_ps();
+#else
+  constexpr int kPairs = 0;
+#endif
   for (int64_t b = 0; b < tile.n_blocks; ++b, x += NT * kQ8Block, dx += kMaxTileTokens) {
     prefetch_ahead(&row[b]);
     const typename Weights::Prepared prepared = Weights::prepare(row[b]);
-    alignas(32) float scale[kMaxTileTokens];  // [token] d_w·d_x
-    _mm256_store_ps(scale, _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(row[b].d)), _mm256_loadu_ps(dx)));
+    // [token] d_w·d_x
+    const __m256 scales = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(row[b].d)), _mm256_loadu_ps(dx));
+    alignas(32) float scale[kMaxTileTokens];
+    _mm256_store_ps(scale, scales);
+#if defined(FLASHMEM_MATVEC_ROW_PAIRS)
+    if constexpr (kPairs > 0) {
+      const __m512i u2 = _mm512_broadcast_i64x4(prepared.u);
+#pragma GCC unroll 4
+      for (int p = 0; p < kPairs; ++p) {
+        const __m512i xv = _mm512_loadu_si512(x + 2 * p * kQ8Block);
+        const __m512i cv = kCorrected ? _mm512_loadu_si512(corrections + 2 * p * 8) : _mm512_setzero_si512();
+        const __m512i dot = _mm512_dpbusd_epi32(cv, u2, xv);
+        const __m512 scale2 = _mm512_permutexvar_ps(  // lanes 0-7: token 2p's scale, 8-15: 2p + 1's
+            _mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1,
+                              2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1),
+            _mm512_castps256_ps512(scales));
+        acc2[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale2, acc2[p]);
+      }
+    }
+#endif
 #pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
+    for (int t = 2 * kPairs; t < NT; ++t) {
       const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + t * kQ8Block));
       const __m256i cv = kCorrected ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corrections + t * 8))
                                     : _mm256_setzero_si256();
@@ -276,6 +304,12 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
     }
     if constexpr (kCorrected) corrections += NT * 8;
   }
+#if defined(FLASHMEM_MATVEC_ROW_PAIRS)
+  for (int p = 0; p < kPairs; ++p) {
+    acc[2 * p] = _mm512_castps512_ps256(acc2[p]);
+    acc[2 * p + 1] = _mm512_extractf32x8_ps(acc2[p], 1);
+  }
+#endif
   for (int t = 0; t < NT; ++t) y[t * y_stride] = hsum256(acc[t]);
 }
 
