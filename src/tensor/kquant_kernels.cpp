@@ -60,12 +60,10 @@ template <typename T, int NT>
   const __m256i groups_high = _mm256_permute2x128_si256(sc, sc, 0x11);
 #if defined(FLASHMEM_KQUANT_ZMM)
   constexpr int kPairs = NT / 2;  // tokens 2p, 2p + 1 in pair[p]; an odd last token in isum
+  __m512i pair[kPairs > 0 ? kPairs : 1];
+  for (int p = 0; p < kPairs; ++p) pair[p] = _mm512_setzero_si512();
 #else
   constexpr int kPairs = 0;
-#endif
-  [[maybe_unused]] __m512i pair[kPairs > 0 ? kPairs : 1];
-#if defined(FLASHMEM_KQUANT_ZMM)
-  for (int p = 0; p < kPairs; ++p) pair[p] = _mm512_setzero_si512();
 #endif
 #pragma GCC unroll 8
   for (int t = 2 * kPairs; t < NT; ++t) isum[t] = _mm256_setzero_si256();
@@ -318,7 +316,8 @@ void quantize_kquant_tiles(const float* x, int64_t n_tokens, int64_t cols, std::
         quantize_kquant_activation(x + (i * kKTileTokens + t) * cols, cols, &token);
         for (int64_t b = 0; b < n_blocks; ++b) {
           for (int k = 0; k < kQKBlock / 32; ++k)  // chunk k of token t at [b, k, t]
-            std::memcpy(tile.qs.data() + ((b * kQKBlock / 32 + k) * n + t) * 32, token.qs.data() + b * kQKBlock + 32 * k, 32);
+            std::memcpy(tile.qs.data() + ((b * kQKBlock / 32 + k) * n + t) * 32,
+                        token.qs.data() + b * kQKBlock + 32 * k, 32);
           std::memcpy(tile.bsums.data() + (b * n + t) * 16, token.bsums.data() + b * 16, 16 * sizeof(int16_t));
           tile.d[static_cast<size_t>(b * kKTileTokens + t)] = token.d[static_cast<size_t>(b)];
         }
