@@ -37,12 +37,27 @@ constexpr int64_t kTileBlockRows = 16;
 // The scales of chunk K as int16 pairs: low 128-bit half sc_2K, high half sc_2K+1 (groups are
 // 16 elements, maddubs leaves elements 0-15 of the chunk in the low half). `groups_low` holds
 // groups 0-7 in both halves, `groups_high` groups 8-15.
+// chunk_scales' byte shuffle for chunk K, per 128-bit lane.
+template <int K>
+inline __m256i chunk_scale_control() {
+  constexpr int j = K % 4;  // chunk within its half of the super-block
+  return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * j + 3) << 8 | (4 * j + 2))),
+                          _mm_set1_epi16(static_cast<int16_t>((4 * j + 1) << 8 | (4 * j))));
+}
 template <int K>
 inline __m256i chunk_scales(__m256i groups_low, __m256i groups_high) {
-  constexpr int j = K % 4;  // chunk within its half of the super-block
-  const __m256i control = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * j + 3) << 8 | (4 * j + 2))),
-                                           _mm_set1_epi16(static_cast<int16_t>((4 * j + 1) << 8 | (4 * j))));
-  return _mm256_shuffle_epi8(K < 4 ? groups_low : groups_high, control);
+  return _mm256_shuffle_epi8(K < 4 ? groups_low : groups_high, chunk_scale_control<K>());
+}
+
+// What the code offset and the mins add to one token's (or row's) chunk sums, from its 16 group
+// sums bs: isum -= offset · madd(sc, bs), msum = madd(m, bs) (see the header comment).
+template <typename T>
+inline void offset_and_mins(__m256i sc, __m256i m, __m256i bs, __m256i* isum, __m256i* msum) {
+  if constexpr (T::kOffset != 0) {
+    constexpr int shift = std::countr_zero(static_cast<unsigned>(T::kOffset));  // offsets are 4 and 32
+    *isum = _mm256_sub_epi32(*isum, _mm256_slli_epi32(_mm256_madd_epi16(sc, bs), shift));
+  }
+  if constexpr (T::kMins) *msum = _mm256_madd_epi16(m, bs);
 }
 
 // For NT tokens (x [8 chunks, NT, 32] codes, bsums [NT, 16]) against one super-block: isum[t]
@@ -103,14 +118,7 @@ template <typename T, int NT>
   }
 #endif
 #pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) {
-    const __m256i bs = load256(bsums + 16 * t);
-    if constexpr (T::kOffset != 0) {
-      constexpr int shift = std::countr_zero(static_cast<unsigned>(T::kOffset));  // offsets are 4 and 32
-      isum[t] = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(_mm256_madd_epi16(sc, bs), shift));
-    }
-    if constexpr (T::kMins) msum[t] = _mm256_madd_epi16(m, bs);
-  }
+  for (int t = 0; t < NT; ++t) offset_and_mins<T>(sc, m, load256(bsums + 16 * t), isum + t, msum + t);
 }
 
 #if defined(FLASHMEM_KQUANT_ZMM)
@@ -134,25 +142,17 @@ template <typename T>
   __m512i sum = _mm512_setzero_si512();
   kquant::for_each_chunk([&](auto chunk) FLASHMEM_KQUANT_INLINE {
     constexpr int K = decltype(chunk)::value;
-    constexpr int j = K % 4;  // as chunk_scales
-    const __m512i control = _mm512_broadcast_i64x4(
-        _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>((4 * j + 3) << 8 | (4 * j + 2))),
-                         _mm_set1_epi16(static_cast<int16_t>((4 * j + 1) << 8 | (4 * j)))));
-    const __m512i s = _mm512_shuffle_epi8(K < 4 ? groups_low : groups_high, control);
+    const __m512i s =
+        _mm512_shuffle_epi8(K < 4 ? groups_low : groups_high, _mm512_broadcast_i64x4(chunk_scale_control<K>()));
     const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(T::template chunk<K>(a)), T::template chunk<K>(b), 1);
     const __m512i xv = _mm512_broadcast_i64x4(load256(x + 32 * K));
     sum = _mm512_dpwssd_epi32(sum, _mm512_maddubs_epi16(u, xv), s);
     __asm__("" : "+v"(sum));  // as in superblock_sums: the running sum stays in a register
   });
+  isum[0] = _mm512_castsi512_si256(sum);
+  isum[1] = _mm512_extracti64x4_epi64(sum, 1);
   const __m256i bs = load256(bsums);
-  for (int r = 0; r < 2; ++r) {
-    isum[r] = r == 0 ? _mm512_castsi512_si256(sum) : _mm512_extracti64x4_epi64(sum, 1);
-    if constexpr (T::kOffset != 0) {
-      constexpr int shift = std::countr_zero(static_cast<unsigned>(T::kOffset));
-      isum[r] = _mm256_sub_epi32(isum[r], _mm256_slli_epi32(_mm256_madd_epi16(sc[r], bs), shift));
-    }
-    if constexpr (T::kMins) msum[r] = _mm256_madd_epi16(m[r], bs);
-  }
+  for (int r = 0; r < 2; ++r) offset_and_mins<T>(sc[r], m[r], bs, isum + r, msum + r);
 }
 #endif
 

@@ -76,7 +76,6 @@ inline __m256i byte_field(__m256i v) {
   return _mm256_and_si256(_mm256_srli_epi16(v, Shift), mask);
 }
 
-
 // Q2_K: 2-bit codes, 4-bit scale and min per 16 elements.
 struct Q2K {
   using Block = BlockQ2_K;
@@ -121,11 +120,10 @@ struct Q3K {
 };
 
 // Q4_K and Q5_K: the 12 packed bytes of 8 6-bit (scale, min) pairs (layout in dtype.h), unpacked
-// on 32-bit words: bytes 0-3 hold sc 0-3 and the top bits of sc 4-7, bytes 4-7 m 0-3 and the top
-// bits of m 4-7, bytes 8-11 the low nibbles of sc 4-7 and m 4-7.
-// The words are unpacked side by side in one vector (w0, w1 in dwords 0, 1; w2 in both for its two
-// nibbles): about half the operations of doing it word by word in scalar registers. `packed` is
-// read 16 bytes wide (the 4 bytes after the 12 belong to the same block and are not used).
+// as 32-bit words w0, w1, w2: bytes 0-3 hold sc 0-3 and the top bits of sc 4-7, bytes 4-7 m 0-3
+// and the top bits of m 4-7, bytes 8-11 the low nibbles of sc 4-7 and m 4-7. The words are
+// unpacked side by side in one vector (about half the operations of scalar words). `packed` is
+// read 16 bytes wide: the 4 bytes after the 12 belong to the same block and are not used.
 inline void k4_scales(const uint8_t* packed, __m256i* sc, __m256i* m) {
   const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));  // dwords w0, w1, w2, -
   const __m128i low6 = _mm_and_si128(w, _mm_set1_epi8(0x3f));  // dwords: sc 0-3, m 0-3

@@ -135,6 +135,19 @@ inline __m256i block_correction(const int32_t* lane_sums) {
 // cache-resident, one thread (bench_kernels, Zen 5 VM, alternated with the 256-bit loop): q8_0
 // 42.4-46.0 against 35.3-39.4 GB/s; streamed from DRAM the rate is unchanged within the host's
 // noise (docs/BENCHMARKS.md, fourteenth session).
+// Lanes 0-7 = lane i of v, lanes 8-15 = lane i + 1: the scales of a pair of rows (or tokens).
+inline __m512 spread_lane_pair(__m256 v, int i) {
+  const __m512i lanes = _mm512_add_epi32(_mm512_set1_epi32(i),
+                                         _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1));
+  return _mm512_permutexvar_ps(lanes, _mm512_castps256_ps512(v));
+}
+
+// acc's two halves as the 256-bit accumulators lo and hi of a pair.
+inline void split_pair(__m512 acc, __m256* lo, __m256* hi) {
+  *lo = _mm512_castps512_ps256(acc);
+  *hi = _mm512_extractf32x8_ps(acc, 1);
+}
+
 template <typename Weights, int NR>
 void dot_row_pairs_quantized(const uint8_t* w, size_t stride, const ActivationQ8& xq, float* y) {
   static_assert(NR % 2 == 0 && NR <= 8);  // the scales of all NR rows fill one 8-lane vector
@@ -158,17 +171,14 @@ void dot_row_pairs_quantized(const uint8_t* w, size_t stride, const ActivationQ8
       prefetch_ahead(&b1);
       const __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(Weights::prepare(b0).u), Weights::prepare(b1).u, 1);
       const __m512i dot = _mm512_dpbusd_epi32(correction, u, x);
-      // lanes 0-7: row 2p's scale, 8-15: row 2p + 1's
-      const __m512 scale = _mm512_permutexvar_ps(
-          _mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1,
-                            2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1),
-          _mm512_castps256_ps512(scales));
-      acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[p]);
+      acc[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread_lane_pair(scales, 2 * p), acc[p]);
     }
   }
   for (int p = 0; p < NR / 2; ++p) {
-    y[2 * p] = hsum256(_mm512_castps512_ps256(acc[p]));
-    y[2 * p + 1] = hsum256(_mm512_extractf32x8_ps(acc[p], 1));
+    __m256 lo, hi;
+    split_pair(acc[p], &lo, &hi);
+    y[2 * p] = hsum256(lo);
+    y[2 * p + 1] = hsum256(hi);
   }
 }
 #endif
@@ -276,8 +286,8 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
     const typename Weights::Prepared prepared = Weights::prepare(row[b]);
     // [token] d_w·d_x
     const __m256 scales = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(row[b].d)), _mm256_loadu_ps(dx));
-    alignas(32) float scale[kMaxTileTokens];
-    _mm256_store_ps(scale, scales);
+    alignas(32) float scale[kMaxTileTokens];  // the same, for the tokens not in pairs
+    if constexpr (2 * kPairs < NT) _mm256_store_ps(scale, scales);
 #if defined(FLASHMEM_MATVEC_ROW_PAIRS)
     if constexpr (kPairs > 0) {
       const __m512i u2 = _mm512_broadcast_i64x4(prepared.u);
@@ -286,11 +296,7 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
         const __m512i xv = _mm512_loadu_si512(x + 2 * p * kQ8Block);
         const __m512i cv = kCorrected ? _mm512_loadu_si512(corrections + 2 * p * 8) : _mm512_setzero_si512();
         const __m512i dot = _mm512_dpbusd_epi32(cv, u2, xv);
-        const __m512 scale2 = _mm512_permutexvar_ps(  // lanes 0-7: token 2p's scale, 8-15: 2p + 1's
-            _mm512_setr_epi32(2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p, 2 * p + 1, 2 * p + 1, 2 * p + 1,
-                              2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1, 2 * p + 1),
-            _mm512_castps256_ps512(scales));
-        acc2[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale2, acc2[p]);
+        acc2[p] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), spread_lane_pair(scales, 2 * p), acc2[p]);
       }
     }
 #endif
@@ -305,10 +311,7 @@ void dot_row_tile(const uint8_t* w, const ActivationTile& tile, float* y, int64_
     if constexpr (kCorrected) corrections += NT * 8;
   }
 #if defined(FLASHMEM_MATVEC_ROW_PAIRS)
-  for (int p = 0; p < kPairs; ++p) {
-    acc[2 * p] = _mm512_castps512_ps256(acc2[p]);
-    acc[2 * p + 1] = _mm512_extractf32x8_ps(acc2[p], 1);
-  }
+  for (int p = 0; p < kPairs; ++p) split_pair(acc2[p], &acc[2 * p], &acc[2 * p + 1]);
 #endif
   for (int t = 0; t < NT; ++t) y[t * y_stride] = hsum256(acc[t]);
 }
