@@ -51,4 +51,10 @@ inline void with_tile_tokens(int n, F&& f) {
 bool matmul_int8(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
                  int64_t cols, ThreadPool* pool);
 
+// matmul for K-quant weights (Q2_K .. Q6_K) from repacked panels (matmul_kquant_int8.cpp, AVX-512
+// VNNI builds), bit-identical to matvec on every (row, token); returns false, doing nothing, when
+// the type or the build does not support it or n_tokens is too small to pay for packing.
+bool matmul_kquant_int8(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
+                        int64_t cols, ThreadPool* pool);
+
 }  // namespace flashmem::detail

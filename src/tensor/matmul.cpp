@@ -258,10 +258,12 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
   const bool quantized = detail::activation_format(type) != detail::ActivationFormat::kFloat;
   if (quantized && detail::matmul_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
 #if defined(FLASHMEM_KQUANT_SIMD)
-  // K-quants: matvec_batch's integer tile kernel (each super-block unpacked once per 8 tokens),
-  // which also gives every token matvec's bits.
-  if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K)
+  // K-quants: repacked panels with dpbusd where the build has VNNI, else matvec_batch's integer
+  // tile kernel (each super-block unpacked once per 8 tokens); both give every token matvec's bits.
+  if (detail::activation_format(type) == detail::ActivationFormat::kQ8_K) {
+    if (detail::matmul_kquant_int8(type, w, x, y, n_tokens, rows, cols, pool)) return;
     return matvec_batch(type, w, x, y, n_tokens, rows, cols, pool);
+  }
 #endif
   // Q4_1/Q5_1 take their mins through llama.cpp's fp16 activation block sums (block_quants.h); a
   // GEMM on dequantized weights sums the activations exactly instead, and since the min term

@@ -550,6 +550,33 @@ TEST(Matmul, AgreesWithMatvecPerTokenAndAcrossThreadCounts) {
   }
 }
 
+// K-quant prefill (the repacked-panel int8 GEMM on AVX-512 VNNI builds, the tile kernel
+// elsewhere) forms each super-block's exact integer sums in another order than matvec but takes
+// the same f32 steps: every (row, token) equals matvec's bit for bit. Rows around the 32-row panel
+// and tokens around the 4-token tile and the 16-token threshold; 1, 2 and 3 threads.
+TEST(Matmul, KQuantsAreMatvecBitForBit) {
+  ThreadPool three(3);
+  for (DType type : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K})
+    for (int64_t rows : {1, 31, 33, 70})
+      for (int64_t n_tokens : {15, 16, 17, 18, 19, 37}) {
+        const int64_t cols = 512;
+        const std::vector<uint8_t> w = random_weights(type, rows, cols, 71);
+        const std::vector<float> x = random_floats(n_tokens * cols, 72);
+        std::vector<float> yv(static_cast<size_t>(rows));  // [rows]
+        for (ThreadPool* pool : {static_cast<ThreadPool*>(nullptr), &two_threads(), &three}) {
+          std::vector<float> y(static_cast<size_t>(n_tokens * rows));  // [n_tokens, rows]
+          matmul(type, w.data(), x.data(), y.data(), n_tokens, rows, cols, pool);
+          for (int64_t t = 0; t < n_tokens; ++t) {
+            matvec(type, w.data(), x.data() + t * cols, yv.data(), rows, cols, nullptr);
+            for (int64_t r = 0; r < rows; ++r)
+              ASSERT_EQ(std::memcmp(&y[t * rows + r], &yv[r], sizeof(float)), 0)
+                  << dtype_info(type).name << " rows=" << rows << " n_tokens=" << n_tokens << " t=" << t
+                  << " r=" << r << ": " << y[t * rows + r] << " vs " << yv[r];
+          }
+        }
+      }
+}
+
 }  // namespace
 }  // namespace flashmem
 

@@ -1,0 +1,247 @@
+// Integer GEMM for K-quant weights (Q2_K .. Q6_K, AVX-512 VNNI): prefill's Y[n_tokens, rows] =
+// X · W^T with 64 multiply-adds per dpbusd, bit-identical to matvec on every (row, token).
+//
+// matvec (kquant_kernels.cpp) computes per super-block and token two exact integers, isum = Σ_g
+// sc_g · Σ_{i in g} (u_i - offset) · x_i and msum = Σ_g m_g · bsum_g, and then the same f32 steps
+// term = d·isum, term -= dmin·msum (fused), acc += dx·term. Integer sums do not depend on their
+// order, so a kernel that forms the same two integers in another order and then takes the same
+// f32 steps in super-block order gives the same bits; the tile kernel it replaced for prefill
+// (matvec_batch) held the same contract, and `Matmul.KQuantsAreMatvecBitForBit` checks it.
+//
+// The weights of a panel of 32 rows are repacked once into dpbusd order (as matmul_int8.cpp does
+// for Q8_0): for each group of 4 columns the 4 unsigned codes (< 64) of every row side by side,
+// so one 64-byte load feeds 16 rows and one broadcast of 4 activation bytes; codes are unsigned
+// and activations signed, which is the operand order dpbusd wants, so no bias is needed. Per
+// group of 16 columns the code sums are multiplied by the group's scale (vpmulld) and added; the
+// code offset (Q3_K, Q6_K) and the mins come through the activations' 16-column sums bsum_g, two
+// groups per dpwssd (the scales or mins as int16 pairs).
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "tensor/kernels_internal.h"
+#include "tensor/kquant_kernels.h"
+#include "tensor/kquant_simd.h"
+
+namespace flashmem::detail {
+
+#if defined(FLASHMEM_INT8_GEMM_VNNI) && defined(FLASHMEM_KQUANT_SIMD)
+
+namespace {
+
+// 2 vectors of 16 rows. With 4 tokens per tile the kernel holds 8 group sums, 8 super-block sums
+// and 8 f32 accumulators, plus 2 weight and 2 scale vectors, in the 32 zmm registers; 6 tokens
+// would spill.
+constexpr int kPanelRows = 32;
+constexpr int kTileTokens = 4;
+constexpr int kGroups = kQKBlock / 16;     // scale groups per super-block
+constexpr int kQuads = kQKBlock / 4;       // dpbusd steps per super-block
+constexpr int kQuadsPerGroup = 16 / 4;
+
+// Packing a panel reads each weight once and writes ~1.3 bytes per weight (codes, scales); below
+// this many tokens the tile kernel (each super-block unpacked once per 8 tokens) is as fast.
+// Measured with bench_kernels' bench_matmul (docs/BENCHMARKS.md, fifteenth session).
+constexpr int64_t kMinTokens = 16;
+
+// One packed panel of kPanelRows rows and n_blocks super-blocks; padding rows are all zero (their
+// outputs are never stored).
+struct KPanel {
+  std::vector<uint8_t> codes;     // [n_blocks, kQuads, kPanelRows, 4] unsigned codes u
+  std::vector<int32_t> scales;    // [n_blocks, kGroups, kPanelRows] sc_g
+  std::vector<int32_t> sc_pairs;  // [n_blocks, kGroups / 2, kPanelRows] (sc_2k, sc_2k+1) as int16 pairs
+  std::vector<int32_t> m_pairs;   // [n_blocks, kGroups / 2, kPanelRows] (m_2k, m_2k+1) as int16 pairs
+  std::vector<float> d, dmin;     // [n_blocks, kPanelRows] the super-block scales as f32
+};
+
+// Rows [0, n_rows) of W (n_rows <= kPanelRows) into `panel`.
+template <typename T>
+void pack_panel(const uint8_t* w, size_t stride, int64_t n_rows, int64_t n_blocks, KPanel* panel) {
+  using Block = typename T::Block;
+  panel->codes.assign(static_cast<size_t>(n_blocks * kQuads * kPanelRows * 4), 0);
+  panel->scales.assign(static_cast<size_t>(n_blocks * kGroups * kPanelRows), 0);
+  panel->sc_pairs.assign(static_cast<size_t>(n_blocks * kGroups / 2 * kPanelRows), 0);
+  panel->m_pairs.assign(panel->sc_pairs.size(), 0);
+  panel->d.assign(static_cast<size_t>(n_blocks * kPanelRows), 0.0f);
+  panel->dmin.assign(panel->d.size(), 0.0f);
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const auto* row = reinterpret_cast<const Block*>(w + r * stride);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const Block& blk = row[b];
+      alignas(32) uint8_t u[kQKBlock];  // the super-block's codes in column order
+      kquant::for_each_chunk([&](auto chunk) FLASHMEM_KQUANT_INLINE {
+        constexpr int K = decltype(chunk)::value;
+        _mm256_store_si256(reinterpret_cast<__m256i*>(u + 32 * K), T::template chunk<K>(blk));
+      });
+      uint8_t* codes = panel->codes.data() + b * kQuads * kPanelRows * 4;
+      for (int q = 0; q < kQuads; ++q) std::memcpy(codes + (q * kPanelRows + r) * 4, u + 4 * q, 4);
+      __m256i sc, m = _mm256_setzero_si256();
+      T::scales(blk, &sc, &m);
+      alignas(32) int16_t sc16[kGroups], m16[kGroups];  // [group]
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc16), sc);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(m16), m);
+      for (int g = 0; g < kGroups; ++g) panel->scales[(b * kGroups + g) * kPanelRows + r] = sc16[g];
+      for (int k = 0; k < kGroups / 2; ++k) {
+        const size_t at = static_cast<size_t>((b * kGroups / 2 + k) * kPanelRows + r);
+        std::memcpy(&panel->sc_pairs[at], sc16 + 2 * k, 4);
+        std::memcpy(&panel->m_pairs[at], m16 + 2 * k, 4);
+      }
+      panel->d[b * kPanelRows + r] = _cvtsh_ss(blk.d);
+      panel->dmin[b * kPanelRows + r] = _cvtsh_ss(T::dmin(blk));
+    }
+  }
+}
+
+// y[t * ldy + r] for MT tokens t0.. of xq ([n_tokens · n_blocks] super-blocks, token-major) and the
+// panel's rows r < n_valid.
+template <typename T, int MT>
+void kquant_tile(const ActivationQ8K& xq, int64_t t0, int64_t n_blocks, const KPanel& panel, float* y, int64_t ldy,
+                 int64_t n_valid) {
+  __m512 acc[MT][2];
+  for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const int8_t* x[MT];      // [MT] each token's codes of this super-block
+    const int16_t* bs[MT];    // [MT] and its 16 group sums
+    for (int t = 0; t < MT; ++t) {
+      const int64_t blk = (t0 + t) * n_blocks + b;
+      x[t] = xq.qs.data() + blk * kQKBlock;
+      bs[t] = xq.bsums.data() + blk * kGroups;
+    }
+    // Σ_g a_g · bsum_g per row for the int16 pairs a (scales or mins), two groups per dpwssd.
+    auto pair_sums = [&](const std::vector<int32_t>& pairs, int t, __m512i* out) FLASHMEM_KQUANT_INLINE {
+      const int32_t* p = pairs.data() + b * kGroups / 2 * kPanelRows;
+      out[0] = out[1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int k = 0; k < kGroups / 2; ++k) {
+        int32_t two;
+        std::memcpy(&two, bs[t] + 2 * k, 4);
+        const __m512i bb = _mm512_set1_epi32(two);
+        out[0] = _mm512_dpwssd_epi32(out[0], _mm512_loadu_si512(p + k * kPanelRows), bb);
+        out[1] = _mm512_dpwssd_epi32(out[1], _mm512_loadu_si512(p + k * kPanelRows + 16), bb);
+      }
+    };
+    // Σ_g sc_g · Σ_{i in g} (u_i - offset) · x_i: starts at -offset · Σ_g sc_g · bsum_g (Q3_K,
+    // Q6_K), then the groups' code sums are added. Every step is exact in int32, so the order
+    // does not matter.
+    __m512i isum[MT][2];
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; ++t) {
+      if constexpr (T::kOffset != 0) {
+        static_assert(T::kOffset == 4 || T::kOffset == 32);
+        constexpr int shift = T::kOffset == 4 ? 2 : 5;
+        __m512i off[2];
+        pair_sums(panel.sc_pairs, t, off);
+        for (int i = 0; i < 2; ++i) isum[t][i] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(off[i], shift));
+      } else {
+        isum[t][0] = isum[t][1] = _mm512_setzero_si512();
+      }
+    }
+    const uint8_t* codes = panel.codes.data() + b * kQuads * kPanelRows * 4;
+    const int32_t* scales = panel.scales.data() + b * kGroups * kPanelRows;
+    for (int g = 0; g < kGroups; ++g) {
+      __m512i gsum[MT][2];  // Σ_{i in g} u_i · x_i per row
+      for (int t = 0; t < MT; ++t) gsum[t][0] = gsum[t][1] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int j = 0; j < kQuadsPerGroup; ++j) {
+        const int q = g * kQuadsPerGroup + j;
+        const __m512i w0 = _mm512_loadu_si512(codes + q * kPanelRows * 4);
+        const __m512i w1 = _mm512_loadu_si512(codes + q * kPanelRows * 4 + 64);
+#pragma GCC unroll 8
+        for (int t = 0; t < MT; ++t) {
+          int32_t four;
+          std::memcpy(&four, x[t] + 4 * q, 4);
+          const __m512i xb = _mm512_set1_epi32(four);
+          gsum[t][0] = _mm512_dpbusd_epi32(gsum[t][0], w0, xb);
+          gsum[t][1] = _mm512_dpbusd_epi32(gsum[t][1], w1, xb);
+        }
+      }
+      const __m512i sc0 = _mm512_loadu_si512(scales + g * kPanelRows);
+      const __m512i sc1 = _mm512_loadu_si512(scales + g * kPanelRows + 16);
+#pragma GCC unroll 8
+      for (int t = 0; t < MT; ++t) {
+        isum[t][0] = _mm512_add_epi32(isum[t][0], _mm512_mullo_epi32(gsum[t][0], sc0));
+        isum[t][1] = _mm512_add_epi32(isum[t][1], _mm512_mullo_epi32(gsum[t][1], sc1));
+      }
+    }
+    const __m512 d[2] = {_mm512_loadu_ps(panel.d.data() + b * kPanelRows),
+                         _mm512_loadu_ps(panel.d.data() + b * kPanelRows + 16)};
+    const __m512 dmin[2] = {_mm512_loadu_ps(panel.dmin.data() + b * kPanelRows),
+                            _mm512_loadu_ps(panel.dmin.data() + b * kPanelRows + 16)};
+#pragma GCC unroll 8
+    for (int t = 0; t < MT; ++t) {
+      __m512i msum[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+      if constexpr (T::kMins) pair_sums(panel.m_pairs, t, msum);
+      // matvec's f32 steps (kquant_kernels.cpp, accumulate): term = d·isum, term -= dmin·msum,
+      // acc += dx·term
+      const __m512 dx = _mm512_set1_ps(xq.d[static_cast<size_t>((t0 + t) * n_blocks + b)]);
+      for (int i = 0; i < 2; ++i) {
+        __m512 term = _mm512_mul_ps(d[i], _mm512_cvtepi32_ps(isum[t][i]));
+        if constexpr (T::kMins) term = _mm512_fnmadd_ps(dmin[i], _mm512_cvtepi32_ps(msum[i]), term);
+        acc[t][i] = _mm512_fmadd_ps(dx, term, acc[t][i]);
+      }
+    }
+  }
+  const __mmask16 mask0 = static_cast<__mmask16>((1u << std::min<int64_t>(16, n_valid)) - 1u);
+  const __mmask16 mask1 = static_cast<__mmask16>((1u << std::clamp<int64_t>(n_valid - 16, 0, 16)) - 1u);
+  for (int t = 0; t < MT; ++t) {
+    _mm512_mask_storeu_ps(y + t * ldy, mask0, acc[t][0]);
+    _mm512_mask_storeu_ps(y + t * ldy + 16, mask1, acc[t][1]);
+  }
+}
+
+template <typename T>
+void panel_tiles(const ActivationQ8K& xq, int64_t n_tokens, int64_t n_blocks, const KPanel& panel, float* y,
+                 int64_t ldy, int64_t n_valid) {
+  int64_t t = 0;
+  for (; t + kTileTokens <= n_tokens; t += kTileTokens)
+    kquant_tile<T, kTileTokens>(xq, t, n_blocks, panel, y + t * ldy, ldy, n_valid);
+  float* yt = y + t * ldy;
+  switch (n_tokens - t) {
+    case 3: kquant_tile<T, 3>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
+    case 2: kquant_tile<T, 2>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
+    case 1: kquant_tile<T, 1>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
+    default: break;
+  }
+}
+
+}  // namespace
+
+bool matmul_kquant_int8(DType type, const void* w, const float* x, float* y, int64_t n_tokens, int64_t rows,
+                        int64_t cols, ThreadPool* pool) {
+  const bool kquant = type == DType::Q2_K || type == DType::Q3_K || type == DType::Q4_K || type == DType::Q5_K ||
+                      type == DType::Q6_K;
+  if (!kquant || n_tokens < kMinTokens || cols % kQKBlock != 0) return false;
+  // Every token's Q8_K activation, token-major: quantizing the rows as one long vector gives each
+  // 256-column super-block exactly the codes, scale and sums it gets alone (cols % 256 == 0).
+  thread_local ActivationQ8K activation_storage;
+  quantize_kquant_activation(x, n_tokens * cols, &activation_storage);
+  const ActivationQ8K& xq = activation_storage;  // a plain reference for the workers (see matvec)
+  const auto* base = static_cast<const uint8_t*>(w);
+  const size_t stride = row_bytes(type, cols);
+  const int64_t n_blocks = cols / kQKBlock;
+  kquant::with_traits(type, [&]<typename T>() {
+    const auto work = [&](int64_t begin, int64_t end) {
+      thread_local KPanel panel;
+      for (int64_t r0 = begin; r0 < end; r0 += kPanelRows) {
+        const int64_t n_valid = std::min<int64_t>(kPanelRows, end - r0);
+        pack_panel<T>(base + r0 * stride, stride, n_valid, n_blocks, &panel);
+        panel_tiles<T>(xq, n_tokens, n_blocks, panel, y + r0, rows, n_valid);
+      }
+    };
+    if (pool == nullptr || pool->size() <= 1) {
+      work(0, rows);
+    } else {
+      pool->parallel_for(rows, kPanelRows, work);
+    }
+  });
+  return true;
+}
+
+#else
+
+bool matmul_kquant_int8(DType, const void*, const float*, float*, int64_t, int64_t, int64_t, ThreadPool*) {
+  return false;
+}
+
+#endif
+
+}  // namespace flashmem::detail
