@@ -188,6 +188,8 @@ void kquant_matmul_shapes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"tokens", "rows", "cols", "threads"});
   for (auto [rows, cols] : {std::pair{768, 768}, {2048, 768}, {768, 2048}}) b->Args({512, rows, cols, 1});
   b->Args({64, 32000, 768, 1});  // 64 tokens: the output matrix is only run for a few positions
+  // Few tokens: where repacking a panel stops paying (matmul_kquant_int8.cpp's kMinTokens).
+  for (int64_t tokens : {8, 12, 16, 24, 32}) b->Args({tokens, 2048, 768, 1});
   b->Args({512, 2048, 768, 2});
   b->UseRealTime();
 }

@@ -38,10 +38,11 @@ constexpr int kGroups = kQKBlock / 16;     // scale groups per super-block
 constexpr int kQuads = kQKBlock / 4;       // dpbusd steps per super-block
 constexpr int kQuadsPerGroup = 16 / 4;
 
-// Packing a panel reads each weight once and writes ~1.3 bytes per weight (codes, scales); below
-// this many tokens the tile kernel (each super-block unpacked once per 8 tokens) is as fast.
-// Measured with bench_kernels' bench_matmul (docs/BENCHMARKS.md, fifteenth session).
-constexpr int64_t kMinTokens = 16;
+// Packing a panel unpacks each weight once and writes ~1.3 bytes per weight (codes, scales) one
+// row at a time, which only pays over enough tokens: on 2048 x 768, one thread, the panels ran
+// 0.45x the tile kernel (each super-block unpacked once per 8 tokens) at 8 tokens, 0.7-0.8x at
+// 16, even at 24 and 1.1-1.3x at 32 (bench_kernels, docs/BENCHMARKS.md, fifteenth session).
+constexpr int64_t kMinTokens = 32;
 
 // One packed panel of kPanelRows rows and n_blocks super-blocks; padding rows are all zero (their
 // outputs are never stored).
