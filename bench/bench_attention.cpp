@@ -11,6 +11,9 @@
 // c, then c + 1, then each token's chunks are merged) against the tiled prefill kernel.
 //   bench_attention --benchmark_filter=Attention/prefill --benchmark_repetitions=3
 // Arguments: n, offset. items_per_second = query tokens.
+// Core: what one core's floating-point units issue per second (items_per_second = vector
+// operations), the bound the decode kernel's per-key figures are read against (see core_args).
+//   bench_attention --benchmark_filter=Attention/core
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -19,6 +22,7 @@
 #include "model/attention.h"
 #include "model/attention_prefill.h"
 #include "tensor/kernels.h"
+#include "tensor/simd.h"
 
 namespace flashmem {
 namespace {
@@ -117,6 +121,61 @@ void prefill_args(benchmark::internal::Benchmark* b) {
   b->Args({512, 16384});
   b->Unit(benchmark::kMillisecond);
 }
+
+#if defined(__AVX512F__)
+// The decode kernel issues per key, for 12 query heads of 64 values over 4 kv heads, 96 fused
+// multiply-adds on 16 lanes (48 for the scores, 48 for Σ p·v) and, for an f16 cache, 32
+// conversions of 16 f16 values (K and V). These loops time the same operations with nothing else
+// in the way: 12 independent accumulators (more than the latency times the issue rate needs), the
+// conversions from memory as the kernel does them. Kind 0: 512-bit FMA; 1: 256-bit FMA (lanes
+// per second = 8 x items); 2: a 512-bit f16 conversion feeding a 512-bit FMA (items = pairs).
+// On Zen 4, 512-bit operations issue at half the rate of 256-bit ones (two halves through the
+// 256-bit units); Zen 5 runs them at full width.
+template <class Vec, class Fma>
+void run_fmas(benchmark::State& state, Vec init, Fma fma) {
+  constexpr int kChains = 12;
+  constexpr int64_t kSteps = 1 << 16;
+  Vec acc[kChains];
+  for (int i = 0; i < kChains; ++i) acc[i] = init;
+  for (auto _ : state) {
+    for (int64_t k = 0; k < kSteps; ++k) {
+#pragma GCC unroll 12
+      for (int i = 0; i < kChains; ++i) acc[i] = fma(acc[i], k, i);
+    }
+    // Only the sum escapes, so the accumulators stay in registers (DoNotOptimize(acc) stored all
+    // of them at every step).
+    Vec total = acc[0];
+    for (int i = 1; i < kChains; ++i) total = total + acc[i];
+    benchmark::DoNotOptimize(total);
+  }
+  state.SetItemsProcessed(state.iterations() * kSteps * kChains);
+}
+
+void bench_core(benchmark::State& state) {
+  const float m = 0.9999f, c = 1e-4f;
+  std::vector<uint16_t> f16(4096, 0x3c00);  // [4096] 1.0 in f16: 256 vectors of 16, cycled
+  const uint16_t* f = f16.data();
+  switch (state.range(0)) {
+    case 0:
+      run_fmas(state, _mm512_set1_ps(1.0f), [&](__m512 a, int64_t, int) {
+        return _mm512_fmadd_ps(a, _mm512_set1_ps(m), _mm512_set1_ps(c));
+      });
+      break;
+    case 1:
+      run_fmas(state, _mm256_set1_ps(1.0f), [&](__m256 a, int64_t, int) {
+        return _mm256_fmadd_ps(a, _mm256_set1_ps(m), _mm256_set1_ps(c));
+      });
+      break;
+    default:
+      run_fmas(state, _mm512_set1_ps(1.0f), [&](__m512 a, int64_t k, int i) {
+        const auto* v = reinterpret_cast<const __m256i*>(f + ((k * 12 + i) & 255) * 16);
+        return _mm512_fmadd_ps(_mm512_cvtph_ps(_mm256_loadu_si256(v)), _mm512_set1_ps(m), a);
+      });
+      break;
+  }
+}
+BENCHMARK(bench_core)->Name("Attention/core")->ArgName("kind")->Arg(0)->Arg(1)->Arg(2);
+#endif
 
 BENCHMARK_CAPTURE(bench_prefill, chunks, false)->Name("Attention/prefill_chunks")->Apply(prefill_args);
 BENCHMARK_CAPTURE(bench_prefill, tiled, true)->Name("Attention/prefill_tiled")->Apply(prefill_args);
