@@ -38,11 +38,12 @@ constexpr int kGroups = kQKBlock / 16;     // scale groups per super-block
 constexpr int kQuads = kQKBlock / 4;       // dpbusd steps per super-block
 constexpr int kQuadsPerGroup = 16 / 4;
 
-// Packing a panel unpacks each weight once and writes ~1.3 bytes per weight (codes, scales) one
-// row at a time, which only pays over enough tokens: on 2048 x 768, one thread, the panels ran
-// 0.45x the tile kernel (each super-block unpacked once per 8 tokens) at 8 tokens, 0.7-0.8x at
-// 16, even at 24 and 1.1-1.3x at 32 (bench_kernels, docs/BENCHMARKS.md, fifteenth session).
-constexpr int64_t kMinTokens = 32;
+// Packing a panel unpacks each weight once and writes ~1.3 bytes per weight (codes, scales), which
+// only pays over enough tokens. On 2048 x 768, one thread, against the tile kernel (each
+// super-block unpacked once per 8 tokens): 0.7-0.9x at 8 tokens, about even at 12, 1.0-1.4x at
+// 16, 1.15-1.5x at 24 (bench_kernels, docs/BENCHMARKS.md, fifteenth session; packing one row at a
+// time with 4-byte copies, before the transpose in pack_panel, moved the crossover to 24-32).
+constexpr int64_t kMinTokens = 16;
 
 // One packed panel of kPanelRows rows and n_blocks super-blocks; padding rows are all zero (their
 // outputs are never stored).
@@ -54,40 +55,60 @@ struct KPanel {
   std::vector<float> d, dmin;     // [n_blocks, kPanelRows] the super-block scales as f32
 };
 
-// Rows [0, n_rows) of W (n_rows <= kPanelRows) into `panel`.
+// Rows [0, n_rows) of W (n_rows <= kPanelRows) into `panel`; the rows after them are packed
+// from an all-zero block (zero codes and scales: their outputs are never stored). Four rows at a
+// time: a chunk of 32 codes is 8 quads, and a 4 x 8 transpose of 32-bit lanes (two rounds of
+// unpacks) turns 4 rows' chunks into the 8 runs of 16 bytes (rows r .. r + 3 of one quad) the
+// panel holds (against one row at a time with 4-byte copies: see kMinTokens).
 template <typename T>
 void pack_panel(const uint8_t* w, size_t stride, int64_t n_rows, int64_t n_blocks, KPanel* panel) {
   using Block = typename T::Block;
-  panel->codes.assign(static_cast<size_t>(n_blocks * kQuads * kPanelRows * 4), 0);
-  panel->scales.assign(static_cast<size_t>(n_blocks * kGroups * kPanelRows), 0);
-  panel->sc_pairs.assign(static_cast<size_t>(n_blocks * kGroups / 2 * kPanelRows), 0);
-  panel->m_pairs.assign(panel->sc_pairs.size(), 0);
-  panel->d.assign(static_cast<size_t>(n_blocks * kPanelRows), 0.0f);
-  panel->dmin.assign(panel->d.size(), 0.0f);
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const auto* row = reinterpret_cast<const Block*>(w + r * stride);
+  static const Block kZeroBlock{};
+  panel->codes.resize(static_cast<size_t>(n_blocks * kQuads * kPanelRows * 4));
+  panel->scales.resize(static_cast<size_t>(n_blocks * kGroups * kPanelRows));
+  panel->sc_pairs.resize(static_cast<size_t>(n_blocks * kGroups / 2 * kPanelRows));
+  panel->m_pairs.resize(panel->sc_pairs.size());
+  panel->d.resize(static_cast<size_t>(n_blocks * kPanelRows));
+  panel->dmin.resize(panel->d.size());
+  for (int r0 = 0; r0 < kPanelRows; r0 += 4) {
     for (int64_t b = 0; b < n_blocks; ++b) {
-      const Block& blk = row[b];
-      alignas(32) uint8_t u[kQKBlock];  // the super-block's codes in column order
+      const Block* blk[4];  // [4] rows r0 .. r0 + 3's super-block b, or the zero block past n_rows
+      for (int i = 0; i < 4; ++i)
+        blk[i] = r0 + i < n_rows ? reinterpret_cast<const Block*>(w + (r0 + i) * stride) + b : &kZeroBlock;
+      uint8_t* codes = panel->codes.data() + (b * kQuads * kPanelRows + r0) * 4;
       kquant::for_each_chunk([&](auto chunk) FLASHMEM_KQUANT_INLINE {
         constexpr int K = decltype(chunk)::value;
-        _mm256_store_si256(reinterpret_cast<__m256i*>(u + 32 * K), T::template chunk<K>(blk));
+        const __m256i c0 = T::template chunk<K>(*blk[0]), c1 = T::template chunk<K>(*blk[1]);
+        const __m256i c2 = T::template chunk<K>(*blk[2]), c3 = T::template chunk<K>(*blk[3]);
+        // per 128-bit half: t0 = [r0 q0, r1 q0, r0 q1, r1 q1], t1 = the same for q2, q3; t2, t3 rows 2, 3
+        const __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+        const __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+        // quad q's 4 rows: low half of quads[q % 4] for q < 4, high half for q >= 4
+        const __m256i quads[4] = {_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2),
+                                  _mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3)};
+        for (int q = 0; q < 4; ++q) {
+          auto* lo = reinterpret_cast<__m128i*>(codes + (8 * K + q) * kPanelRows * 4);
+          auto* hi = reinterpret_cast<__m128i*>(codes + (8 * K + q + 4) * kPanelRows * 4);
+          _mm_storeu_si128(lo, _mm256_castsi256_si128(quads[q]));
+          _mm_storeu_si128(hi, _mm256_extracti128_si256(quads[q], 1));
+        }
       });
-      uint8_t* codes = panel->codes.data() + b * kQuads * kPanelRows * 4;
-      for (int q = 0; q < kQuads; ++q) std::memcpy(codes + (q * kPanelRows + r) * 4, u + 4 * q, 4);
-      __m256i sc, m = _mm256_setzero_si256();
-      T::scales(blk, &sc, &m);
-      alignas(32) int16_t sc16[kGroups], m16[kGroups];  // [group]
-      _mm256_store_si256(reinterpret_cast<__m256i*>(sc16), sc);
-      _mm256_store_si256(reinterpret_cast<__m256i*>(m16), m);
-      for (int g = 0; g < kGroups; ++g) panel->scales[(b * kGroups + g) * kPanelRows + r] = sc16[g];
-      for (int k = 0; k < kGroups / 2; ++k) {
-        const size_t at = static_cast<size_t>((b * kGroups / 2 + k) * kPanelRows + r);
-        std::memcpy(&panel->sc_pairs[at], sc16 + 2 * k, 4);
-        std::memcpy(&panel->m_pairs[at], m16 + 2 * k, 4);
+      for (int i = 0; i < 4; ++i) {
+        const int r = r0 + i;
+        __m256i sc, m = _mm256_setzero_si256();
+        T::scales(*blk[i], &sc, &m);
+        alignas(32) int16_t sc16[kGroups], m16[kGroups];  // [group]
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sc16), sc);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(m16), m);
+        for (int g = 0; g < kGroups; ++g) panel->scales[(b * kGroups + g) * kPanelRows + r] = sc16[g];
+        for (int k = 0; k < kGroups / 2; ++k) {
+          const size_t at = static_cast<size_t>((b * kGroups / 2 + k) * kPanelRows + r);
+          std::memcpy(&panel->sc_pairs[at], sc16 + 2 * k, 4);
+          std::memcpy(&panel->m_pairs[at], m16 + 2 * k, 4);
+        }
+        panel->d[b * kPanelRows + r] = _cvtsh_ss(blk[i]->d);
+        panel->dmin[b * kPanelRows + r] = _cvtsh_ss(T::dmin(*blk[i]));
       }
-      panel->d[b * kPanelRows + r] = _cvtsh_ss(blk.d);
-      panel->dmin[b * kPanelRows + r] = _cvtsh_ss(T::dmin(blk));
     }
   }
 }
