@@ -14,7 +14,8 @@
 // and activations signed, which is the operand order dpbusd wants, so no bias is needed. Per
 // group of 16 columns the code sums are multiplied by the group's scale (vpmulld) and added; the
 // code offset (Q3_K, Q6_K) and the mins come through the activations' 16-column sums bsum_g, two
-// groups per dpwssd (the scales or mins as int16 pairs).
+// groups per dpwssd (the scales or mins as int16 pairs). Every integer is exact in int32: a
+// group's code sum is below 16·63·128 < 2^17, times |sc_g| <= 128 below 2^24, 16 groups below 2^28.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -30,23 +31,23 @@ namespace flashmem::detail {
 namespace {
 
 // 2 vectors of 16 rows. With 4 tokens per tile the kernel holds 8 group sums, 8 super-block sums
-// and 8 f32 accumulators, plus 2 weight and 2 scale vectors, in the 32 zmm registers; 6 tokens
-// would spill.
+// and 8 f32 accumulators, plus 2 weight and 2 scale vectors, in the 32 zmm registers (6 tokens
+// would need 36 for the sums and accumulators alone).
 constexpr int kPanelRows = 32;
 constexpr int kTileTokens = 4;
 constexpr int kGroups = kQKBlock / 16;     // scale groups per super-block
 constexpr int kQuads = kQKBlock / 4;       // dpbusd steps per super-block
 constexpr int kQuadsPerGroup = 16 / 4;
 
-// Packing a panel unpacks each weight once and writes ~1.3 bytes per weight (codes, scales), which
+// Packing a panel unpacks each weight once and writes ~1.4 bytes per weight (codes, scales), which
 // only pays over enough tokens. On 2048 x 768, one thread, against the tile kernel (each
 // super-block unpacked once per 8 tokens): 0.7-0.9x at 8 tokens, about even at 12, 1.0-1.4x at
 // 16, 1.15-1.5x at 24 (bench_kernels, docs/BENCHMARKS.md, fifteenth session; packing one row at a
 // time with 4-byte copies, before the transpose in pack_panel, moved the crossover to 24-32).
 constexpr int64_t kMinTokens = 16;
 
-// One packed panel of kPanelRows rows and n_blocks super-blocks; padding rows are all zero (their
-// outputs are never stored).
+// One packed panel of kPanelRows rows and n_blocks super-blocks; padding rows come from an all-zero
+// block (their outputs are never stored).
 struct KPanel {
   std::vector<uint8_t> codes;     // [n_blocks, kQuads, kPanelRows, 4] unsigned codes u
   std::vector<int32_t> scales;    // [n_blocks, kGroups, kPanelRows] sc_g
@@ -56,7 +57,7 @@ struct KPanel {
 };
 
 // Rows [0, n_rows) of W (n_rows <= kPanelRows) into `panel`; the rows after them are packed
-// from an all-zero block (zero codes and scales: their outputs are never stored). Four rows at a
+// from an all-zero block (zero codes and d: their outputs are never stored). Four rows at a
 // time: a chunk of 32 codes is 8 quads, and a 4 x 8 transpose of 32-bit lanes (two rounds of
 // unpacks) turns 4 rows' chunks into the 8 runs of 16 bytes (rows r .. r + 3 of one quad) the
 // panel holds (against one row at a time with 4-byte copies: see kMinTokens).
@@ -116,7 +117,7 @@ void pack_panel(const uint8_t* w, size_t stride, int64_t n_rows, int64_t n_block
 // y[t * ldy + r] for MT tokens t0.. of xq ([n_tokens · n_blocks] super-blocks, token-major) and the
 // panel's rows r < n_valid.
 template <typename T, int MT>
-void kquant_tile(const ActivationQ8K& xq, int64_t t0, int64_t n_blocks, const KPanel& panel, float* y, int64_t ldy,
+void panel_tile(const ActivationQ8K& xq, int64_t t0, int64_t n_blocks, const KPanel& panel, float* y, int64_t ldy,
                  int64_t n_valid) {
   __m512 acc[MT][2];
   for (int t = 0; t < MT; ++t) acc[t][0] = acc[t][1] = _mm512_setzero_ps();
@@ -215,12 +216,12 @@ void panel_tiles(const ActivationQ8K& xq, int64_t n_tokens, int64_t n_blocks, co
                  int64_t ldy, int64_t n_valid) {
   int64_t t = 0;
   for (; t + kTileTokens <= n_tokens; t += kTileTokens)
-    kquant_tile<T, kTileTokens>(xq, t, n_blocks, panel, y + t * ldy, ldy, n_valid);
+    panel_tile<T, kTileTokens>(xq, t, n_blocks, panel, y + t * ldy, ldy, n_valid);
   float* yt = y + t * ldy;
   switch (n_tokens - t) {
-    case 3: kquant_tile<T, 3>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
-    case 2: kquant_tile<T, 2>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
-    case 1: kquant_tile<T, 1>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
+    case 3: panel_tile<T, 3>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
+    case 2: panel_tile<T, 2>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
+    case 1: panel_tile<T, 1>(xq, t, n_blocks, panel, yt, ldy, n_valid); break;
     default: break;
   }
 }
