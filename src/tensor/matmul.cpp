@@ -66,11 +66,7 @@ void round_activations(DType type, const float* x, float* xq, int64_t n_tokens, 
       }
     }
   };
-  if (pool == nullptr || pool->size() <= 1) {
-    work(0, n_tokens);
-  } else {
-    pool->parallel_for(n_tokens, 1, work);
-  }
+  parallel_for(pool, n_tokens, 1, work);
 }
 
 // Rows converted and transposed together when packing: one 16 × 16 register transpose.
@@ -298,11 +294,7 @@ void matmul(DType type, const void* w, const float* x, float* y, int64_t n_token
       }
     }
   };
-  if (pool == nullptr || pool->size() <= 1) {
-    work(0, rows);
-  } else {
-    pool->parallel_for(rows, kPanelRows, work);
-  }
+  parallel_for(pool, rows, kPanelRows, work);
 }
 
 }  // namespace flashmem

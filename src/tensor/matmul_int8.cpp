@@ -63,11 +63,7 @@ void pack_activations(const float* x, int64_t n_tokens, int64_t cols, PackedActi
       }
     }
   };
-  if (pool == nullptr || pool->size() <= 1) {
-    work(0, n_tokens);
-  } else {
-    pool->parallel_for(n_tokens, 1, work);
-  }
+  parallel_for(pool, n_tokens, 1, work);
 }
 
 // Rows [0, n_rows) of W (n_rows <= kPanelRows) into `panel`; missing rows are zero.
@@ -185,11 +181,7 @@ bool matmul_int8(DType type, const void* w, const float* x, float* y, int64_t n_
       }
     }
   };
-  if (pool == nullptr || pool->size() <= 1) {
-    work(0, rows);
-  } else {
-    pool->parallel_for(rows, kPanelRows, work);
-  }
+  parallel_for(pool, rows, kPanelRows, work);
   return true;
 }
 

@@ -242,11 +242,7 @@ void quantize_tokens(const float* x, int64_t n_tokens, int64_t cols, ActivationQ
                   static_cast<size_t>(n_blocks * kGroups) * sizeof(int16_t));
     }
   };
-  if (pool == nullptr || pool->size() <= 1) {
-    work(0, n_tokens);
-  } else {
-    pool->parallel_for(n_tokens, 1, work);
-  }
+  parallel_for(pool, n_tokens, 1, work);
 }
 
 }  // namespace
@@ -273,11 +269,7 @@ bool matmul_kquant_int8(DType type, const void* w, const float* x, float* y, int
         panel_tiles<T>(xq, n_tokens, n_blocks, panel, y + r0, rows, n_valid);
       }
     };
-    if (pool == nullptr || pool->size() <= 1) {
-      work(0, rows);
-    } else {
-      pool->parallel_for(rows, kPanelRows, work);
-    }
+    parallel_for(pool, rows, kPanelRows, work);
   });
   return true;
 }

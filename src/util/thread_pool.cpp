@@ -132,4 +132,12 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   });
 }
 
+void parallel_for(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (pool == nullptr) {
+    if (n > 0) fn(0, n);
+    return;
+  }
+  pool->parallel_for(n, grain, fn);  // runs fn(0, n) inline on a pool of one thread
+}
+
 }  // namespace flashmem

@@ -58,4 +58,8 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
 };
 
+// pool->parallel_for(n, grain, fn), or fn(0, n) on the calling thread when pool is null: the
+// dispatch every kernel that takes an optional pool makes.
+void parallel_for(ThreadPool* pool, int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
+
 }  // namespace flashmem
