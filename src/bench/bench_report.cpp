@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "model/attention.h"
 #include "model/model.h"
 #include "tensor/kernels.h"
 
@@ -28,8 +29,10 @@ nlohmann::json kv_settings_json(const BenchLabels& labels) {
 
 std::string render_bench_text(const BenchResult& r, const BenchLabels& labels) {
   const BenchOptions& o = r.options;
-  std::string out = fmt::format("model: {} ({}, {} layers, dim {}, {} weights), threads {}, kernels {}\n",
-                                labels.model, r.arch, r.n_layers, r.dim, r.weight_type, r.threads, kernel_isa());
+  std::string out = fmt::format("model: {} ({}, {} layers, dim {}, {} weights), threads {}, kernels {} (KV fetched "
+                                "into {})\n",
+                                labels.model, r.arch, r.n_layers, r.dim, r.weight_type, r.threads, kernel_isa(),
+                                attention_fetch_level());
   if (o.synthetic) {
     out += fmt::format("context: {:>6} tokens of synthetic KV (--fill random; prefill not measured)\n", o.context);
   } else {
@@ -93,6 +96,7 @@ nlohmann::json bench_to_json(const BenchResult& r, const BenchLabels& labels) {
       {"model", labels.model},
       {"threads", r.threads},
       {"kernels", kernel_isa()},
+      {"kv_prefetch", attention_fetch_level()},
       {"context", o.context},
       {"gen", o.gen},
       {"repeat", o.repeat},

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "model/attention_tile.h"
@@ -10,6 +12,7 @@
 #include "tensor/convert.h"
 #include "tensor/kernels.h"
 #include "tensor/simd.h"
+#include "util/cpu_identity.h"
 
 namespace flashmem {
 namespace {
@@ -255,14 +258,52 @@ using attention_tile::F16Slice;
 using attention_tile::F32Slice;
 using attention_tile::Q8Slice;
 
+// Whether the tiled decode kernel fetches the K and V rows it reads next into L2 only
+// (prefetcht1) rather than into L1 (prefetcht0). A core streaming its share of the history needs
+// ~40 lines in flight (~20 GB/s at ~120 ns); L1-bound fetches hold one of L1's few miss buffers
+// each until they arrive, L2-bound ones do not. Measured per microarchitecture (docs/BENCHMARKS.md,
+// sixteenth session): on Zen 4 (AMD family 0x19, which honours prefetcht1 as L2) L2 made the
+// engine's 16K decode attention 12.4-15.3 -> 8.8-10.1 ms per token, same tokens; on the Zen 5
+// hosts (family 0x1A) of the fourteenth session L2 was slower (12.4-16.3 against 16.7-19.3 GB/s
+// from DRAM). Other processors: not measured, L1 as before. FLASHMEM_KV_PREFETCH=l1|l2 overrides
+// the choice (A/B runs of one binary); another value is reported once and ignored.
+bool choose_fetch_into_l2() {
+  if (const char* env = std::getenv("FLASHMEM_KV_PREFETCH"); env != nullptr) {
+    if (std::strcmp(env, "l1") == 0) return false;
+    if (std::strcmp(env, "l2") == 0) return true;
+    std::fprintf(stderr, "flashmem: FLASHMEM_KV_PREFETCH='%s' is neither l1 nor l2; choosing by processor\n", env);
+  }
+  const CpuIdentity& cpu = cpu_identity();
+  return cpu.vendor == "AuthenticAMD" && cpu.family == 0x19;
+}
+bool fetch_into_l2() {
+  static const bool l2 = choose_fetch_into_l2();
+  return l2;
+}
+
+// Every 64-byte line of [p, p + bytes) fetched with `hint` (_MM_HINT_T0: into L1, _MM_HINT_T1: L2).
+template <int hint>
+void prefetch_lines(const uint8_t* p, size_t bytes) {
+  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
+  for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + bytes; a += 64)
+    _mm_prefetch(reinterpret_cast<const char*>(a), static_cast<_mm_hint>(hint));
+}
+
 // Whole rows rows[0, n) fetched a few per step() over `steps` calls, so that their lines arrive
-// while the work the steps are part of runs.
+// while the work the steps are part of runs; into L2 only when fetch_into_l2().
 class RowPrefetcher {
  public:
   RowPrefetcher(const uint8_t* const* rows, int64_t n, size_t row_bytes, int64_t steps)
-      : rows_(rows), n_(n), row_bytes_(row_bytes), per_step_(steps > 0 ? (n + steps - 1) / steps : n) {}
+      : rows_(rows), n_(n), row_bytes_(row_bytes), per_step_(steps > 0 ? (n + steps - 1) / steps : n),
+        l2_(fetch_into_l2()) {}
   void step() {
-    for (int64_t i = 0; i < per_step_ && next_ < n_; ++i) prefetch_head(rows_[next_++], row_bytes_);
+    for (int64_t i = 0; i < per_step_ && next_ < n_; ++i) {
+      if (l2_) {
+        prefetch_lines<_MM_HINT_T1>(rows_[next_++], row_bytes_);
+      } else {
+        prefetch_lines<_MM_HINT_T0>(rows_[next_++], row_bytes_);
+      }
+    }
   }
 
  private:
@@ -270,6 +311,7 @@ class RowPrefetcher {
   int64_t n_;
   size_t row_bytes_;
   int64_t per_step_, next_ = 0;
+  bool l2_;
 };
 
 // Largest of x[0, n) (n >= 1).
@@ -401,6 +443,14 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, in
   }
 #endif
   scalar_chunk(shape, rows, q, partial, scores, n_keys);
+}
+
+const char* attention_fetch_level() {
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+  return fetch_into_l2() ? "l2" : "l1";
+#else
+  return "none";  // the scalar chunk kernel fetches nothing ahead
+#endif
 }
 
 void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_chunks, float* out,

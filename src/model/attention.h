@@ -89,6 +89,10 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, in
                   int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
                   float* scores = nullptr, int64_t next_chunk = -1);
 
+// Where the decode kernel fetches the K and V rows it reads next: "l1", "l2" (chosen per
+// processor, FLASHMEM_KV_PREFETCH=l1|l2 overrides; see attention.cpp) or "none" (scalar builds).
+const char* attention_fetch_level();
+
 // out [n_heads, v_dim] = the softmax-weighted sum of V over all chunks, from their partial
 // states [n_chunks, attention_partial_floats] (combined in chunk order; n_chunks = 0: out = 0).
 // probs (nullptr = not wanted): [n_heads, n_keys] holding every chunk's scores on entry, the
