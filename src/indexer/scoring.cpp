@@ -222,11 +222,9 @@ void score_logits(const IndexerQuery& query, const uint8_t* keys, int64_t n_keys
   check_query(query);
   if (n_keys <= 0) return;
   const PackedQuery packed = pack_query(query);
-  if (pool == nullptr || pool->size() <= 1 || n_keys * packed.padded_heads < kMinParallelWork) {
-    score_range(packed, keys, 0, n_keys, logits);
-    return;
-  }
-  pool->parallel_for(n_keys, kBlockChunks, [&](int64_t begin, int64_t end) {
+  // Small histories run on the calling thread: a dispatch would cost more than it shares.
+  ThreadPool* threads = n_keys * packed.padded_heads < kMinParallelWork ? nullptr : pool;
+  parallel_for(threads, n_keys, kBlockChunks, [&](int64_t begin, int64_t end) {
     score_range(packed, keys, begin, end, logits);
   });
 }

@@ -324,11 +324,7 @@ void quantize_kquant_tiles(const float* x, int64_t n_tokens, int64_t cols, std::
       }
     }
   };
-  if (pool == nullptr || pool->size() <= 1 || n_tiles == 1) {
-    work(0, n_tiles);
-  } else {
-    pool->parallel_for(n_tiles, 1, work);
-  }
+  parallel_for(n_tiles == 1 ? nullptr : pool, n_tiles, 1, work);
 }
 
 void kquant_tile_rows(DType type, const uint8_t* w, size_t stride, const std::vector<KQuantTile>& tiles,

@@ -507,11 +507,7 @@ void matvec_range(DType type, const uint8_t* w, size_t stride, const float* x, c
 // Runs work(begin, end) over the rows, threaded when the matrix is large enough to pay for it.
 template <typename Work>
 void run_rows(ThreadPool* pool, int64_t rows, size_t stride, const Work& work) {
-  if (pool == nullptr || pool->size() <= 1 || stride * static_cast<size_t>(rows) < kMinParallelBytes) {
-    work(0, rows);
-    return;
-  }
-  pool->parallel_for(rows, kRowGroup, work);
+  parallel_for(stride * static_cast<size_t>(rows) < kMinParallelBytes ? nullptr : pool, rows, kRowGroup, work);
 }
 
 }  // namespace

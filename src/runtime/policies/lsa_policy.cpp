@@ -99,10 +99,7 @@ void LsaPolicy::compute_pending_keys() {
                                 pending_means_.data() + j * dim_, p.first_pos, nullptr);
     }
   };
-  if (pool_ == nullptr || pool_->size() <= 1 || n == 1)
-    work(0, n);
-  else
-    pool_->parallel_for(n, 1, work);
+  parallel_for(n == 1 ? nullptr : pool_, n, 1, work);
   // Chunks complete in position order within each target layer, so appending in pending order
   // keeps every layer's keys in chunk order.
   for (int64_t j = 0; j < n; ++j) {
