@@ -105,6 +105,7 @@ class ForwardPass {
   // [run items] (token of the run, chunk from the range's first) of attention's chunk-major order
   std::vector<std::pair<int32_t, int32_t>> run_items_;
   std::vector<KvSpan> rest_spans_;    // a windowed history's last window, then spans(layer)
+  KeyIndex one_token_keys_;           // a decode token's keys among the spans it attends (index_keys)
   PrefillAttention prefill_;          // a prompt slice's tiled attention (states of its tiles)
 };
 

@@ -137,15 +137,29 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
     // of them), read from `from`, whose first key is key lo * kAttentionChunkKeys. Chunk by
     // chunk: the threads attend one chunk for every token while its K and V rows are in cache,
     // so the window comes from memory about once per run instead of once per token.
+    // A run of one token (decode) indexes its keys once for all its chunks (see KeyIndex); a run
+    // of several lets attend_chunk index them per item.
+    auto index_if_one_token = [&](std::span<const KvSpan> from) {
+      if (last - first == 1) index_keys(shape, from, pos0 + first, one_token_keys_);
+    };
+    auto chunk_of = [&](std::span<const KvSpan> from, int64_t i, int64_t c, float* partial, std::vector<float>& scratch,
+                        float* probs, int64_t next) {
+      if (last - first == 1) {
+        attend_chunk(shape, from, one_token_keys_, c, &q_rows[i * Q], partial, scratch, probs, next);
+      } else {
+        attend_chunk(shape, from, pos0 + i, c, &q_rows[i * Q], partial, scratch, probs, next);
+      }
+    };
     auto attend_window = [&](std::span<const KvSpan> from, int64_t lo, int64_t hi) {
       const int64_t tokens = last - first, items = tokens * (hi - lo);
+      index_if_one_token(from);
       pool_.run([&](int part) {
         thread_local std::vector<float> scratch;  // per thread
         const ItemShare share = share_items(items, part, n_threads, tokens == 1);
         for (int64_t item = share.begin; item < share.end; item += share.step) {
           const int64_t ti = item % tokens, chunk = lo + item / tokens, i = first + ti;
-          attend_chunk(shape, from, pos0 + i, chunk - lo, &q_rows[i * Q],
-                       &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch);
+          chunk_of(from, i, chunk - lo, &partials_[static_cast<size_t>((chunk_first_[ti] + chunk) * stride)], scratch,
+                   nullptr, -1);
         }
       });
     };
@@ -161,6 +175,7 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
           if (c < chunk_first_[ti + 1] - chunk_first_[ti] - lo)
             run_items_.push_back({static_cast<int32_t>(ti), static_cast<int32_t>(c)});
       const auto items = static_cast<int64_t>(run_items_.size());
+      index_if_one_token(from);
       pool_.run([&](int part) {
         thread_local std::vector<float> scratch;  // per thread
         const ItemShare share = share_items(items, part, n_threads, last - first == 1);
@@ -170,9 +185,8 @@ void ForwardPass::attention(const PassSlice& slice, int64_t layer) {
           // This thread's next chunk, when it is another one, has its first rows prefetched.
           const int64_t after = item + share.step;
           const int64_t next = after < share.end ? run_items_[static_cast<size_t>(after)].second : c;
-          attend_chunk(shape, from, pos0 + i, c, &q_rows[i * Q],
-                       &partials_[static_cast<size_t>((chunk_first_[static_cast<size_t>(ti)] + chunk) * stride)],
-                       scratch, probs_of(i), next != c ? next : -1);
+          chunk_of(from, i, c, &partials_[static_cast<size_t>((chunk_first_[static_cast<size_t>(ti)] + chunk) * stride)],
+                   scratch, probs_of(i), next != c ? next : -1);
         }
       });
     };

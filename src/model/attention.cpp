@@ -22,11 +22,13 @@ namespace {
 // measured +20-30% decode at --context 4096 (16 ahead: no better).
 constexpr int64_t kPrefetchRows = 8;
 
-// Every 64-byte line of [p, p + bytes).
-void prefetch_head(const uint8_t* p, size_t bytes) {
+// Every 64-byte line of [p, p + bytes) fetched ahead: kLocality 3 into L1 (prefetcht0 on x86),
+// 2 into L2 (prefetcht1).
+template <int kLocality = 3>
+void prefetch_lines(const uint8_t* p, size_t bytes) {
   const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
   for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + bytes; a += 64)
-    __builtin_prefetch(reinterpret_cast<const void*>(a));
+    __builtin_prefetch(reinterpret_cast<const void*>(a), 0, kLocality);
 }
 
 // A block-quantized (q8_0) slice of wide.size() values as f32, in `wide`.
@@ -109,7 +111,7 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
     const uint8_t* k0 = s.k + static_cast<size_t>(span_skip(s, min_pos)) * row;
     for (int64_t j = 0; j < n; ++j, ++t) {
       const uint8_t* k = k0 + static_cast<size_t>(j) * row + head_offset;
-      if (j + kPrefetchRows < n) prefetch_head(k + kPrefetchRows * row, head_bytes);
+      if (j + kPrefetchRows < n) prefetch_lines(k + kPrefetchRows * row, head_bytes);
       if (type == DType::F16) {
         dot_f16_f32_heads(reinterpret_cast<const uint16_t*>(k), q, group, hd, dots.data());
       } else if (type == DType::Q8_0) {
@@ -145,7 +147,7 @@ void attend_kv_head_ref(const AttentionShape& shape, std::span<const KvSpan> spa
     const uint8_t* v0 = s.v + static_cast<size_t>(span_skip(s, min_pos)) * row;
     for (int64_t j = 0; j < n; ++j, ++t) {
       const uint8_t* v = v0 + static_cast<size_t>(j) * row + head_offset;
-      if (j + kPrefetchRows < n) prefetch_head(v + kPrefetchRows * row, head_bytes);
+      if (j + kPrefetchRows < n) prefetch_lines(v + kPrefetchRows * row, head_bytes);
       const float* vf = reinterpret_cast<const float*>(v);
       if (type != DType::F32 && type != DType::F16) vf = dequantized(type, v, wide);
       for (int64_t g = 0; g < group; ++g) {
@@ -178,21 +180,21 @@ struct ChunkRows {
 };
 
 // k[i], v[i] (v: nullptr = not wanted) = the rows of keys t_begin + i in [t_begin, t_end) among
-// the positions of `spans` in [min_pos, max_pos]; returns their count. Cost: O(spans before
-// t_end + keys).
-int64_t gather_rows(std::span<const KvSpan> spans, int64_t min_pos, int64_t max_pos, int64_t t_begin,
-                    int64_t t_end, size_t row_bytes, const uint8_t** k, const uint8_t** v) {
+// the keys `index` describes in `spans`; returns their count. Cost: O(log spans + spans holding
+// those keys + keys).
+int64_t gather_rows(std::span<const KvSpan> spans, const KeyIndex& index, int64_t t_begin, int64_t t_end,
+                    size_t row_bytes, const uint8_t** k, const uint8_t** v) {
+  const std::vector<int64_t>& first = index.span_first;
+  // The last span whose first key is <= t_begin (first[0] = 0 <= t_begin).
+  size_t s = static_cast<size_t>(std::upper_bound(first.begin(), first.end() - 1, t_begin) - first.begin()) - 1;
   int64_t count = 0;
-  int64_t t = 0;  // key index of the current span's first attended position
-  for (const KvSpan& s : spans) {
-    if (t >= t_end) break;
-    const int64_t n = span_keys(s, min_pos, max_pos), skip = span_skip(s, min_pos);
-    for (int64_t i = std::max(t_begin, t); i < std::min(t_end, t + n); ++i, ++count) {
+  for (; s < spans.size() && first[s] < t_end; ++s) {
+    const int64_t t = first[s], skip = span_skip(spans[s], index.min_pos);
+    for (int64_t i = std::max(t_begin, t); i < std::min(t_end, first[s + 1]); ++i, ++count) {
       const size_t at = static_cast<size_t>(skip + i - t) * row_bytes;
-      k[count] = s.k + at;
-      if (v != nullptr) v[count] = s.v + at;
+      k[count] = spans[s].k + at;
+      if (v != nullptr) v[count] = spans[s].v + at;
     }
-    t += n;
   }
   return count;
 }
@@ -263,7 +265,8 @@ using attention_tile::Q8Slice;
 // ~40 lines in flight (~20 GB/s at ~120 ns); L1-bound fetches hold one of L1's few miss buffers
 // each until they arrive, L2-bound ones do not. Measured per microarchitecture (docs/BENCHMARKS.md,
 // sixteenth session): on Zen 4 (AMD family 0x19, which honours prefetcht1 as L2) L2 made the
-// engine's 16K decode attention 12.4-15.3 -> 8.8-10.1 ms per token, same tokens; on the Zen 5
+// engine's 16K f16 decode attention 14.2-16.9 -> 8.5-9.8 ms per token on a synthetic history and
+// 12.8-14.1 -> 9.6-10.4 after a real prefill, same tokens (q8_0 KV: within noise); on the Zen 5
 // hosts (family 0x1A) of the fourteenth session L2 was slower (12.4-16.3 against 16.7-19.3 GB/s
 // from DRAM). Other processors: not measured, L1 as before. FLASHMEM_KV_PREFETCH=l1|l2 overrides
 // the choice (A/B runs of one binary); another value is reported once and ignored.
@@ -281,14 +284,6 @@ bool fetch_into_l2() {
   return l2;
 }
 
-// Every 64-byte line of [p, p + bytes) fetched with `hint` (_MM_HINT_T0: into L1, _MM_HINT_T1: L2).
-template <int hint>
-void prefetch_lines(const uint8_t* p, size_t bytes) {
-  const uintptr_t first = reinterpret_cast<uintptr_t>(p) & ~uintptr_t{63};
-  for (uintptr_t a = first; a < reinterpret_cast<uintptr_t>(p) + bytes; a += 64)
-    _mm_prefetch(reinterpret_cast<const char*>(a), static_cast<_mm_hint>(hint));
-}
-
 // Whole rows rows[0, n) fetched a few per step() over `steps` calls, so that their lines arrive
 // while the work the steps are part of runs; into L2 only when fetch_into_l2().
 class RowPrefetcher {
@@ -299,9 +294,9 @@ class RowPrefetcher {
   void step() {
     for (int64_t i = 0; i < per_step_ && next_ < n_; ++i) {
       if (l2_) {
-        prefetch_lines<_MM_HINT_T1>(rows_[next_++], row_bytes_);
+        prefetch_lines<2>(rows_[next_++], row_bytes_);
       } else {
-        prefetch_lines<_MM_HINT_T0>(rows_[next_++], row_bytes_);
+        prefetch_lines<3>(rows_[next_++], row_bytes_);
       }
     }
   }
@@ -417,21 +412,42 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
 
 }  // namespace
 
+void index_keys(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos, KeyIndex& index) {
+  index.min_pos = first_attended_pos(shape, max_pos);
+  index.max_pos = max_pos;
+  index.span_first.resize(spans.size() + 1);
+  int64_t t = 0;
+  for (size_t s = 0; s < spans.size(); ++s) {
+    index.span_first[s] = t;
+    t += span_keys(spans[s], index.min_pos, max_pos);
+  }
+  index.span_first[spans.size()] = t;
+  index.n_keys = t;
+}
+
 void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
                   int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
                   float* scores, int64_t next_chunk) {
-  const int64_t min_pos = first_attended_pos(shape, max_pos);
-  const int64_t n_keys = attended_keys(spans, max_pos, min_pos);
+  thread_local KeyIndex index;  // per thread: rebuilt per call
+  index_keys(shape, spans, max_pos, index);
+  attend_chunk(shape, spans, index, chunk, q, partial, scratch, scores, next_chunk);
+}
+
+void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, const KeyIndex& index,
+                  int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
+                  float* scores, int64_t next_chunk) {
+  const int64_t n_keys = index.n_keys;
   const int64_t t_begin = chunk * kAttentionChunkKeys;
   const int64_t t_end = std::min(n_keys, t_begin + kAttentionChunkKeys);
   ChunkRows rows;
   rows.t0 = t_begin;
   rows.row_bytes = row_bytes(shape.kv_type, shape.n_kv_heads * shape.head_dim);
-  rows.n = gather_rows(spans, min_pos, max_pos, t_begin, t_end, rows.row_bytes, rows.k, rows.v);
+  rows.n = t_begin < t_end ? gather_rows(spans, index, t_begin, t_end, rows.row_bytes, rows.k, rows.v) : 0;
   if (next_chunk >= 0) {
     const int64_t next = next_chunk * kAttentionChunkKeys;
-    rows.n_next = gather_rows(spans, min_pos, max_pos, next, std::min(n_keys, next + kBlockKeys),
-                              rows.row_bytes, rows.next_k, nullptr);
+    rows.n_next = next < n_keys ? gather_rows(spans, index, next, std::min(n_keys, next + kBlockKeys),
+                                              rows.row_bytes, rows.next_k, nullptr)
+                                : 0;
   }
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   if (shape.head_dim % 8 == 0 && value_dim(shape) % 8 == 0) {
@@ -480,12 +496,14 @@ void attend_merge(const AttentionShape& shape, const float* partials, int64_t n_
 
 void attend_token(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
                   const float* q, float* out, std::vector<float>& scratch, float* probs) {
-  const int64_t n_keys = attended_keys(spans, max_pos, first_attended_pos(shape, max_pos));
+  KeyIndex index;
+  index_keys(shape, spans, max_pos, index);
+  const int64_t n_keys = index.n_keys;
   const int64_t n_chunks = attention_chunks(n_keys);
   const int64_t stride = attention_partial_floats(shape);
   std::vector<float> partials(static_cast<size_t>(n_chunks * stride));  // [n_chunks, stride]
   for (int64_t c = 0; c < n_chunks; ++c)
-    attend_chunk(shape, spans, max_pos, c, q, &partials[static_cast<size_t>(c * stride)], scratch, probs,
+    attend_chunk(shape, spans, index, c, q, &partials[static_cast<size_t>(c * stride)], scratch, probs,
                  c + 1 < n_chunks ? c + 1 : -1);
   attend_merge(shape, partials.data(), n_chunks, out, probs, n_keys);
 }

@@ -75,6 +75,16 @@ inline int64_t attention_partial_floats(const AttentionShape& shape) {
   return shape.n_heads * (value_dim(shape) + 2);
 }
 
+// Where the keys one token at max_pos attends lie among `spans`: span s holds keys span_first[s]
+// .. span_first[s + 1] - 1 (key indices as above; n_keys in all). Built once per token and set of
+// spans in O(spans), it lets each chunk find its rows in O(log spans) instead of walking the spans
+// before it (a paged history has one span per page: 1024 per layer at 64K).
+struct KeyIndex {
+  int64_t min_pos = 0, max_pos = 0, n_keys = 0;
+  std::vector<int64_t> span_first;  // [spans + 1]
+};
+void index_keys(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos, KeyIndex& index);
+
 // Chunk `chunk` of one token's attention, all query heads: q [n_heads, head_dim] (head h uses kv
 // head h / group) attends to the chunk's keys among the positions of `spans` in
 // [first_attended_pos(shape, max_pos), max_pos] (spans in increasing position order). partial:
@@ -86,6 +96,11 @@ inline int64_t attention_partial_floats(const AttentionShape& shape) {
 // Cost: reads the chunk's K rows, then its V rows, once each, all heads per block of keys;
 // O(n_heads · kAttentionChunkKeys) scratch.
 void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos,
+                  int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
+                  float* scores = nullptr, int64_t next_chunk = -1);
+// The same with the token's keys indexed beforehand (index_keys(shape, spans, max_pos, index)):
+// the form for many chunks of one token; the form above indexes the spans on every call.
+void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, const KeyIndex& index,
                   int64_t chunk, const float* q, float* partial, std::vector<float>& scratch,
                   float* scores = nullptr, int64_t next_chunk = -1);
 

@@ -12,8 +12,6 @@
 namespace flashmem {
 namespace {
 
-using test::run_flashmem;
-
 const std::string kModel = std::string(FLASHMEM_TEST_DATA) + "/models/stories260K.gguf";
 const std::string kBench = "bench -m " + kModel + " --context 300 --gen 8 --repeat 1 -t 2 --json";
 

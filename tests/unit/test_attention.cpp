@@ -262,6 +262,48 @@ TEST(Attention, SpanSplitAndChunkOrderDoNotChangeAnyBit) {
   }
 }
 
+// index_keys + the indexed attend_chunk: spans that hold no attended key (empty, wholly before a
+// sliding window's first position, wholly after max_pos) and spans cut anywhere leave every
+// output bit as one contiguous span gives, chunk by chunk in any order; the index counts the
+// keys attended_keys counts and its span starts are the running sums of the spans' keys.
+TEST(Attention, KeyIndexFindsEveryChunkAcrossEmptyAndWindowedSpans) {
+  uint32_t seed = 2600;
+  for (int64_t window : {0, 1, 37, 300})
+    for (int64_t n_pos : {1, 255, 256, 257, 1029}) {
+      const AttentionShape shape{6, 2, 64, DType::F16, 0.0f, 0.0f, window};
+      const KvHistory h(shape, n_pos + 50, seed++);  // 50 positions past max_pos
+      const int64_t max_pos = n_pos - 1;
+      std::mt19937 rng(seed++);
+      std::vector<KvSpan> cuts, spans;
+      cut(h, 0, n_pos + 50, 9, rng, &cuts);
+      for (const KvSpan& c : cuts) {  // an empty span before every third one
+        if (spans.size() % 3 == 0) spans.push_back({c.pos0, 0, c.k, c.v});
+        spans.push_back(c);
+      }
+      const std::vector<KvSpan> one{h.span(0, n_pos + 50)};
+      KeyIndex index, index_one;
+      index_keys(shape, spans, max_pos, index);
+      index_keys(shape, one, max_pos, index_one);
+      const int64_t n_keys = attended_keys(spans, max_pos, first_attended_pos(shape, max_pos));
+      ASSERT_EQ(index.n_keys, n_keys);
+      ASSERT_EQ(index_one.n_keys, n_keys);
+      ASSERT_EQ(index.span_first.size(), spans.size() + 1);
+      for (size_t i = 0; i < spans.size(); ++i)
+        ASSERT_EQ(index.span_first[i + 1] - index.span_first[i],
+                  attended_keys(std::span(&spans[i], 1), max_pos, first_attended_pos(shape, max_pos)));
+      const std::vector<float> q = random_query(shape.n_heads * 64, 4.0f, seed++);
+      const int64_t n_chunks = attention_chunks(n_keys), stride = attention_partial_floats(shape);
+      std::vector<float> want(static_cast<size_t>(n_chunks * stride)), got(want.size()), scratch;
+      std::vector<float> want_scores(static_cast<size_t>(shape.n_heads * n_keys)), got_scores(want_scores.size());
+      for (int64_t c = 0; c < n_chunks; ++c)
+        attend_chunk(shape, one, max_pos, c, q.data(), &want[c * stride], scratch, want_scores.data());
+      for (int64_t c = n_chunks - 1; c >= 0; --c)  // last to first, naming the one before as next
+        attend_chunk(shape, spans, index, c, q.data(), &got[c * stride], scratch, got_scores.data(), c - 1);
+      EXPECT_TRUE(bit_equal(got, want)) << "window " << window << " n_pos " << n_pos;
+      EXPECT_TRUE(bit_equal(got_scores, want_scores)) << "window " << window << " n_pos " << n_pos;
+    }
+}
+
 // A q8_0 cache: every score is the integer dot product of the keys' codes with the query's q8_0
 // codes per 32-value block, Σ_b fma(Σ_i k_bi q_bi, d_k,b · d_q,b) in block order, times the
 // scale, bit for bit (computed here from the blocks), whatever the key count (non-multiples of
