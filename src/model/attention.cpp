@@ -268,8 +268,10 @@ using attention_tile::Q8Slice;
 // engine's 16K f16 decode attention 14.2-16.9 -> 8.5-9.8 ms per token on a synthetic history and
 // 12.8-14.1 -> 9.6-10.4 after a real prefill, same tokens (q8_0 KV: within noise); on the Zen 5
 // hosts (family 0x1A) of the fourteenth session L2 was slower (12.4-16.3 against 16.7-19.3 GB/s
-// from DRAM). Other processors: not measured, L1 as before. FLASHMEM_KV_PREFETCH=l1|l2 overrides
-// the choice (A/B runs of one binary); another value is reported once and ignored.
+// from DRAM). Family 0x19 also covers Zen 3, for which AMD does not document prefetcht1 as
+// L2-only (that is new in Zen 4): expected unchanged there, not measured. Other processors: not
+// measured, L1 as before. FLASHMEM_KV_PREFETCH=l1|l2 overrides the choice (A/B runs of one
+// binary); another value is reported once per process and ignored.
 bool choose_fetch_into_l2() {
   if (const char* env = std::getenv("FLASHMEM_KV_PREFETCH"); env != nullptr) {
     if (std::strcmp(env, "l1") == 0) return false;
