@@ -184,6 +184,7 @@ struct ChunkRows {
 // those keys + keys).
 int64_t gather_rows(std::span<const KvSpan> spans, const KeyIndex& index, int64_t t_begin, int64_t t_end,
                     size_t row_bytes, const uint8_t** k, const uint8_t** v) {
+  if (t_begin >= t_end) return 0;  // (also when spans is empty: first = {0})
   const std::vector<int64_t>& first = index.span_first;
   // The last span whose first key is <= t_begin (first[0] = 0 <= t_begin).
   size_t s = static_cast<size_t>(std::upper_bound(first.begin(), first.end() - 1, t_begin) - first.begin()) - 1;
@@ -416,7 +417,6 @@ void tiled_chunk(const AttentionShape& shape, const ChunkRows& rows, const float
 
 void index_keys(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos, KeyIndex& index) {
   index.min_pos = first_attended_pos(shape, max_pos);
-  index.max_pos = max_pos;
   index.span_first.resize(spans.size() + 1);
   int64_t t = 0;
   for (size_t s = 0; s < spans.size(); ++s) {
@@ -444,12 +444,11 @@ void attend_chunk(const AttentionShape& shape, std::span<const KvSpan> spans, co
   ChunkRows rows;
   rows.t0 = t_begin;
   rows.row_bytes = row_bytes(shape.kv_type, shape.n_kv_heads * shape.head_dim);
-  rows.n = t_begin < t_end ? gather_rows(spans, index, t_begin, t_end, rows.row_bytes, rows.k, rows.v) : 0;
+  rows.n = gather_rows(spans, index, t_begin, t_end, rows.row_bytes, rows.k, rows.v);
   if (next_chunk >= 0) {
     const int64_t next = next_chunk * kAttentionChunkKeys;
-    rows.n_next = next < n_keys ? gather_rows(spans, index, next, std::min(n_keys, next + kBlockKeys),
-                                              rows.row_bytes, rows.next_k, nullptr)
-                                : 0;
+    rows.n_next = gather_rows(spans, index, next, std::min(n_keys, next + kBlockKeys), rows.row_bytes,
+                              rows.next_k, nullptr);
   }
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
   if (shape.head_dim % 8 == 0 && value_dim(shape) % 8 == 0) {

@@ -80,7 +80,7 @@ inline int64_t attention_partial_floats(const AttentionShape& shape) {
 // spans in O(spans), it lets each chunk find its rows in O(log spans) instead of walking the spans
 // before it (a paged history has one span per page: 1024 per layer at 64K).
 struct KeyIndex {
-  int64_t min_pos = 0, max_pos = 0, n_keys = 0;
+  int64_t min_pos = 0, n_keys = 0;  // the token's first attended position; its keys in all
   std::vector<int64_t> span_first;  // [spans + 1]
 };
 void index_keys(const AttentionShape& shape, std::span<const KvSpan> spans, int64_t max_pos, KeyIndex& index);
