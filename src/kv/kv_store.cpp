@@ -70,33 +70,31 @@ void KvStore::check_segment_index(int64_t segment) const {
 
 // ---- RamStore ------------------------------------------------------------------------------
 
-RamStore::RamStore(size_t page_bytes, int64_t segments) : KvStore(page_bytes, segments) {}
+RamStore::RamStore(size_t page_bytes, int64_t segments) : KvStore(page_bytes, segments), slabs_(page_bytes) {}
 
 StoreStatus RamStore::write_page(int64_t page, const uint8_t* bytes) {
   check_page_index(page);
   const auto index = static_cast<size_t>(page);
+  uint8_t* slot = nullptr;
   {
     std::lock_guard lock(mutex_);
     if (index >= states_.size()) {
       try {
         states_.resize(index + 1, PageState::kAbsent);
-        pages_.resize(index + 1);
+        pages_.resize(index + 1, nullptr);
       } catch (const std::bad_alloc&) {
         return StoreStatus::kNoSpace;  // table for an absurd page index: out of memory
       }
     }
     if (states_[index] != PageState::kAbsent) fail("KV page {} written twice", page);
+    slot = slabs_.allocate();  // a slot is taken under the lock, filled outside it
+    if (slot == nullptr) return StoreStatus::kNoSpace;
     states_[index] = PageState::kWriting;
   }
-  // Allocate and copy outside the lock: readers of other pages never wait for a page copy.
-  AlignedBytes copy = allocate_aligned_bytes(page_bytes_);
-  if (copy) std::memcpy(copy.get(), bytes, page_bytes_);
+  // Copy outside the lock: readers of other pages never wait for a page copy.
+  std::memcpy(slot, bytes, page_bytes_);
   std::lock_guard lock(mutex_);
-  if (!copy) {
-    states_[index] = PageState::kAbsent;
-    return StoreStatus::kNoSpace;
-  }
-  pages_[index] = std::move(copy);
+  pages_[index] = slot;
   states_[index] = PageState::kPresent;
   bytes_written_.fetch_add(page_bytes_, std::memory_order_relaxed);
   return StoreStatus::kOk;
@@ -106,7 +104,7 @@ const uint8_t* RamStore::page_in_place(int64_t page) const {
   std::lock_guard lock(mutex_);
   if (page < 0 || static_cast<size_t>(page) >= states_.size()) return nullptr;
   if (states_[page] != PageState::kPresent) return nullptr;
-  return pages_[page].get();
+  return pages_[page];
 }
 
 StoreStatus RamStore::read_page(int64_t page, uint8_t* dst) {

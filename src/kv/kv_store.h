@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kv/page_layout.h"
+#include "kv/page_slabs.h"
 
 namespace flashmem {
 
@@ -120,8 +121,8 @@ class KvStore {
 // lock only to look the page up, never while copying bytes.
 enum class PageState : uint8_t { kAbsent, kWriting, kPresent };
 
-// Pages in memory, one 64-byte aligned allocation per page so that pointers stay valid while the
-// table grows (zero-copy mapping relies on it).
+// Pages in memory, in slots of large slabs on 2 MiB pages (PageSlabs) that never move, so that
+// pointers stay valid while the table grows (zero-copy mapping relies on it).
 class RamStore final : public KvStore {
  public:
   // page_bytes >= 1 and segments dividing it (throws Error otherwise).
@@ -135,9 +136,10 @@ class RamStore final : public KvStore {
   const uint8_t* page_in_place(int64_t page) const override;
 
  private:
-  mutable std::mutex mutex_;          // guards the two tables below (not the page bytes)
-  std::vector<AlignedBytes> pages_;   // [n_pages] each [page_bytes]; null while absent
+  mutable std::mutex mutex_;          // guards the tables and slabs below (not the page bytes)
+  std::vector<const uint8_t*> pages_; // [n_pages] each [page_bytes] in slabs_; null while absent
   std::vector<PageState> states_;     // [n_pages]
+  PageSlabs slabs_;                   // where the pages' bytes live
 };
 
 }  // namespace flashmem
