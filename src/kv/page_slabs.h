@@ -1,5 +1,5 @@
 // Page-sized slots carved from a few large allocations ("slabs") on 2 MiB pages: how RamStore
-// keeps its pages. One allocation per page (786 KiB for the 125M bench model) put a RAM-store
+// keeps its pages. One allocation per page (768 KiB for the 125M bench model) put a RAM-store
 // history on 4 KiB pages, and decode attention reading it in place paid a page walk every 4 KiB:
 // `bench --context 65536 --fill random --policy full` decoded 17.0 tok/s with the RAM store
 // against 23.2 with the disk store, whose resident pool is one arena on 2 MiB pages
